@@ -1,0 +1,27 @@
+//! # ingest: everything that turns data into stored points
+//!
+//! Data flows one way: **source → parse → window → encode → sink**.
+//!
+//! ## Layout
+//! - [`follow`]: source. Watches the directory of `counters.csv` / `samples.csv` (notify, plus a
+//!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot.
+//! - [`csvrow`]: parse. The pure CSV kernel: `&[u8]` in, borrowed rows out, no I/O, no
+//!   allocation per row; bad rows are typed errors with line and byte.
+//! - [`table`]: window. Change detection across snapshots (a point is emitted only when it is
+//!   new or changed), the counters/samples join, and the per-minute HDR rollups.
+//! - [`files`]: the file pipeline that drives the three stages above.
+//! - [`kamailio`]: source + parse + window for Kamailio statistics (JSON-RPC over HTTP, BINRPC
+//!   over the `ctl` socket, saved `kamctl stats` output) with counter/gauge semantics.
+//! - [`lineproto`]: encode. Line protocol written into a reused buffer with exact escaping.
+//! - [`sink`]: sink. stdout/file writer, and the InfluxDB 2 writer with its on-disk spool.
+
+pub mod csvrow;
+pub mod files;
+pub mod follow;
+pub mod kamailio;
+pub mod lineproto;
+pub mod sink;
+pub mod table;
+
+pub use lineproto::{Field, LineEncoder};
+pub use sink::{SinkHandle, SinkStats};

@@ -1,0 +1,145 @@
+//! Sinks: where encoded points go.
+//!
+//! Every producer (CSV files, Kamailio polls, probe results) encodes line protocol with
+//! [`crate::lineproto::LineEncoder`] and hands whole lines to a [`SinkHandle`] together with the
+//! bucket they belong to. Behind the handle one task owns the output:
+//!
+//! - [`spawn_writer`]: line protocol to stdout or a file, grouped under `# bucket: NAME` lines
+//!   (the embedded default when no InfluxDB is configured);
+//! - [`influx::spawn`]: the InfluxDB 2 write API with batching, gzip, retries and the on-disk
+//!   [`spool`].
+//!
+//! Dropping every handle closes the sink: the task writes out what it holds and returns its
+//! [`SinkStats`].
+
+pub mod influx;
+pub mod spool;
+
+use bytes::Bytes;
+use std::io::Write;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Whole lines of line protocol for one bucket, timestamps in seconds.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub bucket: String,
+    pub lines: Bytes,
+    pub points: usize,
+}
+
+pub(crate) enum Command {
+    Write(Batch),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sink's task has ended (it failed or was shut down).
+#[derive(Debug, thiserror::Error)]
+#[error("sink closed")]
+pub struct SinkClosed;
+
+/// Cheap to clone; one per producer.
+#[derive(Clone)]
+pub struct SinkHandle {
+    pub(crate) tx: mpsc::Sender<Command>,
+}
+
+impl SinkHandle {
+    /// A handle and the receiving end, for sinks implemented in this crate.
+    pub(crate) fn channel(depth: usize) -> (SinkHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(depth);
+        (SinkHandle { tx }, rx)
+    }
+
+    /// Queues whole lines for `bucket`. Waits while the sink is busy (back-pressure).
+    pub async fn write(&self, bucket: &str, lines: Bytes, points: usize) -> Result<(), SinkClosed> {
+        if points == 0 {
+            return Ok(());
+        }
+        let batch = Batch { bucket: bucket.to_owned(), lines, points };
+        self.tx.send(Command::Write(batch)).await.map_err(|_| SinkClosed)
+    }
+
+    /// Returns once everything queued before the call has been written out (to the server, the
+    /// spool, or the file).
+    pub async fn flush(&self) -> Result<(), SinkClosed> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Flush(tx)).await.map_err(|_| SinkClosed)?;
+        rx.await.map_err(|_| SinkClosed)
+    }
+}
+
+/// What a sink did over its life.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SinkStats {
+    pub points_written: u64,
+    pub bytes_written: u64,
+    pub points_dropped: u64,
+}
+
+/// Line protocol to a writer (stdout or a file), each run of batches for one bucket under a
+/// `# bucket: NAME` comment line.
+pub fn spawn_writer<W: Write + Send + 'static>(out: W) -> (SinkHandle, JoinHandle<std::io::Result<SinkStats>>) {
+    let (handle, mut rx) = SinkHandle::channel(64);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+        let mut stats = SinkStats::default();
+        let mut current: Option<String> = None;
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                Command::Write(b) => {
+                    if current.as_deref() != Some(b.bucket.as_str()) {
+                        writeln!(out, "# bucket: {}", b.bucket)?;
+                        current = Some(b.bucket);
+                    }
+                    out.write_all(&b.lines)?;
+                    stats.points_written += b.points as u64;
+                    stats.bytes_written += b.lines.len() as u64;
+                }
+                Command::Flush(done) => {
+                    out.flush()?;
+                    let _ = done.send(());
+                }
+            }
+        }
+        out.flush()?;
+        Ok(stats)
+    });
+    (handle, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn writer_groups_by_bucket() {
+        let buf = Shared::default();
+        let (h, task) = spawn_writer(buf.clone());
+        h.write("counters", Bytes::from_static(b"a v=1i 60\n"), 1).await.unwrap();
+        h.write("counters", Bytes::from_static(b"b v=2i 60\n"), 1).await.unwrap();
+        h.write("samples", Bytes::from_static(b"c value=0.5 60\n"), 1).await.unwrap();
+        h.write("samples", Bytes::new(), 0).await.unwrap();
+        h.flush().await.unwrap();
+        drop(h);
+        let stats = task.await.unwrap().unwrap();
+        assert_eq!(stats.points_written, 3);
+        assert_eq!(
+            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap(),
+            "# bucket: counters\na v=1i 60\nb v=2i 60\n# bucket: samples\nc value=0.5 60\n"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! # probe: a SIP engine for monitoring and benchmarking
+//!
+//! Knows nothing of InfluxDB: it yields typed results that the binary turns into points.
+//! Data flows one way: **schedule → send → match → classify → report**.
+//!
+//! ## Layout
+//! - [`consts`]: RFC 3261 timers (T1, T2, T4, 64·T1) and protocol constants, in one place.
+//! - [`message`]: building requests (OPTIONS, INVITE, ACK, CANCEL, BYE) and parsing responses
+//!   with rsip; garbage is a typed error, never a panic.
+//! - [`transaction`]: the client transaction core shared by the monitor and the bench: keys
+//!   (top Via branch + CSeq method), Timer E/A retransmission schedules, matching rules.
+//! - [`transport`]: UDP and TCP transports that send requests and route responses to
+//!   transactions; stray, late and duplicate responses are counted.
+//! - [`monitor`]: the periodic prober: per-target schedule, classification (in service, out of
+//!   service, unexpected, down), the out-of-service INVITE check, VIP ownership, alarms.
+//! - [`fast`]: the hot-path codec for the bench: request templates patched in place and a
+//!   response scanner that reads status, top branch and CSeq without a full parse.
+//! - [`bench`]: the open/closed-loop load generator with HDR latency recording.
+//! - [`responder`]: a stateless UAS for lab tests and for measuring the bench's own ceiling.
+
+pub mod bench;
+pub mod consts;
+pub mod fast;
+pub mod message;
+pub mod monitor;
+pub mod responder;
+pub mod transaction;
+pub mod transport;

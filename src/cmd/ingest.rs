@@ -1,0 +1,10 @@
+//! `srewatch ingest` (to be built).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("srewatch ingest is not built yet")
+}

@@ -1,0 +1,187 @@
+//! The configuration file: one TOML document holding the pipeline.
+//!
+//! Every section has defaults, so the common case needs no file. Unknown keys and bad values are
+//! refused with the file, the line and the reason: syntax and type errors come from the TOML
+//! parser's spans, and each library's `validate()` names the key path of a bad value, which
+//! [`locate`] turns into a line.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where the service looks when no `--config` is given.
+pub const DEFAULT_PATH: &str = "/etc/srewatch/srewatch.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[ingest]`: the CSV files.
+    pub ingest: ingest::files::FilesConfig,
+    /// `[influxdb]`: where points go; absent means line protocol to stdout.
+    pub influxdb: Option<ingest::sink::influx::InfluxConfig>,
+    /// `[[kamailio]]`: Kamailio statistics targets.
+    pub kamailio: Vec<ingest::kamailio::TargetConfig>,
+    /// `[probe]` and `[[probe.target]]`.
+    pub probe: probe::monitor::ProbeConfig,
+}
+
+/// One thing wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no single line.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        }
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug)]
+pub struct Invalid(pub Vec<Problem>);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Loads `path`, or the defaults when `path` is `None` and the default file does not exist.
+pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), Invalid> {
+    let (path, explicit) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_PATH), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path).map(|c| (c, Some(path))),
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok((Config::default(), None)),
+        Err(e) => Err(Invalid(vec![Problem { file: path, line: 0, reason: format!("cannot read: {e}") }])),
+    }
+}
+
+/// Parses and validates one document.
+pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+        Invalid(vec![Problem { file: file.to_path_buf(), line, reason: e.message().to_string() }])
+    })?;
+    let mut found: Vec<(String, String)> = Vec::new();
+    found.extend(cfg.ingest.validate());
+    if let Some(i) = &cfg.influxdb {
+        found.extend(i.validate());
+    }
+    for (n, k) in cfg.kamailio.iter().enumerate() {
+        found.extend(k.validate().into_iter().map(|(p, r)| (format!("kamailio[{n}].{p}"), r)));
+    }
+    found.extend(cfg.probe.validate().into_iter().map(|(p, r)| (format!("probe.{p}"), r)));
+    if found.is_empty() {
+        return Ok(cfg);
+    }
+    Err(Invalid(
+        found
+            .into_iter()
+            .map(|(path, reason)| Problem { file: file.to_path_buf(), line: locate(text, &path), reason: format!("{path}: {reason}") })
+            .collect(),
+    ))
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The line of a key path such as `probe.target[1].uri` or `ingest.dir` in `text`: the key's own
+/// line when it is written, else the line of its table header, else 0.
+pub fn locate(text: &str, path: &str) -> usize {
+    // Split "a.b[1].c" into the table part ("a.b", index 1) and the key ("c").
+    let (table, index, key) = match path.rfind(']') {
+        Some(close) => {
+            let open = path[..close].rfind('[').unwrap_or(0);
+            let key = path[close + 1..].trim_start_matches('.');
+            let idx = path[open + 1..close].parse::<usize>().unwrap_or(0);
+            (&path[..open], Some(idx), key.split('.').next().unwrap_or(""))
+        }
+        None => match path.rsplit_once('.') {
+            Some((t, k)) => (t, None, k),
+            None => ("", None, path),
+        },
+    };
+    let mut seen = 0usize;
+    let mut in_section = table.is_empty();
+    let mut header_line = 0;
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let is_array = line.starts_with("[[");
+            let name = line.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+            if in_section && header_line > 0 {
+                break; // left our section without finding the key
+            }
+            in_section = false;
+            if name == table && is_array == index.is_some() {
+                if let Some(i) = index {
+                    if seen == i {
+                        in_section = true;
+                        header_line = n + 1;
+                    }
+                    seen += 1;
+                } else {
+                    in_section = true;
+                    header_line = n + 1;
+                }
+            }
+            continue;
+        }
+        if in_section && !key.is_empty() {
+            if let Some((k, _)) = line.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    return n + 1;
+                }
+            }
+        }
+    }
+    header_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "# srewatch\n[ingest]\ndir = \"/var/log/sre\"\n\n[[kamailio]]\nhostname = \"cp1\"\n\n[[kamailio]]\nhostname = \"cp2\"\naddress = \"x\"\n";
+
+    #[test]
+    fn locate_keys_and_headers() {
+        assert_eq!(locate(DOC, "ingest.dir"), 3);
+        assert_eq!(locate(DOC, "kamailio[1].address"), 10);
+        assert_eq!(locate(DOC, "kamailio[0].address"), 5);
+        assert_eq!(locate(DOC, "nothing.here"), 0);
+    }
+
+    #[test]
+    fn unknown_key_names_its_line() {
+        let err = parse("[ingest]\n\nbogus_key = 1\n", Path::new("x.toml")).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].line, 3, "{}", err);
+        assert!(err.0[0].reason.contains("bogus_key"), "{}", err);
+    }
+
+    #[test]
+    fn empty_document_is_defaults() {
+        parse("", Path::new("x.toml")).unwrap();
+    }
+}
