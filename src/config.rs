@@ -70,8 +70,14 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), Invalid> {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => parse(&text, &path).map(|c| (c, Some(path))),
-        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok((Config::default(), None)),
-        Err(e) => Err(Invalid(vec![Problem { file: path, line: 0, reason: format!("cannot read: {e}") }])),
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((Config::default(), None))
+        }
+        Err(e) => Err(Invalid(vec![Problem {
+            file: path,
+            line: 0,
+            reason: format!("cannot read: {e}"),
+        }])),
     }
 }
 
@@ -79,7 +85,11 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), Invalid> {
 pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        Invalid(vec![Problem { file: file.to_path_buf(), line, reason: e.message().to_string() }])
+        Invalid(vec![Problem {
+            file: file.to_path_buf(),
+            line,
+            reason: e.message().to_string(),
+        }])
     })?;
     let mut found: Vec<(String, String)> = Vec::new();
     found.extend(cfg.ingest.validate());
@@ -87,22 +97,39 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
         found.extend(i.validate());
     }
     for (n, k) in cfg.kamailio.iter().enumerate() {
-        found.extend(k.validate().into_iter().map(|(p, r)| (format!("kamailio[{n}].{p}"), r)));
+        found.extend(
+            k.validate()
+                .into_iter()
+                .map(|(p, r)| (format!("kamailio[{n}].{p}"), r)),
+        );
     }
-    found.extend(cfg.probe.validate().into_iter().map(|(p, r)| (format!("probe.{p}"), r)));
+    found.extend(
+        cfg.probe
+            .validate()
+            .into_iter()
+            .map(|(p, r)| (format!("probe.{p}"), r)),
+    );
     if found.is_empty() {
         return Ok(cfg);
     }
     Err(Invalid(
         found
             .into_iter()
-            .map(|(path, reason)| Problem { file: file.to_path_buf(), line: locate(text, &path), reason: format!("{path}: {reason}") })
+            .map(|(path, reason)| Problem {
+                file: file.to_path_buf(),
+                line: locate(text, &path),
+                reason: format!("{path}: {reason}"),
+            })
             .collect(),
     ))
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
-    text.as_bytes()[..byte.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The line of a key path such as `probe.target[1].uri` or `ingest.dir` in `text`: the key's own
@@ -114,7 +141,11 @@ pub fn locate(text: &str, path: &str) -> usize {
             let open = path[..close].rfind('[').unwrap_or(0);
             let key = path[close + 1..].trim_start_matches('.');
             let idx = path[open + 1..close].parse::<usize>().unwrap_or(0);
-            (&path[..open], Some(idx), key.split('.').next().unwrap_or(""))
+            (
+                &path[..open],
+                Some(idx),
+                key.split('.').next().unwrap_or(""),
+            )
         }
         None => match path.rsplit_once('.') {
             Some((t, k)) => (t, None, k),
@@ -128,7 +159,12 @@ pub fn locate(text: &str, path: &str) -> usize {
         let line = raw.trim();
         if line.starts_with('[') {
             let is_array = line.starts_with("[[");
-            let name = line.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+            let name = line
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
             if in_section && header_line > 0 {
                 break; // left our section without finding the key
             }

@@ -44,7 +44,10 @@ impl LineEncoder {
     }
 
     pub fn with_capacity(cap: usize) -> Self {
-        LineEncoder { buf: BytesMut::with_capacity(cap), lines: 0 }
+        LineEncoder {
+            buf: BytesMut::with_capacity(cap),
+            lines: 0,
+        }
     }
 
     /// Appends one point. Returns `false` (and writes nothing) when no field is writable.
@@ -80,11 +83,14 @@ impl LineEncoder {
             self.buf.extend_from_slice(b"=");
             match *v {
                 Field::Int(i) => {
-                    self.buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                    self.buf
+                        .extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
                     self.buf.extend_from_slice(b"i");
                 }
                 Field::Float(f) => write_float(&mut self.buf, f),
-                Field::Bool(b) => self.buf.extend_from_slice(if b { b"true" } else { b"false" }),
+                Field::Bool(b) => self
+                    .buf
+                    .extend_from_slice(if b { b"true" } else { b"false" }),
                 Field::Str(s) => {
                     self.buf.extend_from_slice(b"\"");
                     escape_into(&mut self.buf, s, Element::StrValue);
@@ -94,7 +100,8 @@ impl LineEncoder {
         }
         debug_assert!(self.buf.len() > start);
         self.buf.extend_from_slice(b" ");
-        self.buf.extend_from_slice(itoa::Buffer::new().format(ts_secs).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(ts_secs).as_bytes());
         self.buf.extend_from_slice(b"\n");
         self.lines += 1;
         true
@@ -182,11 +189,21 @@ mod tests {
     #[test]
     fn spec_examples() {
         assert_eq!(
-            one("my Measurement", &[], &[("fieldKey", Field::Str("string value"))], 1),
+            one(
+                "my Measurement",
+                &[],
+                &[("fieldKey", Field::Str("string value"))],
+                1
+            ),
             "my\\ Measurement fieldKey=\"string value\" 1\n"
         );
         assert_eq!(
-            one("myMeasurement", &[], &[("fieldKey", Field::Str("\"string\" within a string"))], 1),
+            one(
+                "myMeasurement",
+                &[],
+                &[("fieldKey", Field::Str("\"string\" within a string"))],
+                1
+            ),
             "myMeasurement fieldKey=\"\\\"string\\\" within a string\" 1\n"
         );
         assert_eq!(
@@ -199,7 +216,12 @@ mod tests {
             "myMeasurement,tag\\ Key1=tag\\ Value1,tag\\ Key2=tag\\ Value2 fieldKey=100i 1\n"
         );
         assert_eq!(
-            one("myMeasurement", &[], &[("fieldKey", Field::Str("Launch 🚀"))], 1),
+            one(
+                "myMeasurement",
+                &[],
+                &[("fieldKey", Field::Str("Launch 🚀"))],
+                1
+            ),
             "myMeasurement fieldKey=\"Launch 🚀\" 1\n"
         );
     }
@@ -215,20 +237,40 @@ mod tests {
             ),
             "profiling.cp.CAC\\ test.a\\,b=c\\\\d,hostname=h\\,1\\=x\\ y v\\=1=0.5 1652193060\n"
         );
-        assert_eq!(one("a\nb", &[], &[("f", Field::Bool(true))], 2), "a\\ b f=true 2\n");
+        assert_eq!(
+            one("a\nb", &[], &[("f", Field::Bool(true))], 2),
+            "a\\ b f=true 2\n"
+        );
     }
 
     #[test]
     fn floats_and_skips() {
         assert_eq!(
-            one("m", &[("empty", ""), ("t", "v")], &[("a", Field::Float(3.0)), ("b", Field::Float(f64::NAN)), ("c", Field::Float(0.113))], 60),
+            one(
+                "m",
+                &[("empty", ""), ("t", "v")],
+                &[
+                    ("a", Field::Float(3.0)),
+                    ("b", Field::Float(f64::NAN)),
+                    ("c", Field::Float(0.113))
+                ],
+                60
+            ),
             "m,t=v a=3,c=0.113 60\n"
         );
         let mut e = LineEncoder::new();
         assert!(!e.push("m", &[], &[("a", Field::Float(f64::INFINITY))], 1));
         assert!(e.is_empty());
         assert_eq!(e.lines(), 0);
-        assert_eq!(one("m", &[], &[("big", Field::Float(1e20)), ("neg", Field::Int(-5))], 0), "m big=1e20,neg=-5i 0\n");
+        assert_eq!(
+            one(
+                "m",
+                &[],
+                &[("big", Field::Float(1e20)), ("neg", Field::Int(-5))],
+                0
+            ),
+            "m big=1e20,neg=-5i 0\n"
+        );
     }
 
     #[test]

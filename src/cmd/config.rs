@@ -18,7 +18,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok((_, None)) => {
-            println!("{}: not found, defaults apply: OK", crate::config::DEFAULT_PATH);
+            println!(
+                "{}: not found, defaults apply: OK",
+                crate::config::DEFAULT_PATH
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(invalid) => {

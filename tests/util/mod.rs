@@ -8,12 +8,19 @@ use std::time::{Duration, Instant};
 
 /// A temporary directory for one test, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("srewatch-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("srewatch-test-")
+        .tempdir()
+        .expect("tempdir")
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 (for SIP listeners).
@@ -31,7 +38,10 @@ pub fn free_udp_tcp_port() -> u16 {
 pub fn wait_tcp(addr: SocketAddr, within: Duration) {
     let start = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(start.elapsed() < within, "nothing listening on {addr} after {within:?}");
+        assert!(
+            start.elapsed() < within,
+            "nothing listening on {addr} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -43,17 +53,38 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Spawns `cmd` with stdout/stderr to `log` (kept for post-mortem reading).
+    /// Spawns `cmd` in its own process group with stdout/stderr to `log` (kept for
+    /// post-mortem reading). Dropping the `Proc` kills the whole group, so forking servers
+    /// (Kamailio) leave no children behind.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
-        let out = std::fs::File::create(log).expect("log file");
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         let err = out.try_clone().unwrap();
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        Proc { child, name: name.to_string() }
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Sends SIGKILL to the whole process group and reaps the child.
+    pub fn kill(&mut self) {
+        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits up to `within` for the exit status.
@@ -77,6 +108,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -91,3 +123,5 @@ pub fn srewatch() -> Command {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+pub mod kamailio;

@@ -56,15 +56,25 @@ impl SinkHandle {
         if points == 0 {
             return Ok(());
         }
-        let batch = Batch { bucket: bucket.to_owned(), lines, points };
-        self.tx.send(Command::Write(batch)).await.map_err(|_| SinkClosed)
+        let batch = Batch {
+            bucket: bucket.to_owned(),
+            lines,
+            points,
+        };
+        self.tx
+            .send(Command::Write(batch))
+            .await
+            .map_err(|_| SinkClosed)
     }
 
     /// Returns once everything queued before the call has been written out (to the server, the
     /// spool, or the file).
     pub async fn flush(&self) -> Result<(), SinkClosed> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Command::Flush(tx)).await.map_err(|_| SinkClosed)?;
+        self.tx
+            .send(Command::Flush(tx))
+            .await
+            .map_err(|_| SinkClosed)?;
         rx.await.map_err(|_| SinkClosed)
     }
 }
@@ -79,7 +89,9 @@ pub struct SinkStats {
 
 /// Line protocol to a writer (stdout or a file), each run of batches for one bucket under a
 /// `# bucket: NAME` comment line.
-pub fn spawn_writer<W: Write + Send + 'static>(out: W) -> (SinkHandle, JoinHandle<std::io::Result<SinkStats>>) {
+pub fn spawn_writer<W: Write + Send + 'static>(
+    out: W,
+) -> (SinkHandle, JoinHandle<std::io::Result<SinkStats>>) {
     let (handle, mut rx) = SinkHandle::channel(64);
     let task = tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
@@ -129,9 +141,15 @@ mod tests {
     async fn writer_groups_by_bucket() {
         let buf = Shared::default();
         let (h, task) = spawn_writer(buf.clone());
-        h.write("counters", Bytes::from_static(b"a v=1i 60\n"), 1).await.unwrap();
-        h.write("counters", Bytes::from_static(b"b v=2i 60\n"), 1).await.unwrap();
-        h.write("samples", Bytes::from_static(b"c value=0.5 60\n"), 1).await.unwrap();
+        h.write("counters", Bytes::from_static(b"a v=1i 60\n"), 1)
+            .await
+            .unwrap();
+        h.write("counters", Bytes::from_static(b"b v=2i 60\n"), 1)
+            .await
+            .unwrap();
+        h.write("samples", Bytes::from_static(b"c value=0.5 60\n"), 1)
+            .await
+            .unwrap();
         h.write("samples", Bytes::new(), 0).await.unwrap();
         h.flush().await.unwrap();
         drop(h);

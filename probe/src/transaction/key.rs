@@ -44,7 +44,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(branch: impl Into<String>, method: Method) -> Key {
-        Key { branch: branch.into(), method }
+        Key {
+            branch: branch.into(),
+            method,
+        }
     }
 }
 
@@ -54,7 +57,13 @@ mod tests {
 
     #[test]
     fn method_round_trip() {
-        for m in [Method::Options, Method::Invite, Method::Ack, Method::Cancel, Method::Bye] {
+        for m in [
+            Method::Options,
+            Method::Invite,
+            Method::Ack,
+            Method::Cancel,
+            Method::Bye,
+        ] {
             assert_eq!(Method::from_bytes(m.as_str().as_bytes()), Some(m));
         }
         assert_eq!(Method::from_bytes(b"options"), None);
@@ -62,7 +71,13 @@ mod tests {
 
     #[test]
     fn keys_differ_by_method() {
-        assert_ne!(Key::new("z9hG4bK1", Method::Invite), Key::new("z9hG4bK1", Method::Cancel));
-        assert_eq!(Key::new("z9hG4bK1", Method::Invite), Key::new("z9hG4bK1".to_string(), Method::Invite));
+        assert_ne!(
+            Key::new("z9hG4bK1", Method::Invite),
+            Key::new("z9hG4bK1", Method::Cancel)
+        );
+        assert_eq!(
+            Key::new("z9hG4bK1", Method::Invite),
+            Key::new("z9hG4bK1".to_string(), Method::Invite)
+        );
     }
 }

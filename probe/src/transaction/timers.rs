@@ -29,7 +29,12 @@ impl Retransmit {
 
     /// A schedule with a custom T1 and cap (tests and lab use).
     pub fn with(t1: Duration, cap: Option<Duration>, deadline: Duration) -> Self {
-        Retransmit { next: t1, interval: t1, cap, deadline }
+        Retransmit {
+            next: t1,
+            interval: t1,
+            cap,
+            deadline,
+        }
     }
 }
 
