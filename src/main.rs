@@ -7,6 +7,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmd;
 mod config;
+mod notify;
+mod shard;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
