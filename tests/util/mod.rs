@@ -91,3 +91,4 @@ pub fn srewatch() -> Command {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+pub mod victoria;

@@ -1111,7 +1111,10 @@ impl Writer {
         };
         p.bytes = 0;
         p.points = 0;
-        if self.down || !self.spool.is_empty() {
+        // Behind the spool while it holds anything; to the spool while the server is failing,
+        // unless the spool itself is failing and empty: then the batch waits in memory (bounded
+        // by back-pressure) for the next attempt, which is what finds out the server is back.
+        if !self.spool.is_empty() || (self.down && !self.spool.failing) {
             self.spool.push(&r.bucket, &r.lines, r.points, &self.stats);
             self.done_seq = self.done_seq.max(r.seq);
         } else {
