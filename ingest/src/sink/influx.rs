@@ -119,7 +119,7 @@ impl InfluxConfig {
                 format!("scheme must be http or https, not {:?}", u.scheme()),
             ),
             Ok(u) if u.query().is_some() => no("url", "must not have a query string".into()),
-            Ok(u) if u.host_str().map_or(true, str::is_empty) => no("url", "has no host".into()),
+            Ok(u) if u.host_str().unwrap_or("").is_empty() => no("url", "has no host".into()),
             Ok(_) => {}
             Err(e) => no("url", format!("not a URL: {e}")),
         }
@@ -656,7 +656,10 @@ impl SpoolSlot {
     }
 
     fn is_empty(&self) -> bool {
-        self.spool.as_ref().map_or(true, Spool::is_empty)
+        match &self.spool {
+            Some(s) => s.is_empty(),
+            None => true,
+        }
     }
 
     fn push(&mut self, bucket: &str, lines: &[u8], points: usize, stats: &InfluxStats) {
@@ -837,6 +840,12 @@ impl Writer {
                 cmd = rx.recv(), if accepting => Event::Cmd(cmd),
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Event::Deadline,
                 _ = tokio::time::sleep_until(backoff.unwrap_or_else(Instant::now)), if backoff.is_some() => Event::BackoffOver,
+                // Not reachable (with nothing in flight and no backoff, a ready batch is started,
+                // and `accepting` is false only when batches are ready), but never panic on it.
+                else => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Event::BackoffOver
+                }
             };
             match ev {
                 Event::Cmd(Some(Command::Write(b))) => self.append(b),
@@ -973,10 +982,11 @@ impl Writer {
     fn failed(&mut self, f: Failure) {
         self.down = true;
         let delay = match &f {
+            // At least what the server asked for; never a busy loop on `Retry-After: 0`.
             Failure::Transient {
                 retry_after: Some(ra),
                 ..
-            } => *ra,
+            } => (*ra).max(self.cfg.retry_base),
             _ => {
                 let exp = self
                     .cfg
