@@ -534,6 +534,43 @@ async fn one_bad_line_is_isolated_and_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bisection_resumes_from_the_spool_after_a_failure_mid_batch() {
+    let dir = tempdir();
+    let double = Double::start(Arc::new(|req: &Seen, i| match i {
+        0 => (500, vec![], "down".into()),
+        5 => (503, vec![], "busy".into()),
+        _ if req.lines.iter().any(|l| l.starts_with("BAD")) => {
+            (400, vec![], "unable to parse".into())
+        }
+        _ => ok(),
+    }))
+    .await;
+    let (h, task, stats) = start(config(&double.url, &dir.path().join("spool")));
+    let (lines, good) = numbered(16, Some(11));
+    h.write("counters", lines, 16).await.unwrap();
+    let s = wait_for(&stats, "15 points written", |s| {
+        s.points_written == 15 && s.spool_batches == 0
+    })
+    .await;
+    assert_eq!(
+        (
+            s.points_rejected,
+            s.request_failures,
+            s.points_spool_dropped
+        ),
+        (1, 2, 0)
+    );
+    // 0: whole batch refused (500) -> spooled. Replay: 16 (400), 8 ok, 8 (400), 4 (400), then
+    // [8,10) fails (503): the rest, lines 8..16, replaces the spool file. Replay: 8 (400),
+    // 4 (400), 2 ok, 2 (400), 1 ok, 1 dropped, 4 ok.
+    let sizes: Vec<usize> = double.seen().iter().map(|r| r.lines.len()).collect();
+    assert_eq!(sizes, vec![16, 16, 8, 8, 4, 2, 8, 4, 2, 2, 1, 1, 4]);
+    assert_eq!(double.accepted(), good);
+    drop(h);
+    assert_eq!(task.await.unwrap().points_dropped, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_on_429_and_503() {
     for status in [429u16, 503] {
         let dir = tempdir();

@@ -599,8 +599,24 @@ async fn deliver(http: Arc<Http>, bucket: String, lines: Bytes) -> Delivery {
                 }
             }
             Answer::Fail(f) => {
-                let offset = piece.as_ptr() as usize - lines.as_ptr() as usize;
-                d.rest = Some((lines.slice(offset..), f));
+                // The pieces left are adjacent slices of `lines` ending at its end, so the rest
+                // is the tail of `lines` from this piece on; rebuilt by copying if not.
+                let offset = (piece.as_ptr() as usize).wrapping_sub(lines.as_ptr() as usize);
+                let rest = if stack.is_empty() {
+                    piece
+                } else if offset < lines.len()
+                    && lines.len() - offset
+                        == piece.len() + stack.iter().map(Bytes::len).sum::<usize>()
+                {
+                    lines.slice(offset..)
+                } else {
+                    let mut m = BytesMut::from(&piece[..]);
+                    for p in stack.iter().rev() {
+                        m.extend_from_slice(p);
+                    }
+                    m.freeze()
+                };
+                d.rest = Some((rest, f));
                 break;
             }
         }
@@ -664,7 +680,8 @@ impl SpoolSlot {
 
     fn push(&mut self, bucket: &str, lines: &[u8], points: usize, stats: &InfluxStats) {
         if self.spool.is_none() {
-            if let Ok((s, _)) = Spool::open(&self.dir, self.max_bytes) {
+            if let Ok((s, ev)) = Spool::open(&self.dir, self.max_bytes) {
+                stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
                 self.spool = Some(s);
             }
         }
