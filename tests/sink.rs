@@ -571,6 +571,39 @@ async fn bisection_resumes_from_the_spool_after_a_failure_mid_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_waits_for_max_delay_unless_flushed() {
+    let dir = tempdir();
+    let double = Double::start(Arc::new(|_: &Seen, _| ok())).await;
+    let mut cfg = config(&double.url, &dir.path().join("spool"));
+    cfg.batch_max_delay = Duration::from_millis(300);
+    let (h, task, stats) = start(cfg);
+    let (a, _) = numbered(2, None);
+    let t0 = Instant::now();
+    h.write("counters", a.slice(..a.len() / 2), 1)
+        .await
+        .unwrap();
+    h.write("counters", a.slice(a.len() / 2..), 1)
+        .await
+        .unwrap();
+    wait_for(&stats, "2 points written", |s| s.points_written == 2).await;
+    let seen = double.seen();
+    assert_eq!(seen.len(), 1, "both writes in one batch");
+    let waited = seen[0].at - t0;
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(1),
+        "sent after {waited:?}"
+    );
+    // flush() cuts the batch at once and returns after the server accepted it.
+    let t1 = Instant::now();
+    h.write("counters", a.clone(), 2).await.unwrap();
+    h.flush().await.unwrap();
+    assert_eq!(stats.snapshot().points_written, 4);
+    assert!(double.seen()[1].at - t1 < Duration::from_millis(300));
+    drop(h);
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured_on_429_and_503() {
     for status in [429u16, 503] {
         let dir = tempdir();

@@ -1295,4 +1295,106 @@ mod tests {
             .unwrap();
         assert_eq!(out, data);
     }
+
+    fn writer(max_points: usize, max_bytes: usize, dir: &Path) -> Writer {
+        let cfg = InfluxConfig {
+            batch_max_points: max_points,
+            batch_max_bytes: max_bytes,
+            spool_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let stats = Arc::new(InfluxStats::new());
+        let http = Arc::new(Http {
+            client: reqwest::Client::new(),
+            write_url: reqwest::Url::parse("http://127.0.0.1:9/api/v2/write").unwrap(),
+            org: "sre".into(),
+            auth: None,
+            gzip: false,
+            db_param: false,
+            stats: stats.clone(),
+        });
+        let spool = SpoolSlot::open(dir, 1 << 30, &stats).unwrap();
+        Writer::new(cfg, http, spool, stats)
+    }
+
+    fn batch(bucket: &str, text: &str) -> Batch {
+        Batch {
+            bucket: bucket.into(),
+            lines: Bytes::copy_from_slice(text.as_bytes()),
+            points: count_lines(text.as_bytes()),
+        }
+    }
+
+    fn ready(w: &Writer) -> Vec<(String, String, usize)> {
+        w.ready
+            .iter()
+            .map(|r| {
+                (
+                    r.bucket.clone(),
+                    String::from_utf8(r.lines.to_vec()).unwrap(),
+                    r.points,
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batches_cut_by_points_and_bytes_per_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(3, 1024, dir.path());
+        w.append(batch("c", "a 1\nb 2\n"));
+        w.append(batch("s", "x 1\n"));
+        assert!(w.ready.is_empty());
+        // The third line fills the counters batch; the fourth starts a new one.
+        w.append(batch("c", "c 3\nd 4\n"));
+        assert_eq!(ready(&w), vec![("c".into(), "a 1\nb 2\nc 3\n".into(), 3)]);
+        w.cut_all();
+        assert_eq!(
+            ready(&w),
+            vec![
+                ("c".into(), "a 1\nb 2\nc 3\n".into(), 3),
+                ("c".into(), "d 4\n".into(), 1),
+                ("s".into(), "x 1\n".into(), 1)
+            ]
+        );
+        assert_eq!((w.cut_seq, w.ready_bytes), (3, 12 + 4 + 4));
+    }
+
+    #[tokio::test]
+    async fn big_write_is_split_without_copying() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(1000, 1024, dir.path());
+        // 300 lines of 10 bytes: 102 lines fit in 1024 bytes.
+        let text: String = (0..300).map(|i| format!("m v={i:03} 1\n")).collect();
+        assert_eq!(text.len(), 3000);
+        let b = batch("c", &text);
+        let base = b.lines.as_ptr() as usize;
+        w.append(b);
+        let sizes: Vec<(usize, usize)> =
+            w.ready.iter().map(|r| (r.lines.len(), r.points)).collect();
+        assert_eq!(sizes, vec![(1020, 102), (1020, 102)]);
+        // Slices of the producer's buffer, not copies.
+        assert_eq!(w.ready[0].lines.as_ptr() as usize, base);
+        assert_eq!(w.ready[1].lines.as_ptr() as usize, base + 1020);
+        w.cut_all();
+        assert_eq!(w.ready[2].points, 96);
+        let all: Vec<u8> = w.ready.iter().flat_map(|r| r.lines.to_vec()).collect();
+        assert_eq!(all, text.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn long_line_goes_alone_and_missing_newline_is_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = writer(1000, 1024, dir.path());
+        let long = format!("m v=\"{}\" 1\n", "x".repeat(2000));
+        w.append(batch("c", "a 1\n"));
+        w.append(batch("c", &long));
+        w.append(batch("c", "b 2"));
+        w.cut_all();
+        let got = ready(&w);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], ("c".into(), "a 1\n".into(), 1));
+        assert_eq!(got[1], ("c".into(), long.clone(), 1));
+        assert_eq!(got[2], ("c".into(), "b 2\n".into(), 1));
+    }
 }
