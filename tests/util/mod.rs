@@ -1,6 +1,8 @@
 //! Test helpers: temporary directories, free ports, child processes killed on drop.
 #![allow(dead_code)]
 
+pub mod victoria;
+
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -91,4 +93,3 @@ pub fn srewatch() -> Command {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
-pub mod victoria;
