@@ -518,10 +518,54 @@ fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().unwrap_or_default())
 }
 
-/// `Retry-After: <seconds>`. The HTTP-date form is not read (the backoff applies instead).
+/// `Retry-After: <seconds>` or `Retry-After: <IMF-fixdate>` (RFC 9110), clamped to
+/// [0, `RETRY_AFTER_MAX`]. Anything else is ignored (the backoff applies).
 fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
-    let secs: u64 = v.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs).min(RETRY_AFTER_MAX))
+    let text = v.to_str().ok()?.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(RETRY_AFTER_MAX));
+    }
+    let at = parse_imf_fixdate(text)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64).min(RETRY_AFTER_MAX))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` to Unix seconds.
+fn parse_imf_fixdate(s: &str) -> Option<i64> {
+    let (_, rest) = s.split_once(", ")?;
+    let mut it = rest.split(' ');
+    let day: i64 = it.next()?.parse().ok()?;
+    let mon = it.next()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == mon)? as i64
+        + 1;
+    let year: i64 = it.next()?.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if it.next()? != "GMT"
+        || it.next().is_some()
+        || !(1..=31).contains(&day)
+        || h > 23
+        || m > 59
+        || sec > 60
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -1277,10 +1321,68 @@ mod tests {
             parse_retry_after(&HeaderValue::from_static("99999999")),
             Some(RETRY_AFTER_MAX)
         );
+        // A date in the past means now.
         assert_eq!(
             parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
-            None
+            Some(Duration::ZERO)
         );
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn imf_fixdate() {
+        assert_eq!(
+            parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784111777)
+        );
+        assert_eq!(
+            parse_imf_fixdate("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(1445412480)
+        );
+        assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_imf_fixdate("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1835481599)
+        );
+        assert_eq!(parse_imf_fixdate("Wed, 21 Oct 2015 07:28:00 UTC"), None);
+        assert_eq!(parse_imf_fixdate("Wed, 21 Foo 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_imf_fixdate("Wed, 21 Oct 2015 07:28 GMT"), None);
+        // In the future: the wait up to that moment.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let later = imf(now + 120);
+        let d = parse_retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
+        assert!(
+            d <= Duration::from_secs(120) && d >= Duration::from_secs(118),
+            "{later}: {d:?}"
+        );
+    }
+
+    /// Unix seconds to IMF-fixdate (naive inverse, for the test above).
+    fn imf(t: i64) -> String {
+        let days = t.div_euclid(86_400);
+        let secs = t.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        let names = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        format!(
+            "Mon, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+            names[(m - 1) as usize],
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
     }
 
     #[test]
