@@ -1,6 +1,8 @@
 //! Test helpers: temporary directories, free ports, child processes killed on drop.
 #![allow(dead_code)]
 
+pub mod victoria;
+
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

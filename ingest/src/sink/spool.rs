@@ -1,1 +1,666 @@
-//! Bounded on-disk spool for batches the server could not take (to be built).
+//! Bounded on-disk spool for batches the server could not take.
+//!
+//! One file per batch in the spool directory, named by a sequence number (`00000000000000000042.batch`)
+//! so that a directory listing sorted by name is the order the batches were spooled in. Replay takes
+//! the oldest first, which keeps the order of every bucket.
+//!
+//! Each file is written atomically: a `.tmp` file is written and `fsync`ed, renamed to its final
+//! name, and the directory is `fsync`ed. A crash leaves either the whole file or a `.tmp` file,
+//! never half a batch under a `.batch` name. Format (little endian):
+//!
+//! | bytes     | content                                       |
+//! |-----------|-----------------------------------------------|
+//! | 0..8      | magic `SRWSPOL1`                              |
+//! | 8..12     | CRC-32 of every byte from offset 12 to the end |
+//! | 12..14    | bucket name length                            |
+//! | 14..18    | points (lines)                                |
+//! | 18..22    | body length                                   |
+//! | 22..      | bucket name (UTF-8), then the line protocol   |
+//!
+//! A file that is torn (`.tmp` left by a crash), short, long, or fails its CRC is counted, logged
+//! and moved to `corrupt/` inside the spool directory for inspection; it never stops the sink.
+//!
+//! The spool is bounded by `max_bytes` (sum of file sizes): before a new batch is written, the
+//! oldest batches are deleted until it fits, and their points are counted as dropped. A directory
+//! that cannot be written is an error for that one batch (the caller counts it); the spool keeps
+//! working with what it has. A `lock` file (`flock`) keeps two processes from sharing a directory.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"SRWSPOL1";
+const HEADER: usize = 22;
+const SUFFIX: &str = ".batch";
+const TMP_SUFFIX: &str = ".tmp";
+const CORRUPT_DIR: &str = "corrupt";
+
+/// Why the spool could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("cannot create or open spool directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("spool directory {path} is in use by another process")]
+    Locked { path: PathBuf },
+    #[error("cannot write spool file {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("batch of {size} bytes is larger than the whole spool ({max} bytes)")]
+    TooLarge { size: u64, max: u64 },
+}
+
+impl SpoolError {
+    /// Short fixed name, usable as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SpoolError::Dir { .. } => "dir",
+            SpoolError::Locked { .. } => "locked",
+            SpoolError::Write { .. } => "write",
+            SpoolError::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// One spooled batch, as known from its header.
+#[derive(Debug, Clone)]
+struct Entry {
+    seq: u64,
+    bucket: String,
+    points: u32,
+    size: u64,
+}
+
+/// A batch read back from the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spooled {
+    pub seq: u64,
+    pub bucket: String,
+    pub lines: Bytes,
+    pub points: usize,
+}
+
+/// What pushing a batch cost: the oldest batches deleted to make room.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    pub batches: u64,
+    pub points: u64,
+}
+
+/// Set aside while opening or reading: counted once per file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Corrupt {
+    pub files: u64,
+    /// Points of corrupt files whose header could still be read (0 when it could not).
+    pub points: u64,
+}
+
+/// The spool directory and its index (kept in memory, rebuilt from the directory at open).
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    entries: VecDeque<Entry>,
+    bytes: u64,
+    points: u64,
+    next_seq: u64,
+    /// The front batch handed out by [`Spool::read_front`] and not yet settled: never evicted.
+    busy: Option<u64>,
+    /// Files set aside since open (including at open).
+    corrupt: Corrupt,
+    _lock: File,
+}
+
+impl Spool {
+    /// Opens (creating) `dir`, takes its lock, and indexes the batches found there. Torn and
+    /// corrupt files are set aside and counted in [`Spool::corrupt`]; if the batches found exceed
+    /// `max_bytes`, the oldest are deleted (returned as [`Evicted`]).
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<(Spool, Evicted), SpoolError> {
+        let dir_err = |source| SpoolError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(dir_err)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .map_err(dir_err)?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(SpoolError::Locked {
+                path: dir.to_path_buf(),
+            });
+        }
+        let mut spool = Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            entries: VecDeque::new(),
+            bytes: 0,
+            points: 0,
+            next_seq: 1,
+            busy: None,
+            corrupt: Corrupt::default(),
+            _lock: lock,
+        };
+        let mut found = Vec::new();
+        for item in fs::read_dir(dir).map_err(dir_err)? {
+            let Ok(item) = item else { continue };
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(SUFFIX) {
+                match stem.parse::<u64>() {
+                    Ok(seq) => found.push(seq),
+                    Err(_) => spool.set_aside(name, "unexpected file name", 0),
+                }
+            } else if name.ends_with(TMP_SUFFIX) {
+                spool.set_aside(name, "torn write (temporary file left by a crash)", 0);
+            }
+        }
+        found.sort_unstable();
+        for seq in found {
+            let name = file_name(seq);
+            match read_header(&dir.join(&name)) {
+                Ok(e) => {
+                    spool.bytes += e.size;
+                    spool.points += u64::from(e.points);
+                    spool.entries.push_back(Entry { seq, ..e });
+                }
+                Err(why) => spool.set_aside(&name, &why, 0),
+            }
+            spool.next_seq = seq + 1;
+        }
+        let evicted = spool.make_room(0);
+        Ok((spool, evicted))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Batches waiting.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes on disk (sum of the batch files).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Points waiting.
+    pub fn points(&self) -> u64 {
+        self.points
+    }
+
+    /// Files set aside as corrupt since open.
+    pub fn corrupt(&self) -> Corrupt {
+        self.corrupt
+    }
+
+    /// Writes one batch behind all the others. Deletes the oldest batches (never the one handed
+    /// out by [`Spool::read_front`]) when the spool would exceed its size.
+    pub fn push(
+        &mut self,
+        bucket: &str,
+        lines: &[u8],
+        points: usize,
+    ) -> Result<Evicted, SpoolError> {
+        let size = (HEADER + bucket.len() + lines.len()) as u64;
+        if size > self.max_bytes
+            || bucket.len() > u16::MAX as usize
+            || lines.len() > u32::MAX as usize
+        {
+            return Err(SpoolError::TooLarge {
+                size,
+                max: self.max_bytes,
+            });
+        }
+        let evicted = self.make_room(size);
+        let seq = self.next_seq;
+        self.write_file(seq, bucket, lines, points)?;
+        self.next_seq += 1;
+        self.entries.push_back(Entry {
+            seq,
+            bucket: bucket.to_owned(),
+            points: points as u32,
+            size,
+        });
+        self.bytes += size;
+        self.points += points as u64;
+        Ok(evicted)
+    }
+
+    /// Reads the oldest batch and marks it busy (not evicted until settled with
+    /// [`Spool::pop_front`], [`Spool::replace_front`] or [`Spool::release`]). Corrupt files met
+    /// on the way are set aside and counted; the next good batch is returned.
+    pub fn read_front(&mut self) -> Option<Spooled> {
+        loop {
+            let e = self.entries.front()?.clone();
+            let name = file_name(e.seq);
+            match read_batch(&self.dir.join(&name)) {
+                Ok((bucket, lines, points)) => {
+                    self.busy = Some(e.seq);
+                    return Some(Spooled {
+                        seq: e.seq,
+                        bucket,
+                        lines,
+                        points,
+                    });
+                }
+                Err(why) => {
+                    self.forget_front();
+                    self.set_aside(&name, &why, u64::from(e.points));
+                }
+            }
+        }
+    }
+
+    /// The busy front batch was delivered: deletes it.
+    pub fn pop_front(&mut self, seq: u64) -> io::Result<()> {
+        self.busy = None;
+        if self.entries.front().map(|e| e.seq) != Some(seq) {
+            return Ok(());
+        }
+        self.forget_front();
+        match fs::remove_file(self.dir.join(file_name(seq))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Part of the busy front batch was delivered: the rest replaces it, keeping its place.
+    pub fn replace_front(
+        &mut self,
+        seq: u64,
+        lines: &[u8],
+        points: usize,
+    ) -> Result<(), SpoolError> {
+        self.busy = None;
+        let Some(front) = self.entries.front().cloned() else {
+            return Ok(());
+        };
+        if front.seq != seq {
+            return Ok(());
+        }
+        if points == 0 {
+            let _ = self.pop_front(seq);
+            return Ok(());
+        }
+        self.write_file(seq, &front.bucket, lines, points)?;
+        let size = (HEADER + front.bucket.len() + lines.len()) as u64;
+        let e = self.entries.front_mut().expect("front checked above");
+        self.bytes = self.bytes - e.size + size;
+        self.points = self.points - u64::from(e.points) + points as u64;
+        e.size = size;
+        e.points = points as u32;
+        Ok(())
+    }
+
+    /// The busy front batch could not be delivered: it stays first in line.
+    pub fn release(&mut self) {
+        self.busy = None;
+    }
+
+    fn forget_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.bytes -= e.size;
+            self.points -= u64::from(e.points);
+        }
+    }
+
+    /// Deletes the oldest batches (skipping the busy one) until `extra` more bytes fit.
+    fn make_room(&mut self, extra: u64) -> Evicted {
+        let mut ev = Evicted::default();
+        while self.bytes + extra > self.max_bytes {
+            let idx = match (self.busy, self.entries.front()) {
+                (Some(b), Some(f)) if f.seq == b => 1,
+                _ => 0,
+            };
+            let Some(e) = self.entries.remove(idx) else {
+                break;
+            };
+            let _ = fs::remove_file(self.dir.join(file_name(e.seq)));
+            self.bytes -= e.size;
+            self.points -= u64::from(e.points);
+            ev.batches += 1;
+            ev.points += u64::from(e.points);
+        }
+        ev
+    }
+
+    fn write_file(
+        &self,
+        seq: u64,
+        bucket: &str,
+        lines: &[u8],
+        points: usize,
+    ) -> Result<(), SpoolError> {
+        let name = file_name(seq);
+        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
+        let dst = self.dir.join(&name);
+        let mut head = [0u8; HEADER];
+        head[..8].copy_from_slice(MAGIC);
+        head[12..14].copy_from_slice(&(bucket.len() as u16).to_le_bytes());
+        head[14..18].copy_from_slice(&(points as u32).to_le_bytes());
+        head[18..22].copy_from_slice(&(lines.len() as u32).to_le_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&head[12..]);
+        crc.update(bucket.as_bytes());
+        crc.update(lines);
+        head[8..12].copy_from_slice(&crc.sum().to_le_bytes());
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&head)?;
+            f.write_all(bucket.as_bytes())?;
+            f.write_all(lines)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &dst)?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        result.map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            SpoolError::Write { path: dst, source }
+        })
+    }
+
+    /// Moves a bad file to `corrupt/` (or deletes it if that fails), counts and logs it.
+    fn set_aside(&mut self, name: &str, why: &str, points: u64) {
+        self.corrupt.files += 1;
+        self.corrupt.points += points;
+        let from = self.dir.join(name);
+        let aside = self.dir.join(CORRUPT_DIR);
+        let to = aside.join(name);
+        let moved = fs::create_dir_all(&aside).and_then(|_| fs::rename(&from, &to));
+        match moved {
+            Ok(()) => {
+                tracing::error!(file = %from.display(), moved_to = %to.display(), reason = why, points, "Corrupt spool file set aside")
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&from);
+                tracing::error!(file = %from.display(), reason = why, points, error = %e, "Corrupt spool file deleted (cannot move it aside)");
+            }
+        }
+    }
+}
+
+fn file_name(seq: u64) -> String {
+    format!("{seq:020}{SUFFIX}")
+}
+
+fn parse_header(head: &[u8; HEADER], file_len: u64) -> Result<(usize, u32, usize), String> {
+    if &head[..8] != MAGIC {
+        return Err("bad magic".into());
+    }
+    let blen = u16::from_le_bytes([head[12], head[13]]) as usize;
+    let points = u32::from_le_bytes([head[14], head[15], head[16], head[17]]);
+    let body = u32::from_le_bytes([head[18], head[19], head[20], head[21]]) as usize;
+    let want = (HEADER + blen + body) as u64;
+    if file_len != want {
+        return Err(format!("size {file_len} bytes, header says {want}"));
+    }
+    Ok((blen, points, body))
+}
+
+/// Header check at open: magic and exact size, without reading the body.
+fn read_header(path: &Path) -> Result<Entry, String> {
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut head = [0u8; HEADER];
+    f.read_exact(&mut head)
+        .map_err(|_| format!("short file ({len} bytes)"))?;
+    let (blen, points, _) = parse_header(&head, len)?;
+    let mut bucket = vec![0u8; blen];
+    f.read_exact(&mut bucket).map_err(|e| e.to_string())?;
+    let bucket = String::from_utf8(bucket).map_err(|_| "bucket name is not UTF-8".to_string())?;
+    Ok(Entry {
+        seq: 0,
+        bucket,
+        points,
+        size: len,
+    })
+}
+
+/// Full read with CRC check, at replay.
+fn read_batch(path: &Path) -> Result<(String, Bytes, usize), String> {
+    let data = fs::read(path).map_err(|e| e.to_string())?;
+    if data.len() < HEADER {
+        return Err(format!("short file ({} bytes)", data.len()));
+    }
+    let head: &[u8; HEADER] = data[..HEADER].try_into().expect("length checked");
+    let (blen, points, _) = parse_header(head, data.len() as u64)?;
+    let mut crc = flate2::Crc::new();
+    crc.update(&data[12..]);
+    if crc.sum().to_le_bytes() != data[8..12] {
+        return Err("CRC mismatch".into());
+    }
+    let bucket = std::str::from_utf8(&data[HEADER..HEADER + blen])
+        .map_err(|_| "bucket name is not UTF-8".to_string())?
+        .to_owned();
+    let lines = Bytes::from(data).slice(HEADER + blen..);
+    Ok((bucket, lines, points as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(SUFFIX))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn drain(s: &mut Spool) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Some(b) = s.read_front() {
+            out.push((
+                b.bucket.clone(),
+                String::from_utf8(b.lines.to_vec()).unwrap(),
+            ));
+            s.pop_front(b.seq).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn order_is_kept_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, ev) = Spool::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(ev, Evicted::default());
+            s.push("counters", b"a value=1i 60\n", 1).unwrap();
+            s.push("samples", b"b value=0.5 60\nc value=1.5 60\n", 2)
+                .unwrap();
+            s.push("counters", b"d value=2i 120\n", 1).unwrap();
+            assert_eq!((s.len(), s.points()), (3, 4));
+            assert_eq!(s.bytes(), (3 * HEADER + 8 + 7 + 8 + 14 + 30 + 15) as u64);
+        }
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((s.len(), s.points()), (3, 4));
+        assert_eq!(
+            drain(&mut s),
+            vec![
+                ("counters".into(), "a value=1i 60\n".into()),
+                ("samples".into(), "b value=0.5 60\nc value=1.5 60\n".into()),
+                ("counters".into(), "d value=2i 120\n".into()),
+            ]
+        );
+        assert_eq!((s.len(), s.bytes(), s.points()), (0, 0, 0));
+        assert!(batch_files(dir.path()).is_empty());
+        // Sequence numbers continue after the ones found, so new batches sort last.
+        s.push("x", b"e v=1i 1\n", 1).unwrap();
+        assert_eq!(batch_files(dir.path()), vec![format!("{:020}.batch", 4)]);
+    }
+
+    #[test]
+    fn full_spool_drops_oldest_but_not_the_busy_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = b"m value=1i 60\n"; // 14 bytes; file = 22 + 1 + 14 = 37 bytes
+        let (mut s, _) = Spool::open(dir.path(), 37 * 3).unwrap();
+        for _ in 0..3 {
+            assert_eq!(s.push("b", line, 1).unwrap(), Evicted::default());
+        }
+        assert_eq!(
+            s.push("b", line, 1).unwrap(),
+            Evicted {
+                batches: 1,
+                points: 1
+            }
+        );
+        assert_eq!(
+            batch_files(dir.path()),
+            (2..=4).map(file_name).collect::<Vec<_>>()
+        );
+        // The front (seq 2) is being replayed: the next eviction takes seq 3 instead.
+        let front = s.read_front().unwrap();
+        assert_eq!(front.seq, 2);
+        assert_eq!(
+            s.push("b", line, 1).unwrap(),
+            Evicted {
+                batches: 1,
+                points: 1
+            }
+        );
+        assert_eq!(batch_files(dir.path()), [2, 4, 5].map(file_name).to_vec());
+        s.pop_front(2).unwrap();
+        assert_eq!((s.len(), s.bytes(), s.points()), (2, 74, 2));
+        // A batch larger than the whole spool is refused, nothing evicted.
+        let big = vec![b'x'; 200];
+        assert!(matches!(
+            s.push("b", &big, 1),
+            Err(SpoolError::TooLarge { .. })
+        ));
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn open_evicts_down_to_a_smaller_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+            for i in 0..5 {
+                s.push("b", format!("m value={i}i 60\n").as_bytes(), 1)
+                    .unwrap();
+            }
+        }
+        let (mut s, ev) = Spool::open(dir.path(), 37 * 2).unwrap();
+        assert_eq!(
+            ev,
+            Evicted {
+                batches: 3,
+                points: 3
+            }
+        );
+        let got: Vec<String> = drain(&mut s).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(got, vec!["m value=3i 60\n", "m value=4i 60\n"]);
+    }
+
+    #[test]
+    fn corrupt_and_torn_files_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+            for i in 1..=4 {
+                s.push("b", format!("m value={i}i 60\n").as_bytes(), 1)
+                    .unwrap();
+            }
+        }
+        // 1: truncated (size check at open); 3: one body byte flipped (CRC check at replay);
+        // a torn temporary file and a stray name.
+        let p1 = dir.path().join(file_name(1));
+        let d = fs::read(&p1).unwrap();
+        fs::write(&p1, &d[..d.len() - 3]).unwrap();
+        let p3 = dir.path().join(file_name(3));
+        let mut d = fs::read(&p3).unwrap();
+        let n = d.len();
+        d[n - 5] ^= 0x01;
+        fs::write(&p3, d).unwrap();
+        fs::write(
+            dir.path().join(format!("{}.tmp", file_name(5))),
+            b"SRWSPOL1 half",
+        )
+        .unwrap();
+        fs::write(dir.path().join("junk.batch"), b"").unwrap();
+
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(
+            s.corrupt(),
+            Corrupt {
+                files: 3,
+                points: 0
+            }
+        );
+        assert_eq!(s.len(), 3);
+        let got: Vec<String> = drain(&mut s).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(got, vec!["m value=2i 60\n", "m value=4i 60\n"]);
+        assert_eq!(
+            s.corrupt(),
+            Corrupt {
+                files: 4,
+                points: 1
+            }
+        );
+        let mut aside: Vec<String> = fs::read_dir(dir.path().join(CORRUPT_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        aside.sort();
+        assert_eq!(
+            aside,
+            vec![
+                file_name(1),
+                file_name(3),
+                format!("{}.tmp", file_name(5)),
+                "junk.batch".to_string()
+            ]
+        );
+        // New sequence numbers continue past the highest `.batch` name found (4).
+        s.push("b", b"m value=9i 60\n", 1).unwrap();
+        assert_eq!(batch_files(dir.path()), vec![file_name(5)]);
+    }
+
+    #[test]
+    fn replace_front_keeps_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push("b", b"a v=1i 1\nb v=2i 1\nc v=3i 1\n", 3).unwrap();
+        s.push("b", b"d v=4i 1\n", 1).unwrap();
+        let f = s.read_front().unwrap();
+        s.replace_front(f.seq, b"b v=2i 1\nc v=3i 1\n", 2).unwrap();
+        assert_eq!(s.points(), 3);
+        let got: Vec<String> = drain(&mut s).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(got, vec!["b v=2i 1\nc v=3i 1\n", "d v=4i 1\n"]);
+    }
+
+    #[test]
+    fn second_open_of_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(matches!(
+            Spool::open(dir.path(), 1 << 20),
+            Err(SpoolError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn unwritable_dir_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            Spool::open(&file, 1 << 20),
+            Err(SpoolError::Dir { .. })
+        ));
+    }
+}
