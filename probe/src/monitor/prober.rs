@@ -1,0 +1,532 @@
+//! One task per target: schedule → send → match → classify, over the transaction core.
+//!
+//! Every `interval` an OPTIONS goes out in a new transaction (its own branch from the
+//! [`Table`], its own Call-ID and From tag). Responses are checked ([`accept`]), matched by top
+//! Via branch + CSeq method, checked for the Call-ID, and handed to the transaction; retransmits,
+//! timeouts and the INVITE check follow the [`Action`]s it returns. An INVITE is always closed:
+//! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once,
+//! and an INVITE with only provisional answers at the deadline is cancelled.
+
+use super::*;
+use crate::message::{random_token, Leg, Response};
+use crate::transaction::{Action, Branch, ClientTx, Lookup, Outcome, Send, Slot, Table, TxConfig};
+use crate::transport::{accept, recv_buffer, Endpoint, Ignored};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use tokio::time::Instant as TokioInstant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Options,
+    Invite,
+    Bye,
+}
+
+struct Cancel {
+    tx: ClientTx,
+    request: Vec<u8>,
+}
+
+struct Pending {
+    kind: Kind,
+    tx: ClientTx,
+    leg: Leg,
+    branch: Branch,
+    request: Vec<u8>,
+    at: SystemTime,
+    cancel: Option<Cancel>,
+    /// The ACK of a 2xx, kept to answer its retransmissions.
+    ack_2xx: Option<Vec<u8>>,
+}
+
+/// The per-target task.
+pub struct Prober {
+    cfg: TargetConfig,
+    name: Arc<str>,
+    uri: TargetUri,
+    ep: Endpoint,
+    table: Table<Pending>,
+    txcfg: TxConfig,
+    rule: FingerprintRule,
+    out: mpsc::Sender<FromProber>,
+    stats: RxStats,
+    /// Ignore reasons already logged for this target (each is logged once, then counted).
+    logged: HashSet<&'static str>,
+    invite_in_flight: bool,
+    slots: Vec<Slot>,
+}
+
+impl Prober {
+    pub(crate) async fn open(
+        cfg: TargetConfig,
+        uri: TargetUri,
+        addr: SocketAddr,
+        rule: FingerprintRule,
+        out: mpsc::Sender<FromProber>,
+    ) -> std::io::Result<Prober> {
+        let ep = Endpoint::open(addr, uri.transport, cfg.timeout).await?;
+        Ok(Prober {
+            name: Arc::from(cfg.name.as_str()),
+            txcfg: TxConfig::new(cfg.timeout, uri.transport.is_reliable()),
+            cfg,
+            uri,
+            ep,
+            table: Table::with_random_prefix(),
+            rule,
+            out,
+            stats: RxStats::default(),
+            logged: HashSet::new(),
+            invite_in_flight: false,
+            slots: Vec::new(),
+        })
+    }
+
+    /// Probes until `stop` turns true; then waits for the outstanding probes to be reported
+    /// (at most one timeout) and ends.
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut buf = recv_buffer();
+        let mut next_probe = TokioInstant::now();
+        let mut minute = minute_now();
+        let mut stopping: Option<TokioInstant> = None;
+        loop {
+            let now = TokioInstant::now();
+            let mut wake = match stopping {
+                Some(end) => end,
+                None => next_probe,
+            };
+            for slot in self.table.slots() {
+                if let Some(p) = self.table.get(slot) {
+                    for t in [
+                        p.tx.next_wakeup(),
+                        p.cancel.as_ref().and_then(|c| c.tx.next_wakeup()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        wake = wake.min(TokioInstant::from_std(t));
+                    }
+                }
+            }
+            let ev = tokio::select! {
+                r = self.ep.recv(&mut buf) => Ev::Recv(r),
+                _ = tokio::time::sleep_until(wake.max(now)) => Ev::Timer,
+                _ = stop.changed(), if stopping.is_none() => Ev::Stop,
+            };
+            match ev {
+                Ev::Recv(Ok(n)) => self.on_message(&buf[..n.min(buf.len())], n).await,
+                Ev::Recv(Err(kind)) => self.on_transport_error(kind).await,
+                Ev::Stop => {
+                    stopping = Some(TokioInstant::now() + self.cfg.timeout);
+                }
+                Ev::Timer => {}
+            }
+            let now = TokioInstant::now();
+            if let Some(end) = stopping {
+                if now >= end || !self.has_unreported() {
+                    self.send_rx_stats().await;
+                    return;
+                }
+            } else if now >= next_probe {
+                let m = minute_now();
+                if m != minute {
+                    self.send_rx_stats().await;
+                    minute = m;
+                }
+                self.start(Kind::Options).await;
+                // Keep the schedule: skip missed slots instead of bursting.
+                while next_probe <= now {
+                    next_probe += self.cfg.interval;
+                }
+            }
+            self.on_timers(now.into_std()).await;
+        }
+    }
+
+    fn has_unreported(&self) -> bool {
+        self.table.slots().any(|s| {
+            self.table.get(s).is_some_and(|p| {
+                matches!(
+                    p.tx.state(),
+                    crate::transaction::State::Calling | crate::transaction::State::Proceeding
+                )
+            })
+        })
+    }
+
+    async fn send_rx_stats(&mut self) {
+        if self.stats != RxStats::default() {
+            let stats = std::mem::take(&mut self.stats);
+            let _ = self
+                .out
+                .send(FromProber::Rx {
+                    target: self.name.clone(),
+                    stats,
+                })
+                .await;
+        }
+    }
+
+    /// Sends a new OPTIONS or INVITE.
+    async fn start(&mut self, kind: Kind) {
+        let at = SystemTime::now();
+        let local = match self.ep.connect().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.report_outcome(
+                    kind,
+                    at,
+                    Outcome::TransportError {
+                        kind: e,
+                        retransmits: 0,
+                    },
+                    None,
+                )
+                .await;
+                return;
+            }
+        };
+        let method = match kind {
+            Kind::Invite => Method::Invite,
+            _ => Method::Options,
+        };
+        let mut leg = Leg::new(&self.uri, self.cfg.user.as_deref(), local);
+        if kind == Kind::Invite {
+            if let Some(u) = &self.cfg.invite_uri {
+                leg.request_uri = u.clone();
+                leg.to_uri = u.split(';').next().unwrap_or(u).to_string();
+            }
+        }
+        let now = std::time::Instant::now();
+        let tx = ClientTx::new(method, &self.txcfg, now);
+        let (slot, branch) = self.table.insert(
+            method,
+            Pending {
+                kind,
+                tx,
+                leg,
+                branch: self.table.branch(Slot { index: 0, gen: 0 }),
+                request: Vec::new(),
+                at,
+                cancel: None,
+                ack_2xx: None,
+            },
+        );
+        let p = self.table.get_mut(slot).expect("just inserted");
+        p.branch = branch;
+        p.request = p.leg.initial(method, branch.as_str());
+        if kind == Kind::Invite {
+            self.invite_in_flight = true;
+        }
+        let request = std::mem::take(&mut p.request);
+        let sent = self.ep.send(&request).await;
+        let p = self.table.get_mut(slot).expect("just inserted");
+        p.request = request;
+        if let Err(e) = sent {
+            let a = p.tx.on_transport_error(e, std::time::Instant::now());
+            self.act(slot, a, None).await;
+        }
+    }
+
+    async fn on_message(&mut self, msg: &[u8], n: usize) {
+        self.stats.received += 1;
+        let r = match accept(msg, self.ep.local()) {
+            Ok(r) if n <= msg.len() && n <= crate::consts::MAX_RESPONSE => r,
+            Ok(_) => return self.ignored(Ignored::Parse(crate::message::ParseError::Oversized)),
+            Err(e) => return self.ignored(e),
+        };
+        let Some(method) = r.method else {
+            self.stats.stray += 1;
+            return;
+        };
+        let slot = match self.table.lookup(r.branch.as_bytes(), method) {
+            Lookup::Found(s) => s,
+            Lookup::Late => {
+                self.stats.late += 1;
+                return;
+            }
+            Lookup::Stray => {
+                self.stats.stray += 1;
+                self.log_once("stray", &r.branch, "Response to a branch never sent");
+                return;
+            }
+        };
+        let p = self.table.get_mut(slot).expect("found");
+        if r.call_id != p.leg.call_id {
+            return self.ignored(Ignored::Discard(crate::message::Discard::OtherCallId));
+        }
+        let now = std::time::Instant::now();
+        if method == Method::Cancel {
+            // The CANCEL's own transaction: nothing to do but stop retransmitting it.
+            if let Some(c) = &mut p.cancel {
+                let _ = c.tx.on_response(r.status, now);
+            }
+            return;
+        }
+        let a = p.tx.on_response(r.status, now);
+        if matches!(a, Action::Duplicate { .. }) {
+            self.stats.duplicate += 1;
+        }
+        if matches!(a, Action::Late { .. }) {
+            self.stats.late += 1;
+        }
+        self.act(slot, a, Some(&r)).await;
+    }
+
+    fn ignored(&mut self, why: Ignored) {
+        let reason = match &why {
+            Ignored::Parse(e) => e.as_str(),
+            Ignored::Discard(d) => d.as_str(),
+        };
+        self.stats.count(why.clone());
+        self.log_once(reason, "", "Received message ignored");
+    }
+
+    fn log_once(&mut self, reason: &'static str, detail: &str, what: &str) {
+        if self.logged.insert(reason) {
+            tracing::warn!(
+                target = %self.name,
+                reason,
+                detail,
+                "{what}; further ones are only counted"
+            );
+        }
+    }
+
+    async fn on_transport_error(&mut self, kind: crate::transaction::TransportErrorKind) {
+        let now = std::time::Instant::now();
+        self.slots.clear();
+        self.slots.extend(self.table.slots());
+        for i in 0..self.slots.len() {
+            let slot = self.slots[i];
+            if let Some(p) = self.table.get_mut(slot) {
+                let a = p.tx.on_transport_error(kind, now);
+                self.act(slot, a, None).await;
+            }
+        }
+    }
+
+    async fn on_timers(&mut self, now: std::time::Instant) {
+        self.slots.clear();
+        self.slots.extend(self.table.slots());
+        for i in 0..self.slots.len() {
+            let slot = self.slots[i];
+            let Some(p) = self.table.get_mut(slot) else {
+                continue;
+            };
+            // The CANCEL transaction first (it may retransmit or end).
+            if let Some(c) = &mut p.cancel {
+                if c.tx.next_wakeup().is_some_and(|t| t <= now) {
+                    match c.tx.on_timer(now) {
+                        Action::Retransmit => {
+                            let req = std::mem::take(&mut c.request);
+                            let _ = self.ep.send(&req).await;
+                            if let Some(c) =
+                                self.table.get_mut(slot).and_then(|p| p.cancel.as_mut())
+                            {
+                                c.request = req;
+                            }
+                        }
+                        Action::Terminated => {
+                            if let Some(p) = self.table.get_mut(slot) {
+                                p.cancel = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let Some(p) = self.table.get_mut(slot) else {
+                continue;
+            };
+            if p.tx.next_wakeup().is_some_and(|t| t <= now) {
+                let a = p.tx.on_timer(now);
+                self.act(slot, a, None).await;
+            }
+        }
+    }
+
+    /// Carries out what the transaction at `slot` asked for.
+    async fn act(&mut self, slot: Slot, a: Action, r: Option<&Response>) {
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
+        };
+        let kind = p.kind;
+        match a {
+            Action::Wait => {}
+            Action::Retransmit => {
+                let req = std::mem::take(&mut p.request);
+                let res = self.ep.send(&req).await;
+                if let Some(p) = self.table.get_mut(slot) {
+                    p.request = req;
+                    if let Err(e) = res {
+                        let a = p.tx.on_transport_error(e, std::time::Instant::now());
+                        Box::pin(self.act(slot, a, None)).await;
+                    }
+                }
+            }
+            Action::Done { outcome, send } => {
+                let at = p.at;
+                self.do_send(slot, send, r).await;
+                if kind == Kind::Invite {
+                    self.invite_in_flight = false;
+                }
+                if kind == Kind::Bye {
+                    tracing::info!(target = %self.name, outcome = ?outcome, "BYE after an accepted INVITE done");
+                    return;
+                }
+                self.report_outcome(kind, at, outcome, r).await;
+                if kind == Kind::Options && self.wants_invite(outcome.status()) {
+                    Box::pin(self.start(Kind::Invite)).await;
+                }
+            }
+            Action::Duplicate { send } => self.do_send(slot, send, r).await,
+            Action::Late { status, send } => {
+                let at = p.at;
+                self.do_send(slot, send, r).await;
+                if kind == Kind::Invite && send == Send::AckAndBye {
+                    // A call accepted after we gave up: report it so the alarm is raised.
+                    let mut res = self.result(kind, at, None, r);
+                    res.status = Some(status);
+                    res.state = ServiceState::classify(Some(status));
+                    res.late = true;
+                    let _ = self.out.send(FromProber::Result(res)).await;
+                }
+            }
+            Action::Terminated => {
+                self.table.remove(slot);
+            }
+        }
+    }
+
+    async fn do_send(&mut self, slot: Slot, send: Send, r: Option<&Response>) {
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
+        };
+        let to_tag = r.and_then(|r| r.to_tag.as_deref());
+        let msg = match send {
+            Send::Nothing => return,
+            Send::Ack if r.is_some_and(|r| r.status < 300) => match &p.ack_2xx {
+                Some(a) => a.clone(),
+                None => return,
+            },
+            Send::Ack => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
+            Send::Cancel => {
+                let req = p.leg.cancel(p.branch.as_str());
+                let tx = ClientTx::new(Method::Cancel, &self.txcfg, std::time::Instant::now());
+                p.cancel = Some(Cancel {
+                    tx,
+                    request: req.clone(),
+                });
+                req
+            }
+            Send::AckAndBye => {
+                let contact = r.and_then(|r| r.contact.as_deref());
+                let ack_branch = format!("{}{}", crate::consts::BRANCH_MAGIC, random_token(16));
+                let ack = p.leg.ack_2xx(&ack_branch, to_tag, contact);
+                p.ack_2xx = Some(ack.clone());
+                let leg = p.leg.clone();
+                let _ = self.ep.send(&ack).await;
+                tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0), "INVITE accepted: ACK and BYE sent at once");
+                // The BYE is a transaction of its own.
+                let now = std::time::Instant::now();
+                let (bslot, bbranch) = self.table.insert(
+                    Method::Bye,
+                    Pending {
+                        kind: Kind::Bye,
+                        tx: ClientTx::new(Method::Bye, &self.txcfg, now),
+                        leg,
+                        branch: self.table.branch(Slot { index: 0, gen: 0 }),
+                        request: Vec::new(),
+                        at: SystemTime::now(),
+                        cancel: None,
+                        ack_2xx: None,
+                    },
+                );
+                let b = self.table.get_mut(bslot).expect("just inserted");
+                b.branch = bbranch;
+                b.request = b.leg.bye(bbranch.as_str(), to_tag, contact);
+                b.request.clone()
+            }
+        };
+        let _ = self.ep.send(&msg).await;
+    }
+
+    fn wants_invite(&self, status: Option<u16>) -> bool {
+        if self.invite_in_flight {
+            return false;
+        }
+        match self.cfg.invite_probe {
+            InviteProbe::Never => false,
+            InviteProbe::Always => true,
+            InviteProbe::OosOnly => {
+                status == Some(503)
+                    || (self.cfg.expect == Expect::OutOfService && status.is_some_and(|s| s >= 300))
+            }
+        }
+    }
+
+    fn result(
+        &self,
+        kind: Kind,
+        at: SystemTime,
+        outcome: Option<Outcome>,
+        r: Option<&Response>,
+    ) -> ProbeResult {
+        let (status, rtt, retransmits, error) = match outcome {
+            Some(Outcome::Final {
+                status,
+                rtt,
+                retransmits,
+            }) => (Some(status), Some(rtt), retransmits, None),
+            Some(Outcome::Timeout { retransmits, .. }) => (None, None, retransmits, None),
+            Some(Outcome::TransportError { kind, retransmits }) => {
+                (None, None, retransmits, Some(kind))
+            }
+            None => (None, None, 0, None),
+        };
+        ProbeResult {
+            target: self.name.clone(),
+            role: self.cfg.role,
+            method: if kind == Kind::Invite {
+                Method::Invite
+            } else {
+                Method::Options
+            },
+            at,
+            state: ServiceState::classify(status),
+            status,
+            rtt,
+            retransmits,
+            retry_after: r.filter(|r| r.status == 503).and_then(|r| r.retry_after),
+            error,
+            fingerprint: r.and_then(|r| self.rule.of(r)),
+            owner: None,
+            late: false,
+        }
+    }
+
+    async fn report_outcome(
+        &mut self,
+        kind: Kind,
+        at: SystemTime,
+        outcome: Outcome,
+        r: Option<&Response>,
+    ) {
+        let res = self.result(kind, at, Some(outcome), r);
+        let _ = self.out.send(FromProber::Result(res)).await;
+    }
+}
+
+enum Ev {
+    Recv(Result<usize, crate::transaction::TransportErrorKind>),
+    Timer,
+    Stop,
+}
+
+fn minute_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        / 60
+}
