@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmd;
 mod config;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -4,3 +4,5 @@
 mod util;
 
 mod kamailio_fixture;
+
+mod probe;

@@ -352,30 +352,30 @@ fn log(o: &Output) {
         Output::Event(e) => match &e.kind {
             EventKind::State { from, to, status } => tracing::info!(
                 target = %e.target,
-                role = e.role.as_str(),
-                from = from.map(|s| s.as_str()).unwrap_or("none"),
-                to = to.as_str(),
+                role = %e.role.as_str(),
+                from = %from.map(|s| s.as_str()).unwrap_or("none"),
+                to = %to.as_str(),
                 status = status.unwrap_or(0),
                 "Target state changed"
             ),
             EventKind::Owner { from, to } => tracing::warn!(
                 target = %e.target,
-                from = from.as_deref().unwrap_or("unknown"),
-                to = to.as_deref().unwrap_or("unknown"),
+                from = %from.as_deref().unwrap_or("unknown"),
+                to = %to.as_deref().unwrap_or("unknown"),
                 "VIP failover: another CP answers"
             ),
         },
         Output::Alarm(a) if a.active => tracing::error!(
             target = %a.target,
-            role = a.role.as_str(),
-            alarm = a.kind.as_str(),
-            message = %a.message,
+            role = %a.role.as_str(),
+            alarm = %a.kind.as_str(),
+            detail = %a.message,
             "Alarm raised"
         ),
         Output::Alarm(a) => tracing::info!(
             target = %a.target,
-            role = a.role.as_str(),
-            alarm = a.kind.as_str(),
+            role = %a.role.as_str(),
+            alarm = %a.kind.as_str(),
             "Alarm cleared"
         ),
         _ => {}
