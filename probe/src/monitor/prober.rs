@@ -196,7 +196,7 @@ impl Prober {
                 leg.to_uri = u.split(';').next().unwrap_or(u).to_string();
             }
         }
-        let now = std::time::Instant::now();
+        let now = now_std();
         let tx = ClientTx::new(method, &self.txcfg, now);
         let (slot, branch) = self.table.insert(
             method,
@@ -222,7 +222,7 @@ impl Prober {
         let p = self.table.get_mut(slot).expect("just inserted");
         p.request = request;
         if let Err(e) = sent {
-            let a = p.tx.on_transport_error(e, std::time::Instant::now());
+            let a = p.tx.on_transport_error(e, now_std());
             self.act(slot, a, None).await;
         }
     }
@@ -254,7 +254,7 @@ impl Prober {
         if r.call_id != p.leg.call_id {
             return self.ignored(Ignored::Discard(crate::message::Discard::OtherCallId));
         }
-        let now = std::time::Instant::now();
+        let now = now_std();
         if method == Method::Cancel {
             // The CANCEL's own transaction: nothing to do but stop retransmitting it.
             if let Some(c) = &mut p.cancel {
@@ -293,7 +293,7 @@ impl Prober {
     }
 
     async fn on_transport_error(&mut self, kind: crate::transaction::TransportErrorKind) {
-        let now = std::time::Instant::now();
+        let now = now_std();
         self.slots.clear();
         self.slots.extend(self.table.slots());
         for i in 0..self.slots.len() {
@@ -359,7 +359,7 @@ impl Prober {
                 if let Some(p) = self.table.get_mut(slot) {
                     p.request = req;
                     if let Err(e) = res {
-                        let a = p.tx.on_transport_error(e, std::time::Instant::now());
+                        let a = p.tx.on_transport_error(e, now_std());
                         Box::pin(self.act(slot, a, None)).await;
                     }
                 }
@@ -412,7 +412,7 @@ impl Prober {
             Send::Ack => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
             Send::Cancel => {
                 let req = p.leg.cancel(p.branch.as_str());
-                let tx = ClientTx::new(Method::Cancel, &self.txcfg, std::time::Instant::now());
+                let tx = ClientTx::new(Method::Cancel, &self.txcfg, now_std());
                 p.cancel = Some(Cancel {
                     tx,
                     request: req.clone(),
@@ -428,7 +428,7 @@ impl Prober {
                 let _ = self.ep.send(&ack).await;
                 tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0), "INVITE accepted: ACK and BYE sent at once");
                 // The BYE is a transaction of its own.
-                let now = std::time::Instant::now();
+                let now = now_std();
                 let (bslot, bbranch) = self.table.insert(
                     Method::Bye,
                     Pending {
@@ -529,4 +529,288 @@ fn minute_now() -> u64 {
         .unwrap_or_default()
         .as_secs()
         / 60
+}
+
+/// The transaction clock: tokio's, so that paused time in tests drives it too.
+fn now_std() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
+
+/// Fault injection: a scripted UAS on a loopback UDP socket plays what the test CP cannot
+/// (provisional answers, a 2xx to INVITE, garbage and foreign responses).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UdpSocket;
+
+    struct Uas {
+        sock: UdpSocket,
+        peer: Option<SocketAddr>,
+    }
+
+    /// A received request: its text and its header values by name.
+    struct Req {
+        text: String,
+    }
+
+    impl Req {
+        fn line(&self) -> &str {
+            self.text.lines().next().unwrap_or("")
+        }
+        fn header(&self, name: &str) -> &str {
+            let want = format!("{name}: ");
+            self.text
+                .lines()
+                .find_map(|l| l.strip_prefix(want.as_str()))
+                .unwrap_or_else(|| panic!("no {name} in {}", self.text))
+        }
+        fn branch(&self) -> &str {
+            self.header("Via").split("branch=").nth(1).unwrap()
+        }
+    }
+
+    impl Uas {
+        async fn new() -> Uas {
+            Uas {
+                sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+                peer: None,
+            }
+        }
+        fn uri(&self) -> String {
+            format!("sip:{}", self.sock.local_addr().unwrap())
+        }
+        async fn recv(&mut self) -> Req {
+            let mut buf = vec![0u8; 65536];
+            let (n, from) =
+                tokio::time::timeout(Duration::from_secs(3), self.sock.recv_from(&mut buf))
+                    .await
+                    .expect("a request within 3 s")
+                    .unwrap();
+            self.peer = Some(from);
+            Req {
+                text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            }
+        }
+        async fn send(&self, b: &[u8]) {
+            self.sock.send_to(b, self.peer.unwrap()).await.unwrap();
+        }
+        /// A response to `req` with `status`, echoing its headers, with `to_tag` and `extra`.
+        async fn reply(&self, req: &Req, status: &str, to_tag: Option<&str>, extra: &str) {
+            let to = match to_tag {
+                Some(t) => format!("{};tag={t}", req.header("To")),
+                None => req.header("To").to_string(),
+            };
+            let msg = format!(
+                "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+                req.header("Via"),
+                req.header("From"),
+                req.header("Call-ID"),
+                req.header("CSeq"),
+            );
+            self.send(msg.as_bytes()).await;
+        }
+    }
+
+    fn cfg(uri: &str, invite: InviteProbe) -> ProbeConfig {
+        let mut t = TargetConfig::new("t", uri, Role::Cp);
+        t.interval = Duration::from_secs(60);
+        t.timeout = Duration::from_millis(600);
+        t.invite_probe = invite;
+        t.expect = Expect::Any;
+        ProbeConfig {
+            fingerprint: None,
+            target: vec![t],
+        }
+    }
+
+    async fn collect(rx: &mut mpsc::Receiver<Output>, handle: MonitorHandle) -> Vec<Output> {
+        handle.stop().await;
+        let mut v = Vec::new();
+        while let Some(o) = rx.recv().await {
+            v.push(o);
+        }
+        v
+    }
+
+    fn results(v: &[Output]) -> Vec<&ProbeResult> {
+        v.iter()
+            .filter_map(|o| match o {
+                Output::Result(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn provisional_only_invite_is_cancelled_and_487_acked() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::OosOnly)).await.unwrap();
+        let opt = uas.recv().await;
+        assert!(opt.line().starts_with("OPTIONS "), "{}", opt.text);
+        uas.reply(
+            &opt,
+            "503 Service Unavailable",
+            Some("x1"),
+            "Retry-After: 120\r\n",
+        )
+        .await;
+        let inv = uas.recv().await;
+        assert!(inv.line().starts_with("INVITE "), "{}", inv.text);
+        assert_eq!(inv.header("CSeq"), "1 INVITE");
+        uas.reply(&inv, "100 Trying", None, "").await;
+        uas.reply(&inv, "180 Ringing", Some("r1"), "").await;
+        // Nothing final before the 600 ms deadline: CANCEL on the INVITE's branch.
+        let cancel = uas.recv().await;
+        assert!(cancel.line().starts_with("CANCEL "), "{}", cancel.text);
+        assert_eq!(cancel.branch(), inv.branch());
+        assert_eq!(cancel.header("CSeq"), "1 CANCEL");
+        assert_eq!(cancel.header("Call-ID"), inv.header("Call-ID"));
+        assert_eq!(cancel.header("To"), inv.header("To"));
+        uas.reply(&cancel, "200 OK", Some("r1"), "").await;
+        uas.reply(&inv, "487 Request Terminated", Some("r1"), "")
+            .await;
+        let ack = uas.recv().await;
+        assert!(ack.line().starts_with("ACK "), "{}", ack.text);
+        assert_eq!(ack.branch(), inv.branch());
+        assert_eq!(ack.header("CSeq"), "1 ACK");
+        assert_eq!(ack.header("To"), format!("{};tag=r1", inv.header("To")));
+        // A retransmitted 487 is ACKed again.
+        uas.reply(&inv, "487 Request Terminated", Some("r1"), "")
+            .await;
+        let ack2 = uas.recv().await;
+        assert_eq!(ack2.text, ack.text);
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(r.len(), 2, "{out:#?}");
+        assert_eq!(
+            (r[0].method, r[0].status, r[0].retry_after, r[0].state),
+            (
+                Method::Options,
+                Some(503),
+                Some(120),
+                ServiceState::OutOfService
+            )
+        );
+        assert_eq!(
+            (r[1].method, r[1].status, r[1].state),
+            (Method::Invite, None, ServiceState::Down)
+        );
+        let alarms: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alarm(a) => Some((a.kind, a.active)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alarms, vec![(AlarmKind::InviteNot503, true)]);
+        let Some(Output::Summary(s)) = out.last() else {
+            panic!("{out:#?}")
+        };
+        assert_eq!((s.rx.late, s.rx.duplicate), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn accepted_invite_is_acked_and_hung_up_with_an_alarm() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Always)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", Some("x1"), "").await;
+        let inv = uas.recv().await;
+        assert!(inv.line().starts_with("INVITE "), "{}", inv.text);
+        let contact = format!("sip:uas@{}", uas.sock.local_addr().unwrap());
+        uas.reply(
+            &inv,
+            "200 OK",
+            Some("ok1"),
+            &format!("Contact: <{contact}>\r\n"),
+        )
+        .await;
+        let ack = uas.recv().await;
+        assert_eq!(ack.line(), format!("ACK {contact} SIP/2.0"));
+        assert_ne!(ack.branch(), inv.branch());
+        assert!(ack.branch().starts_with("z9hG4bK"));
+        assert_eq!(ack.header("CSeq"), "1 ACK");
+        assert_eq!(ack.header("To"), format!("{};tag=ok1", inv.header("To")));
+        let bye = uas.recv().await;
+        assert_eq!(bye.line(), format!("BYE {contact} SIP/2.0"));
+        assert_eq!(bye.header("CSeq"), "2 BYE");
+        assert_eq!(bye.header("Call-ID"), inv.header("Call-ID"));
+        assert_eq!(bye.header("To"), format!("{};tag=ok1", inv.header("To")));
+        uas.reply(&bye, "200 OK", Some("ok1"), "").await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(
+            r.iter().map(|r| (r.method, r.status)).collect::<Vec<_>>(),
+            vec![(Method::Options, Some(200)), (Method::Invite, Some(200))]
+        );
+        assert!(out.iter().any(|o| matches!(o,
+            Output::Alarm(a) if a.kind == AlarmKind::CallAccepted && a.active)));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_foreign_responses_are_counted_and_ignored() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Never)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.send(b"hello").await;
+        uas.send(&vec![b'S'; crate::consts::MAX_RESPONSE + 100])
+            .await;
+        uas.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await;
+        // Our sent-by, a branch we never used.
+        let stray = opt.text.replace(opt.branch(), "z9hG4bKnotours-0-0");
+        let stray = Req { text: stray };
+        uas.reply(&stray, "200 OK", None, "").await;
+        // Right branch, another Call-ID.
+        let other = Req {
+            text: opt.text.replace(opt.header("Call-ID"), "someone-else"),
+        };
+        uas.reply(&other, "200 OK", None, "").await;
+        // Two Vias.
+        let two = Req {
+            text: opt.text.replace(
+                "\r\nVia: ",
+                "\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKproxy\r\nVia: ",
+            ),
+        };
+        let msg = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKproxy\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            two.header("Via"),
+            opt.header("From"),
+            opt.header("To"),
+            opt.header("Call-ID")
+        );
+        uas.send(msg.as_bytes()).await;
+        // A malformed CSeq.
+        let bad = Req {
+            text: opt.text.replace("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"),
+        };
+        uas.reply(&bad, "200 OK", None, "").await;
+        // The real answer, then its retransmission.
+        uas.reply(&opt, "200 OK", Some("a.b"), "").await;
+        uas.reply(&opt, "200 OK", Some("a.b"), "").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(r.len(), 1, "{out:#?}");
+        assert_eq!(r[0].status, Some(200));
+        assert_eq!(r[0].fingerprint.as_deref(), Some("a"));
+        let Some(Output::Summary(s)) = out.last() else {
+            panic!("{out:#?}")
+        };
+        assert_eq!(
+            s.rx,
+            RxStats {
+                received: 9,
+                garbage: 2,
+                oversized: 1,
+                malformed: 1,
+                not_ours: 1,
+                stray: 1,
+                late: 0,
+                duplicate: 1,
+                other_call_id: 1,
+            }
+        );
+        assert_eq!((s.count, s.lost), (1, 0));
+    }
 }
