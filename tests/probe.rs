@@ -355,6 +355,11 @@ fn check_exit_codes() {
     assert!(line.contains(" | rtt="), "{line}");
     assert!(line.contains(" retransmits=0;;;0 status=200"), "{line}");
     assert_eq!(sipsak_status(&uri), "200");
+    // The same over TCP.
+    let tcp = format!("{uri};transport=tcp");
+    let (code, line) = check(&[&tcp]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains(" retransmits=0;;;0 status=200"), "{line}");
 
     k.set_out_of_service(true);
     let (code, line) = check(&[&uri]);
@@ -365,9 +370,13 @@ fn check_exit_codes() {
     assert!(line.contains("; INVITE answered 503"), "{line}");
     assert!(line.contains("invite_status=503"), "{line}");
     assert_eq!(sipsak_status(&uri), "503");
-    // The INVITE was ACKed (sl absorbs it).
+    let (code, line) = check(&[&tcp, "--expect", "503", "--invite"]);
+    assert_eq!(code, 0, "{line}");
+    assert!(line.contains("; INVITE answered 503"), "{line}");
+    // Both INVITEs (UDP and TCP) were ACKed (sl absorbs the ACKs).
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(k.kamcmd_stat("sl:received_ACKs"), 1);
+    assert_eq!(k.kamcmd_stat("core:rcv_requests_invite"), 2);
+    assert_eq!(k.kamcmd_stat("sl:received_ACKs"), 2);
 
     // A bound but silent UDP socket: no answer.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

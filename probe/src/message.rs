@@ -423,25 +423,55 @@ pub fn parse_response(buf: &[u8]) -> Result<Response, ParseError> {
     let mut server = None;
     let mut contact = None;
     let mut headers = Vec::new();
+    enum K {
+        Via,
+        CSeq,
+        CallId,
+        To,
+        RetryAfter,
+        Server,
+        Contact,
+        Other,
+    }
     for h in msg.headers.iter() {
         use rsip::Header as H;
-        match h {
-            H::Via(v) => {
-                let n = count_values(v.value());
+        // Compact forms (RFC 3261 section 7.3.3) come through as unknown headers.
+        let (k, v) = match h {
+            H::Via(v) => (K::Via, v.value()),
+            H::CSeq(v) => (K::CSeq, v.value()),
+            H::CallId(v) => (K::CallId, v.value()),
+            H::To(v) => (K::To, v.value()),
+            H::RetryAfter(v) => (K::RetryAfter, v.value()),
+            H::Server(v) => (K::Server, v.value()),
+            H::Contact(v) => (K::Contact, v.value()),
+            H::Other(n, v) => {
+                let k = match n.as_str() {
+                    "v" | "V" => K::Via,
+                    "i" | "I" => K::CallId,
+                    "t" | "T" => K::To,
+                    "m" | "M" => K::Contact,
+                    _ => {
+                        headers.push((n.clone(), v.trim().to_string()));
+                        K::Other
+                    }
+                };
+                (k, v.as_str())
+            }
+            _ => continue,
+        };
+        match k {
+            K::Via => {
                 if top_via.is_none() {
-                    top_via = Some(v.value());
+                    top_via = Some(v);
                 }
-                vias += n;
+                vias += count_values(v);
             }
-            H::CSeq(v) if cseq.is_none() => cseq = Some(v.value()),
-            H::CallId(v) if call_id.is_none() => call_id = Some(v.value()),
-            H::To(v) if to.is_none() => to = Some(v.value()),
-            H::RetryAfter(v) if retry_after.is_none() => {
-                retry_after = leading_number(v.value());
-            }
-            H::Server(v) if server.is_none() => server = Some(v.value().trim().to_string()),
-            H::Contact(v) if contact.is_none() => contact = contact_uri(v.value()),
-            H::Other(n, v) => headers.push((n.clone(), v.trim().to_string())),
+            K::CSeq if cseq.is_none() => cseq = Some(v),
+            K::CallId if call_id.is_none() => call_id = Some(v),
+            K::To if to.is_none() => to = Some(v),
+            K::RetryAfter if retry_after.is_none() => retry_after = leading_number(v),
+            K::Server if server.is_none() => server = Some(v.trim().to_string()),
+            K::Contact if contact.is_none() => contact = contact_uri(v),
             _ => {}
         }
     }
@@ -860,5 +890,41 @@ mod tests {
             }
             let _ = parse_response(&buf);
         }
+    }
+}
+
+/// The fuzz corpus (`probe/fuzz/corpus/parse_response`) replayed in the normal suite.
+#[cfg(test)]
+mod corpus {
+    use super::*;
+
+    #[test]
+    fn corpus_seeds_parse_as_expected() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/parse_response");
+        let mut got = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let r = parse_response(&std::fs::read(&p).unwrap());
+            got.push((
+                name,
+                r.map(|r| (r.status, r.vias, r.method))
+                    .map_err(|e| e.as_str()),
+            ));
+        }
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let ok = |s, v, m| Ok((s, v, Some(m)));
+        let want: Vec<(String, Result<(u16, usize, Option<Method>), &str>)> = vec![
+            ("compact-headers.sip".into(), ok(200, 1, Method::Options)),
+            ("garbage.bin".into(), Err("not_sip")),
+            ("kamailio-200.sip".into(), ok(200, 1, Method::Options)),
+            ("kamailio-503-invite.sip".into(), ok(503, 1, Method::Invite)),
+            ("malformed.sip".into(), Err("not_sip")),
+            ("many-vias.sip".into(), ok(200, 3, Method::Options)),
+            ("request.sip".into(), Err("not_response")),
+            ("ringing-with-body.sip".into(), ok(180, 1, Method::Invite)),
+        ];
+        assert_eq!(got, want);
     }
 }
