@@ -915,7 +915,8 @@ mod corpus {
         }
         got.sort_by(|a, b| a.0.cmp(&b.0));
         let ok = |s, v, m| Ok((s, v, Some(m)));
-        let want: Vec<(String, Result<(u16, usize, Option<Method>), &str>)> = vec![
+        type Parsed = Result<(u16, usize, Option<Method>), &'static str>;
+        let want: Vec<(String, Parsed)> = vec![
             ("compact-headers.sip".into(), ok(200, 1, Method::Options)),
             ("garbage.bin".into(), Err("not_sip")),
             ("kamailio-200.sip".into(), ok(200, 1, Method::Options)),
