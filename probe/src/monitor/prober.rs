@@ -53,6 +53,8 @@ pub struct Prober {
     /// Ignore reasons already logged for this target (each is logged once, then counted).
     logged: HashSet<&'static str>,
     invite_in_flight: bool,
+    /// Stop was asked: finish what is outstanding, start nothing new.
+    stopping: bool,
     slots: Vec<Slot>,
 }
 
@@ -77,6 +79,7 @@ impl Prober {
             stats: RxStats::default(),
             logged: HashSet::new(),
             invite_in_flight: false,
+            stopping: false,
             slots: Vec::new(),
         })
     }
@@ -116,6 +119,7 @@ impl Prober {
                 Ev::Recv(Ok(n)) => self.on_message(&buf[..n.min(buf.len())], n).await,
                 Ev::Recv(Err(kind)) => self.on_transport_error(kind).await,
                 Ev::Stop => {
+                    self.stopping = true;
                     stopping = Some(TokioInstant::now() + self.cfg.timeout);
                 }
                 Ev::Timer => {}
@@ -452,7 +456,7 @@ impl Prober {
     }
 
     fn wants_invite(&self, status: Option<u16>) -> bool {
-        if self.invite_in_flight {
+        if self.invite_in_flight || self.stopping {
             return false;
         }
         match self.cfg.invite_probe {
