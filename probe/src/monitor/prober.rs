@@ -586,9 +586,9 @@ mod tests {
         async fn recv(&mut self) -> Req {
             let mut buf = vec![0u8; 65536];
             let (n, from) =
-                tokio::time::timeout(Duration::from_secs(3), self.sock.recv_from(&mut buf))
+                tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
                     .await
-                    .expect("a request within 3 s")
+                    .expect("a request within 10 s")
                     .unwrap();
             self.peer = Some(from);
             Req {
@@ -816,5 +816,38 @@ mod tests {
             }
         );
         assert_eq!((s.count, s.lost), (1, 0));
+    }
+
+    /// Paused tokio time: the OPTIONS to a silent target go out at exactly 0, 500 and 1500 ms
+    /// (Timer E), the probe is reported down at 2000 ms, and the next probe starts on schedule.
+    #[tokio::test(start_paused = true)]
+    async fn timer_e_schedule_with_paused_time() {
+        let mut uas = Uas::new().await;
+        let mut c = cfg(&uas.uri(), InviteProbe::Never);
+        c.target[0].timeout = Duration::from_secs(2);
+        c.target[0].interval = Duration::from_secs(5);
+        let t0 = TokioInstant::now();
+        let (mut rx, handle) = spawn(&c).await.unwrap();
+        let mut at = Vec::new();
+        let mut branches = Vec::new();
+        for _ in 0..4 {
+            let r = uas.recv().await;
+            at.push((TokioInstant::now() - t0).as_millis());
+            branches.push(r.branch().to_string());
+        }
+        assert_eq!(at, vec![0, 500, 1500, 5000]);
+        assert_eq!(branches[0], branches[1]);
+        assert_eq!(branches[0], branches[2]);
+        assert_ne!(branches[0], branches[3]);
+        let o = rx.recv().await.unwrap();
+        assert!(matches!(o, Output::Event(_)), "{o:?}");
+        let Some(Output::Result(r)) = rx.recv().await else {
+            panic!()
+        };
+        assert_eq!(
+            (r.status, r.retransmits, r.state),
+            (None, 2, ServiceState::Down)
+        );
+        drop(handle);
     }
 }
