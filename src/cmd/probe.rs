@@ -103,6 +103,10 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // A plugin prints one line; the monitor's own log lines would only add noise. Every task
+    // of this current-thread runtime runs inside this scope.
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    let _guard = tracing::subscriber::set_default(quiet);
     let (options, invite) = rt.block_on(async {
         let (mut rx, handle) = monitor::spawn(&cfg).await?;
         let mut options: Option<ProbeResult> = None;
@@ -129,17 +133,29 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
 
 /// The plugin's exit code and output line.
 fn verdict(a: &CheckArgs, o: &ProbeResult, inv: Option<&ProbeResult>) -> (u8, String) {
+    // Perfdata: `U` where no value could be determined (no answer).
+    let secs = |r: &ProbeResult| {
+        r.rtt
+            .map(|d| format!("{:.6}s", d.as_secs_f64()))
+            .unwrap_or_else(|| "U".into())
+    };
+    let status = |r: &ProbeResult| {
+        r.status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "U".into())
+    };
     let rtt = o.rtt.map(|d| d.as_secs_f64()).unwrap_or(0.0);
     let mut perf = format!(
-        "rtt={rtt:.6}s;;;0 retransmits={};;;0 status={}",
+        "rtt={};;;0 retransmits={};;;0 status={}",
+        secs(o),
         o.retransmits,
-        o.status.unwrap_or(0)
+        status(o)
     );
     if let Some(i) = inv {
         perf.push_str(&format!(
-            " invite_status={} invite_rtt={:.6}s;;;0",
-            i.status.unwrap_or(0),
-            i.rtt.map(|d| d.as_secs_f64()).unwrap_or(0.0)
+            " invite_status={} invite_rtt={};;;0",
+            status(i),
+            secs(i)
         ));
     }
     let (code, what) = match o.status {
