@@ -134,6 +134,7 @@ pub enum InviteProbe {
     /// After an OPTIONS answered 503, or any non-2xx final when out of service is expected.
     #[default]
     OosOnly,
+    /// After every OPTIONS that got a final answer.
     Always,
     Never,
 }

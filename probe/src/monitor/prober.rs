@@ -461,7 +461,7 @@ impl Prober {
         }
         match self.cfg.invite_probe {
             InviteProbe::Never => false,
-            InviteProbe::Always => true,
+            InviteProbe::Always => status.is_some(),
             InviteProbe::OosOnly => {
                 status == Some(503)
                     || (self.cfg.expect == Expect::OutOfService && status.is_some_and(|s| s >= 300))

@@ -49,6 +49,15 @@ impl TransportErrorKind {
         }
     }
 
+    /// Who failed: `"srewatch"` for a local failure to send, `"target"` when the network or
+    /// the target refused (nothing listening, unreachable, connection refused or reset).
+    pub fn source(self) -> &'static str {
+        match self {
+            TransportErrorKind::SendFailed => "srewatch",
+            _ => "target",
+        }
+    }
+
     /// The kind an I/O error on a socket maps to.
     pub fn from_io(e: &std::io::Error) -> Self {
         match e.raw_os_error() {
@@ -719,6 +728,8 @@ mod tests {
             TransportErrorKind::PortUnreachable.as_str(),
             "port_unreachable"
         );
+        assert_eq!(TransportErrorKind::PortUnreachable.source(), "target");
+        assert_eq!(TransportErrorKind::SendFailed.source(), "srewatch");
     }
 
     #[test]
