@@ -648,9 +648,15 @@ mod tests {
     #[tokio::test]
     async fn provisional_only_invite_is_cancelled_and_487_acked() {
         let mut uas = Uas::new().await;
-        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::OosOnly)).await.unwrap();
+        let addr = uas.sock.local_addr().unwrap();
+        let mut c = cfg(&uas.uri(), InviteProbe::OosOnly);
+        c.target[0].user = Some("monitor".into());
+        c.target[0].invite_uri = Some(format!("sip:probe@{addr}"));
+        let (mut rx, handle) = spawn(&c).await.unwrap();
         let opt = uas.recv().await;
-        assert!(opt.line().starts_with("OPTIONS "), "{}", opt.text);
+        assert_eq!(opt.line(), format!("OPTIONS sip:monitor@{addr} SIP/2.0"));
+        assert_eq!(opt.header("To"), format!("<sip:monitor@{addr}>"));
+        assert_eq!(opt.header("Max-Forwards"), "70");
         uas.reply(
             &opt,
             "503 Service Unavailable",
@@ -659,8 +665,11 @@ mod tests {
         )
         .await;
         let inv = uas.recv().await;
-        assert!(inv.line().starts_with("INVITE "), "{}", inv.text);
+        assert_eq!(inv.line(), format!("INVITE sip:probe@{addr} SIP/2.0"));
+        assert_eq!(inv.header("To"), format!("<sip:probe@{addr}>"));
         assert_eq!(inv.header("CSeq"), "1 INVITE");
+        assert_eq!(inv.header("Content-Length"), "0");
+        assert_ne!(inv.header("Call-ID"), opt.header("Call-ID"));
         uas.reply(&inv, "100 Trying", None, "").await;
         uas.reply(&inv, "180 Ringing", Some("r1"), "").await;
         // Nothing final before the 600 ms deadline: CANCEL on the INVITE's branch.
