@@ -8,6 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cmd;
 mod config;
 mod notify;
+mod report;
 mod shard;
 
 use clap::{Parser, Subcommand};

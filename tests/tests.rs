@@ -5,3 +5,5 @@ mod sink;
 mod util;
 
 mod kamailio_fixture;
+
+mod probe;

@@ -18,3 +18,6 @@ pub const BRANCH_MAGIC: &str = "z9hG4bK";
 pub const MAX_FORWARDS: u32 = 70;
 /// Largest datagram we accept; anything longer is counted as oversized and dropped.
 pub const MAX_DATAGRAM: usize = 65_535;
+/// Largest response the prober accepts (UDP datagram or TCP message); longer ones are counted
+/// as oversized and dropped.
+pub const MAX_RESPONSE: usize = 16 * 1024;

@@ -7,12 +7,15 @@
 //! - [`consts`]: RFC 3261 timers (T1, T2, T4, 64·T1) and protocol constants, in one place.
 //! - [`message`]: building requests (OPTIONS, INVITE, ACK, CANCEL, BYE) and parsing responses
 //!   with rsip; garbage is a typed error, never a panic.
-//! - [`transaction`]: the client transaction core shared by the monitor and the bench: keys
-//!   (top Via branch + CSeq method), Timer E/A retransmission schedules, matching rules.
-//! - [`transport`]: UDP and TCP transports that send requests and route responses to
-//!   transactions; stray, late and duplicate responses are counted.
-//! - [`monitor`]: the periodic prober: per-target schedule, classification (in service, out of
-//!   service, unexpected, down), the out-of-service INVITE check, VIP ownership, alarms.
+//! - [`transaction`]: the sans-IO client transaction core shared by the monitor and the bench:
+//!   keys (top Via branch + CSeq method), Timer E/A schedules, the slot table whose branches
+//!   encode slot and generation (O(1) matching), and the INVITE / non-INVITE state machines.
+//! - [`transport`]: one UDP (connected: ICMP errors are transport errors) or TCP socket per
+//!   target, TCP framing, and the checks every received message passes before matching;
+//!   garbage, oversized, malformed, foreign, stray, late and duplicate messages are counted.
+//! - [`monitor`]: the periodic prober: configuration and typed outputs; `prober` (one task per
+//!   target: schedule, send, match, the out-of-service INVITE check with ACK/CANCEL/ACK+BYE) and
+//!   `tracker` (sans-IO classification, events, alarms, VIP ownership, per-minute HDR summaries).
 //! - [`fast`]: the hot-path codec for the bench: request templates patched in place and a
 //!   response scanner that reads status, top branch and CSeq without a full parse.
 //! - [`bench`]: the open/closed-loop load generator with HDR latency recording.

@@ -1,1 +1,406 @@
-//! (to be built)
+//! UDP and TCP transports for one target, and the checks every received message goes through
+//! before it may reach a transaction.
+//!
+//! - [`Endpoint`]: one socket per target. UDP: a socket bound to an ephemeral port and
+//!   connected to the target, so that an ICMP port unreachable comes back as `ECONNREFUSED` on
+//!   the next receive and is reported as a [`TransportErrorKind`], never as a status code. TCP:
+//!   a connection opened on first send and re-opened after it closes, with Content-Length framing.
+//! - [`RxStats`]: counts of what was received and ignored (garbage, oversized, malformed,
+//!   not ours, stray, late, duplicate, other Call-ID), kept locally and read once per window.
+//! - [`accept`]: the pure check of one received message (parse, then the matching rules).
+
+use crate::consts::MAX_RESPONSE;
+use crate::message::{check_response, parse_response, Discard, ParseError, Response, Transport};
+use crate::transaction::TransportErrorKind;
+use bytes::{Buf, BytesMut};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// What was received and ignored, counted locally.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RxStats {
+    /// Messages received (datagrams or TCP frames).
+    pub received: u64,
+    /// Not a SIP response at all (including requests sent to us).
+    pub garbage: u64,
+    /// Longer than [`MAX_RESPONSE`].
+    pub oversized: u64,
+    /// A SIP response with a missing or malformed header we need.
+    pub malformed: u64,
+    /// More than one Via or a sent-by we did not write.
+    pub not_ours: u64,
+    /// A branch no transaction of ours ever had.
+    pub stray: u64,
+    /// A branch of a transaction that is gone.
+    pub late: u64,
+    /// A retransmitted final response.
+    pub duplicate: u64,
+    /// The right branch with another Call-ID.
+    pub other_call_id: u64,
+}
+
+impl RxStats {
+    /// Counts a message that [`accept`] refused.
+    pub fn count(&mut self, why: Ignored) {
+        match why {
+            Ignored::Parse(ParseError::Oversized) => self.oversized += 1,
+            Ignored::Parse(ParseError::Empty)
+            | Ignored::Parse(ParseError::NotSip)
+            | Ignored::Parse(ParseError::NotResponse) => self.garbage += 1,
+            Ignored::Parse(_) => self.malformed += 1,
+            Ignored::Discard(Discard::OtherCallId) => self.other_call_id += 1,
+            Ignored::Discard(_) => self.not_ours += 1,
+        }
+    }
+
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, o: &RxStats) {
+        self.received += o.received;
+        self.garbage += o.garbage;
+        self.oversized += o.oversized;
+        self.malformed += o.malformed;
+        self.not_ours += o.not_ours;
+        self.stray += o.stray;
+        self.late += o.late;
+        self.duplicate += o.duplicate;
+        self.other_call_id += o.other_call_id;
+    }
+
+    /// Everything received that was not a first answer to a live transaction.
+    pub fn ignored(&self) -> u64 {
+        self.garbage
+            + self.oversized
+            + self.malformed
+            + self.not_ours
+            + self.stray
+            + self.late
+            + self.duplicate
+            + self.other_call_id
+    }
+}
+
+/// Why a received message was ignored before transaction matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    Parse(ParseError),
+    Discard(Discard),
+}
+
+/// Parses `buf` and applies the rules that need only our sent-by.
+pub fn accept(buf: &[u8], local: SocketAddr) -> Result<Response, Ignored> {
+    if buf.len() > MAX_RESPONSE {
+        return Err(Ignored::Parse(ParseError::Oversized));
+    }
+    let r = parse_response(buf).map_err(Ignored::Parse)?;
+    check_response(&r, local).map_err(Ignored::Discard)?;
+    Ok(r)
+}
+
+/// A receive buffer big enough to notice an oversized datagram.
+pub fn recv_buffer() -> Vec<u8> {
+    vec![0u8; MAX_RESPONSE + 1]
+}
+
+enum Conn {
+    Udp(UdpSocket),
+    Tcp {
+        stream: Option<TcpStream>,
+        buf: BytesMut,
+        connect_timeout: Duration,
+    },
+}
+
+/// One target's socket.
+pub struct Endpoint {
+    target: SocketAddr,
+    transport: Transport,
+    conn: Conn,
+    local: SocketAddr,
+}
+
+impl Endpoint {
+    /// Opens the socket for `target`. UDP binds and connects at once; TCP connects on the first
+    /// [`Endpoint::connect`] or [`Endpoint::send`].
+    pub async fn open(
+        target: SocketAddr,
+        transport: Transport,
+        connect_timeout: Duration,
+    ) -> io::Result<Endpoint> {
+        let unspecified: SocketAddr = if target.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        match transport {
+            Transport::Udp => {
+                let sock = UdpSocket::bind(unspecified).await?;
+                sock.connect(target).await?;
+                let local = sock.local_addr()?;
+                Ok(Endpoint {
+                    target,
+                    transport,
+                    conn: Conn::Udp(sock),
+                    local,
+                })
+            }
+            Transport::Tcp => Ok(Endpoint {
+                target,
+                transport,
+                conn: Conn::Tcp {
+                    stream: None,
+                    buf: BytesMut::with_capacity(8192),
+                    connect_timeout,
+                },
+                local: unspecified,
+            }),
+        }
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Our address for the Via sent-by (for TCP, of the current connection).
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Makes sure a TCP connection is up; returns the local address to write in the Via.
+    pub async fn connect(&mut self) -> Result<SocketAddr, TransportErrorKind> {
+        if let Conn::Tcp {
+            stream,
+            buf,
+            connect_timeout,
+        } = &mut self.conn
+        {
+            if stream.is_none() {
+                let s =
+                    match tokio::time::timeout(*connect_timeout, TcpStream::connect(self.target))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(_)) | Err(_) => return Err(TransportErrorKind::ConnectFailed),
+                    };
+                let _ = s.set_nodelay(true);
+                self.local = s
+                    .local_addr()
+                    .map_err(|_| TransportErrorKind::ConnectFailed)?;
+                buf.clear();
+                *stream = Some(s);
+            }
+        }
+        Ok(self.local)
+    }
+
+    /// Sends one whole message.
+    pub async fn send(&mut self, msg: &[u8]) -> Result<(), TransportErrorKind> {
+        match &mut self.conn {
+            Conn::Udp(s) => match s.send(msg).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(TransportErrorKind::from_io(&e)),
+            },
+            Conn::Tcp { .. } => {
+                self.connect().await?;
+                let Conn::Tcp { stream, .. } = &mut self.conn else {
+                    unreachable!("checked above")
+                };
+                let s = stream.as_mut().ok_or(TransportErrorKind::ConnectFailed)?;
+                if let Err(e) = s.write_all(msg).await {
+                    *stream = None;
+                    return Err(match TransportErrorKind::from_io(&e) {
+                        TransportErrorKind::SendFailed => TransportErrorKind::ConnectionClosed,
+                        k => k,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Receives one message into `buf` (from [`recv_buffer`]) and returns its length; a length
+    /// above [`MAX_RESPONSE`] means it was oversized (and truncated). Cancel-safe. Pending
+    /// forever while a TCP endpoint has no connection.
+    pub async fn recv(&mut self, out: &mut [u8]) -> Result<usize, TransportErrorKind> {
+        match &mut self.conn {
+            Conn::Udp(s) => s
+                .recv(out)
+                .await
+                .map_err(|e| TransportErrorKind::from_io(&e)),
+            Conn::Tcp { stream, buf, .. } => loop {
+                if let Some(n) = frame_len(buf) {
+                    let keep = n.min(out.len());
+                    out[..keep].copy_from_slice(&buf[..keep]);
+                    if n <= buf.len() {
+                        buf.advance(n);
+                    } else {
+                        // Oversized frame: report it and drop the connection (we cannot skip
+                        // a body we refuse to buffer).
+                        buf.clear();
+                        *stream = None;
+                    }
+                    return Ok(if n > MAX_RESPONSE {
+                        MAX_RESPONSE + 1
+                    } else {
+                        n
+                    });
+                }
+                let Some(s) = stream.as_mut() else {
+                    return std::future::pending().await;
+                };
+                match s.read_buf(buf).await {
+                    Ok(0) => {
+                        *stream = None;
+                        buf.clear();
+                        return Err(TransportErrorKind::ConnectionClosed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        *stream = None;
+                        buf.clear();
+                        return Err(match TransportErrorKind::from_io(&e) {
+                            TransportErrorKind::SendFailed => TransportErrorKind::ConnectionClosed,
+                            k => k,
+                        });
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Length of the first whole message in a TCP stream buffer (headers + Content-Length body);
+/// `None` while incomplete. A header block or body beyond [`MAX_RESPONSE`] is returned as is so
+/// the caller can count it as oversized.
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    // Keep-alive CRLFs between messages (RFC 5626) are skipped as empty frames.
+    if buf.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    let end = match memchr::memmem::find(buf, b"\r\n\r\n") {
+        Some(i) => i + 4,
+        None if buf.len() > MAX_RESPONSE => return Some(buf.len()),
+        None => return None,
+    };
+    let mut body = 0usize;
+    for line in buf[..end].split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            let v = line[colon + 1..].trim_ascii();
+            body = std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            break;
+        }
+    }
+    let total = end.saturating_add(body);
+    if total > MAX_RESPONSE {
+        return Some(total);
+    }
+    (buf.len() >= total).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_framing() {
+        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
+        assert_eq!(frame_len(m), Some(40));
+        assert_eq!(frame_len(&m[..39]), None);
+        assert_eq!(frame_len(b"SIP/2.0 200 OK\r\nl: 0\r\n\r\n"), Some(24));
+        assert_eq!(frame_len(b"SIP/2.0 200 OK\r\n"), None);
+        assert_eq!(frame_len(b"\r\n\r\nSIP"), Some(2));
+        let huge = b"SIP/2.0 200 OK\r\nContent-Length: 999999\r\n\r\n";
+        assert_eq!(frame_len(huge), Some(huge.len() + 999_999));
+    }
+
+    #[test]
+    fn stats_count_by_reason() {
+        let mut s = RxStats::default();
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        for m in [&b"garbage"[..], b"", b"INVITE sip:a SIP/2.0\r\n\r\n"] {
+            s.count(accept(m, local).unwrap_err());
+        }
+        s.count(accept(&vec![b'x'; MAX_RESPONSE + 1], local).unwrap_err());
+        s.count(
+            accept(
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5000;branch=z9hG4bKa\r\nCSeq: 1 OPTIONS\r\nTo: <sip:a>\r\n\r\n",
+                local,
+            )
+            .unwrap_err(),
+        );
+        s.count(
+            accept(
+                b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKa\r\nCSeq: 1 OPTIONS\r\nCall-ID: x\r\nTo: <sip:a>\r\n\r\n",
+                local,
+            )
+            .unwrap_err(),
+        );
+        s.count(Ignored::Discard(Discard::OtherCallId));
+        assert_eq!(
+            s,
+            RxStats {
+                garbage: 3,
+                oversized: 1,
+                malformed: 1,
+                not_ours: 1,
+                other_call_id: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(s.ignored(), 7);
+    }
+
+    #[tokio::test]
+    async fn udp_port_unreachable_is_a_transport_error() {
+        // A port that was just free: the kernel answers with ICMP port unreachable.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut ep = Endpoint::open(
+            ([127, 0, 0, 1], port).into(),
+            Transport::Udp,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ep.local().ip().to_string(), "127.0.0.1");
+        ep.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await.unwrap();
+        let mut buf = recv_buffer();
+        let r = tokio::time::timeout(Duration::from_secs(2), ep.recv(&mut buf))
+            .await
+            .expect("ICMP error within 2 s");
+        assert_eq!(r, Err(TransportErrorKind::PortUnreachable));
+    }
+
+    #[tokio::test]
+    async fn tcp_connect_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut ep = Endpoint::open(
+            ([127, 0, 0, 1], port).into(),
+            Transport::Tcp,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ep.send(b"x").await, Err(TransportErrorKind::ConnectFailed));
+    }
+}

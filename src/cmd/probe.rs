@@ -1,10 +1,266 @@
-//! `srewatch probe` (to be built).
+//! `srewatch probe check URI` (a Nagios/Icinga plugin) and `srewatch probe run` (the monitor
+//! from the configuration, writing bucket `probe`).
 
+use crate::report;
+use anyhow::Context;
+use probe::monitor::{self, InviteProbe, Output, ProbeConfig, ProbeResult, Role, TargetConfig};
+use probe::transaction::Method;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// One OPTIONS (and optionally INVITE) check with Nagios plugin exit codes:
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(CheckArgs),
+    /// Probe every `[[probe.target]]` of the configuration and write bucket `probe`.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// `sip:host[:port][;transport=udp|tcp]`.
+    pub uri: String,
+    /// The status code that means OK: 200 (in service) or 503 (out of service).
+    #[arg(long, default_value_t = 200, value_parser = parse_expect)]
+    pub expect: u16,
+    /// Give up after this long.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Also send an INVITE (no SDP); with --expect 503 it must be answered 503 too.
+    #[arg(long)]
+    pub invite: bool,
+    /// User part of the Request-URI (e.g. monitor).
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+fn parse_expect(s: &str) -> Result<u16, String> {
+    match s {
+        "200" => Ok(200),
+        "503" => Ok(503),
+        _ => Err(format!("{s:?}: expected 200 or 503")),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (default /etc/srewatch/srewatch.toml).
+    #[arg(long, env = "SREWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where to write line protocol: `-` for stdout or a file.
+    #[arg(long, default_value = "-")]
+    pub out: String,
+    /// Stop after this long (default: until SIGINT/SIGTERM).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+}
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Command::Check(a) => Ok(check(a)),
+        Command::Run(a) => run_monitor(a),
+    }
+}
+
+const OK: u8 = 0;
+const WARNING: u8 = 1;
+const CRITICAL: u8 = 2;
+const UNKNOWN: u8 = 3;
+
+fn check(a: CheckArgs) -> ExitCode {
+    match check_inner(&a) {
+        Ok((code, line)) => {
+            println!("{line}");
+            ExitCode::from(code)
+        }
+        Err(e) => {
+            println!("SIP UNKNOWN: {e:#}");
+            ExitCode::from(UNKNOWN)
+        }
+    }
+}
+
+fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
+    let mut t = TargetConfig::new("check", &a.uri, Role::Cp);
+    t.timeout = a.timeout;
+    // One probe: the next would come only after the check is over.
+    t.interval = Duration::from_secs(3600);
+    t.invite_probe = if a.invite {
+        InviteProbe::Always
+    } else {
+        InviteProbe::Never
+    };
+    t.user = a.user.clone();
+    let cfg = ProbeConfig {
+        fingerprint: None,
+        target: vec![t],
+    };
+    if let Some((key, reason)) = cfg.validate().into_iter().next() {
+        anyhow::bail!("{}: {reason}", key.trim_start_matches("target[0]."));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // A plugin prints one line; the monitor's own log lines would only add noise. Every task
+    // of this current-thread runtime runs inside this scope.
+    let quiet = tracing::subscriber::NoSubscriber::default();
+    let _guard = tracing::subscriber::set_default(quiet);
+    let (options, invite) = rt.block_on(async {
+        let (mut rx, handle) = monitor::spawn(&cfg).await?;
+        let mut options: Option<ProbeResult> = None;
+        let mut invite: Option<ProbeResult> = None;
+        while let Some(o) = rx.recv().await {
+            if let Output::Result(r) = o {
+                match r.method {
+                    Method::Invite if !r.late => invite = Some(r),
+                    Method::Options => options = Some(r),
+                    _ => {}
+                }
+            }
+            let sent_invite = a.invite && options.as_ref().is_some_and(|o| o.status.is_some());
+            if options.is_some() && (!sent_invite || invite.is_some()) {
+                break;
+            }
+        }
+        handle.stop().await;
+        anyhow::Ok((options, invite))
+    })?;
+    let options = options.context("the monitor ended without a result")?;
+    Ok(verdict(a, &options, invite.as_ref()))
+}
+
+/// The plugin's exit code and output line.
+fn verdict(a: &CheckArgs, o: &ProbeResult, inv: Option<&ProbeResult>) -> (u8, String) {
+    // Perfdata: `U` where no value could be determined (no answer).
+    let secs = |r: &ProbeResult| {
+        r.rtt
+            .map(|d| format!("{:.6}s", d.as_secs_f64()))
+            .unwrap_or_else(|| "U".into())
+    };
+    let status = |r: &ProbeResult| {
+        r.status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "U".into())
+    };
+    let rtt = o.rtt.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let mut perf = format!(
+        "rtt={};;;0 retransmits={};;;0 status={}",
+        secs(o),
+        o.retransmits,
+        status(o)
+    );
+    if let Some(i) = inv {
+        perf.push_str(&format!(
+            " invite_status={} invite_rtt={};;;0",
+            status(i),
+            secs(i)
+        ));
+    }
+    let (code, what) = match o.status {
+        None => (
+            CRITICAL,
+            match o.error {
+                Some(e) => format!("no answer from {} ({})", a.uri, e.as_str()),
+                None => format!("no answer from {} within {:?}", a.uri, a.timeout),
+            },
+        ),
+        Some(s) if s != a.expect => (
+            CRITICAL,
+            format!("{} answered {s}, expected {}", a.uri, a.expect),
+        ),
+        Some(s) => {
+            let mut code = if o.retransmits > 0 { WARNING } else { OK };
+            let mut what = format!("{} answered {s} in {:.3} ms", a.uri, rtt * 1000.0);
+            if o.retransmits > 0 {
+                what.push_str(&format!(" after {} retransmissions", o.retransmits));
+            }
+            if a.invite {
+                match inv.and_then(|i| i.status) {
+                    Some(is) if (200..300).contains(&is) => {
+                        code = CRITICAL;
+                        what.push_str(&format!(
+                            "; INVITE answered {is}: a call was accepted (hung up)"
+                        ));
+                    }
+                    Some(is) if a.expect == 503 && is != 503 => {
+                        code = CRITICAL;
+                        what.push_str(&format!("; INVITE answered {is}, expected 503"));
+                    }
+                    Some(is) => what.push_str(&format!("; INVITE answered {is}")),
+                    None => {
+                        code = CRITICAL;
+                        what.push_str("; no final answer to INVITE");
+                    }
+                }
+            }
+            (code, what)
+        }
+    };
+    let label = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][code as usize];
+    (code, format!("SIP {label}: {what} | {perf}"))
+}
+
+fn run_monitor(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, path) = crate::config::load(a.config.as_deref())?;
+    if cfg.probe.target.is_empty() {
+        anyhow::bail!(
+            "{}: no [[probe.target]] to probe",
+            path.map(|p| p.display().to_string())
+                .unwrap_or_else(|| crate::config::DEFAULT_PATH.to_string())
+        );
+    }
+    let rt = super::runtime()?;
+    rt.block_on(async move {
+        let out: Box<dyn std::io::Write + Send> = if a.out == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::File::create(&a.out)
+                    .with_context(|| format!("cannot create {}", a.out))?,
+            )
+        };
+        let (sink, sink_task) = ingest::sink::spawn_writer(out);
+        let (mut rx, handle) = monitor::spawn(&cfg.probe).await?;
+        tracing::info!(targets = cfg.probe.target.len(), "Probing started");
+        let mut enc = ingest::LineEncoder::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let deadline = async {
+            match a.duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                o = rx.recv() => match o {
+                    Some(o) => report::encode(&o, &mut enc),
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    let n = enc.lines();
+                    sink.write(report::BUCKET, enc.take(), n).await?;
+                }
+                _ = &mut deadline => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        // Stop probing; the tracker then emits the last summaries and closes the channel.
+        let stopper = tokio::spawn(handle.stop());
+        while let Some(o) = rx.recv().await {
+            report::encode(&o, &mut enc);
+        }
+        let _ = stopper.await;
+        let n = enc.lines();
+        sink.write(report::BUCKET, enc.take(), n).await?;
+        sink.flush().await?;
+        drop(sink);
+        let stats = sink_task.await??;
+        tracing::info!(points = stats.points_written, "Probing stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
 }

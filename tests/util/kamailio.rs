@@ -61,7 +61,7 @@ impl Kamailio {
         k
     }
 
-    fn write_cfg(&self) {
+    pub fn write_cfg(&self) {
         let template = std::fs::read_to_string(fixtures().join("kamailio/cp.cfg")).unwrap();
         let extra: String = self
             .opts

@@ -1,0 +1,862 @@
+//! One task per target: schedule → send → match → classify, over the transaction core.
+//!
+//! Every `interval` an OPTIONS goes out in a new transaction (its own branch from the
+//! [`Table`], its own Call-ID and From tag). Responses are checked ([`accept`]), matched by top
+//! Via branch + CSeq method, checked for the Call-ID, and handed to the transaction; retransmits,
+//! timeouts and the INVITE check follow the [`Action`]s it returns. An INVITE is always closed:
+//! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once,
+//! and an INVITE with only provisional answers at the deadline is cancelled.
+
+use super::*;
+use crate::message::{random_token, Leg, Response};
+use crate::transaction::{Action, Branch, ClientTx, Lookup, Outcome, Send, Slot, Table, TxConfig};
+use crate::transport::{accept, recv_buffer, Endpoint, Ignored};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use tokio::time::Instant as TokioInstant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Options,
+    Invite,
+    Bye,
+}
+
+struct Cancel {
+    tx: ClientTx,
+    request: Vec<u8>,
+}
+
+struct Pending {
+    kind: Kind,
+    tx: ClientTx,
+    leg: Leg,
+    branch: Branch,
+    request: Vec<u8>,
+    at: SystemTime,
+    cancel: Option<Cancel>,
+    /// The ACK of a 2xx, kept to answer its retransmissions.
+    ack_2xx: Option<Vec<u8>>,
+}
+
+/// The per-target task.
+pub struct Prober {
+    cfg: TargetConfig,
+    name: Arc<str>,
+    uri: TargetUri,
+    ep: Endpoint,
+    table: Table<Pending>,
+    txcfg: TxConfig,
+    rule: FingerprintRule,
+    out: mpsc::Sender<FromProber>,
+    stats: RxStats,
+    /// Ignore reasons already logged for this target (each is logged once, then counted).
+    logged: HashSet<&'static str>,
+    invite_in_flight: bool,
+    /// Stop was asked: finish what is outstanding, start nothing new.
+    stopping: bool,
+    slots: Vec<Slot>,
+}
+
+impl Prober {
+    pub(crate) async fn open(
+        cfg: TargetConfig,
+        uri: TargetUri,
+        addr: SocketAddr,
+        rule: FingerprintRule,
+        out: mpsc::Sender<FromProber>,
+    ) -> std::io::Result<Prober> {
+        let ep = Endpoint::open(addr, uri.transport, cfg.timeout).await?;
+        Ok(Prober {
+            name: Arc::from(cfg.name.as_str()),
+            txcfg: TxConfig::new(cfg.timeout, uri.transport.is_reliable()),
+            cfg,
+            uri,
+            ep,
+            table: Table::with_random_prefix(),
+            rule,
+            out,
+            stats: RxStats::default(),
+            logged: HashSet::new(),
+            invite_in_flight: false,
+            stopping: false,
+            slots: Vec::new(),
+        })
+    }
+
+    /// Probes until `stop` turns true; then waits for the outstanding probes to be reported
+    /// (at most one timeout) and ends.
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut buf = recv_buffer();
+        let mut next_probe = TokioInstant::now();
+        let mut minute = minute_now();
+        let mut stopping: Option<TokioInstant> = None;
+        loop {
+            let now = TokioInstant::now();
+            let mut wake = match stopping {
+                Some(end) => end,
+                None => next_probe,
+            };
+            for slot in self.table.slots() {
+                if let Some(p) = self.table.get(slot) {
+                    for t in [
+                        p.tx.next_wakeup(),
+                        p.cancel.as_ref().and_then(|c| c.tx.next_wakeup()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    {
+                        wake = wake.min(TokioInstant::from_std(t));
+                    }
+                }
+            }
+            let ev = tokio::select! {
+                r = self.ep.recv(&mut buf) => Ev::Recv(r),
+                _ = tokio::time::sleep_until(wake.max(now)) => Ev::Timer,
+                _ = stop.changed(), if stopping.is_none() => Ev::Stop,
+            };
+            match ev {
+                Ev::Recv(Ok(n)) => self.on_message(&buf[..n.min(buf.len())], n).await,
+                Ev::Recv(Err(kind)) => self.on_transport_error(kind).await,
+                Ev::Stop => {
+                    self.stopping = true;
+                    stopping = Some(TokioInstant::now() + self.cfg.timeout);
+                }
+                Ev::Timer => {}
+            }
+            let now = TokioInstant::now();
+            if let Some(end) = stopping {
+                if now >= end || !self.has_unreported() {
+                    self.send_rx_stats().await;
+                    return;
+                }
+            } else if now >= next_probe {
+                let m = minute_now();
+                if m != minute {
+                    self.send_rx_stats().await;
+                    minute = m;
+                }
+                self.start(Kind::Options).await;
+                // Keep the schedule: skip missed slots instead of bursting.
+                while next_probe <= now {
+                    next_probe += self.cfg.interval;
+                }
+            }
+            self.on_timers(now.into_std()).await;
+        }
+    }
+
+    fn has_unreported(&self) -> bool {
+        self.table.slots().any(|s| {
+            self.table.get(s).is_some_and(|p| {
+                matches!(
+                    p.tx.state(),
+                    crate::transaction::State::Calling | crate::transaction::State::Proceeding
+                )
+            })
+        })
+    }
+
+    async fn send_rx_stats(&mut self) {
+        if self.stats != RxStats::default() {
+            let stats = std::mem::take(&mut self.stats);
+            let _ = self
+                .out
+                .send(FromProber::Rx {
+                    target: self.name.clone(),
+                    stats,
+                })
+                .await;
+        }
+    }
+
+    /// Sends a new OPTIONS or INVITE.
+    async fn start(&mut self, kind: Kind) {
+        let at = SystemTime::now();
+        let local = match self.ep.connect().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.report_outcome(
+                    kind,
+                    at,
+                    Outcome::TransportError {
+                        kind: e,
+                        retransmits: 0,
+                    },
+                    None,
+                )
+                .await;
+                return;
+            }
+        };
+        let method = match kind {
+            Kind::Invite => Method::Invite,
+            _ => Method::Options,
+        };
+        let mut leg = Leg::new(&self.uri, self.cfg.user.as_deref(), local);
+        if kind == Kind::Invite {
+            if let Some(u) = &self.cfg.invite_uri {
+                leg.request_uri = u.clone();
+                leg.to_uri = u.split(';').next().unwrap_or(u).to_string();
+            }
+        }
+        let now = now_std();
+        let tx = ClientTx::new(method, &self.txcfg, now);
+        let (slot, branch) = self.table.insert(
+            method,
+            Pending {
+                kind,
+                tx,
+                leg,
+                branch: self.table.branch(Slot { index: 0, gen: 0 }),
+                request: Vec::new(),
+                at,
+                cancel: None,
+                ack_2xx: None,
+            },
+        );
+        let p = self.table.get_mut(slot).expect("just inserted");
+        p.branch = branch;
+        p.request = p.leg.initial(method, branch.as_str());
+        if kind == Kind::Invite {
+            self.invite_in_flight = true;
+        }
+        let request = std::mem::take(&mut p.request);
+        let sent = self.ep.send(&request).await;
+        let p = self.table.get_mut(slot).expect("just inserted");
+        p.request = request;
+        if let Err(e) = sent {
+            let a = p.tx.on_transport_error(e, now_std());
+            self.act(slot, a, None).await;
+        }
+    }
+
+    async fn on_message(&mut self, msg: &[u8], n: usize) {
+        self.stats.received += 1;
+        let r = match accept(msg, self.ep.local()) {
+            Ok(r) if n <= msg.len() && n <= crate::consts::MAX_RESPONSE => r,
+            Ok(_) => return self.ignored(Ignored::Parse(crate::message::ParseError::Oversized)),
+            Err(e) => return self.ignored(e),
+        };
+        let Some(method) = r.method else {
+            self.stats.stray += 1;
+            return;
+        };
+        let slot = match self.table.lookup(r.branch.as_bytes(), method) {
+            Lookup::Found(s) => s,
+            Lookup::Late => {
+                self.stats.late += 1;
+                return;
+            }
+            Lookup::Stray => {
+                self.stats.stray += 1;
+                self.log_once("stray", &r.branch, "Response to a branch never sent");
+                return;
+            }
+        };
+        let p = self.table.get_mut(slot).expect("found");
+        if r.call_id != p.leg.call_id {
+            return self.ignored(Ignored::Discard(crate::message::Discard::OtherCallId));
+        }
+        let now = now_std();
+        if method == Method::Cancel {
+            // The CANCEL's own transaction: nothing to do but stop retransmitting it.
+            if let Some(c) = &mut p.cancel {
+                let _ = c.tx.on_response(r.status, now);
+            }
+            return;
+        }
+        let a = p.tx.on_response(r.status, now);
+        if matches!(a, Action::Duplicate { .. }) {
+            self.stats.duplicate += 1;
+        }
+        if matches!(a, Action::Late { .. }) {
+            self.stats.late += 1;
+        }
+        self.act(slot, a, Some(&r)).await;
+    }
+
+    fn ignored(&mut self, why: Ignored) {
+        let reason = match &why {
+            Ignored::Parse(e) => e.as_str(),
+            Ignored::Discard(d) => d.as_str(),
+        };
+        self.stats.count(why.clone());
+        self.log_once(reason, "", "Received message ignored");
+    }
+
+    fn log_once(&mut self, reason: &'static str, detail: &str, what: &str) {
+        if self.logged.insert(reason) {
+            tracing::warn!(
+                target = %self.name,
+                reason,
+                detail,
+                "{what}; further ones are only counted"
+            );
+        }
+    }
+
+    async fn on_transport_error(&mut self, kind: crate::transaction::TransportErrorKind) {
+        let now = now_std();
+        self.slots.clear();
+        self.slots.extend(self.table.slots());
+        for i in 0..self.slots.len() {
+            let slot = self.slots[i];
+            if let Some(p) = self.table.get_mut(slot) {
+                let a = p.tx.on_transport_error(kind, now);
+                self.act(slot, a, None).await;
+            }
+        }
+    }
+
+    async fn on_timers(&mut self, now: std::time::Instant) {
+        self.slots.clear();
+        self.slots.extend(self.table.slots());
+        for i in 0..self.slots.len() {
+            let slot = self.slots[i];
+            let Some(p) = self.table.get_mut(slot) else {
+                continue;
+            };
+            // The CANCEL transaction first (it may retransmit or end).
+            if let Some(c) = &mut p.cancel {
+                if c.tx.next_wakeup().is_some_and(|t| t <= now) {
+                    match c.tx.on_timer(now) {
+                        Action::Retransmit => {
+                            let req = std::mem::take(&mut c.request);
+                            let _ = self.ep.send(&req).await;
+                            if let Some(c) =
+                                self.table.get_mut(slot).and_then(|p| p.cancel.as_mut())
+                            {
+                                c.request = req;
+                            }
+                        }
+                        Action::Terminated => {
+                            if let Some(p) = self.table.get_mut(slot) {
+                                p.cancel = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let Some(p) = self.table.get_mut(slot) else {
+                continue;
+            };
+            if p.tx.next_wakeup().is_some_and(|t| t <= now) {
+                let a = p.tx.on_timer(now);
+                self.act(slot, a, None).await;
+            }
+        }
+    }
+
+    /// Carries out what the transaction at `slot` asked for.
+    async fn act(&mut self, slot: Slot, a: Action, r: Option<&Response>) {
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
+        };
+        let kind = p.kind;
+        match a {
+            Action::Wait => {}
+            Action::Retransmit => {
+                let req = std::mem::take(&mut p.request);
+                let res = self.ep.send(&req).await;
+                if let Some(p) = self.table.get_mut(slot) {
+                    p.request = req;
+                    if let Err(e) = res {
+                        let a = p.tx.on_transport_error(e, now_std());
+                        Box::pin(self.act(slot, a, None)).await;
+                    }
+                }
+            }
+            Action::Done { outcome, send } => {
+                let at = p.at;
+                self.do_send(slot, send, r).await;
+                if kind == Kind::Invite {
+                    self.invite_in_flight = false;
+                }
+                if kind == Kind::Bye {
+                    tracing::info!(target = %self.name, outcome = ?outcome, "BYE after an accepted INVITE done");
+                    return;
+                }
+                self.report_outcome(kind, at, outcome, r).await;
+                if kind == Kind::Options && self.wants_invite(outcome.status()) {
+                    Box::pin(self.start(Kind::Invite)).await;
+                }
+            }
+            Action::Duplicate { send } => self.do_send(slot, send, r).await,
+            Action::Late { status, send } => {
+                let at = p.at;
+                self.do_send(slot, send, r).await;
+                if kind == Kind::Invite && send == Send::AckAndBye {
+                    // A call accepted after we gave up: report it so the alarm is raised.
+                    let mut res = self.result(kind, at, None, r);
+                    res.status = Some(status);
+                    res.state = ServiceState::classify(Some(status));
+                    res.late = true;
+                    let _ = self.out.send(FromProber::Result(res)).await;
+                }
+            }
+            Action::Terminated => {
+                self.table.remove(slot);
+            }
+        }
+    }
+
+    async fn do_send(&mut self, slot: Slot, send: Send, r: Option<&Response>) {
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
+        };
+        let to_tag = r.and_then(|r| r.to_tag.as_deref());
+        let msg = match send {
+            Send::Nothing => return,
+            Send::Ack if r.is_some_and(|r| r.status < 300) => match &p.ack_2xx {
+                Some(a) => a.clone(),
+                None => return,
+            },
+            Send::Ack => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
+            Send::Cancel => {
+                let req = p.leg.cancel(p.branch.as_str());
+                let tx = ClientTx::new(Method::Cancel, &self.txcfg, now_std());
+                p.cancel = Some(Cancel {
+                    tx,
+                    request: req.clone(),
+                });
+                req
+            }
+            Send::AckAndBye => {
+                let contact = r.and_then(|r| r.contact.as_deref());
+                let ack_branch = format!("{}{}", crate::consts::BRANCH_MAGIC, random_token(16));
+                let ack = p.leg.ack_2xx(&ack_branch, to_tag, contact);
+                p.ack_2xx = Some(ack.clone());
+                let leg = p.leg.clone();
+                let _ = self.ep.send(&ack).await;
+                tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0), "INVITE accepted: ACK and BYE sent at once");
+                // The BYE is a transaction of its own.
+                let now = now_std();
+                let (bslot, bbranch) = self.table.insert(
+                    Method::Bye,
+                    Pending {
+                        kind: Kind::Bye,
+                        tx: ClientTx::new(Method::Bye, &self.txcfg, now),
+                        leg,
+                        branch: self.table.branch(Slot { index: 0, gen: 0 }),
+                        request: Vec::new(),
+                        at: SystemTime::now(),
+                        cancel: None,
+                        ack_2xx: None,
+                    },
+                );
+                let b = self.table.get_mut(bslot).expect("just inserted");
+                b.branch = bbranch;
+                b.request = b.leg.bye(bbranch.as_str(), to_tag, contact);
+                b.request.clone()
+            }
+        };
+        let _ = self.ep.send(&msg).await;
+    }
+
+    fn wants_invite(&self, status: Option<u16>) -> bool {
+        if self.invite_in_flight || self.stopping {
+            return false;
+        }
+        match self.cfg.invite_probe {
+            InviteProbe::Never => false,
+            InviteProbe::Always => status.is_some(),
+            InviteProbe::OosOnly => {
+                status == Some(503)
+                    || (self.cfg.expect == Expect::OutOfService && status.is_some_and(|s| s >= 300))
+            }
+        }
+    }
+
+    fn result(
+        &self,
+        kind: Kind,
+        at: SystemTime,
+        outcome: Option<Outcome>,
+        r: Option<&Response>,
+    ) -> ProbeResult {
+        let (status, rtt, retransmits, error) = match outcome {
+            Some(Outcome::Final {
+                status,
+                rtt,
+                retransmits,
+            }) => (Some(status), Some(rtt), retransmits, None),
+            Some(Outcome::Timeout { retransmits, .. }) => (None, None, retransmits, None),
+            Some(Outcome::TransportError { kind, retransmits }) => {
+                (None, None, retransmits, Some(kind))
+            }
+            None => (None, None, 0, None),
+        };
+        ProbeResult {
+            target: self.name.clone(),
+            role: self.cfg.role,
+            method: if kind == Kind::Invite {
+                Method::Invite
+            } else {
+                Method::Options
+            },
+            at,
+            state: ServiceState::classify(status),
+            status,
+            rtt,
+            retransmits,
+            retry_after: r.filter(|r| r.status == 503).and_then(|r| r.retry_after),
+            error,
+            fingerprint: r.and_then(|r| self.rule.of(r)),
+            owner: None,
+            late: false,
+        }
+    }
+
+    async fn report_outcome(
+        &mut self,
+        kind: Kind,
+        at: SystemTime,
+        outcome: Outcome,
+        r: Option<&Response>,
+    ) {
+        let res = self.result(kind, at, Some(outcome), r);
+        let _ = self.out.send(FromProber::Result(res)).await;
+    }
+}
+
+enum Ev {
+    Recv(Result<usize, crate::transaction::TransportErrorKind>),
+    Timer,
+    Stop,
+}
+
+fn minute_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        / 60
+}
+
+/// The transaction clock: tokio's, so that paused time in tests drives it too.
+fn now_std() -> std::time::Instant {
+    TokioInstant::now().into_std()
+}
+
+/// Fault injection: a scripted UAS on a loopback UDP socket plays what the test CP cannot
+/// (provisional answers, a 2xx to INVITE, garbage and foreign responses).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UdpSocket;
+
+    struct Uas {
+        sock: UdpSocket,
+        peer: Option<SocketAddr>,
+    }
+
+    /// A received request: its text and its header values by name.
+    struct Req {
+        text: String,
+    }
+
+    impl Req {
+        fn line(&self) -> &str {
+            self.text.lines().next().unwrap_or("")
+        }
+        fn header(&self, name: &str) -> &str {
+            let want = format!("{name}: ");
+            self.text
+                .lines()
+                .find_map(|l| l.strip_prefix(want.as_str()))
+                .unwrap_or_else(|| panic!("no {name} in {}", self.text))
+        }
+        fn branch(&self) -> &str {
+            self.header("Via").split("branch=").nth(1).unwrap()
+        }
+    }
+
+    impl Uas {
+        async fn new() -> Uas {
+            Uas {
+                sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+                peer: None,
+            }
+        }
+        fn uri(&self) -> String {
+            format!("sip:{}", self.sock.local_addr().unwrap())
+        }
+        async fn recv(&mut self) -> Req {
+            let mut buf = vec![0u8; 65536];
+            let (n, from) =
+                tokio::time::timeout(Duration::from_secs(10), self.sock.recv_from(&mut buf))
+                    .await
+                    .expect("a request within 10 s")
+                    .unwrap();
+            self.peer = Some(from);
+            Req {
+                text: String::from_utf8_lossy(&buf[..n]).into_owned(),
+            }
+        }
+        async fn send(&self, b: &[u8]) {
+            self.sock.send_to(b, self.peer.unwrap()).await.unwrap();
+        }
+        /// A response to `req` with `status`, echoing its headers, with `to_tag` and `extra`.
+        async fn reply(&self, req: &Req, status: &str, to_tag: Option<&str>, extra: &str) {
+            let to = match to_tag {
+                Some(t) => format!("{};tag={t}", req.header("To")),
+                None => req.header("To").to_string(),
+            };
+            let msg = format!(
+                "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+                req.header("Via"),
+                req.header("From"),
+                req.header("Call-ID"),
+                req.header("CSeq"),
+            );
+            self.send(msg.as_bytes()).await;
+        }
+    }
+
+    fn cfg(uri: &str, invite: InviteProbe) -> ProbeConfig {
+        let mut t = TargetConfig::new("t", uri, Role::Cp);
+        t.interval = Duration::from_secs(60);
+        t.timeout = Duration::from_millis(600);
+        t.invite_probe = invite;
+        t.expect = Expect::Any;
+        ProbeConfig {
+            fingerprint: None,
+            target: vec![t],
+        }
+    }
+
+    async fn collect(rx: &mut mpsc::Receiver<Output>, handle: MonitorHandle) -> Vec<Output> {
+        handle.stop().await;
+        let mut v = Vec::new();
+        while let Some(o) = rx.recv().await {
+            v.push(o);
+        }
+        v
+    }
+
+    fn results(v: &[Output]) -> Vec<&ProbeResult> {
+        v.iter()
+            .filter_map(|o| match o {
+                Output::Result(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn provisional_only_invite_is_cancelled_and_487_acked() {
+        let mut uas = Uas::new().await;
+        let addr = uas.sock.local_addr().unwrap();
+        let mut c = cfg(&uas.uri(), InviteProbe::OosOnly);
+        c.target[0].user = Some("monitor".into());
+        c.target[0].invite_uri = Some(format!("sip:probe@{addr}"));
+        let (mut rx, handle) = spawn(&c).await.unwrap();
+        let opt = uas.recv().await;
+        assert_eq!(opt.line(), format!("OPTIONS sip:monitor@{addr} SIP/2.0"));
+        assert_eq!(opt.header("To"), format!("<sip:monitor@{addr}>"));
+        assert_eq!(opt.header("Max-Forwards"), "70");
+        uas.reply(
+            &opt,
+            "503 Service Unavailable",
+            Some("x1"),
+            "Retry-After: 120\r\n",
+        )
+        .await;
+        let inv = uas.recv().await;
+        assert_eq!(inv.line(), format!("INVITE sip:probe@{addr} SIP/2.0"));
+        assert_eq!(inv.header("To"), format!("<sip:probe@{addr}>"));
+        assert_eq!(inv.header("CSeq"), "1 INVITE");
+        assert_eq!(inv.header("Content-Length"), "0");
+        assert_ne!(inv.header("Call-ID"), opt.header("Call-ID"));
+        uas.reply(&inv, "100 Trying", None, "").await;
+        uas.reply(&inv, "180 Ringing", Some("r1"), "").await;
+        // Nothing final before the 600 ms deadline: CANCEL on the INVITE's branch.
+        let cancel = uas.recv().await;
+        assert!(cancel.line().starts_with("CANCEL "), "{}", cancel.text);
+        assert_eq!(cancel.branch(), inv.branch());
+        assert_eq!(cancel.header("CSeq"), "1 CANCEL");
+        assert_eq!(cancel.header("Call-ID"), inv.header("Call-ID"));
+        assert_eq!(cancel.header("To"), inv.header("To"));
+        uas.reply(&cancel, "200 OK", Some("r1"), "").await;
+        uas.reply(&inv, "487 Request Terminated", Some("r1"), "")
+            .await;
+        let ack = uas.recv().await;
+        assert!(ack.line().starts_with("ACK "), "{}", ack.text);
+        assert_eq!(ack.branch(), inv.branch());
+        assert_eq!(ack.header("CSeq"), "1 ACK");
+        assert_eq!(ack.header("To"), format!("{};tag=r1", inv.header("To")));
+        // A retransmitted 487 is ACKed again.
+        uas.reply(&inv, "487 Request Terminated", Some("r1"), "")
+            .await;
+        let ack2 = uas.recv().await;
+        assert_eq!(ack2.text, ack.text);
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(r.len(), 2, "{out:#?}");
+        assert_eq!(
+            (r[0].method, r[0].status, r[0].retry_after, r[0].state),
+            (
+                Method::Options,
+                Some(503),
+                Some(120),
+                ServiceState::OutOfService
+            )
+        );
+        assert_eq!(
+            (r[1].method, r[1].status, r[1].state),
+            (Method::Invite, None, ServiceState::Down)
+        );
+        let alarms: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alarm(a) => Some((a.kind, a.active)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alarms, vec![(AlarmKind::InviteNot503, true)]);
+        let Some(Output::Summary(s)) = out.last() else {
+            panic!("{out:#?}")
+        };
+        assert_eq!((s.rx.late, s.rx.duplicate), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn accepted_invite_is_acked_and_hung_up_with_an_alarm() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Always)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", Some("x1"), "").await;
+        let inv = uas.recv().await;
+        assert!(inv.line().starts_with("INVITE "), "{}", inv.text);
+        let contact = format!("sip:uas@{}", uas.sock.local_addr().unwrap());
+        uas.reply(
+            &inv,
+            "200 OK",
+            Some("ok1"),
+            &format!("Contact: <{contact}>\r\n"),
+        )
+        .await;
+        let ack = uas.recv().await;
+        assert_eq!(ack.line(), format!("ACK {contact} SIP/2.0"));
+        assert_ne!(ack.branch(), inv.branch());
+        assert!(ack.branch().starts_with("z9hG4bK"));
+        assert_eq!(ack.header("CSeq"), "1 ACK");
+        assert_eq!(ack.header("To"), format!("{};tag=ok1", inv.header("To")));
+        let bye = uas.recv().await;
+        assert_eq!(bye.line(), format!("BYE {contact} SIP/2.0"));
+        assert_eq!(bye.header("CSeq"), "2 BYE");
+        assert_eq!(bye.header("Call-ID"), inv.header("Call-ID"));
+        assert_eq!(bye.header("To"), format!("{};tag=ok1", inv.header("To")));
+        uas.reply(&bye, "200 OK", Some("ok1"), "").await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(
+            r.iter().map(|r| (r.method, r.status)).collect::<Vec<_>>(),
+            vec![(Method::Options, Some(200)), (Method::Invite, Some(200))]
+        );
+        assert!(out.iter().any(|o| matches!(o,
+            Output::Alarm(a) if a.kind == AlarmKind::CallAccepted && a.active)));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_foreign_responses_are_counted_and_ignored() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Never)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.send(b"hello").await;
+        uas.send(&vec![b'S'; crate::consts::MAX_RESPONSE + 100])
+            .await;
+        uas.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await;
+        // Our sent-by, a branch we never used.
+        let stray = opt.text.replace(opt.branch(), "z9hG4bKnotours-0-0");
+        let stray = Req { text: stray };
+        uas.reply(&stray, "200 OK", None, "").await;
+        // Right branch, another Call-ID.
+        let other = Req {
+            text: opt.text.replace(opt.header("Call-ID"), "someone-else"),
+        };
+        uas.reply(&other, "200 OK", None, "").await;
+        // Two Vias.
+        let two = Req {
+            text: opt.text.replace(
+                "\r\nVia: ",
+                "\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKproxy\r\nVia: ",
+            ),
+        };
+        let msg = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKproxy\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            two.header("Via"),
+            opt.header("From"),
+            opt.header("To"),
+            opt.header("Call-ID")
+        );
+        uas.send(msg.as_bytes()).await;
+        // A malformed CSeq.
+        let bad = Req {
+            text: opt.text.replace("CSeq: 1 OPTIONS", "CSeq: x OPTIONS"),
+        };
+        uas.reply(&bad, "200 OK", None, "").await;
+        // The real answer, then its retransmission.
+        uas.reply(&opt, "200 OK", Some("a.b"), "").await;
+        uas.reply(&opt, "200 OK", Some("a.b"), "").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(r.len(), 1, "{out:#?}");
+        assert_eq!(r[0].status, Some(200));
+        assert_eq!(r[0].fingerprint.as_deref(), Some("a"));
+        let Some(Output::Summary(s)) = out.last() else {
+            panic!("{out:#?}")
+        };
+        assert_eq!(
+            s.rx,
+            RxStats {
+                received: 9,
+                garbage: 2,
+                oversized: 1,
+                malformed: 1,
+                not_ours: 1,
+                stray: 1,
+                late: 0,
+                duplicate: 1,
+                other_call_id: 1,
+            }
+        );
+        assert_eq!((s.count, s.lost), (1, 0));
+    }
+
+    /// Paused tokio time: the OPTIONS to a silent target go out at exactly 0, 500 and 1500 ms
+    /// (Timer E), the probe is reported down at 2000 ms, and the next probe starts on schedule.
+    #[tokio::test(start_paused = true)]
+    async fn timer_e_schedule_with_paused_time() {
+        let mut uas = Uas::new().await;
+        let mut c = cfg(&uas.uri(), InviteProbe::Never);
+        c.target[0].timeout = Duration::from_secs(2);
+        c.target[0].interval = Duration::from_secs(5);
+        let t0 = TokioInstant::now();
+        let (mut rx, handle) = spawn(&c).await.unwrap();
+        let mut at = Vec::new();
+        let mut branches = Vec::new();
+        for _ in 0..4 {
+            let r = uas.recv().await;
+            at.push((TokioInstant::now() - t0).as_millis());
+            branches.push(r.branch().to_string());
+        }
+        assert_eq!(at, vec![0, 500, 1500, 5000]);
+        assert_eq!(branches[0], branches[1]);
+        assert_eq!(branches[0], branches[2]);
+        assert_ne!(branches[0], branches[3]);
+        let o = rx.recv().await.unwrap();
+        assert!(matches!(o, Output::Event(_)), "{o:?}");
+        let Some(Output::Result(r)) = rx.recv().await else {
+            panic!()
+        };
+        assert_eq!(
+            (r.status, r.retransmits, r.state),
+            (None, 2, ServiceState::Down)
+        );
+        drop(handle);
+    }
+}
