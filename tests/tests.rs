@@ -4,3 +4,4 @@
 mod util;
 
 mod kamailio_fixture;
+mod kamailio_stats;
