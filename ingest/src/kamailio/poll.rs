@@ -91,6 +91,47 @@ pub fn spawn_pollers(
     sink: SinkHandle,
     shutdown: watch::Receiver<bool>,
 ) -> Pollers {
+    spawn_pollers_with_clock(targets, sink, shutdown, Clock::System)
+}
+
+/// Where the pollers read the time of day.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// The system's wall clock (the service).
+    System,
+    /// `base_ms` plus the tokio time elapsed since `base`: with tokio's paused time, tests run
+    /// hours of polling in milliseconds.
+    Tokio {
+        base_ms: i64,
+        base: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A [`Clock::Tokio`] starting at `base_ms` now.
+    pub fn tokio_at(base_ms: i64) -> Clock {
+        Clock::Tokio {
+            base_ms,
+            base: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Tokio { base_ms, base } => base_ms + base.elapsed().as_millis() as i64,
+        }
+    }
+}
+
+/// [`spawn_pollers`] with a chosen clock.
+pub fn spawn_pollers_with_clock(
+    targets: Vec<TargetConfig>,
+    sink: SinkHandle,
+    shutdown: watch::Receiver<bool>,
+    clock: Clock,
+) -> Pollers {
     let stats = Arc::new(PollStats::default());
     let http = http_client(targets.len());
     let st = stats.clone();
@@ -98,7 +139,7 @@ pub fn spawn_pollers(
         let mut set = tokio::task::JoinSet::new();
         for cfg in targets {
             let t = TargetPoller::new(cfg, http.clone(), sink.clone(), st.clone());
-            set.spawn(t.run(shutdown.clone()));
+            set.spawn(t.run(shutdown.clone(), clock));
         }
         drop(sink);
         while set.join_next().await.is_some() {}
@@ -227,10 +268,10 @@ impl TargetPoller {
         }
     }
 
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>, clock: Clock) {
         let every = self.cfg.interval.as_millis().max(1) as i64;
         loop {
-            let now = now_ms();
+            let now = clock.now_ms();
             let next = (now.div_euclid(every) + 1) * every;
             let wait = Duration::from_millis((next - now) as u64);
             tokio::select! {
@@ -452,4 +493,67 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Command;
+
+    /// A dead node under paused time: `up=0` on every aligned tick, attempts backing off
+    /// 1, 2, 4, then every 6 intervals (the 60 s cap), and a target line per minute.
+    #[tokio::test(start_paused = true)]
+    async fn dead_target_backs_off_and_reports_every_interval() {
+        let (sink, mut rx) = SinkHandle::channel(4096);
+        let mut cfg = TargetConfig::for_address("unix:/nonexistent/srewatch/ctl.sock");
+        cfg.hostname = "cp9".into();
+        let (stop, stop_rx) = watch::channel(false);
+        // 5 s before a minute boundary: the first tick is at 14:31:00.
+        let base = 1_652_193_055_000;
+        let p = spawn_pollers_with_clock(vec![cfg], sink, stop_rx, Clock::tokio_at(base));
+        tokio::time::sleep(Duration::from_millis(300_001)).await;
+        stop.send(true).unwrap();
+        p.task.await.unwrap();
+        let c = p.stats.snapshot();
+        assert_eq!(
+            (c.polls_failed, c.polls_skipped, c.polls_ok),
+            (7, 23, 0),
+            "{c:?}"
+        );
+        let mut text = String::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::Write(b) = cmd {
+                assert_eq!(b.bucket, "kamailio");
+                text.push_str(std::str::from_utf8(&b.lines).unwrap());
+            }
+        }
+        let ups: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kamailio_up"))
+            .collect();
+        assert_eq!(ups.len(), 30);
+        for (k, l) in ups.iter().enumerate() {
+            assert_eq!(
+                *l,
+                format!(
+                    "kamailio_up,hostname=cp9 up=0i,stats=0i {}",
+                    1_652_193_060 + 10 * k
+                )
+            );
+        }
+        let minutes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kamailio_target"))
+            .collect();
+        let want: Vec<String> = (0..5)
+            .map(|m| {
+                format!(
+                    "kamailio_target,hostname=cp9 polls=0i,failed=6i,restarts=0i,bad_lines=0i,dropped_stats=0i {}",
+                    1_652_193_060 + 60 * m
+                )
+            })
+            .collect();
+        assert_eq!(minutes, want);
+        assert_eq!(text.lines().count(), 35, "{text}");
+    }
 }
