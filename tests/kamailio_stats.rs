@@ -394,3 +394,66 @@ async fn stopped_node_goes_down_others_stay_up() {
     assert_eq!(target_sum(&points, "cp2", "restarts"), 0);
     assert_eq!(increase(&points, "cp1", "core:rcv_requests_options"), 5);
 }
+
+/// Fault injection with the lab responders (not Kamailio): an RPC error, a truncated reply, a
+/// line that is not a statistic and a non-numeric value are counted, and the rest of each
+/// reply is still used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_counted_and_the_rest_used() {
+    use ingest::kamailio::lab::{self, Canned};
+    fn lines(a: i64, b: i64) -> Vec<String> {
+        vec![
+            format!("core:a = {a}"),
+            format!("core:b = {b}"),
+            "junk line".to_string(),
+            "core:c = x1".to_string(),
+        ]
+    }
+    // Both responders: a good reply, an RPC error, a reply cut inside its third line (two
+    // whole statistics arrive), then good replies.
+    let script: lab::ReplyFn = Arc::new(|n| match n {
+        0 => Canned::Lines(lines(100, 10)),
+        1 => Canned::Fault(500, "boom".into()),
+        2 => Canned::Truncated(lines(150, 20), 20),
+        _ => Canned::Lines(lines(200, 30)),
+    });
+    let bin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bin_addr = bin.local_addr().unwrap();
+    tokio::spawn(lab::serve_binrpc(bin, script.clone()));
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap();
+    tokio::spawn(lab::serve_jsonrpc(http, script));
+    let hosts = ["fault-bin", "fault-json"];
+    let run = Run::start(vec![
+        target("fault-bin", &format!("tcp:{bin_addr}")),
+        target("fault-json", &format!("http://{http_addr}/RPC")),
+    ]);
+    for h in hosts {
+        run.wait_up(h, 1, 4, Duration::from_secs(10)).await;
+    }
+    let (points, c) = run.finish().await;
+    for h in hosts {
+        assert_eq!(increase(&points, h, "core:a"), 100, "{h}");
+        assert_eq!(increase(&points, h, "core:b"), 20, "{h}");
+        assert!(
+            !points
+                .iter()
+                .any(|p| p.tag("hostname") == Some(h) && p.tag("stat") == Some("core:c")),
+            "non-numeric value written for {h}"
+        );
+        let ups = points
+            .iter()
+            .filter(|p| p.measurement == "kamailio_up" && p.tag("hostname") == Some(h))
+            .map(|p| p.int("up").unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(ups[..4], [1, 0, 1, 1], "{h}: {ups:?} {c:?}");
+    }
+    assert_eq!(c.rpc_errors, 2, "{c:?}");
+    assert_eq!(c.truncated_replies, 2, "{c:?}");
+    assert_eq!(c.malformed_replies, 0, "{c:?}");
+    // Every poll with a whole reply has one bad line and one non-numeric value; the two
+    // truncated replies ended before them.
+    assert_eq!(c.bad_lines, c.polls_ok - 2, "{c:?}");
+    assert_eq!(c.non_numeric, c.polls_ok - 2, "{c:?}");
+    assert_eq!(c.polls_failed, 2, "{c:?}");
+}

@@ -335,15 +335,21 @@ impl Client {
             .await
             .map_err(|e| FetchError::Io(format!("HTTP request to {}: {e}", self.url)))?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Io(format!("HTTP body from {}: {e}", self.url)))?;
-        if !status.is_success() && bytes.first() != Some(&b'{') {
+        // Chunk by chunk, so that a body cut short still leaves its whole lines in `out`.
+        out.clear();
+        let mut resp = resp;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => out.extend_from_slice(&c),
+                Ok(None) => break,
+                Err(_) if !out.is_empty() => return Err(FetchError::ShortRead),
+                Err(e) => return Err(FetchError::Io(format!("HTTP body from {}: {e}", self.url))),
+            }
+        }
+        // An error status with a JSON body is a JSON-RPC error the scanner reports.
+        if !status.is_success() && out.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(FetchError::Http(status.as_u16()));
         }
-        out.clear();
-        out.extend_from_slice(&bytes);
         Ok(())
     }
 }

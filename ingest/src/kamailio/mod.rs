@@ -8,6 +8,7 @@
 //! - [`classify`]: the documented counter/gauge table, with configuration overrides.
 //! - [`window`]: per target and minute: counter increases and rates, restarts, gauge
 //!   last/min/max, HDR histograms of interval rates; encodes the minute's points.
+//! - [`lab`]: canned BINRPC and JSON-RPC responders for the benchmark and fault-injection tests.
 //! - [`poll`]: one task per target, aligned to the wall clock, with per-target timeout, backoff
 //!   while down and an `up` point every interval; [`spawn_pollers`] is the entry point.
 //!
@@ -18,6 +19,7 @@ pub mod binrpc;
 pub mod classify;
 pub mod import;
 pub mod jsonrpc;
+pub mod lab;
 pub mod parse;
 pub mod poll;
 pub mod window;

@@ -200,11 +200,11 @@ impl Source {
     /// One reply into `buf`. `Err((e, Some(format)))` when `buf` still holds part of a reply.
     async fn fetch(&mut self, buf: &mut Vec<u8>) -> Result<Format, (FetchError, Option<Format>)> {
         match self {
-            Source::Json(c) => c
-                .fetch(buf)
-                .await
-                .map(|_| Format::Json)
-                .map_err(|e| (e, None)),
+            Source::Json(c) => match c.fetch(buf).await {
+                Ok(()) => Ok(Format::Json),
+                Err(FetchError::ShortRead) => Err((FetchError::ShortRead, Some(Format::Json))),
+                Err(e) => Err((e, None)),
+            },
             Source::Bin(c) => match c.fetch(buf).await {
                 Ok(_) => Ok(Format::Binrpc),
                 Err(FetchError::ShortRead) if !buf.is_empty() => {
