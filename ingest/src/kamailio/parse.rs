@@ -49,14 +49,21 @@ impl LineError {
 pub fn parse_line(line: &[u8]) -> Result<Stat<'_>, LineError> {
     let eq = memchr::memchr(b'=', line).ok_or(LineError::NoEquals)?;
     let key = trim(&line[..eq]);
-    let val = trim(&line[eq + 1..]);
-    let colon = memchr::memchr(b':', key).ok_or(LineError::NoGroup)?;
-    let (group, name) = (trim(&key[..colon]), trim(&key[colon + 1..]));
-    if group.is_empty() || name.is_empty() || key.iter().any(|&b| b == b' ' || b == b'\t') {
+    // Names are short: plain loops beat SIMD set-up here.
+    let colon = key
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(LineError::NoGroup)?;
+    if colon == 0 || colon + 1 == key.len() || key.iter().any(|&b| b <= b' ') {
         return Err(LineError::EmptyName);
     }
-    let value = parse_int(val).ok_or(LineError::NotNumeric)?;
-    let full = std::str::from_utf8(key).map_err(|_| LineError::NotUtf8)?;
+    let value = parse_int(trim(&line[eq + 1..])).ok_or(LineError::NotNumeric)?;
+    let full = if key.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(key) }
+    } else {
+        std::str::from_utf8(key).map_err(|_| LineError::NotUtf8)?
+    };
     Ok(Stat {
         full,
         group: &full[..colon],
@@ -87,12 +94,23 @@ pub fn parse_int(b: &[u8]) -> Option<i64> {
         return None;
     }
     let mut v: u64 = 0;
-    for &c in digits {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
+    if digits.len() <= 19 {
+        // At most 19 digits cannot overflow a u64.
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + d as u64;
         }
-        v = v.checked_mul(10)?.checked_add(d as u64)?;
+    } else {
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add(d as u64)?;
+        }
     }
     if neg {
         if v > i64::MAX as u64 + 1 {
@@ -135,6 +153,8 @@ mod tests {
         assert_eq!(parse_line(b":rcv = 5"), Err(LineError::EmptyName));
         assert_eq!(parse_line(b"core: = 5"), Err(LineError::EmptyName));
         assert_eq!(parse_line(b"core:a b = 5"), Err(LineError::EmptyName));
+        assert_eq!(parse_line(b"core :a = 5"), Err(LineError::EmptyName));
+        assert_eq!(parse_line(b"core:\x01 = 5"), Err(LineError::EmptyName));
         assert_eq!(parse_line(b"core:a = 5x"), Err(LineError::NotNumeric));
         assert_eq!(parse_line(b"core:a = "), Err(LineError::NotNumeric));
         assert_eq!(parse_line(b"core:a = 1.5"), Err(LineError::NotNumeric));
@@ -153,7 +173,7 @@ mod tests {
             let (k, v) = s.split_once('=')?;
             let k = k.trim();
             let (g, n) = k.split_once(':')?;
-            if g.trim().is_empty() || n.trim().is_empty() || k.contains([' ', '\t']) {
+            if g.is_empty() || n.is_empty() || k.bytes().any(|b| b <= b' ') {
                 return None;
             }
             let v = v.trim();

@@ -165,7 +165,8 @@ pub async fn poll_once(targets: Vec<TargetConfig>, sink: SinkHandle) -> Arc<Poll
     stats
 }
 
-fn http_client(targets: usize) -> reqwest::Client {
+/// The HTTP client the pollers share (keep-alive, one idle connection per target).
+pub fn http_client(targets: usize) -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .pool_idle_timeout(Duration::from_secs(90))
@@ -229,7 +230,10 @@ enum Bad {
     Dropped = 6,
 }
 
-struct TargetPoller {
+/// One target's poller: its source, window, buffers and state. [`spawn_pollers`] runs one per
+/// target on its own schedule; tools and benchmarks can drive rounds by hand with
+/// [`TargetPoller::poll_round`].
+pub struct TargetPoller {
     cfg: TargetConfig,
     source: Source,
     window: Window,
@@ -245,7 +249,21 @@ struct TargetPoller {
 }
 
 impl TargetPoller {
-    fn new(
+    /// One attempt stamped `ts_ms`, then the points go to the sink. Returns whether the target
+    /// was up.
+    pub async fn poll_round(&mut self, ts_ms: i64) -> bool {
+        self.poll(ts_ms).await;
+        self.send().await;
+        self.up == Some(true)
+    }
+
+    /// Writes the minute under way (shutdown).
+    pub async fn finish(&mut self) {
+        self.window.flush(&self.cfg.hostname, &mut self.enc);
+        self.send().await;
+    }
+
+    pub fn new(
         cfg: TargetConfig,
         http: reqwest::Client,
         sink: SinkHandle,
