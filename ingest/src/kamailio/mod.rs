@@ -321,3 +321,75 @@ pub fn scan(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(v: serde_json::Value) -> Result<TargetConfig, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn defaults_and_inference() {
+        let c = cfg(serde_json::json!({"hostname": "cp1", "address": "http://10.0.0.5:5071/RPC"}))
+            .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(10));
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(c.bucket, "kamailio");
+        assert_eq!(c.transport(), Transport::Jsonrpc);
+        assert!(c.validate().is_empty());
+        assert_eq!(c.histograms.len(), 5);
+        for (a, t) in [
+            ("unix:/run/kamailio/kamailio_ctl", Transport::Binrpc),
+            ("tcp:127.0.0.1:2046", Transport::Binrpc),
+            ("udp:[::1]:2046", Transport::Binrpc),
+            ("/var/tmp/kamctl-stats.json", Transport::File),
+        ] {
+            assert_eq!(Transport::infer(a), t, "{a}");
+        }
+        let c = cfg(serde_json::json!({"name": "cp2", "address": "tcp:cp2:2046",
+            "interval": "500ms", "timeout": "200ms", "gauges": ["htable:*"]}))
+        .unwrap();
+        assert_eq!(c.hostname, "cp2");
+        assert_eq!(c.interval, Duration::from_millis(500));
+        assert!(c.validate().is_empty());
+        assert!(cfg(serde_json::json!({"hostname": "x", "adress": "y"})).is_err());
+    }
+
+    #[test]
+    fn validate_names_keys() {
+        let c = cfg(
+            serde_json::json!({"address": "tcp:nohost", "transport": "binrpc",
+            "interval": "10s", "timeout": "20s", "counters": ["nocolon"], "histograms": ["core:*"],
+            "max_stats": 0, "bucket": ""}),
+        )
+        .unwrap();
+        let keys: Vec<String> = c.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "hostname",
+                "address",
+                "timeout",
+                "bucket",
+                "counters",
+                "histograms",
+                "max_stats"
+            ]
+        );
+        let c = cfg(serde_json::json!({"hostname": "a", "address": "/x", "transport": "jsonrpc"}))
+            .unwrap();
+        assert_eq!(c.validate()[0].0, "address");
+    }
+
+    #[test]
+    fn default_hostnames() {
+        assert_eq!(default_hostname("http://cp1:5071/RPC"), "cp1");
+        assert_eq!(default_hostname("tcp:127.0.0.1:2046"), "127.0.0.1:2046");
+        assert_eq!(
+            default_hostname("fixtures/kamailio/kamctl-stats.json"),
+            "kamctl-stats"
+        );
+    }
+}
