@@ -457,3 +457,87 @@ async fn bad_input_is_counted_and_the_rest_used() {
     assert_eq!(c.non_numeric, c.polls_ok - 2, "{c:?}");
     assert_eq!(c.polls_failed, 2, "{c:?}");
 }
+
+/// The CLI on the guide's saved `kamctl stats` output: one point per statistic, `up`, and the
+/// target line, under `# bucket: kamailio`.
+#[test]
+fn cli_once_on_saved_kamctl_stats() {
+    let out = util::srewatch()
+        .args(["kamailio", "poll", "--once"])
+        .arg(util::fixtures().join("kamailio/kamctl-stats.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# bucket: kamailio\n"), "{text}");
+    let points = parse_points(&text);
+    let counters = points
+        .iter()
+        .filter(|p| p.measurement == "kamailio_counter")
+        .count();
+    let gauges = points
+        .iter()
+        .filter(|p| p.measurement == "kamailio_gauge")
+        .count();
+    // Gauges: 2 app_python3 dialogs, 5 registrar settings, 6 shmem, 2 tcp current, 2 tmx, 3 usrloc.
+    assert_eq!((counters, gauges), (138, 20));
+    assert!(text.contains(
+        "kamailio_counter,hostname=kamctl-stats,group=core,stat=core:rcv_requests_options total=1767298i "
+    ));
+    assert!(text.contains(
+        "kamailio_gauge,hostname=kamctl-stats,group=shmem,stat=shmem:used_size last=2718232i,min=2718232i,max=2718232i "
+    ));
+    let up = points
+        .iter()
+        .find(|p| p.measurement == "kamailio_up")
+        .unwrap();
+    assert_eq!((up.int("up"), up.int("stats")), (Some(1), Some(158)));
+}
+
+/// The CLI against a real Kamailio over BINRPC and JSON-RPC for a bounded time, plus a dead
+/// target: all three report every interval; exit status 0 because some polls succeeded.
+#[test]
+fn cli_polls_real_kamailio_for_a_while() {
+    let dir = util::tempdir();
+    let k = Kamailio::start(dir.path(), Default::default());
+    let file = dir.path().join("out.lp");
+    let out = util::srewatch()
+        .args([
+            "kamailio",
+            "poll",
+            "--interval",
+            "200ms",
+            "--timeout",
+            "150ms",
+        ])
+        .args(["--duration", "1500ms", "--out"])
+        .arg(&file)
+        .arg(format!("bin=tcp:127.0.0.1:{}", k.ctl_port))
+        .arg(format!("json={}", k.jsonrpc_url()))
+        .arg(format!("dead=tcp:127.0.0.1:{}", util::free_tcp_port()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let points = parse_points(&std::fs::read_to_string(&file).unwrap());
+    for (h, want) in [("bin", 1), ("json", 1), ("dead", 0)] {
+        let ups: Vec<i64> = points
+            .iter()
+            .filter(|p| p.measurement == "kamailio_up" && p.tag("hostname") == Some(h))
+            .map(|p| p.int("up").unwrap())
+            .collect();
+        // 1.5 s at 200 ms: 7 or 8 ticks, whatever the start-up time.
+        assert!(ups.len() >= 6 && ups.len() <= 8, "{h}: {ups:?}");
+        assert!(ups.iter().all(|&u| u == want), "{h}: {ups:?}");
+    }
+    assert!(points.iter().any(|p| p.measurement == "kamailio_counter"
+        && p.tag("hostname") == Some("bin")
+        && p.tag("stat") == Some("core:rcv_requests_options")));
+}

@@ -317,12 +317,35 @@ impl Client {
     }
 
     /// Sends `stats.get_statistics all`; on success `out` holds one whole packet. A stream that
-    /// closes early leaves the bytes that came in `out` and returns `Truncated`, so the caller
+    /// closes early leaves the bytes that came in `out` and returns `FetchError::ShortRead`, so the caller
     /// can still use every whole record.
     pub async fn fetch(&mut self, out: &mut Vec<u8>) -> Result<Header, FetchError> {
         self.cookie = self.cookie.wrapping_add(1);
         build_request(&mut self.req, self.cookie, "stats.get_statistics", &["all"]);
         out.clear();
+        let r = self.exchange(out).await;
+        let cookie_ok = |h: &Header| {
+            if h.cookie == self.cookie {
+                Ok(())
+            } else {
+                Err(FetchError::Packet(PacketError::Cookie {
+                    got: h.cookie,
+                    want: self.cookie,
+                }))
+            }
+        };
+        match r {
+            Ok(h) => cookie_ok(&h).map(|_| h),
+            // Part of a reply: still ours only if the cookie matches.
+            Err(FetchError::ShortRead) => match header(out) {
+                Ok(Some(h)) => cookie_ok(&h).and(Err(FetchError::ShortRead)),
+                _ => Err(FetchError::ShortRead),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn exchange(&mut self, out: &mut Vec<u8>) -> Result<Header, FetchError> {
         let h = match &self.ep {
             Endpoint::Unix(p) => {
                 let mut s = tokio::net::UnixStream::connect(p)
@@ -369,12 +392,6 @@ impl Client {
                 }
             }
         };
-        if h.cookie != self.cookie {
-            return Err(FetchError::Packet(PacketError::Cookie {
-                got: h.cookie,
-                want: self.cookie,
-            }));
-        }
         Ok(h)
     }
 }

@@ -24,15 +24,16 @@ pub async fn fetch(path: &Path, out: &mut Vec<u8>) -> Result<Format, FetchError>
     Ok(detect(out))
 }
 
-/// Every statistic of a saved output, in file order, as (`group:name`, value); lines that are
-/// not statistics are returned separately with their reason. For tools and tests.
-pub fn read_all(
-    buf: &[u8],
-) -> (
+/// What [`read_all`] found: statistics, lines that are not, and the reply's own error.
+pub type ReadAll = (
     Vec<(String, i64)>,
     Vec<(String, super::parse::LineError)>,
     Result<(), FetchError>,
-) {
+);
+
+/// Every statistic of a saved output, in file order, as (`group:name`, value); lines that are
+/// not statistics are returned separately with their reason. For tools and tests.
+pub fn read_all(buf: &[u8]) -> ReadAll {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     let mut scratch = Vec::new();
