@@ -349,7 +349,7 @@ async fn stopped_node_goes_down_others_stay_up() {
     let took = down_at - stopped;
     // The first poll after the stop reports 0: one interval plus the polling slack.
     assert!(
-        took < INTERVAL * 2 + Duration::from_millis(300),
+        took < INTERVAL * 2 + Duration::from_millis(500),
         "up=0 after {took:?}"
     );
     // Stay down a while: up=0 every interval even while attempts back off.
@@ -363,7 +363,7 @@ async fn stopped_node_goes_down_others_stay_up() {
     let up_at = run.wait_up("cp1", 1, 1, Duration::from_secs(5)).await;
     // Back within the longest backoff (800 ms) plus one interval.
     assert!(
-        up_at - restarted < Duration::from_millis(800) + INTERVAL * 2,
+        up_at - restarted < Duration::from_millis(800) + INTERVAL * 3,
         "up=1 after {:?}",
         up_at - restarted
     );
