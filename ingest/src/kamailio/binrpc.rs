@@ -571,4 +571,52 @@ mod tests {
             let _ = scan(&body);
         }
     }
+
+    /// Mutated and cut copies of a real-looking reply (flipped bits, changed bytes, cuts):
+    /// never a panic, and a reply whose body is only cut yields a prefix of its lines.
+    #[test]
+    fn mutated_packets_do_not_panic() {
+        let lines: Vec<String> = (0..60)
+            .map(|i| format!("core:stat_{i} = {}", i * 977))
+            .collect();
+        let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+        let base = reply(&refs);
+        let mut seed = 0xda3e39cb94b95bdbu64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..20000 {
+            let mut p = base.clone();
+            let mutate = round % 2 == 0;
+            if mutate {
+                for _ in 0..(1 + rnd() % 3) {
+                    let i = (rnd() as usize) % p.len();
+                    if rnd() % 2 == 0 {
+                        p[i] ^= 1 << (rnd() % 8);
+                    } else {
+                        p[i] = rnd() as u8;
+                    }
+                }
+            }
+            let cut = (rnd() as usize) % (p.len() + 1);
+            p.truncate(cut);
+            let (got, _, _) = scan(&p);
+            if !mutate {
+                // A cut packet is never whole (`check` waits), but its body can be scanned:
+                // every line handed out is one of the originals, in order.
+                if let Ok(Some(h)) = header(&p) {
+                    let body = &p[h.header_len.min(p.len())..];
+                    let mut out = Vec::new();
+                    let _ = scan_reply(&h, body, &mut |l| out.push(l.to_vec()), &mut || {});
+                    for (k, l) in out.iter().enumerate() {
+                        assert_eq!(l.as_slice(), lines[k].as_bytes());
+                    }
+                }
+                assert!(got.is_empty() || cut == base.len());
+            }
+        }
+    }
 }
