@@ -300,7 +300,7 @@ fn round_bench(c: &mut Criterion) {
         .unwrap();
     let (sink, writer) = rt.block_on(async { ingest::sink::spawn_writer(std::io::sink()) });
     let stats = Arc::new(PollStats::default());
-    let http = http_client(TARGETS);
+    let http = http_client();
     let mut pollers: Vec<TargetPoller> = rt.block_on(async {
         targets
             .into_iter()

@@ -133,7 +133,7 @@ pub fn spawn_pollers_with_clock(
     clock: Clock,
 ) -> Pollers {
     let stats = Arc::new(PollStats::default());
-    let http = http_client(targets.len());
+    let http = http_client();
     let st = stats.clone();
     let task = tokio::spawn(async move {
         let mut set = tokio::task::JoinSet::new();
@@ -151,7 +151,7 @@ pub fn spawn_pollers_with_clock(
 /// `up`) at once: `srewatch kamailio poll --once`.
 pub async fn poll_once(targets: Vec<TargetConfig>, sink: SinkHandle) -> Arc<PollStats> {
     let stats = Arc::new(PollStats::default());
-    let http = http_client(targets.len());
+    let http = http_client();
     let mut set = tokio::task::JoinSet::new();
     for cfg in targets {
         let mut t = TargetPoller::new(cfg, http.clone(), sink.clone(), stats.clone());
@@ -166,17 +166,14 @@ pub async fn poll_once(targets: Vec<TargetConfig>, sink: SinkHandle) -> Arc<Poll
 }
 
 /// The HTTP client the pollers share (keep-alive, one idle connection per target).
-pub fn http_client(targets: usize) -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .user_agent(concat!("srewatch/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_else(|_| {
-            let _ = targets;
-            reqwest::Client::new()
-        })
+        .unwrap_or_else(|_| reqwest::Client::new())
 }
 
 enum Source {

@@ -287,8 +287,11 @@ impl Window {
             s.present = true;
             s.prev = Some((v, ts));
         }
-        self.counts.polls += 1;
-        self.polls_ok += 1;
+        if n > 0 {
+            // A reply without a single statistic is counted by the caller as a failed poll.
+            self.counts.polls += 1;
+            self.polls_ok += 1;
+        }
         if restarted {
             self.counts.restarts += 1;
             self.restarts_total += 1;
