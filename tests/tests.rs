@@ -5,5 +5,5 @@ mod sink;
 mod util;
 
 mod kamailio_fixture;
-
+mod kamailio_stats;
 mod probe;
