@@ -160,7 +160,9 @@ impl Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the low bits depending only on the input's low bits, and the
+        // table indexes by low bits: rotate the well-mixed high bits down.
+        self.0.rotate_left(26)
     }
 }
 
@@ -201,6 +203,8 @@ impl Names {
 
 /// One counters.csv series: the last [`RING`] minutes.
 struct CSeries {
+    host: u32,
+    stat: u32,
     /// The samples series of the same host and stat, or [`NONE`].
     link: u32,
     /// Generation of the last snapshot that had this series (duplicate detection).
@@ -272,6 +276,40 @@ struct RollSlot {
     written: bool,
 }
 
+/// `" <unix seconds>\n"` of recent minutes, by ring slot: most points of a snapshot share
+/// the same 15 timestamps.
+struct TsCache {
+    minute: [i64; RING as usize],
+    text: [[u8; 24]; RING as usize],
+    len: [u8; RING as usize],
+}
+
+impl TsCache {
+    fn new() -> Self {
+        TsCache {
+            minute: [i64::MIN; RING as usize],
+            text: [[0; 24]; RING as usize],
+            len: [0; RING as usize],
+        }
+    }
+
+    #[inline]
+    fn get(&mut self, m: i64) -> &[u8] {
+        let sl = slot(m);
+        if self.minute[sl] != m {
+            let mut ib = itoa::Buffer::new();
+            let d = ib.format(m * 60).as_bytes();
+            let t = &mut self.text[sl];
+            t[0] = b' ';
+            t[1..1 + d.len()].copy_from_slice(d);
+            t[1 + d.len()] = b'\n';
+            self.len[sl] = (d.len() + 2) as u8;
+            self.minute[sl] = m;
+        }
+        &self.text[sl][..self.len[sl] as usize]
+    }
+}
+
 struct Pending {
     sid: u32,
     minute: i64,
@@ -296,10 +334,15 @@ pub struct Table {
     /// Newest minute seen per file.
     top: [i64; 2],
     gen: [u32; 2],
+    /// Series of the previous row, per file; host of the previous row.
+    last: [u32; 2],
+    last_host: u32,
     pending: VecDeque<Pending>,
     out: [BytesMut; 2],
     out_points: [usize; 2],
     rollups: LineEncoder,
+    prefix: Vec<u8>,
+    ts: TsCache,
     hist: Histogram<u64>,
     written: [u64; 3],
 }
@@ -330,6 +373,8 @@ impl Table {
             roll: [empty, empty],
             top: [i64::MIN; 2],
             gen: [0; 2],
+            last: [NONE; 2],
+            last_host: NONE,
             pending: VecDeque::new(),
             out: [
                 BytesMut::with_capacity(cfg.chunk_bytes + 4096),
@@ -337,6 +382,8 @@ impl Table {
             ],
             out_points: [0; 2],
             rollups: LineEncoder::with_capacity(64 * 1024),
+            prefix: Vec::with_capacity(256),
+            ts: TsCache::new(),
             hist: Histogram::new_with_bounds(1, HDR_HIGH, HDR_SIGFIG).expect("valid HDR bounds"),
             written: [0; 3],
             cfg,
@@ -445,10 +492,15 @@ impl Table {
         }
     }
 
-    fn series_key(&mut self, row: &Row<'_>) -> (u32, u32, u64) {
-        let h = self.hosts.id(row.host, &mut self.name_enc, true);
-        let s = self.stats.id(row.stat, &mut self.name_enc, false);
-        (h, s, (h as u64) << 32 | s as u64)
+    /// The host id, usually the previous row's (rows are grouped by host).
+    #[inline]
+    fn host_id(&mut self, host: &str) -> u32 {
+        let last = self.last_host as usize;
+        if last < self.hosts.raw.len() && self.hosts.raw[last].as_bytes() == host.as_bytes() {
+            return self.last_host;
+        }
+        self.last_host = self.hosts.id(host, &mut self.name_enc, true);
+        self.last_host
     }
 
     fn ensure_stat(&mut self, s: u32) {
@@ -478,28 +530,47 @@ impl Table {
     }
 
     fn counters_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
-        let (h, s, key) = self.series_key(row);
-        let id = match self.cmap.get(&key) {
-            Some(&id) => id,
-            None => {
-                let id = self.cs.len() as u32;
-                let link = self.smap.get(&key).copied().unwrap_or(NONE);
-                if link != NONE {
-                    self.ss[link as usize].link = id;
-                }
-                self.cs.push(CSeries {
-                    link,
-                    seen: 0,
-                    top: i64::MIN,
-                    mask: 0,
-                    vals: [0; RING as usize],
-                });
-                self.cmap.insert(key, id);
-                self.ensure_stat(s);
-                self.members[0][s as usize].push(id);
-                id
+        let h = self.host_id(row.host);
+        // Rows come in the same order every minute: try the series after the previous row's
+        // before hashing the stat name and looking the series up.
+        let pred = self.last[0].wrapping_add(1) as usize;
+        let (id, s) = match self.cs.get(pred) {
+            Some(c)
+                if c.host == h
+                    && self.stats.raw[c.stat as usize].as_bytes() == row.stat.as_bytes() =>
+            {
+                (pred as u32, c.stat)
+            }
+            _ => {
+                let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                let key = (h as u64) << 32 | s as u64;
+                let id = match self.cmap.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.cs.len() as u32;
+                        let link = self.smap.get(&key).copied().unwrap_or(NONE);
+                        if link != NONE {
+                            self.ss[link as usize].link = id;
+                        }
+                        self.cs.push(CSeries {
+                            host: h,
+                            stat: s,
+                            link,
+                            seen: 0,
+                            top: i64::MIN,
+                            mask: 0,
+                            vals: [0; RING as usize],
+                        });
+                        self.cmap.insert(key, id);
+                        self.ensure_stat(s);
+                        self.members[0][s as usize].push(id);
+                        id
+                    }
+                };
+                (id, s)
             }
         };
+        self.last[0] = id;
         let t = row.minute() / 60;
         if t > self.top[0] {
             self.new_top(Kind::Counters, t);
@@ -538,19 +609,28 @@ impl Table {
         if nc == 0 {
             return Ok(());
         }
+        // The series part once per row, then one short tail per point.
+        let prefix = &mut self.prefix;
+        prefix.clear();
+        prefix.extend_from_slice(&self.stats.esc[s as usize]);
+        prefix.extend_from_slice(b",hostname=");
+        prefix.extend_from_slice(&self.hosts.esc[h as usize]);
+        prefix.extend_from_slice(b" value=");
         let out = &mut self.out[0];
-        let stat = &self.stats.esc[s as usize];
-        let host = &self.hosts.esc[h as usize];
+        out.reserve(nc * (prefix.len() + 40));
         let mut ib = itoa::Buffer::new();
         for &(m, x) in &changed[..nc] {
-            out.extend_from_slice(stat);
-            out.extend_from_slice(b",hostname=");
-            out.extend_from_slice(host);
-            out.extend_from_slice(b" value=");
-            out.extend_from_slice(ib.format(x).as_bytes());
-            out.extend_from_slice(b"i ");
-            out.extend_from_slice(ib.format(m * 60).as_bytes());
-            out.extend_from_slice(b"\n");
+            let mut tail = [0u8; 48];
+            let d = ib.format(x).as_bytes();
+            tail[..d.len()].copy_from_slice(d);
+            let mut n = d.len();
+            tail[n] = b'i';
+            n += 1;
+            let ts = self.ts.get(m);
+            tail[n..n + ts.len()].copy_from_slice(ts);
+            n += ts.len();
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(&tail[..n]);
         }
         self.out_points[0] += nc;
         self.written[0] += nc as u64;
@@ -564,32 +644,46 @@ impl Table {
     }
 
     fn samples_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
-        let (h, s, key) = self.series_key(row);
-        let id = match self.smap.get(&key) {
-            Some(&id) => id,
-            None => {
-                let id = self.ss.len() as u32;
-                let link = self.cmap.get(&key).copied().unwrap_or(NONE);
-                if link != NONE {
-                    self.cs[link as usize].link = id;
+        let h = self.host_id(row.host);
+        let pred = self.last[1].wrapping_add(1) as usize;
+        let id = match self.ss.get(pred) {
+            Some(c)
+                if c.host == h
+                    && self.stats.raw[c.stat as usize].as_bytes() == row.stat.as_bytes() =>
+            {
+                pred as u32
+            }
+            _ => {
+                let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                let key = (h as u64) << 32 | s as u64;
+                match self.smap.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.ss.len() as u32;
+                        let link = self.cmap.get(&key).copied().unwrap_or(NONE);
+                        if link != NONE {
+                            self.cs[link as usize].link = id;
+                        }
+                        self.ss.push(SSeries {
+                            host: h,
+                            stat: s,
+                            link,
+                            seen: 0,
+                            top: i64::MIN,
+                            mask: 0,
+                            emitted: 0,
+                            avg: [0.0; RING as usize],
+                            occ: [NO_OCC; RING as usize],
+                        });
+                        self.smap.insert(key, id);
+                        self.ensure_stat(s);
+                        self.members[1][s as usize].push(id);
+                        id
+                    }
                 }
-                self.ss.push(SSeries {
-                    host: h,
-                    stat: s,
-                    link,
-                    seen: 0,
-                    top: i64::MIN,
-                    mask: 0,
-                    emitted: 0,
-                    avg: [0.0; RING as usize],
-                    occ: [NO_OCC; RING as usize],
-                });
-                self.smap.insert(key, id);
-                self.ensure_stat(s);
-                self.members[1][s as usize].push(id);
-                id
             }
         };
+        self.last[1] = id;
         let t = row.minute() / 60;
         if t > self.top[1] {
             self.new_top(Kind::Samples, t);
