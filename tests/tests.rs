@@ -2,3 +2,5 @@
 //! index, `util` starts the servers and gives each test its own temporary directory.
 
 mod util;
+
+mod ingest_files;
