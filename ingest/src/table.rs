@@ -211,8 +211,13 @@ struct CSeries {
     seen: u32,
     top: i64,
     mask: u16,
-    vals: [u64; RING as usize],
+    /// Counts; [`BIG`] means the count is in [`Table::big`].
+    vals: [u32; RING as usize],
 }
+
+/// Marks a count that does not fit in `u32` (kept in a side table: per-series state stays
+/// 96 bytes for the common case).
+const BIG: u32 = u32::MAX;
 
 /// One samples.csv series.
 struct SSeries {
@@ -236,6 +241,20 @@ fn minute_of(order: ValueOrder, t: i64, i: usize, n: usize) -> i64 {
     match order {
         ValueOrder::NewestFirst => t - i as i64,
         ValueOrder::OldestFirst => t - (n - 1 - i) as i64,
+    }
+}
+
+#[inline]
+fn big_key(id: u32, sl: usize) -> u64 {
+    (id as u64) << 8 | sl as u64
+}
+
+/// Count of a counters series in ring slot `sl`.
+#[inline]
+fn count(big: &HashMap<u64, u64, Fx>, id: u32, c: &CSeries, sl: usize) -> u64 {
+    match c.vals[sl] {
+        BIG => big.get(&big_key(id, sl)).copied().unwrap_or(0),
+        v => v as u64,
     }
 }
 
@@ -325,6 +344,8 @@ pub struct Table {
     cmap: HashMap<u64, u32, Fx>,
     smap: HashMap<u64, u32, Fx>,
     cs: Vec<CSeries>,
+    /// Counts of `u32::MAX` and above, by (series, slot).
+    big: HashMap<u64, u64, Fx>,
     ss: Vec<SSeries>,
     /// Series of each stat id, per file.
     members: [Vec<Vec<u32>>; 2],
@@ -367,6 +388,7 @@ impl Table {
             cmap: HashMap::default(),
             smap: HashMap::default(),
             cs: Vec::new(),
+            big: HashMap::default(),
             ss: Vec::new(),
             members: [Vec::new(), Vec::new()],
             dirty: [Vec::new(), Vec::new()],
@@ -414,6 +436,24 @@ impl Table {
         let g = &mut self.gen[k(kind)];
         *g = g.wrapping_add(1);
         let gen = *g;
+        // First snapshot of a file: size the series tables once instead of growing them.
+        let known = match kind {
+            Kind::Counters => self.cs.len(),
+            Kind::Samples => self.ss.len(),
+        };
+        if known == 0 {
+            let rows = memchr::memchr_iter(b'\n', data).count() + 1;
+            match kind {
+                Kind::Counters => {
+                    self.cs.reserve_exact(rows);
+                    self.cmap.reserve(rows);
+                }
+                Kind::Samples => {
+                    self.ss.reserve_exact(rows);
+                    self.smap.reserve(rows);
+                }
+            }
+        }
         let mut reader = Reader::new(data, kind, tail_complete);
         while let Some(r) = reader.next() {
             match r {
@@ -598,10 +638,24 @@ impl Table {
             };
             let sl = slot(m);
             let b = bit(m);
-            if ser.mask & b != 0 && ser.vals[sl] == x {
-                continue;
+            if ser.mask & b != 0 {
+                let same = match ser.vals[sl] {
+                    BIG => self.big.get(&big_key(id, sl)) == Some(&x),
+                    v => v as u64 == x,
+                };
+                if same {
+                    continue;
+                }
             }
-            ser.vals[sl] = x;
+            if x >= BIG as u64 {
+                ser.vals[sl] = BIG;
+                self.big.insert(big_key(id, sl), x);
+            } else {
+                if ser.vals[sl] == BIG {
+                    self.big.remove(&big_key(id, sl));
+                }
+                ser.vals[sl] = x as u32;
+            }
             ser.mask |= b;
             changed[nc] = (m, x);
             nc += 1;
@@ -736,7 +790,7 @@ impl Table {
         let a = ser.avg[sl];
         let joined = if ser.link != NONE {
             let c = &self.cs[ser.link as usize];
-            has(c.top, c.mask, m).then(|| c.vals[sl])
+            has(c.top, c.mask, m).then(|| count(&self.big, ser.link, c, sl))
         } else {
             None
         };
@@ -846,7 +900,7 @@ impl Table {
         for &id in &self.members[0][stat] {
             let c = &self.cs[id as usize];
             if has(c.top, c.mask, m) {
-                sum = sum.saturating_add(c.vals[slot(m)]);
+                sum = sum.saturating_add(count(&self.big, id, c, slot(m)));
                 hosts += 1;
             }
         }
@@ -1104,6 +1158,61 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             )]
         );
         assert_eq!(rep.points, [1, 0, 0]);
+    }
+
+    #[test]
+    fn counts_above_u32_are_exact() {
+        let mut h = Harness::quiet();
+        let big = u32::MAX as u64;
+        let got = h.lines(
+            Kind::Counters,
+            &row(
+                "cp1",
+                "s",
+                T,
+                &[
+                    &big.to_string(),
+                    &(big + 1).to_string(),
+                    "9223372036854775807",
+                ],
+            ),
+        );
+        assert_eq!(
+            got,
+            counters_lines("s", "cp1", T, &[big, big + 1, i64::MAX as u64])
+        );
+        assert!(h
+            .lines(
+                Kind::Counters,
+                &row(
+                    "cp1",
+                    "s",
+                    T,
+                    &[
+                        &big.to_string(),
+                        &(big + 1).to_string(),
+                        "9223372036854775807"
+                    ]
+                )
+            )
+            .is_empty());
+        let got = h.lines(
+            Kind::Counters,
+            &row(
+                "cp1",
+                "s",
+                T,
+                &["1", &(big + 2).to_string(), "9223372036854775807"],
+            ),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("s,hostname=cp1 value=1i {T}"),
+                format!("s,hostname=cp1 value={}i {}", big + 2, T - 60)
+            ]
+        );
+        assert_eq!(h.table.big.len(), 2);
     }
 
     #[test]
