@@ -460,11 +460,12 @@ pub fn parse_average(f: &[u8]) -> Result<Value, Reason> {
 mod tests {
     use super::*;
 
-    fn rows(
-        data: &[u8],
-        kind: Kind,
-        complete: bool,
-    ) -> Vec<Result<(String, String, i64, Vec<Value>, u64), RowError>> {
+    /// host, stat, time, values, line
+    type Owned = (String, String, i64, Vec<Value>, u64);
+    /// host, stat, time, values
+    type Bytes4 = (Vec<u8>, Vec<u8>, i64, Vec<Value>);
+
+    fn rows(data: &[u8], kind: Kind, complete: bool) -> Vec<Result<Owned, RowError>> {
         let mut r = Reader::new(data, kind, complete);
         let mut out = Vec::new();
         while let Some(x) = r.next() {
@@ -679,7 +680,7 @@ h,a,t,60,9223372036854775807\n";
 
     /// A naive reference parser: split into records the slow, obvious way (RFC 4180 quoting),
     /// then apply the same field rules. The kernel must agree with it on every input.
-    fn naive(data: &[u8], kind: Kind) -> Vec<Result<(Vec<u8>, Vec<u8>, i64, Vec<Value>), Reason>> {
+    fn naive(data: &[u8], kind: Kind) -> Vec<Result<Bytes4, Reason>> {
         let mut out = Vec::new();
         let mut rec: Vec<Vec<u8>> = Vec::new();
         let mut field = Vec::new();
