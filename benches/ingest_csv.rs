@@ -21,13 +21,21 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const HOSTS: usize = 500;
-const STATS: usize = 2000;
 const T: i64 = 1652193060;
 
+/// 500 x 2,000 under `cargo bench`; a small file when `cargo test` runs the bench once as a test.
+fn size() -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") {
+        (500, 2000)
+    } else {
+        (20, 100)
+    }
+}
+
 fn file(t: i64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64 << 20);
-    ingest::gen::counters(&mut v, HOSTS, STATS, t).unwrap();
+    let (hosts, stats) = size();
+    let mut v = Vec::with_capacity(hosts * stats * 128);
+    ingest::gen::counters(&mut v, hosts, stats, t).unwrap();
     v
 }
 
@@ -60,6 +68,7 @@ fn cpu_timed<S, R>(
 }
 
 fn ingest_all(table: &mut Table, data: &[u8]) -> (u64, u64) {
+    let (hosts, stats) = size();
     let (mut bytes, mut points) = (0u64, 0u64);
     let rep = table.ingest(
         Kind::Counters,
@@ -71,15 +80,16 @@ fn ingest_all(table: &mut Table, data: &[u8]) -> (u64, u64) {
             points += n as u64;
         },
     );
-    assert_eq!(rep.rows, (HOSTS * STATS) as u64);
+    assert_eq!(rep.rows, (hosts * stats) as u64);
     (bytes, points)
 }
 
 fn bench(c: &mut Criterion) {
+    let (hosts, stats) = size();
     let first = file(T);
     let next = file(T + 60);
     let mut g = c.benchmark_group("ingest_csv");
-    g.throughput(Throughput::Elements((HOSTS * STATS) as u64));
+    g.throughput(Throughput::Elements((hosts * stats) as u64));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     // Settle never during the bench: rollups are measured separately by the tests, not here.
@@ -95,7 +105,7 @@ fn bench(c: &mut Criterion) {
                 || Table::new(cfg()),
                 |t| {
                     let (_, points) = ingest_all(t, &first);
-                    assert_eq!(points, 15 * (HOSTS * STATS) as u64);
+                    assert_eq!(points, 15 * (hosts * stats) as u64);
                 },
             )
         })
@@ -113,7 +123,7 @@ fn bench(c: &mut Criterion) {
                     let (_, points) = ingest_all(t, &next);
                     // v0 new and v1 revised for every row whose counts are not both zero.
                     assert!(
-                        points > (HOSTS * STATS) as u64 && points <= 2 * (HOSTS * STATS) as u64,
+                        points > (hosts * stats) as u64 && points <= 2 * (hosts * stats) as u64,
                         "{points}"
                     );
                 },
