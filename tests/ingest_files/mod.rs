@@ -422,3 +422,38 @@ fn bad_config_is_refused_with_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn every_ingest_key_is_accepted_by_config_check() {
+    let dir = tempdir();
+    let cfg = dir.path().join("full.toml");
+    std::fs::write(
+        &cfg,
+        "[ingest]\ndir = \"/var/log/sre\"\ncounters_file = \"counters.csv\"\nsamples_file = \"samples.csv\"\n\
+value_order = \"oldest_first\"\njoin_wait = \"45s\"\nsettle_time = \"2m\"\nquiet_time = \"3s\"\n\
+rescan_interval = \"5s\"\ndebounce = \"100ms\"\ncounters_bucket = \"c\"\nsamples_bucket = \"s\"\nrollups_bucket = \"r\"\n",
+    )
+    .unwrap();
+    let out = srewatch()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}: OK\n", cfg.display())
+    );
+    assert!(out.status.success());
+    std::fs::write(&cfg, "[ingest]\nvalue_order = \"sideways\"\n").unwrap();
+    let out = srewatch()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("{}:2: unknown variant `sideways`", cfg.display())),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
