@@ -213,6 +213,9 @@ fn recent(mtime_ns: i128) -> bool {
     now - mtime_ns < 2_000_000_000
 }
 
+/// Sent by the watcher when the watched directory itself is removed.
+const REWATCH: usize = usize::MAX;
+
 /// Follows the files: notify on the directory, periodic rescan, debounce, quiet time.
 pub struct Follower {
     scanner: Scanner,
@@ -222,6 +225,9 @@ pub struct Follower {
     tx: mpsc::UnboundedSender<usize>,
     rx: mpsc::UnboundedReceiver<usize>,
     watcher: Option<notify::RecommendedWatcher>,
+    /// Inode of the directory the watcher was set on: a directory replaced or removed needs a
+    /// new watch.
+    watched_ino: Option<u64>,
     watch_failed: bool,
     next_rescan: Instant,
     /// Per file: (first, last) event of the current burst.
@@ -241,6 +247,7 @@ impl Follower {
             tx,
             rx,
             watcher: None,
+            watched_ino: None,
             watch_failed: false,
             next_rescan: Instant::now(),
             dirty: vec![None; names.len()],
@@ -253,13 +260,22 @@ impl Follower {
 
     fn watch(&mut self) {
         use notify::Watcher;
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(&self.dir).ok().map(|m| m.ino());
         if self.watcher.is_some() {
-            return;
+            if ino == self.watched_ino {
+                return;
+            }
+            self.watcher = None; // the directory was removed or replaced
         }
         let names = self.names.clone();
         let tx = self.tx.clone();
+        let dir = self.dir.clone();
         let handler = move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                if ev.kind.is_remove() && ev.paths.iter().any(|p| p == &dir) {
+                    let _ = tx.send(REWATCH);
+                }
                 for p in &ev.paths {
                     if let Some(i) = p
                         .file_name()
@@ -281,6 +297,7 @@ impl Follower {
                 }
                 self.watch_failed = false;
                 self.watcher = Some(w);
+                self.watched_ino = ino;
             }
             Err(e) => {
                 if !self.watch_failed {
@@ -307,7 +324,12 @@ impl Follower {
             }
             tokio::select! {
                 ev = self.rx.recv() => {
-                    if let Some(i) = ev {
+                    if ev == Some(REWATCH) {
+                        // The directory went away: watch again at the next rescan (its inode may
+                        // be reused by a new directory, so the inode check alone cannot tell).
+                        self.watcher = None;
+                        self.watched_ino = None;
+                    } else if let Some(i) = ev {
                         let now = Instant::now();
                         let d = &mut self.dirty[i];
                         *d = Some((d.map_or(now, |(first, _)| first), now));
@@ -602,6 +624,52 @@ mod tests {
             next_within(&mut f, wait).await.unwrap().data,
             b"h,a,t,240,7\n",
             "delete and recreate"
+        );
+    }
+
+    /// The directory itself is removed and created again: the next rescan sets a new watch, and
+    /// later refreshes are seen through notify again.
+    #[tokio::test]
+    async fn directory_recreated_is_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("sre");
+        std::fs::create_dir(&dir).unwrap();
+        let cfg = FollowConfig {
+            debounce: Duration::from_millis(30),
+            rescan: Duration::from_millis(300),
+            quiet: Duration::from_secs(60),
+        };
+        let mut f = Follower::new(&dir, &names(), cfg).unwrap();
+        std::fs::write(dir.join("counters.csv"), b"a\n").unwrap();
+        assert_eq!(
+            next_within(&mut f, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .data,
+            b"a\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("counters.csv"), b"b\n").unwrap();
+        assert_eq!(
+            next_within(&mut f, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .data,
+            b"b\n"
+        );
+        // Give the rescan time to set the new watch, then stop relying on rescans.
+        assert_eq!(next_within(&mut f, Duration::from_millis(700)).await, None);
+        assert!(f.watcher.is_some());
+        f.cfg.rescan = Duration::from_secs(3600);
+        f.next_rescan = Instant::now() + Duration::from_secs(3600);
+        std::fs::write(dir.join("counters.csv"), b"c\n").unwrap();
+        assert_eq!(
+            next_within(&mut f, Duration::from_secs(5))
+                .await
+                .unwrap()
+                .data,
+            b"c\n"
         );
     }
 }
