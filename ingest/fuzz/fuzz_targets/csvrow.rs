@@ -13,14 +13,19 @@ fuzz_target!(|data: &[u8]| {
             let mut r = Reader::new(data, kind, complete);
             while let Some(row) = r.next() {
                 match row {
-                    Ok(row) => assert!((row.byte as usize) < data.len() && row.values().len() <= 15),
+                    Ok(row) => {
+                        assert!((row.byte as usize) < data.len() && row.values().len() <= 15)
+                    }
                     Err(e) => assert!((e.byte as usize) < data.len()),
                 }
             }
             assert!(r.incomplete_tail() <= data.len());
         }
     }
-    let mut t = Table::new(TableConfig { settle_minutes: 0, ..TableConfig::default() });
+    let mut t = Table::new(TableConfig {
+        settle_minutes: 0,
+        ..TableConfig::default()
+    });
     let now = std::time::Instant::now();
     t.ingest(Kind::Counters, data, true, now, &mut |_, _, _| {});
     t.ingest(Kind::Samples, data, false, now, &mut |_, _, _| {});
