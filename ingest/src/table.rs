@@ -584,11 +584,16 @@ impl Table {
             _ => {
                 let s = self.stats.id(row.stat, &mut self.name_enc, false);
                 let key = (h as u64) << 32 | s as u64;
-                let id = match self.cmap.get(&key) {
-                    Some(&id) => id,
-                    None => {
+                self.ensure_stat(s);
+                let id = match self.cmap.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
                         let id = self.cs.len() as u32;
-                        let link = self.smap.get(&key).copied().unwrap_or(NONE);
+                        let link = if self.smap.is_empty() {
+                            NONE
+                        } else {
+                            self.smap.get(&key).copied().unwrap_or(NONE)
+                        };
                         if link != NONE {
                             self.ss[link as usize].link = id;
                         }
@@ -601,8 +606,7 @@ impl Table {
                             mask: 0,
                             vals: [0; RING as usize],
                         });
-                        self.cmap.insert(key, id);
-                        self.ensure_stat(s);
+                        e.insert(id);
                         self.members[0][s as usize].push(id);
                         id
                     }
