@@ -1,9 +1,10 @@
 //! Integration tests against real servers started on 127.0.0.1. One binary; this file is the
 //! index, `util` starts the servers and gives each test its own temporary directory.
 
-mod sink;
 mod util;
 
+mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;
 mod probe;
+mod sink;

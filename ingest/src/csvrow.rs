@@ -1,1 +1,837 @@
-//! (to be built)
+//! The CSV kernel: one snapshot of `counters.csv` or `samples.csv` as `&[u8]` in, borrowed rows
+//! out. No I/O, no allocation per row (a quoted field with `""` escapes is unescaped into one
+//! scratch buffer reused for the whole snapshot).
+//!
+//! A row is `hostname,stat name,ISO time,unix time,v0,...,v14`:
+//! - fields may be quoted (`"a,b"`, `"say ""hi"""`), and a quoted field may hold a newline;
+//! - rows end in LF or CRLF; blank lines are skipped;
+//! - a row may have fewer than 15 values (absent values carry no data);
+//! - counters: an empty value is 0 occurrences; samples: an empty value is no data;
+//! - the ISO time is informational (the platform writes it in local time) and is not checked.
+//!
+//! The last line of a snapshot without a trailing newline may be a row the platform is still
+//! writing: unless the caller says the file has been quiet ([`Reader::new`]'s `tail_complete`),
+//! it is left unparsed and reported by [`Reader::incomplete_tail`]. Incomplete input is normal
+//! control flow, not an error.
+//!
+//! A bad row is a [`RowError`] with its [`Reason`], 1-based line and byte offset; the reader
+//! goes on with the next row.
+
+use memchr::memchr;
+
+/// The most values a row may carry.
+pub const MAX_VALUES: usize = 15;
+const FIXED: usize = 4;
+const MAX_FIELDS: usize = FIXED + MAX_VALUES;
+
+/// Which file a snapshot comes from: it decides how values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Integer counts; an empty field is 0.
+    Counters,
+    /// Float averages; an empty field is no data.
+    Samples,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counters => "counters",
+            Kind::Samples => "samples",
+        }
+    }
+}
+
+/// One value of a row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// Samples: an empty field.
+    Missing,
+    /// Counters: a count (empty = 0), at most `i64::MAX`.
+    Int(u64),
+    /// Samples: a finite, non-negative average.
+    Float(f64),
+}
+
+/// A good row, borrowed from the snapshot (or the reader's scratch buffer for quoted fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    /// 1-based line where the row starts.
+    pub line: u64,
+    /// Byte offset of the row in the snapshot.
+    pub byte: u64,
+    pub host: &'a str,
+    pub stat: &'a str,
+    /// The unix time as written (samples.csv times are not minute-aligned).
+    pub time: i64,
+    values: [Value; MAX_VALUES],
+    len: u8,
+}
+
+impl<'a> Row<'a> {
+    /// The values present in the row, `v0` first.
+    pub fn values(&self) -> &[Value] {
+        &self.values[..self.len as usize]
+    }
+
+    /// Start of the minute containing [`Row::time`], in seconds.
+    pub fn minute(&self) -> i64 {
+        self.time.div_euclid(60) * 60
+    }
+}
+
+/// Why a row was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Fewer than the 4 fixed fields.
+    MissingFields,
+    /// More than 15 values.
+    TooManyValues,
+    /// Empty hostname or stat name.
+    EmptyName,
+    /// Hostname or stat name is not UTF-8.
+    InvalidUtf8,
+    /// The unix time is not a non-negative whole number of seconds.
+    BadTimestamp,
+    /// A value is not a number.
+    BadNumber,
+    /// A value is negative.
+    Negative,
+    /// A count above `i64::MAX`, or an average that is not finite.
+    Overflow,
+    /// A quoted field never closes before the end of the file.
+    UnclosedQuote,
+    /// The same host and stat appear twice in one file (found by [`crate::table`]).
+    Duplicate,
+}
+
+impl Reason {
+    pub const COUNT: usize = 10;
+    pub const ALL: [Reason; Reason::COUNT] = [
+        Reason::MissingFields,
+        Reason::TooManyValues,
+        Reason::EmptyName,
+        Reason::InvalidUtf8,
+        Reason::BadTimestamp,
+        Reason::BadNumber,
+        Reason::Negative,
+        Reason::Overflow,
+        Reason::UnclosedQuote,
+        Reason::Duplicate,
+    ];
+
+    /// A short fixed name, usable as a log field or metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingFields => "missing_fields",
+            Reason::TooManyValues => "too_many_values",
+            Reason::EmptyName => "empty_name",
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::BadTimestamp => "bad_timestamp",
+            Reason::BadNumber => "bad_number",
+            Reason::Negative => "negative",
+            Reason::Overflow => "overflow",
+            Reason::UnclosedQuote => "unclosed_quote",
+            Reason::Duplicate => "duplicate",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A skipped row: why, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("line {line} (byte {byte}), field {field}: {reason}")]
+pub struct RowError {
+    pub reason: Reason,
+    /// 1-based line where the row starts.
+    pub line: u64,
+    /// Byte offset of the row in the snapshot.
+    pub byte: u64,
+    /// 1-based field the problem was found in (0: the row as a whole).
+    pub field: u8,
+}
+
+/// Reads the rows of one snapshot.
+pub struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    end: usize,
+    line: u64,
+    kind: Kind,
+    tail_complete: bool,
+    scratch: Vec<u8>,
+}
+
+impl<'a> Reader<'a> {
+    /// `tail_complete`: the file has been quiet, so a last line without a newline is a whole
+    /// row. Otherwise it is left for a later snapshot.
+    pub fn new(data: &'a [u8], kind: Kind, tail_complete: bool) -> Self {
+        let end = if tail_complete || data.last() == Some(&b'\n') {
+            data.len()
+        } else {
+            memchr::memrchr(b'\n', data).map_or(0, |i| i + 1)
+        };
+        Reader {
+            data,
+            pos: 0,
+            end,
+            line: 1,
+            kind,
+            tail_complete,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Bytes at the end of the snapshot left unparsed because they may be a row still being
+    /// written (0 when the snapshot ends in a newline or `tail_complete` was given).
+    pub fn incomplete_tail(&self) -> usize {
+        self.data.len() - self.end
+    }
+
+    /// The next row, or `None` at the end of the parsable part of the snapshot.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<Row<'_>, RowError>> {
+        loop {
+            if self.pos >= self.end {
+                return None;
+            }
+            let start = self.pos;
+            let line_no = self.line;
+            let rest = &self.data[start..self.end];
+            let (line_len, next) = match memchr(b'\n', rest) {
+                Some(i) => (i, start + i + 1),
+                None => (rest.len(), self.end),
+            };
+            let mut line = &rest[..line_len];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            if memchr(b'"', line).is_none() {
+                self.pos = next;
+                self.line += 1;
+                if line.is_empty() {
+                    continue;
+                }
+                let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
+                let mut n = 0;
+                let mut from = 0;
+                let mut too_many = false;
+                for comma in memchr::memchr_iter(b',', line) {
+                    if n == MAX_FIELDS - 1 {
+                        too_many = true;
+                        break;
+                    }
+                    fields[n] = &line[from..comma];
+                    n += 1;
+                    from = comma + 1;
+                }
+                fields[n] = &line[from..];
+                n += 1;
+                if too_many {
+                    return Some(Err(err(Reason::TooManyValues, line_no, start, 0)));
+                }
+                return Some(build(&fields[..n], self.kind, line_no, start));
+            }
+            return self.quoted(start, line_no);
+        }
+    }
+
+    /// The slow path: a row with at least one double quote, parsed field by field into the
+    /// scratch buffer. A quoted field may run over newlines.
+    fn quoted(&mut self, start: usize, line_no: u64) -> Option<Result<Row<'_>, RowError>> {
+        let data = &self.data[..self.end];
+        self.scratch.clear();
+        let mut ranges = [(0usize, 0usize); MAX_FIELDS];
+        let mut n = 0;
+        let mut too_many = false;
+        let mut i = start;
+        let mut lines = 0u64;
+        // Parse fields until the end of the row.
+        let row_end = loop {
+            let field_start = self.scratch.len();
+            if i < data.len() && data[i] == b'"' {
+                i += 1;
+                loop {
+                    match memchr(b'"', &data[i..]) {
+                        Some(q) => {
+                            let chunk = &data[i..i + q];
+                            lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                            self.scratch.extend_from_slice(chunk);
+                            i += q + 1;
+                            if i < data.len() && data[i] == b'"' {
+                                self.scratch.push(b'"');
+                                i += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                        None => {
+                            // The quote does not close in what we have.
+                            if self.tail_complete {
+                                self.pos = self.end;
+                                self.line +=
+                                    lines + memchr::memchr_iter(b'\n', &data[i..]).count() as u64;
+                                return Some(Err(err(
+                                    Reason::UnclosedQuote,
+                                    line_no,
+                                    start,
+                                    n + 1,
+                                )));
+                            }
+                            // Still being written: leave it for the next snapshot.
+                            self.end = start;
+                            return None;
+                        }
+                    }
+                }
+                // Anything after the closing quote up to the separator is kept literally.
+                while i < data.len() && !matches!(data[i], b',' | b'\n') {
+                    self.scratch.push(data[i]);
+                    i += 1;
+                }
+            } else {
+                while i < data.len() && !matches!(data[i], b',' | b'\n') {
+                    self.scratch.push(data[i]);
+                    i += 1;
+                }
+            }
+            if n < MAX_FIELDS {
+                ranges[n] = (field_start, self.scratch.len());
+                n += 1;
+            } else {
+                too_many = true;
+            }
+            if i >= data.len() {
+                break i;
+            }
+            if data[i] == b'\n' {
+                break i + 1;
+            }
+            i += 1; // comma
+        };
+        self.pos = row_end;
+        self.line += lines + 1;
+        // A CR before the row's newline belongs to the line ending.
+        if let Some(last) = n.checked_sub(1) {
+            let (a, b) = ranges[last];
+            if b > a && self.scratch[b - 1] == b'\r' {
+                ranges[last].1 -= 1;
+            }
+        }
+        if too_many {
+            return Some(Err(err(Reason::TooManyValues, line_no, start, 0)));
+        }
+        let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
+        for (f, &(a, b)) in fields.iter_mut().zip(&ranges[..n]) {
+            *f = &self.scratch[a..b];
+        }
+        Some(build(&fields[..n], self.kind, line_no, start))
+    }
+}
+
+fn err(reason: Reason, line: u64, byte: usize, field: usize) -> RowError {
+    RowError {
+        reason,
+        line,
+        byte: byte as u64,
+        field: field as u8,
+    }
+}
+
+fn build<'a>(fields: &[&'a [u8]], kind: Kind, line: u64, byte: usize) -> Result<Row<'a>, RowError> {
+    if fields.len() < FIXED {
+        return Err(err(Reason::MissingFields, line, byte, 0));
+    }
+    let name = |i: usize| -> Result<&'a str, RowError> {
+        let s = std::str::from_utf8(fields[i])
+            .map_err(|_| err(Reason::InvalidUtf8, line, byte, i + 1))?;
+        if s.is_empty() {
+            return Err(err(Reason::EmptyName, line, byte, i + 1));
+        }
+        Ok(s)
+    };
+    let host = name(0)?;
+    let stat = name(1)?;
+    let time = parse_time(fields[3]).ok_or_else(|| err(Reason::BadTimestamp, line, byte, 4))?;
+    let mut values = [Value::Missing; MAX_VALUES];
+    let raw = &fields[FIXED..];
+    for (i, (slot, f)) in values.iter_mut().zip(raw).enumerate() {
+        let v = match kind {
+            Kind::Counters => parse_count(f),
+            Kind::Samples => parse_average(f),
+        };
+        *slot = v.map_err(|r| err(r, line, byte, FIXED + i + 1))?;
+    }
+    Ok(Row {
+        line,
+        byte: byte as u64,
+        host,
+        stat,
+        time,
+        values,
+        len: raw.len() as u8,
+    })
+}
+
+/// Unix seconds: digits only, at most year ~36812 (`< 10^12`).
+fn parse_time(f: &[u8]) -> Option<i64> {
+    if f.is_empty() || f.len() > 12 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &b in f {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + d as i64;
+    }
+    Some(v)
+}
+
+/// A count: empty is 0; digits only; at most `i64::MAX`.
+pub fn parse_count(f: &[u8]) -> Result<Value, Reason> {
+    if f.is_empty() {
+        return Ok(Value::Int(0));
+    }
+    if f[0] == b'-' {
+        return Err(if f.len() > 1 && f[1..].iter().all(u8::is_ascii_digit) {
+            Reason::Negative
+        } else {
+            Reason::BadNumber
+        });
+    }
+    let mut v: u64 = 0;
+    for &b in f {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(Reason::BadNumber);
+        }
+        v = match v.checked_mul(10).and_then(|v| v.checked_add(d as u64)) {
+            Some(v) => v,
+            None => return Err(Reason::Overflow),
+        };
+    }
+    if v > i64::MAX as u64 {
+        return Err(Reason::Overflow);
+    }
+    Ok(Value::Int(v))
+}
+
+/// An average: empty is no data; a plain decimal (optionally with an exponent), finite, >= 0.
+pub fn parse_average(f: &[u8]) -> Result<Value, Reason> {
+    if f.is_empty() {
+        return Ok(Value::Missing);
+    }
+    let (neg, body) = match f[0] {
+        b'-' => (true, &f[1..]),
+        _ => (false, f),
+    };
+    let ok_start = matches!(body.first(), Some(b'0'..=b'9' | b'.'));
+    if !ok_start
+        || !body
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return Err(Reason::BadNumber);
+    }
+    // Only ASCII from here on.
+    let s = std::str::from_utf8(body).map_err(|_| Reason::BadNumber)?;
+    let v: f64 = s.parse().map_err(|_| Reason::BadNumber)?;
+    if !v.is_finite() {
+        return Err(Reason::Overflow);
+    }
+    if neg && v != 0.0 {
+        return Err(Reason::Negative);
+    }
+    Ok(Value::Float(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// host, stat, time, values, line
+    type Owned = (String, String, i64, Vec<Value>, u64);
+    /// host, stat, time, values
+    type Bytes4 = (Vec<u8>, Vec<u8>, i64, Vec<Value>);
+
+    fn rows(data: &[u8], kind: Kind, complete: bool) -> Vec<Result<Owned, RowError>> {
+        let mut r = Reader::new(data, kind, complete);
+        let mut out = Vec::new();
+        while let Some(x) = r.next() {
+            out.push(x.map(|row| {
+                (
+                    row.host.to_string(),
+                    row.stat.to_string(),
+                    row.time,
+                    row.values().to_vec(),
+                    row.line,
+                )
+            }));
+        }
+        out
+    }
+
+    fn ints(v: &[u64]) -> Vec<Value> {
+        v.iter().map(|&x| Value::Int(x)).collect()
+    }
+
+    #[test]
+    fn guide_counters_rows() {
+        let data = b"sre32-cp2-testbed,custom.fleg_relay,2022-05-10T16:31:00,1652193060,,,,,,,,,,,,,\n\
+sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,1652193060,12,11,13,12,12,12,12,12,12,12,12,12,12,12\n";
+        let got = rows(data, Kind::Counters, false);
+        assert_eq!(
+            got,
+            vec![
+                Ok((
+                    "sre32-cp2-testbed".into(),
+                    "custom.fleg_relay".into(),
+                    1652193060,
+                    ints(&[0; 13]),
+                    1
+                )),
+                Ok((
+                    "sre32-cp2-testbed".into(),
+                    "profiling.cp.CAC test.Extract Contacts".into(),
+                    1652193060,
+                    ints(&[12, 11, 13, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12]),
+                    2
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn guide_samples_row() {
+        let data = b"sre32-cp2-testbed,accounting.openCalls,2022-05-10T16:32:01,1652193121,3800.000,3800.000,3800.000,3700.000,3566.667,3833.333,3833.333,3866.667\r\nh,profiling.cp.CAC test.503,x,1652193121,,,0.113\r\n";
+        let got = rows(data, Kind::Samples, false);
+        let f = |v: &[f64]| v.iter().map(|&x| Value::Float(x)).collect::<Vec<_>>();
+        assert_eq!(
+            got,
+            vec![
+                Ok((
+                    "sre32-cp2-testbed".into(),
+                    "accounting.openCalls".into(),
+                    1652193121,
+                    f(&[3800.0, 3800.0, 3800.0, 3700.0, 3566.667, 3833.333, 3833.333, 3866.667]),
+                    1
+                )),
+                Ok((
+                    "h".into(),
+                    "profiling.cp.CAC test.503".into(),
+                    1652193121,
+                    vec![Value::Missing, Value::Missing, Value::Float(0.113)],
+                    2
+                )),
+            ]
+        );
+        let mut r = Reader::new(data, Kind::Samples, false);
+        assert_eq!(r.next().unwrap().unwrap().minute(), 1652193120);
+    }
+
+    #[test]
+    fn quoted_fields() {
+        let data =
+            "\"cp,1\",\"stat \"\"q\"\" <a>/b, c ü\",2022,60,\"5\",6\r\nh,\"multi\nline\",t,120,1\n";
+        let got = rows(data.as_bytes(), Kind::Counters, false);
+        assert_eq!(
+            got,
+            vec![
+                Ok((
+                    "cp,1".into(),
+                    "stat \"q\" <a>/b, c ü".into(),
+                    60,
+                    ints(&[5, 6]),
+                    1
+                )),
+                Ok(("h".into(), "multi\nline".into(), 120, ints(&[1]), 2)),
+            ]
+        );
+        // Line numbers continue after a quoted newline.
+        let data2 = "h,\"a\nb\",t,60,1\nh,c,t,60,\n";
+        let got = rows(data2.as_bytes(), Kind::Counters, false);
+        assert_eq!(got[1], Ok(("h".into(), "c".into(), 60, ints(&[0]), 3)));
+    }
+
+    #[test]
+    fn incomplete_tail_is_left() {
+        let data = b"h,a,t,60,1,2\nh,b,t,60,3,";
+        let mut r = Reader::new(data, Kind::Counters, false);
+        assert_eq!(r.next().unwrap().unwrap().stat, "a");
+        assert!(r.next().is_none());
+        assert_eq!(r.incomplete_tail(), 11);
+        // Once the file is quiet the last row counts.
+        let got = rows(data, Kind::Counters, true);
+        assert_eq!(got[1], Ok(("h".into(), "b".into(), 60, ints(&[3, 0]), 2)));
+        // A quote still open at the end is incomplete too.
+        let data = b"h,a,t,60,1\nh,\"b\nstill";
+        let mut r = Reader::new(data, Kind::Counters, false);
+        assert!(r.next().unwrap().is_ok());
+        assert!(r.next().is_none());
+        assert_eq!(r.incomplete_tail(), 10);
+        let got = rows(data, Kind::Counters, true);
+        assert_eq!(
+            got[1],
+            Err(RowError {
+                reason: Reason::UnclosedQuote,
+                line: 2,
+                byte: 11,
+                field: 2
+            })
+        );
+        // Only a partial line: nothing.
+        assert!(rows(b"h,a,t,6", Kind::Counters, false).is_empty());
+    }
+
+    #[test]
+    fn bad_rows() {
+        let data = b"h,a,t\n\
+h,a,t,60,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16\n\
+,a,t,60,1\n\
+h,,t,60,1\n\
+h,\xff,t,60,1\n\
+h,a,t,6x,1\n\
+h,a,t,,1\n\
+h,a,t,60.5,1\n\
+h,a,t,60,1x\n\
+h,a,t,60,-3\n\
+h,a,t,60,99999999999999999999\n\
+h,a,t,60,9223372036854775808\n\
+\n\
+h,a,t,60,9223372036854775807\n";
+        let got = rows(data, Kind::Counters, false);
+        let reasons: Vec<_> = got
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map(|_| ())
+                    .map_err(|e| (e.reason, e.line, e.field))
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                Err((Reason::MissingFields, 1, 0)),
+                Err((Reason::TooManyValues, 2, 0)),
+                Err((Reason::EmptyName, 3, 1)),
+                Err((Reason::EmptyName, 4, 2)),
+                Err((Reason::InvalidUtf8, 5, 2)),
+                Err((Reason::BadTimestamp, 6, 4)),
+                Err((Reason::BadTimestamp, 7, 4)),
+                Err((Reason::BadTimestamp, 8, 4)),
+                Err((Reason::BadNumber, 9, 5)),
+                Err((Reason::Negative, 10, 5)),
+                Err((Reason::Overflow, 11, 5)),
+                Err((Reason::Overflow, 12, 5)),
+                Ok(()),
+            ]
+        );
+        assert_eq!(got[12].as_ref().unwrap().3, ints(&[i64::MAX as u64]));
+        // Byte offsets point at the row start.
+        let mut r = Reader::new(b"h,a,t,60,1\nh,b,t,x,1\n", Kind::Counters, false);
+        r.next();
+        assert_eq!(r.next().unwrap().unwrap_err().byte, 11);
+    }
+
+    #[test]
+    fn bad_averages() {
+        for (text, want) in [
+            (&b"abc"[..], Err(Reason::BadNumber)),
+            (b"nan", Err(Reason::BadNumber)),
+            (b"inf", Err(Reason::BadNumber)),
+            (b"1e999", Err(Reason::Overflow)),
+            (b"-0.5", Err(Reason::Negative)),
+            (b"+1", Err(Reason::BadNumber)),
+            (b"1.2.3", Err(Reason::BadNumber)),
+            (b"0.113", Ok(Value::Float(0.113))),
+            (b".5", Ok(Value::Float(0.5))),
+            (b"1e3", Ok(Value::Float(1000.0))),
+            (b"", Ok(Value::Missing)),
+        ] {
+            assert_eq!(
+                parse_average(text),
+                want,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        let got = rows(b"h,a,t,60,1.0,x\n", Kind::Samples, false);
+        assert_eq!(
+            got[0],
+            Err(RowError {
+                reason: Reason::BadNumber,
+                line: 1,
+                byte: 0,
+                field: 6
+            })
+        );
+    }
+
+    /// A naive reference parser: split into records the slow, obvious way (RFC 4180 quoting),
+    /// then apply the same field rules. The kernel must agree with it on every input.
+    fn naive(data: &[u8], kind: Kind) -> Vec<Result<Bytes4, Reason>> {
+        let mut out = Vec::new();
+        let mut rec: Vec<Vec<u8>> = Vec::new();
+        let mut field = Vec::new();
+        let mut i = 0;
+        let mut in_q = false;
+        let mut at_start = true;
+        let mut rec_start = 0;
+        let finish = |rec: &mut Vec<Vec<u8>>, out: &mut Vec<_>, raw: &[u8]| {
+            let mut r = std::mem::take(rec);
+            if raw.is_empty() || raw == b"\r" {
+                return;
+            }
+            if let Some(l) = r.last_mut() {
+                if l.last() == Some(&b'\r') {
+                    l.pop();
+                }
+            }
+            if r.len() > MAX_FIELDS {
+                out.push(Err(Reason::TooManyValues));
+                return;
+            }
+            let refs: Vec<&[u8]> = r.iter().map(|f| &f[..]).collect();
+            out.push(
+                build(&refs, kind, 0, 0)
+                    .map(|row| {
+                        (
+                            row.host.as_bytes().to_vec(),
+                            row.stat.as_bytes().to_vec(),
+                            row.time,
+                            row.values().to_vec(),
+                        )
+                    })
+                    .map_err(|e| e.reason),
+            );
+        };
+        while i < data.len() {
+            let b = data[i];
+            if in_q {
+                if b == b'"' {
+                    if data.get(i + 1) == Some(&b'"') {
+                        field.push(b'"');
+                        i += 1;
+                    } else {
+                        in_q = false;
+                    }
+                } else {
+                    field.push(b);
+                }
+            } else if b == b'"' && at_start {
+                in_q = true;
+                at_start = false;
+            } else if b == b',' {
+                rec.push(std::mem::take(&mut field));
+                at_start = true;
+            } else if b == b'\n' {
+                rec.push(std::mem::take(&mut field));
+                finish(&mut rec, &mut out, &data[rec_start..i]);
+                at_start = true;
+                i += 1;
+                rec_start = i;
+                continue;
+            } else {
+                field.push(b);
+                at_start = false;
+            }
+            i += 1;
+        }
+        if in_q {
+            out.push(Err(Reason::UnclosedQuote));
+        } else if rec_start < data.len() {
+            rec.push(field);
+            finish(&mut rec, &mut out, &data[rec_start..]);
+        }
+        out
+    }
+
+    #[test]
+    fn differential_against_naive_parser() {
+        // Deterministic pseudo-random rows built from pieces that exercise every path.
+        let pieces: &[&[u8]] = &[
+            b"h",
+            b"cp1",
+            b"a b",
+            b"\"q,1\"",
+            b"\"x\"\"y\"",
+            b"\"l\nm\"",
+            b"",
+            b"60",
+            b"1652193121",
+            b"12",
+            b"0.113",
+            b"-1",
+            b"x",
+            b"\xc3\xbc",
+            b"\xff",
+            b"99999999999999999999",
+            b"1e5",
+            b"\r",
+            b"\"",
+            b"\"\"",
+            b"7.",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut data = Vec::new();
+            let nrows = next() % 4 + 1;
+            for _ in 0..nrows {
+                let nf = next() % 22;
+                for f in 0..nf {
+                    if f > 0 {
+                        data.push(b',');
+                    }
+                    // Keep the fixed fields mostly well-formed so values get exercised.
+                    let p: &[u8] = match f {
+                        0 | 1 if next() % 3 > 0 => b"host",
+                        3 if next() % 4 > 0 => b"120",
+                        _ => pieces[(next() % pieces.len() as u64) as usize],
+                    };
+                    data.extend_from_slice(p);
+                }
+                data.extend_from_slice(if next() % 3 == 0 { b"\r\n" } else { b"\n" });
+            }
+            for kind in [Kind::Counters, Kind::Samples] {
+                let mut r = Reader::new(&data, kind, true);
+                let mut fast = Vec::new();
+                while let Some(x) = r.next() {
+                    fast.push(
+                        x.map(|row| {
+                            (
+                                row.host.as_bytes().to_vec(),
+                                row.stat.as_bytes().to_vec(),
+                                row.time,
+                                row.values().to_vec(),
+                            )
+                        })
+                        .map_err(|e| e.reason),
+                    );
+                }
+                assert_eq!(
+                    fast,
+                    naive(&data, kind),
+                    "input {:?}",
+                    String::from_utf8_lossy(&data)
+                );
+            }
+        }
+    }
+}

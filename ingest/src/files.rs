@@ -1,15 +1,430 @@
-//! The CSV file pipeline (to be built).
+//! The CSV file pipeline: [`crate::follow`] → [`crate::csvrow`] → [`crate::table`] → sink.
+//!
+//! [`run`] follows the files until shutdown; [`once`] reads them once, stops waiting for joins,
+//! writes every minute's rollups, and returns. Snapshots are parsed on a blocking thread (a
+//! 1,000,000-row file takes a fraction of a second) and their lines are handed to the
+//! [`SinkHandle`] in chunks as they are encoded, with back-pressure, so memory stays bounded by
+//! the snapshot and the per-series state.
+//!
+//! Bad rows are skipped and counted per file and reason; the first
+//! [`BAD_ROWS_LOGGED`] of each file are logged with line and byte, and a summary is logged
+//! whenever a snapshot's counts differ from the previous snapshot's (a bad row that stays in
+//! the file is not logged again every minute).
 
+use crate::csvrow::{Kind, Reason};
+use crate::follow::{FollowConfig, FollowError, Follower};
+use crate::sink::{SinkClosed, SinkHandle};
+use crate::table::{Bucket, FileReport, Table, TableConfig, ValueOrder};
+use bytes::Bytes;
 use serde::Deserialize;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many bad rows per file are logged one by one.
+pub const BAD_ROWS_LOGGED: usize = 5;
 
 /// `[ingest]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilesConfig {}
+pub struct FilesConfig {
+    /// Directory holding the files.
+    pub dir: PathBuf,
+    pub counters_file: String,
+    pub samples_file: String,
+    /// `"newest_first"` (v0 is the row's minute) or `"oldest_first"`.
+    pub value_order: ValueOrder,
+    /// How long a samples value waits for the counters value of its minute.
+    #[serde(with = "humantime_serde")]
+    pub join_wait: Duration,
+    /// A minute's rollups are written once the file's newest minute is this much later
+    /// (rounded up to whole minutes; 14m: the minute is in its last rewrite).
+    #[serde(with = "humantime_serde")]
+    pub settle_time: Duration,
+    /// A last row without a newline is ingested once the file has not changed for this long.
+    #[serde(with = "humantime_serde")]
+    pub quiet_time: Duration,
+    /// Full rescan of the files, for filesystems without inotify.
+    #[serde(with = "humantime_serde")]
+    pub rescan_interval: Duration,
+    /// A file is read this long after the last event of a burst.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    pub counters_bucket: String,
+    pub samples_bucket: String,
+    pub rollups_bucket: String,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            dir: PathBuf::from("/var/log/sre"),
+            counters_file: "counters.csv".into(),
+            samples_file: "samples.csv".into(),
+            value_order: ValueOrder::NewestFirst,
+            join_wait: Duration::from_secs(30),
+            settle_time: Duration::from_secs(14 * 60),
+            quiet_time: Duration::from_secs(2),
+            rescan_interval: Duration::from_secs(10),
+            debounce: Duration::from_millis(250),
+            counters_bucket: "counters".into(),
+            samples_bucket: "samples".into(),
+            rollups_bucket: "rollups".into(),
+        }
+    }
+}
 
 impl FilesConfig {
     /// Bad values as (key path, reason).
     pub fn validate(&self) -> Vec<(String, String)> {
-        Vec::new()
+        let mut bad = Vec::new();
+        let mut add = |k: &str, r: String| bad.push((format!("ingest.{k}"), r));
+        if self.dir.as_os_str().is_empty() {
+            add("dir", "must not be empty".into());
+        }
+        for (k, v) in [
+            ("counters_file", &self.counters_file),
+            ("samples_file", &self.samples_file),
+        ] {
+            if v.is_empty() || v.contains('/') || v == "." || v == ".." {
+                add(k, format!("must be a file name in `dir`, got {v:?}"));
+            }
+        }
+        if self.counters_file == self.samples_file {
+            add("samples_file", "must differ from counters_file".into());
+        }
+        let range = |v: Duration, lo: Duration, hi: Duration| v >= lo && v <= hi;
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        for (k, v, lo, hi) in [
+            ("join_wait", self.join_wait, s(0), s(600)),
+            ("settle_time", self.settle_time, s(0), s(14 * 60)),
+            ("quiet_time", self.quiet_time, ms(0), s(60)),
+            ("rescan_interval", self.rescan_interval, ms(100), s(3600)),
+            ("debounce", self.debounce, ms(0), s(10)),
+        ] {
+            if !range(v, lo, hi) {
+                add(
+                    k,
+                    format!(
+                        "must be between {} and {}, got {}",
+                        humantime_serde::re::humantime::format_duration(lo),
+                        humantime_serde::re::humantime::format_duration(hi),
+                        humantime_serde::re::humantime::format_duration(v)
+                    ),
+                );
+            }
+        }
+        for (k, v) in [
+            ("counters_bucket", &self.counters_bucket),
+            ("samples_bucket", &self.samples_bucket),
+            ("rollups_bucket", &self.rollups_bucket),
+        ] {
+            if v.is_empty() {
+                add(k, "must not be empty".into());
+            }
+        }
+        bad
+    }
+
+    fn table(&self) -> TableConfig {
+        TableConfig {
+            value_order: self.value_order,
+            join_wait: self.join_wait,
+            settle_minutes: self.settle_time.as_secs().div_ceil(60) as i64,
+            ..TableConfig::default()
+        }
+    }
+
+    fn bucket(&self, b: Bucket) -> &str {
+        match b {
+            Bucket::Counters => &self.counters_bucket,
+            Bucket::Samples => &self.samples_bucket,
+            Bucket::Rollups => &self.rollups_bucket,
+        }
+    }
+}
+
+/// Why the pipeline stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error(transparent)]
+    Follow(#[from] FollowError),
+    #[error("the sink has stopped")]
+    Sink(#[from] SinkClosed),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("ingest task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What the pipeline did, per file (counters, samples).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FilesStats {
+    pub snapshots: [u64; 2],
+    pub rows: [u64; 2],
+    pub bad: [[u64; Reason::COUNT]; 2],
+    /// Points per bucket (counters, samples, rollups).
+    pub points: [u64; 3],
+}
+
+struct Pipeline {
+    cfg: Arc<FilesConfig>,
+    table: Option<Table>,
+    sink: SinkHandle,
+    stats: FilesStats,
+    logged: [usize; 2],
+    last_bad: [[u64; Reason::COUNT]; 2],
+}
+
+fn kind_of(file: usize) -> Kind {
+    if file == 0 {
+        Kind::Counters
+    } else {
+        Kind::Samples
+    }
+}
+
+impl Pipeline {
+    fn new(cfg: Arc<FilesConfig>, sink: SinkHandle) -> Self {
+        let table = Table::new(cfg.table());
+        Pipeline {
+            cfg,
+            table: Some(table),
+            sink,
+            stats: FilesStats::default(),
+            logged: [0; 2],
+            last_bad: [[0; Reason::COUNT]; 2],
+        }
+    }
+
+    /// Parses one snapshot on a blocking thread, streaming its lines to the sink.
+    async fn ingest(
+        &mut self,
+        file: usize,
+        data: Vec<u8>,
+        tail_complete: bool,
+        finish: bool,
+    ) -> Result<(), FilesError> {
+        let mut table = self.table.take().expect("table present between snapshots");
+        let sink = self.sink.clone();
+        let cfg = self.cfg.clone();
+        let rt = tokio::runtime::Handle::current();
+        let now = tokio::time::Instant::now().into_std();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut res = Ok(());
+            let mut points = [0u64; 3];
+            let mut emit = |b: Bucket, lines: Bytes, n: usize| {
+                points[b as usize] += n as u64;
+                if res.is_ok() {
+                    res = rt.block_on(sink.write(cfg.bucket(b), lines, n));
+                }
+            };
+            let rep = if data.is_empty() && finish {
+                FileReport::default()
+            } else {
+                table.ingest(kind_of(file), &data, tail_complete, now, &mut emit)
+            };
+            drop(data);
+            if finish {
+                table.finish(now, &mut emit);
+            }
+            (table, rep, res, points)
+        })
+        .await;
+        let (table, rep, res, points) = joined?;
+        self.table = Some(table);
+        for (a, b) in self.stats.points.iter_mut().zip(points) {
+            *a += b;
+        }
+        self.report(file, &rep);
+        res?;
+        Ok(())
+    }
+
+    /// Writes samples values whose wait is over.
+    async fn tick(&mut self) -> Result<(), FilesError> {
+        let table = self.table.as_mut().expect("table present");
+        let mut out: Vec<(Bucket, Bytes, usize)> = Vec::new();
+        table.tick(tokio::time::Instant::now().into_std(), &mut |b, l, n| {
+            out.push((b, l, n))
+        });
+        for (b, lines, n) in out {
+            self.stats.points[b as usize] += n as u64;
+            self.sink.write(self.cfg.bucket(b), lines, n).await?;
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, file: usize, rep: &FileReport) {
+        let name = if file == 0 {
+            &self.cfg.counters_file
+        } else {
+            &self.cfg.samples_file
+        };
+        self.stats.snapshots[file] += 1;
+        self.stats.rows[file] += rep.rows;
+        for (a, b) in self.stats.bad[file].iter_mut().zip(rep.bad) {
+            *a += b;
+        }
+        for e in &rep.first_errors {
+            if self.logged[file] >= BAD_ROWS_LOGGED {
+                break;
+            }
+            self.logged[file] += 1;
+            tracing::warn!(file = %name, line = e.line, byte = e.byte, field = e.field, reason = e.reason.as_str(), "Skipped bad row");
+        }
+        if rep.bad != self.last_bad[file] {
+            self.last_bad[file] = rep.bad;
+            let per_reason: Vec<String> = Reason::ALL
+                .iter()
+                .filter(|r| rep.bad[r.index()] > 0)
+                .map(|r| format!("{}={}", r.as_str(), rep.bad[r.index()]))
+                .collect();
+            tracing::warn!(file = %name, bad_rows = rep.bad_total(), reasons = %per_reason.join(","), "Bad rows in file changed");
+        }
+        tracing::debug!(
+            file = %name,
+            rows = rep.rows,
+            bad_rows = rep.bad_total(),
+            incomplete_tail_bytes = rep.incomplete_tail,
+            counters_points = rep.points[0],
+            samples_points = rep.points[1],
+            rollups_points = rep.points[2],
+            "Ingested snapshot"
+        );
+    }
+}
+
+/// Follows the files in `cfg.dir` until `shutdown` completes, then flushes the sink.
+pub async fn run(
+    cfg: FilesConfig,
+    sink: SinkHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<FilesStats, FilesError> {
+    let cfg = Arc::new(cfg);
+    let names = vec![cfg.counters_file.clone(), cfg.samples_file.clone()];
+    let fcfg = FollowConfig {
+        debounce: cfg.debounce,
+        rescan: cfg.rescan_interval,
+        quiet: cfg.quiet_time,
+    };
+    let mut follower = Follower::new(&cfg.dir, &names, fcfg)?;
+    tracing::info!(dir = %cfg.dir.display(), counters = %cfg.counters_file, samples = %cfg.samples_file, "Following files");
+    let mut p = Pipeline::new(cfg, sink);
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = p
+            .table
+            .as_ref()
+            .and_then(|t| t.next_deadline())
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = &mut shutdown => break,
+            snap = follower.next() => {
+                p.ingest(snap.file, snap.data, snap.tail_complete, false).await?;
+                p.sink.flush().await?;
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                p.tick().await?;
+                p.sink.flush().await?;
+            }
+        }
+    }
+    p.sink.flush().await?;
+    Ok(p.stats)
+}
+
+/// Reads both files once (a missing file is logged and skipped), writes every point and every
+/// minute's rollups, flushes the sink. A last row without a newline counts as complete.
+pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, FilesError> {
+    let cfg = Arc::new(cfg.clone());
+    let mut p = Pipeline::new(cfg.clone(), sink);
+    let files = [&cfg.counters_file, &cfg.samples_file];
+    for (i, name) in files.iter().enumerate() {
+        let path = cfg.dir.join(name);
+        let data = match read(&path) {
+            Ok(d) => d,
+            Err(FilesError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::warn!(file = %path.display(), "File not found, skipped");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let last = i == files.len() - 1;
+        if !data.is_empty() || last {
+            p.ingest(i, data, true, last).await?;
+        }
+    }
+    p.sink.flush().await?;
+    Ok(p.stats)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, FilesError> {
+    std::fs::read(path).map_err(|source| FilesError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(
+            FilesConfig::default().validate(),
+            Vec::<(String, String)>::new()
+        );
+    }
+
+    #[test]
+    fn validate_names_keys() {
+        let cfg = FilesConfig {
+            samples_file: "counters.csv".into(),
+            counters_file: "a/b".into(),
+            rescan_interval: Duration::from_millis(1),
+            settle_time: Duration::from_secs(3600),
+            rollups_bucket: String::new(),
+            ..FilesConfig::default()
+        };
+        let keys: Vec<String> = cfg.validate().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "ingest.counters_file",
+                "ingest.settle_time",
+                "ingest.rescan_interval",
+                "ingest.rollups_bucket"
+            ]
+        );
+        let cfg = FilesConfig {
+            samples_file: "counters.csv".into(),
+            ..FilesConfig::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            vec![(
+                "ingest.samples_file".to_string(),
+                "must differ from counters_file".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn settle_rounds_up_to_minutes() {
+        let cfg = FilesConfig {
+            settle_time: Duration::from_secs(61),
+            ..FilesConfig::default()
+        };
+        assert_eq!(cfg.table().settle_minutes, 2);
+        assert_eq!(FilesConfig::default().table().settle_minutes, 14);
     }
 }

@@ -10,6 +10,7 @@
 //! - [`table`]: window. Change detection across snapshots (a point is emitted only when it is
 //!   new or changed), the counters/samples join, and the per-minute HDR rollups.
 //! - [`files`]: the file pipeline that drives the three stages above.
+//! - [`gen`]: deterministic counters.csv / samples.csv generator for benches and tests.
 //! - [`kamailio`]: source + parse + window for Kamailio statistics (JSON-RPC over HTTP, BINRPC
 //!   over the `ctl` socket, saved `kamctl stats` output) with counter/gauge semantics.
 //! - [`lineproto`]: encode. Line protocol written into a reused buffer with exact escaping.
@@ -18,6 +19,7 @@
 pub mod csvrow;
 pub mod files;
 pub mod follow;
+pub mod gen;
 pub mod kamailio;
 pub mod lineproto;
 pub mod sink;

@@ -1,1 +1,1575 @@
-//! (to be built)
+//! The window stage: what the CSV snapshots mean over time.
+//!
+//! - **Change detection.** Every rewrite of the files repeats up to 14 minutes already seen. Each
+//!   (file, host, stat) series keeps the last 16 minutes it saw in a flat ring; a point is
+//!   emitted only when its minute is new or its value changed.
+//! - **Join.** A samples value for (host, stat, minute) is written as `elapsed_time` (average x
+//!   occurrences, float) and `occurrences` (integer) when counters.csv has the same host, stat and
+//!   minute. If counters.csv has not reached that minute yet, the value waits (at most
+//!   [`TableConfig::join_wait`]); a stat counters.csv does not have is written as `value`.
+//!   When the counters value of a minute changes later, the joined samples point is rewritten.
+//! - **Rollups.** Per stat and minute across all hosts, in the rollups bucket: counters `sum` and
+//!   `hosts` (tag `file=counters`); samples occurrence-weighted `mean`, `p50`/`p90`/`p99` from an
+//!   HDR histogram of per-host averages weighted by occurrences, exact `max`, `occurrences` and
+//!   `hosts` (tag `file=samples`). A minute is written once it has settled (the newest minute
+//!   seen in that file is at least [`TableConfig::settle_minutes`] later), rewritten if a value
+//!   of it changes afterwards, and in any case before its data leaves the ring.
+//!
+//! Hot path: host and stat names are interned once (dense ids, escaped line-protocol forms kept
+//! beside them); series are found by one `u64` key lookup; per-series state lives in flat
+//! arrays; lines are written straight into reused per-bucket buffers handed out in chunks.
+//! Nothing is allocated per row once a series exists.
+//!
+//! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
+
+use crate::csvrow::{Kind, Reader, Reason, Row, RowError, Value};
+use crate::lineproto::{Field, LineEncoder};
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use serde::Deserialize;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+/// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the
+/// other file is one rewrite ahead.
+pub const RING: i64 = 16;
+const NONE: u32 = u32::MAX;
+const NO_OCC: u64 = u64::MAX;
+/// HDR histogram unit: averages are recorded in thousandths (the files print 3 decimals).
+pub const HDR_SCALE: f64 = 1000.0;
+/// Highest recordable value in HDR units (1e12 = 1e9 in file units); larger values are clamped.
+pub const HDR_HIGH: u64 = 1_000_000_000_000;
+/// Significant digits of the HDR histogram (relative error at most 0.1%).
+pub const HDR_SIGFIG: u8 = 3;
+
+/// How `v0..v14` map to minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueOrder {
+    /// `v_i` belongs to the row's minute minus `i` minutes.
+    #[default]
+    NewestFirst,
+    /// The last value belongs to the row's minute, `v_i` to that minute minus `(n - 1 - i)`.
+    OldestFirst,
+}
+
+/// The knobs of the window stage.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub value_order: ValueOrder,
+    /// How long a samples value waits for the counters value of its minute.
+    pub join_wait: Duration,
+    /// A minute's rollups are written once the file's newest minute is this many minutes later.
+    pub settle_minutes: i64,
+    /// Output is handed to the sink in chunks of about this many bytes.
+    pub chunk_bytes: usize,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            value_order: ValueOrder::NewestFirst,
+            join_wait: Duration::from_secs(30),
+            settle_minutes: 14,
+            chunk_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Which bucket a chunk of lines belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Counters,
+    Samples,
+    Rollups,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 3] = [Bucket::Counters, Bucket::Samples, Bucket::Rollups];
+}
+
+/// Receives whole lines of one bucket and how many points they hold.
+pub type Emit<'e> = dyn FnMut(Bucket, Bytes, usize) + 'e;
+
+/// What one snapshot held.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    /// Good rows.
+    pub rows: u64,
+    /// Skipped rows per [`Reason`] (indexed by [`Reason::index`]).
+    pub bad: [u64; Reason::COUNT],
+    /// The first few skipped rows, with line and byte.
+    pub first_errors: Vec<RowError>,
+    /// Bytes left at the end because the last line may still be being written.
+    pub incomplete_tail: usize,
+    /// Points written while ingesting this snapshot, per bucket (counters, samples, rollups).
+    pub points: [u64; 3],
+}
+
+impl FileReport {
+    /// How many skipped rows are kept in [`FileReport::first_errors`].
+    pub const FIRST_ERRORS: usize = 5;
+
+    pub fn bad_total(&self) -> u64 {
+        self.bad.iter().sum()
+    }
+
+    fn skip(&mut self, e: RowError) {
+        self.bad[e.reason.index()] += 1;
+        if self.first_errors.len() < Self::FIRST_ERRORS {
+            self.first_errors.push(e);
+        }
+    }
+}
+
+/// A small, fast hash for names and series keys (not DoS-resistant; the input is our own
+/// platform's files).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, mut bytes: &[u8]) {
+        while bytes.len() >= 8 {
+            self.add(u64::from_le_bytes(bytes[..8].try_into().unwrap()));
+            bytes = &bytes[8..];
+        }
+        if bytes.len() >= 4 {
+            self.add(u32::from_le_bytes(bytes[..4].try_into().unwrap()) as u64);
+            bytes = &bytes[4..];
+        }
+        for &b in bytes {
+            self.add(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // The multiply leaves the low bits depending only on the input's low bits, and the
+        // table indexes by low bits: rotate the well-mixed high bits down.
+        self.0.rotate_left(26)
+    }
+}
+
+type Fx = BuildHasherDefault<FxHasher>;
+
+/// Interned names with their escaped line-protocol forms.
+#[derive(Default)]
+struct Names {
+    map: HashMap<Box<[u8]>, u32, Fx>,
+    raw: Vec<Box<str>>,
+    esc: Vec<Box<[u8]>>,
+}
+
+impl Names {
+    #[inline]
+    fn id(&mut self, s: &str, enc: &mut LineEncoder, host: bool) -> u32 {
+        if let Some(&id) = self.map.get(s.as_bytes()) {
+            return id;
+        }
+        let id = self.raw.len() as u32;
+        // The escaped form comes from the project's encoder, so escaping has one definition.
+        enc.clear();
+        let esc: Box<[u8]> = if host {
+            enc.push("m", &[("hostname", s)], &[("v", Field::Int(0))], 0);
+            let b = enc.take();
+            b[b"m,hostname=".len()..b.len() - b" v=0i 0\n".len()].into()
+        } else {
+            enc.push(s, &[], &[("v", Field::Int(0))], 0);
+            let b = enc.take();
+            b[..b.len() - b" v=0i 0\n".len()].into()
+        };
+        self.map.insert(s.as_bytes().into(), id);
+        self.raw.push(s.into());
+        self.esc.push(esc);
+        id
+    }
+}
+
+/// One counters.csv series: the last [`RING`] minutes.
+struct CSeries {
+    host: u32,
+    stat: u32,
+    /// The samples series of the same host and stat, or [`NONE`].
+    link: u32,
+    /// Generation of the last snapshot that had this series (duplicate detection).
+    seen: u32,
+    top: i64,
+    mask: u16,
+    /// Counts; [`BIG`] means the count is in [`Table::big`].
+    vals: [u32; RING as usize],
+}
+
+/// Marks a count that does not fit in `u32` (kept in a side table: per-series state stays
+/// 96 bytes for the common case).
+const BIG: u32 = u32::MAX;
+
+/// One samples.csv series.
+struct SSeries {
+    host: u32,
+    stat: u32,
+    link: u32,
+    seen: u32,
+    top: i64,
+    /// Minutes with an average.
+    mask: u16,
+    /// Minutes whose point has been written with the current average and `occ`.
+    emitted: u16,
+    avg: [f64; RING as usize],
+    /// Occurrences the written point used, [`NO_OCC`] when it was written as `value`.
+    occ: [u64; RING as usize],
+}
+
+/// The minute (index) of value `i` of a row of `n` values whose own minute is `t`.
+#[inline]
+fn minute_of(order: ValueOrder, t: i64, i: usize, n: usize) -> i64 {
+    match order {
+        ValueOrder::NewestFirst => t - i as i64,
+        ValueOrder::OldestFirst => t - (n - 1 - i) as i64,
+    }
+}
+
+#[inline]
+fn big_key(id: u32, sl: usize) -> u64 {
+    (id as u64) << 8 | sl as u64
+}
+
+/// Count of a counters series in ring slot `sl`.
+#[inline]
+fn count(big: &HashMap<u64, u64, Fx>, id: u32, c: &CSeries, sl: usize) -> u64 {
+    match c.vals[sl] {
+        BIG => big.get(&big_key(id, sl)).copied().unwrap_or(0),
+        v => v as u64,
+    }
+}
+
+#[inline]
+fn slot(m: i64) -> usize {
+    m.rem_euclid(RING) as usize
+}
+
+#[inline]
+fn bit(m: i64) -> u16 {
+    1 << slot(m)
+}
+
+#[inline]
+fn has(top: i64, mask: u16, m: i64) -> bool {
+    m <= top && m > top - RING && mask & bit(m) != 0
+}
+
+/// Moves a ring's newest minute to `t`, forgetting minutes that fall out.
+#[inline]
+fn advance(top: &mut i64, mask: &mut u16, t: i64) {
+    if t <= *top {
+        return;
+    }
+    if *top == i64::MIN || t - *top >= RING {
+        *mask = 0;
+    } else {
+        for m in *top + 1..=t {
+            *mask &= !bit(m);
+        }
+    }
+    *top = t;
+}
+
+#[derive(Clone, Copy)]
+struct RollSlot {
+    minute: i64,
+    written: bool,
+}
+
+/// `" <unix seconds>\n"` of recent minutes, by ring slot: most points of a snapshot share
+/// the same 15 timestamps.
+struct TsCache {
+    minute: [i64; RING as usize],
+    text: [[u8; 24]; RING as usize],
+    len: [u8; RING as usize],
+}
+
+impl TsCache {
+    fn new() -> Self {
+        TsCache {
+            minute: [i64::MIN; RING as usize],
+            text: [[0; 24]; RING as usize],
+            len: [0; RING as usize],
+        }
+    }
+
+    #[inline]
+    fn get(&mut self, m: i64) -> &[u8] {
+        let sl = slot(m);
+        if self.minute[sl] != m {
+            let mut ib = itoa::Buffer::new();
+            let d = ib.format(m * 60).as_bytes();
+            let t = &mut self.text[sl];
+            t[0] = b' ';
+            t[1..1 + d.len()].copy_from_slice(d);
+            t[1 + d.len()] = b'\n';
+            self.len[sl] = (d.len() + 2) as u8;
+            self.minute[sl] = m;
+        }
+        &self.text[sl][..self.len[sl] as usize]
+    }
+}
+
+struct Pending {
+    sid: u32,
+    minute: i64,
+    deadline: Instant,
+}
+
+/// Change detection, join and rollups over successive snapshots of both files.
+pub struct Table {
+    cfg: TableConfig,
+    hosts: Names,
+    stats: Names,
+    name_enc: LineEncoder,
+    cmap: HashMap<u64, u32, Fx>,
+    smap: HashMap<u64, u32, Fx>,
+    cs: Vec<CSeries>,
+    /// Counts of `u32::MAX` and above, by (series, slot).
+    big: HashMap<u64, u64, Fx>,
+    ss: Vec<SSeries>,
+    /// Series of each stat id, per file.
+    members: [Vec<Vec<u32>>; 2],
+    /// Per stat id: ring slots whose written rollup is out of date, per file.
+    dirty: [Vec<u16>; 2],
+    roll: [[RollSlot; RING as usize]; 2],
+    /// Newest minute seen per file.
+    top: [i64; 2],
+    gen: [u32; 2],
+    /// Series of the previous row, per file; host of the previous row.
+    last: [u32; 2],
+    last_host: u32,
+    pending: VecDeque<Pending>,
+    out: [BytesMut; 2],
+    out_points: [usize; 2],
+    rollups: LineEncoder,
+    prefix: Vec<u8>,
+    ts: TsCache,
+    hist: Histogram<u64>,
+    written: [u64; 3],
+}
+
+fn k(kind: Kind) -> usize {
+    match kind {
+        Kind::Counters => 0,
+        Kind::Samples => 1,
+    }
+}
+
+impl Table {
+    pub fn new(cfg: TableConfig) -> Self {
+        let empty = [RollSlot {
+            minute: i64::MIN,
+            written: false,
+        }; RING as usize];
+        Table {
+            hosts: Names::default(),
+            stats: Names::default(),
+            name_enc: LineEncoder::with_capacity(256),
+            cmap: HashMap::default(),
+            smap: HashMap::default(),
+            cs: Vec::new(),
+            big: HashMap::default(),
+            ss: Vec::new(),
+            members: [Vec::new(), Vec::new()],
+            dirty: [Vec::new(), Vec::new()],
+            roll: [empty, empty],
+            top: [i64::MIN; 2],
+            gen: [0; 2],
+            last: [NONE; 2],
+            last_host: NONE,
+            pending: VecDeque::new(),
+            out: [
+                BytesMut::with_capacity(cfg.chunk_bytes + 4096),
+                BytesMut::with_capacity(cfg.chunk_bytes + 4096),
+            ],
+            out_points: [0; 2],
+            rollups: LineEncoder::with_capacity(64 * 1024),
+            prefix: Vec::with_capacity(256),
+            ts: TsCache::new(),
+            hist: Histogram::new_with_bounds(1, HDR_HIGH, HDR_SIGFIG).expect("valid HDR bounds"),
+            written: [0; 3],
+            cfg,
+        }
+    }
+
+    /// Series known so far (counters, samples).
+    pub fn series(&self) -> (usize, usize) {
+        (self.cs.len(), self.ss.len())
+    }
+
+    /// Points written since the table was created (counters, samples, rollups).
+    pub fn points_written(&self) -> [u64; 3] {
+        self.written
+    }
+
+    /// Reads one whole-file snapshot and writes what is new or changed.
+    pub fn ingest(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        tail_complete: bool,
+        now: Instant,
+        emit: &mut Emit<'_>,
+    ) -> FileReport {
+        let before = self.written;
+        let mut rep = FileReport::default();
+        let g = &mut self.gen[k(kind)];
+        *g = g.wrapping_add(1);
+        let gen = *g;
+        // First snapshot of a file: size the series tables once instead of growing them.
+        let known = match kind {
+            Kind::Counters => self.cs.len(),
+            Kind::Samples => self.ss.len(),
+        };
+        if known == 0 {
+            let rows = memchr::memchr_iter(b'\n', data).count() + 1;
+            match kind {
+                Kind::Counters => {
+                    self.cs.reserve_exact(rows);
+                    self.cmap.reserve(rows);
+                }
+                Kind::Samples => {
+                    self.ss.reserve_exact(rows);
+                    self.smap.reserve(rows);
+                }
+            }
+        }
+        let mut reader = Reader::new(data, kind, tail_complete);
+        while let Some(r) = reader.next() {
+            match r {
+                Err(e) => rep.skip(e),
+                Ok(row) => {
+                    let res = match kind {
+                        Kind::Counters => self.counters_row(&row, gen, now),
+                        Kind::Samples => self.samples_row(&row, gen, now),
+                    };
+                    match res {
+                        Ok(()) => rep.rows += 1,
+                        Err(reason) => rep.skip(RowError {
+                            reason,
+                            line: row.line,
+                            byte: row.byte,
+                            field: 0,
+                        }),
+                    }
+                    if self.out[0].len() >= self.cfg.chunk_bytes
+                        || self.out[1].len() >= self.cfg.chunk_bytes
+                    {
+                        self.flush(emit);
+                    }
+                }
+            }
+        }
+        rep.incomplete_tail = reader.incomplete_tail();
+        self.settle(kind, false);
+        self.flush(emit);
+        for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
+            *p = a - b;
+        }
+        rep
+    }
+
+    /// Writes samples values whose wait for the counters value is over.
+    pub fn tick(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        while let Some(p) = self.pending.front() {
+            if p.deadline > now {
+                break;
+            }
+            let p = self.pending.pop_front().unwrap();
+            self.try_sample(p.sid, p.minute, now, true);
+        }
+        self.settle(Kind::Samples, false);
+        self.flush(emit);
+    }
+
+    /// When [`Table::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.front().map(|p| p.deadline)
+    }
+
+    /// No more snapshots will come (`--once`): stop waiting, write every minute's rollups.
+    pub fn finish(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        while let Some(p) = self.pending.pop_front() {
+            self.try_sample(p.sid, p.minute, now, true);
+        }
+        self.settle(Kind::Counters, true);
+        self.settle(Kind::Samples, true);
+        self.flush(emit);
+    }
+
+    /// Hands out everything encoded so far.
+    pub fn flush(&mut self, emit: &mut Emit<'_>) {
+        for (i, b) in [Bucket::Counters, Bucket::Samples].into_iter().enumerate() {
+            if self.out_points[i] > 0 {
+                emit(b, self.out[i].split().freeze(), self.out_points[i]);
+                self.out_points[i] = 0;
+                self.out[i].reserve(self.cfg.chunk_bytes + 4096);
+            }
+        }
+        if self.rollups.lines() > 0 {
+            let n = self.rollups.lines();
+            emit(Bucket::Rollups, self.rollups.take(), n);
+        }
+    }
+
+    /// The host id, usually the previous row's (rows are grouped by host).
+    #[inline]
+    fn host_id(&mut self, host: &str) -> u32 {
+        let last = self.last_host as usize;
+        if last < self.hosts.raw.len() && self.hosts.raw[last].as_bytes() == host.as_bytes() {
+            return self.last_host;
+        }
+        self.last_host = self.hosts.id(host, &mut self.name_enc, true);
+        self.last_host
+    }
+
+    fn ensure_stat(&mut self, s: u32) {
+        let n = s as usize + 1;
+        for f in 0..2 {
+            if self.members[f].len() < n {
+                self.members[f].resize_with(n, Vec::new);
+                self.dirty[f].resize(n, 0);
+            }
+        }
+    }
+
+    /// A new newest minute for a file: first write the rollups of minutes about to leave the
+    /// rings, so that a jump of several minutes loses none.
+    fn new_top(&mut self, kind: Kind, t: i64) {
+        let f = k(kind);
+        let old = self.top[f];
+        if t <= old {
+            return;
+        }
+        if old != i64::MIN {
+            for m in old - RING + 1..=old.min(t - RING) {
+                self.roll_minute(kind, m);
+            }
+        }
+        self.top[f] = t;
+    }
+
+    fn counters_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
+        let h = self.host_id(row.host);
+        // Rows come in the same order every minute: try the series after the previous row's
+        // before hashing the stat name and looking the series up.
+        let pred = self.last[0].wrapping_add(1) as usize;
+        let (id, s) = match self.cs.get(pred) {
+            Some(c)
+                if c.host == h
+                    && self.stats.raw[c.stat as usize].as_bytes() == row.stat.as_bytes() =>
+            {
+                (pred as u32, c.stat)
+            }
+            _ => {
+                let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                let key = (h as u64) << 32 | s as u64;
+                self.ensure_stat(s);
+                let id = match self.cmap.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let id = self.cs.len() as u32;
+                        let link = if self.smap.is_empty() {
+                            NONE
+                        } else {
+                            self.smap.get(&key).copied().unwrap_or(NONE)
+                        };
+                        if link != NONE {
+                            self.ss[link as usize].link = id;
+                        }
+                        self.cs.push(CSeries {
+                            host: h,
+                            stat: s,
+                            link,
+                            seen: 0,
+                            top: i64::MIN,
+                            mask: 0,
+                            vals: [0; RING as usize],
+                        });
+                        e.insert(id);
+                        self.members[0][s as usize].push(id);
+                        id
+                    }
+                };
+                (id, s)
+            }
+        };
+        self.last[0] = id;
+        let t = row.minute() / 60;
+        if t > self.top[0] {
+            self.new_top(Kind::Counters, t);
+        }
+        let order_n = row.values().len();
+        let order = self.cfg.value_order;
+        let ser = &mut self.cs[id as usize];
+        if ser.seen == gen {
+            return Err(Reason::Duplicate);
+        }
+        ser.seen = gen;
+        advance(&mut ser.top, &mut ser.mask, t);
+        let link = ser.link;
+        let floor = ser.top - RING;
+        let mut changed = [(0i64, 0u64); crate::csvrow::MAX_VALUES];
+        let mut nc = 0;
+        for (i, v) in row.values().iter().enumerate() {
+            let m = minute_of(order, t, i, order_n);
+            if m <= floor {
+                continue;
+            }
+            let x = match *v {
+                Value::Int(x) => x,
+                _ => continue,
+            };
+            let sl = slot(m);
+            let b = bit(m);
+            if ser.mask & b != 0 {
+                let same = match ser.vals[sl] {
+                    BIG => self.big.get(&big_key(id, sl)) == Some(&x),
+                    v => v as u64 == x,
+                };
+                if same {
+                    continue;
+                }
+            }
+            if x >= BIG as u64 {
+                ser.vals[sl] = BIG;
+                self.big.insert(big_key(id, sl), x);
+            } else {
+                if ser.vals[sl] == BIG {
+                    self.big.remove(&big_key(id, sl));
+                }
+                ser.vals[sl] = x as u32;
+            }
+            ser.mask |= b;
+            changed[nc] = (m, x);
+            nc += 1;
+        }
+        if nc == 0 {
+            return Ok(());
+        }
+        // The series part once per row, then one short tail per point.
+        let prefix = &mut self.prefix;
+        prefix.clear();
+        prefix.extend_from_slice(&self.stats.esc[s as usize]);
+        prefix.extend_from_slice(b",hostname=");
+        prefix.extend_from_slice(&self.hosts.esc[h as usize]);
+        prefix.extend_from_slice(b" value=");
+        let out = &mut self.out[0];
+        out.reserve(nc * (prefix.len() + 40));
+        let mut ib = itoa::Buffer::new();
+        for &(m, x) in &changed[..nc] {
+            let mut tail = [0u8; 48];
+            let d = ib.format(x).as_bytes();
+            tail[..d.len()].copy_from_slice(d);
+            let mut n = d.len();
+            tail[n] = b'i';
+            n += 1;
+            let ts = self.ts.get(m);
+            tail[n..n + ts.len()].copy_from_slice(ts);
+            n += ts.len();
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(&tail[..n]);
+        }
+        self.out_points[0] += nc;
+        self.written[0] += nc as u64;
+        for &(m, _) in &changed[..nc] {
+            self.mark_dirty(Kind::Counters, s, m);
+            if link != NONE {
+                self.try_sample(link, m, now, false);
+            }
+        }
+        Ok(())
+    }
+
+    fn samples_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
+        let h = self.host_id(row.host);
+        let pred = self.last[1].wrapping_add(1) as usize;
+        let id = match self.ss.get(pred) {
+            Some(c)
+                if c.host == h
+                    && self.stats.raw[c.stat as usize].as_bytes() == row.stat.as_bytes() =>
+            {
+                pred as u32
+            }
+            _ => {
+                let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                let key = (h as u64) << 32 | s as u64;
+                match self.smap.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.ss.len() as u32;
+                        let link = self.cmap.get(&key).copied().unwrap_or(NONE);
+                        if link != NONE {
+                            self.cs[link as usize].link = id;
+                        }
+                        self.ss.push(SSeries {
+                            host: h,
+                            stat: s,
+                            link,
+                            seen: 0,
+                            top: i64::MIN,
+                            mask: 0,
+                            emitted: 0,
+                            avg: [0.0; RING as usize],
+                            occ: [NO_OCC; RING as usize],
+                        });
+                        self.smap.insert(key, id);
+                        self.ensure_stat(s);
+                        self.members[1][s as usize].push(id);
+                        id
+                    }
+                }
+            }
+        };
+        self.last[1] = id;
+        let t = row.minute() / 60;
+        if t > self.top[1] {
+            self.new_top(Kind::Samples, t);
+        }
+        let n = row.values().len();
+        let mut changed = [0i64; crate::csvrow::MAX_VALUES];
+        let mut nc = 0;
+        {
+            let order = self.cfg.value_order;
+            let ser = &mut self.ss[id as usize];
+            if ser.seen == gen {
+                return Err(Reason::Duplicate);
+            }
+            ser.seen = gen;
+            advance(&mut ser.top, &mut ser.mask, t);
+            let floor = ser.top - RING;
+            for (i, v) in row.values().iter().enumerate() {
+                let m = minute_of(order, t, i, n);
+                let a = match *v {
+                    Value::Float(a) if m > floor => a,
+                    _ => continue,
+                };
+                let sl = slot(m);
+                let b = bit(m);
+                if ser.mask & b != 0 && ser.avg[sl].to_bits() == a.to_bits() {
+                    continue;
+                }
+                ser.avg[sl] = a;
+                ser.mask |= b;
+                ser.emitted &= !b;
+                changed[nc] = m;
+                nc += 1;
+            }
+        }
+        for &m in &changed[..nc] {
+            self.try_sample(id, m, now, false);
+        }
+        Ok(())
+    }
+
+    /// Writes the samples point of (series, minute) if it is due, or queues it to wait for the
+    /// counters value.
+    fn try_sample(&mut self, sid: u32, m: i64, now: Instant, expired: bool) {
+        let ser = &self.ss[sid as usize];
+        if !has(ser.top, ser.mask, m) {
+            return;
+        }
+        let sl = slot(m);
+        let b = bit(m);
+        let a = ser.avg[sl];
+        let joined = if ser.link != NONE {
+            let c = &self.cs[ser.link as usize];
+            has(c.top, c.mask, m).then(|| count(&self.big, ser.link, c, sl))
+        } else {
+            None
+        };
+        let occ = match joined {
+            Some(o) => o,
+            None => {
+                let counters_past = if ser.link != NONE {
+                    self.cs[ser.link as usize].top >= m
+                } else {
+                    self.top[0] >= m
+                };
+                if !(counters_past || expired || self.cfg.join_wait.is_zero()) {
+                    if ser.emitted & b == 0 {
+                        self.pending.push_back(Pending {
+                            sid,
+                            minute: m,
+                            deadline: now + self.cfg.join_wait,
+                        });
+                    }
+                    return;
+                }
+                NO_OCC
+            }
+        };
+        if ser.emitted & b != 0 && ser.occ[sl] == occ {
+            return;
+        }
+        let v = if occ == NO_OCC { a } else { a * occ as f64 };
+        if !v.is_finite() {
+            return; // not representable in line protocol; the row's values were finite
+        }
+        let out = &mut self.out[1];
+        out.extend_from_slice(&self.stats.esc[ser.stat as usize]);
+        out.extend_from_slice(b",hostname=");
+        out.extend_from_slice(&self.hosts.esc[ser.host as usize]);
+        if occ == NO_OCC {
+            out.extend_from_slice(b" value=");
+            write_float(out, v);
+        } else {
+            out.extend_from_slice(b" elapsed_time=");
+            write_float(out, v);
+            out.extend_from_slice(b",occurrences=");
+            out.extend_from_slice(itoa::Buffer::new().format(occ).as_bytes());
+            out.extend_from_slice(b"i");
+        }
+        out.extend_from_slice(b" ");
+        out.extend_from_slice(itoa::Buffer::new().format(m * 60).as_bytes());
+        out.extend_from_slice(b"\n");
+        self.out_points[1] += 1;
+        self.written[1] += 1;
+        let stat = ser.stat;
+        let ser = &mut self.ss[sid as usize];
+        ser.emitted |= b;
+        ser.occ[sl] = occ;
+        self.mark_dirty(Kind::Samples, stat, m);
+    }
+
+    fn mark_dirty(&mut self, kind: Kind, stat: u32, m: i64) {
+        let f = k(kind);
+        let r = self.roll[f][slot(m)];
+        if r.written && r.minute == m {
+            self.dirty[f][stat as usize] |= bit(m);
+        }
+    }
+
+    /// Writes the rollups of settled minutes (all minutes in the window with `all`), and
+    /// rewrites those of written minutes that changed.
+    fn settle(&mut self, kind: Kind, all: bool) {
+        let f = k(kind);
+        let top = self.top[f];
+        if top == i64::MIN {
+            return;
+        }
+        for m in top - RING + 1..=top {
+            if all || top - m >= self.cfg.settle_minutes {
+                self.roll_minute(kind, m);
+            }
+        }
+    }
+
+    /// Writes minute `m`'s rollups for every stat the first time, then only for changed stats.
+    fn roll_minute(&mut self, kind: Kind, m: i64) {
+        let f = k(kind);
+        let sl = slot(m);
+        let b = bit(m);
+        let r = self.roll[f][sl];
+        let first = !(r.written && r.minute == m);
+        if first {
+            self.roll[f][sl] = RollSlot {
+                minute: m,
+                written: true,
+            };
+        }
+        for stat in 0..self.dirty[f].len() {
+            if first || self.dirty[f][stat] & b != 0 {
+                self.dirty[f][stat] &= !b;
+                match kind {
+                    Kind::Counters => self.roll_counters(stat, m),
+                    Kind::Samples => self.roll_samples(stat, m),
+                }
+            }
+        }
+    }
+
+    fn roll_counters(&mut self, stat: usize, m: i64) {
+        let (mut sum, mut hosts) = (0u64, 0i64);
+        for &id in &self.members[0][stat] {
+            let c = &self.cs[id as usize];
+            if has(c.top, c.mask, m) {
+                sum = sum.saturating_add(count(&self.big, id, c, slot(m)));
+                hosts += 1;
+            }
+        }
+        if hosts == 0 {
+            return;
+        }
+        let fields = [
+            ("sum", Field::Int(sum.min(i64::MAX as u64) as i64)),
+            ("hosts", Field::Int(hosts)),
+        ];
+        if self.rollups.push(
+            &self.stats.raw[stat],
+            &[("file", "counters")],
+            &fields,
+            m * 60,
+        ) {
+            self.written[2] += 1;
+        }
+    }
+
+    fn roll_samples(&mut self, stat: usize, m: i64) {
+        let sl = slot(m);
+        self.hist.reset();
+        let (mut hosts, mut occ_total, mut any_occ) = (0i64, 0u64, false);
+        let (mut wsum, mut wtotal, mut max, mut min) = (0f64, 0u64, f64::NAN, f64::NAN);
+        for &id in &self.members[1][stat] {
+            let s = &self.ss[id as usize];
+            if !has(s.top, s.mask, m) {
+                continue;
+            }
+            hosts += 1;
+            let a = s.avg[sl];
+            // Weight: the occurrences the point was written with; 1 for a stat with none.
+            let w = if s.emitted & bit(m) != 0 && s.occ[sl] != NO_OCC {
+                any_occ = true;
+                occ_total = occ_total.saturating_add(s.occ[sl]);
+                s.occ[sl]
+            } else {
+                1
+            };
+            if w == 0 {
+                continue;
+            }
+            wsum += a * w as f64;
+            wtotal = wtotal.saturating_add(w);
+            max = if max.is_nan() { a } else { max.max(a) };
+            min = if min.is_nan() { a } else { min.min(a) };
+            let v = ((a * HDR_SCALE).round() as u64).min(HDR_HIGH);
+            let _ = self.hist.record_n(v, w);
+        }
+        if hosts == 0 {
+            return;
+        }
+        // HDR quantiles are exact to HDR_SIGFIG digits; clamped to the exact extremes so that a
+        // single host reads back its own average.
+        let q = |h: &Histogram<u64>, p: f64| {
+            (h.value_at_quantile(p) as f64 / HDR_SCALE).clamp(min, max)
+        };
+        let mut list = [("", Field::Int(0)); 7];
+        let mut n = 0;
+        let mut add = |k: &'static str, v: Field<'static>| {
+            list[n] = (k, v);
+            n += 1;
+        };
+        add("hosts", Field::Int(hosts));
+        if any_occ {
+            add(
+                "occurrences",
+                Field::Int(occ_total.min(i64::MAX as u64) as i64),
+            );
+        }
+        if wtotal > 0 {
+            add("mean", Field::Float(wsum / wtotal as f64));
+            add("p50", Field::Float(q(&self.hist, 0.50)));
+            add("p90", Field::Float(q(&self.hist, 0.90)));
+            add("p99", Field::Float(q(&self.hist, 0.99)));
+            add("max", Field::Float(max));
+        }
+        if self.rollups.push(
+            &self.stats.raw[stat],
+            &[("file", "samples")],
+            &list[..n],
+            m * 60,
+        ) {
+            self.written[2] += 1;
+        }
+    }
+}
+
+/// The same float form as [`LineEncoder`]: whole numbers without exponent or `.0`, otherwise
+/// the shortest representation that reads back as the same `f64`.
+fn write_float(buf: &mut BytesMut, f: f64) {
+    if f == f.trunc() && f.abs() < 1e15 {
+        buf.extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
+    } else {
+        buf.extend_from_slice(ryu::Buffer::new().format_finite(f).as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1652193060; // 2022-05-10T14:31:00Z, the guide's counters.csv rows
+
+    struct Harness {
+        table: Table,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new(cfg: TableConfig) -> Self {
+            Harness {
+                table: Table::new(cfg),
+                now: Instant::now(),
+            }
+        }
+        fn quiet() -> Self {
+            Self::new(TableConfig {
+                settle_minutes: 1000,
+                ..TableConfig::default()
+            })
+        }
+        fn feed(&mut self, kind: Kind, data: &str) -> (Vec<(Bucket, String)>, FileReport) {
+            let mut got = Vec::new();
+            let rep = self.table.ingest(
+                kind,
+                data.as_bytes(),
+                false,
+                self.now,
+                &mut |b, bytes, n| {
+                    let text = String::from_utf8(bytes.to_vec()).unwrap();
+                    assert_eq!(text.lines().count(), n);
+                    got.extend(text.lines().map(|l| (b, l.to_string())));
+                },
+            );
+            (got, rep)
+        }
+        fn lines(&mut self, kind: Kind, data: &str) -> Vec<String> {
+            self.feed(kind, data)
+                .0
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect()
+        }
+        fn tick(&mut self, after: Duration) -> Vec<String> {
+            self.now += after;
+            let mut got = Vec::new();
+            self.table.tick(self.now, &mut |_, bytes, _| {
+                got.extend(
+                    String::from_utf8(bytes.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(String::from),
+                )
+            });
+            got
+        }
+        fn finish(&mut self) -> Vec<(Bucket, String)> {
+            let mut got = Vec::new();
+            self.table.finish(self.now, &mut |b, bytes, _| {
+                got.extend(
+                    String::from_utf8(bytes.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(|l| (b, l.to_string())),
+                )
+            });
+            got
+        }
+    }
+
+    fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
+        format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", vals.join(","))
+    }
+
+    fn counters_lines(meas: &str, host: &str, t: i64, vals: &[u64]) -> Vec<String> {
+        vals.iter()
+            .enumerate()
+            .map(|(i, v)| format!("{meas},hostname={host} value={v}i {}", t - 60 * i as i64))
+            .collect()
+    }
+
+    #[test]
+    fn guide_counters_rows_give_exact_points() {
+        let mut h = Harness::quiet();
+        let data = "sre32-cp2-testbed,custom.fleg_relay,2022-05-10T16:31:00,1652193060,,,,,,,,,,,,,\n\
+sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,1652193060,12,11,13,12,12,12,12,12,12,12,12,12,12,12\n";
+        let (got, rep) = h.feed(Kind::Counters, data);
+        let mut want: Vec<(Bucket, String)> =
+            counters_lines("custom.fleg_relay", "sre32-cp2-testbed", T, &[0; 13])
+                .into_iter()
+                .map(|l| (Bucket::Counters, l))
+                .collect();
+        want.extend(
+            counters_lines(
+                "profiling.cp.CAC\\ test.Extract\\ Contacts",
+                "sre32-cp2-testbed",
+                T,
+                &[12, 11, 13, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12],
+            )
+            .into_iter()
+            .map(|l| (Bucket::Counters, l)),
+        );
+        assert_eq!(got, want);
+        assert_eq!(rep.rows, 2);
+        assert_eq!(rep.points, [27, 0, 0]);
+        // The same snapshot again: nothing new.
+        assert_eq!(h.lines(Kind::Counters, data), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rewrite_one_minute_later_emits_new_and_revised_only() {
+        let mut h = Harness::quiet();
+        h.lines(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T, &["5", "7", "9"]),
+        );
+        // One minute later: values shift right, a new v0, v1 (the old partial v0) revised.
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T + 60, &["2", "6", "7", "9"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("request.INVITE,hostname=cp1 value=2i {}", T + 60),
+                format!("request.INVITE,hostname=cp1 value=6i {T}")
+            ]
+        );
+        // Fewer values than before: nothing is forgotten or re-sent.
+        assert!(h
+            .lines(
+                Kind::Counters,
+                &row("cp1", "request.INVITE", T + 60, &["2"])
+            )
+            .is_empty());
+        // A jump past the ring forgets the old minutes: everything in the row is new.
+        let (got, rep) = h.feed(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T + 60 * 20, &["1", "1"]),
+        );
+        assert_eq!(rep.points, [2, 0, 4], "{got:?}"); // and the rollups of the 4 minutes that left
+                                                      // An older row than the series has seen: minutes still in the ring compare normally,
+                                                      // minutes that left it are ignored.
+        let (got, rep) = h.feed(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T + 60 * 19, &["1", "0"]),
+        );
+        assert_eq!(
+            got,
+            vec![(
+                Bucket::Counters,
+                format!("request.INVITE,hostname=cp1 value=0i {}", T + 60 * 18)
+            )]
+        );
+        assert_eq!(rep.points, [1, 0, 0]);
+    }
+
+    #[test]
+    fn counts_above_u32_are_exact() {
+        let mut h = Harness::quiet();
+        let big = u32::MAX as u64;
+        let got = h.lines(
+            Kind::Counters,
+            &row(
+                "cp1",
+                "s",
+                T,
+                &[
+                    &big.to_string(),
+                    &(big + 1).to_string(),
+                    "9223372036854775807",
+                ],
+            ),
+        );
+        assert_eq!(
+            got,
+            counters_lines("s", "cp1", T, &[big, big + 1, i64::MAX as u64])
+        );
+        assert!(h
+            .lines(
+                Kind::Counters,
+                &row(
+                    "cp1",
+                    "s",
+                    T,
+                    &[
+                        &big.to_string(),
+                        &(big + 1).to_string(),
+                        "9223372036854775807"
+                    ]
+                )
+            )
+            .is_empty());
+        let got = h.lines(
+            Kind::Counters,
+            &row(
+                "cp1",
+                "s",
+                T,
+                &["1", &(big + 2).to_string(), "9223372036854775807"],
+            ),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("s,hostname=cp1 value=1i {T}"),
+                format!("s,hostname=cp1 value={}i {}", big + 2, T - 60)
+            ]
+        );
+        assert_eq!(h.table.big.len(), 2);
+    }
+
+    #[test]
+    fn oldest_first_order() {
+        let mut h = Harness::new(TableConfig {
+            value_order: ValueOrder::OldestFirst,
+            settle_minutes: 1000,
+            ..TableConfig::default()
+        });
+        let got = h.lines(Kind::Counters, &row("cp1", "s", T, &["1", "2", "3"]));
+        assert_eq!(
+            got,
+            vec![
+                format!("s,hostname=cp1 value=1i {}", T - 120),
+                format!("s,hostname=cp1 value=2i {}", T - 60),
+                format!("s,hostname=cp1 value=3i {T}")
+            ]
+        );
+    }
+
+    #[test]
+    fn samples_join_with_counters() {
+        let mut h = Harness::quiet();
+        h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.INVITE", T, &["2", "3", ""]),
+        );
+        // samples.csv times are not aligned: 1652193081 is in minute T.
+        let got = h.lines(
+            Kind::Samples,
+            &row(
+                "cp1",
+                "profiling.cp.INVITE",
+                T + 21,
+                &["0.106", "13.214", "0.5"],
+            ),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("profiling.cp.INVITE,hostname=cp1 elapsed_time=0.212,occurrences=2i {T}"),
+                format!(
+                    "profiling.cp.INVITE,hostname=cp1 elapsed_time={},occurrences=3i {}",
+                    13.214f64 * 3.0,
+                    T - 60
+                ),
+                format!(
+                    "profiling.cp.INVITE,hostname=cp1 elapsed_time=0,occurrences=0i {}",
+                    T - 120
+                ),
+            ]
+        );
+        // The counters value of minute T is revised: the samples point follows.
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.INVITE", T, &["4", "3", ""]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("profiling.cp.INVITE,hostname=cp1 value=4i {T}"),
+                format!("profiling.cp.INVITE,hostname=cp1 elapsed_time=0.424,occurrences=4i {T}")
+            ]
+        );
+        // An empty samples field is no data: no point.
+        let got = h.lines(
+            Kind::Samples,
+            &row("cp2", "profiling.cp.INVITE", T, &["", ""]),
+        );
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn stats_without_counters_are_values() {
+        let mut h = Harness::quiet();
+        h.lines(Kind::Counters, &row("cp1", "request.INVITE", T, &["1"]));
+        let got = h.lines(
+            Kind::Samples,
+            &row(
+                "sre32-cp1-testbed",
+                "system.disk./boot",
+                T + 1,
+                &["66700.000", "0.000"],
+            ),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("system.disk./boot,hostname=sre32-cp1-testbed value=66700 {T}"),
+                format!(
+                    "system.disk./boot,hostname=sre32-cp1-testbed value=0 {}",
+                    T - 60
+                )
+            ]
+        );
+        assert!(h.table.next_deadline().is_none());
+    }
+
+    #[test]
+    fn samples_wait_for_counters_of_their_minute() {
+        let mut h = Harness::new(TableConfig {
+            join_wait: Duration::from_secs(30),
+            settle_minutes: 1000,
+            ..TableConfig::default()
+        });
+        h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T, &["2", "4"]),
+        );
+        // samples.csv is already one minute ahead: its v0 waits for the counters rewrite.
+        let got = h.lines(
+            Kind::Samples,
+            &row("cp1", "profiling.cp.loop", T + 61, &["0.5", "0.25", "1"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("profiling.cp.loop,hostname=cp1 elapsed_time=0.5,occurrences=2i {T}"),
+                format!(
+                    "profiling.cp.loop,hostname=cp1 elapsed_time=4,occurrences=4i {}",
+                    T - 60
+                ),
+            ]
+        );
+        assert!(h.tick(Duration::from_secs(29)).is_empty());
+        // The counters rewrite arrives in time: the joined point, never a `value`.
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T + 60, &["8", "2", "4"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("profiling.cp.loop,hostname=cp1 value=8i {}", T + 60),
+                format!(
+                    "profiling.cp.loop,hostname=cp1 elapsed_time=4,occurrences=8i {}",
+                    T + 60
+                ),
+            ]
+        );
+        assert!(h.tick(Duration::from_secs(5)).is_empty());
+
+        // Next minute the counters rewrite is late beyond join_wait: `value`, then the join.
+        h.lines(
+            Kind::Samples,
+            &row("cp1", "profiling.cp.loop", T + 121, &["3", "0.5"]),
+        );
+        assert!(h.tick(Duration::from_secs(29)).is_empty());
+        assert_eq!(
+            h.tick(Duration::from_secs(1)),
+            vec![format!(
+                "profiling.cp.loop,hostname=cp1 value=3 {}",
+                T + 120
+            )]
+        );
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T + 120, &["1", "8"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("profiling.cp.loop,hostname=cp1 value=1i {}", T + 120),
+                format!(
+                    "profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=1i {}",
+                    T + 120
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn samples_before_any_counters_wait_then_finish_writes_values() {
+        let mut h = Harness::quiet();
+        assert!(h
+            .lines(
+                Kind::Samples,
+                &row("cp1", "accounting.openCalls", T, &["3800.000", "3566.667"])
+            )
+            .is_empty());
+        let got = h.finish();
+        assert_eq!(
+            got,
+            vec![
+                (Bucket::Samples, format!("accounting.openCalls,hostname=cp1 value=3800 {T}")),
+                (Bucket::Samples, format!("accounting.openCalls,hostname=cp1 value=3566.667 {}", T - 60)),
+                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,mean=3566.667,p50=3566.667,p90=3566.667,p99=3566.667,max=3566.667 {}", T - 60)),
+                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T}")),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_and_duplicate_rows_are_counted_and_skipped() {
+        let mut h = Harness::quiet();
+        let data = format!(
+            "{}{}h,s,t,x,1\nh,s\n{}",
+            row("h", "s", T, &["1"]),
+            row("h", "s", T, &["2"]),
+            row("h", "u", T, &["-1"])
+        );
+        let (got, rep) = h.feed(Kind::Counters, &data);
+        assert_eq!(
+            got,
+            vec![(Bucket::Counters, format!("s,hostname=h value=1i {T}"))]
+        );
+        assert_eq!(rep.rows, 1);
+        assert_eq!(rep.bad[Reason::Duplicate.index()], 1);
+        assert_eq!(rep.bad[Reason::BadTimestamp.index()], 1);
+        assert_eq!(rep.bad[Reason::MissingFields.index()], 1);
+        assert_eq!(rep.bad[Reason::Negative.index()], 1);
+        assert_eq!(rep.bad_total(), 4);
+        assert_eq!(
+            rep.first_errors
+                .iter()
+                .map(|e| (e.reason, e.line))
+                .collect::<Vec<_>>(),
+            vec![
+                (Reason::Duplicate, 2),
+                (Reason::BadTimestamp, 3),
+                (Reason::MissingFields, 4),
+                (Reason::Negative, 5)
+            ]
+        );
+        // The next snapshot is a new file: the same series is allowed again.
+        let (_, rep) = h.feed(Kind::Counters, &row("h", "s", T, &["1"]));
+        assert_eq!(rep.bad_total(), 0);
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        let mut h = Harness::quiet();
+        let got = h.lines(
+            Kind::Counters,
+            &format!("\"cp 1,a=b\",\"response.http.<GET>/x, y=\\z ü\",t,{T},7\n"),
+        );
+        assert_eq!(
+            got,
+            vec![format!(
+                "response.http.<GET>/x\\,\\ y=\\\\z\\ ü,hostname=cp\\ 1\\,a\\=b value=7i {T}"
+            )]
+        );
+    }
+
+    #[test]
+    fn counters_rollups_settle_and_revise() {
+        let mut h = Harness::new(TableConfig {
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        let data = format!(
+            "{}{}",
+            row("cp1", "request.INVITE", T, &["5", "7"]),
+            row("cp2", "request.INVITE", T, &["1", "2"])
+        );
+        let (got, _) = h.feed(Kind::Counters, &data);
+        let rollups: Vec<_> = got
+            .iter()
+            .filter(|(b, _)| *b == Bucket::Rollups)
+            .map(|(_, l)| l.clone())
+            .collect();
+        assert_eq!(
+            rollups,
+            vec![format!(
+                "request.INVITE,file=counters sum=9i,hosts=2i {}",
+                T - 60
+            )]
+        );
+        // Same data: nothing. A revision of the settled minute: the rollup is rewritten.
+        assert!(h.lines(Kind::Counters, &data).is_empty());
+        let data = format!(
+            "{}{}",
+            row("cp1", "request.INVITE", T, &["5", "8"]),
+            row("cp2", "request.INVITE", T, &["1", "2"])
+        );
+        let got = h.lines(Kind::Counters, &data);
+        assert_eq!(
+            got,
+            vec![
+                format!("request.INVITE,hostname=cp1 value=8i {}", T - 60),
+                format!("request.INVITE,file=counters sum=10i,hosts=2i {}", T - 60)
+            ]
+        );
+        // One minute later, minute T settles.
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T + 60, &["1", "5", "8"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("request.INVITE,hostname=cp1 value=1i {}", T + 60),
+                format!("request.INVITE,file=counters sum=6i,hosts=2i {T}")
+            ]
+        );
+    }
+
+    #[test]
+    fn rollups_are_written_before_their_minutes_leave_the_ring() {
+        let mut h = Harness::quiet();
+        h.lines(Kind::Counters, &row("cp1", "s", T, &["1", "2"]));
+        let got = h.lines(Kind::Counters, &row("cp1", "s", T + 60 * 30, &["3"]));
+        assert_eq!(
+            got,
+            vec![
+                format!("s,hostname=cp1 value=3i {}", T + 60 * 30),
+                format!("s,file=counters sum=2i,hosts=1i {}", T - 60),
+                format!("s,file=counters sum=1i,hosts=1i {T}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn samples_rollups_weight_by_occurrences() {
+        let mut h = Harness::quiet();
+        let mut counters = String::new();
+        let mut samples = String::new();
+        // Ten hosts: averages 0.1 .. 1.0 (HDR-exact in thousandths), occurrences 1..10.
+        for i in 1..=10 {
+            counters += &row(
+                &format!("cp{i}"),
+                "profiling.cp.INVITE",
+                T,
+                &[&i.to_string()],
+            );
+            samples += &row(
+                &format!("cp{i}"),
+                "profiling.cp.INVITE",
+                T,
+                &[&format!("{:.3}", i as f64 / 10.0)],
+            );
+        }
+        // A host with zero occurrences counts as a host but carries no weight.
+        counters += &row("cp11", "profiling.cp.INVITE", T, &["0"]);
+        samples += &row("cp11", "profiling.cp.INVITE", T, &["9.000"]);
+        h.lines(Kind::Counters, &counters);
+        h.lines(Kind::Samples, &samples);
+        let got = h.finish();
+        let rollups: Vec<_> = got
+            .into_iter()
+            .filter(|(b, _)| *b == Bucket::Rollups)
+            .map(|(_, l)| l)
+            .collect();
+        // Weighted by occurrences: 55 events; mean = sum(i * i/10) / 55 = 38.5 / 55 = 0.7.
+        // p50: the 28th event falls in host 7 (cumulative 1+..+7 = 28) -> 0.7;
+        // p90: event 49.5 -> host 10 (cumulative 45 at host 9) -> 1.0; p99 -> 1.0; max 1.0.
+        let mean = (1..=10).map(|i| i as f64 * (i as f64 / 10.0)).sum::<f64>() / 55.0;
+        assert_eq!(
+            rollups,
+            vec![
+                format!("profiling.cp.INVITE,file=counters sum=55i,hosts=11i {T}"),
+                format!("profiling.cp.INVITE,file=samples hosts=11i,occurrences=55i,mean={mean},p50=0.7,p90=1,p99=1,max=1 {T}"),
+            ]
+        );
+    }
+}
