@@ -625,7 +625,11 @@ async fn retry_after_is_honoured_on_429_and_503() {
         let (h, task, stats) = start(cfg);
         let (lines, good) = numbered(5, None);
         h.write("counters", lines, 5).await.unwrap();
-        let s = wait_for(&stats, "5 points written", |s| s.points_written == 5).await;
+        // The spool gauge is updated just after the written counter: wait for both.
+        let s = wait_for(&stats, "5 points written, spool empty", |s| {
+            s.points_written == 5 && s.spool_batches == 0
+        })
+        .await;
         assert_eq!((s.requests, s.request_failures, s.spool_batches), (2, 1, 0));
         let seen = double.seen();
         let gap = seen[1].at - seen[0].at;
