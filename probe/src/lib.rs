@@ -7,8 +7,9 @@
 //! - [`consts`]: RFC 3261 timers (T1, T2, T4, 64·T1) and protocol constants, in one place.
 //! - [`message`]: building requests (OPTIONS, INVITE, ACK, CANCEL, BYE) and parsing responses
 //!   with rsip; garbage is a typed error, never a panic.
-//! - [`transaction`]: the client transaction core shared by the monitor and the bench: keys
-//!   (top Via branch + CSeq method), Timer E/A retransmission schedules, matching rules.
+//! - [`transaction`]: the sans-IO client transaction core shared by the monitor and the bench:
+//!   keys (top Via branch + CSeq method), Timer E/A schedules, the slot table whose branches
+//!   encode slot and generation (O(1) matching), and the INVITE / non-INVITE state machines.
 //! - [`transport`]: UDP and TCP transports that send requests and route responses to
 //!   transactions; stray, late and duplicate responses are counted.
 //! - [`monitor`]: the periodic prober: per-target schedule, classification (in service, out of
