@@ -1,11 +1,13 @@
 //! The hot-path codec of the bench and the responder.
 //!
-//! - [`Template`]: a request built once per socket; per request only the branch, Call-ID, From
-//!   tag and CSeq number are patched in place (fixed-width fields, so the length never changes).
+//! - [`Template`]: a request rendered once per socket. Per request it is copied into the send
+//!   buffer with the branch (from the transaction [`Table`](crate::transaction::Table)) spliced
+//!   in, and the Call-ID, From tag and CSeq number patched in place (fixed-width fields).
+//!   [`Template::write_ack`] does the same for the ACK of a non-2xx final response.
 //! - [`scan_response`]: reads the status code, the top Via branch, the CSeq number and method
 //!   and the To header of a response without a full parse. Anything unusual (folded lines,
-//!   compact `v:`/`t:` headers written oddly, missing headers) is left to [`parse_response`],
-//!   which uses rsip; [`decode_response`] tries the first and falls back to the second.
+//!   upper-case parameters, missing headers) is left to [`parse_response`], which uses rsip;
+//!   [`decode_response`] tries the first and falls back to the second.
 //! - [`scan_request`] and [`write_response`]: the responder's side, a stateless answer that
 //!   copies Via, From, To, Call-ID and CSeq from the request.
 //!
@@ -16,10 +18,6 @@ use crate::transaction::key::Method;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-/// Width of the hex id in a branch (a u64).
-const ID_HEX: usize = 16;
-/// Width of the per-run nonce in branches and Call-IDs (a u32).
-const NONCE_HEX: usize = 8;
 /// CSeq numbers are written as `CSEQ_BASE + (n % CSEQ_BASE)`: always ten digits, no leading
 /// zero, below 2^31 as RFC 3261 section 8.1.1.5 asks.
 pub const CSEQ_BASE: u32 = 1_000_000_000;
@@ -50,65 +48,6 @@ fn put_cseq(out: &mut [u8], n: u32) {
     }
 }
 
-/// Parses a lower- or upper-case hex number of at most 16 digits.
-#[inline]
-fn parse_hex(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 16 {
-        return None;
-    }
-    let mut v = 0u64;
-    for &c in b {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        v = (v << 4) | d as u64;
-    }
-    Some(v)
-}
-
-/// What varies from one request to the next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ids {
-    /// Goes into the branch: the transaction table's id (slot and generation).
-    pub tx: u64,
-    /// Goes into the Call-ID (hex), the From tag (low 32 bits, hex) and the CSeq number.
-    pub seq: u64,
-}
-
-/// Byte offsets of the patched fields in a template.
-#[derive(Debug, Clone, Copy)]
-struct Fields {
-    branch: usize,
-    call_id: usize,
-    tag: usize,
-    cseq: usize,
-}
-
-/// A request built once; [`Template::patch`] writes a new transaction's ids into a copy.
-#[derive(Debug, Clone)]
-pub struct Template {
-    bytes: Vec<u8>,
-    fields: Fields,
-    method: Method,
-    nonce: u32,
-    /// The ACK of a non-2xx final response for an INVITE template: everything before the To
-    /// header value and everything after it, with the same fields to patch.
-    ack: Option<AckTemplate>,
-}
-
-#[derive(Debug, Clone)]
-struct AckTemplate {
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    head_fields: Fields,
-    /// Offsets of Call-ID and CSeq inside `tail` (branch and tag are in `head`).
-    tail_call_id: usize,
-    tail_cseq: usize,
-}
-
 /// Transport named in the Via header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViaTransport {
@@ -125,10 +64,94 @@ impl ViaTransport {
     }
 }
 
+/// A fixed-width field patched per request.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    /// 16 hex digits of the sequence number (the Call-ID's first part).
+    CallId,
+    /// 8 hex digits: the low 32 bits of the sequence number.
+    Tag,
+    /// 10 decimal digits.
+    CSeq,
+}
+
+/// A message split around its variable parts (the branch, and for an ACK the To value):
+/// `segs[0] hole[0] segs[1] hole[1] ... segs[n]`, with fixed-width fields at known offsets.
+#[derive(Debug, Clone)]
+struct Parts {
+    segs: Vec<Vec<u8>>,
+    /// (field, segment, offset in segment).
+    fields: Vec<(Field, usize, usize)>,
+}
+
+const BRANCH_HOLE: &str = "\u{1}BRANCH\u{1}";
+const TO_HOLE: &str = "\u{1}TO\u{1}";
+
+impl Parts {
+    fn split(text: &[u8], holes: &[&str]) -> Parts {
+        let mut segs = Vec::new();
+        let mut rest = text;
+        for h in holes {
+            let at = find(rest, h.as_bytes()).expect("hole in template");
+            segs.push(rest[..at].to_vec());
+            rest = &rest[at + h.len()..];
+        }
+        segs.push(rest.to_vec());
+        let mut fields = Vec::new();
+        for (f, ph) in [
+            (Field::CallId, &b"\x02CALLIDCALLIDCA\x02"[..]),
+            (Field::Tag, b"\x02TAGTAG\x02"),
+            (Field::CSeq, b"\x02CSEQCSEQ\x02"),
+        ] {
+            let (i, off) = segs
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| find(s, ph).map(|o| (i, o)))
+                .expect("field in template");
+            fields.push((f, i, off));
+        }
+        Parts { segs, fields }
+    }
+
+    #[inline]
+    fn write(&self, out: &mut Vec<u8>, holes: &[&[u8]], seq: u64) {
+        out.clear();
+        let mut starts = [0usize; 4];
+        for (i, s) in self.segs.iter().enumerate() {
+            starts[i] = out.len();
+            out.extend_from_slice(s);
+            if let Some(h) = holes.get(i) {
+                out.extend_from_slice(h);
+            }
+        }
+        for &(f, seg, off) in &self.fields {
+            let at = starts[seg] + off;
+            match f {
+                Field::CallId => put_hex_u64(&mut out[at..], seq),
+                Field::Tag => put_hex_u32(&mut out[at..], seq as u32),
+                Field::CSeq => put_cseq(&mut out[at..], seq as u32),
+            }
+        }
+    }
+}
+
+/// A request rendered once; [`Template::write`] produces a transaction's request.
+///
+/// Per request, `seq` (unique per run and socket) gives the Call-ID
+/// (`<16 hex of seq>-<8 hex nonce>@host`), the From tag (8 hex, low 32 bits of seq) and the
+/// CSeq number (`1000000000 + seq % 1000000000`); the branch comes from the transaction table.
+#[derive(Debug, Clone)]
+pub struct Template {
+    req: Parts,
+    ack: Option<Parts>,
+    method: Method,
+    /// Bytes of a request without its branch.
+    fixed_len: usize,
+}
+
 impl Template {
     /// A request of `method` (OPTIONS or INVITE) to `uri`, sent from `local` over `transport`.
-    /// `nonce` is the run's random number: it goes into every branch and Call-ID so that two
-    /// runs never produce the same ids.
+    /// `nonce` goes into every Call-ID so that two runs never produce the same ids.
     pub fn new(
         method: Method,
         uri: &str,
@@ -136,42 +159,23 @@ impl Template {
         transport: ViaTransport,
         nonce: u32,
     ) -> Template {
-        let (bytes, fields) = Self::render(method, uri, local, transport, None);
+        let req = Parts::split(
+            Self::render(method, uri, local, transport, nonce, None).as_bytes(),
+            &[BRANCH_HOLE],
+        );
         let ack = (method == Method::Invite).then(|| {
-            let (full, f) = Self::render(Method::Ack, uri, local, transport, Some("\u{0}TO\u{0}"));
-            let at = find(&full, b"\x00TO\x00").expect("marker");
-            let head = full[..at].to_vec();
-            let tail = full[at + 4..].to_vec();
-            AckTemplate {
-                head_fields: f,
-                tail_call_id: f.call_id - (at + 4),
-                tail_cseq: f.cseq - (at + 4),
-                head,
-                tail,
-            }
+            Parts::split(
+                Self::render(Method::Ack, uri, local, transport, nonce, Some(TO_HOLE)).as_bytes(),
+                &[BRANCH_HOLE, TO_HOLE],
+            )
         });
-        let mut t = Template {
-            bytes,
-            fields,
-            method,
-            nonce,
+        let fixed_len = req.segs.iter().map(Vec::len).sum();
+        Template {
+            req,
             ack,
-        };
-        // Fill the nonce part of every id once; `patch` only writes the varying part.
-        let mut b = std::mem::take(&mut t.bytes);
-        t.write_nonce(&mut b, t.fields);
-        t.bytes = b;
-        if let Some(mut a) = t.ack.take() {
-            put_hex_u32(&mut a.head[a.head_fields.branch + 7..], nonce);
-            put_hex_u32(&mut a.tail[a.tail_call_id + ID_HEX + 1..], nonce);
-            t.ack = Some(a);
+            method,
+            fixed_len,
         }
-        t
-    }
-
-    fn write_nonce(&self, b: &mut [u8], f: Fields) {
-        put_hex_u32(&mut b[f.branch + 7..], self.nonce);
-        put_hex_u32(&mut b[f.call_id + ID_HEX + 1..], self.nonce);
     }
 
     fn render(
@@ -179,12 +183,9 @@ impl Template {
         uri: &str,
         local: SocketAddr,
         transport: ViaTransport,
+        nonce: u32,
         to: Option<&str>,
-    ) -> (Vec<u8>, Fields) {
-        let branch_ph = format!("z9hG4bK{}{}", "n".repeat(NONCE_HEX), "b".repeat(ID_HEX));
-        let call_id_ph = format!("{}-{}", "c".repeat(ID_HEX), "n".repeat(NONCE_HEX));
-        let tag_ph = "t".repeat(8);
-        let cseq_ph = "1".repeat(CSEQ_DIGITS);
+    ) -> String {
         let host = match local {
             SocketAddr::V4(a) => a.ip().to_string(),
             SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -194,12 +195,12 @@ impl Template {
         let _ = write!(
             s,
             "{m} {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/{tr} {host}:{port};branch={branch_ph};rport\r\n\
+             Via: SIP/2.0/{tr} {host}:{port};branch={BRANCH_HOLE};rport\r\n\
              Max-Forwards: {mf}\r\n\
-             From: <sip:srewatch-bench@{host}>;tag={tag_ph}\r\n\
+             From: <sip:srewatch-bench@{host}>;tag=\u{2}TAGTAG\u{2}\r\n\
              To: {to_value}\r\n\
-             Call-ID: {call_id_ph}@{host}\r\n\
-             CSeq: {cseq_ph} {m}\r\n",
+             Call-ID: \u{2}CALLIDCALLIDCA\u{2}-{nonce:08x}@{host}\r\n\
+             CSeq: \u{2}CSEQCSEQ\u{2} {m}\r\n",
             m = method.as_str(),
             tr = transport.as_str(),
             port = local.port(),
@@ -217,89 +218,36 @@ impl Template {
             s.push_str("Accept: application/sdp\r\n");
         }
         s.push_str("User-Agent: srewatch-bench\r\nContent-Length: 0\r\n\r\n");
-        let b = s.into_bytes();
-        let fields = Fields {
-            branch: find(&b, branch_ph.as_bytes()).expect("branch"),
-            call_id: find(&b, call_id_ph.as_bytes()).expect("call-id"),
-            tag: find(&b, tag_ph.as_bytes()).expect("tag"),
-            cseq: find(&b, cseq_ph.as_bytes()).expect("cseq"),
-        };
-        (b, fields)
-    }
-
-    /// The request bytes with placeholders; copy them into a send buffer once, then
-    /// [`Template::patch`] it for every request.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        s
     }
 
     pub fn method(&self) -> Method {
         self.method
     }
 
-    pub fn nonce(&self) -> u32 {
-        self.nonce
+    /// Length of a request with a branch of `branch_len` bytes.
+    pub fn len(&self, branch_len: usize) -> usize {
+        self.fixed_len + branch_len
     }
 
-    /// Writes `ids` into `buf`, which must hold a copy of [`Template::bytes`].
+    /// Writes the request of transaction `seq` with top Via `branch` into `out` (cleared first).
     #[inline]
-    pub fn patch(&self, buf: &mut [u8], ids: Ids) {
-        debug_assert_eq!(buf.len(), self.bytes.len());
-        Self::patch_fields(buf, self.fields, ids);
-    }
-
-    #[inline]
-    fn patch_fields(buf: &mut [u8], f: Fields, ids: Ids) {
-        put_hex_u64(&mut buf[f.branch + 7 + NONCE_HEX..], ids.tx);
-        put_hex_u64(&mut buf[f.call_id..], ids.seq);
-        put_hex_u32(&mut buf[f.tag..], ids.seq as u32);
-        put_cseq(&mut buf[f.cseq..], ids.seq as u32);
-    }
-
-    /// Copies the template into `out` (cleared first) and patches it: a complete request.
-    pub fn write(&self, out: &mut Vec<u8>, ids: Ids) {
-        out.clear();
-        out.extend_from_slice(&self.bytes);
-        self.patch(out, ids);
+    pub fn write(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64) {
+        self.req.write(out, &[branch], seq);
     }
 
     /// The ACK for a non-2xx final response to an INVITE built from this template (RFC 3261
-    /// section 17.1.1.3): same branch, Call-ID, From tag and CSeq number, the To header of the
-    /// response. `to` is the To header value of the response. Returns false for a non-INVITE
-    /// template.
-    pub fn write_ack(&self, out: &mut Vec<u8>, ids: Ids, to: &[u8]) -> bool {
-        let Some(a) = &self.ack else { return false };
-        out.clear();
-        out.extend_from_slice(&a.head);
-        let f = a.head_fields;
-        put_hex_u64(&mut out[f.branch + 7 + NONCE_HEX..], ids.tx);
-        put_hex_u32(&mut out[f.tag..], ids.seq as u32);
-        out.extend_from_slice(to);
-        let base = out.len();
-        out.extend_from_slice(&a.tail);
-        put_hex_u64(&mut out[base + a.tail_call_id..], ids.seq);
-        put_cseq(&mut out[base + a.tail_cseq..], ids.seq as u32);
-        true
-    }
-
-    /// The transaction id in a branch this template produced, or None for a foreign branch.
+    /// section 17.1.1.3): same branch, Call-ID, From tag and CSeq number, the To header value of
+    /// the response (`to`, with its tag). Returns false for a non-INVITE template.
     #[inline]
-    pub fn branch_id(&self, branch: &[u8]) -> Option<u64> {
-        if branch.len() != 7 + NONCE_HEX + ID_HEX || &branch[..7] != b"z9hG4bK" {
-            return None;
+    pub fn write_ack(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64, to: &[u8]) -> bool {
+        match &self.ack {
+            Some(a) => {
+                a.write(out, &[branch, to], seq);
+                true
+            }
+            None => false,
         }
-        if parse_hex(&branch[7..7 + NONCE_HEX])? != self.nonce as u64 {
-            return None;
-        }
-        parse_hex(&branch[7 + NONCE_HEX..])
     }
 }
 
@@ -682,18 +630,13 @@ mod tests {
         use rsip::message::HeadersExt;
         let t = template(Method::Options);
         let mut out = Vec::new();
-        let ids = Ids {
-            tx: 0x0000_0001_0000_002a,
-            seq: 7,
-        };
-        t.write(&mut out, ids);
-        assert_eq!(out.len(), t.len());
+        let branch = b"z9hG4bKab12-2a-1";
+        t.write(&mut out, branch, 7);
+        assert_eq!(out.len(), t.len(branch.len()));
         let r = rsip::Request::try_from(out.as_slice()).unwrap();
         assert_eq!(r.method, rsip::Method::Options);
         let via = r.via_header().unwrap().typed().unwrap();
-        let branch = via.branch().unwrap().to_string();
-        assert_eq!(branch, "z9hG4bKdeadbeef000000010000002a");
-        assert_eq!(t.branch_id(branch.as_bytes()), Some(0x0000_0001_0000_002a));
+        assert_eq!(via.branch().unwrap().to_string(), "z9hG4bKab12-2a-1");
         assert_eq!(
             r.call_id_header().unwrap().value(),
             "0000000000000007-deadbeef@127.0.0.1"
@@ -701,31 +644,34 @@ mod tests {
         let cs = r.cseq_header().unwrap().typed().unwrap();
         assert_eq!(cs.seq, 1_000_000_007);
         assert!(r.from_header().unwrap().value().ends_with(";tag=00000007"));
-        // A second patch overwrites every field.
-        t.patch(
-            &mut out,
-            Ids {
-                tx: u64::MAX,
-                seq: u64::MAX,
-            },
-        );
+        // Writing again overwrites every field, whatever the branch length.
+        t.write(&mut out, b"z9hG4bKx-0-0", u64::MAX);
         let r = rsip::Request::try_from(out.as_slice()).unwrap();
         let cs = r.cseq_header().unwrap().typed().unwrap();
         assert_eq!(cs.seq, CSEQ_BASE + (u32::MAX % CSEQ_BASE));
         assert!(cs.seq < 1 << 31);
+        assert_eq!(
+            r.call_id_header().unwrap().value(),
+            "ffffffffffffffff-deadbeef@127.0.0.1"
+        );
+        let via = r.via_header().unwrap().typed().unwrap();
+        assert_eq!(via.branch().unwrap().to_string(), "z9hG4bKx-0-0");
     }
 
+    /// The bench's request carries what the table hands out, and the answer finds it again.
     #[test]
-    fn foreign_branches_are_not_ours() {
+    fn table_branch_round_trip() {
+        use crate::transaction::{Lookup, Table};
         let t = template(Method::Options);
-        assert_eq!(
-            t.branch_id(b"z9hG4bKdeadbeef000000010000002a"),
-            Some(0x1_0000_002a)
-        );
-        assert_eq!(t.branch_id(b"z9hG4bKdeadbeee000000010000002a"), None);
-        assert_eq!(t.branch_id(b"z9hG4bKdeadbeef00000001000000"), None);
-        assert_eq!(t.branch_id(b"z9hG4bKdeadbeef00000001000000zz"), None);
-        assert_eq!(t.branch_id(b""), None);
+        let mut table: Table<u64> = Table::new("ab12").unwrap();
+        let (slot, branch) = table.insert(Method::Options, 5);
+        let mut out = Vec::new();
+        t.write(&mut out, branch.as_bytes(), 5);
+        let req = scan_request(&out).unwrap();
+        let mut resp = Vec::new();
+        write_response(&mut resp, &req, 200, "OK");
+        let r = scan_response(&resp).unwrap();
+        assert_eq!(table.lookup(r.branch, r.method), Lookup::Found(slot));
     }
 
     const KAMAILIO_200: &[u8] = b"SIP/2.0 200 OK\r\n\
@@ -801,15 +747,16 @@ Content-Length: 0\r\n\r\n";
     fn responder_answer_matches_the_request() {
         let t = template(Method::Invite);
         let mut req = Vec::new();
-        let ids = Ids { tx: 42, seq: 9 };
-        t.write(&mut req, ids);
+        let branch = b"z9hG4bKab12-2a-0";
+        t.write(&mut req, branch, 9);
         let r = scan_request(&req).unwrap();
         assert_eq!(r.method(), Some(Method::Invite));
         let mut out = Vec::new();
         write_response(&mut out, &r, 503, reason(503));
         let resp = scan_response(&out).unwrap();
         assert_eq!(resp.status, 503);
-        assert_eq!(t.branch_id(resp.branch), Some(42));
+        assert_eq!(resp.branch, branch);
+        assert_eq!(resp.cseq, 1_000_000_009);
         assert_eq!(resp.method, Method::Invite);
         assert_eq!(resp.to, b"<sip:127.0.0.1:5060>;tag=srewatch-responder");
         // rsip agrees the answer is a well-formed response.
@@ -818,12 +765,16 @@ Content-Length: 0\r\n\r\n";
 
         // The ACK: same branch, Call-ID, tag, CSeq number; To from the response.
         let mut ack = Vec::new();
-        assert!(t.write_ack(&mut ack, ids, resp.to));
+        assert!(t.write_ack(&mut ack, resp.branch, 9, resp.to));
         let a = rsip::Request::try_from(ack.as_slice()).unwrap();
         let text = String::from_utf8(ack.clone()).unwrap();
         assert_eq!(a.method, rsip::Method::Ack);
         assert!(
-            text.contains(";branch=z9hG4bKdeadbeef000000000000002a;"),
+            text.starts_with("ACK sip:127.0.0.1:5060 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(";branch=z9hG4bKab12-2a-0;rport\r\n"),
             "{text}"
         );
         assert!(text.contains("\r\nTo: <sip:127.0.0.1:5060>;tag=srewatch-responder\r\n"));
@@ -833,7 +784,7 @@ Content-Length: 0\r\n\r\n";
         let ar = scan_request(&ack).unwrap();
         assert_eq!(ar.method(), Some(Method::Ack));
         // OPTIONS templates have no ACK.
-        assert!(!template(Method::Options).write_ack(&mut ack, ids, b"x"));
+        assert!(!template(Method::Options).write_ack(&mut ack, branch, 9, b"x"));
     }
 
     #[test]

@@ -342,7 +342,7 @@ fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::{scan_response, Ids, Template, ViaTransport};
+    use crate::fast::{scan_response, Template, ViaTransport};
 
     fn exchange(r: &Responder, method: Method, n: u64) -> (UdpSocket, Template, Vec<u16>) {
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -360,14 +360,15 @@ mod tests {
         let mut codes = Vec::new();
         let mut buf = [0u8; 2048];
         for i in 0..n {
-            t.write(&mut out, Ids { tx: i, seq: i });
+            let branch = format!("z9hG4bKt-{i:x}-0");
+            t.write(&mut out, branch.as_bytes(), i);
             c.send(&out).unwrap();
             if let Ok(len) = c.recv(&mut buf) {
                 let resp = scan_response(&buf[..len]).unwrap();
-                assert_eq!(t.branch_id(resp.branch), Some(i));
+                assert_eq!(resp.branch, branch.as_bytes());
                 codes.push(resp.status);
                 if method == Method::Invite {
-                    assert!(t.write_ack(&mut out, Ids { tx: i, seq: i }, resp.to));
+                    assert!(t.write_ack(&mut out, branch.as_bytes(), i, resp.to));
                     c.send(&out).unwrap();
                 }
             }
