@@ -264,6 +264,11 @@ impl SendBatch {
         self.n += 1;
     }
 
+    /// Forgets the pending datagrams (their buffers are kept).
+    pub fn clear(&mut self) {
+        self.n = 0;
+    }
+
     /// The datagram at `i` of the pending batch.
     pub fn get(&self, i: usize) -> &[u8] {
         &self.slots[i]
