@@ -217,6 +217,9 @@ pub struct Tally {
     pub late: u64,
     /// Responses with a branch or method that is not ours.
     pub stray: u64,
+    /// ICMP errors (port/host unreachable) reported on the socket; they cannot be tied to one
+    /// transaction over UDP, so the transactions time out and these are counted beside them.
+    pub unreachable: u64,
     /// Datagrams that are not a usable SIP response (counted, dropped).
     pub invalid: u64,
     /// Responses that needed the rsip fallback.
@@ -242,6 +245,7 @@ impl Default for Tally {
             provisional: 0,
             late: 0,
             stray: 0,
+            unreachable: 0,
             invalid: 0,
             fallbacks: 0,
             hist: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram bounds"),
@@ -292,6 +296,7 @@ impl Tally {
         self.provisional += o.provisional;
         self.late += o.late;
         self.stray += o.stray;
+        self.unreachable += o.unreachable;
         self.invalid += o.invalid;
         self.fallbacks += o.fallbacks;
         let _ = self.hist.add(&o.hist);
@@ -782,6 +787,13 @@ impl Worker {
                         Err(e) => {
                             // ICMP errors of a connected socket surface here; the transaction
                             // they belong to times out (or fails on its next send).
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
+                            ) {
+                                self.eng.steps[0].unreachable += 1;
+                                self.eng.second.unreachable += 1;
+                            }
                             if !self.logged_socket {
                                 self.logged_socket = true;
                                 tracing::warn!(target = %self.eng.cfg.target, error = %e,

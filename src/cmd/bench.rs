@@ -404,8 +404,8 @@ fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::R
     )?;
     writeln!(
         w,
-        "retransmits {}  acks {} (not sent {})  provisional {}  late {}  stray {}  invalid {}  rsip fallbacks {}",
-        t.retransmits, t.acks, t.ack_send_errors, t.provisional, t.late, t.stray, t.invalid, t.fallbacks
+        "retransmits {}  acks {} (not sent {})  provisional {}  late {}  stray {}  unreachable {}  invalid {}  rsip fallbacks {}",
+        t.retransmits, t.acks, t.ack_send_errors, t.provisional, t.late, t.stray, t.unreachable, t.invalid, t.fallbacks
     )?;
     writeln!(
         w,
@@ -450,6 +450,7 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
         "provisional": t.provisional,
         "late": t.late,
         "stray": t.stray,
+        "unreachable": t.unreachable,
         "invalid": t.invalid,
         "rsip_fallbacks": t.fallbacks,
         "latency_us": {
