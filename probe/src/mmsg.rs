@@ -331,6 +331,35 @@ impl SendBatch {
     }
 }
 
+/// Socket buffer size asked for by [`deep_buffers`].
+pub const DEEP_BUFFER: usize = 32 << 20;
+
+/// Gives a UDP socket deep receive and send buffers, so that a load generator or responder
+/// descheduled for a while (a busy machine) loses nothing: `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`
+/// when allowed (CAP_NET_ADMIN), else the plain options (capped by `net.core.rmem_max`).
+pub fn deep_buffers(s: &socket2::Socket) {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    let v = DEEP_BUFFER as libc::c_int;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        let set = |opt| unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if set(force) != 0 {
+            set(plain);
+        }
+    }
+}
+
 /// Waits until `fd` is readable or `timeout` passes (nanosecond resolution, `ppoll`).
 /// Returns whether it is readable.
 pub fn wait_readable(fd: RawFd, timeout: std::time::Duration) -> bool {

@@ -128,8 +128,7 @@ fn reuseport_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_port(true)?;
-    s.set_recv_buffer_size(8 << 20)?;
-    s.set_send_buffer_size(8 << 20)?;
+    crate::mmsg::deep_buffers(&s);
     s.bind(&addr.into())?;
     // Wake up now and then to look at the stop flag.
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
