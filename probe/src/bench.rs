@@ -636,8 +636,12 @@ impl Worker {
             io,
             eng: Engine {
                 epoch,
-                table: Table::with_random_prefix(),
-                timers: Timers::default(),
+                // Closed loop knows its most outstanding: no growth (and no copy) later.
+                table: Table::with_random_prefix().with_capacity(quota),
+                timers: Timers {
+                    fifo: VecDeque::with_capacity(quota),
+                    heap: BinaryHeap::new(),
+                },
                 tmpl,
                 txcfg,
                 // Room for a round's ACKs (4 receive batches) on top of a batch of requests.
@@ -1505,6 +1509,11 @@ mod tests {
 
     #[test]
     fn memory_per_outstanding_transaction_fits() {
+        eprintln!(
+            "table entry {} + free list 4 + timer 16 = {} bytes per outstanding transaction",
+            crate::transaction::table::entry_size::<BenchTx>(),
+            bytes_per_outstanding()
+        );
         assert!(
             bytes_per_outstanding() <= 256,
             "{}",
