@@ -839,6 +839,10 @@ impl Worker {
                     if self.eng.txb.len() + BATCH > self.eng.txb.capacity() {
                         self.eng.flush_udp(sock.as_raw_fd(), now);
                     }
+                    // A short batch emptied the socket: spare the system call that would say so.
+                    if n < BATCH {
+                        break;
+                    }
                 }
             }
             Io::Tcp {
