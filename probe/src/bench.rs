@@ -1547,7 +1547,7 @@ mod tests {
         let last_value = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .last()
+            .next_back()
             .unwrap();
         assert_eq!(last_value, "       4.001 1.000000000000          4");
         assert!(text.contains("#[Max     =        4.001, Total count    =            4]"));

@@ -756,7 +756,7 @@ Content-Length: 0\r\n\r\n";
         let mut scratch = Scratch::default();
         let (mut fast, mut agreed) = (0, 0);
         for _ in 0..3000 {
-            let mut headers = vec![
+            let mut headers = [
                 ["Via", "v"][rnd(2)].to_string()
                     + ": SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKab-1-0;rport=40000"
                     + [",SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKother", ""][rnd(2)],
