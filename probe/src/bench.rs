@@ -42,11 +42,6 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Shortest sleep of an idle worker. Requests due sooner wait for it and leave together (the
-/// delay shows in the latency, measured from the scheduled time). A worker never spins: on a
-/// small machine a spinning load generator steals the CPU the server under test needs.
-const MIN_IDLE_NS: u64 = 20_000;
-
 /// Receive batches read per round at most (ACKs are flushed in between).
 const RECV_ROUNDS: usize = 16;
 
@@ -164,6 +159,11 @@ pub struct BenchConfig {
     pub p99_bound: Duration,
     /// Status that is not a failure.
     pub expected_status: u16,
+    /// Shortest sleep of an idle worker: requests due sooner wait for it and leave together
+    /// (the wait shows in their latency, which is measured from the scheduled time). A worker
+    /// never spins: on a small machine a spinning load generator steals the CPU of the server
+    /// under test, and every wake-up costs CPU too.
+    pub send_window: Duration,
     /// Cap on outstanding transactions (all sockets); a request that would exceed it is not sent
     /// and counted as a send error (`outstanding_limit`).
     pub outstanding_limit: usize,
@@ -186,6 +186,7 @@ impl BenchConfig {
             p99_bound: Duration::from_millis(100),
             expected_status: method.expected_status(),
             outstanding_limit: 1_000_000,
+            send_window: Duration::from_micros(100),
         }
     }
 }
@@ -539,6 +540,8 @@ enum Io {
 struct Engine {
     cfg: Arc<BenchConfig>,
     epoch: Instant,
+    /// CLOCK_REALTIME at `epoch`, ns since the Unix epoch: converts kernel receive timestamps.
+    epoch_real_ns: u64,
     table: Table<BenchTx>,
     timers: Timers,
     tmpl: Template,
@@ -572,6 +575,14 @@ struct Worker {
     logged_socket: bool,
 }
 
+/// CLOCK_REALTIME (ns since the Unix epoch) at the monotonic instant `epoch`.
+fn realtime_at(epoch: Instant) -> u64 {
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (real.saturating_sub(epoch.elapsed())).as_nanos() as u64
+}
+
 fn ns_since(epoch: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(epoch).as_nanos() as u64
 }
@@ -593,6 +604,10 @@ impl Worker {
                 let s = udp_socket(cfg.target).map_err(sock_err)?;
                 let local = s.local_addr().map_err(sock_err)?;
                 let rx = RecvBatch::new(BATCH, RECV_SLOT);
+                // Latency ends when the kernel got the answer, not when this thread read it.
+                if let Err(e) = crate::mmsg::enable_rx_timestamps(s.as_raw_fd()) {
+                    tracing::warn!(error = %e, "Bench cannot get receive timestamps; using read times");
+                }
                 (Io::Udp { sock: s, rx }, local, ViaTransport::Udp)
             }
             BenchTransport::Tcp => {
@@ -636,6 +651,7 @@ impl Worker {
             io,
             eng: Engine {
                 epoch,
+                epoch_real_ns: realtime_at(epoch),
                 // Closed loop knows its most outstanding: no growth (and no copy) later.
                 table: Table::with_random_prefix().with_capacity(quota),
                 timers: Timers {
@@ -730,9 +746,18 @@ impl Worker {
                 None => until = until.min(self.end_ns),
             }
         }
-        let wait =
-            Duration::from_nanos(until.saturating_sub(now_ns).clamp(MIN_IDLE_NS, 50_000_000));
+        let wait = Duration::from_nanos(
+            until
+                .saturating_sub(now_ns)
+                .clamp(self.eng.cfg.send_window.as_nanos() as u64, 50_000_000),
+        );
         match &self.io {
+            // Open loop over UDP: answers need not wake the worker (their arrival time comes from
+            // the kernel), so it sleeps until the next send or timer, reading at least every
+            // millisecond. Fewer wake-ups leave the CPU to the server under test.
+            Io::Udp { .. } if self.schedule.is_some() => {
+                std::thread::sleep(wait.min(Duration::from_millis(1)));
+            }
             Io::Udp { sock, .. } => {
                 wait_readable(sock.as_raw_fd(), wait);
             }
@@ -833,7 +858,13 @@ impl Worker {
                             self.eng.invalid("truncated");
                             continue;
                         }
-                        self.eng.on_response(rx.get(i), now, now_ns);
+                        // The kernel's arrival time, unless it is out of range (a clock step).
+                        let rx_ns = rx
+                            .timestamp_ns(i)
+                            .and_then(|t| t.checked_sub(self.eng.epoch_real_ns))
+                            .filter(|&t| t <= now_ns)
+                            .unwrap_or(now_ns);
+                        self.eng.on_response(rx.get(i), now, rx_ns);
                     }
                     // Keep room for the next batch's ACKs.
                     if self.eng.txb.len() + BATCH > self.eng.txb.capacity() {
@@ -1352,6 +1383,9 @@ fn validate(cfg: &BenchConfig) -> Result<(), BenchError> {
     let bad = |m: String| Err(BenchError::Config(m));
     if cfg.sockets == 0 || cfg.sockets > 256 {
         return bad(format!("sockets must be 1..=256, got {}", cfg.sockets));
+    }
+    if cfg.send_window > Duration::from_millis(10) {
+        return bad(format!("send window {:?} is over 10ms", cfg.send_window));
     }
     if cfg.timeout.is_zero() {
         return bad("timeout must be above zero".into());

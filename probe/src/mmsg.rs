@@ -94,11 +94,36 @@ pub struct RecvBatch {
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     addrs: Vec<RawAddr>,
+    /// Control-message space per datagram, for kernel receive timestamps.
+    control: Vec<u64>,
     n: usize,
 }
 
+/// u64 words of control-message space per datagram (a cmsghdr with a timespec needs 32 bytes).
+const CONTROL_WORDS: usize = 8;
+
 // The raw pointers inside point into the batch's own buffers and are rewritten before use.
 unsafe impl Send for RecvBatch {}
+
+/// Asks the kernel to stamp every received datagram with its arrival time (`SO_TIMESTAMPNS`,
+/// CLOCK_REALTIME); [`RecvBatch::timestamp_ns`] reads it.
+pub fn enable_rx_timestamps(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 impl RecvBatch {
     /// `capacity` datagrams of at most `slot` bytes each (longer ones are truncated and
@@ -116,6 +141,7 @@ impl RecvBatch {
             ],
             hdrs: (0..capacity).map(|_| unsafe { zeroed() }).collect(),
             addrs: vec![RawAddr::default(); capacity],
+            control: vec![0; capacity * CONTROL_WORDS],
             n: 0,
         }
     }
@@ -134,8 +160,8 @@ impl RecvBatch {
             h.msg_iovlen = 1;
             h.msg_name = &mut self.addrs[i].storage as *mut _ as *mut libc::c_void;
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_control = self.control[i * CONTROL_WORDS..].as_mut_ptr() as *mut libc::c_void;
+            h.msg_controllen = CONTROL_WORDS * 8;
             h.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }
@@ -182,6 +208,23 @@ impl RecvBatch {
     #[inline]
     pub fn truncated(&self, i: usize) -> bool {
         self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
+    }
+
+    /// The kernel's arrival time of the i-th datagram (ns since the Unix epoch, CLOCK_REALTIME)
+    /// when [`enable_rx_timestamps`] was called on the socket.
+    pub fn timestamp_ns(&self, i: usize) -> Option<u64> {
+        let h = &self.hdrs[i].msg_hdr;
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_TIMESTAMPNS {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                    return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 
     /// The sender of the i-th datagram.
@@ -398,6 +441,11 @@ mod tests {
         assert_eq!(res.sent, 5);
         assert!(res.failed.is_empty());
         let mut rb = RecvBatch::new(8, 64);
+        enable_rx_timestamps(b.as_raw_fd()).unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         let mut got = 0;
         while got < 5 {
             assert!(wait_readable(
@@ -409,6 +457,9 @@ mod tests {
                 assert_eq!(rb.get(i), &[(got + i) as u8; 10]);
                 assert_eq!(rb.addr(i).to_std(), Some(a.local_addr().unwrap()));
                 assert!(!rb.truncated(i));
+                // Stamped when it arrived, which was before now and not long before `before`.
+                let ts = rb.timestamp_ns(i).expect("timestamp");
+                assert!(ts + 1_000_000_000 > before && ts < before + 5_000_000_000);
             }
             got += n;
         }

@@ -78,6 +78,10 @@ pub struct Args {
     /// Most transactions outstanding at once; requests beyond it count as send errors.
     #[arg(long, default_value_t = 1_000_000)]
     outstanding_limit: usize,
+    /// Shortest sleep of an idle sender: requests due within it leave together, and the wait
+    /// counts in their latency. Smaller is finer timing for more CPU.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100us")]
+    send_window: Duration,
     /// Write the summary as JSON to FILE.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -147,6 +151,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     cfg.p99_bound = a.p99_max;
     cfg.max_failure_ratio = a.max_failures;
     cfg.outstanding_limit = a.outstanding_limit;
+    cfg.send_window = a.send_window;
     if let Some(s) = a.expect_status {
         cfg.expected_status = s;
     }
@@ -477,6 +482,7 @@ fn to_json(cfg: &BenchConfig, r: &BenchResult) -> serde_json::Value {
         "retransmit": cfg.retransmit,
         "timeout_s": cfg.timeout.as_secs_f64(),
         "expected_status": cfg.expected_status,
+        "send_window_us": cfg.send_window.as_micros() as u64,
         "elapsed_s": r.elapsed.as_secs_f64(),
         "peak_outstanding": r.peak_outstanding,
         "max_send_lag_us": r.max_send_lag_us,
