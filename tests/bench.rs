@@ -171,9 +171,10 @@ fn closed_loop_keeps_its_outstanding() {
     resp.stop();
     assert_accounting(&r);
     assert_eq!(r.peak_outstanding, 10);
-    // 10 at a time, 20 ms each, for 1 s: about 500 (scheduling slack allowed).
+    // 10 at a time, 20 ms each, for 1 s: about 500.
     let n = r.total.answered_with(200);
-    assert!((400..=510).contains(&n), "{n}");
+    // At most 10 per 20 ms, plus the last 10 started before the end; a busy machine gives fewer.
+    assert!((250..=510).contains(&n), "{n}");
     assert!(r.total.hist.min() >= 20_000);
 }
 
