@@ -339,6 +339,11 @@ fn highest_held(cfg: &BenchConfig, r: &BenchResult) -> Option<f64> {
         .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))))
 }
 
+/// The lowest step that did not hold (a noisy run can hold again above it).
+fn first_failed(cfg: &BenchConfig, r: &BenchResult) -> Option<f64> {
+    r.steps.iter().find(|s| !s.held(cfg)).and_then(|s| s.rate)
+}
+
 fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::Result<()> {
     writeln!(
         w,
@@ -429,6 +434,9 @@ fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::R
             )?,
             None => writeln!(w, "no step held")?,
         }
+        if let Some(rate) = first_failed(cfg, r) {
+            writeln!(w, "first step that did not hold: {rate:.0}/s")?;
+        }
     }
     Ok(())
 }
@@ -504,6 +512,7 @@ fn to_json(cfg: &BenchConfig, r: &BenchResult) -> serde_json::Value {
             v
         }).collect::<Vec<_>>(),
         "highest_held_rate": highest_held(cfg, r),
+        "first_failed_rate": first_failed(cfg, r),
         "hold_rule": {"max_failure_ratio": cfg.max_failure_ratio, "p99_max_us": cfg.p99_bound.as_micros() as u64},
         "seconds": r.seconds.iter().map(|s| json!({
             "second": s.second,
