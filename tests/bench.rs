@@ -384,3 +384,28 @@ fn binary_end_to_end_with_json_csv_and_histogram() {
         "{log}"
     );
 }
+
+#[test]
+fn ramp_reports_each_step() {
+    let resp = responder(|_| {});
+    let steps = bench::parse_ramp("500:1500:500:1s").unwrap();
+    let mut cfg = config(resp.local_addr(), BenchMethod::Options, Load::Open(steps));
+    cfg.p99_bound = Duration::from_secs(1);
+    let r = run(cfg.clone());
+    let s = resp.stop();
+    assert_accounting(&r);
+    let sent: Vec<u64> = r.steps.iter().map(|s| s.tally.sent).collect();
+    assert_eq!(sent, [500, 1000, 1500]);
+    let answered: Vec<u64> = r.steps.iter().map(|s| s.tally.answered_with(200)).collect();
+    assert_eq!(answered, [500, 1000, 1500]);
+    assert_eq!(
+        r.steps.iter().map(|s| s.rate).collect::<Vec<_>>(),
+        [Some(500.0), Some(1000.0), Some(1500.0)]
+    );
+    assert!(r.steps.iter().all(|s| s.held(&cfg)));
+    // The hold rule is applied to each step's own percentiles: under a 1 us p99 bound none holds.
+    let mut strict = cfg.clone();
+    strict.p99_bound = Duration::from_micros(1);
+    assert!(r.steps.iter().all(|s| !s.held(&strict)));
+    assert_eq!(s.options, 3000 + r.total.retransmits);
+}
