@@ -542,6 +542,8 @@ struct Engine {
     epoch: Instant,
     /// CLOCK_REALTIME at `epoch`, ns since the Unix epoch: converts kernel receive timestamps.
     epoch_real_ns: u64,
+    /// The step being sent: what belongs to no transaction (late, stray, invalid) counts there.
+    cur_step: usize,
     table: Table<BenchTx>,
     timers: Timers,
     tmpl: Template,
@@ -652,6 +654,7 @@ impl Worker {
             eng: Engine {
                 epoch,
                 epoch_real_ns: realtime_at(epoch),
+                cur_step: 0,
                 // Closed loop knows its most outstanding: no growth (and no copy) later.
                 table: Table::with_random_prefix().with_capacity(quota),
                 timers: Timers {
@@ -831,7 +834,7 @@ impl Worker {
                                 e.raw_os_error(),
                                 Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
                             ) {
-                                self.eng.steps[0].unreachable += 1;
+                                self.eng.steps[self.eng.cur_step].unreachable += 1;
                                 self.eng.second.unreachable += 1;
                             }
                             if !self.logged_socket {
@@ -987,6 +990,7 @@ impl Engine {
     #[inline]
     fn start(&mut self, now: Instant, now_ns: u64, sched_ns: u64, step: usize, down: bool) {
         self.max_lag_ns = self.max_lag_ns.max(now_ns.saturating_sub(sched_ns));
+        self.cur_step = step;
         let st = &mut self.steps[step];
         st.sent += 1;
         st.mark_send(now_ns);
@@ -1081,7 +1085,7 @@ impl Engine {
 
     fn invalid(&mut self, why: &'static str) {
         self.second.invalid += 1;
-        self.steps[0].invalid += 1;
+        self.steps[self.cur_step].invalid += 1;
         if !self.logged_invalid {
             self.logged_invalid = true;
             tracing::warn!(target = %self.cfg.target, reason = why,
@@ -1097,7 +1101,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 self.second.fallbacks += fallbacks;
-                self.steps[0].fallbacks += fallbacks;
+                self.steps[self.cur_step].fallbacks += fallbacks;
                 self.invalid(e.as_str());
                 return;
             }
@@ -1106,12 +1110,12 @@ impl Engine {
             Lookup::Found(slot) => slot,
             Lookup::Late => {
                 self.second.late += 1;
-                self.steps[0].late += 1;
+                self.steps[self.cur_step].late += 1;
                 return;
             }
             Lookup::Stray => {
                 self.second.stray += 1;
-                self.steps[0].stray += 1;
+                self.steps[self.cur_step].stray += 1;
                 return;
             }
         };
@@ -1173,7 +1177,7 @@ impl Engine {
             match self.pending[i] {
                 Pending::Request(slot) => self.fail(slot, kind, now),
                 Pending::Ack => {
-                    self.steps[0].ack_send_errors += 1;
+                    self.steps[self.cur_step].ack_send_errors += 1;
                     self.second.ack_send_errors += 1;
                 }
             }
