@@ -3,6 +3,7 @@
 
 mod util;
 
+mod bench;
 mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;

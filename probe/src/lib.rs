@@ -20,11 +20,13 @@
 //!   response scanner that reads status, top branch and CSeq without a full parse.
 //! - [`bench`]: the open/closed-loop load generator with HDR latency recording.
 //! - [`responder`]: a stateless UAS for lab tests and for measuring the bench's own ceiling.
+//! - [`mmsg`]: batched UDP I/O (recvmmsg/sendmmsg) for the bench and the responder.
 
 pub mod bench;
 pub mod consts;
 pub mod fast;
 pub mod message;
+pub mod mmsg;
 pub mod monitor;
 pub mod responder;
 pub mod transaction;
