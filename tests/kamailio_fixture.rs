@@ -1,20 +1,7 @@
 //! The test CP itself behaves as the other tests assume: checked with sipsak and kamcmd, both
 //! independent of srewatch.
 
-use crate::util::{self, kamailio::Kamailio};
-use std::process::Command;
-
-fn sipsak_status(uri: &str) -> String {
-    let out = Command::new("sipsak")
-        .args(["-vv", "-s", uri])
-        .output()
-        .expect("sipsak (Debian package sipsak)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find(|l| l.starts_with("SIP/2.0 "))
-        .map(|l| l[8..11].to_string())
-        .unwrap_or_else(|| panic!("sipsak printed no status line:\n{text}"))
-}
+use crate::util::{self, kamailio::Kamailio, sipsak_status};
 
 #[test]
 fn test_cp_answers_200_then_503_with_marker() {

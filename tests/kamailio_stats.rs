@@ -5,26 +5,13 @@
 
 use crate::util::{self, kamailio::Kamailio};
 use ingest::kamailio::{spawn_pollers, TargetConfig};
-use ingest::sink::{spawn_writer, SinkHandle};
-use std::io::Write;
+use ingest::sink::{spawn_writer, MemoryWriter, SinkHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const INTERVAL: Duration = Duration::from_millis(200);
-
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// One line of line protocol, split.
 #[derive(Debug, Clone)]
@@ -73,7 +60,7 @@ fn parse_points(text: &str) -> Vec<Point> {
 }
 
 struct Run {
-    out: Shared,
+    out: MemoryWriter,
     sink: SinkHandle,
     writer: tokio::task::JoinHandle<std::io::Result<ingest::SinkStats>>,
     stop: watch::Sender<bool>,
@@ -82,7 +69,7 @@ struct Run {
 
 impl Run {
     fn start(targets: Vec<TargetConfig>) -> Run {
-        let out = Shared::default();
+        let out = MemoryWriter::default();
         let (sink, writer) = spawn_writer(out.clone());
         let (stop, rx) = watch::channel(false);
         let pollers = spawn_pollers(targets, sink.clone(), rx);
@@ -97,7 +84,7 @@ impl Run {
 
     async fn points(&self) -> Vec<Point> {
         self.sink.flush().await.unwrap();
-        parse_points(&String::from_utf8(self.out.0.lock().unwrap().clone()).unwrap())
+        parse_points(&self.out.text())
     }
 
     /// `up` values of `host`, in order.

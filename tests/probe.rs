@@ -1,26 +1,13 @@
 //! The prober against a real Kamailio (tests/util/kamailio.rs), cross-checked with sipsak and
 //! with Kamailio's own counters read by kamcmd.
 
-use crate::util::{self, kamailio::Kamailio, kamailio::Options, Proc};
+use crate::util::{self, kamailio::Kamailio, kamailio::Options, sipsak_status, Proc};
 use probe::monitor::{
     self, EventKind, Output, ProbeConfig, ProbeResult, Role, ServiceState, TargetConfig,
 };
 use probe::transaction::Method;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Receiver;
-
-fn sipsak_status(uri: &str) -> String {
-    let out = Command::new("sipsak")
-        .args(["-vv", "-s", uri])
-        .output()
-        .expect("sipsak (Debian package sipsak)");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find(|l| l.starts_with("SIP/2.0 "))
-        .map(|l| l[8..11].to_string())
-        .unwrap_or_else(|| panic!("sipsak printed no status line:\n{text}"))
-}
 
 fn target(name: &str, uri: &str, role: Role) -> TargetConfig {
     let mut t = TargetConfig::new(name, uri, role);

@@ -8,7 +8,6 @@
 use anyhow::Context;
 use ingest::sink::{SinkHandle, SinkStats};
 use std::future::Future;
-use std::io::Write;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -51,14 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (h, Box::pin(async move { Ok(t.await?) }))
             }
             None => {
-                let out: Box<dyn Write + Send> = match args.out.as_deref() {
-                    None => Box::new(std::io::stdout()),
-                    Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout()),
-                    Some(p) => Box::new(
-                        std::fs::File::create(p)
-                            .with_context(|| format!("cannot create {}", p.display()))?,
-                    ),
-                };
+                let out = super::line_output(args.out.as_deref())?;
                 let (h, t) = ingest::sink::spawn_writer(out);
                 (h, Box::pin(async move { Ok(t.await??) }))
             }

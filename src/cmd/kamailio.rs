@@ -68,17 +68,7 @@ fn poll(a: PollArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let out: Box<dyn std::io::Write + Send> = if a.out == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&a.out)
-                    .with_context(|| format!("cannot open {}", a.out))?,
-            )
-        };
+        let out = super::line_output(Some(std::path::Path::new(&a.out)))?;
         let (sink, writer) = ingest::sink::spawn_writer(out);
         let stats = if a.once {
             let s = kamailio::poll::poll_once(targets, sink.clone()).await;

@@ -213,14 +213,7 @@ fn run_monitor(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let out: Box<dyn std::io::Write + Send> = if a.out == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(
-                std::fs::File::create(&a.out)
-                    .with_context(|| format!("cannot create {}", a.out))?,
-            )
-        };
+        let out = super::line_output(Some(std::path::Path::new(&a.out)))?;
         let (sink, sink_task) = ingest::sink::spawn_writer(out);
         let (mut rx, handle) = monitor::spawn(&cfg.probe).await?;
         tracing::info!(targets = cfg.probe.target.len(), "Probing started");

@@ -121,6 +121,20 @@ pub fn srewatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_srewatch"))
 }
 
+/// The status code of sipsak's answer to an OPTIONS to `uri` (Debian's sipsak, an SIP client
+/// independent of srewatch), e.g. `"200"`.
+pub fn sipsak_status(uri: &str) -> String {
+    let out = Command::new("sipsak")
+        .args(["-vv", "-s", uri])
+        .output()
+        .expect("sipsak (Debian package sipsak)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find(|l| l.starts_with("SIP/2.0 "))
+        .map(|l| l[8..11].to_string())
+        .unwrap_or_else(|| panic!("sipsak printed no status line:\n{text}"))
+}
+
 /// The workspace's `fixtures/` directory.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")

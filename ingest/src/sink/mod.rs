@@ -120,26 +120,35 @@ pub fn spawn_writer<W: Write + Send + 'static>(
     (handle, task)
 }
 
+/// An in-memory writer for [`spawn_writer`]: clones share one buffer, so a test (or a
+/// diagnostic command) can read what the sink wrote.
+#[derive(Clone, Default)]
+pub struct MemoryWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl MemoryWriter {
+    /// Everything written so far, as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for MemoryWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[tokio::test]
     async fn writer_groups_by_bucket() {
-        let buf = Shared::default();
+        let buf = MemoryWriter::default();
         let (h, task) = spawn_writer(buf.clone());
         h.write("counters", Bytes::from_static(b"a v=1i 60\n"), 1)
             .await
@@ -156,7 +165,7 @@ mod tests {
         let stats = task.await.unwrap().unwrap();
         assert_eq!(stats.points_written, 3);
         assert_eq!(
-            String::from_utf8(buf.0.lock().unwrap().clone()).unwrap(),
+            buf.text(),
             "# bucket: counters\na v=1i 60\nb v=2i 60\n# bucket: samples\nc value=0.5 60\n"
         );
     }
