@@ -95,6 +95,7 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     t.user = a.user.clone();
     let cfg = ProbeConfig {
         fingerprint: None,
+        shard: None,
         target: vec![t],
     };
     if let Some((key, reason)) = cfg.validate().into_iter().next() {

@@ -147,6 +147,101 @@ pub fn spawn_pollers_with_clock(
     Pollers { task, stats }
 }
 
+/// Pollers that can be added and removed while running (the service's SIGHUP reload): each
+/// target has its own task and stop switch, so removing one never touches the windows of the
+/// others.
+pub struct PollerSet {
+    http: reqwest::Client,
+    sink: SinkHandle,
+    stats: Arc<PollStats>,
+    clock: Clock,
+    running: Vec<(TargetConfig, watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl PollerSet {
+    /// An empty set writing to `sink`.
+    pub fn new(sink: SinkHandle, clock: Clock) -> PollerSet {
+        PollerSet {
+            http: http_client(),
+            sink,
+            stats: Arc::new(PollStats::default()),
+            clock,
+            running: Vec::new(),
+        }
+    }
+
+    /// Counters over all targets, past and present.
+    pub fn stats(&self) -> Arc<PollStats> {
+        self.stats.clone()
+    }
+
+    /// The targets being polled.
+    pub fn targets(&self) -> impl Iterator<Item = &TargetConfig> {
+        self.running.iter().map(|(c, _, _)| c)
+    }
+
+    /// Starts polling one more target.
+    pub fn add(&mut self, cfg: TargetConfig) {
+        let (stop, stop_rx) = watch::channel(false);
+        let t = TargetPoller::new(
+            cfg.clone(),
+            self.http.clone(),
+            self.sink.clone(),
+            self.stats.clone(),
+        );
+        let task = tokio::spawn(t.run(stop_rx, self.clock));
+        self.running.push((cfg, stop, task));
+    }
+
+    /// Stops the first target equal to `cfg` (it writes its partial minute first).
+    pub async fn remove(&mut self, cfg: &TargetConfig) -> bool {
+        let Some(i) = self.running.iter().position(|(c, _, _)| c == cfg) else {
+            return false;
+        };
+        let (_, stop, task) = self.running.remove(i);
+        let _ = stop.send(true);
+        let _ = task.await;
+        true
+    }
+
+    /// Makes the polled targets those of `targets`: targets whose configuration is unchanged
+    /// keep running (and keep their windows), the others are stopped or started. Returns the
+    /// hostnames (removed, added).
+    pub async fn reconcile(&mut self, targets: &[TargetConfig]) -> (Vec<String>, Vec<String>) {
+        let mut keep: Vec<bool> = vec![false; targets.len()];
+        let mut stale = Vec::new();
+        for (c, _, _) in &self.running {
+            match (0..targets.len()).find(|&i| !keep[i] && targets[i] == *c) {
+                Some(i) => keep[i] = true,
+                None => stale.push(c.clone()),
+            }
+        }
+        let mut removed = Vec::new();
+        for c in stale {
+            self.remove(&c).await;
+            removed.push(c.hostname);
+        }
+        let mut added = Vec::new();
+        for (i, c) in targets.iter().enumerate() {
+            if !keep[i] {
+                self.add(c.clone());
+                added.push(c.hostname.clone());
+            }
+        }
+        (removed, added)
+    }
+
+    /// Stops every target (each writes its partial minute) and waits for them.
+    pub async fn shutdown(mut self) {
+        for (_, stop, _) in &self.running {
+            let _ = stop.send(true);
+        }
+        for (_, _, task) in self.running.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
 /// Polls every target once, concurrently, and writes what came back (counter totals, gauges,
 /// `up`) at once: `srewatch kamailio poll --once`.
 pub async fn poll_once(targets: Vec<TargetConfig>, sink: SinkHandle) -> Arc<PollStats> {

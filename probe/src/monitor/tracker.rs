@@ -72,20 +72,47 @@ impl Tracker {
             fingerprints: HashMap::new(),
         };
         for c in targets {
-            let name: Arc<str> = Arc::from(c.name.as_str());
-            t.by_name.insert(name.clone(), t.targets.len());
-            t.targets.push(TargetState {
-                name,
-                role: c.role,
-                expect: c.expect,
-                invite_probe: c.invite_probe,
-                state: None,
-                owner: None,
-                alarms: HashSet::new(),
-                window: None,
-            });
+            t.add(c);
         }
         t
+    }
+
+    /// Starts tracking one more target (no state yet). A target of the same name is replaced.
+    pub fn add(&mut self, c: &TargetConfig) {
+        let name: Arc<str> = Arc::from(c.name.as_str());
+        let state = TargetState {
+            name: name.clone(),
+            role: c.role,
+            expect: c.expect,
+            invite_probe: c.invite_probe,
+            state: None,
+            owner: None,
+            alarms: HashSet::new(),
+            window: None,
+        };
+        match self.by_name.get(&name) {
+            Some(&i) => self.targets[i] = state,
+            None => {
+                self.by_name.insert(name, self.targets.len());
+                self.targets.push(state);
+            }
+        }
+    }
+
+    /// Stops tracking `name`: its open window is summarised into `out`; its fingerprint no
+    /// longer attributes VIP answers. The other targets keep their state.
+    pub fn remove(&mut self, name: &str, out: &mut Vec<Output>) {
+        let Some(i) = self.by_name.remove(name) else {
+            return;
+        };
+        let mut t = self.targets.remove(i);
+        if let Some(w) = t.window.take() {
+            out.push(Output::Summary(summary(&t.name, t.role, &w)));
+        }
+        self.fingerprints.retain(|_, cp| **cp != *name);
+        for (j, t) in self.targets.iter().enumerate().skip(i) {
+            self.by_name.insert(t.name.clone(), j);
+        }
     }
 
     /// The CP currently seen answering for `vip`.
@@ -278,6 +305,8 @@ impl Tracker {
             match m {
                 FromProber::Result(r) => self.on_result(r, &mut out),
                 FromProber::Rx { target, stats } => self.on_rx(&target, &stats),
+                FromProber::Add(c) => self.add(&c),
+                FromProber::Remove(name) => self.remove(&name, &mut out),
             }
             for o in out.drain(..) {
                 log(&o);
