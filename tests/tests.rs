@@ -7,4 +7,5 @@ mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;
 mod probe;
+mod service;
 mod sink;
