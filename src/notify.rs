@@ -21,7 +21,7 @@ impl Notifier {
             .and_then(|path| UnixDatagram::unbound().ok().map(|s| (s, path)));
         let pid_ok = std::env::var("WATCHDOG_PID")
             .ok()
-            .map_or(true, |p| p.parse::<u32>().ok() == Some(std::process::id()));
+            .is_none_or(|p| p.parse::<u32>().ok() == Some(std::process::id()));
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())

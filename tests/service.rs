@@ -344,14 +344,12 @@ fn sighup_bad_file_keeps_config_good_file_adds_targets() {
     // The last health line counts one reload and one refusal.
     let last = lp
         .lines()
-        .filter(|l| l.starts_with("srewatch_service,"))
-        .last()
+        .rfind(|l| l.starts_with("srewatch_service,"))
         .unwrap();
     assert!(last.contains("reloads=1i,reloads_refused=1i"), "{last}");
     let probes = lp
         .lines()
-        .filter(|l| l.starts_with("srewatch_probe,"))
-        .last()
+        .rfind(|l| l.starts_with("srewatch_probe,"))
         .unwrap();
     assert!(probes.contains("targets=2i"), "{probes}");
 }

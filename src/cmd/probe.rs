@@ -223,8 +223,13 @@ fn run_monitor(a: RunArgs) -> anyhow::Result<ExitCode> {
             )
         };
         let (sink, sink_task) = ingest::sink::spawn_writer(out);
-        let (mut rx, handle) = monitor::spawn(&cfg.probe).await?;
-        tracing::info!(targets = cfg.probe.target.len(), "Probing started");
+        // probe.shard: only this instance's share of the targets.
+        let own = ProbeConfig {
+            target: cfg.own_probe_targets(),
+            ..cfg.probe.clone()
+        };
+        let (mut rx, handle) = monitor::spawn(&own).await?;
+        tracing::info!(targets = own.target.len(), shard = %cfg.shard(), "Probing started");
         let mut enc = ingest::LineEncoder::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let deadline = async {

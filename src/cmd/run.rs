@@ -69,17 +69,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Uses `$CREDENTIALS_DIRECTORY/influx-token` when it exists and no `token_file` is configured.
 fn apply_credentials(cfg: &mut Config) {
-    let Some(influx) = cfg.influxdb.as_mut() else {
+    credentials_from(cfg, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref());
+}
+
+fn credentials_from(cfg: &mut Config, dir: Option<&std::ffi::OsStr>) {
+    let (Some(influx), Some(dir)) = (cfg.influxdb.as_mut(), dir) else {
         return;
     };
     if influx.token_file.is_some() {
         return;
     }
-    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let p = Path::new(&dir).join(TOKEN_CREDENTIAL);
-        if p.is_file() {
-            influx.token_file = Some(p);
-        }
+    let p = Path::new(dir).join(TOKEN_CREDENTIAL);
+    if p.is_file() {
+        influx.token_file = Some(p);
     }
 }
 
@@ -620,5 +622,39 @@ impl Service {
                 .unwrap_or(0),
             "Configuration reloaded"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_from_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_influx = || crate::config::parse("[influxdb]\n", Path::new("x")).unwrap();
+        // No credential file: the environment variable (token_file stays unset).
+        let mut cfg = with_influx();
+        credentials_from(&mut cfg, Some(dir.path().as_os_str()));
+        assert_eq!(cfg.influxdb.unwrap().token_file, None);
+        std::fs::write(dir.path().join(TOKEN_CREDENTIAL), "secret\n").unwrap();
+        let mut cfg = with_influx();
+        credentials_from(&mut cfg, Some(dir.path().as_os_str()));
+        assert_eq!(
+            cfg.influxdb.unwrap().token_file,
+            Some(dir.path().join(TOKEN_CREDENTIAL))
+        );
+        // A configured token_file wins.
+        let mut cfg =
+            crate::config::parse("[influxdb]\ntoken_file = \"/etc/t\"\n", Path::new("x")).unwrap();
+        credentials_from(&mut cfg, Some(dir.path().as_os_str()));
+        assert_eq!(
+            cfg.influxdb.unwrap().token_file,
+            Some(PathBuf::from("/etc/t"))
+        );
+        // No [influxdb]: nothing to do.
+        let mut cfg = crate::config::parse("", Path::new("x")).unwrap();
+        credentials_from(&mut cfg, Some(dir.path().as_os_str()));
+        assert!(cfg.influxdb.is_none());
     }
 }

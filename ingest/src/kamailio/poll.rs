@@ -610,6 +610,51 @@ mod tests {
     use super::*;
     use crate::sink::Command;
 
+    /// Reconcile keeps unchanged targets running (their windows intact), stops removed and
+    /// changed ones, starts new ones.
+    #[tokio::test(start_paused = true)]
+    async fn poller_set_reconcile() {
+        let (sink, mut rx) = SinkHandle::channel(4096);
+        let target = |host: &str| {
+            let mut c = TargetConfig::for_address(&format!("unix:/nonexistent/{host}.sock"));
+            c.hostname = host.into();
+            c
+        };
+        let mut set = PollerSet::new(sink, Clock::tokio_at(1_652_193_060_000));
+        let (removed, added) = set.reconcile(&[target("a"), target("b")]).await;
+        assert!(removed.is_empty());
+        assert_eq!(added, ["a", "b"]);
+        tokio::time::sleep(Duration::from_millis(20_001)).await;
+        let mut c = target("c");
+        c.interval = Duration::from_secs(5);
+        let mut b2 = target("b");
+        b2.timeout = Duration::from_secs(1);
+        let (removed, added) = set.reconcile(&[target("a"), b2, c]).await;
+        assert_eq!(removed, ["b"]);
+        assert_eq!(added, ["b", "c"]);
+        let hosts: Vec<&str> = set.targets().map(|t| t.hostname.as_str()).collect();
+        assert_eq!(hosts, ["a", "b", "c"]);
+        tokio::time::sleep(Duration::from_millis(10_000)).await;
+        let stats = set.stats();
+        set.shutdown().await;
+        // a: ticks at 10, 20, 30 s (the first attempt fails, then backs off: skipped); b: 10, 20
+        // in its first life, 30 in its second; c: 25, 30.
+        let c = stats.snapshot();
+        assert_eq!(c.polls_failed + c.polls_skipped, 3 + 2 + 1 + 2, "{c:?}");
+        let mut text = String::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::Write(b) = cmd {
+                text.push_str(std::str::from_utf8(&b.lines).unwrap());
+            }
+        }
+        let ups = |h: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("kamailio_up,hostname={h} ")))
+                .count()
+        };
+        assert_eq!((ups("a"), ups("b"), ups("c")), (3, 3, 2), "{text}");
+    }
+
     /// A dead node under paused time: `up=0` on every aligned tick, attempts backing off
     /// 1, 2, 4, then every 6 intervals (the 60 s cap), and a target line per minute.
     #[tokio::test(start_paused = true)]

@@ -479,6 +479,48 @@ mod tests {
     }
 
     #[test]
+    fn add_and_remove_keep_the_others() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "aaa"), &mut out);
+        t.on_result(res("vip", 0, Some(200), 1, "aaa"), &mut out);
+        out.clear();
+        // cp2 leaves: its window (none yet) and its state go; cp1 and vip keep theirs.
+        t.on_result(res("cp2", 1, Some(503), 1, "bbb"), &mut out);
+        out.clear();
+        t.remove("cp2", &mut out);
+        assert_eq!(kinds(&out), vec!["summary cp2 1"]);
+        out.clear();
+        t.on_result(res("cp2", 2, Some(503), 1, "bbb"), &mut out);
+        assert!(out.is_empty(), "results of a removed target are ignored");
+        // cp3 joins: a first-probe event for it only; cp1 has no new event (state kept).
+        t.add(&TargetConfig::new("cp3", "sip:127.0.0.3", Role::Cp));
+        t.on_result(res("cp3", 3, Some(200), 1, "ccc"), &mut out);
+        t.on_result(res("cp1", 3, Some(200), 1, "aaa"), &mut out);
+        t.on_result(res("vip", 3, Some(200), 1, "aaa"), &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "state cp3 none->in_service",
+                "result cp3 -",
+                "result cp1 -",
+                "result vip cp1",
+            ]
+        );
+        assert_eq!(t.owner("vip").as_deref(), Some("cp1"));
+        // cp1 leaves: its fingerprint no longer names the VIP's owner.
+        out.clear();
+        t.remove("cp1", &mut out);
+        assert_eq!(kinds(&out), vec!["summary cp1 2"]);
+        out.clear();
+        t.on_result(res("vip", 4, Some(200), 1, "aaa"), &mut out);
+        assert_eq!(kinds(&out), vec!["owner vip cp1->?", "result vip -"]);
+        out.clear();
+        t.flush(&mut out);
+        assert_eq!(kinds(&out), vec!["summary vip 3", "summary cp3 1"]);
+    }
+
+    #[test]
     fn states_alarms_and_failover() {
         let mut t = Tracker::new(&targets());
         let mut out = Vec::new();
