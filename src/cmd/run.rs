@@ -67,7 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(service(cfg, path, args.out))
 }
 
-/// Uses `$CREDENTIALS_DIRECTORY/influx-token` when it exists and no `token_file` is configured.
+/// Uses `$CREDENTIALS_DIRECTORY/influx-token` when it holds a token and no `token_file` is
+/// configured (an empty credential means none: the environment variable, or no token).
 fn apply_credentials(cfg: &mut Config) {
     credentials_from(cfg, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref());
 }
@@ -80,7 +81,7 @@ fn credentials_from(cfg: &mut Config, dir: Option<&std::ffi::OsStr>) {
         return;
     }
     let p = Path::new(dir).join(TOKEN_CREDENTIAL);
-    if p.is_file() {
+    if std::fs::read_to_string(&p).is_ok_and(|t| !t.trim().is_empty()) {
         influx.token_file = Some(p);
     }
 }
@@ -634,6 +635,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let with_influx = || crate::config::parse("[influxdb]\n", Path::new("x")).unwrap();
         // No credential file: the environment variable (token_file stays unset).
+        let mut cfg = with_influx();
+        credentials_from(&mut cfg, Some(dir.path().as_os_str()));
+        assert_eq!(cfg.influxdb.unwrap().token_file, None);
+        // An empty credential: none.
+        std::fs::write(dir.path().join(TOKEN_CREDENTIAL), " \n").unwrap();
         let mut cfg = with_influx();
         credentials_from(&mut cfg, Some(dir.path().as_os_str()));
         assert_eq!(cfg.influxdb.unwrap().token_file, None);
