@@ -116,8 +116,13 @@ struct Service {
     started: Instant,
     reloads: u64,
     reloads_refused: u64,
+    health_skipped: u64,
+    health_skipping: bool,
     enc: LineEncoder,
 }
+
+/// How long a health report may wait for room in the sink.
+const HEALTH_WRITE_WAIT: Duration = Duration::from_millis(500);
 
 async fn service(
     mut cfg: Config,
@@ -232,6 +237,8 @@ async fn service(
         started: Instant::now(),
         reloads: 0,
         reloads_refused: 0,
+        health_skipped: 0,
+        health_skipping: false,
         enc: LineEncoder::with_capacity(4096),
     };
     let _ = svc.notifier.ready(&svc.status_line());
@@ -441,6 +448,7 @@ impl Service {
                 ),
                 ("reloads", Field::Int(self.reloads as i64)),
                 ("reloads_refused", Field::Int(self.reloads_refused as i64)),
+                ("health_skipped", Field::Int(self.health_skipped as i64)),
             ],
             ts,
         );
@@ -530,10 +538,24 @@ impl Service {
         }
         let n = enc.lines();
         let lines = enc.take();
-        let _ = self
-            .sink
-            .write(&self.cfg.service.health_bucket, lines, n)
-            .await;
+        // The main loop also sends the watchdog pings: never wait long on a sink that is
+        // pushing back (server down and spool unusable).
+        let write = self.sink.write(&self.cfg.service.health_bucket, lines, n);
+        match tokio::time::timeout(HEALTH_WRITE_WAIT, write).await {
+            Err(_) => {
+                self.health_skipped += 1;
+                if !self.health_skipping {
+                    tracing::warn!("Sink busy; health report skipped (until it catches up, skips are counted, not logged)");
+                    self.health_skipping = true;
+                }
+            }
+            Ok(_) => {
+                if self.health_skipping {
+                    tracing::info!(skipped = self.health_skipped, "Health reports resumed");
+                    self.health_skipping = false;
+                }
+            }
+        }
     }
 
     /// SIGHUP: read the file again; apply target changes, refuse a bad file.
