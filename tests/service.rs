@@ -378,7 +378,7 @@ fn sd_notify_ready_watchdog_status_stopping() {
 }
 
 #[test]
-fn sighup_bad_file_keeps_config_good_file_adds_targets() {
+fn sighup_bad_file_keeps_config_good_files_add_and_remove_targets() {
     let dir = util::tempdir();
     let k = Kamailio::start(dir.path(), Options::default());
     let cfg = dir.path().join("s.toml");
@@ -406,29 +406,55 @@ fn sighup_bad_file_keeps_config_good_file_adds_targets() {
         .contains("Configuration refused; keeping the running one"));
 
     // A good file: one more probe target and one more Kamailio target.
-    std::fs::write(
-        &cfg,
+    let probe_t = |name: &str| {
         format!(
-            "{base}\n[[probe.target]]\nname = \"cp2\"\nuri = \"{sip}\"\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\n[[kamailio]]\nhostname = \"k2\"\naddress = \"{rpc}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nmax_backoff = \"1s\"\n",
-            sip = k.sip_uri(),
-            rpc = k.jsonrpc_url()
-        ),
-    )
-    .unwrap();
+            "\n[[probe.target]]\nname = \"{name}\"\nuri = \"{}\"\ninterval = \"100ms\"\ntimeout = \"500ms\"\n",
+            k.sip_uri()
+        )
+    };
+    let kam_t = |host: &str| {
+        format!(
+            "\n[[kamailio]]\nhostname = \"{host}\"\naddress = \"{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nmax_backoff = \"1s\"\n",
+            k.jsonrpc_url()
+        )
+    };
+    std::fs::write(&cfg, format!("{base}{}{}", probe_t("cp2"), kam_t("k2"))).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     run.signal(libc::SIGHUP);
     run.wait_log("Configuration reloaded", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(1200));
+    {
+        let log = run.log();
+        assert!(log.contains("Probe target added target_name=cp2"), "{log}");
+        assert!(log.contains("Kamailio target added hostname=k2"), "{log}");
+        assert!(!log.contains("target removed"), "{log}");
+    }
+
+    // And one without cp1 and k1: they go, cp2 and k2 keep running.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\ningest = false\nhealth_interval = \"1s\"\n{}{}",
+            kam_t("k2"),
+            probe_t("cp2")
+        ),
+    )
+    .unwrap();
+    run.signal(libc::SIGHUP);
+    run.wait_log(
+        "Probe target removed target_name=cp1",
+        Duration::from_secs(5),
+    );
+    std::thread::sleep(Duration::from_millis(1200));
     run.stop();
     let log = run.log();
-    assert!(log.contains("Probe target added target_name=cp2"), "{log}");
-    assert!(log.contains("Kamailio target added hostname=k2"), "{log}");
-    assert!(!log.contains("target removed"), "{log}");
+    assert!(log.contains("Kamailio target removed hostname=k1"), "{log}");
+    assert_eq!(log.matches("Configuration reloaded").count(), 2, "{log}");
     assert!(!log.contains("needs a restart"), "{log}");
 
     let lp = std::fs::read_to_string(&out).unwrap();
     let count = |needle: &str| lp.lines().filter(|l| l.starts_with(needle)).count();
-    // cp1 kept its state: exactly one first-probe event, none after the reloads.
+    // cp1 and cp2 kept their state across the reloads: exactly one first-probe event each.
     assert_eq!(
         count("probe_event,target=cp1,role=cp,kind=state from=\"none\""),
         1,
@@ -438,22 +464,30 @@ fn sighup_bad_file_keeps_config_good_file_adds_targets() {
         count("probe_event,target=cp2,role=cp,kind=state from=\"none\""),
         1
     );
-    assert!(count("probe,target=cp2,role=cp,method=OPTIONS state=\"in_service\"") >= 3);
+    assert!(count("probe,target=cp2,role=cp,method=OPTIONS state=\"in_service\"") >= 20);
     assert!(count("probe,target=cp1,role=cp,method=OPTIONS state=\"in_service\"") >= 10);
+    // cp1's open minute was summarised when it was removed.
+    assert!(count("probe_summary,target=cp1,") >= 1, "{lp}");
     assert!(lp.contains("kamailio_up,hostname=k2 up=1i"), "{lp}");
-    // k1 kept running: it never went down.
+    // k1 and k2 never went down.
     assert_eq!(count("kamailio_up,hostname=k1 up=0i"), 0);
-    // The last health line counts one reload and one refusal.
+    assert_eq!(count("kamailio_up,hostname=k2 up=0i"), 0);
+    // The last health line counts two reloads and one refusal.
     let last = lp
         .lines()
         .rfind(|l| l.starts_with("srewatch_service,"))
         .unwrap();
-    assert!(last.contains("reloads=1i,reloads_refused=1i"), "{last}");
+    assert!(last.contains("reloads=2i,reloads_refused=1i"), "{last}");
     let probes = lp
         .lines()
         .rfind(|l| l.starts_with("srewatch_probe,"))
         .unwrap();
-    assert!(probes.contains("targets=2i"), "{probes}");
+    assert!(probes.contains("targets=1i"), "{probes}");
+    let kam = lp
+        .lines()
+        .rfind(|l| l.starts_with("srewatch_kamailio,"))
+        .unwrap();
+    assert!(kam.contains("targets=1i"), "{kam}");
 }
 
 #[test]
@@ -496,6 +530,66 @@ fn kill_9_in_flight_then_restart_loses_nothing() {
     run.wait_log("Service ready", Duration::from_secs(10));
     let want = expected(m0, m0 + 24);
     wait_until(Duration::from_secs(20), "every counters point", || {
+        counters_in(&vm).len() >= want.len()
+    });
+    run.stop();
+    assert_eq!(counters_in(&vm), want);
+}
+
+#[test]
+fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
+    let dir = util::tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let spool = dir.path().join("spool");
+    let mut vm = Victoria::stopped(dir.path());
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}{}",
+            ingest_section(&data),
+            influx_section(&vm, &spool),
+            FILES_ONLY
+        ),
+    )
+    .unwrap();
+    let file = data.join("counters.csv");
+    let m0 = base_minute();
+    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
+    run.wait_log("Service ready", Duration::from_secs(10));
+    for k in 0..3 {
+        replace(&file, &counters_csv(m0 + k));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM right after the last rewrite was read: exit 0 within the deadline, the batches
+    // the server could not take in the spool.
+    replace(&file, &counters_csv(m0 + 3));
+    run.wait_log("InfluxDB write failed", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    run.stop();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let spooled = std::fs::read_dir(&spool)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".batch")
+        })
+        .count();
+    assert!(spooled > 0, "nothing spooled; log:\n{}", run.log());
+    // The file moves on by 17 minutes while srewatch is stopped: the minutes up to m0+3 are then
+    // only in the spool (m0+4 and m0+5 were never in a file srewatch read).
+    replace(&file, &counters_csv(m0 + 20));
+    vm.restart();
+    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
+    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut want = expected(m0, m0 + 3);
+    want.extend(expected(m0 + 20, m0 + 20));
+    wait_until(Duration::from_secs(15), "every counters point", || {
         counters_in(&vm).len() >= want.len()
     });
     run.stop();
