@@ -490,6 +490,61 @@ fn sighup_bad_file_keeps_config_good_files_add_and_remove_targets() {
     assert!(kam.contains("targets=1i"), "{kam}");
 }
 
+/// 64-bit FNV-1a, written out again here so the test does not trust the code it checks.
+fn fnv1a64(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[test]
+fn two_shards_split_the_probe_targets() {
+    let dir = util::tempdir();
+    let k = Kamailio::start(dir.path(), Options::default());
+    let names: Vec<String> = (1..=8).map(|i| format!("cp{i}")).collect();
+    let targets: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "\n[[probe.target]]\nname = \"{n}\"\nuri = \"{}\"\ninterval = \"200ms\"\ntimeout = \"500ms\"\n",
+                k.sip_uri()
+            )
+        })
+        .collect();
+    let mut runs = Vec::new();
+    for shard in 1..=2 {
+        let cfg = dir.path().join(format!("s{shard}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("[service]\ningest = false\nkamailio = false\n\n[probe]\nshard = \"{shard}/2\"\n{targets}"),
+        )
+        .unwrap();
+        let out = dir.path().join(format!("out{shard}.lp"));
+        let run = Run::start(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
+        runs.push((run, out));
+    }
+    for (run, _) in &mut runs {
+        run.wait_log("Service ready", Duration::from_secs(10));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    for (shard, (run, out)) in runs.iter_mut().enumerate() {
+        run.stop();
+        let lp = std::fs::read_to_string(out).unwrap();
+        let probed: std::collections::BTreeSet<String> = lp
+            .lines()
+            .filter_map(|l| l.strip_prefix("probe,target="))
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect();
+        let mine: std::collections::BTreeSet<String> = names
+            .iter()
+            .filter(|n| fnv1a64(n) % 2 == shard as u64)
+            .cloned()
+            .collect();
+        assert_eq!(probed, mine, "shard {}/2", shard + 1);
+        assert!(!mine.is_empty());
+    }
+}
+
 #[test]
 fn kill_9_in_flight_then_restart_loses_nothing() {
     let dir = util::tempdir();
