@@ -23,6 +23,99 @@ pub struct Config {
     pub kamailio: Vec<ingest::kamailio::TargetConfig>,
     /// `[probe]` and `[[probe.target]]`.
     pub probe: probe::monitor::ProbeConfig,
+    /// `[service]`: `srewatch run` itself.
+    pub service: ServiceConfig,
+}
+
+/// `[service]`: which parts `srewatch run` runs, its own health reports and its shutdown.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Run the CSV file ingest (`[ingest]`).
+    pub ingest: bool,
+    /// Poll the `[[kamailio]]` targets.
+    pub kamailio: bool,
+    /// Probe the `[[probe.target]]`s.
+    pub probe: bool,
+    /// Bucket of srewatch's own health points.
+    pub health_bucket: String,
+    /// How often the health points are written (and the `STATUS=` line updated).
+    #[serde(with = "humantime_serde")]
+    pub health_interval: std::time::Duration,
+    /// On SIGTERM, how long to wait for the last batches to reach InfluxDB or the spool.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: std::time::Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            ingest: true,
+            kamailio: true,
+            probe: true,
+            health_bucket: "srewatch".into(),
+            health_interval: std::time::Duration::from_secs(10),
+            shutdown_deadline: std::time::Duration::from_secs(20),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Bad values as (key path under `service.`, reason).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        if self.health_bucket.is_empty()
+            || !self
+                .health_bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            bad.push((
+                "service.health_bucket".into(),
+                format!(
+                    "{:?}: use letters, digits, '-', '_' or '.'",
+                    self.health_bucket
+                ),
+            ));
+        }
+        if self.health_interval < std::time::Duration::from_secs(1) {
+            bad.push((
+                "service.health_interval".into(),
+                "must be at least 1s".into(),
+            ));
+        }
+        if self.shutdown_deadline < std::time::Duration::from_secs(1)
+            || self.shutdown_deadline > std::time::Duration::from_secs(300)
+        {
+            bad.push((
+                "service.shutdown_deadline".into(),
+                "must be between 1s and 5m".into(),
+            ));
+        }
+        bad
+    }
+}
+
+impl Config {
+    /// `probe.shard` (already checked by [`parse`]); 1/1 when not set.
+    pub fn shard(&self) -> crate::shard::Shard {
+        self.probe
+            .shard
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// The probe targets this instance owns under `probe.shard`.
+    pub fn own_probe_targets(&self) -> Vec<probe::monitor::TargetConfig> {
+        let shard = self.shard();
+        self.probe
+            .target
+            .iter()
+            .filter(|t| shard.owns(&t.name))
+            .cloned()
+            .collect()
+    }
 }
 
 /// One thing wrong with a configuration file.
@@ -109,6 +202,12 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
             .into_iter()
             .map(|(p, r)| (format!("probe.{p}"), r)),
     );
+    if let Some(s) = &cfg.probe.shard {
+        if let Err(e) = s.parse::<crate::shard::Shard>() {
+            found.push(("probe.shard".into(), e));
+        }
+    }
+    found.extend(cfg.service.validate());
     if found.is_empty() {
         return Ok(cfg);
     }
@@ -214,6 +313,32 @@ mod tests {
         assert_eq!(err.0.len(), 1);
         assert_eq!(err.0[0].line, 3, "{}", err);
         assert!(err.0[0].reason.contains("bogus_key"), "{}", err);
+    }
+
+    #[test]
+    fn service_and_shard_are_checked() {
+        let doc =
+            "[service]\nprobe = false\nhealth_interval = \"100ms\"\n\n[probe]\nshard = \"3/2\"\n";
+        let err = parse(doc, Path::new("x.toml")).unwrap_err();
+        let got: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "x.toml:6: probe.shard: shard \"3/2\": need 1 <= K <= N",
+                "x.toml:3: service.health_interval: must be at least 1s",
+            ]
+        );
+        let ok = parse(
+            "[probe]\nshard = \"2/2\"\n[[probe.target]]\nname = \"cp1\"\nuri = \"sip:127.0.0.1\"\n[[probe.target]]\nname = \"cp2\"\nuri = \"sip:127.0.0.2\"\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        let mine: Vec<String> = ok.own_probe_targets().into_iter().map(|t| t.name).collect();
+        let expect: Vec<&str> = ["cp1", "cp2"]
+            .into_iter()
+            .filter(|n| crate::shard::fnv1a64(n.as_bytes()) % 2 == 1)
+            .collect();
+        assert_eq!(mine, expect);
     }
 
     #[test]

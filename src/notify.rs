@@ -21,7 +21,7 @@ impl Notifier {
             .and_then(|path| UnixDatagram::unbound().ok().map(|s| (s, path)));
         let pid_ok = std::env::var("WATCHDOG_PID")
             .ok()
-            .map_or(true, |p| p.parse::<u32>().ok() == Some(std::process::id()));
+            .is_none_or(|p| p.parse::<u32>().ok() == Some(std::process::id()));
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -67,13 +67,25 @@ impl Notifier {
         self.send("WATCHDOG=1")
     }
 
+    /// `RELOADING=1` with the `MONOTONIC_USEC=` systemd 253+ asks for.
     pub fn reloading(&self) -> io::Result<()> {
-        self.send("RELOADING=1")
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()))
     }
 
     pub fn stopping(&self) -> io::Result<()> {
         self.send("STOPPING=1")
     }
+}
+
+/// `CLOCK_MONOTONIC` in microseconds.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 fn one_line(s: &str) -> String {

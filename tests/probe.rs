@@ -54,6 +54,7 @@ async fn cp_in_service_out_of_service_down_and_up() {
     let mut k = Kamailio::start(dir.path(), Options::default());
     let cfg = ProbeConfig {
         fingerprint: None,
+        shard: None,
         target: vec![target("cp1", &k.sip_uri(), Role::Cp)],
     };
     let (mut rx, handle) = monitor::spawn(&cfg).await.unwrap();

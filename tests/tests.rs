@@ -8,4 +8,5 @@ mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;
 mod probe;
+mod service;
 mod sink;

@@ -306,6 +306,17 @@ pub async fn run(
     sink: SinkHandle,
     shutdown: impl Future<Output = ()>,
 ) -> Result<FilesStats, FilesError> {
+    run_with_stats(cfg, sink, shutdown, Default::default()).await
+}
+
+/// [`run`], copying the counters into `live` after each snapshot and tick (for the service's
+/// health reports).
+pub async fn run_with_stats(
+    cfg: FilesConfig,
+    sink: SinkHandle,
+    shutdown: impl Future<Output = ()>,
+    live: Arc<std::sync::Mutex<FilesStats>>,
+) -> Result<FilesStats, FilesError> {
     let cfg = Arc::new(cfg);
     let names = vec![cfg.counters_file.clone(), cfg.samples_file.clone()];
     let fcfg = FollowConfig {
@@ -333,6 +344,9 @@ pub async fn run(
                 p.tick().await?;
                 p.sink.flush().await?;
             }
+        }
+        if let Ok(mut l) = live.lock() {
+            l.clone_from(&p.stats);
         }
     }
     p.sink.flush().await?;

@@ -95,6 +95,7 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     t.user = a.user.clone();
     let cfg = ProbeConfig {
         fingerprint: None,
+        shard: None,
         target: vec![t],
     };
     if let Some((key, reason)) = cfg.validate().into_iter().next() {
@@ -215,8 +216,13 @@ fn run_monitor(a: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let out = super::line_output(Some(std::path::Path::new(&a.out)))?;
         let (sink, sink_task) = ingest::sink::spawn_writer(out);
-        let (mut rx, handle) = monitor::spawn(&cfg.probe).await?;
-        tracing::info!(targets = cfg.probe.target.len(), "Probing started");
+        // probe.shard: only this instance's share of the targets.
+        let own = ProbeConfig {
+            target: cfg.own_probe_targets(),
+            ..cfg.probe.clone()
+        };
+        let (mut rx, handle) = monitor::spawn(&own).await?;
+        tracing::info!(targets = own.target.len(), shard = %cfg.shard(), "Probing started");
         let mut enc = ingest::LineEncoder::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let deadline = async {

@@ -68,7 +68,7 @@ impl Transport {
 /// interval = "10s"
 /// timeout = "2s"
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TargetConfig {
     /// The `hostname` tag of every point (also accepted as `name`).

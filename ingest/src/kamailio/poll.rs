@@ -147,6 +147,101 @@ pub fn spawn_pollers_with_clock(
     Pollers { task, stats }
 }
 
+/// Pollers that can be added and removed while running (the service's SIGHUP reload): each
+/// target has its own task and stop switch, so removing one never touches the windows of the
+/// others.
+pub struct PollerSet {
+    http: reqwest::Client,
+    sink: SinkHandle,
+    stats: Arc<PollStats>,
+    clock: Clock,
+    running: Vec<(TargetConfig, watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl PollerSet {
+    /// An empty set writing to `sink`.
+    pub fn new(sink: SinkHandle, clock: Clock) -> PollerSet {
+        PollerSet {
+            http: http_client(),
+            sink,
+            stats: Arc::new(PollStats::default()),
+            clock,
+            running: Vec::new(),
+        }
+    }
+
+    /// Counters over all targets, past and present.
+    pub fn stats(&self) -> Arc<PollStats> {
+        self.stats.clone()
+    }
+
+    /// The targets being polled.
+    pub fn targets(&self) -> impl Iterator<Item = &TargetConfig> {
+        self.running.iter().map(|(c, _, _)| c)
+    }
+
+    /// Starts polling one more target.
+    pub fn add(&mut self, cfg: TargetConfig) {
+        let (stop, stop_rx) = watch::channel(false);
+        let t = TargetPoller::new(
+            cfg.clone(),
+            self.http.clone(),
+            self.sink.clone(),
+            self.stats.clone(),
+        );
+        let task = tokio::spawn(t.run(stop_rx, self.clock));
+        self.running.push((cfg, stop, task));
+    }
+
+    /// Stops the first target equal to `cfg` (it writes its partial minute first).
+    pub async fn remove(&mut self, cfg: &TargetConfig) -> bool {
+        let Some(i) = self.running.iter().position(|(c, _, _)| c == cfg) else {
+            return false;
+        };
+        let (_, stop, task) = self.running.remove(i);
+        let _ = stop.send(true);
+        let _ = task.await;
+        true
+    }
+
+    /// Makes the polled targets those of `targets`: targets whose configuration is unchanged
+    /// keep running (and keep their windows), the others are stopped or started. Returns the
+    /// hostnames (removed, added).
+    pub async fn reconcile(&mut self, targets: &[TargetConfig]) -> (Vec<String>, Vec<String>) {
+        let mut keep: Vec<bool> = vec![false; targets.len()];
+        let mut stale = Vec::new();
+        for (c, _, _) in &self.running {
+            match (0..targets.len()).find(|&i| !keep[i] && targets[i] == *c) {
+                Some(i) => keep[i] = true,
+                None => stale.push(c.clone()),
+            }
+        }
+        let mut removed = Vec::new();
+        for c in stale {
+            self.remove(&c).await;
+            removed.push(c.hostname);
+        }
+        let mut added = Vec::new();
+        for (i, c) in targets.iter().enumerate() {
+            if !keep[i] {
+                self.add(c.clone());
+                added.push(c.hostname.clone());
+            }
+        }
+        (removed, added)
+    }
+
+    /// Stops every target (each writes its partial minute) and waits for them.
+    pub async fn shutdown(mut self) {
+        for (_, stop, _) in &self.running {
+            let _ = stop.send(true);
+        }
+        for (_, _, task) in self.running.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
 /// Polls every target once, concurrently, and writes what came back (counter totals, gauges,
 /// `up`) at once: `srewatch kamailio poll --once`.
 pub async fn poll_once(targets: Vec<TargetConfig>, sink: SinkHandle) -> Arc<PollStats> {
@@ -514,6 +609,51 @@ fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use crate::sink::Command;
+
+    /// Reconcile keeps unchanged targets running (their windows intact), stops removed and
+    /// changed ones, starts new ones.
+    #[tokio::test(start_paused = true)]
+    async fn poller_set_reconcile() {
+        let (sink, mut rx) = SinkHandle::channel(4096);
+        let target = |host: &str| {
+            let mut c = TargetConfig::for_address(&format!("unix:/nonexistent/{host}.sock"));
+            c.hostname = host.into();
+            c
+        };
+        let mut set = PollerSet::new(sink, Clock::tokio_at(1_652_193_060_000));
+        let (removed, added) = set.reconcile(&[target("a"), target("b")]).await;
+        assert!(removed.is_empty());
+        assert_eq!(added, ["a", "b"]);
+        tokio::time::sleep(Duration::from_millis(20_001)).await;
+        let mut c = target("c");
+        c.interval = Duration::from_secs(5);
+        let mut b2 = target("b");
+        b2.timeout = Duration::from_secs(1);
+        let (removed, added) = set.reconcile(&[target("a"), b2, c]).await;
+        assert_eq!(removed, ["b"]);
+        assert_eq!(added, ["b", "c"]);
+        let hosts: Vec<&str> = set.targets().map(|t| t.hostname.as_str()).collect();
+        assert_eq!(hosts, ["a", "b", "c"]);
+        tokio::time::sleep(Duration::from_millis(10_000)).await;
+        let stats = set.stats();
+        set.shutdown().await;
+        // a: ticks at 10, 20, 30 s (the first attempt fails, then backs off: skipped); b: 10, 20
+        // in its first life, 30 in its second; c: 25, 30.
+        let c = stats.snapshot();
+        assert_eq!(c.polls_failed + c.polls_skipped, 3 + 2 + 1 + 2, "{c:?}");
+        let mut text = String::new();
+        while let Ok(cmd) = rx.try_recv() {
+            if let Command::Write(b) = cmd {
+                text.push_str(std::str::from_utf8(&b.lines).unwrap());
+            }
+        }
+        let ups = |h: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("kamailio_up,hostname={h} ")))
+                .count()
+        };
+        assert_eq!((ups("a"), ups("b"), ups("c")), (3, 3, 2), "{text}");
+    }
 
     /// A dead node under paused time: `up=0` on every aligned tick, attempts backing off
     /// 1, 2, 4, then every 6 intervals (the 60 s cap), and a target line per minute.

@@ -29,11 +29,14 @@ pub struct ProbeConfig {
     /// How a VIP's answers are matched to the CP behind it: `to_tag` (the fixed prefix of
     /// Kamailio's stateless To tags), `server` (the Server header), or `header:NAME`.
     pub fingerprint: Option<String>,
+    /// `"K/N"`: this instance probes only its share of the targets (checked and applied by the
+    /// service, see `srewatch run`); none = every target.
+    pub shard: Option<String>,
     pub target: Vec<TargetConfig>,
 }
 
 /// One `[[probe.target]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
@@ -414,7 +417,14 @@ pub enum Output {
 #[derive(Debug)]
 pub(crate) enum FromProber {
     Result(ProbeResult),
-    Rx { target: Arc<str>, stats: RxStats },
+    Rx {
+        target: Arc<str>,
+        stats: RxStats,
+    },
+    /// A target added while running (before its prober starts).
+    Add(TargetConfig),
+    /// A target removed while running (after its prober ended): its window is summarised.
+    Remove(Arc<str>),
 }
 
 /// Errors starting the monitor.
@@ -433,6 +443,8 @@ pub enum MonitorError {
         target: String,
         source: std::io::Error,
     },
+    #[error("target {target}: a target of that name is already probed")]
+    Duplicate { target: String },
 }
 
 impl MonitorError {
@@ -441,63 +453,163 @@ impl MonitorError {
             MonitorError::Uri { .. } => "bad_uri",
             MonitorError::Resolve { .. } => "resolve",
             MonitorError::Socket { .. } => "socket",
+            MonitorError::Duplicate { .. } => "duplicate",
         }
     }
 }
 
 /// A running monitor.
 pub struct MonitorHandle {
-    stop: watch::Sender<bool>,
-    probers: Vec<JoinHandle<()>>,
+    rule: FingerprintRule,
+    to_tracker: mpsc::Sender<FromProber>,
+    /// Per target: its configuration, its own stop switch and its task, in configuration order.
+    probers: Vec<RunningProber>,
     tracker: JoinHandle<()>,
+}
+
+struct RunningProber {
+    cfg: TargetConfig,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 impl MonitorHandle {
     /// Stops probing, lets the tracker emit the last summaries, and waits for all tasks.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for p in self.probers {
-            let _ = p.await;
+        for p in &self.probers {
+            let _ = p.stop.send(true);
         }
+        for p in self.probers {
+            let _ = p.task.await;
+        }
+        drop(self.to_tracker);
         let _ = self.tracker.await;
+    }
+
+    /// The targets being probed, in the order they were added.
+    pub fn targets(&self) -> impl Iterator<Item = &TargetConfig> {
+        self.probers.iter().map(|p| &p.cfg)
+    }
+
+    /// Starts probing one more target; the others keep their state and windows. A target of
+    /// the same name must have been removed first.
+    pub async fn add(&mut self, t: TargetConfig) -> Result<(), MonitorError> {
+        if self.probers.iter().any(|p| p.cfg.name == t.name) {
+            return Err(MonitorError::Duplicate { target: t.name });
+        }
+        let p = open(&t, &self.rule, &self.to_tracker).await?;
+        let _ = self.to_tracker.send(FromProber::Add(t.clone())).await;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(p.run(stop_rx));
+        self.probers.push(RunningProber { cfg: t, stop, task });
+        Ok(())
+    }
+
+    /// Stops probing the target called `name`: its outstanding probes are reported, then its
+    /// open minute is summarised. Returns whether it was there.
+    pub async fn remove(&mut self, name: &str) -> bool {
+        let Some(i) = self.probers.iter().position(|p| p.cfg.name == name) else {
+            return false;
+        };
+        let p = self.probers.remove(i);
+        let _ = p.stop.send(true);
+        let _ = p.task.await;
+        let _ = self
+            .to_tracker
+            .send(FromProber::Remove(Arc::from(name)))
+            .await;
+        true
+    }
+
+    /// Makes the probed targets those of `targets`: removes the ones no longer there or whose
+    /// configuration changed, adds the new ones; the unchanged keep their state. Returns the
+    /// names removed and added; a target that cannot be started is reported and skipped.
+    pub async fn reconcile(&mut self, targets: &[TargetConfig]) -> Reconciled {
+        let mut r = Reconciled::default();
+        let stale: Vec<String> = self
+            .probers
+            .iter()
+            .filter(|p| !targets.contains(&p.cfg))
+            .map(|p| p.cfg.name.clone())
+            .collect();
+        for name in stale {
+            self.remove(&name).await;
+            r.removed.push(name);
+        }
+        for t in targets {
+            if self.probers.iter().any(|p| p.cfg == *t) {
+                continue;
+            }
+            match self.add(t.clone()).await {
+                Ok(()) => r.added.push(t.name.clone()),
+                Err(e) => r.failed.push(e),
+            }
+        }
+        r
     }
 }
 
+/// What [`MonitorHandle::reconcile`] did.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    pub removed: Vec<String>,
+    pub added: Vec<String>,
+    pub failed: Vec<MonitorError>,
+}
+
+async fn open(
+    t: &TargetConfig,
+    rule: &FingerprintRule,
+    to_tracker: &mpsc::Sender<FromProber>,
+) -> Result<prober::Prober, MonitorError> {
+    let uri = TargetUri::parse(&t.uri).map_err(|e| MonitorError::Uri {
+        target: t.name.clone(),
+        reason: e.0,
+    })?;
+    let addr = resolve(&uri).await.map_err(|e| MonitorError::Resolve {
+        target: t.name.clone(),
+        host: uri.host.clone(),
+        source: e,
+    })?;
+    prober::Prober::open(t.clone(), uri, addr, rule.clone(), to_tracker.clone())
+        .await
+        .map_err(|e| MonitorError::Socket {
+            target: t.name.clone(),
+            source: e,
+        })
+}
+
 /// Resolves the targets, opens their sockets and starts probing. Outputs arrive on the
-/// returned channel until [`MonitorHandle::stop`].
+/// returned channel until [`MonitorHandle::stop`]. Targets can be added and removed while
+/// running ([`MonitorHandle::add`], [`MonitorHandle::remove`], [`MonitorHandle::reconcile`]).
 pub async fn spawn(
     cfg: &ProbeConfig,
 ) -> Result<(mpsc::Receiver<Output>, MonitorHandle), MonitorError> {
     let rule = cfg.fingerprint_rule();
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (to_tracker, from_probers) = mpsc::channel(1024);
     let (out_tx, out_rx) = mpsc::channel(1024);
     let mut probers = Vec::new();
     for t in &cfg.target {
-        let uri = TargetUri::parse(&t.uri).map_err(|e| MonitorError::Uri {
-            target: t.name.clone(),
-            reason: e.0,
-        })?;
-        let addr = resolve(&uri).await.map_err(|e| MonitorError::Resolve {
-            target: t.name.clone(),
-            host: uri.host.clone(),
-            source: e,
-        })?;
-        let p = prober::Prober::open(t.clone(), uri, addr, rule.clone(), to_tracker.clone())
-            .await
-            .map_err(|e| MonitorError::Socket {
+        if probers.iter().any(|p: &RunningProber| p.cfg.name == t.name) {
+            return Err(MonitorError::Duplicate {
                 target: t.name.clone(),
-                source: e,
-            })?;
-        probers.push(tokio::spawn(p.run(stop_rx.clone())));
+            });
+        }
+        let p = open(t, &rule, &to_tracker).await?;
+        let (stop, stop_rx) = watch::channel(false);
+        probers.push(RunningProber {
+            cfg: t.clone(),
+            stop,
+            task: tokio::spawn(p.run(stop_rx)),
+        });
     }
-    drop(to_tracker);
     let tracker = tracker::Tracker::new(&cfg.target);
     let tracker = tokio::spawn(tracker.run(from_probers, out_tx));
     Ok((
         out_rx,
         MonitorHandle {
-            stop: stop_tx,
+            rule,
+            to_tracker,
             probers,
             tracker,
         },

@@ -623,6 +623,7 @@ mod tests {
         t.expect = Expect::Any;
         ProbeConfig {
             fingerprint: None,
+            shard: None,
             target: vec![t],
         }
     }

@@ -72,20 +72,47 @@ impl Tracker {
             fingerprints: HashMap::new(),
         };
         for c in targets {
-            let name: Arc<str> = Arc::from(c.name.as_str());
-            t.by_name.insert(name.clone(), t.targets.len());
-            t.targets.push(TargetState {
-                name,
-                role: c.role,
-                expect: c.expect,
-                invite_probe: c.invite_probe,
-                state: None,
-                owner: None,
-                alarms: HashSet::new(),
-                window: None,
-            });
+            t.add(c);
         }
         t
+    }
+
+    /// Starts tracking one more target (no state yet). A target of the same name is replaced.
+    pub fn add(&mut self, c: &TargetConfig) {
+        let name: Arc<str> = Arc::from(c.name.as_str());
+        let state = TargetState {
+            name: name.clone(),
+            role: c.role,
+            expect: c.expect,
+            invite_probe: c.invite_probe,
+            state: None,
+            owner: None,
+            alarms: HashSet::new(),
+            window: None,
+        };
+        match self.by_name.get(&name) {
+            Some(&i) => self.targets[i] = state,
+            None => {
+                self.by_name.insert(name, self.targets.len());
+                self.targets.push(state);
+            }
+        }
+    }
+
+    /// Stops tracking `name`: its open window is summarised into `out`; its fingerprint no
+    /// longer attributes VIP answers. The other targets keep their state.
+    pub fn remove(&mut self, name: &str, out: &mut Vec<Output>) {
+        let Some(i) = self.by_name.remove(name) else {
+            return;
+        };
+        let mut t = self.targets.remove(i);
+        if let Some(w) = t.window.take() {
+            out.push(Output::Summary(summary(&t.name, t.role, &w)));
+        }
+        self.fingerprints.retain(|_, cp| **cp != *name);
+        for (j, t) in self.targets.iter().enumerate().skip(i) {
+            self.by_name.insert(t.name.clone(), j);
+        }
     }
 
     /// The CP currently seen answering for `vip`.
@@ -278,6 +305,8 @@ impl Tracker {
             match m {
                 FromProber::Result(r) => self.on_result(r, &mut out),
                 FromProber::Rx { target, stats } => self.on_rx(&target, &stats),
+                FromProber::Add(c) => self.add(&c),
+                FromProber::Remove(name) => self.remove(&name, &mut out),
             }
             for o in out.drain(..) {
                 log(&o);
@@ -447,6 +476,48 @@ mod tests {
                 Output::Summary(s) => format!("summary {} {}", s.target, s.count),
             })
             .collect()
+    }
+
+    #[test]
+    fn add_and_remove_keep_the_others() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "aaa"), &mut out);
+        t.on_result(res("vip", 0, Some(200), 1, "aaa"), &mut out);
+        out.clear();
+        // cp2 leaves: its window (none yet) and its state go; cp1 and vip keep theirs.
+        t.on_result(res("cp2", 1, Some(503), 1, "bbb"), &mut out);
+        out.clear();
+        t.remove("cp2", &mut out);
+        assert_eq!(kinds(&out), vec!["summary cp2 1"]);
+        out.clear();
+        t.on_result(res("cp2", 2, Some(503), 1, "bbb"), &mut out);
+        assert!(out.is_empty(), "results of a removed target are ignored");
+        // cp3 joins: a first-probe event for it only; cp1 has no new event (state kept).
+        t.add(&TargetConfig::new("cp3", "sip:127.0.0.3", Role::Cp));
+        t.on_result(res("cp3", 3, Some(200), 1, "ccc"), &mut out);
+        t.on_result(res("cp1", 3, Some(200), 1, "aaa"), &mut out);
+        t.on_result(res("vip", 3, Some(200), 1, "aaa"), &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "state cp3 none->in_service",
+                "result cp3 -",
+                "result cp1 -",
+                "result vip cp1",
+            ]
+        );
+        assert_eq!(t.owner("vip").as_deref(), Some("cp1"));
+        // cp1 leaves: its fingerprint no longer names the VIP's owner.
+        out.clear();
+        t.remove("cp1", &mut out);
+        assert_eq!(kinds(&out), vec!["summary cp1 2"]);
+        out.clear();
+        t.on_result(res("vip", 4, Some(200), 1, "aaa"), &mut out);
+        assert_eq!(kinds(&out), vec!["owner vip cp1->?", "result vip -"]);
+        out.clear();
+        t.flush(&mut out);
+        assert_eq!(kinds(&out), vec!["summary vip 3", "summary cp3 1"]);
     }
 
     #[test]
