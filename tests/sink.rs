@@ -212,7 +212,10 @@ async fn server_down_at_start_then_up_loses_nothing() {
     );
     assert!(s.request_failures >= 1);
     blocking(|| vm.restart());
-    let s = wait_for(&stats, "20 points written", |s| s.points_written == 20).await;
+    let s = wait_for(&stats, "20 points written, spool empty", |s| {
+        s.points_written == 20 && s.spool_points == 0
+    })
+    .await;
     assert_eq!(
         (s.spool_points, s.spool_batches, s.points_spool_dropped),
         (0, 0, 0)
@@ -259,7 +262,11 @@ async fn server_restarted_mid_run_loses_nothing() {
     )
     .await
     .unwrap();
-    let s = wait_for(&stats, "30 points written", |s| s.points_written == 30).await;
+    // The spool gauge is updated just after the written counter: wait for both.
+    let s = wait_for(&stats, "30 points written, spool empty", |s| {
+        s.points_written == 30 && s.spool_points == 0
+    })
+    .await;
     assert_eq!(
         (s.spool_points, s.points_spool_dropped, s.points_rejected),
         (0, 0, 0)
@@ -678,7 +685,10 @@ async fn refused_token_keeps_the_data() {
         (0, 4, 1, 0, 0)
     );
     allow.store(204, Ordering::SeqCst);
-    let s = wait_for(&stats, "4 points written", |s| s.points_written == 4).await;
+    let s = wait_for(&stats, "4 points written, spool empty", |s| {
+        s.points_written == 4 && s.spool_points == 0
+    })
+    .await;
     assert_eq!((s.spool_points, s.points_spool_dropped), (0, 0));
     assert_eq!(double.accepted(), good);
     drop(h);

@@ -17,7 +17,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Where line protocol goes without InfluxDB: stdout for `-` (or no `--out`), else the file,
 /// created if missing and appended to, so a rerun never destroys earlier output.
-pub fn line_output(out: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::io::Write + Send>> {
+pub fn line_output(
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<Box<dyn std::io::Write + Send>> {
     use anyhow::Context;
     Ok(match out {
         None => Box::new(std::io::stdout()),
