@@ -3,6 +3,7 @@
 
 mod util;
 
+mod ingest_e2e;
 mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;

@@ -89,6 +89,14 @@ impl Victoria {
         }
     }
 
+    /// Like [`Victoria::stopped`], without deduplication once started.
+    pub fn stopped_raw(dir: &Path) -> Victoria {
+        Victoria {
+            dedup: false,
+            ..Self::stopped(dir)
+        }
+    }
+
     fn launch(dir: &Path, dedup: bool) -> Victoria {
         let mut vm = Victoria::stopped(dir);
         vm.dedup = dedup;
