@@ -75,6 +75,16 @@ fn avg(stat: usize, h: usize, m: i64, partial: bool) -> f64 {
     avg_milli(stat, h, m, partial) as f64 / 1000.0
 }
 
+/// Stat names of counters.csv, in the order of [`count`]'s `stat`.
+fn counters_names() -> impl Iterator<Item = &'static str> {
+    JOINED.into_iter().chain([COUNTERS_ONLY])
+}
+
+/// Stat names of samples.csv, in the order of [`avg`]'s `stat`.
+fn samples_names() -> impl Iterator<Item = &'static str> {
+    JOINED.into_iter().chain([SAMPLES_ONLY])
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -86,9 +96,8 @@ fn csv_field(s: &str) -> String {
 /// counters.csv of rewrite `k` (minutes `k`..`k-14`, not before 0).
 fn counters_csv(t0: i64, k: i64) -> String {
     let mut out = String::new();
-    let names: Vec<&str> = JOINED.iter().copied().chain([COUNTERS_ONLY]).collect();
     for (h, host) in HOSTS.iter().enumerate() {
-        for (s, name) in names.iter().enumerate() {
+        for (s, name) in counters_names().enumerate() {
             out += &format!(
                 "{host},{},2022-05-10T16:31:00,{}",
                 csv_field(name),
@@ -109,9 +118,8 @@ fn counters_csv(t0: i64, k: i64) -> String {
 /// samples.csv of rewrite `k` (unix time one second into the minute, like the platform).
 fn samples_csv(t0: i64, k: i64) -> String {
     let mut out = String::new();
-    let names: Vec<&str> = JOINED.iter().copied().chain([SAMPLES_ONLY]).collect();
     for (h, host) in HOSTS.iter().enumerate() {
-        for (s, name) in names.iter().enumerate() {
+        for (s, name) in samples_names().enumerate() {
             out += &format!(
                 "{host},{},2022-05-10T16:32:01,{}",
                 csv_field(name),
@@ -206,12 +214,7 @@ impl Model {
         let newest = self.top[0].max(self.top[1]).unwrap_or(0);
         for m in 0..=newest {
             for (h, host) in HOSTS.iter().enumerate() {
-                for s in 0..=JOINED.len() {
-                    let name = if s < JOINED.len() {
-                        JOINED[s]
-                    } else {
-                        COUNTERS_ONLY
-                    };
+                for (s, name) in counters_names().enumerate() {
                     if let Some(c) = self.known_count(s, h, m) {
                         self.put(
                             "counters",
@@ -246,12 +249,7 @@ impl Model {
             }
             // Rollups: written once the file's newest minute is a minute later (settle_time 1m).
             if self.top[0].is_some_and(|t| t > m) {
-                for s in 0..=JOINED.len() {
-                    let name = if s < JOINED.len() {
-                        JOINED[s]
-                    } else {
-                        COUNTERS_ONLY
-                    };
+                for (s, name) in counters_names().enumerate() {
                     let sum: u64 = (0..HOSTS.len())
                         .map(|h| self.known_count(s, h, m).unwrap())
                         .sum();
@@ -265,16 +263,13 @@ impl Model {
                 }
             }
             if self.top[1].is_some_and(|t| t > m) {
-                for s in 0..=JOINED.len() {
-                    let (name, weights): (&str, Vec<u64>) = if s < JOINED.len() {
-                        (
-                            JOINED[s],
-                            (0..HOSTS.len())
-                                .map(|h| self.known_count(s, h, m).unwrap())
-                                .collect(),
-                        )
+                for (s, name) in samples_names().enumerate() {
+                    let weights: Vec<u64> = if s < JOINED.len() {
+                        (0..HOSTS.len())
+                            .map(|h| self.known_count(s, h, m).unwrap())
+                            .collect()
                     } else {
-                        (SAMPLES_ONLY, vec![1; HOSTS.len()])
+                        vec![1; HOSTS.len()]
                     };
                     let avgs: Vec<f64> = (0..HOSTS.len())
                         .map(|h| self.known_avg(s, h, m).unwrap())
