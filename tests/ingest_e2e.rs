@@ -744,3 +744,30 @@ fn fixtures_once_arrive() {
     assert_exact(&got, &want);
     assert_eq!(total(&got), total(&want));
 }
+
+#[test]
+fn srewatch_stopped_while_server_down_then_restarted() {
+    let dir = tempdir();
+    let mut vm = Victoria::start_raw(dir.path());
+    let ing = Ingest::start(dir.path(), &vm.url());
+    let mut model = Model::new(base_minute() - 60 * LAST);
+    for k in FIRST..=3 {
+        rewrite_both(&ing, &mut model, k);
+    }
+    assert_every_point_arrives(&vm, &model.samples);
+    vm.stop();
+    rewrite_both(&ing, &mut model, 4);
+    wait_spooled(&ing);
+    // SIGTERM while the server is down: what srewatch holds goes to the spool, exit 0.
+    ing.stop();
+    vm.restart();
+    // The next srewatch replays the spool, then reads the files again (the window is written
+    // again: same values).
+    let ing = Ingest::start(dir.path(), &vm.url());
+    for k in 5..=LAST {
+        rewrite_both(&ing, &mut model, k);
+    }
+    assert_every_point_arrives(&vm, &model.samples);
+    assert_eq!(ing.spooled(), 0, "spool replayed");
+    ing.stop();
+}
