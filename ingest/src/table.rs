@@ -481,6 +481,12 @@ impl Table {
             }
         }
         rep.incomplete_tail = reader.incomplete_tail();
+        if kind == Kind::Counters {
+            self.release_pending(now);
+            // A counters revision rewrites joined samples points; their settled minutes'
+            // rollups are rewritten now, not at the next samples.csv snapshot.
+            self.settle(Kind::Samples, false);
+        }
         self.settle(kind, false);
         self.flush(emit);
         for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
@@ -500,6 +506,33 @@ impl Table {
         }
         self.settle(Kind::Samples, false);
         self.flush(emit);
+    }
+
+    /// Writes the samples values waiting for a minute that counters.csv has now reached without
+    /// their counters value (stats with no counters row: `system.*`, `accounting.openCalls`),
+    /// instead of leaving them to wait for `join_wait`. Joined values are written by
+    /// [`Table::counters_row`] as their counters value arrives.
+    fn release_pending(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (ss, cs, top) = (&self.ss, &self.cs, self.top[0]);
+        let mut due = Vec::new();
+        self.pending.retain(|p| {
+            let ser = &ss[p.sid as usize];
+            let past = if ser.link != NONE {
+                cs[ser.link as usize].top >= p.minute
+            } else {
+                top >= p.minute
+            };
+            if past {
+                due.push((p.sid, p.minute));
+            }
+            !past
+        });
+        for (sid, m) in due {
+            self.try_sample(sid, m, now, false);
+        }
     }
 
     /// When [`Table::tick`] next has something to do.
@@ -1389,6 +1422,37 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
     }
 
     #[test]
+    fn stats_without_counters_wait_only_until_counters_reach_their_minute() {
+        let mut h = Harness::new(TableConfig {
+            join_wait: Duration::from_secs(30),
+            settle_minutes: 1000,
+            ..TableConfig::default()
+        });
+        h.lines(Kind::Counters, &row("cp1", "request.INVITE", T, &["1"]));
+        // samples.csv is a minute ahead: the new minute waits for counters.csv.
+        let got = h.lines(
+            Kind::Samples,
+            &row("cp1", "system.cpu", T + 61, &["0.5", "0.25"]),
+        );
+        assert_eq!(got, vec![format!("system.cpu,hostname=cp1 value=0.25 {T}")]);
+        assert!(h.table.next_deadline().is_some());
+        // counters.csv reaches the minute without system.cpu: written now, not after join_wait.
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T + 60, &["2", "1"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("request.INVITE,hostname=cp1 value=2i {}", T + 60),
+                format!("system.cpu,hostname=cp1 value=0.5 {}", T + 60),
+            ]
+        );
+        assert!(h.table.next_deadline().is_none());
+        assert!(h.tick(Duration::from_secs(30)).is_empty());
+    }
+
+    #[test]
     fn samples_before_any_counters_wait_then_finish_writes_values() {
         let mut h = Harness::quiet();
         assert!(h
@@ -1459,6 +1523,42 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
                 "response.http.<GET>/x\\,\\ y=\\\\z\\ ü,hostname=cp\\ 1\\,a\\=b value=7i {T}"
             )]
         );
+    }
+
+    #[test]
+    fn samples_rollups_follow_a_counters_revision_at_once() {
+        let mut h = Harness::new(TableConfig {
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T, &["3", "4"]),
+        );
+        // samples.csv one minute ahead: minute T settles with the occurrences known so far (3).
+        let (got, _) = h.feed(
+            Kind::Samples,
+            &row("cp1", "profiling.cp.loop", T + 61, &["1", "0.5", "0.25"]),
+        );
+        let roll = |occ: u64| {
+            format!("profiling.cp.loop,file=samples hosts=1i,occurrences={occ}i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T}")
+        };
+        assert!(got.contains(&(Bucket::Rollups, roll(3))), "{got:#?}");
+        // counters.csv revises minute T to 6: the joined point and the settled rollup, at once.
+        let (got, _) = h.feed(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T + 60, &["2", "6", "4"]),
+        );
+        let rollups: Vec<_> = got
+            .iter()
+            .filter(|(b, _)| *b == Bucket::Rollups)
+            .map(|(_, l)| l.clone())
+            .collect();
+        assert!(rollups.contains(&roll(6)), "{rollups:#?}");
+        assert!(got.contains(&(
+            Bucket::Samples,
+            format!("profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=6i {T}")
+        )));
     }
 
     #[test]
