@@ -264,7 +264,8 @@ impl Model {
                     );
                 }
             }
-            if self.top[1].is_some_and(|t| t > m) {
+            // Samples rollups: settled, and no value of the minute waiting for counters.csv.
+            if self.top[1].is_some_and(|t| t > m) && self.top[0].is_some_and(|t| t >= m) {
                 for (s, name) in samples_names().enumerate() {
                     // Weight: the occurrences of the joined point, 1 while it waits for them.
                     let counts: Vec<Option<u64>> = (0..HOSTS.len())
@@ -529,10 +530,7 @@ fn rewrite_exactly(counters_first: bool) -> (Samples, i64) {
     let t0 = base_minute() - 60 * LAST;
     let mut model = Model::new(t0);
     for k in FIRST..=LAST {
-        // The first time counters.csv first in both cases: samples.csv alone at start has its
-        // minutes' rollups written before the join, then rewritten (not modelled here).
-        let first = counters_first || k == FIRST;
-        for counters in [first, !first] {
+        for counters in [counters_first, !counters_first] {
             if counters {
                 ing.rewrite("counters.csv", &counters_csv(t0, k));
                 model.counters(k);

@@ -894,18 +894,41 @@ impl Table {
     }
 
     /// Writes the rollups of settled minutes (all minutes in the window with `all`), and
-    /// rewrites those of written minutes that changed.
+    /// rewrites those of written minutes that changed. A samples minute with a value still
+    /// waiting for its counters value waits too (it would be contradicted by the join), except
+    /// the oldest minute of the window, which is about to be forgotten.
     fn settle(&mut self, kind: Kind, all: bool) {
         let f = k(kind);
         let top = self.top[f];
         if top == i64::MIN {
             return;
         }
+        let waiting = if kind == Kind::Samples && !all {
+            self.waiting_minutes()
+        } else {
+            0
+        };
         for m in top - RING + 1..=top {
             if all || top - m >= self.cfg.settle_minutes {
+                if waiting & bit(m) != 0 && m > top - RING + 1 {
+                    continue;
+                }
                 self.roll_minute(kind, m);
             }
         }
+    }
+
+    /// Minutes (as [`bit`]s) with a samples value not written yet because it waits for its
+    /// counters value.
+    fn waiting_minutes(&self) -> u16 {
+        let mut mask = 0;
+        for p in &self.pending {
+            let s = &self.ss[p.sid as usize];
+            if has(s.top, s.mask, p.minute) && s.emitted & bit(p.minute) == 0 {
+                mask |= bit(p.minute);
+            }
+        }
+        mask
     }
 
     /// Writes minute `m`'s rollups for every stat the first time, then only for changed stats.
@@ -1522,6 +1545,55 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![format!(
                 "response.http.<GET>/x\\,\\ y=\\\\z\\ ü,hostname=cp\\ 1\\,a\\=b value=7i {T}"
             )]
+        );
+    }
+
+    #[test]
+    fn samples_rollups_wait_for_the_join() {
+        let mut h = Harness::new(TableConfig {
+            join_wait: Duration::from_secs(30),
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        // samples.csv before any counters.csv: the values wait, and so do their rollups.
+        let got = h.feed(
+            Kind::Samples,
+            &row("cp1", "profiling.cp.loop", T + 61, &["1", "0.5"]),
+        );
+        assert!(got.0.is_empty(), "{:#?}", got.0);
+        let (got, _) = h.feed(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T + 60, &["2", "4"]),
+        );
+        let mut samples: Vec<_> = got
+            .iter()
+            .filter(|(b, l)| *b != Bucket::Counters && !l.contains("file=counters"))
+            .cloned()
+            .collect();
+        samples.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            samples,
+            vec![
+                (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=4i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T}")),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=2i {}", T + 60)),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=4i {T}")),
+            ]
+        );
+        // counters.csv has reached T + 60 (without system.cpu): that minute's value and rollup
+        // (with profiling.cp.loop's, now settled) are written at once; T + 120 waits, then is written as `value` (not settled yet).
+        let (got, _) = h.feed(
+            Kind::Samples,
+            &row("cp1", "system.cpu", T + 121, &["0.25", "0.75"]),
+        );
+        let want = [
+            (Bucket::Samples, format!("system.cpu,hostname=cp1 value=0.75 {}", T + 60)),
+            (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=2i,mean=1,p50=1,p90=1,p99=1,max=1 {}", T + 60)),
+            (Bucket::Rollups, format!("system.cpu,file=samples hosts=1i,mean=0.75,p50=0.75,p90=0.75,p99=0.75,max=0.75 {}", T + 60)),
+        ];
+        assert_eq!(got, want, "{got:#?}");
+        assert_eq!(
+            h.tick(Duration::from_secs(30)),
+            vec![format!("system.cpu,hostname=cp1 value=0.25 {}", T + 120)]
         );
     }
 
