@@ -481,6 +481,12 @@ impl Table {
             }
         }
         rep.incomplete_tail = reader.incomplete_tail();
+        if kind == Kind::Counters {
+            self.release_pending(now);
+            // A counters revision rewrites joined samples points; their settled minutes'
+            // rollups are rewritten now, not at the next samples.csv snapshot.
+            self.settle(Kind::Samples, false);
+        }
         self.settle(kind, false);
         self.flush(emit);
         for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
@@ -500,6 +506,33 @@ impl Table {
         }
         self.settle(Kind::Samples, false);
         self.flush(emit);
+    }
+
+    /// Writes the samples values waiting for a minute that counters.csv has now reached without
+    /// their counters value (stats with no counters row: `system.*`, `accounting.openCalls`),
+    /// instead of leaving them to wait for `join_wait`. Joined values are written by
+    /// [`Table::counters_row`] as their counters value arrives.
+    fn release_pending(&mut self, now: Instant) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (ss, cs, top) = (&self.ss, &self.cs, self.top[0]);
+        let mut due = Vec::new();
+        self.pending.retain(|p| {
+            let ser = &ss[p.sid as usize];
+            let past = if ser.link != NONE {
+                cs[ser.link as usize].top >= p.minute
+            } else {
+                top >= p.minute
+            };
+            if past {
+                due.push((p.sid, p.minute));
+            }
+            !past
+        });
+        for (sid, m) in due {
+            self.try_sample(sid, m, now, false);
+        }
     }
 
     /// When [`Table::tick`] next has something to do.
@@ -861,18 +894,41 @@ impl Table {
     }
 
     /// Writes the rollups of settled minutes (all minutes in the window with `all`), and
-    /// rewrites those of written minutes that changed.
+    /// rewrites those of written minutes that changed. A samples minute with a value still
+    /// waiting for its counters value waits too (it would be contradicted by the join), except
+    /// the oldest minute of the window, which is about to be forgotten.
     fn settle(&mut self, kind: Kind, all: bool) {
         let f = k(kind);
         let top = self.top[f];
         if top == i64::MIN {
             return;
         }
+        let waiting = if kind == Kind::Samples && !all {
+            self.waiting_minutes()
+        } else {
+            0
+        };
         for m in top - RING + 1..=top {
             if all || top - m >= self.cfg.settle_minutes {
+                if waiting & bit(m) != 0 && m > top - RING + 1 {
+                    continue;
+                }
                 self.roll_minute(kind, m);
             }
         }
+    }
+
+    /// Minutes (as [`bit`]s) with a samples value not written yet because it waits for its
+    /// counters value.
+    fn waiting_minutes(&self) -> u16 {
+        let mut mask = 0;
+        for p in &self.pending {
+            let s = &self.ss[p.sid as usize];
+            if has(s.top, s.mask, p.minute) && s.emitted & bit(p.minute) == 0 {
+                mask |= bit(p.minute);
+            }
+        }
+        mask
     }
 
     /// Writes minute `m`'s rollups for every stat the first time, then only for changed stats.
@@ -1389,6 +1445,37 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
     }
 
     #[test]
+    fn stats_without_counters_wait_only_until_counters_reach_their_minute() {
+        let mut h = Harness::new(TableConfig {
+            join_wait: Duration::from_secs(30),
+            settle_minutes: 1000,
+            ..TableConfig::default()
+        });
+        h.lines(Kind::Counters, &row("cp1", "request.INVITE", T, &["1"]));
+        // samples.csv is a minute ahead: the new minute waits for counters.csv.
+        let got = h.lines(
+            Kind::Samples,
+            &row("cp1", "system.cpu", T + 61, &["0.5", "0.25"]),
+        );
+        assert_eq!(got, vec![format!("system.cpu,hostname=cp1 value=0.25 {T}")]);
+        assert!(h.table.next_deadline().is_some());
+        // counters.csv reaches the minute without system.cpu: written now, not after join_wait.
+        let got = h.lines(
+            Kind::Counters,
+            &row("cp1", "request.INVITE", T + 60, &["2", "1"]),
+        );
+        assert_eq!(
+            got,
+            vec![
+                format!("request.INVITE,hostname=cp1 value=2i {}", T + 60),
+                format!("system.cpu,hostname=cp1 value=0.5 {}", T + 60),
+            ]
+        );
+        assert!(h.table.next_deadline().is_none());
+        assert!(h.tick(Duration::from_secs(30)).is_empty());
+    }
+
+    #[test]
     fn samples_before_any_counters_wait_then_finish_writes_values() {
         let mut h = Harness::quiet();
         assert!(h
@@ -1459,6 +1546,91 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
                 "response.http.<GET>/x\\,\\ y=\\\\z\\ ü,hostname=cp\\ 1\\,a\\=b value=7i {T}"
             )]
         );
+    }
+
+    #[test]
+    fn samples_rollups_wait_for_the_join() {
+        let mut h = Harness::new(TableConfig {
+            join_wait: Duration::from_secs(30),
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        // samples.csv before any counters.csv: the values wait, and so do their rollups.
+        let got = h.feed(
+            Kind::Samples,
+            &row("cp1", "profiling.cp.loop", T + 61, &["1", "0.5"]),
+        );
+        assert!(got.0.is_empty(), "{:#?}", got.0);
+        let (got, _) = h.feed(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T + 60, &["2", "4"]),
+        );
+        let mut samples: Vec<_> = got
+            .iter()
+            .filter(|(b, l)| *b != Bucket::Counters && !l.contains("file=counters"))
+            .cloned()
+            .collect();
+        samples.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            samples,
+            vec![
+                (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=4i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T}")),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=2i {}", T + 60)),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=4i {T}")),
+            ]
+        );
+        // counters.csv has reached T + 60 (without system.cpu): that minute's value and rollup
+        // (with profiling.cp.loop's, now settled) are written at once; T + 120 waits, then is written as `value` (not settled yet).
+        let (got, _) = h.feed(
+            Kind::Samples,
+            &row("cp1", "system.cpu", T + 121, &["0.25", "0.75"]),
+        );
+        let want = [
+            (Bucket::Samples, format!("system.cpu,hostname=cp1 value=0.75 {}", T + 60)),
+            (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=2i,mean=1,p50=1,p90=1,p99=1,max=1 {}", T + 60)),
+            (Bucket::Rollups, format!("system.cpu,file=samples hosts=1i,mean=0.75,p50=0.75,p90=0.75,p99=0.75,max=0.75 {}", T + 60)),
+        ];
+        assert_eq!(got, want, "{got:#?}");
+        assert_eq!(
+            h.tick(Duration::from_secs(30)),
+            vec![format!("system.cpu,hostname=cp1 value=0.25 {}", T + 120)]
+        );
+    }
+
+    #[test]
+    fn samples_rollups_follow_a_counters_revision_at_once() {
+        let mut h = Harness::new(TableConfig {
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        h.lines(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T, &["3", "4"]),
+        );
+        // samples.csv one minute ahead: minute T settles with the occurrences known so far (3).
+        let (got, _) = h.feed(
+            Kind::Samples,
+            &row("cp1", "profiling.cp.loop", T + 61, &["1", "0.5", "0.25"]),
+        );
+        let roll = |occ: u64| {
+            format!("profiling.cp.loop,file=samples hosts=1i,occurrences={occ}i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T}")
+        };
+        assert!(got.contains(&(Bucket::Rollups, roll(3))), "{got:#?}");
+        // counters.csv revises minute T to 6: the joined point and the settled rollup, at once.
+        let (got, _) = h.feed(
+            Kind::Counters,
+            &row("cp1", "profiling.cp.loop", T + 60, &["2", "6", "4"]),
+        );
+        let rollups: Vec<_> = got
+            .iter()
+            .filter(|(b, _)| *b == Bucket::Rollups)
+            .map(|(_, l)| l.clone())
+            .collect();
+        assert!(rollups.contains(&roll(6)), "{rollups:#?}");
+        assert!(got.contains(&(
+            Bucket::Samples,
+            format!("profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=6i {T}")
+        )));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! - VictoriaMetrics keeps every sample; two writes of one series and timestamp are two samples
 //!   (InfluxDB would keep the last). [`Victoria::start`] runs with `-dedup.minScrapeInterval=1ms`,
 //!   which makes reads return one sample per timestamp (for equal timestamps, VictoriaMetrics
-//!   picks one; 1.79 was seen to keep the later write but does not promise it);
-//!   [`Victoria::start_raw`] runs without, so a duplicate write shows.
+//!   picks one: not reliably the last write; 10, 3, 7 written with a force_flush after each read
+//!   back as 10 until a background merge, then 7); [`Victoria::start_raw`] and
+//!   [`Victoria::stopped_raw`] run without, so every write shows.
 //! - Lines it cannot parse are skipped with a log line and the request still answers 204, so a
 //!   400 for one line needs a test double.
 
@@ -86,6 +87,14 @@ impl Victoria {
             dedup: true,
             proc: None,
             starts: 0,
+        }
+    }
+
+    /// Like [`Victoria::stopped`], without deduplication once started.
+    pub fn stopped_raw(dir: &Path) -> Victoria {
+        Victoria {
+            dedup: false,
+            ..Self::stopped(dir)
         }
     }
 
