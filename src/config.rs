@@ -208,6 +208,20 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
         }
     }
     found.extend(cfg.service.validate());
+    if let Some(i) = &cfg.influxdb {
+        // Closing the sink takes at most close_timeout + request_timeout; the service's
+        // deadline must leave it that time, or batches still in memory would be lost.
+        let need = i.close_timeout + i.request_timeout;
+        if cfg.service.shutdown_deadline <= need {
+            found.push((
+                "service.shutdown_deadline".into(),
+                format!(
+                    "must be more than influxdb.close_timeout + influxdb.request_timeout ({})",
+                    humantime::format_duration(need)
+                ),
+            ));
+        }
+    }
     if found.is_empty() {
         return Ok(cfg);
     }
@@ -339,6 +353,17 @@ mod tests {
             .filter(|n| crate::shard::fnv1a64(n.as_bytes()) % 2 == 1)
             .collect();
         assert_eq!(mine, expect);
+    }
+
+    #[test]
+    fn shutdown_deadline_leaves_the_sink_time_to_close() {
+        let doc =
+            "[service]\nshutdown_deadline = \"10s\"\n\n[influxdb]\nrequest_timeout = \"8s\"\n";
+        let err = parse(doc, Path::new("x.toml")).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].line, 2, "{err}");
+        assert!(err.0[0].reason.contains("13s"), "{err}");
+        parse(&doc.replace("10s", "14s"), Path::new("x.toml")).unwrap();
     }
 
     #[test]

@@ -458,7 +458,12 @@ async fn serve(
             s.push(req.clone());
             s.len() - 1
         };
-        let (status, extra, text) = policy(&req, index);
+        let (status, mut extra, text) = policy(&req, index);
+        // A policy may slow the answer down: `x-test-delay-ms` is not sent, it is waited.
+        if let Some(i) = extra.iter().position(|(k, _)| k == "x-test-delay-ms") {
+            let ms: u64 = extra.remove(i).1.parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         if status == 204 {
             accepted.lock().unwrap().extend(req.lines.iter().cloned());
         }
@@ -858,4 +863,52 @@ async fn latency_report() {
     );
     drop(h);
     task.await.unwrap();
+}
+
+/// Closing the sink while a slow server is still taking batches one by one: after
+/// `close_timeout` the rest goes to the spool (nothing lost, closing bounded), and the next sink
+/// on the same spool delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_timeout_spools_what_a_slow_server_has_not_taken() {
+    let dir = tempdir();
+    let spool = dir.path().join("spool");
+    let slow = Double::start(Arc::new(|_: &Seen, _| {
+        (
+            204,
+            vec![("x-test-delay-ms".into(), "200".into())],
+            String::new(),
+        )
+    }))
+    .await;
+    let mut cfg = config(&slow.url, &spool);
+    cfg.batch_max_points = 1;
+    cfg.close_timeout = Duration::from_millis(500);
+    let (h, task, stats) = start(cfg.clone());
+    let (lines, good) = numbered(20, None);
+    // One batch per point: 20 requests of 200 ms would take 4 s.
+    h.write("counters", lines, 20).await.unwrap();
+    let t0 = Instant::now();
+    drop(h);
+    task.await.unwrap();
+    let took = t0.elapsed();
+    let s = stats.snapshot();
+    assert!(took < Duration::from_millis(1500), "closing took {took:?}");
+    assert!(s.points_written >= 1 && s.points_written < 20, "{s:#?}");
+    assert_eq!(s.points_written + s.spool_points, 20, "{s:#?}");
+    assert_eq!(slow.accepted().len() as u64, s.points_written);
+
+    let fast = Double::start(Arc::new(|_: &Seen, _| ok())).await;
+    let mut cfg2 = config(&fast.url, &spool);
+    cfg2.batch_max_points = 1;
+    let (h2, task2, stats2) = start(cfg2);
+    let rest = 20 - s.points_written;
+    wait_for(&stats2, "the spooled points", |x| {
+        x.points_written == rest && x.spool_points == 0
+    })
+    .await;
+    drop(h2);
+    task2.await.unwrap();
+    let mut all = slow.accepted();
+    all.extend(fast.accepted());
+    assert_eq!(all, good, "every point once, in order");
 }

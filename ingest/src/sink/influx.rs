@@ -84,6 +84,11 @@ pub struct InfluxConfig {
     /// Also send `db=BUCKET`: VictoriaMetrics (1.79, Debian) ignores `bucket` and stores `db`
     /// as a label, so this keeps the buckets apart there. InfluxDB ignores it.
     pub db_param: bool,
+    /// When the sink is closed (shutdown), it keeps sending for at most this long; whatever is
+    /// still not accepted then goes to the spool (after the request in flight, which ends within
+    /// `request_timeout`). So closing takes at most `close_timeout + request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
 }
 
 impl Default for InfluxConfig {
@@ -104,6 +109,7 @@ impl Default for InfluxConfig {
             spool_dir: PathBuf::from("/var/lib/srewatch/spool"),
             spool_max_bytes: 256 << 20,
             db_param: false,
+            close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -161,6 +167,9 @@ impl InfluxConfig {
         }
         if self.retry_base.is_zero() {
             no("retry_base", "must be more than 0".into());
+        }
+        if self.close_timeout > Duration::from_secs(300) {
+            no("close_timeout", "must be at most 5m".into());
         }
         if self.retry_max < self.retry_base {
             no("retry_max", "must be at least retry_base".into());
@@ -823,6 +832,7 @@ enum Event {
     Deadline,
     Done(Delivery),
     BackoffOver,
+    CloseTimeout,
 }
 
 struct Writer {
@@ -877,7 +887,24 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> SinkStats {
         let mut inflight: Option<InFlight> = None;
         let mut open = true;
+        // Set when the handles are gone: past it, what is not yet accepted is spooled.
+        let mut close_by: Option<Instant> = None;
+        let mut close_warned = false;
         loop {
+            if close_by.is_some_and(|t| Instant::now() >= t) && self.backoff_until.is_none() {
+                // Closing took too long: stop sending. With a backoff pending, `next_delivery`
+                // spools what is ready; the request in flight settles (accepted or spooled) by
+                // itself, and a success does not resume sending (this check runs again).
+                if !close_warned && !self.ready.is_empty() {
+                    tracing::warn!(
+                        close_timeout = ?self.cfg.close_timeout,
+                        batches = self.ready.len(),
+                        "InfluxDB sink closing: time is up, spooling the batches not yet sent"
+                    );
+                    close_warned = true;
+                }
+                self.backoff_until = Some(Instant::now() + Duration::from_secs(3600));
+            }
             if inflight.is_none() {
                 inflight = self.next_delivery(open);
             }
@@ -896,11 +923,13 @@ impl Writer {
                 None
             };
             let accepting = open && self.ready_bytes < self.ready_limit;
+            let closing = close_by.filter(|_| self.backoff_until.is_none());
             let ev = tokio::select! {
                 d = async { inflight.as_mut().expect("guarded").fut.as_mut().await }, if inflight.is_some() => Event::Done(d),
                 cmd = rx.recv(), if accepting => Event::Cmd(cmd),
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Event::Deadline,
                 _ = tokio::time::sleep_until(backoff.unwrap_or_else(Instant::now)), if backoff.is_some() => Event::BackoffOver,
+                _ = tokio::time::sleep_until(closing.unwrap_or_else(Instant::now)), if closing.is_some() => Event::CloseTimeout,
                 // Not reachable (with nothing in flight and no backoff, a ready batch is started,
                 // and `accepting` is false only when batches are ready), but never panic on it.
                 else => {
@@ -916,8 +945,11 @@ impl Writer {
                 }
                 Event::Cmd(None) => {
                     open = false;
+                    close_by = Some(Instant::now() + self.cfg.close_timeout);
                     self.cut_all();
                 }
+                // Only wakes the loop: the check at its top does the work.
+                Event::CloseTimeout => {}
                 Event::Deadline => {
                     let now = Instant::now();
                     let due: Vec<usize> = (0..self.pending.len())
