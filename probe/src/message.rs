@@ -893,7 +893,8 @@ mod tests {
     }
 }
 
-/// The fuzz corpus (`probe/fuzz/corpus/parse_response`) replayed in the normal suite.
+/// The fuzz corpus (`probe/fuzz/corpus/parse_response`: the named seeds plus the minimized
+/// inputs of `cargo fuzz run parse_response`) replayed in the normal suite.
 #[cfg(test)]
 mod corpus {
     use super::*;
@@ -907,6 +908,11 @@ mod corpus {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let r = parse_response(&std::fs::read(&p).unwrap());
+            // Inputs libFuzzer found (named by their hash) only have to parse without a
+            // panic; the named seeds must parse exactly as listed below.
+            if !name.contains('.') {
+                continue;
+            }
             got.push((
                 name,
                 r.map(|r| (r.status, r.vias, r.method))
