@@ -363,7 +363,7 @@ fn binary_end_to_end_with_json_csv_and_histogram() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "second,sent,answered,timed_out,send_errors,retransmits,late,stray,outstanding,p50_us,p99_us,max_us"
+        "second,sent,answered,timed_out,send_errors,retransmits,late,stray,outstanding,p50_us,p99_us,max_us,accepted"
     );
     let sent: u64 = lines
         .map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap())

@@ -40,8 +40,9 @@ fn put_hex_u32(out: &mut [u8], v: u32) {
 }
 
 #[inline]
-fn put_cseq(out: &mut [u8], n: u32) {
-    let mut v = CSEQ_BASE + n % CSEQ_BASE;
+fn put_cseq(out: &mut [u8], n: u32, add: u32) {
+    // At most 1_999_999_999 + add: still ten digits and below 2^31.
+    let mut v = CSEQ_BASE + n % CSEQ_BASE + add;
     for b in out[..CSEQ_DIGITS].iter_mut().rev() {
         *b = b'0' + (v % 10) as u8;
         v /= 10;
@@ -82,10 +83,13 @@ struct Parts {
     segs: Vec<Vec<u8>>,
     /// (field, segment, offset in segment).
     fields: Vec<(Field, usize, usize)>,
+    /// Added to the CSeq number (1 for the BYE of a dialog, section 12.2.1.1).
+    cseq_add: u32,
 }
 
 const BRANCH_HOLE: &str = "\u{1}BRANCH\u{1}";
 const TO_HOLE: &str = "\u{1}TO\u{1}";
+const RURI_HOLE: &str = "\u{1}RURI\u{1}";
 
 impl Parts {
     fn split(text: &[u8], holes: &[&str]) -> Parts {
@@ -110,7 +114,11 @@ impl Parts {
                 .expect("field in template");
             fields.push((f, i, off));
         }
-        Parts { segs, fields }
+        Parts {
+            segs,
+            fields,
+            cseq_add: 0,
+        }
     }
 
     #[inline]
@@ -129,7 +137,7 @@ impl Parts {
             match f {
                 Field::CallId => put_hex_u64(&mut out[at..], seq),
                 Field::Tag => put_hex_u32(&mut out[at..], seq as u32),
-                Field::CSeq => put_cseq(&mut out[at..], seq as u32),
+                Field::CSeq => put_cseq(&mut out[at..], seq as u32, self.cseq_add),
             }
         }
     }
@@ -143,7 +151,12 @@ impl Parts {
 #[derive(Debug, Clone)]
 pub struct Template {
     req: Parts,
+    /// INVITE only: ACK, BYE (holes: Request-URI, branch, To) and CANCEL (hole: branch).
     ack: Option<Parts>,
+    bye: Option<Parts>,
+    cancel: Option<Parts>,
+    /// The Request-URI of the request (and of an ACK to a non-2xx).
+    uri: Vec<u8>,
     method: Method,
     /// Bytes of a request without its branch.
     fixed_len: usize,
@@ -163,16 +176,34 @@ impl Template {
             Self::render(method, uri, local, transport, nonce, None).as_bytes(),
             &[BRANCH_HOLE],
         );
-        let ack = (method == Method::Invite).then(|| {
+        let invite = method == Method::Invite;
+        let dialog = |m: Method| {
+            invite.then(|| {
+                Parts::split(
+                    Self::render(m, RURI_HOLE, local, transport, nonce, Some(TO_HOLE)).as_bytes(),
+                    &[RURI_HOLE, BRANCH_HOLE, TO_HOLE],
+                )
+            })
+        };
+        let ack = dialog(Method::Ack);
+        let bye = dialog(Method::Bye).map(|mut p| {
+            p.cseq_add = 1;
+            p
+        });
+        // Same Request-URI, Call-ID, From, To (no tag) and CSeq number as the INVITE (9.1).
+        let cancel = invite.then(|| {
             Parts::split(
-                Self::render(Method::Ack, uri, local, transport, nonce, Some(TO_HOLE)).as_bytes(),
-                &[BRANCH_HOLE, TO_HOLE],
+                Self::render(Method::Cancel, uri, local, transport, nonce, None).as_bytes(),
+                &[BRANCH_HOLE],
             )
         });
         let fixed_len = req.segs.iter().map(Vec::len).sum();
         Template {
             req,
             ack,
+            bye,
+            cancel,
+            uri: uri.as_bytes().to_vec(),
             method,
             fixed_len,
         }
@@ -243,7 +274,62 @@ impl Template {
     pub fn write_ack(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64, to: &[u8]) -> bool {
         match &self.ack {
             Some(a) => {
-                a.write(out, &[branch, to], seq);
+                a.write(out, &[&self.uri, branch, to], seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ACK of a 2xx to the INVITE (section 13.2.2.4): a `branch` of its own, Request-URI
+    /// `ruri` (the Contact of the 2xx; the INVITE's Request-URI when `None`), the 2xx's To,
+    /// CSeq number of the INVITE. Returns false for a non-INVITE template.
+    #[inline]
+    pub fn write_ack_2xx(
+        &self,
+        out: &mut Vec<u8>,
+        ruri: Option<&[u8]>,
+        branch: &[u8],
+        seq: u64,
+        to: &[u8],
+    ) -> bool {
+        match &self.ack {
+            Some(a) => {
+                a.write(out, &[ruri.unwrap_or(&self.uri), branch, to], seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The BYE that hangs up the call a 2xx established (section 15.1.1): a transaction of its
+    /// own (`branch`), Request-URI as for [`Template::write_ack_2xx`], the 2xx's To, the
+    /// INVITE's Call-ID and From tag, CSeq number of the INVITE + 1. False for a non-INVITE.
+    #[inline]
+    pub fn write_bye(
+        &self,
+        out: &mut Vec<u8>,
+        ruri: Option<&[u8]>,
+        branch: &[u8],
+        seq: u64,
+        to: &[u8],
+    ) -> bool {
+        match &self.bye {
+            Some(b) => {
+                b.write(out, &[ruri.unwrap_or(&self.uri), branch, to], seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The CANCEL of the INVITE of transaction `seq` (section 9.1): the INVITE's `branch`,
+    /// Request-URI, Call-ID, From, To and CSeq number, method CANCEL. False for a non-INVITE.
+    #[inline]
+    pub fn write_cancel(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64) -> bool {
+        match &self.cancel {
+            Some(c) => {
+                c.write(out, &[branch], seq);
                 true
             }
             None => false,
@@ -513,6 +599,55 @@ pub fn decode_response<'a>(
             parse_response(buf, scratch)
         }
     }
+}
+
+/// The URI of the first Contact of a response (inside `<>`, or up to `;`/`,`), for the
+/// Request-URI of the ACK and BYE of a 2xx. Read only on that rare path, so the fast path of
+/// [`scan_response`] does not pay for it; an unusual head is left to rsip (into `scratch`).
+/// `None` when there is no usable Contact.
+pub fn contact_uri<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    fn uri(v: &[u8]) -> Option<&[u8]> {
+        let u = match memchr::memchr(b'<', v) {
+            Some(lt) => {
+                let rest = &v[lt + 1..];
+                &rest[..memchr::memchr(b'>', rest)?]
+            }
+            None => {
+                let end = v
+                    .iter()
+                    .position(|&c| matches!(c, b';' | b',' | b' ' | b'\t'))
+                    .unwrap_or(v.len());
+                &v[..end]
+            }
+        };
+        let u = trim(u);
+        // A URI to put on a request line: no whitespace or control characters, not `*`.
+        (!u.is_empty() && u != b"*" && u.iter().all(|&c| c > b' ' && c < 0x7f)).then_some(u)
+    }
+    let nl = memchr::memchr(b'\n', buf)?;
+    let mut unusual = false;
+    for l in lines(&buf[nl + 1..]) {
+        match l {
+            Ok((name, value, _)) if is_name(name, b"contact", b'm') => return uri(value),
+            Ok(_) => {}
+            Err(_) => {
+                unusual = true;
+                break;
+            }
+        }
+    }
+    if !unusual {
+        return None;
+    }
+    use rsip::headers::UntypedHeader;
+    let r = rsip::Response::try_from(buf).ok()?;
+    let value = r.headers.iter().find_map(|h| match h {
+        rsip::Header::Contact(c) => Some(c.value().to_string()),
+        _ => None,
+    })?;
+    scratch.clear();
+    scratch.extend_from_slice(value.as_bytes());
+    uri(scratch)
 }
 
 /// What the responder needs of a request: its method and the lines to copy into a response.
