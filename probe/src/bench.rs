@@ -597,8 +597,6 @@ struct Engine {
     pending: Vec<Pending>,
     res: SendResult,
     scratch: Scratch,
-    /// Storage for a Contact the rsip fallback read.
-    contact_scratch: Vec<u8>,
     aux: Vec<Aux>,
     aux_free: Vec<u32>,
     steps: Vec<Tally>,
@@ -718,7 +716,6 @@ impl Worker {
                 pending: Vec::with_capacity(BATCH),
                 res: SendResult::default(),
                 scratch: Scratch::default(),
-                contact_scratch: Vec::new(),
                 aux: Vec::new(),
                 aux_free: Vec::new(),
                 steps: (0..nsteps).map(|_| Tally::default()).collect(),
@@ -1430,8 +1427,7 @@ impl Engine {
         now: Instant,
         now_ns: u64,
     ) {
-        let mut cscratch = std::mem::take(&mut self.contact_scratch);
-        let contact = contact_uri(msg, &mut cscratch);
+        let contact = contact_uri(msg);
         self.steps[step].accepted += 1;
         self.second.accepted += 1;
         if !self.logged_accepted {
@@ -1477,7 +1473,6 @@ impl Engine {
         let m = &mut self.aux[i as usize].msg;
         self.tmpl
             .write_bye(m, contact, branch.as_bytes(), seq, r.to);
-        self.contact_scratch = cscratch;
         if let Some(w) = wake {
             self.timers.arm(ns_since(self.epoch, w), slot);
         }

@@ -603,9 +603,10 @@ pub fn decode_response<'a>(
 
 /// The URI of the first Contact of a response (inside `<>`, or up to `;`/`,`), for the
 /// Request-URI of the ACK and BYE of a 2xx. Read only on that rare path, so the fast path of
-/// [`scan_response`] does not pay for it; an unusual head is left to rsip (into `scratch`).
-/// `None` when there is no usable Contact.
-pub fn contact_uri<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+/// [`scan_response`] does not pay for it. Lenient: header lines may end in CRLF or LF, and a
+/// line it cannot read is skipped (a folded Contact value is not followed). `None` when there
+/// is no usable Contact (the caller then uses the INVITE's Request-URI).
+pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
     fn uri(v: &[u8]) -> Option<&[u8]> {
         let u = match memchr::memchr(b'<', v) {
             Some(lt) => {
@@ -624,30 +625,22 @@ pub fn contact_uri<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<&'a [u
         // A URI to put on a request line: no whitespace or control characters, not `*`.
         (!u.is_empty() && u != b"*" && u.iter().all(|&c| c > b' ' && c < 0x7f)).then_some(u)
     }
-    let nl = memchr::memchr(b'\n', buf)?;
-    let mut unusual = false;
-    for l in lines(&buf[nl + 1..]) {
-        match l {
-            Ok((name, value, _)) if is_name(name, b"contact", b'm') => return uri(value),
-            Ok(_) => {}
-            Err(_) => {
-                unusual = true;
-                break;
-            }
+    let head_end = memchr::memmem::find(buf, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(buf, b"\n\n"))
+        .unwrap_or(buf.len());
+    for line in buf[..head_end].split(|&c| c == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if is_name(trim(&line[..colon]), b"contact", b'm') {
+            return uri(trim(&line[colon + 1..]));
         }
     }
-    if !unusual {
-        return None;
-    }
-    use rsip::headers::UntypedHeader;
-    let r = rsip::Response::try_from(buf).ok()?;
-    let value = r.headers.iter().find_map(|h| match h {
-        rsip::Header::Contact(c) => Some(c.value().to_string()),
-        _ => None,
-    })?;
-    scratch.clear();
-    scratch.extend_from_slice(value.as_bytes());
-    uri(scratch)
+    None
 }
 
 /// What the responder needs of a request: its method and the lines to copy into a response.
@@ -812,6 +805,103 @@ mod tests {
         );
         let via = r.via_header().unwrap().typed().unwrap();
         assert_eq!(via.branch().unwrap().to_string(), "z9hG4bKx-0-0");
+    }
+
+    /// CANCEL, ACK of a 2xx and BYE are what rsip reads and what RFC 3261 asks (9.1, 13.2.2.4,
+    /// 15.1.1): the INVITE's Call-ID, From tag and CSeq number (BYE: + 1).
+    #[test]
+    fn dialog_requests_are_what_rsip_reads() {
+        use rsip::headers::{ToTypedHeader, UntypedHeader};
+        use rsip::message::HeadersExt;
+        let t = template(Method::Invite);
+        let to = b"<sip:127.0.0.1:5060>;tag=abc";
+        let contact = b"sip:uas@10.0.0.1:5070;transport=udp";
+        let mut inv = Vec::new();
+        t.write(&mut inv, b"z9hG4bKab12-2a-1", 7);
+        let inv = rsip::Request::try_from(inv.as_slice()).unwrap();
+        let mut out = Vec::new();
+        assert!(t.write_cancel(&mut out, b"z9hG4bKab12-2a-1", 7));
+        let c = rsip::Request::try_from(out.as_slice()).unwrap();
+        assert_eq!(c.method, rsip::Method::Cancel);
+        assert_eq!(c.uri, inv.uri);
+        let via = c.via_header().unwrap().typed().unwrap();
+        assert_eq!(via.branch().unwrap().to_string(), "z9hG4bKab12-2a-1");
+        assert_eq!(
+            c.to_header().unwrap().value(),
+            inv.to_header().unwrap().value()
+        );
+        assert_eq!(
+            c.from_header().unwrap().value(),
+            inv.from_header().unwrap().value()
+        );
+        assert_eq!(
+            c.call_id_header().unwrap().value(),
+            inv.call_id_header().unwrap().value()
+        );
+        let cs = c.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cs.seq, cs.method), (1_000_000_007, rsip::Method::Cancel));
+
+        assert!(t.write_ack_2xx(&mut out, Some(contact), b"z9hG4bKab12-2a-1-a", 7, to));
+        let a = rsip::Request::try_from(out.as_slice()).unwrap();
+        assert_eq!(a.method, rsip::Method::Ack);
+        assert!(out.starts_with(b"ACK sip:uas@10.0.0.1:5070;transport=udp SIP/2.0\r\n"));
+        assert_eq!(
+            a.to_header().unwrap().value(),
+            "<sip:127.0.0.1:5060>;tag=abc"
+        );
+        let cs = a.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cs.seq, cs.method), (1_000_000_007, rsip::Method::Ack));
+
+        let mut bye = Vec::new();
+        assert!(t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", 7, to));
+        let b = rsip::Request::try_from(bye.as_slice()).unwrap();
+        assert_eq!(b.method, rsip::Method::Bye);
+        assert_eq!(b.uri, inv.uri, "no Contact: the INVITE's Request-URI");
+        assert_eq!(
+            b.call_id_header().unwrap().value(),
+            inv.call_id_header().unwrap().value()
+        );
+        assert_eq!(
+            b.from_header().unwrap().value(),
+            inv.from_header().unwrap().value()
+        );
+        assert_eq!(
+            b.to_header().unwrap().value(),
+            "<sip:127.0.0.1:5060>;tag=abc"
+        );
+        let cs = b.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cs.seq, cs.method), (1_000_000_008, rsip::Method::Bye));
+        // The highest CSeq number still fits in ten digits below 2^31.
+        t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", 999_999_999, to);
+        let b = rsip::Request::try_from(bye.as_slice()).unwrap();
+        assert_eq!(b.cseq_header().unwrap().typed().unwrap().seq, 2_000_000_000);
+        // An OPTIONS template has none of these.
+        assert!(!template(Method::Options).write_bye(&mut bye, None, b"x", 1, to));
+        assert!(!template(Method::Options).write_cancel(&mut bye, b"x", 1));
+    }
+
+    #[test]
+    fn contact_uri_of_a_2xx() {
+        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n";
+        let with = |c: &str| format!("{head}{c}CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+        let m = with("Contact: \"CP\" <sip:cp@10.0.0.1:5060;transport=udp>;expires=60\r\n");
+        assert_eq!(
+            contact_uri(m.as_bytes()),
+            Some(&b"sip:cp@10.0.0.1:5060;transport=udp"[..])
+        );
+        let m = with("m: sip:cp@10.0.0.1;expires=60\r\n");
+        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.1"[..]));
+        let m = with("");
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        let m = with("Contact: *\r\n");
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        // Bare LF line ends, a folded line before it.
+        let m = "SIP/2.0 200 OK\nSubject: a\n b\nm:<sip:cp@10.0.0.2>\n\n";
+        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.2"[..]));
+        // Not in the body.
+        let m = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\nContact: <sip:x@y>\r\n";
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        assert_eq!(contact_uri(b"garbage"), None);
     }
 
     /// The bench's request carries what the table hands out, and the answer finds it again.
