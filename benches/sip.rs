@@ -131,6 +131,7 @@ fn transactions(c: &mut Criterion) {
                 sched_ns: i,
                 seq: i,
                 step: 0,
+                aux: probe::bench::NO_AUX,
             },
         );
         branches.push(b);
@@ -146,6 +147,7 @@ fn transactions(c: &mut Criterion) {
                     sched_ns: i,
                     seq: i,
                     step: 0,
+                    aux: probe::bench::NO_AUX,
                 },
             );
             let found = table.lookup(black_box(branch.as_bytes()), Method::Options);
