@@ -1,8 +1,9 @@
 //! A stateless SIP UAS for lab tests and for measuring the bench's own ceiling.
 //!
 //! Answers OPTIONS with the chosen status and INVITE with the chosen INVITE status (no
-//! provisional response), absorbs ACKs, answers BYE 200 and other methods 501. Several threads, each with
-//! its own `SO_REUSEPORT` UDP socket on the same address, move datagrams in batches with
+//! provisional response), absorbs ACKs, answers BYE 200 and other methods 501. Several
+//! threads, each with its own `SO_REUSEPORT` UDP socket on the same address, move datagrams in
+//! batches with
 //! `recvmmsg`/`sendmmsg`. Optional: a fixed delay before each answer, and dropping every n-th
 //! request (deterministic fault injection for tests; ACKs are never dropped).
 //!
