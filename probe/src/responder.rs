@@ -3,9 +3,9 @@
 //! Answers OPTIONS with the chosen status and INVITE with the chosen INVITE status (no
 //! provisional response), absorbs ACKs, answers BYE 200 and other methods 501. Several
 //! threads, each with its own `SO_REUSEPORT` UDP socket on the same address, move datagrams in
-//! batches with
-//! `recvmmsg`/`sendmmsg`. Optional: a fixed delay before each answer, and dropping every n-th
-//! request (deterministic fault injection for tests; ACKs are never dropped).
+//! batches with `recvmmsg`/`sendmmsg`. Optional: a fixed delay before each answer, and
+//! dropping every n-th request (deterministic fault injection for tests; ACKs are never
+//! dropped).
 //!
 //! Counters are kept per thread and added to the shared atomics once per batch.
 
