@@ -1948,8 +1948,7 @@ mod tests {
         );
         let last_value = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .next_back()
+            .rfind(|l| !l.starts_with('#') && !l.is_empty())
             .unwrap();
         assert_eq!(last_value, "       4.001 1.000000000000          4");
         assert!(text.contains("#[Max     =        4.001, Total count    =            4]"));
