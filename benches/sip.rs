@@ -63,6 +63,24 @@ fn build(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    g.bench_function("cancel", |b| {
+        b.iter(|| {
+            seq += 1;
+            ti.write_cancel(&mut out, b"z9hG4bK1a2b3c4d-2a-0", seq);
+            black_box(out.len())
+        })
+    });
+    g.bench_function("ack_and_bye_of_2xx", |b| {
+        let to = b"<sip:127.0.0.1:5060>;tag=a6a1c5f60faecf035a1ae5b6e96e979a-1fa2";
+        let contact = b"sip:uas@127.0.0.1:5060;transport=udp";
+        let mut bye = Vec::with_capacity(1500);
+        b.iter(|| {
+            seq += 1;
+            ti.write_ack_2xx(&mut out, Some(contact), b"z9hG4bK1a2b3c4d-2a-0-a", seq, to);
+            ti.write_bye(&mut bye, Some(contact), b"z9hG4bK1a2b3c4d-2b-0", seq, to);
+            black_box(out.len() + bye.len())
+        })
+    });
     g.finish();
 }
 
@@ -113,6 +131,7 @@ fn transactions(c: &mut Criterion) {
                 sched_ns: i,
                 seq: i,
                 step: 0,
+                aux: probe::bench::NO_AUX,
             },
         );
         branches.push(b);
@@ -128,6 +147,7 @@ fn transactions(c: &mut Criterion) {
                     sched_ns: i,
                     seq: i,
                     step: 0,
+                    aux: probe::bench::NO_AUX,
                 },
             );
             let found = table.lookup(black_box(branch.as_bytes()), Method::Options);

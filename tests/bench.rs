@@ -363,7 +363,7 @@ fn binary_end_to_end_with_json_csv_and_histogram() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "second,sent,answered,timed_out,send_errors,retransmits,late,stray,outstanding,p50_us,p99_us,max_us"
+        "second,sent,answered,timed_out,send_errors,retransmits,late,stray,outstanding,p50_us,p99_us,max_us,accepted"
     );
     let sent: u64 = lines
         .map(|l| l.split(',').nth(1).unwrap().parse::<u64>().unwrap())
@@ -408,4 +408,310 @@ fn ramp_reports_each_step() {
     strict.p99_bound = Duration::from_micros(1);
     assert!(r.steps.iter().all(|s| !s.held(&strict)));
     assert_eq!(s.options, 3000 + r.total.retransmits);
+}
+
+/// How the scripted UAS answers an INVITE.
+#[derive(Clone, Copy, PartialEq)]
+enum Script {
+    /// 200 OK with a To tag and a Contact (a CP that accepts calls); BYE gets 200.
+    Accept,
+    /// 180 Ringing only; a CANCEL gets 200, then the INVITE 487.
+    RingOnly,
+}
+
+/// A request as the scripted UAS saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    ruri: String,
+    branch: String,
+    call_id: String,
+    cseq: u32,
+    cseq_method: String,
+    to_tag: Option<String>,
+}
+
+/// A scripted UDP UAS (fault injection: a CP that misbehaves in a way the responder and the
+/// test Kamailio do not). Records every request it gets.
+struct ScriptedUas {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Seen>>>,
+}
+
+/// The To tag the scripted UAS gives a call: derived from its Call-ID, so it can be checked.
+fn uas_tag(call_id: &str) -> String {
+    format!("uas{}", &call_id[..16.min(call_id.len())])
+}
+
+fn uas_contact(addr: SocketAddr) -> String {
+    format!("sip:uas@{addr};transport=udp")
+}
+
+impl ScriptedUas {
+    fn start(script: Script) -> ScriptedUas {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("scripted UAS binds");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let (req, lines) = parse_request(&text);
+                let reply = |status: &str, cseq_method: Option<&str>, extra: &str| {
+                    let mut out = format!("SIP/2.0 {status}\r\n");
+                    for l in &lines {
+                        let lower = l.to_ascii_lowercase();
+                        if lower.starts_with("via:") || lower.starts_with("from:") {
+                            out.push_str(l);
+                        } else if lower.starts_with("to:") {
+                            out.push_str(l);
+                            if !lower.contains(";tag=") {
+                                out.push_str(&format!(";tag={}", uas_tag(&req.call_id)));
+                            }
+                        } else if lower.starts_with("call-id:") {
+                            out.push_str(l);
+                        } else if lower.starts_with("cseq:") {
+                            match cseq_method {
+                                Some(m) => out.push_str(&format!("CSeq: {} {m}", req.cseq)),
+                                None => out.push_str(l),
+                            }
+                        } else {
+                            continue;
+                        }
+                        out.push_str("\r\n");
+                    }
+                    out.push_str(extra);
+                    out.push_str("Content-Length: 0\r\n\r\n");
+                    sock.send_to(out.as_bytes(), from).unwrap();
+                };
+                match (req.method.as_str(), script) {
+                    ("INVITE", Script::Accept) => reply(
+                        "200 OK",
+                        None,
+                        &format!("Contact: <{}>\r\n", uas_contact(addr)),
+                    ),
+                    ("INVITE", Script::RingOnly) => reply("180 Ringing", None, ""),
+                    ("BYE", _) => reply("200 OK", None, ""),
+                    ("CANCEL", _) => {
+                        reply("200 OK", None, "");
+                        reply("487 Request Terminated", Some("INVITE"), "");
+                    }
+                    _ => {}
+                }
+                seen.push(req);
+            }
+            seen
+        });
+        ScriptedUas {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the UAS; every request it got, in order.
+    fn stop(mut self) -> Vec<Seen> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// The request line and header lines of a request (test-side reading, independent of the
+/// bench's own codec).
+fn parse_request(text: &str) -> (Seen, Vec<String>) {
+    let head = text.split("\r\n\r\n").next().unwrap();
+    let mut it = head.split("\r\n");
+    let first: Vec<&str> = it.next().unwrap().split(' ').collect();
+    let lines: Vec<String> = it.map(str::to_string).collect();
+    let value = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .map(|l| l[name.len() + 1..].trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let via = value("via");
+    let branch = via
+        .split(';')
+        .find_map(|p| p.strip_prefix("branch="))
+        .unwrap()
+        .to_string();
+    let cseq = value("cseq");
+    let (num, m) = cseq.split_once(' ').unwrap();
+    let to = value("to");
+    let seen = Seen {
+        method: first[0].to_string(),
+        ruri: first[1].to_string(),
+        branch,
+        call_id: value("call-id"),
+        cseq: num.parse().unwrap(),
+        cseq_method: m.trim().to_string(),
+        to_tag: to.split(";tag=").nth(1).map(str::to_string),
+    };
+    (seen, lines)
+}
+
+/// Requests of `method` by Call-ID; panics if a Call-ID has two.
+fn one_per_call(seen: &[Seen], method: &str) -> std::collections::HashMap<String, Seen> {
+    let mut m = std::collections::HashMap::new();
+    for s in seen.iter().filter(|s| s.method == method) {
+        assert!(
+            m.insert(s.call_id.clone(), s.clone()).is_none(),
+            "two {method} for {}",
+            s.call_id
+        );
+    }
+    m
+}
+
+#[test]
+fn accepted_invites_are_acked_and_hung_up_once() {
+    let uas = ScriptedUas::start(Script::Accept);
+    let addr = uas.addr;
+    let r = run(config(addr, BenchMethod::Invite503, open_loop(100.0, 2)));
+    let seen = uas.stop();
+    assert_accounting(&r);
+    let t = &r.total;
+    assert_eq!(t.sent, 200);
+    assert_eq!(t.answered_with(200), 200);
+    assert_eq!(t.accepted, 200);
+    assert_eq!(r.seconds.iter().map(|s| s.tally.accepted).sum::<u64>(), 200);
+    assert_eq!(t.failures(503), 200, "an accepted call is a failure");
+    assert_eq!((t.acks, t.ack_send_errors), (200, 0));
+    assert_eq!((t.byes, t.bye_failures), (200, 0));
+    assert_eq!((t.cancels, t.timed_out, t.retransmits), (0, 0, 0));
+    assert_eq!((t.late, t.stray), (0, 0));
+
+    let invites = one_per_call(&seen, "INVITE");
+    let acks = one_per_call(&seen, "ACK");
+    let byes = one_per_call(&seen, "BYE");
+    assert_eq!((invites.len(), acks.len(), byes.len()), (200, 200, 200));
+    assert_eq!(seen.len(), 600, "nothing else was sent");
+    let contact = uas_contact(addr);
+    for (call, inv) in &invites {
+        let tag = Some(uas_tag(call));
+        let ack = &acks[call];
+        assert_eq!(ack.ruri, contact, "ACK of a 2xx goes to its Contact");
+        assert_eq!((ack.cseq, ack.cseq_method.as_str()), (inv.cseq, "ACK"));
+        assert_eq!(ack.to_tag, tag);
+        assert_ne!(
+            ack.branch, inv.branch,
+            "the ACK of a 2xx has a branch of its own"
+        );
+        let bye = &byes[call];
+        assert_eq!(bye.ruri, contact);
+        assert_eq!((bye.cseq, bye.cseq_method.as_str()), (inv.cseq + 1, "BYE"));
+        assert_eq!(bye.to_tag, tag);
+        assert!(bye.branch.starts_with("z9hG4bK"));
+        assert_ne!(bye.branch, inv.branch);
+        assert_ne!(bye.branch, ack.branch);
+        assert_eq!(inv.to_tag, None);
+    }
+}
+
+#[test]
+fn ringing_only_invites_are_cancelled_and_the_487_acked() {
+    let uas = ScriptedUas::start(Script::RingOnly);
+    let mut cfg = config(uas.addr, BenchMethod::Invite503, open_loop(100.0, 1));
+    cfg.timeout = Duration::from_millis(800);
+    let r = run(cfg);
+    let seen = uas.stop();
+    assert_accounting(&r);
+    let t = &r.total;
+    assert_eq!(t.sent, 100);
+    assert_eq!((t.timed_out, t.answered()), (100, 0));
+    assert_eq!(t.provisional, 100);
+    assert_eq!((t.cancels, t.cancel_failures), (100, 0));
+    assert_eq!((t.acks, t.ack_send_errors), (100, 0), "each 487 ACKed");
+    assert_eq!(t.late, 100, "the 487s come after the timeout");
+    assert_eq!((t.accepted, t.byes, t.retransmits), (0, 0, 0));
+
+    let invites = one_per_call(&seen, "INVITE");
+    let cancels = one_per_call(&seen, "CANCEL");
+    let acks = one_per_call(&seen, "ACK");
+    assert_eq!((invites.len(), cancels.len(), acks.len()), (100, 100, 100));
+    assert_eq!(seen.len(), 300, "nothing else was sent");
+    for (call, inv) in &invites {
+        let c = &cancels[call];
+        assert_eq!(c.branch, inv.branch, "a CANCEL has the INVITE's branch");
+        assert_eq!((c.cseq, c.cseq_method.as_str()), (inv.cseq, "CANCEL"));
+        assert_eq!(c.ruri, inv.ruri);
+        assert_eq!(c.to_tag, None);
+        let a = &acks[call];
+        assert_eq!(
+            a.branch, inv.branch,
+            "the ACK of a 487 is in the INVITE's transaction"
+        );
+        assert_eq!((a.cseq, a.cseq_method.as_str()), (inv.cseq, "ACK"));
+        assert_eq!(a.ruri, inv.ruri);
+        assert_eq!(a.to_tag, Some(uas_tag(call)));
+    }
+}
+
+#[test]
+fn binary_reports_accepted_calls() {
+    let uas = ScriptedUas::start(Script::Accept);
+    let dir = util::tempdir();
+    let (json, csv) = (dir.path().join("out.json"), dir.path().join("out.csv"));
+    let out = util::srewatch()
+        .arg("bench")
+        .arg(format!("sip:{}", uas.addr))
+        .args(["--method", "invite-503", "--rate", "50", "--duration", "1s"])
+        .args(["--timeout", "2s"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let seen = uas.stop();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains(
+            "accounting: sent 50 = answered 50 (200: 50) + timed_out 0 + send_errors 0  OK"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("accepted 50 (ALARM: calls accepted by a CP expected out of service; each ACKed and hung up)  byes 50 (failed 0)  cancels 0 (failed 0)"),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["total"]["accepted"], 50);
+    assert_eq!(v["total"]["byes"], 50);
+    assert_eq!(v["total"]["failures"], 50);
+    assert_eq!(v["steps"][0]["accepted"], 50);
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().ends_with(",max_us,accepted"));
+    let accepted: u64 = lines
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(accepted, 50);
+    assert_eq!(seen.iter().filter(|s| s.method == "BYE").count(), 50);
+}
+
+#[test]
+fn a_2xx_expected_for_invite_is_refused() {
+    let mut cfg = config(
+        "127.0.0.1:9".parse().unwrap(),
+        BenchMethod::Invite503,
+        open_loop(10.0, 1),
+    );
+    cfg.expected_status = 200;
+    let e = bench::run(cfg, Arc::new(AtomicBool::new(false)), &mut |_| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("expected status 200 for INVITE"),
+        "{e}"
+    );
 }

@@ -19,13 +19,18 @@
 //!   allocation per record), counted locally per step and per second; one message per worker per
 //!   second to the reporting thread.
 //!
-//! Departures from the RFC, for memory bounded by the outstanding transactions: a transaction is
+//! INVITE (the core's [`Send`] carried out): a non-2xx final is ACKed in its transaction; a 2xx
+//! (in time, or after the timeout) is ACKed (a branch of its own) and hung up at once with a
+//! BYE, a non-INVITE transaction of its own in the table, and counted as `accepted`; an INVITE
+//! that only got provisional responses by the timeout is counted as timed out and CANCELled (a
+//! transaction kept beside the INVITE's entry until the CANCEL is answered and the INVITE's
+//! final response, normally a 487, is ACKed).
+//!
+//! Departure from the RFC, for memory bounded by the outstanding transactions: a transaction is
 //! removed from the table at its outcome (no Timer K / D lingering), so a retransmitted final
-//! response is counted as `late` and not ACKed again; an INVITE that only got a provisional
-//! response by the timeout is counted as timed out and not CANCELled; a 2xx to an INVITE is
-//! ACKed but not hung up (the bench expects 503).
+//! response is counted as `late` and not ACKed again (nor a retransmitted 2xx).
 
-use crate::fast::{decode_response, Scratch, Template, ViaTransport};
+use crate::fast::{contact_uri, decode_response, Scratch, Template, ViaTransport};
 use crate::mmsg::{wait_readable, RecvBatch, SendBatch, SendResult};
 use crate::transaction::client::{Action, ClientTx, Outcome, Send, TransportErrorKind, TxConfig};
 use crate::transaction::key::Method;
@@ -216,7 +221,19 @@ pub struct Tally {
     pub send_errors: u64,
     /// Requests not sent because `outstanding_limit` was reached (included in `send_errors`).
     pub limited: u64,
-    /// Retransmitted requests (not transactions).
+    /// INVITEs answered 2xx (a call accepted, alarm-worthy when the CP should be out of service),
+    /// in time (also counted in `status`) or after their timeout (also in `timed_out`); each
+    /// was ACKed and hung up with a BYE.
+    pub accepted: u64,
+    /// BYE transactions started (one per accepted call) and those that got no final response
+    /// (timed out or failed to send).
+    pub byes: u64,
+    pub bye_failures: u64,
+    /// CANCELs sent for INVITEs that only got provisional responses by their timeout, and those
+    /// that got no final response (timed out or failed to send).
+    pub cancels: u64,
+    pub cancel_failures: u64,
+    /// Retransmitted requests (not transactions), BYE and CANCEL included.
     pub retransmits: u64,
     pub acks: u64,
     /// ACKs that could not be sent (the transaction had already ended as answered).
@@ -248,6 +265,11 @@ impl Default for Tally {
             timed_out: 0,
             send_errors: 0,
             limited: 0,
+            accepted: 0,
+            byes: 0,
+            bye_failures: 0,
+            cancels: 0,
+            cancel_failures: 0,
             retransmits: 0,
             acks: 0,
             ack_send_errors: 0,
@@ -299,6 +321,11 @@ impl Tally {
         self.timed_out += o.timed_out;
         self.send_errors += o.send_errors;
         self.limited += o.limited;
+        self.accepted += o.accepted;
+        self.byes += o.byes;
+        self.bye_failures += o.bye_failures;
+        self.cancels += o.cancels;
+        self.cancel_failures += o.cancel_failures;
         self.retransmits += o.retransmits;
         self.acks += o.acks;
         self.ack_send_errors += o.ack_send_errors;
@@ -506,6 +533,21 @@ pub struct BenchTx {
     /// Goes into Call-ID, From tag and CSeq (and the same again on retransmission).
     pub seq: u64,
     pub step: u32,
+    /// Index in the worker's [`Aux`] slab ([`NO_AUX`] for none): a BYE's message, or the
+    /// CANCEL of an INVITE. Fits in what would be padding.
+    pub aux: u32,
+}
+
+/// No [`Aux`] entry.
+pub const NO_AUX: u32 = u32::MAX;
+
+/// What the rare transactions need beside their table entry, in a slab whose entries (and
+/// buffers) are reused: a BYE's message (for its retransmissions), or the CANCEL transaction of
+/// an INVITE (`None` once it ended).
+#[derive(Default)]
+struct Aux {
+    cancel: Option<ClientTx>,
+    msg: Vec<u8>,
 }
 
 /// Bytes per outstanding transaction in the table (entry, value and free-list slot), plus one
@@ -521,6 +563,9 @@ pub const fn bytes_per_outstanding() -> usize {
 enum Pending {
     Request(Slot),
     Ack,
+    Bye(Slot),
+    /// The CANCEL of the INVITE at this slot.
+    Cancel(Slot),
 }
 
 /// The socket of one worker.
@@ -552,6 +597,8 @@ struct Engine {
     pending: Vec<Pending>,
     res: SendResult,
     scratch: Scratch,
+    aux: Vec<Aux>,
+    aux_free: Vec<u32>,
     steps: Vec<Tally>,
     second: Tally,
     seq: u64,
@@ -560,6 +607,7 @@ struct Engine {
     logged_invalid: bool,
     logged_send: bool,
     logged_limit: bool,
+    logged_accepted: bool,
 }
 
 struct Worker {
@@ -668,6 +716,8 @@ impl Worker {
                 pending: Vec::with_capacity(BATCH),
                 res: SendResult::default(),
                 scratch: Scratch::default(),
+                aux: Vec::new(),
+                aux_free: Vec::new(),
                 steps: (0..nsteps).map(|_| Tally::default()).collect(),
                 second: Tally::default(),
                 seq: 0,
@@ -676,6 +726,7 @@ impl Worker {
                 logged_invalid: false,
                 logged_send: false,
                 logged_limit: false,
+                logged_accepted: false,
                 cfg,
             },
             schedule,
@@ -869,8 +920,8 @@ impl Worker {
                             .unwrap_or(now_ns);
                         self.eng.on_response(rx.get(i), now, rx_ns);
                     }
-                    // Keep room for the next batch's ACKs.
-                    if self.eng.txb.len() + BATCH > self.eng.txb.capacity() {
+                    // Keep room for the next batch's ACKs (and BYEs: two per accepted call).
+                    if self.eng.txb.len() + 2 * BATCH > self.eng.txb.capacity() {
                         self.eng.flush_udp(sock.as_raw_fd(), now);
                     }
                     // A short batch emptied the socket: spare the system call that would say so.
@@ -1022,6 +1073,7 @@ impl Engine {
                 sched_ns,
                 seq,
                 step: step as u32,
+                aux: NO_AUX,
             },
         );
         if let Some(w) = wake {
@@ -1034,39 +1086,65 @@ impl Engine {
         self.pending.push(Pending::Request(slot));
     }
 
-    /// Timer E / A and timeouts.
+    /// Timer E / A, timeouts, and the timers of BYE and CANCEL transactions.
     fn fire_timers(&mut self, now: Instant, now_ns: u64) -> bool {
         let mut any = false;
         while !self.txb.is_full() {
             let Some(slot) = self.timers.pop_due(now_ns) else {
                 break;
             };
-            let Some(bt) = self.table.get_mut(slot) else {
+            let Some(method) = self.table.method(slot) else {
                 continue; // ended already
+            };
+            let Some(bt) = self.table.get_mut(slot) else {
+                continue;
             };
             any = true;
             let step = bt.step as usize;
+            if bt.aux != NO_AUX && method == Method::Invite {
+                self.cancelled_timer(slot, now);
+                continue;
+            }
             match bt.tx.on_timer(now) {
                 Action::Retransmit => {
                     let seq = bt.seq;
+                    let aux = bt.aux;
                     if let Some(w) = bt.tx.next_wakeup() {
                         self.timers.arm(ns_since(self.epoch, w), slot);
                     }
                     self.steps[step].retransmits += 1;
                     self.second.retransmits += 1;
-                    let branch = self.table.branch(slot);
-                    self.tmpl
-                        .write(self.txb.next_slot(), branch.as_bytes(), seq);
-                    self.txb.commit(None);
-                    self.pending.push(Pending::Request(slot));
+                    if method == Method::Bye {
+                        let out = self.txb.next_slot();
+                        out.clear();
+                        out.extend_from_slice(&self.aux[aux as usize].msg);
+                        self.txb.commit(None);
+                        self.pending.push(Pending::Bye(slot));
+                    } else {
+                        let branch = self.table.branch(slot);
+                        self.tmpl
+                            .write(self.txb.next_slot(), branch.as_bytes(), seq);
+                        self.txb.commit(None);
+                        self.pending.push(Pending::Request(slot));
+                    }
                 }
                 Action::Done {
                     outcome: Outcome::Timeout { .. },
-                    ..
+                    send,
                 } => {
-                    self.table.remove(slot);
+                    if method == Method::Bye {
+                        self.steps[step].bye_failures += 1;
+                        self.second.bye_failures += 1;
+                        self.remove(slot);
+                        continue;
+                    }
                     self.steps[step].timed_out += 1;
                     self.second.timed_out += 1;
+                    if send == Send::Cancel {
+                        self.start_cancel(slot, step, now);
+                    } else {
+                        self.remove(slot);
+                    }
                 }
                 Action::Wait => {
                     if let Some(w) = bt.tx.next_wakeup() {
@@ -1075,12 +1153,121 @@ impl Engine {
                 }
                 // Final and transport outcomes are handled (and the transaction removed) where
                 // they happen, so nothing else is live here.
-                _ => {
-                    self.table.remove(slot);
-                }
+                _ => self.remove(slot),
             }
         }
         any
+    }
+
+    /// Removes a transaction and frees its [`Aux`] entry.
+    fn remove(&mut self, slot: Slot) {
+        if let Some(bt) = self.table.remove(slot) {
+            if bt.aux != NO_AUX {
+                let a = &mut self.aux[bt.aux as usize];
+                a.cancel = None;
+                a.msg.clear();
+                self.aux_free.push(bt.aux);
+            }
+        }
+    }
+
+    fn alloc_aux(&mut self) -> u32 {
+        match self.aux_free.pop() {
+            Some(i) => i,
+            None => {
+                self.aux.push(Aux::default());
+                (self.aux.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The INVITE at `slot` timed out with only provisional responses: CANCEL it (its own
+    /// non-INVITE transaction, same branch) and keep the entry for the CANCEL's answer and the
+    /// INVITE's final response (a 487) to ACK.
+    fn start_cancel(&mut self, slot: Slot, step: usize, now: Instant) {
+        let i = self.alloc_aux();
+        let cancel = ClientTx::new(Method::Cancel, &self.txcfg, now);
+        let Some(bt) = self.table.get_mut(slot) else {
+            self.aux_free.push(i);
+            return;
+        };
+        bt.aux = i;
+        let seq = bt.seq;
+        let mut wake = bt.tx.next_wakeup();
+        if let Some(w) = cancel.next_wakeup() {
+            wake = Some(wake.map_or(w, |v| v.min(w)));
+        }
+        self.aux[i as usize].cancel = Some(cancel);
+        if let Some(w) = wake {
+            self.timers.arm(ns_since(self.epoch, w), slot);
+        }
+        self.steps[step].cancels += 1;
+        self.second.cancels += 1;
+        self.send_cancel(slot, seq);
+    }
+
+    fn send_cancel(&mut self, slot: Slot, seq: u64) {
+        // Called with room in the batch (timers stop when it is full, responses leave room).
+        if self.txb.is_full() {
+            return; // the CANCEL's Timer E sends it (UDP)
+        }
+        let branch = self.table.branch(slot);
+        self.tmpl
+            .write_cancel(self.txb.next_slot(), branch.as_bytes(), seq);
+        self.txb.commit(None);
+        self.pending.push(Pending::Cancel(slot));
+    }
+
+    /// A timer of a cancelled INVITE: the INVITE's end (64·T1 after the CANCEL) or the
+    /// CANCEL's Timer E / timeout. One timer entry per transaction: the earlier of the two.
+    fn cancelled_timer(&mut self, slot: Slot, now: Instant) {
+        let Some(bt) = self.table.get_mut(slot) else {
+            return;
+        };
+        let step = bt.step as usize;
+        let seq = bt.seq;
+        if bt.tx.next_wakeup().is_some_and(|w| w <= now)
+            && bt.tx.on_timer(now) == Action::Terminated
+        {
+            // No final response to the INVITE within 64·T1 of the CANCEL: give up on it.
+            if self.aux[bt.aux as usize].cancel.is_some() {
+                self.steps[step].cancel_failures += 1;
+                self.second.cancel_failures += 1;
+            }
+            self.remove(slot);
+            return;
+        }
+        let a = &mut self.aux[bt.aux as usize];
+        let mut resend = false;
+        if let Some(c) = &mut a.cancel {
+            if c.next_wakeup().is_some_and(|w| w <= now) {
+                match c.on_timer(now) {
+                    Action::Retransmit => resend = true,
+                    Action::Done { .. } | Action::Terminated => {
+                        a.cancel = None;
+                        self.steps[step].cancel_failures += 1;
+                        self.second.cancel_failures += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if bt.tx.final_status().is_some() && a.cancel.is_none() {
+            self.remove(slot);
+            return;
+        }
+        let mut wake = bt.tx.next_wakeup();
+        if let Some(w) = a.cancel.as_ref().and_then(ClientTx::next_wakeup) {
+            wake = Some(wake.map_or(w, |v| v.min(w)));
+        }
+        if let Some(w) = wake {
+            self.timers.arm(ns_since(self.epoch, w), slot);
+        }
+        if resend {
+            self.steps[step].retransmits += 1;
+            self.second.retransmits += 1;
+            self.send_cancel(slot, seq);
+        }
     }
 
     fn invalid(&mut self, why: &'static str) {
@@ -1096,8 +1283,16 @@ impl Engine {
     /// One response datagram or TCP message: match, classify, record, ACK.
     #[inline]
     fn on_response(&mut self, msg: &[u8], now: Instant, now_ns: u64) {
+        // Moved out for the call (no allocation) so that the response can borrow it.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.on_response_in(msg, &mut scratch, now, now_ns);
+        self.scratch = scratch;
+    }
+
+    #[inline]
+    fn on_response_in(&mut self, msg: &[u8], scratch: &mut Scratch, now: Instant, now_ns: u64) {
         let mut fallbacks = 0;
-        let r = match decode_response(msg, &mut self.scratch, &mut fallbacks) {
+        let r = match decode_response(msg, scratch, &mut fallbacks) {
             Ok(r) => r,
             Err(e) => {
                 self.second.fallbacks += fallbacks;
@@ -1119,13 +1314,39 @@ impl Engine {
                 return;
             }
         };
+        let tx_method = self.table.method(slot);
         let Some(bt) = self.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
+        let seq = bt.seq;
         let st = &mut self.steps[step];
         st.fallbacks += fallbacks;
         self.second.fallbacks += fallbacks;
+        if r.method == Method::Cancel {
+            // The answer to our CANCEL (same branch as the INVITE).
+            let a = (bt.aux != NO_AUX).then(|| &mut self.aux[bt.aux as usize]);
+            match a.and_then(|a| a.cancel.as_mut().map(|c| c.on_response(r.status, now))) {
+                Some(Action::Done { .. }) => {
+                    self.aux[bt.aux as usize].cancel = None;
+                    if bt.tx.final_status().is_some() {
+                        self.remove(slot);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    st.late += 1;
+                    self.second.late += 1;
+                }
+            }
+            return;
+        }
+        if tx_method == Some(Method::Bye) {
+            if let Action::Done { .. } = bt.tx.on_response(r.status, now) {
+                self.remove(slot);
+            }
+            return;
+        }
         match bt.tx.on_response(r.status, now) {
             Action::Wait => {
                 st.provisional += 1;
@@ -1134,31 +1355,137 @@ impl Engine {
             Action::Done { outcome, send } => {
                 let status = outcome.status().unwrap_or(r.status);
                 let us = (now_ns.saturating_sub(bt.sched_ns) / 1000).max(1);
-                let seq = bt.seq;
                 let i = (status as usize).saturating_sub(100).min(599);
                 st.status[i] += 1;
                 st.hist.saturating_record(us);
                 self.second.status[i] += 1;
                 self.second.hist.saturating_record(us);
-                if matches!(send, Send::Ack | Send::AckAndBye) {
-                    st.acks += 1;
-                    self.second.acks += 1;
-                    // The batch has room for a round's ACKs; should it not, the ACK is counted
-                    // as not sent (the transaction is answered either way).
-                    if self.txb.is_full() {
-                        st.ack_send_errors += 1;
-                        self.second.ack_send_errors += 1;
-                    } else {
-                        self.tmpl
-                            .write_ack(self.txb.next_slot(), r.branch, seq, r.to);
-                        self.txb.commit(None);
-                        self.pending.push(Pending::Ack);
-                    }
+                self.remove(slot);
+                match send {
+                    Send::Ack => self.ack(r.branch, seq, r.to, step),
+                    Send::AckAndBye => self.hang_up(msg, slot, &r, seq, step, now, now_ns),
+                    _ => {}
                 }
-                self.table.remove(slot);
             }
-            // Removed at the outcome, so no Duplicate / Late from the core here.
+            // Only a cancelled INVITE is still in the table after its outcome.
+            Action::Late { send, .. } => {
+                st.late += 1;
+                self.second.late += 1;
+                match send {
+                    Send::Ack => {
+                        let aux = bt.aux as usize;
+                        self.ack(r.branch, seq, r.to, step);
+                        if self.aux.get(aux).is_none_or(|a| a.cancel.is_none()) {
+                            self.remove(slot);
+                        }
+                    }
+                    Send::AckAndBye => {
+                        // The call was accepted after all (a 2xx crossed the CANCEL).
+                        self.remove(slot);
+                        self.hang_up(msg, slot, &r, seq, step, now, now_ns);
+                    }
+                    _ => {}
+                }
+            }
+            Action::Duplicate { send } => {
+                st.late += 1;
+                self.second.late += 1;
+                if send == Send::Ack && r.status >= 300 {
+                    self.ack(r.branch, seq, r.to, step);
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// The ACK of a non-2xx final response, in its transaction.
+    fn ack(&mut self, branch: &[u8], seq: u64, to: &[u8], step: usize) {
+        self.steps[step].acks += 1;
+        self.second.acks += 1;
+        // The batch has room for a round's ACKs; should it not, the ACK is counted as not sent
+        // (the transaction is answered either way).
+        if self.txb.is_full() {
+            self.steps[step].ack_send_errors += 1;
+            self.second.ack_send_errors += 1;
+        } else {
+            self.tmpl.write_ack(self.txb.next_slot(), branch, seq, to);
+            self.txb.commit(None);
+            self.pending.push(Pending::Ack);
+        }
+    }
+
+    /// A 2xx to the INVITE of `inv` (already removed): ACK it with a branch of its own and hang
+    /// up at once with a BYE, a transaction of its own. Counted as `accepted`.
+    #[allow(clippy::too_many_arguments)]
+    fn hang_up(
+        &mut self,
+        msg: &[u8],
+        inv: Slot,
+        r: &crate::fast::Response<'_>,
+        seq: u64,
+        step: usize,
+        now: Instant,
+        now_ns: u64,
+    ) {
+        let contact = contact_uri(msg);
+        self.steps[step].accepted += 1;
+        self.second.accepted += 1;
+        if !self.logged_accepted {
+            self.logged_accepted = true;
+            tracing::error!(target = %self.cfg.target, status = r.status,
+                "Bench INVITE accepted: ACK and BYE sent at once; further ones are only counted");
+        }
+        // The ACK of a 2xx is a transaction of its own: the INVITE's branch plus a suffix.
+        let ib = self.table.branch(inv);
+        let mut ack_branch = [0u8; crate::transaction::table::MAX_BRANCH + 2];
+        let n = ib.as_bytes().len();
+        ack_branch[..n].copy_from_slice(ib.as_bytes());
+        ack_branch[n..n + 2].copy_from_slice(b"-a");
+        self.steps[step].acks += 1;
+        self.second.acks += 1;
+        if self.txb.is_full() {
+            self.steps[step].ack_send_errors += 1;
+            self.second.ack_send_errors += 1;
+        } else {
+            self.tmpl.write_ack_2xx(
+                self.txb.next_slot(),
+                contact,
+                &ack_branch[..n + 2],
+                seq,
+                r.to,
+            );
+            self.txb.commit(None);
+            self.pending.push(Pending::Ack);
+        }
+        let i = self.alloc_aux();
+        let tx = ClientTx::new(Method::Bye, &self.txcfg, now);
+        let wake = tx.next_wakeup();
+        let (slot, branch) = self.table.insert(
+            Method::Bye,
+            BenchTx {
+                tx,
+                sched_ns: now_ns,
+                seq,
+                step: step as u32,
+                aux: i,
+            },
+        );
+        let m = &mut self.aux[i as usize].msg;
+        self.tmpl
+            .write_bye(m, contact, branch.as_bytes(), seq, r.to);
+        if let Some(w) = wake {
+            self.timers.arm(ns_since(self.epoch, w), slot);
+        }
+        self.peak = self.peak.max(self.table.len() as u64);
+        self.steps[step].byes += 1;
+        self.second.byes += 1;
+        // Without room now, its Timer E sends it (UDP).
+        if !self.txb.is_full() {
+            let out = self.txb.next_slot();
+            out.clear();
+            out.extend_from_slice(&self.aux[i as usize].msg);
+            self.txb.commit(None);
+            self.pending.push(Pending::Bye(slot));
         }
     }
 
@@ -1175,7 +1502,8 @@ impl Engine {
                 tracing::warn!(target = %self.cfg.target, error = %e, "Bench send failed");
             }
             match self.pending[i] {
-                Pending::Request(slot) => self.fail(slot, kind, now),
+                Pending::Request(slot) | Pending::Bye(slot) => self.fail(slot, kind, now),
+                Pending::Cancel(slot) => self.cancel_failed(slot),
                 Pending::Ack => {
                     self.steps[self.cur_step].ack_send_errors += 1;
                     self.second.ack_send_errors += 1;
@@ -1185,15 +1513,44 @@ impl Engine {
         self.pending.clear();
     }
 
-    fn fail(&mut self, slot: Slot, kind: TransportErrorKind, now: Instant) {
+    fn cancel_failed(&mut self, slot: Slot) {
         let Some(bt) = self.table.get_mut(slot) else {
             return;
         };
+        if bt.aux == NO_AUX || self.aux[bt.aux as usize].cancel.take().is_none() {
+            return;
+        }
+        let step = bt.step as usize;
+        self.steps[step].cancel_failures += 1;
+        self.second.cancel_failures += 1;
+        if bt.tx.final_status().is_some() {
+            self.remove(slot);
+        }
+    }
+
+    /// A request (or a BYE) could not be sent: its transaction ends as a send error (a BYE's as
+    /// a BYE failure); a cancelled INVITE's CANCEL fails with it.
+    fn fail(&mut self, slot: Slot, kind: TransportErrorKind, now: Instant) {
+        let method = self.table.method(slot);
+        let Some(bt) = self.table.get_mut(slot) else {
+            return;
+        };
+        let step = bt.step as usize;
+        if bt.aux != NO_AUX && method == Some(Method::Invite) {
+            // Outcome reported already (timed out): only its CANCEL is left.
+            self.cancel_failed(slot);
+            self.remove(slot);
+            return;
+        }
         if let Action::Done { .. } = bt.tx.on_transport_error(kind, now) {
-            let step = bt.step as usize;
-            self.table.remove(slot);
-            self.steps[step].send_errors += 1;
-            self.second.send_errors += 1;
+            self.remove(slot);
+            if method == Some(Method::Bye) {
+                self.steps[step].bye_failures += 1;
+                self.second.bye_failures += 1;
+            } else {
+                self.steps[step].send_errors += 1;
+                self.second.send_errors += 1;
+            }
         }
     }
 
@@ -1391,6 +1748,13 @@ fn validate(cfg: &BenchConfig) -> Result<(), BenchError> {
     if cfg.send_window > Duration::from_millis(10) {
         return bad(format!("send window {:?} is over 10ms", cfg.send_window));
     }
+    if cfg.method == BenchMethod::Invite503 && (200..300).contains(&cfg.expected_status) {
+        return bad(format!(
+            "expected status {} for INVITE: an accepted call is always a failure (ACKed, hung up \
+             and counted as accepted)",
+            cfg.expected_status
+        ));
+    }
     if cfg.timeout.is_zero() {
         return bad("timeout must be above zero".into());
     }
@@ -1584,8 +1948,7 @@ mod tests {
         );
         let last_value = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .next_back()
+            .rfind(|l| !l.starts_with('#') && !l.is_empty())
             .unwrap();
         assert_eq!(last_value, "       4.001 1.000000000000          4");
         assert!(text.contains("#[Max     =        4.001, Total count    =            4]"));

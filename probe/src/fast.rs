@@ -40,8 +40,9 @@ fn put_hex_u32(out: &mut [u8], v: u32) {
 }
 
 #[inline]
-fn put_cseq(out: &mut [u8], n: u32) {
-    let mut v = CSEQ_BASE + n % CSEQ_BASE;
+fn put_cseq(out: &mut [u8], n: u32, add: u32) {
+    // At most 1_999_999_999 + add: still ten digits and below 2^31.
+    let mut v = CSEQ_BASE + n % CSEQ_BASE + add;
     for b in out[..CSEQ_DIGITS].iter_mut().rev() {
         *b = b'0' + (v % 10) as u8;
         v /= 10;
@@ -82,10 +83,13 @@ struct Parts {
     segs: Vec<Vec<u8>>,
     /// (field, segment, offset in segment).
     fields: Vec<(Field, usize, usize)>,
+    /// Added to the CSeq number (1 for the BYE of a dialog, section 12.2.1.1).
+    cseq_add: u32,
 }
 
 const BRANCH_HOLE: &str = "\u{1}BRANCH\u{1}";
 const TO_HOLE: &str = "\u{1}TO\u{1}";
+const RURI_HOLE: &str = "\u{1}RURI\u{1}";
 
 impl Parts {
     fn split(text: &[u8], holes: &[&str]) -> Parts {
@@ -110,7 +114,11 @@ impl Parts {
                 .expect("field in template");
             fields.push((f, i, off));
         }
-        Parts { segs, fields }
+        Parts {
+            segs,
+            fields,
+            cseq_add: 0,
+        }
     }
 
     #[inline]
@@ -129,7 +137,7 @@ impl Parts {
             match f {
                 Field::CallId => put_hex_u64(&mut out[at..], seq),
                 Field::Tag => put_hex_u32(&mut out[at..], seq as u32),
-                Field::CSeq => put_cseq(&mut out[at..], seq as u32),
+                Field::CSeq => put_cseq(&mut out[at..], seq as u32, self.cseq_add),
             }
         }
     }
@@ -143,7 +151,12 @@ impl Parts {
 #[derive(Debug, Clone)]
 pub struct Template {
     req: Parts,
+    /// INVITE only: ACK, BYE (holes: Request-URI, branch, To) and CANCEL (hole: branch).
     ack: Option<Parts>,
+    bye: Option<Parts>,
+    cancel: Option<Parts>,
+    /// The Request-URI of the request (and of an ACK to a non-2xx).
+    uri: Vec<u8>,
     method: Method,
     /// Bytes of a request without its branch.
     fixed_len: usize,
@@ -163,16 +176,34 @@ impl Template {
             Self::render(method, uri, local, transport, nonce, None).as_bytes(),
             &[BRANCH_HOLE],
         );
-        let ack = (method == Method::Invite).then(|| {
+        let invite = method == Method::Invite;
+        let dialog = |m: Method| {
+            invite.then(|| {
+                Parts::split(
+                    Self::render(m, RURI_HOLE, local, transport, nonce, Some(TO_HOLE)).as_bytes(),
+                    &[RURI_HOLE, BRANCH_HOLE, TO_HOLE],
+                )
+            })
+        };
+        let ack = dialog(Method::Ack);
+        let bye = dialog(Method::Bye).map(|mut p| {
+            p.cseq_add = 1;
+            p
+        });
+        // Same Request-URI, Call-ID, From, To (no tag) and CSeq number as the INVITE (9.1).
+        let cancel = invite.then(|| {
             Parts::split(
-                Self::render(Method::Ack, uri, local, transport, nonce, Some(TO_HOLE)).as_bytes(),
-                &[BRANCH_HOLE, TO_HOLE],
+                Self::render(Method::Cancel, uri, local, transport, nonce, None).as_bytes(),
+                &[BRANCH_HOLE],
             )
         });
         let fixed_len = req.segs.iter().map(Vec::len).sum();
         Template {
             req,
             ack,
+            bye,
+            cancel,
+            uri: uri.as_bytes().to_vec(),
             method,
             fixed_len,
         }
@@ -243,7 +274,62 @@ impl Template {
     pub fn write_ack(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64, to: &[u8]) -> bool {
         match &self.ack {
             Some(a) => {
-                a.write(out, &[branch, to], seq);
+                a.write(out, &[&self.uri, branch, to], seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ACK of a 2xx to the INVITE (section 13.2.2.4): a `branch` of its own, Request-URI
+    /// `ruri` (the Contact of the 2xx; the INVITE's Request-URI when `None`), the 2xx's To,
+    /// CSeq number of the INVITE. Returns false for a non-INVITE template.
+    #[inline]
+    pub fn write_ack_2xx(
+        &self,
+        out: &mut Vec<u8>,
+        ruri: Option<&[u8]>,
+        branch: &[u8],
+        seq: u64,
+        to: &[u8],
+    ) -> bool {
+        match &self.ack {
+            Some(a) => {
+                a.write(out, &[ruri.unwrap_or(&self.uri), branch, to], seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The BYE that hangs up the call a 2xx established (section 15.1.1): a transaction of its
+    /// own (`branch`), Request-URI as for [`Template::write_ack_2xx`], the 2xx's To, the
+    /// INVITE's Call-ID and From tag, CSeq number of the INVITE + 1. False for a non-INVITE.
+    #[inline]
+    pub fn write_bye(
+        &self,
+        out: &mut Vec<u8>,
+        ruri: Option<&[u8]>,
+        branch: &[u8],
+        seq: u64,
+        to: &[u8],
+    ) -> bool {
+        match &self.bye {
+            Some(b) => {
+                b.write(out, &[ruri.unwrap_or(&self.uri), branch, to], seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The CANCEL of the INVITE of transaction `seq` (section 9.1): the INVITE's `branch`,
+    /// Request-URI, Call-ID, From, To and CSeq number, method CANCEL. False for a non-INVITE.
+    #[inline]
+    pub fn write_cancel(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64) -> bool {
+        match &self.cancel {
+            Some(c) => {
+                c.write(out, &[branch], seq);
                 true
             }
             None => false,
@@ -515,6 +601,48 @@ pub fn decode_response<'a>(
     }
 }
 
+/// The URI of the first Contact of a response (inside `<>`, or up to `;`/`,`), for the
+/// Request-URI of the ACK and BYE of a 2xx. Read only on that rare path, so the fast path of
+/// [`scan_response`] does not pay for it. Lenient: header lines may end in CRLF or LF, and a
+/// line it cannot read is skipped (a folded Contact value is not followed). `None` when there
+/// is no usable Contact (the caller then uses the INVITE's Request-URI).
+pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
+    fn uri(v: &[u8]) -> Option<&[u8]> {
+        let u = match memchr::memchr(b'<', v) {
+            Some(lt) => {
+                let rest = &v[lt + 1..];
+                &rest[..memchr::memchr(b'>', rest)?]
+            }
+            None => {
+                let end = v
+                    .iter()
+                    .position(|&c| matches!(c, b';' | b',' | b' ' | b'\t'))
+                    .unwrap_or(v.len());
+                &v[..end]
+            }
+        };
+        let u = trim(u);
+        // A URI to put on a request line: no whitespace or control characters, not `*`.
+        (!u.is_empty() && u != b"*" && u.iter().all(|&c| c > b' ' && c < 0x7f)).then_some(u)
+    }
+    let head_end = memchr::memmem::find(buf, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(buf, b"\n\n"))
+        .unwrap_or(buf.len());
+    for line in buf[..head_end].split(|&c| c == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if is_name(trim(&line[..colon]), b"contact", b'm') {
+            return uri(trim(&line[colon + 1..]));
+        }
+    }
+    None
+}
+
 /// What the responder needs of a request: its method and the lines to copy into a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -677,6 +805,103 @@ mod tests {
         );
         let via = r.via_header().unwrap().typed().unwrap();
         assert_eq!(via.branch().unwrap().to_string(), "z9hG4bKx-0-0");
+    }
+
+    /// CANCEL, ACK of a 2xx and BYE are what rsip reads and what RFC 3261 asks (9.1, 13.2.2.4,
+    /// 15.1.1): the INVITE's Call-ID, From tag and CSeq number (BYE: + 1).
+    #[test]
+    fn dialog_requests_are_what_rsip_reads() {
+        use rsip::headers::{ToTypedHeader, UntypedHeader};
+        use rsip::message::HeadersExt;
+        let t = template(Method::Invite);
+        let to = b"<sip:127.0.0.1:5060>;tag=abc";
+        let contact = b"sip:uas@10.0.0.1:5070;transport=udp";
+        let mut inv = Vec::new();
+        t.write(&mut inv, b"z9hG4bKab12-2a-1", 7);
+        let inv = rsip::Request::try_from(inv.as_slice()).unwrap();
+        let mut out = Vec::new();
+        assert!(t.write_cancel(&mut out, b"z9hG4bKab12-2a-1", 7));
+        let c = rsip::Request::try_from(out.as_slice()).unwrap();
+        assert_eq!(c.method, rsip::Method::Cancel);
+        assert_eq!(c.uri, inv.uri);
+        let via = c.via_header().unwrap().typed().unwrap();
+        assert_eq!(via.branch().unwrap().to_string(), "z9hG4bKab12-2a-1");
+        assert_eq!(
+            c.to_header().unwrap().value(),
+            inv.to_header().unwrap().value()
+        );
+        assert_eq!(
+            c.from_header().unwrap().value(),
+            inv.from_header().unwrap().value()
+        );
+        assert_eq!(
+            c.call_id_header().unwrap().value(),
+            inv.call_id_header().unwrap().value()
+        );
+        let cs = c.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cs.seq, cs.method), (1_000_000_007, rsip::Method::Cancel));
+
+        assert!(t.write_ack_2xx(&mut out, Some(contact), b"z9hG4bKab12-2a-1-a", 7, to));
+        let a = rsip::Request::try_from(out.as_slice()).unwrap();
+        assert_eq!(a.method, rsip::Method::Ack);
+        assert!(out.starts_with(b"ACK sip:uas@10.0.0.1:5070;transport=udp SIP/2.0\r\n"));
+        assert_eq!(
+            a.to_header().unwrap().value(),
+            "<sip:127.0.0.1:5060>;tag=abc"
+        );
+        let cs = a.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cs.seq, cs.method), (1_000_000_007, rsip::Method::Ack));
+
+        let mut bye = Vec::new();
+        assert!(t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", 7, to));
+        let b = rsip::Request::try_from(bye.as_slice()).unwrap();
+        assert_eq!(b.method, rsip::Method::Bye);
+        assert_eq!(b.uri, inv.uri, "no Contact: the INVITE's Request-URI");
+        assert_eq!(
+            b.call_id_header().unwrap().value(),
+            inv.call_id_header().unwrap().value()
+        );
+        assert_eq!(
+            b.from_header().unwrap().value(),
+            inv.from_header().unwrap().value()
+        );
+        assert_eq!(
+            b.to_header().unwrap().value(),
+            "<sip:127.0.0.1:5060>;tag=abc"
+        );
+        let cs = b.cseq_header().unwrap().typed().unwrap();
+        assert_eq!((cs.seq, cs.method), (1_000_000_008, rsip::Method::Bye));
+        // The highest CSeq number still fits in ten digits below 2^31.
+        t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", 999_999_999, to);
+        let b = rsip::Request::try_from(bye.as_slice()).unwrap();
+        assert_eq!(b.cseq_header().unwrap().typed().unwrap().seq, 2_000_000_000);
+        // An OPTIONS template has none of these.
+        assert!(!template(Method::Options).write_bye(&mut bye, None, b"x", 1, to));
+        assert!(!template(Method::Options).write_cancel(&mut bye, b"x", 1));
+    }
+
+    #[test]
+    fn contact_uri_of_a_2xx() {
+        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n";
+        let with = |c: &str| format!("{head}{c}CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+        let m = with("Contact: \"CP\" <sip:cp@10.0.0.1:5060;transport=udp>;expires=60\r\n");
+        assert_eq!(
+            contact_uri(m.as_bytes()),
+            Some(&b"sip:cp@10.0.0.1:5060;transport=udp"[..])
+        );
+        let m = with("m: sip:cp@10.0.0.1;expires=60\r\n");
+        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.1"[..]));
+        let m = with("");
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        let m = with("Contact: *\r\n");
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        // Bare LF line ends, a folded line before it.
+        let m = "SIP/2.0 200 OK\nSubject: a\n b\nm:<sip:cp@10.0.0.2>\n\n";
+        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.2"[..]));
+        // Not in the body.
+        let m = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\nContact: <sip:x@y>\r\n";
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        assert_eq!(contact_uri(b"garbage"), None);
     }
 
     /// The bench's request carries what the table hands out, and the answer finds it again.

@@ -1,10 +1,11 @@
 //! A stateless SIP UAS for lab tests and for measuring the bench's own ceiling.
 //!
 //! Answers OPTIONS with the chosen status and INVITE with the chosen INVITE status (no
-//! provisional response), absorbs ACKs, answers other methods 501. Several threads, each with
-//! its own `SO_REUSEPORT` UDP socket on the same address, move datagrams in batches with
-//! `recvmmsg`/`sendmmsg`. Optional: a fixed delay before each answer, and dropping every n-th
-//! request (deterministic fault injection for tests; ACKs are never dropped).
+//! provisional response), absorbs ACKs, answers BYE 200 and other methods 501. Several
+//! threads, each with its own `SO_REUSEPORT` UDP socket on the same address, move datagrams in
+//! batches with `recvmmsg`/`sendmmsg`. Optional: a fixed delay before each answer, and
+//! dropping every n-th request (deterministic fault injection for tests; ACKs are never
+//! dropped).
 //!
 //! Counters are kept per thread and added to the shared atomics once per batch.
 
@@ -60,7 +61,7 @@ pub struct ResponderStats {
     pub options: u64,
     pub invites: u64,
     pub acks: u64,
-    /// Requests of other methods (answered 501).
+    /// Requests of other methods (BYE answered 200, the rest 501).
     pub other: u64,
     /// Requests deliberately dropped (`drop_every`).
     pub dropped: u64,
@@ -283,6 +284,11 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
                 Some(Method::Invite) => {
                     local.invites += 1;
                     cfg.invite_status
+                }
+                // The hang-up of a call an `invite_status` 2xx "accepted".
+                Some(Method::Bye) => {
+                    local.other += 1;
+                    200
                 }
                 _ => {
                     local.other += 1;

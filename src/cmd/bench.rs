@@ -162,7 +162,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = &mut csv_out {
         writeln!(
             w,
-            "second,sent,answered,timed_out,send_errors,retransmits,late,stray,outstanding,p50_us,p99_us,max_us"
+            "second,sent,answered,timed_out,send_errors,retransmits,late,stray,outstanding,p50_us,p99_us,max_us,accepted"
         )?;
     }
 
@@ -266,8 +266,13 @@ fn status_line(s: &Second) -> String {
     } else {
         ms(t.hist.value_at_quantile(0.99))
     };
+    let accepted = if t.accepted > 0 {
+        format!(" ACCEPTED {} (hung up)", t.accepted)
+    } else {
+        String::new()
+    };
     format!(
-        "[{:>4}s] rate {}/s answered {}/s outstanding {} p99 {} errors {} (timeouts {}, send {}) retransmits {}",
+        "[{:>4}s] rate {}/s answered {}/s outstanding {} p99 {} errors {} (timeouts {}, send {}) retransmits {}{accepted}",
         s.second,
         t.sent,
         t.answered(),
@@ -291,7 +296,7 @@ fn csv_row(w: &mut impl Write, s: &Second) -> std::io::Result<()> {
     };
     writeln!(
         w,
-        "{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{}",
         s.second,
         t.sent,
         t.answered(),
@@ -307,7 +312,8 @@ fn csv_row(w: &mut impl Write, s: &Second) -> std::io::Result<()> {
             String::new()
         } else {
             t.hist.max().to_string()
-        }
+        },
+        t.accepted
     )
 }
 
@@ -417,6 +423,22 @@ fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::R
         "retransmits {}  acks {} (not sent {})  provisional {}  late {}  stray {}  unreachable {}  invalid {}  rsip fallbacks {}",
         t.retransmits, t.acks, t.ack_send_errors, t.provisional, t.late, t.stray, t.unreachable, t.invalid, t.fallbacks
     )?;
+    if cfg.method == BenchMethod::Invite503 {
+        writeln!(
+            w,
+            "accepted {}{}  byes {} (failed {})  cancels {} (failed {})",
+            t.accepted,
+            if t.accepted > 0 {
+                " (ALARM: calls accepted by a CP expected out of service; each ACKed and hung up)"
+            } else {
+                ""
+            },
+            t.byes,
+            t.bye_failures,
+            t.cancels,
+            t.cancel_failures
+        )?;
+    }
     writeln!(
         w,
         "elapsed {:.3}s  peak outstanding {}  max send lag {}  latency from the scheduled send time",
@@ -457,6 +479,11 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
         "send_errors": t.send_errors,
         "outstanding_limited": t.limited,
         "failures": t.failures(expected),
+        "accepted": t.accepted,
+        "byes": t.byes,
+        "bye_failures": t.bye_failures,
+        "cancels": t.cancels,
+        "cancel_failures": t.cancel_failures,
         "retransmits": t.retransmits,
         "acks": t.acks,
         "ack_send_errors": t.ack_send_errors,
