@@ -260,6 +260,20 @@ fn ingest_section(data: &Path) -> String {
 
 const FILES_ONLY: &str = "[service]\nprobe = false\nkamailio = false\nhealth_interval = \"1h\"\n";
 
+/// A service configuration with only file ingest on: `dir/data/counters.csv` followed, points
+/// to the `[influxdb]` section `influx`. Returns the CSV path and the configuration path.
+fn files_only(dir: &Path, influx: &str) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let cfg = dir.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}{}{}", ingest_section(&data), influx, FILES_ONLY),
+    )
+    .unwrap();
+    (data.join("counters.csv"), cfg)
+}
+
 #[test]
 fn config_typo_is_named_by_check_and_run() {
     let dir = util::tempdir();
@@ -548,22 +562,9 @@ fn two_shards_split_the_probe_targets() {
 #[test]
 fn kill_9_in_flight_then_restart_loses_nothing() {
     let dir = util::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     let spool = dir.path().join("spool");
     let mut vm = Victoria::start(dir.path());
-    let cfg = dir.path().join("s.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}{}",
-            ingest_section(&data),
-            influx_section(&vm, &spool),
-            FILES_ONLY
-        ),
-    )
-    .unwrap();
-    let file = data.join("counters.csv");
+    let (file, cfg) = files_only(dir.path(), &influx_section(&vm, &spool));
     let m0 = base_minute();
     let mut run = Run::start(dir.path(), &cfg, &[], &[]);
     run.wait_log("Service ready", Duration::from_secs(10));
@@ -594,22 +595,9 @@ fn kill_9_in_flight_then_restart_loses_nothing() {
 #[test]
 fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
     let dir = util::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     let spool = dir.path().join("spool");
     let mut vm = Victoria::stopped(dir.path());
-    let cfg = dir.path().join("s.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}{}",
-            ingest_section(&data),
-            influx_section(&vm, &spool),
-            FILES_ONLY
-        ),
-    )
-    .unwrap();
-    let file = data.join("counters.csv");
+    let (file, cfg) = files_only(dir.path(), &influx_section(&vm, &spool));
     let m0 = base_minute();
     let mut run = Run::start(dir.path(), &cfg, &[], &[]);
     run.wait_log("Service ready", Duration::from_secs(10));
@@ -654,23 +642,16 @@ fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
 #[test]
 fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
     let dir = util::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     let spool = dir.path().join("spool");
     let mut vm = Victoria::start(dir.path());
     let rec = Recorder::start(vm.addr());
-    let cfg = dir.path().join("s.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}gzip = false\n{}",
-            ingest_section(&data),
-            influx_section(&vm, &spool).replace(&vm.url(), &rec.url()),
-            FILES_ONLY
+    let (file, cfg) = files_only(
+        dir.path(),
+        &format!(
+            "{}gzip = false\n",
+            influx_section(&vm, &spool).replace(&vm.url(), &rec.url())
         ),
-    )
-    .unwrap();
-    let file = data.join("counters.csv");
+    );
     let m0 = base_minute();
     let mut run = Run::start(dir.path(), &cfg, &[], &[]);
     run.wait_log("Service ready", Duration::from_secs(10));
@@ -720,24 +701,11 @@ fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
 #[test]
 fn unusable_spool_counts_drops_and_keeps_running() {
     let dir = util::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     // A regular file where the spool directory should be: fails even for root.
     let spool = dir.path().join("spool");
     std::fs::write(&spool, b"not a directory").unwrap();
     let mut vm = Victoria::stopped(dir.path());
-    let cfg = dir.path().join("s.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}{}",
-            ingest_section(&data),
-            influx_section(&vm, &spool),
-            FILES_ONLY
-        ),
-    )
-    .unwrap();
-    let file = data.join("counters.csv");
+    let (file, cfg) = files_only(dir.path(), &influx_section(&vm, &spool));
     let m0 = base_minute();
     let mut run = Run::start(dir.path(), &cfg, &[], &[]);
     run.wait_log("Service ready", Duration::from_secs(10));
