@@ -61,6 +61,23 @@ fn counter_lines(name: &str, host: &str, from: usize, n: usize, k0: i64, base: i
     Bytes::from(s)
 }
 
+/// Writes `counter_lines(name, host, from, n, k0, base)` (n points) to `bucket`.
+#[allow(clippy::too_many_arguments)]
+async fn write_counters(
+    h: &SinkHandle,
+    bucket: &str,
+    name: &str,
+    host: &str,
+    from: usize,
+    n: usize,
+    k0: i64,
+    base: i64,
+) {
+    h.write(bucket, counter_lines(name, host, from, n, k0, base), n)
+        .await
+        .unwrap();
+}
+
 /// Polls the live counters until `f` holds, or panics after 10 s.
 async fn wait_for(
     stats: &InfluxStats,
@@ -117,20 +134,8 @@ async fn writes_exact_series_to_victoria() {
     let mut cfg = config(&vm.url(), &dir.path().join("spool"));
     cfg.batch_max_points = 4; // counters: 7 + 5 points in batches of 4, 4, 4; samples: 2
     let (h, task, stats) = start(cfg);
-    h.write(
-        "counters",
-        counter_lines("calls total", "cp1", 0, 7, 1, base),
-        7,
-    )
-    .await
-    .unwrap();
-    h.write(
-        "counters",
-        counter_lines("calls total", "cp2", 0, 5, 2, base),
-        5,
-    )
-    .await
-    .unwrap();
+    write_counters(&h, "counters", "calls total", "cp1", 0, 7, 1, base).await;
+    write_counters(&h, "counters", "calls total", "cp2", 0, 5, 2, base).await;
     let samples = format!(
         "calls\\ total,hostname=cp1 elapsed_time=1.25,occurrences=3i {base}\nsystem.load,hostname=cp1 value=0.5 {}\n",
         base + 60
@@ -195,13 +200,7 @@ async fn server_down_at_start_then_up_loses_nothing() {
     let base = base_minute();
     let (h, task, stats) = start(config(&vm.url(), &dir.path().join("spool")));
     for k in 0..4 {
-        h.write(
-            "counters",
-            counter_lines("m.down", "cp1", k * 5, 5, 0, base),
-            5,
-        )
-        .await
-        .unwrap();
+        write_counters(&h, "counters", "m.down", "cp1", k * 5, 5, 0, base).await;
         h.flush().await.unwrap();
     }
     let s = stats.snapshot();
@@ -235,33 +234,15 @@ async fn server_restarted_mid_run_loses_nothing() {
     let mut vm = Victoria::start(dir.path());
     let base = base_minute();
     let (h, task, stats) = start(config(&vm.url(), &dir.path().join("spool")));
-    h.write(
-        "counters",
-        counter_lines("m.restart", "cp1", 0, 10, 0, base),
-        10,
-    )
-    .await
-    .unwrap();
+    write_counters(&h, "counters", "m.restart", "cp1", 0, 10, 0, base).await;
     wait_for(&stats, "first 10 points", |s| s.points_written == 10).await;
     blocking(|| vm.stop());
-    h.write(
-        "counters",
-        counter_lines("m.restart", "cp1", 10, 10, 0, base),
-        10,
-    )
-    .await
-    .unwrap();
+    write_counters(&h, "counters", "m.restart", "cp1", 10, 10, 0, base).await;
     h.flush().await.unwrap();
     let s = stats.snapshot();
     assert_eq!((s.points_written, s.spool_points), (10, 10), "{s:#?}");
     blocking(|| vm.restart());
-    h.write(
-        "counters",
-        counter_lines("m.restart", "cp1", 20, 10, 0, base),
-        10,
-    )
-    .await
-    .unwrap();
+    write_counters(&h, "counters", "m.restart", "cp1", 20, 10, 0, base).await;
     // The spool gauge is updated just after the written counter: wait for both.
     let s = wait_for(&stats, "30 points written, spool empty", |s| {
         s.points_written == 30 && s.spool_points == 0
@@ -288,28 +269,10 @@ async fn spool_survives_a_restart_of_the_sink() {
     let base = base_minute();
     {
         let (h, task, _) = start(config(&vm.url(), &spool));
-        h.write(
-            "counters",
-            counter_lines("m.survive", "cp1", 0, 6, 0, base),
-            6,
-        )
-        .await
-        .unwrap();
+        write_counters(&h, "counters", "m.survive", "cp1", 0, 6, 0, base).await;
         h.flush().await.unwrap();
-        h.write(
-            "samples",
-            counter_lines("m.survive", "cp2", 0, 4, 0, base),
-            4,
-        )
-        .await
-        .unwrap();
-        h.write(
-            "counters",
-            counter_lines("m.survive", "cp1", 6, 2, 0, base),
-            2,
-        )
-        .await
-        .unwrap();
+        write_counters(&h, "samples", "m.survive", "cp2", 0, 4, 0, base).await;
+        write_counters(&h, "counters", "m.survive", "cp1", 6, 2, 0, base).await;
         // Dropped while the server is down: everything it holds goes to the spool.
         drop(h);
         let end = task.await.unwrap();
