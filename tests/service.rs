@@ -194,6 +194,13 @@ struct Run {
 }
 
 impl Run {
+    /// Starts `srewatch run` and waits (up to 10 s) for its "Service ready" log line.
+    fn ready(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut run = Run::start(dir, config, extra, env);
+        run.wait_log("Service ready", Duration::from_secs(10));
+        run
+    }
+
     fn start(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let log = dir.join(format!(
             "srewatch-{}.log",
@@ -403,8 +410,7 @@ fn sighup_bad_file_keeps_config_good_files_add_and_remove_targets() {
     );
     std::fs::write(&cfg, &base).unwrap();
     let out = dir.path().join("out.lp");
-    let mut run = Run::start(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
     run.wait_log("target=cp1", Duration::from_secs(5));
 
     // A typo: refused with file:line, the running configuration kept.
@@ -566,8 +572,7 @@ fn kill_9_in_flight_then_restart_loses_nothing() {
     let mut vm = Victoria::start(dir.path());
     let (file, cfg) = files_only(dir.path(), &influx_section(&vm, &spool));
     let m0 = base_minute();
-    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     // Five platform minutes with the server up, twenty with it down (more than the file's
     // 15-minute window: the oldest of those are only in the spool), then kill -9 right after
     // a rewrite, while its batch is in flight.
@@ -582,8 +587,7 @@ fn kill_9_in_flight_then_restart_loses_nothing() {
     }
     run.proc.kill();
     vm.restart();
-    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     let want = expected(m0, m0 + 24);
     wait_until(Duration::from_secs(20), "every counters point", || {
         counters_in(&vm).len() >= want.len()
@@ -599,8 +603,7 @@ fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
     let mut vm = Victoria::stopped(dir.path());
     let (file, cfg) = files_only(dir.path(), &influx_section(&vm, &spool));
     let m0 = base_minute();
-    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..3 {
         replace(&file, &counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
@@ -628,8 +631,7 @@ fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
     // only in the spool (m0+4 and m0+5 were never in a file srewatch read).
     replace(&file, &counters_csv(m0 + 20));
     vm.restart();
-    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     let mut want = expected(m0, m0 + 3);
     want.extend(expected(m0 + 20, m0 + 20));
     wait_until(Duration::from_secs(15), "every counters point", || {
@@ -653,8 +655,7 @@ fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
         ),
     );
     let m0 = base_minute();
-    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..24 {
         if k == 2 {
             vm.stop();
@@ -707,8 +708,7 @@ fn unusable_spool_counts_drops_and_keeps_running() {
     let mut vm = Victoria::stopped(dir.path());
     let (file, cfg) = files_only(dir.path(), &influx_section(&vm, &spool));
     let m0 = base_minute();
-    let mut run = Run::start(dir.path(), &cfg, &[], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..3 {
         replace(&file, &counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
@@ -766,8 +766,7 @@ fn csv_replaced_truncated_deleted_while_read() {
     let out = dir.path().join("out.lp");
     let file = data.join("counters.csv");
     let m0 = base_minute();
-    let mut run = Run::start(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
-    run.wait_log("Service ready", Duration::from_secs(10));
+    let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
     for k in 0..9 {
         let text = counters_csv(m0 + k);
         match k % 3 {
