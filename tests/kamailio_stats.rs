@@ -185,6 +185,17 @@ async fn send_options(to: SocketAddr, n: usize) {
     }
 }
 
+/// No counter point ever carries a negative `increase` (a restart is counted instead).
+fn assert_no_negative_increase(points: &[Point]) {
+    assert!(
+        !points.iter().any(|p| p
+            .fields
+            .iter()
+            .any(|(k, v)| k == "increase" && v.starts_with('-'))),
+        "negative increase"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn options_increase_is_exact_over_jsonrpc_and_binrpc() {
     let dir = util::tempdir();
@@ -239,13 +250,7 @@ async fn options_increase_is_exact_over_jsonrpc_and_binrpc() {
         counts.malformed_replies + counts.truncated_replies + counts.rpc_errors,
         0
     );
-    assert!(
-        !points.iter().any(|p| p
-            .fields
-            .iter()
-            .any(|(k, v)| k == "increase" && v.starts_with('-'))),
-        "negative increase"
-    );
+    assert_no_negative_increase(&points);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,13 +293,7 @@ async fn restart_between_polls_counts_once() {
         );
     }
     assert_eq!(counts.restarts, 2, "one per target: {counts:?}");
-    assert!(
-        !points.iter().any(|p| p
-            .fields
-            .iter()
-            .any(|(k, v)| k == "increase" && v.starts_with('-'))),
-        "negative increase"
-    );
+    assert_no_negative_increase(&points);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
