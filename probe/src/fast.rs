@@ -272,13 +272,7 @@ impl Template {
     /// the response (`to`, with its tag). Returns false for a non-INVITE template.
     #[inline]
     pub fn write_ack(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64, to: &[u8]) -> bool {
-        match &self.ack {
-            Some(a) => {
-                a.write(out, &[&self.uri, branch, to], seq);
-                true
-            }
-            None => false,
-        }
+        write_part(&self.ack, out, &[&self.uri, branch, to], seq)
     }
 
     /// The ACK of a 2xx to the INVITE (section 13.2.2.4): a `branch` of its own, Request-URI
@@ -293,13 +287,12 @@ impl Template {
         seq: u64,
         to: &[u8],
     ) -> bool {
-        match &self.ack {
-            Some(a) => {
-                a.write(out, &[ruri.unwrap_or(&self.uri), branch, to], seq);
-                true
-            }
-            None => false,
-        }
+        write_part(
+            &self.ack,
+            out,
+            &[ruri.unwrap_or(&self.uri), branch, to],
+            seq,
+        )
     }
 
     /// The BYE that hangs up the call a 2xx established (section 15.1.1): a transaction of its
@@ -314,26 +307,32 @@ impl Template {
         seq: u64,
         to: &[u8],
     ) -> bool {
-        match &self.bye {
-            Some(b) => {
-                b.write(out, &[ruri.unwrap_or(&self.uri), branch, to], seq);
-                true
-            }
-            None => false,
-        }
+        write_part(
+            &self.bye,
+            out,
+            &[ruri.unwrap_or(&self.uri), branch, to],
+            seq,
+        )
     }
 
     /// The CANCEL of the INVITE of transaction `seq` (section 9.1): the INVITE's `branch`,
     /// Request-URI, Call-ID, From, To and CSeq number, method CANCEL. False for a non-INVITE.
     #[inline]
     pub fn write_cancel(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64) -> bool {
-        match &self.cancel {
-            Some(c) => {
-                c.write(out, &[branch], seq);
-                true
-            }
-            None => false,
+        write_part(&self.cancel, out, &[branch], seq)
+    }
+}
+
+/// Writes an in-dialog request from its template, if the template has one (INVITE templates
+/// do; OPTIONS templates have no ACK, BYE or CANCEL).
+#[inline]
+fn write_part(part: &Option<Parts>, out: &mut Vec<u8>, fields: &[&[u8]], seq: u64) -> bool {
+    match part {
+        Some(p) => {
+            p.write(out, fields, seq);
+            true
         }
+        None => false,
     }
 }
 
