@@ -650,11 +650,11 @@ fn server_down_at_start_then_up() {
     ing.stop();
 }
 
-#[test]
-fn server_restarted_mid_run() {
-    let dir = tempdir();
-    let mut vm = Victoria::start_raw(dir.path());
-    let ing = Ingest::start(dir.path(), &vm.url());
+/// The server up for the first platform minutes (all of them arrive), then down for minute 4,
+/// whose points srewatch has spooled when this returns.
+fn up_then_down(dir: &Path) -> (Victoria, Ingest, Model) {
+    let mut vm = Victoria::start_raw(dir);
+    let ing = Ingest::start(dir, &vm.url());
     let mut model = Model::new(base_minute() - 60 * LAST);
     for k in FIRST..=3 {
         rewrite_both(&ing, &mut model, k);
@@ -663,6 +663,13 @@ fn server_restarted_mid_run() {
     vm.stop();
     rewrite_both(&ing, &mut model, 4);
     wait_spooled(&ing);
+    (vm, ing, model)
+}
+
+#[test]
+fn server_restarted_mid_run() {
+    let dir = tempdir();
+    let (mut vm, ing, mut model) = up_then_down(dir.path());
     vm.restart();
     for k in 5..=LAST {
         rewrite_both(&ing, &mut model, k);
@@ -781,16 +788,7 @@ fn fixtures_once_arrive() {
 #[test]
 fn srewatch_stopped_while_server_down_then_restarted() {
     let dir = tempdir();
-    let mut vm = Victoria::start_raw(dir.path());
-    let ing = Ingest::start(dir.path(), &vm.url());
-    let mut model = Model::new(base_minute() - 60 * LAST);
-    for k in FIRST..=3 {
-        rewrite_both(&ing, &mut model, k);
-    }
-    assert_every_point_arrives(&vm, &model.samples);
-    vm.stop();
-    rewrite_both(&ing, &mut model, 4);
-    wait_spooled(&ing);
+    let (mut vm, ing, mut model) = up_then_down(dir.path());
     // SIGTERM while the server is down: what srewatch holds goes to the spool, exit 0.
     ing.stop();
     vm.restart();
