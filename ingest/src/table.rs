@@ -1746,42 +1746,46 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
     }
 }
 
+/// The fuzz target's checks on arbitrary bytes (`ingest/fuzz`, and the corpus replay in the
+/// normal suite): the CSV kernel and the table must not panic; every row is either good or a
+/// typed error, and rows never start beyond the parsable part of the snapshot.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    use crate::csvrow::Reader;
+    for kind in [Kind::Counters, Kind::Samples] {
+        for complete in [false, true] {
+            let mut r = Reader::new(data, kind, complete);
+            while let Some(row) = r.next() {
+                match row {
+                    Ok(row) => {
+                        assert!((row.byte as usize) < data.len() && row.values().len() <= 15)
+                    }
+                    Err(e) => assert!((e.byte as usize) < data.len()),
+                }
+            }
+            assert!(r.incomplete_tail() <= data.len());
+        }
+    }
+    let mut t = Table::new(TableConfig {
+        settle_minutes: 0,
+        ..TableConfig::default()
+    });
+    let now = Instant::now();
+    t.ingest(Kind::Counters, data, true, now, &mut |_, _, _| {});
+    t.ingest(Kind::Samples, data, false, now, &mut |_, _, _| {});
+    t.finish(now, &mut |_, _, _| {});
+}
+
 /// The fuzz corpus (`ingest/fuzz/corpus/csvrow`, minimized inputs of `cargo fuzz run csvrow`)
 /// replayed in the normal suite with the fuzz target's own checks.
 #[cfg(test)]
 mod fuzz_corpus {
-    use super::*;
-    use crate::csvrow::{Kind, Reader};
-
     #[test]
     fn corpus_never_panics() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/csvrow");
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
-            let data = std::fs::read(e.unwrap().path()).unwrap();
-            for kind in [Kind::Counters, Kind::Samples] {
-                for complete in [false, true] {
-                    let mut r = Reader::new(&data, kind, complete);
-                    while let Some(row) = r.next() {
-                        match row {
-                            Ok(row) => {
-                                assert!((row.byte as usize) < data.len());
-                                assert!(row.values().len() <= 15);
-                            }
-                            Err(e) => assert!((e.byte as usize) < data.len()),
-                        }
-                    }
-                    assert!(r.incomplete_tail() <= data.len());
-                }
-            }
-            let mut t = Table::new(TableConfig {
-                settle_minutes: 0,
-                ..TableConfig::default()
-            });
-            let now = std::time::Instant::now();
-            t.ingest(Kind::Counters, &data, true, now, &mut |_, _, _| {});
-            t.ingest(Kind::Samples, &data, false, now, &mut |_, _, _| {});
-            t.finish(now, &mut |_, _, _| {});
+            super::fuzz_one(&std::fs::read(e.unwrap().path()).unwrap());
             n += 1;
         }
         assert!(n >= 100, "only {n} corpus inputs in {}", dir.display());
