@@ -114,7 +114,9 @@ fn cpu() -> (f64, f64) {
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = || -> ! {
-        eprintln!("usage: udp_echo server ADDR | udp_echo client ADDR [OUTSTANDING] [SECONDS] [SIZE]");
+        eprintln!(
+            "usage: udp_echo server ADDR | udp_echo client ADDR [OUTSTANDING] [SECONDS] [SIZE]"
+        );
         std::process::exit(2)
     };
     let addr: SocketAddr = args
