@@ -358,8 +358,11 @@ pub enum AlarmKind {
     VipOwnerOutOfService,
     /// The INVITE check did not get a 503.
     InviteNot503,
-    /// An INVITE got a 2xx: a call was accepted (it was ACKed and hung up at once).
+    /// An INVITE got a 2xx: a call was accepted (it was ACKed and a BYE sent at once).
     CallAccepted,
+    /// The BYE of an accepted call got no 2xx (refused, no answer, not sent): the call may
+    /// still be up. Cleared by a later BYE answered 2xx.
+    ByeFailed,
 }
 
 impl AlarmKind {
@@ -370,6 +373,7 @@ impl AlarmKind {
             AlarmKind::VipOwnerOutOfService => "vip_owner_out_of_service",
             AlarmKind::InviteNot503 => "invite_not_503",
             AlarmKind::CallAccepted => "call_accepted",
+            AlarmKind::ByeFailed => "bye_failed",
         }
     }
 }
@@ -417,6 +421,11 @@ pub enum Output {
 #[derive(Debug)]
 pub(crate) enum FromProber {
     Result(ProbeResult),
+    /// An INVITE answered 2xx (`result`), reported once its BYE ended (`bye`).
+    Accepted {
+        result: ProbeResult,
+        bye: crate::dialog::ByeResult,
+    },
     Rx {
         target: Arc<str>,
         stats: RxStats,
