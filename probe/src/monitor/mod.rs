@@ -303,7 +303,8 @@ impl ServiceState {
 pub struct ProbeResult {
     pub target: Arc<str>,
     pub role: Role,
-    /// `Options` or `Invite`.
+    /// `Options` or `Invite`; `Bye` for the hang-up of a call an INVITE check got accepted
+    /// (reported just before that INVITE's result, `status` the BYE's own final status).
     pub method: Method,
     /// When the request was first sent.
     pub at: SystemTime,
@@ -421,10 +422,12 @@ pub enum Output {
 #[derive(Debug)]
 pub(crate) enum FromProber {
     Result(ProbeResult),
-    /// An INVITE answered 2xx (`result`), reported once its BYE ended (`bye`).
+    /// An INVITE answered 2xx (`invite`), reported once its BYE ended: the BYE's own result
+    /// (`bye`, method BYE) and what it means (`outcome`).
     Accepted {
-        result: ProbeResult,
-        bye: crate::dialog::ByeResult,
+        invite: ProbeResult,
+        bye: ProbeResult,
+        outcome: crate::dialog::ByeResult,
     },
     Rx {
         target: Arc<str>,

@@ -376,8 +376,16 @@ impl Prober {
                 if kind == Kind::Bye {
                     // The INVITE's result goes out with the BYE's own: only a 2xx hung up.
                     let held = p.held.take();
-                    if let (Some(result), Some(bye)) = (held, ByeResult::of(&a)) {
-                        let _ = self.out.send(FromProber::Accepted { result, bye }).await;
+                    if let (Some(invite), Some(outcome)) = (held, ByeResult::of(&a)) {
+                        let bye = self.result(kind, at, Some(outcome_of(&a)), None);
+                        let _ = self
+                            .out
+                            .send(FromProber::Accepted {
+                                invite,
+                                bye,
+                                outcome,
+                            })
+                            .await;
                     }
                     return;
                 }
@@ -540,10 +548,10 @@ impl Prober {
         ProbeResult {
             target: self.name.clone(),
             role: self.cfg.role,
-            method: if kind == Kind::Invite {
-                Method::Invite
-            } else {
-                Method::Options
+            method: match kind {
+                Kind::Invite => Method::Invite,
+                Kind::Bye => Method::Bye,
+                Kind::Options => Method::Options,
             },
             at,
             state: ServiceState::classify(status),
@@ -567,6 +575,17 @@ impl Prober {
     ) {
         let res = self.result(kind, at, Some(outcome), r);
         let _ = self.out.send(FromProber::Result(res)).await;
+    }
+}
+
+/// The outcome of a `Done` action.
+fn outcome_of(a: &Action) -> Outcome {
+    match *a {
+        Action::Done { outcome, .. } => outcome,
+        _ => Outcome::Timeout {
+            retransmits: 0,
+            provisional: None,
+        },
     }
 }
 

@@ -262,7 +262,13 @@ impl Tracker {
     /// An INVITE answered 2xx whose BYE ended with `bye`: `call_accepted` says whether the
     /// call was hung up, and `bye_failed` is raised when the BYE got no 2xx (the call may still
     /// be up), cleared by a later BYE answered 2xx.
-    pub fn on_accepted(&mut self, r: ProbeResult, bye: ByeResult, out: &mut Vec<Output>) {
+    pub fn on_accepted(
+        &mut self,
+        r: ProbeResult,
+        bye_result: ProbeResult,
+        bye: ByeResult,
+        out: &mut Vec<Output>,
+    ) {
         let Some(&i) = self.by_name.get(&*r.target) else {
             return;
         };
@@ -285,6 +291,7 @@ impl Tracker {
             }
         );
         set_alarm(t, AlarmKind::ByeFailed, !bye.hung_up(), r.at, msg, out);
+        out.push(Output::Result(bye_result));
         out.push(Output::Result(r));
     }
 
@@ -344,7 +351,11 @@ impl Tracker {
         while let Some(m) = rx.recv().await {
             match m {
                 FromProber::Result(r) => self.on_result(r, &mut out),
-                FromProber::Accepted { result, bye } => self.on_accepted(result, bye, &mut out),
+                FromProber::Accepted {
+                    invite,
+                    bye,
+                    outcome,
+                } => self.on_accepted(invite, bye, outcome, &mut out),
                 FromProber::Rx { target, stats } => self.on_rx(&target, &stats),
                 FromProber::Add(c) => self.add(&c),
                 FromProber::Remove(name) => self.remove(&name, &mut out),
