@@ -823,10 +823,90 @@ mod tests {
         let r = results(&out);
         assert_eq!(
             r.iter().map(|r| (r.method, r.status)).collect::<Vec<_>>(),
-            vec![(Method::Options, Some(200)), (Method::Invite, Some(200))]
+            vec![
+                (Method::Options, Some(200)),
+                (Method::Bye, Some(200)),
+                (Method::Invite, Some(200))
+            ]
         );
         assert!(out.iter().any(|o| matches!(o,
-            Output::Alarm(a) if a.kind == AlarmKind::CallAccepted && a.active)));
+            Output::Alarm(a) if a.kind == AlarmKind::CallAccepted && a.active
+                && a.message == "INVITE answered 200: a call was accepted (ACKed and hung up: BYE answered 200)")));
+        assert!(!out.iter().any(|o| matches!(o,
+            Output::Alarm(a) if a.kind == AlarmKind::ByeFailed)));
+    }
+
+    /// Issue 12, observation 5 (fault injection): the ACK and the BYE of a 2xx follow its
+    /// route set (Record-Route reversed into Route, the Contact as Request-URI); a BYE answered
+    /// 404 is an alarm of its own, and the call_accepted text does not say "hung up".
+    #[tokio::test]
+    async fn accepted_invite_follows_the_route_set_and_a_refused_bye_is_an_alarm() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Always)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", Some("x1"), "").await;
+        let inv = uas.recv().await;
+        let contact = format!("sip:uas@{}", uas.sock.local_addr().unwrap());
+        uas.reply(
+            &inv,
+            "200 OK",
+            Some("ok1"),
+            &format!(
+                "Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr;ftag=a>\r\n\
+                 Record-Route: <sip:10.0.0.3;lr>\r\nContact: <{contact}>\r\n"
+            ),
+        )
+        .await;
+        let route = "<sip:10.0.0.3;lr>, <sip:p2.example;lr;ftag=a>, <sip:p1.example;lr>";
+        let ack = uas.recv().await;
+        assert_eq!(ack.line(), format!("ACK {contact} SIP/2.0"));
+        assert_eq!(
+            ack.header("Route").replace(", ", ","),
+            route.replace(", ", ",")
+        );
+        assert_eq!(ack.header("CSeq"), "1 ACK");
+        let bye = uas.recv().await;
+        assert_eq!(bye.line(), format!("BYE {contact} SIP/2.0"));
+        assert_eq!(
+            bye.header("Route").replace(", ", ","),
+            route.replace(", ", ",")
+        );
+        assert_eq!(bye.header("CSeq"), "2 BYE");
+        uas.reply(&bye, "404 Not here", Some("ok1"), "").await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.method.as_str(), r.status))
+                .collect::<Vec<_>>(),
+            vec![
+                ("OPTIONS", Some(200)),
+                ("BYE", Some(404)),
+                ("INVITE", Some(200))
+            ]
+        );
+        let alarms: Vec<(&str, bool, &str)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alarm(a) => Some((a.kind.as_str(), a.active, a.message.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            alarms,
+            vec![
+                (
+                    "call_accepted",
+                    true,
+                    "INVITE answered 200: a call was accepted (ACKed; BYE answered 404: the call may still be up)"
+                ),
+                (
+                    "bye_failed",
+                    true,
+                    "BYE of the call accepted with 200 answered 404: the call may still be up"
+                ),
+            ]
+        );
     }
 
     #[tokio::test]
