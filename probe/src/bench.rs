@@ -19,16 +19,20 @@
 //!   allocation per record), counted locally per step and per second; one message per worker per
 //!   second to the reporting thread.
 //!
-//! INVITE (the core's [`Send`] carried out): a non-2xx final is ACKed in its transaction; a 2xx
-//! (in time, or after the timeout) is ACKed (a branch of its own) and hung up at once with a
-//! BYE, a non-INVITE transaction of its own in the table, and counted as `accepted`; an INVITE
-//! that only got provisional responses by the timeout is counted as timed out and CANCELled (a
-//! transaction kept beside the INVITE's entry until the CANCEL is answered and the INVITE's
-//! final response, normally a 487, is ACKed).
+//! INVITE (what the follow-up core [`crate::dialog`] decides, rendered from the templates): a
+//! non-2xx final is ACKed in its transaction; a 2xx (in time, or after the timeout) is ACKed (a
+//! branch of its own) and hung up at once with a BYE along its route set, the BYE a non-INVITE
+//! transaction of its own in the table whose final status is counted (`bye_refused`,
+//! `bye_failures`), and counted as `accepted`; an INVITE that only got provisional responses
+//! by the timeout is counted as timed out and CANCELled (a [`Cancel`] with its own Timer E and
+//! F kept beside the INVITE's entry until the CANCEL is answered and the INVITE's final
+//! response, normally a 487, is ACKed); an INVITE that timed out without a provisional stays
+//! until 64·T1 after its first send for a late final. Timeouts are recorded in a second
+//! histogram (`hist_all`) at the time they happened.
 //!
 //! Departure from the RFC, for memory bounded by the outstanding transactions: a transaction is
-//! removed from the table at its outcome (no Timer K / D lingering), so a retransmitted final
-//! response is counted as `late` and not ACKed again (nor a retransmitted 2xx).
+//! removed from the table at its final response (no Timer K / D lingering), so a retransmitted
+//! final response is counted as `late` and not ACKed again (nor a retransmitted 2xx).
 
 use crate::dialog::{
     follow_up, record_route_values, ByeResult, Cancel, CancelEvent, FollowConfig, FollowUp,

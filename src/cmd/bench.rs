@@ -6,6 +6,9 @@
 //! the same as JSON, a per-second CSV series and the latency histogram in HdrHistogram's
 //! percentile-distribution format. SIGINT/SIGTERM end the schedule early; outstanding
 //! transactions still get their outcome, so the accounting stays exact.
+//!
+//! Exit code: 0; 1 calls accepted in `invite-503` mode; 2 a ramp in which no step held; 3 the
+//! accounting did not balance (a bug).
 
 use anyhow::{bail, Context};
 use probe::bench::{
