@@ -379,3 +379,83 @@ fn bench_hangs_up_accepted_calls_along_the_route_set() {
         "the UAS got every ACK and BYE once"
     );
 }
+
+/// A UDP UAS thread (fault injection: a CP that accepts a call only after the caller's
+/// timeout): OPTIONS 200; INVITE nothing, then 200 OK (To tag, Contact) after `delay`; BYE 200.
+/// Returns its address; it ends after `life`.
+fn late_accepting_uas(delay: Duration, life: Duration) -> std::net::SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let addr = sock.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + life;
+        let mut later: Vec<(std::time::Instant, String, std::net::SocketAddr)> = Vec::new();
+        let mut buf = [0u8; 65536];
+        while std::time::Instant::now() < end {
+            let now = std::time::Instant::now();
+            for (_, m, to) in later.iter().filter(|l| l.0 <= now) {
+                let _ = sock.send_to(m.as_bytes(), to);
+            }
+            later.retain(|l| l.0 > now);
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let method = text.split(' ').next().unwrap_or("").to_string();
+            let copied: String = text
+                .split("\r\n")
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    ["via:", "from:", "to:", "call-id:", "cseq:"]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                })
+                .map(|l| {
+                    if l.to_ascii_lowercase().starts_with("to:") && !l.contains(";tag=") {
+                        format!("{l};tag=late1\r\n")
+                    } else {
+                        format!("{l}\r\n")
+                    }
+                })
+                .collect();
+            let answer = |status: &str| {
+                format!(
+                    "SIP/2.0 {status}\r\n{copied}Contact: <sip:uas@{addr}>\r\nContent-Length: 0\r\n\r\n"
+                )
+            };
+            match method.as_str() {
+                "OPTIONS" | "BYE" => {
+                    let _ = sock.send_to(answer("200 OK").as_bytes(), from);
+                }
+                "INVITE" => later.push((now + delay, answer("200 OK"), from)),
+                _ => {}
+            }
+        }
+    });
+    addr
+}
+
+/// Issue 12, observation 8: `probe check --invite` against a CP that accepts the call only
+/// after the INVITE's timeout: the late 2xx is still reported (line, perfdata, exit code),
+/// not hidden behind "no final answer".
+#[test]
+fn check_reports_a_call_accepted_after_the_timeout() {
+    let addr = late_accepting_uas(Duration::from_millis(900), Duration::from_secs(10));
+    let uri = format!("sip:{addr}");
+    let out = util::srewatch()
+        .args(["probe", "check", &uri, "--invite", "--timeout", "600ms"])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(2), "{line}");
+    assert!(
+        line.contains("; INVITE answered 200 after the timeout: a call was accepted (ACKed and hung up: BYE answered 200) | "),
+        "{line}"
+    );
+    assert!(line.contains(" invite_status=200 "), "{line}");
+    assert!(
+        line.trim_end().ends_with(" accepted=1 bye_status=200"),
+        "{line}"
+    );
+}
