@@ -673,6 +673,60 @@ mod tests {
         );
     }
 
+    /// A BYE without a 2xx raises `bye_failed` (the call may still be up) and keeps it until a
+    /// later BYE hangs up; the BYE's result goes out just before the INVITE's.
+    #[test]
+    fn bye_failed_until_a_bye_hangs_up() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        let mut inv = res("cp2", 0, Some(200), 2, "");
+        inv.method = Method::Invite;
+        let mut bye = res("cp2", 0, Some(404), 1, "");
+        bye.method = Method::Bye;
+        let refused = ByeResult::Refused { status: 404 };
+        t.on_accepted(inv.clone(), bye.clone(), refused, &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "alarm cp2 call_accepted raised",
+                "alarm cp2 invite_not_503 raised",
+                "alarm cp2 bye_failed raised",
+                "result cp2 -",
+                "result cp2 -",
+            ]
+        );
+        let Output::Result(first) = &out[3] else {
+            panic!()
+        };
+        assert_eq!((first.method, first.status), (Method::Bye, Some(404)));
+        out.clear();
+        // The next INVITE gets 503: the call the BYE left is still to be checked.
+        let mut ok = inv.clone();
+        ok.status = Some(503);
+        t.on_result(ok, &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "alarm cp2 call_accepted cleared",
+                "alarm cp2 invite_not_503 cleared",
+                "result cp2 -",
+            ]
+        );
+        out.clear();
+        bye.status = Some(200);
+        t.on_accepted(inv, bye, ByeResult::HungUp { status: 200 }, &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "alarm cp2 call_accepted raised",
+                "alarm cp2 invite_not_503 raised",
+                "alarm cp2 bye_failed cleared",
+                "result cp2 -",
+                "result cp2 -",
+            ]
+        );
+    }
+
     #[test]
     fn minute_summaries_exact() {
         let mut t = Tracker::new(&targets());
