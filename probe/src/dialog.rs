@@ -593,6 +593,33 @@ mod tests {
         let m = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\nRecord-Route: <sip:x;lr>\r\n";
         assert!(record_route_values(m.as_bytes()).as_slice().is_empty());
         assert!(record_route_values(b"\xff\xfe").as_slice().is_empty());
+        // Every prefix and byte flip of a message with routes: never a panic, never more
+        // values than it holds.
+        let m = head(
+            "Record-Route: \"a,b\" <sip:p1;lr>, <sip:p2;lr>\r\nRecord-Route: <sip:p3>\r\nContact: <sip:c>\r\n",
+        )
+        .into_bytes();
+        let full = record_route_values(&m);
+        assert_eq!(
+            full.as_slice().len(),
+            3,
+            "a quoted comma is not a separator"
+        );
+        for i in 0..m.len() {
+            let rr = record_route_values(&m[..i]);
+            assert!(rr.as_slice().len() <= 3);
+            let _ = RouteSet::of_2xx(
+                rr.as_slice().iter().copied(),
+                crate::fast::contact_uri(&m[..i]),
+            );
+            let mut f = m.clone();
+            f[i] = b",<>\";\r\n"[i % 6];
+            let rr = record_route_values(&f);
+            let _ = RouteSet::of_2xx(rr.as_slice().iter().copied(), None).map(|rs| {
+                let mut v = Vec::new();
+                rs.write_route_header(&mut v);
+            });
+        }
     }
 
     #[test]
