@@ -128,14 +128,26 @@ async fn accepted_call_is_hung_up_along_the_route_set() {
         ]
     );
     let stat = |n: &str| tokio::task::block_in_place(|| k.kamcmd_stat(n));
-    assert_eq!(stat("core:rcv_requests_invite"), 1);
+    // Once each (plus what a slow machine made srewatch retransmit).
+    let bye = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Result(r) if r.method == Method::Bye => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the BYE's result");
+    assert_eq!(bye.status, Some(200));
+    assert_eq!(stat("core:rcv_requests_invite"), 1 + inv.retransmits as i64);
     // The ACK: loose-routed (it carried the Route) and relayed to the UAS.
     assert_eq!(stat("core:rcv_requests_ack"), 1);
     assert_eq!(stat("script:dialog_relayed_ack"), 1);
     // The BYE: loose-routed by the stock WITHINDLG, relayed to the Contact, answered 200 by
     // its UAS and that 200 passed back; no `404 Not here`.
-    assert_eq!(stat("core:rcv_requests_bye"), 1);
-    assert_eq!(stat("script:dialog_relayed_bye"), 1);
+    assert_eq!(stat("core:rcv_requests_bye"), 1 + bye.retransmits as i64);
+    assert_eq!(
+        stat("script:dialog_relayed_bye"),
+        1 + bye.retransmits as i64
+    );
     assert_eq!(stat("core:rcv_replies_2xx_bye"), 1);
     tokio::task::block_in_place(|| stat_becomes(&k, "tmx:2xx_transactions", 1));
     assert_eq!(stat("sl:404_replies"), 0);
@@ -331,7 +343,7 @@ fn bench_cancels_ringing_calls_and_acks_every_487() {
         (20, 0),
         "every CANCEL answered"
     );
-    assert_eq!((t.acks, t.ack_send_errors), (20, 0), "every 487 ACKed");
+    assert!(t.acks >= 20 && t.ack_send_errors == 0, "every 487 ACKed");
     assert_eq!(t.late, 20, "the 487s come after the timeout");
     assert_eq!((t.accepted, t.byes), (0, 0));
     // Kamailio: each INVITE once (no retransmission), each CANCEL (its own Timer E may resend
@@ -341,7 +353,9 @@ fn bench_cancels_ringing_calls_and_acks_every_487() {
         k.kamcmd_stat("core:rcv_requests_cancel") as u64,
         20 + t.retransmits
     );
-    assert_eq!(k.kamcmd_stat("core:rcv_requests_ack"), 20);
+    // Kamailio got exactly the ACKs the bench sent: one per 487 (a 487 that tm retransmits
+    // before our ACK reaches it, on a slow machine, is ACKed again).
+    assert_eq!(k.kamcmd_stat("core:rcv_requests_ack") as u64, t.acks);
     // tm: 20 INVITE and 20 CANCEL transactions; each CANCEL answered 200, each INVITE 487.
     assert_eq!(k.kamcmd_stat("tmx:UAS_transactions"), 40);
     stat_becomes(&k, "tmx:2xx_transactions", 20);
@@ -356,7 +370,10 @@ fn bench_hangs_up_accepted_calls_along_the_route_set() {
     let u = uas();
     let k = cp(dir.path(), "ACCEPT", None, Some(&u));
     k.set_out_of_service(true);
-    let r = run_bench(invite_bench(&k, 50.0));
+    let mut cfg = invite_bench(&k, 50.0);
+    // The INVITE is not retransmitted, so `retransmits` are the BYE's own (Timer E).
+    cfg.retransmit = false;
+    let r = run_bench(cfg);
     let t = &r.total;
     assert_eq!((t.sent, t.answered_with(200), t.accepted), (50, 50, 50));
     assert_eq!((t.acks, t.byes, t.bye_failures), (50, 50, 0));
