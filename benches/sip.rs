@@ -76,8 +76,23 @@ fn build(c: &mut Criterion) {
         let mut bye = Vec::with_capacity(1500);
         b.iter(|| {
             seq += 1;
-            ti.write_ack_2xx(&mut out, Some(contact), b"z9hG4bK1a2b3c4d-2a-0-a", seq, to);
-            ti.write_bye(&mut bye, Some(contact), b"z9hG4bK1a2b3c4d-2b-0", seq, to);
+            let route = b"Route: <sip:127.0.0.1:5060;lr>\r\n";
+            ti.write_ack_2xx(
+                &mut out,
+                Some(contact),
+                b"z9hG4bK1a2b3c4d-2a-0-a",
+                route,
+                seq,
+                to,
+            );
+            ti.write_bye(
+                &mut bye,
+                Some(contact),
+                b"z9hG4bK1a2b3c4d-2b-0",
+                route,
+                seq,
+                to,
+            );
             black_box(out.len() + bye.len())
         })
     });

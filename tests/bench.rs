@@ -417,6 +417,9 @@ enum Script {
     Accept,
     /// 180 Ringing only; a CANCEL gets 200, then the INVITE 487.
     RingOnly,
+    /// Nothing at first, then this long after the INVITE a 200 OK as `Accept` (a CP that
+    /// accepts a call after the caller's timeout).
+    AcceptAfter(Duration),
 }
 
 /// A request as the scripted UAS saw it.
@@ -459,13 +462,20 @@ impl ScriptedUas {
         let thread = std::thread::spawn(move || {
             let mut seen = Vec::new();
             let mut buf = vec![0u8; 65536];
+            // Delayed answers: (due, message, to).
+            let mut later: Vec<(std::time::Instant, String, SocketAddr)> = Vec::new();
             while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = std::time::Instant::now();
+                for (_, m, to) in later.iter().filter(|l| l.0 <= now) {
+                    sock.send_to(m.as_bytes(), to).unwrap();
+                }
+                later.retain(|l| l.0 > now);
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let (req, lines) = parse_request(&text);
-                let reply = |status: &str, cseq_method: Option<&str>, extra: &str| {
+                let answer = |status: &str, cseq_method: Option<&str>, extra: &str| {
                     let mut out = format!("SIP/2.0 {status}\r\n");
                     for l in &lines {
                         let lower = l.to_ascii_lowercase();
@@ -490,6 +500,10 @@ impl ScriptedUas {
                     }
                     out.push_str(extra);
                     out.push_str("Content-Length: 0\r\n\r\n");
+                    out
+                };
+                let reply = |status: &str, cseq_method: Option<&str>, extra: &str| {
+                    let out = answer(status, cseq_method, extra);
                     sock.send_to(out.as_bytes(), from).unwrap();
                 };
                 match (req.method.as_str(), script) {
@@ -499,6 +513,15 @@ impl ScriptedUas {
                         &format!("Contact: <{}>\r\n", uas_contact(addr)),
                     ),
                     ("INVITE", Script::RingOnly) => reply("180 Ringing", None, ""),
+                    ("INVITE", Script::AcceptAfter(d)) => later.push((
+                        std::time::Instant::now() + d,
+                        answer(
+                            "200 OK",
+                            None,
+                            &format!("Contact: <{}>\r\n", uas_contact(addr)),
+                        ),
+                        from,
+                    )),
                     ("BYE", _) => reply("200 OK", None, ""),
                     ("CANCEL", _) => {
                         reply("200 OK", None, "");
@@ -675,7 +698,12 @@ fn binary_reports_accepted_calls() {
     let seen = uas.stop();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}\n{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}\n{stdout}");
+    assert!(
+        stderr
+            .contains("srewatch bench: 50 calls accepted by a CP expected to refuse them (exit 1)"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains(
             "accounting: sent 50 = answered 50 (200: 50) + timed_out 0 + send_errors 0  OK"
@@ -683,7 +711,7 @@ fn binary_reports_accepted_calls() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("accepted 50 (ALARM: calls accepted by a CP expected out of service; each ACKed and hung up)  byes 50 (failed 0)  cancels 0 (failed 0)"),
+        stdout.contains("accepted 50 (ALARM: calls accepted by a CP expected out of service; each ACKed and a BYE sent)  byes 50 (hung up 50, refused 0, failed 0)  cancels 0 (failed 0)"),
         "{stdout}"
     );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -713,5 +741,100 @@ fn a_2xx_expected_for_invite_is_refused() {
     assert!(
         e.to_string().contains("expected status 200 for INVITE"),
         "{e}"
+    );
+}
+
+/// Issue 12: a 2xx that comes after the INVITE timed out without a provisional is still
+/// ACKed, hung up with a BYE and counted `accepted` (docs/bench.md says so), with
+/// retransmissions off.
+#[test]
+fn a_2xx_after_the_timeout_is_acked_hung_up_and_accepted() {
+    let uas = ScriptedUas::start(Script::AcceptAfter(Duration::from_millis(600)));
+    let addr = uas.addr;
+    let mut cfg = config(addr, BenchMethod::Invite503, open_loop(20.0, 1));
+    cfg.timeout = Duration::from_millis(300);
+    cfg.retransmit = false;
+    // An INVITE waits 64·T1 after its first send for a late answer: 3.2 s here.
+    cfg.t1 = Duration::from_millis(50);
+    let r = run(cfg);
+    let seen = uas.stop();
+    assert_accounting(&r);
+    let t = &r.total;
+    assert_eq!((t.sent, t.timed_out, t.answered()), (20, 20, 0));
+    assert_eq!(t.accepted, 20, "accepted after the timeout");
+    assert_eq!(t.late, 20);
+    assert_eq!((t.acks, t.ack_send_errors), (20, 0));
+    assert_eq!((t.byes, t.bye_failures, t.bye_refused), (20, 0, 0));
+    let invites = one_per_call(&seen, "INVITE");
+    let acks = one_per_call(&seen, "ACK");
+    let byes = one_per_call(&seen, "BYE");
+    assert_eq!((invites.len(), acks.len(), byes.len()), (20, 20, 20));
+    let contact = uas_contact(addr);
+    for (call, inv) in &invites {
+        let (ack, bye) = (&acks[call], &byes[call]);
+        assert_eq!((ack.ruri.as_str(), ack.cseq), (contact.as_str(), inv.cseq));
+        assert_ne!(ack.branch, inv.branch);
+        assert_eq!(
+            (bye.ruri.as_str(), bye.cseq),
+            (contact.as_str(), inv.cseq + 1)
+        );
+        assert_eq!(bye.to_tag, Some(uas_tag(call)));
+    }
+}
+
+/// Issue 12: percentiles that count timeouts (at their timeout) beside those of the answers,
+/// in the summary and the JSON, and exit code 2 for a ramp in which no step held.
+#[test]
+fn timeouts_count_in_the_percentiles_and_a_ramp_that_never_held_fails() {
+    let resp = responder(|c| c.drop_every = 10);
+    let dir = util::tempdir();
+    let json = dir.path().join("out.json");
+    let out = util::srewatch()
+        .arg("bench")
+        .arg(format!("sip:{}", resp.local_addr()))
+        .args(["--ramp", "100:200:100:1s", "--timeout", "300ms"])
+        .args(["--no-retransmit", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let s = resp.stop();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("no step of the ramp held (exit 2)"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("no step held"), "{stdout}");
+    assert_eq!(s.dropped, 30);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let t = &v["total"];
+    assert_eq!(
+        (t["sent"].as_u64(), t["timed_out"].as_u64()),
+        (Some(300), Some(30))
+    );
+    // Answers only: 270 values, well under the timeout.
+    assert_eq!(t["latency_us"]["count"], 270);
+    assert!(t["latency_us"]["p99"].as_u64().unwrap() < 300_000, "{t}");
+    // With the timeouts at their timeout: 300 values, and 10% of them at >= 300 ms.
+    assert_eq!(t["latency_with_timeouts_us"]["count"], 300);
+    assert!(
+        t["latency_with_timeouts_us"]["p99"].as_u64().unwrap() >= 300_000,
+        "{t}"
+    );
+    assert!(
+        t["latency_with_timeouts_us"]["p50"].as_u64().unwrap() < 300_000,
+        "{t}"
+    );
+    for step in v["steps"].as_array().unwrap() {
+        assert_eq!(step["held"], false);
+        assert_eq!(
+            step["latency_with_timeouts_us"]["count"].as_u64(),
+            step["sent"].as_u64()
+        );
+    }
+    assert!(
+        stdout.contains("latency counting timeouts at their timeout (300 values): p50 "),
+        "{stdout}"
     );
 }

@@ -239,6 +239,7 @@ fn vip_failover_is_detected_and_logged() {
         Options {
             node: "cp1".into(),
             extra_listen: vec![vip_listen.clone()],
+            ..Default::default()
         },
     );
     let mut cp2 = Kamailio::start(
@@ -246,6 +247,7 @@ fn vip_failover_is_detected_and_logged() {
         Options {
             node: "cp2".into(),
             extra_listen: vec![],
+            ..Default::default()
         },
     );
     let vip_uri = format!("sip:127.0.0.10:{vport}");

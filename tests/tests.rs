@@ -4,6 +4,7 @@
 mod util;
 
 mod bench;
+mod dialog;
 mod ingest_e2e;
 mod ingest_files;
 mod kamailio_fixture;

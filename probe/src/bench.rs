@@ -19,20 +19,28 @@
 //!   allocation per record), counted locally per step and per second; one message per worker per
 //!   second to the reporting thread.
 //!
-//! INVITE (the core's [`Send`] carried out): a non-2xx final is ACKed in its transaction; a 2xx
-//! (in time, or after the timeout) is ACKed (a branch of its own) and hung up at once with a
-//! BYE, a non-INVITE transaction of its own in the table, and counted as `accepted`; an INVITE
-//! that only got provisional responses by the timeout is counted as timed out and CANCELled (a
-//! transaction kept beside the INVITE's entry until the CANCEL is answered and the INVITE's
-//! final response, normally a 487, is ACKed).
+//! INVITE (what the follow-up core [`crate::dialog`] decides, rendered from the templates): a
+//! non-2xx final is ACKed in its transaction; a 2xx (in time, or after the timeout) is ACKed (a
+//! branch of its own) and hung up at once with a BYE along its route set, the BYE a non-INVITE
+//! transaction of its own in the table whose final status is counted (`bye_refused`,
+//! `bye_failures`), and counted as `accepted`; an INVITE that only got provisional responses
+//! by the timeout is counted as timed out and CANCELled (a [`Cancel`] with its own Timer E and
+//! F kept beside the INVITE's entry until the CANCEL is answered and the INVITE's final
+//! response, normally a 487, is ACKed); an INVITE that timed out without a provisional stays
+//! until 64·T1 after its first send for a late final. Timeouts are recorded in a second
+//! histogram (`hist_all`) at the time they happened.
 //!
 //! Departure from the RFC, for memory bounded by the outstanding transactions: a transaction is
-//! removed from the table at its outcome (no Timer K / D lingering), so a retransmitted final
-//! response is counted as `late` and not ACKed again (nor a retransmitted 2xx).
+//! removed from the table at its final response (no Timer K / D lingering), so a retransmitted
+//! final response is counted as `late` and not ACKed again (nor a retransmitted 2xx).
 
+use crate::dialog::{
+    follow_up, record_route_values, ByeResult, Cancel, CancelEvent, FollowConfig, FollowUp,
+    RouteSet,
+};
 use crate::fast::{contact_uri, decode_response, Scratch, Template, ViaTransport};
 use crate::mmsg::{wait_readable, RecvBatch, SendBatch, SendResult};
-use crate::transaction::client::{Action, ClientTx, Outcome, Send, TransportErrorKind, TxConfig};
+use crate::transaction::client::{Action, ClientTx, Outcome, TransportErrorKind, TxConfig};
 use crate::transaction::key::Method;
 use crate::transaction::table::{Lookup, Slot, Table};
 use hdrhistogram::Histogram;
@@ -229,6 +237,8 @@ pub struct Tally {
     /// (timed out or failed to send).
     pub byes: u64,
     pub bye_failures: u64,
+    /// BYEs answered with a non-2xx final (e.g. `404 Not here`): the call may still be up.
+    pub bye_refused: u64,
     /// CANCELs sent for INVITEs that only got provisional responses by their timeout, and those
     /// that got no final response (timed out or failed to send).
     pub cancels: u64,
@@ -252,6 +262,9 @@ pub struct Tally {
     pub fallbacks: u64,
     /// Latency of answered transactions, µs from the scheduled send time.
     pub hist: Histogram<u64>,
+    /// The same plus every timed-out transaction at the time it timed out (its timeout plus
+    /// any send lag): percentiles that overload cannot hide. Holds `answered + timed_out`.
+    pub hist_all: Histogram<u64>,
     /// First and last actual send, ns since the run's start (0 when nothing was sent).
     pub first_send_ns: u64,
     pub last_send_ns: u64,
@@ -268,6 +281,7 @@ impl Default for Tally {
             accepted: 0,
             byes: 0,
             bye_failures: 0,
+            bye_refused: 0,
             cancels: 0,
             cancel_failures: 0,
             retransmits: 0,
@@ -280,6 +294,7 @@ impl Default for Tally {
             invalid: 0,
             fallbacks: 0,
             hist: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram bounds"),
+            hist_all: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram bounds"),
             first_send_ns: 0,
             last_send_ns: 0,
         }
@@ -324,6 +339,7 @@ impl Tally {
         self.accepted += o.accepted;
         self.byes += o.byes;
         self.bye_failures += o.bye_failures;
+        self.bye_refused += o.bye_refused;
         self.cancels += o.cancels;
         self.cancel_failures += o.cancel_failures;
         self.retransmits += o.retransmits;
@@ -336,6 +352,7 @@ impl Tally {
         self.invalid += o.invalid;
         self.fallbacks += o.fallbacks;
         let _ = self.hist.add(&o.hist);
+        let _ = self.hist_all.add(&o.hist_all);
         if o.first_send_ns > 0 && (self.first_send_ns == 0 || o.first_send_ns < self.first_send_ns)
         {
             self.first_send_ns = o.first_send_ns;
@@ -419,7 +436,8 @@ impl StepResult {
             return false;
         }
         let fail = t.failures(cfg.expected_status) as f64 / t.sent as f64;
-        let p99 = t.hist.value_at_quantile(0.99);
+        // Timeouts count at their timeout: an overloaded step cannot look fast.
+        let p99 = t.hist_all.value_at_quantile(0.99);
         fail <= cfg.max_failure_ratio && (p99 as u128) < cfg.p99_bound.as_micros()
     }
 }
@@ -546,7 +564,7 @@ pub const NO_AUX: u32 = u32::MAX;
 /// an INVITE (`None` once it ended).
 #[derive(Default)]
 struct Aux {
-    cancel: Option<ClientTx>,
+    cancel: Option<Cancel>,
     msg: Vec<u8>,
 }
 
@@ -593,6 +611,10 @@ struct Engine {
     timers: Timers,
     tmpl: Template,
     txcfg: TxConfig,
+    /// Timers of the CANCEL and BYE transactions (the follow-up core's).
+    follow: FollowConfig,
+    /// The Route line of the ACK and BYE of a 2xx, reused.
+    route_buf: Vec<u8>,
     txb: SendBatch,
     pending: Vec<Pending>,
     res: SendResult,
@@ -608,6 +630,8 @@ struct Engine {
     logged_send: bool,
     logged_limit: bool,
     logged_accepted: bool,
+    logged_route: bool,
+    logged_bye: bool,
 }
 
 struct Worker {
@@ -685,16 +709,18 @@ impl Worker {
                 (None, q, duration.as_nanos() as u64, 1)
             }
         };
+        let reliable = cfg.transport == BenchTransport::Tcp;
+        // Without retransmissions T1 still times how long an INVITE waits for late answers
+        // and for the 487 after its CANCEL.
         let txcfg = TxConfig {
-            t1: if cfg.retransmit {
-                cfg.t1
-            } else {
-                Duration::ZERO
-            },
+            t1: cfg.t1,
             t2: cfg.t2,
             timeout: cfg.timeout,
-            reliable: cfg.transport == BenchTransport::Tcp,
+            reliable,
+            retransmit: cfg.retransmit,
         };
+        // CANCEL and BYE keep their own Timer E / F whatever `retransmit` says.
+        let follow = FollowConfig::new(cfg.t1, cfg.timeout, reliable);
         let nonce: u32 = rand::random();
         let tmpl = Template::new(cfg.method.method(), &cfg.uri, local, via, nonce);
         Ok(Worker {
@@ -711,6 +737,8 @@ impl Worker {
                 },
                 tmpl,
                 txcfg,
+                follow,
+                route_buf: Vec::with_capacity(256),
                 // Room for a round's ACKs (4 receive batches) on top of a batch of requests.
                 txb: SendBatch::new(5 * BATCH),
                 pending: Vec::with_capacity(BATCH),
@@ -727,6 +755,8 @@ impl Worker {
                 logged_send: false,
                 logged_limit: false,
                 logged_accepted: false,
+                logged_route: false,
+                logged_bye: false,
                 cfg,
             },
             schedule,
@@ -1133,17 +1163,29 @@ impl Engine {
                     send,
                 } => {
                     if method == Method::Bye {
-                        self.steps[step].bye_failures += 1;
-                        self.second.bye_failures += 1;
+                        self.bye_ended(step, ByeResult::NoAnswer);
                         self.remove(slot);
                         continue;
                     }
-                    self.steps[step].timed_out += 1;
+                    // A timeout counts in `hist_all` at the time it happened.
+                    let us = (now_ns.saturating_sub(bt.sched_ns) / 1000).max(1);
+                    let wake = bt.tx.next_wakeup();
+                    let st = &mut self.steps[step];
+                    st.timed_out += 1;
+                    st.hist_all.saturating_record(us);
                     self.second.timed_out += 1;
-                    if send == Send::Cancel {
-                        self.start_cancel(slot, step, now);
-                    } else {
-                        self.remove(slot);
+                    self.second.hist_all.saturating_record(us);
+                    match follow_up(send, None) {
+                        FollowUp::Cancel => self.start_cancel(slot, step, now),
+                        // An INVITE stays until 64·T1 after its first send (Timer B) so that a
+                        // late final is still ACKed, and a late 2xx ACKed, hung up and counted
+                        // `accepted`.
+                        _ if method == Method::Invite && wake.is_some() => {
+                            if let Some(w) = wake {
+                                self.timers.arm(ns_since(self.epoch, w), slot);
+                            }
+                        }
+                        _ => self.remove(slot),
                     }
                 }
                 Action::Wait => {
@@ -1186,7 +1228,7 @@ impl Engine {
     /// INVITE's final response (a 487) to ACK.
     fn start_cancel(&mut self, slot: Slot, step: usize, now: Instant) {
         let i = self.alloc_aux();
-        let cancel = ClientTx::new(Method::Cancel, &self.txcfg, now);
+        let cancel = Cancel::start(&self.follow, now);
         let Some(bt) = self.table.get_mut(slot) else {
             self.aux_free.push(i);
             return;
@@ -1219,45 +1261,43 @@ impl Engine {
     }
 
     /// A timer of a cancelled INVITE: the INVITE's end (64·T1 after the CANCEL) or the
-    /// CANCEL's Timer E / timeout. One timer entry per transaction: the earlier of the two.
+    /// CANCEL's Timer E / Timer F. One timer entry per transaction: the earlier of the two.
     fn cancelled_timer(&mut self, slot: Slot, now: Instant) {
         let Some(bt) = self.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
         let seq = bt.seq;
+        let Some(c) = self.aux[bt.aux as usize].cancel.as_mut() else {
+            self.remove(slot);
+            return;
+        };
         if bt.tx.next_wakeup().is_some_and(|w| w <= now)
             && bt.tx.on_timer(now) == Action::Terminated
         {
             // No final response to the INVITE within 64·T1 of the CANCEL: give up on it.
-            if self.aux[bt.aux as usize].cancel.is_some() {
+            if c.pending() {
                 self.steps[step].cancel_failures += 1;
                 self.second.cancel_failures += 1;
             }
             self.remove(slot);
             return;
         }
-        let a = &mut self.aux[bt.aux as usize];
         let mut resend = false;
-        if let Some(c) = &mut a.cancel {
-            if c.next_wakeup().is_some_and(|w| w <= now) {
-                match c.on_timer(now) {
-                    Action::Retransmit => resend = true,
-                    Action::Done { .. } | Action::Terminated => {
-                        a.cancel = None;
-                        self.steps[step].cancel_failures += 1;
-                        self.second.cancel_failures += 1;
-                    }
-                    _ => {}
-                }
+        match c.on_timer(now) {
+            CancelEvent::Retransmit => resend = true,
+            CancelEvent::Failed => {
+                self.steps[step].cancel_failures += 1;
+                self.second.cancel_failures += 1;
             }
+            _ => {}
         }
-        if bt.tx.final_status().is_some() && a.cancel.is_none() {
+        if c.done() {
             self.remove(slot);
             return;
         }
         let mut wake = bt.tx.next_wakeup();
-        if let Some(w) = a.cancel.as_ref().and_then(ClientTx::next_wakeup) {
+        if let Some(w) = c.next_wakeup() {
             wake = Some(wake.map_or(w, |v| v.min(w)));
         }
         if let Some(w) = wake {
@@ -1325,14 +1365,12 @@ impl Engine {
         self.second.fallbacks += fallbacks;
         if r.method == Method::Cancel {
             // The answer to our CANCEL (same branch as the INVITE).
-            let a = (bt.aux != NO_AUX).then(|| &mut self.aux[bt.aux as usize]);
-            match a.and_then(|a| a.cancel.as_mut().map(|c| c.on_response(r.status, now))) {
-                Some(Action::Done { .. }) => {
-                    self.aux[bt.aux as usize].cancel = None;
-                    if bt.tx.final_status().is_some() {
-                        self.remove(slot);
-                    }
-                }
+            let c = (bt.aux != NO_AUX)
+                .then(|| self.aux[bt.aux as usize].cancel.as_mut())
+                .flatten()
+                .filter(|c| c.pending());
+            match c.map(|c| (c.on_response(r.status, now), c.done())) {
+                Some((_, true)) => self.remove(slot),
                 Some(_) => {}
                 None => {
                     st.late += 1;
@@ -1342,8 +1380,9 @@ impl Engine {
             return;
         }
         if tx_method == Some(Method::Bye) {
-            if let Action::Done { .. } = bt.tx.on_response(r.status, now) {
+            if let Some(res) = ByeResult::of(&bt.tx.on_response(r.status, now)) {
                 self.remove(slot);
+                self.bye_ended(step, res);
             }
             return;
         }
@@ -1358,29 +1397,44 @@ impl Engine {
                 let i = (status as usize).saturating_sub(100).min(599);
                 st.status[i] += 1;
                 st.hist.saturating_record(us);
+                st.hist_all.saturating_record(us);
                 self.second.status[i] += 1;
                 self.second.hist.saturating_record(us);
+                self.second.hist_all.saturating_record(us);
                 self.remove(slot);
-                match send {
-                    Send::Ack => self.ack(r.branch, seq, r.to, step),
-                    Send::AckAndBye => self.hang_up(msg, slot, &r, seq, step, now, now_ns),
+                match follow_up(send, Some(r.status)) {
+                    FollowUp::AckInTx => self.ack(r.branch, seq, r.to, step),
+                    FollowUp::Accept => self.hang_up(msg, slot, &r, seq, step, now, now_ns),
                     _ => {}
                 }
             }
-            // Only a cancelled INVITE is still in the table after its outcome.
+            // Only an INVITE that timed out (cancelled or not) is still in the table after its
+            // outcome: its final response is late.
             Action::Late { send, .. } => {
                 st.late += 1;
                 self.second.late += 1;
-                match send {
-                    Send::Ack => {
-                        let aux = bt.aux as usize;
+                match follow_up(send, Some(r.status)) {
+                    FollowUp::AckInTx => {
+                        let aux = bt.aux;
                         self.ack(r.branch, seq, r.to, step);
-                        if self.aux.get(aux).is_none_or(|a| a.cancel.is_none()) {
+                        let done = match self
+                            .aux
+                            .get_mut(aux as usize)
+                            .and_then(|a| a.cancel.as_mut())
+                        {
+                            Some(c) => {
+                                c.on_invite_final();
+                                c.done()
+                            }
+                            None => true,
+                        };
+                        if done {
                             self.remove(slot);
                         }
                     }
-                    Send::AckAndBye => {
-                        // The call was accepted after all (a 2xx crossed the CANCEL).
+                    FollowUp::Accept => {
+                        // The call was accepted after all (after the timeout, or a 2xx that
+                        // crossed the CANCEL).
                         self.remove(slot);
                         self.hang_up(msg, slot, &r, seq, step, now, now_ns);
                     }
@@ -1390,7 +1444,7 @@ impl Engine {
             Action::Duplicate { send } => {
                 st.late += 1;
                 self.second.late += 1;
-                if send == Send::Ack && r.status >= 300 {
+                if follow_up(send, Some(r.status)) == FollowUp::AckInTx {
                     self.ack(r.branch, seq, r.to, step);
                 }
             }
@@ -1427,7 +1481,25 @@ impl Engine {
         now: Instant,
         now_ns: u64,
     ) {
+        // The route set of the 2xx: Record-Route reversed into Route, the Contact as
+        // Request-URI (loose routing) or the first route (strict).
         let contact = contact_uri(msg);
+        let rr = record_route_values(msg);
+        let rs = match RouteSet::of_2xx(rr.as_slice().iter().copied(), contact) {
+            Ok(rs) => rs,
+            Err(e) => {
+                if !self.logged_route {
+                    self.logged_route = true;
+                    tracing::warn!(target = %self.cfg.target, error = %e,
+                        "Bench cannot follow the route set of a 2xx: ACK and BYE go to its Contact without Route");
+                }
+                RouteSet::direct(contact)
+            }
+        };
+        let ruri = rs.request_uri();
+        let mut route = std::mem::take(&mut self.route_buf);
+        route.clear();
+        rs.write_route_header(&mut route);
         self.steps[step].accepted += 1;
         self.second.accepted += 1;
         if !self.logged_accepted {
@@ -1449,8 +1521,9 @@ impl Engine {
         } else {
             self.tmpl.write_ack_2xx(
                 self.txb.next_slot(),
-                contact,
+                ruri,
                 &ack_branch[..n + 2],
+                &route,
                 seq,
                 r.to,
             );
@@ -1458,7 +1531,7 @@ impl Engine {
             self.pending.push(Pending::Ack);
         }
         let i = self.alloc_aux();
-        let tx = ClientTx::new(Method::Bye, &self.txcfg, now);
+        let tx = self.follow.bye_tx(now);
         let wake = tx.next_wakeup();
         let (slot, branch) = self.table.insert(
             Method::Bye,
@@ -1472,7 +1545,8 @@ impl Engine {
         );
         let m = &mut self.aux[i as usize].msg;
         self.tmpl
-            .write_bye(m, contact, branch.as_bytes(), seq, r.to);
+            .write_bye(m, ruri, branch.as_bytes(), &route, seq, r.to);
+        self.route_buf = route;
         if let Some(w) = wake {
             self.timers.arm(ns_since(self.epoch, w), slot);
         }
@@ -1517,14 +1591,42 @@ impl Engine {
         let Some(bt) = self.table.get_mut(slot) else {
             return;
         };
-        if bt.aux == NO_AUX || self.aux[bt.aux as usize].cancel.take().is_none() {
-            return;
-        }
         let step = bt.step as usize;
-        self.steps[step].cancel_failures += 1;
-        self.second.cancel_failures += 1;
-        if bt.tx.final_status().is_some() {
+        let Some(c) = (bt.aux != NO_AUX)
+            .then(|| self.aux[bt.aux as usize].cancel.as_mut())
+            .flatten()
+        else {
+            return;
+        };
+        if c.on_send_error() == CancelEvent::Failed {
+            self.steps[step].cancel_failures += 1;
+            self.second.cancel_failures += 1;
+        }
+        if c.done() {
             self.remove(slot);
+        }
+    }
+
+    /// A BYE ended: only a 2xx hung the call up; a refused or unanswered BYE is counted (and
+    /// logged once): the call may still be up.
+    fn bye_ended(&mut self, step: usize, res: ByeResult) {
+        let (st, sec) = (&mut self.steps[step], &mut self.second);
+        match res {
+            ByeResult::HungUp { .. } => return,
+            ByeResult::Refused { .. } => {
+                st.bye_refused += 1;
+                sec.bye_refused += 1;
+            }
+            ByeResult::NoAnswer | ByeResult::NotSent(_) => {
+                st.bye_failures += 1;
+                sec.bye_failures += 1;
+            }
+        }
+        if !self.logged_bye {
+            self.logged_bye = true;
+            tracing::error!(target = %self.cfg.target, result = res.as_str(),
+                status = res.status().unwrap_or(0),
+                "Bench BYE of an accepted call failed: the call may still be up; further ones are only counted");
         }
     }
 
@@ -1545,8 +1647,7 @@ impl Engine {
         if let Action::Done { .. } = bt.tx.on_transport_error(kind, now) {
             self.remove(slot);
             if method == Some(Method::Bye) {
-                self.steps[step].bye_failures += 1;
-                self.second.bye_failures += 1;
+                self.bye_ended(step, ByeResult::NotSent(kind));
             } else {
                 self.steps[step].send_errors += 1;
                 self.second.send_errors += 1;

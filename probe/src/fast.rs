@@ -90,6 +90,8 @@ struct Parts {
 const BRANCH_HOLE: &str = "\u{1}BRANCH\u{1}";
 const TO_HOLE: &str = "\u{1}TO\u{1}";
 const RURI_HOLE: &str = "\u{1}RURI\u{1}";
+/// The Route header line of an ACK or BYE of a 2xx (empty without a route set).
+const ROUTE_HOLE: &str = "\u{1}ROUTE\u{1}";
 
 impl Parts {
     fn split(text: &[u8], holes: &[&str]) -> Parts {
@@ -124,7 +126,7 @@ impl Parts {
     #[inline]
     fn write(&self, out: &mut Vec<u8>, holes: &[&[u8]], seq: u64) {
         out.clear();
-        let mut starts = [0usize; 4];
+        let mut starts = [0usize; 5];
         for (i, s) in self.segs.iter().enumerate() {
             starts[i] = out.len();
             out.extend_from_slice(s);
@@ -181,13 +183,13 @@ impl Template {
             invite.then(|| {
                 Parts::split(
                     Self::render(m, RURI_HOLE, local, transport, nonce, Some(TO_HOLE)).as_bytes(),
-                    &[RURI_HOLE, BRANCH_HOLE, TO_HOLE],
+                    &[RURI_HOLE, BRANCH_HOLE, ROUTE_HOLE, TO_HOLE],
                 )
             })
         };
         let ack = dialog(Method::Ack);
         let bye = dialog(Method::Bye).map(|mut p| {
-            p.cseq_add = 1;
+            p.cseq_add = crate::dialog::BYE_CSEQ_ADD;
             p
         });
         // Same Request-URI, Call-ID, From, To (no tag) and CSeq number as the INVITE (9.1).
@@ -228,7 +230,7 @@ impl Template {
             "{m} {uri} SIP/2.0\r\n\
              Via: SIP/2.0/{tr} {host}:{port};branch={BRANCH_HOLE};rport\r\n\
              Max-Forwards: {mf}\r\n\
-             From: <sip:srewatch-bench@{host}>;tag=\u{2}TAGTAG\u{2}\r\n\
+             {route}From: <sip:srewatch-bench@{host}>;tag=\u{2}TAGTAG\u{2}\r\n\
              To: {to_value}\r\n\
              Call-ID: \u{2}CALLIDCALLIDCA\u{2}-{nonce:08x}@{host}\r\n\
              CSeq: \u{2}CSEQCSEQ\u{2} {m}\r\n",
@@ -236,6 +238,7 @@ impl Template {
             tr = transport.as_str(),
             port = local.port(),
             mf = crate::consts::MAX_FORWARDS,
+            route = if to.is_some() { ROUTE_HOLE } else { "" },
         );
         if method == Method::Invite {
             let _ = write!(
@@ -272,31 +275,33 @@ impl Template {
     /// the response (`to`, with its tag). Returns false for a non-INVITE template.
     #[inline]
     pub fn write_ack(&self, out: &mut Vec<u8>, branch: &[u8], seq: u64, to: &[u8]) -> bool {
-        write_part(&self.ack, out, &[&self.uri, branch, to], seq)
+        write_part(&self.ack, out, &[&self.uri, branch, b"", to], seq)
     }
 
     /// The ACK of a 2xx to the INVITE (section 13.2.2.4): a `branch` of its own, Request-URI
-    /// `ruri` (the Contact of the 2xx; the INVITE's Request-URI when `None`), the 2xx's To,
-    /// CSeq number of the INVITE. Returns false for a non-INVITE template.
+    /// `ruri` (from the 2xx's [`RouteSet`](crate::dialog::RouteSet); the INVITE's
+    /// Request-URI when `None`), `route` (the whole `Route: ...\r\n` line of the route set,
+    /// or empty), the 2xx's To, CSeq number of the INVITE. False for a non-INVITE template.
     #[inline]
     pub fn write_ack_2xx(
         &self,
         out: &mut Vec<u8>,
         ruri: Option<&[u8]>,
         branch: &[u8],
+        route: &[u8],
         seq: u64,
         to: &[u8],
     ) -> bool {
         write_part(
             &self.ack,
             out,
-            &[ruri.unwrap_or(&self.uri), branch, to],
+            &[ruri.unwrap_or(&self.uri), branch, route, to],
             seq,
         )
     }
 
     /// The BYE that hangs up the call a 2xx established (section 15.1.1): a transaction of its
-    /// own (`branch`), Request-URI as for [`Template::write_ack_2xx`], the 2xx's To, the
+    /// own (`branch`), Request-URI and Route as for [`Template::write_ack_2xx`], the 2xx's To, the
     /// INVITE's Call-ID and From tag, CSeq number of the INVITE + 1. False for a non-INVITE.
     #[inline]
     pub fn write_bye(
@@ -304,13 +309,14 @@ impl Template {
         out: &mut Vec<u8>,
         ruri: Option<&[u8]>,
         branch: &[u8],
+        route: &[u8],
         seq: u64,
         to: &[u8],
     ) -> bool {
         write_part(
             &self.bye,
             out,
-            &[ruri.unwrap_or(&self.uri), branch, to],
+            &[ruri.unwrap_or(&self.uri), branch, route, to],
             seq,
         )
     }
@@ -840,7 +846,8 @@ mod tests {
         let cs = c.cseq_header().unwrap().typed().unwrap();
         assert_eq!((cs.seq, cs.method), (1_000_000_007, rsip::Method::Cancel));
 
-        assert!(t.write_ack_2xx(&mut out, Some(contact), b"z9hG4bKab12-2a-1-a", 7, to));
+        let route = b"Route: <sip:10.0.0.5;lr>,<sip:10.0.0.6;lr>\r\n";
+        assert!(t.write_ack_2xx(&mut out, Some(contact), b"z9hG4bKab12-2a-1-a", route, 7, to));
         let a = rsip::Request::try_from(out.as_slice()).unwrap();
         assert_eq!(a.method, rsip::Method::Ack);
         assert!(out.starts_with(b"ACK sip:uas@10.0.0.1:5070;transport=udp SIP/2.0\r\n"));
@@ -850,9 +857,19 @@ mod tests {
         );
         let cs = a.cseq_header().unwrap().typed().unwrap();
         assert_eq!((cs.seq, cs.method), (1_000_000_007, rsip::Method::Ack));
+        let routes: Vec<String> = a
+            .headers
+            .iter()
+            .filter_map(|h| match h {
+                rsip::Header::Route(r) => Some(r.value().to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(routes, vec!["<sip:10.0.0.5;lr>,<sip:10.0.0.6;lr>"]);
 
         let mut bye = Vec::new();
-        assert!(t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", 7, to));
+        assert!(t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", b"", 7, to));
+        assert!(!String::from_utf8_lossy(&bye).contains("Route:"));
         let b = rsip::Request::try_from(bye.as_slice()).unwrap();
         assert_eq!(b.method, rsip::Method::Bye);
         assert_eq!(b.uri, inv.uri, "no Contact: the INVITE's Request-URI");
@@ -871,11 +888,11 @@ mod tests {
         let cs = b.cseq_header().unwrap().typed().unwrap();
         assert_eq!((cs.seq, cs.method), (1_000_000_008, rsip::Method::Bye));
         // The highest CSeq number still fits in ten digits below 2^31.
-        t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", 999_999_999, to);
+        t.write_bye(&mut bye, None, b"z9hG4bKab12-2b-0", b"", 999_999_999, to);
         let b = rsip::Request::try_from(bye.as_slice()).unwrap();
         assert_eq!(b.cseq_header().unwrap().typed().unwrap().seq, 2_000_000_000);
         // An OPTIONS template has none of these.
-        assert!(!template(Method::Options).write_bye(&mut bye, None, b"x", 1, to));
+        assert!(!template(Method::Options).write_bye(&mut bye, None, b"x", b"", 1, to));
         assert!(!template(Method::Options).write_cancel(&mut bye, b"x", 1));
     }
 

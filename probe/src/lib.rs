@@ -10,6 +10,10 @@
 //! - [`transaction`]: the sans-IO client transaction core shared by the monitor and the bench:
 //!   keys (top Via branch + CSeq method), Timer E/A schedules, the slot table whose branches
 //!   encode slot and generation (O(1) matching), and the INVITE / non-INVITE state machines.
+//! - [`dialog`]: the sans-IO follow-up of an INVITE shared by the monitor and the bench: ACK
+//!   of a non-2xx in its transaction, ACK and BYE of a 2xx along its route set (Record-Route
+//!   reversed, loose or strict routing, Contact as Request-URI), the BYE's own result, and the
+//!   CANCEL with its own Timer E and Timer F.
 //! - [`transport`]: one UDP (connected: ICMP errors are transport errors) or TCP socket per
 //!   target, TCP framing, and the checks every received message passes before matching;
 //!   garbage, oversized, malformed, foreign, stray, late and duplicate messages are counted.
@@ -24,6 +28,7 @@
 
 pub mod bench;
 pub mod consts;
+pub mod dialog;
 pub mod fast;
 pub mod message;
 pub mod mmsg;

@@ -172,6 +172,8 @@ pub struct Parts<'a> {
     pub to_tag: Option<&'a str>,
     /// Another Request-URI (the Contact of a 2xx for its ACK and BYE).
     pub request_uri: Option<&'a str>,
+    /// The Route header value (the route set of a 2xx for its ACK and BYE).
+    pub route: Option<&'a str>,
 }
 
 impl Leg {
@@ -224,6 +226,11 @@ impl Leg {
                 p.branch
             ))),
             H::MaxForwards(MaxForwards::new(MAX_FORWARDS.to_string())),
+        ];
+        if let Some(r) = p.route {
+            h.push(H::Route(Route::new(r)));
+        }
+        h.extend([
             H::From(From::new(format!(
                 "<{}>;tag={}",
                 self.from_uri, self.from_tag
@@ -231,7 +238,7 @@ impl Leg {
             H::To(To::new(to)),
             H::CallId(CallId::new(self.call_id.clone())),
             H::CSeq(CSeq::new(format!("{} {}", p.cseq, p.method.as_str()))),
-        ];
+        ]);
         if matches!(p.method, Method::Invite) {
             h.push(H::Contact(Contact::new(format!(
                 "<sip:srewatch@{};transport={}>",
@@ -269,6 +276,7 @@ impl Leg {
             cseq: self.cseq,
             to_tag: None,
             request_uri: None,
+            route: None,
         })
     }
 
@@ -280,6 +288,7 @@ impl Leg {
             cseq: self.cseq,
             to_tag,
             request_uri: None,
+            route: None,
         })
     }
 
@@ -291,28 +300,45 @@ impl Leg {
             cseq: self.cseq,
             to_tag: None,
             request_uri: None,
+            route: None,
         })
     }
 
-    /// The ACK of a 2xx (new `branch`, sent to the Contact when there is one; section 13.2.2.4).
-    pub fn ack_2xx(&self, branch: &str, to_tag: Option<&str>, contact: Option<&str>) -> Vec<u8> {
+    /// The ACK of a 2xx (new `branch`, section 13.2.2.4), with the Request-URI and Route of
+    /// the 2xx's route set ([`crate::dialog::RouteSet`]; the leg's Request-URI when `None`).
+    pub fn ack_2xx(
+        &self,
+        branch: &str,
+        to_tag: Option<&str>,
+        request_uri: Option<&str>,
+        route: Option<&str>,
+    ) -> Vec<u8> {
         self.encode(&Parts {
             method: Method::Ack,
             branch,
             cseq: self.cseq,
             to_tag,
-            request_uri: contact,
+            request_uri,
+            route,
         })
     }
 
-    /// The BYE that hangs up a call that a 2xx established (section 15.1.1).
-    pub fn bye(&self, branch: &str, to_tag: Option<&str>, contact: Option<&str>) -> Vec<u8> {
+    /// The BYE that hangs up a call that a 2xx established (section 15.1.1): Request-URI and
+    /// Route as for [`Leg::ack_2xx`], CSeq number of the INVITE + 1.
+    pub fn bye(
+        &self,
+        branch: &str,
+        to_tag: Option<&str>,
+        request_uri: Option<&str>,
+        route: Option<&str>,
+    ) -> Vec<u8> {
         self.encode(&Parts {
             method: Method::Bye,
             branch,
-            cseq: self.cseq + 1,
+            cseq: self.cseq + crate::dialog::BYE_CSEQ_ADD,
             to_tag,
-            request_uri: contact,
+            request_uri,
+            route,
         })
     }
 }
@@ -380,6 +406,9 @@ pub struct Response {
     pub server: Option<String>,
     /// The URI of the first Contact, without angle brackets.
     pub contact: Option<String>,
+    /// The Record-Route values, top first, each as received (`<uri>;params`); more than
+    /// [`crate::dialog::MAX_ROUTES`] are cut to one more than that.
+    pub record_route: Vec<String>,
     headers: Vec<(String, String)>,
 }
 
@@ -509,6 +538,11 @@ pub fn parse_response(buf: &[u8]) -> Result<Response, ParseError> {
         retry_after,
         server,
         contact,
+        record_route: crate::dialog::record_route_values(buf)
+            .as_slice()
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect(),
         headers,
     })
 }
@@ -744,7 +778,18 @@ mod tests {
         assert!(cancel.contains("branch=z9hG4bKb\r\n"));
         assert!(cancel.contains("\r\nTo: <sip:monitor@127.0.0.1:5070>\r\n"));
         assert!(cancel.contains("\r\nCSeq: 1 CANCEL\r\n"));
-        let bye = text(l.bye("z9hG4bKc", Some("tt"), Some("sip:uas@127.0.0.1:5999")));
+        let bye = text(l.bye("z9hG4bKc", Some("tt"), Some("sip:uas@127.0.0.1:5999"), None));
+        assert!(!bye.contains("Route:"), "{bye}");
+        let routed = text(l.bye(
+            "z9hG4bKc",
+            Some("tt"),
+            Some("sip:uas@127.0.0.1:5999"),
+            Some("<sip:127.0.0.1:5070;lr>,<sip:10.0.0.1;lr>"),
+        ));
+        assert!(
+            routed.contains("\r\nRoute: <sip:127.0.0.1:5070;lr>,<sip:10.0.0.1;lr>\r\n"),
+            "{routed}"
+        );
         assert!(
             bye.starts_with("BYE sip:uas@127.0.0.1:5999 SIP/2.0\r\n"),
             "{bye}"

@@ -6,6 +6,9 @@
 //! the same as JSON, a per-second CSV series and the latency histogram in HdrHistogram's
 //! percentile-distribution format. SIGINT/SIGTERM end the schedule early; outstanding
 //! transactions still get their outcome, so the accounting stays exact.
+//!
+//! Exit code: 0; 1 calls accepted in `invite-503` mode; 2 a ramp in which no step held; 3 the
+//! accounting did not balance (a bug).
 
 use anyhow::{bail, Context};
 use probe::bench::{
@@ -208,7 +211,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         eprintln!("srewatch bench: accounting does not balance (a bug): see the summary");
         return Ok(ExitCode::from(3));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(exit_code(&shown, &result)))
+}
+
+/// 1: calls were accepted in `invite-503` mode (an alarm); 2: a ramp in which no step held;
+/// else 0 (3, accounting that does not balance, is checked before).
+fn exit_code(cfg: &BenchConfig, r: &BenchResult) -> u8 {
+    if cfg.method == BenchMethod::Invite503 && r.total.accepted > 0 {
+        eprintln!(
+            "srewatch bench: {} calls accepted by a CP expected to refuse them (exit 1)",
+            r.total.accepted
+        );
+        1
+    } else if r.steps.len() > 1 && highest_held(cfg, r).is_none() {
+        eprintln!("srewatch bench: no step of the ramp held (exit 2)");
+        2
+    } else {
+        0
+    }
 }
 
 fn create(p: &PathBuf) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
@@ -267,7 +287,7 @@ fn status_line(s: &Second) -> String {
         ms(t.hist.value_at_quantile(0.99))
     };
     let accepted = if t.accepted > 0 {
-        format!(" ACCEPTED {} (hung up)", t.accepted)
+        format!(" ACCEPTED {}", t.accepted)
     } else {
         String::new()
     };
@@ -423,17 +443,32 @@ fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::R
         "retransmits {}  acks {} (not sent {})  provisional {}  late {}  stray {}  unreachable {}  invalid {}  rsip fallbacks {}",
         t.retransmits, t.acks, t.ack_send_errors, t.provisional, t.late, t.stray, t.unreachable, t.invalid, t.fallbacks
     )?;
+    if !t.hist_all.is_empty() {
+        let q = |p: f64| ms(t.hist_all.value_at_quantile(p));
+        writeln!(
+            w,
+            "latency counting timeouts at their timeout ({} values): p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            t.hist_all.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            ms(t.hist_all.max())
+        )?;
+    }
     if cfg.method == BenchMethod::Invite503 {
         writeln!(
             w,
-            "accepted {}{}  byes {} (failed {})  cancels {} (failed {})",
+            "accepted {}{}  byes {} (hung up {}, refused {}, failed {})  cancels {} (failed {})",
             t.accepted,
             if t.accepted > 0 {
-                " (ALARM: calls accepted by a CP expected out of service; each ACKed and hung up)"
+                " (ALARM: calls accepted by a CP expected out of service; each ACKed and a BYE sent)"
             } else {
                 ""
             },
             t.byes,
+            t.byes.saturating_sub(t.bye_refused + t.bye_failures),
+            t.bye_refused,
             t.bye_failures,
             t.cancels,
             t.cancel_failures
@@ -471,6 +506,13 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
             json!(t.hist.value_at_quantile(p))
         }
     };
+    let qa = |p: f64| {
+        if t.hist_all.is_empty() {
+            serde_json::Value::Null
+        } else {
+            json!(t.hist_all.value_at_quantile(p))
+        }
+    };
     json!({
         "sent": t.sent,
         "answered": t.answered(),
@@ -482,6 +524,7 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
         "accepted": t.accepted,
         "byes": t.byes,
         "bye_failures": t.bye_failures,
+        "bye_refused": t.bye_refused,
         "cancels": t.cancels,
         "cancel_failures": t.cancel_failures,
         "retransmits": t.retransmits,
@@ -502,6 +545,14 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
             "p99": q(0.99),
             "p99_9": q(0.999),
             "max": if t.hist.is_empty() { serde_json::Value::Null } else { json!(t.hist.max()) },
+        },
+        "latency_with_timeouts_us": {
+            "count": t.hist_all.len(),
+            "p50": qa(0.5),
+            "p90": qa(0.9),
+            "p99": qa(0.99),
+            "p99_9": qa(0.999),
+            "max": if t.hist_all.is_empty() { serde_json::Value::Null } else { json!(t.hist_all.max()) },
         },
     })
 }

@@ -3,6 +3,7 @@
 
 use crate::report;
 use anyhow::Context;
+use probe::dialog::ByeResult;
 use probe::monitor::{self, InviteProbe, Output, ProbeConfig, ProbeResult, Role, TargetConfig};
 use probe::transaction::Method;
 use std::path::PathBuf;
@@ -108,32 +109,70 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
     // of this current-thread runtime runs inside this scope.
     let quiet = tracing::subscriber::NoSubscriber::default();
     let _guard = tracing::subscriber::set_default(quiet);
-    let (options, invite) = rt.block_on(async {
+    let (options, invite, bye) = rt.block_on(async {
         let (mut rx, handle) = monitor::spawn(&cfg).await?;
         let mut options: Option<ProbeResult> = None;
         let mut invite: Option<ProbeResult> = None;
-        while let Some(o) = rx.recv().await {
+        let mut bye: Option<ProbeResult> = None;
+        // An INVITE without a final answer in time may still be accepted late (a 2xx after
+        // the timeout, or crossing the CANCEL): wait one more timeout for it, so that an
+        // accepted call is never hidden.
+        let mut late_until: Option<tokio::time::Instant> = None;
+        loop {
+            let o = match late_until {
+                Some(end) => match tokio::time::timeout_at(end, rx.recv()).await {
+                    Ok(o) => o,
+                    Err(_) => break,
+                },
+                None => rx.recv().await,
+            };
+            let Some(o) = o else { break };
             if let Output::Result(r) = o {
                 match r.method {
-                    Method::Invite if !r.late => invite = Some(r),
+                    Method::Invite if r.late => {
+                        invite = Some(r);
+                        break;
+                    }
+                    Method::Invite => {
+                        if r.status.is_none() {
+                            late_until = Some(tokio::time::Instant::now() + a.timeout);
+                        }
+                        invite = Some(r);
+                    }
                     Method::Options => options = Some(r),
+                    Method::Bye => bye = Some(r),
                     _ => {}
                 }
             }
             let sent_invite = a.invite && options.as_ref().is_some_and(|o| o.status.is_some());
-            if options.is_some() && (!sent_invite || invite.is_some()) {
+            if late_until.is_none() && options.is_some() && (!sent_invite || invite.is_some()) {
                 break;
             }
         }
         handle.stop().await;
-        anyhow::Ok((options, invite))
+        anyhow::Ok((options, invite, bye))
     })?;
     let options = options.context("the monitor ended without a result")?;
-    Ok(verdict(a, &options, invite.as_ref()))
+    Ok(verdict(a, &options, invite.as_ref(), bye.as_ref()))
+}
+
+/// What a BYE's result says about the call it hung up.
+fn bye_outcome(b: &ProbeResult) -> ByeResult {
+    match (b.status, b.error) {
+        (Some(s), _) if (200..300).contains(&s) => ByeResult::HungUp { status: s },
+        (Some(s), _) => ByeResult::Refused { status: s },
+        (None, Some(k)) => ByeResult::NotSent(k),
+        (None, None) => ByeResult::NoAnswer,
+    }
 }
 
 /// The plugin's exit code and output line.
-fn verdict(a: &CheckArgs, o: &ProbeResult, inv: Option<&ProbeResult>) -> (u8, String) {
+fn verdict(
+    a: &CheckArgs,
+    o: &ProbeResult,
+    inv: Option<&ProbeResult>,
+    bye: Option<&ProbeResult>,
+) -> (u8, String) {
     // Perfdata: `U` where no value could be determined (no answer).
     let secs = |r: &ProbeResult| {
         r.rtt
@@ -152,6 +191,7 @@ fn verdict(a: &CheckArgs, o: &ProbeResult, inv: Option<&ProbeResult>) -> (u8, St
         o.retransmits,
         status(o)
     );
+    let accepted = inv.is_some_and(|i| matches!(i.status, Some(200..=299)));
     if let Some(i) = inv {
         perf.push_str(&format!(
             " invite_status={} invite_rtt={};;;0",
@@ -159,6 +199,41 @@ fn verdict(a: &CheckArgs, o: &ProbeResult, inv: Option<&ProbeResult>) -> (u8, St
             secs(i)
         ));
     }
+    if a.invite && o.status.is_some() {
+        // An accepted call is never hidden: counted, with the status of its BYE.
+        perf.push_str(&format!(" accepted={}", u8::from(accepted)));
+        if accepted {
+            perf.push_str(&format!(" bye_status={}", bye.map_or("U".into(), status)));
+        }
+    }
+    // The INVITE's verdict, whatever the OPTIONS got.
+    let invite_what = |code: &mut u8, what: &mut String| {
+        if !a.invite {
+            return;
+        }
+        match inv.and_then(|i| i.status.map(|s| (s, i.late))) {
+            Some((is, late)) if (200..300).contains(&is) => {
+                *code = CRITICAL;
+                let how = bye
+                    .map(|b| bye_outcome(b).describe())
+                    .unwrap_or_else(|| "ACK and BYE sent".into());
+                what.push_str(&format!(
+                    "; INVITE answered {is}{}: a call was accepted ({how})",
+                    if late { " after the timeout" } else { "" }
+                ));
+            }
+            Some((is, _)) if a.expect == 503 && is != 503 => {
+                *code = CRITICAL;
+                what.push_str(&format!("; INVITE answered {is}, expected 503"));
+            }
+            Some((is, _)) => what.push_str(&format!("; INVITE answered {is}")),
+            None if inv.is_some() => {
+                *code = CRITICAL;
+                what.push_str("; no final answer to INVITE");
+            }
+            None => {}
+        }
+    };
     let (code, what) = match o.status {
         None => (
             CRITICAL,
@@ -167,35 +242,23 @@ fn verdict(a: &CheckArgs, o: &ProbeResult, inv: Option<&ProbeResult>) -> (u8, St
                 None => format!("no answer from {} within {:?}", a.uri, a.timeout),
             },
         ),
-        Some(s) if s != a.expect => (
-            CRITICAL,
-            format!("{} answered {s}, expected {}", a.uri, a.expect),
-        ),
+        Some(s) if s != a.expect => {
+            let mut code = CRITICAL;
+            let mut what = format!("{} answered {s}, expected {}", a.uri, a.expect);
+            invite_what(&mut code, &mut what);
+            (code, what)
+        }
         Some(s) => {
             let mut code = if o.retransmits > 0 { WARNING } else { OK };
             let mut what = format!("{} answered {s} in {:.3} ms", a.uri, rtt * 1000.0);
             if o.retransmits > 0 {
                 what.push_str(&format!(" after {} retransmissions", o.retransmits));
             }
-            if a.invite {
-                match inv.and_then(|i| i.status) {
-                    Some(is) if (200..300).contains(&is) => {
-                        code = CRITICAL;
-                        what.push_str(&format!(
-                            "; INVITE answered {is}: a call was accepted (hung up)"
-                        ));
-                    }
-                    Some(is) if a.expect == 503 && is != 503 => {
-                        code = CRITICAL;
-                        what.push_str(&format!("; INVITE answered {is}, expected 503"));
-                    }
-                    Some(is) => what.push_str(&format!("; INVITE answered {is}")),
-                    None => {
-                        code = CRITICAL;
-                        what.push_str("; no final answer to INVITE");
-                    }
-                }
+            if a.invite && inv.is_none() {
+                code = CRITICAL;
+                what.push_str("; no final answer to INVITE");
             }
+            invite_what(&mut code, &mut what);
             (code, what)
         }
     };

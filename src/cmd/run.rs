@@ -341,7 +341,8 @@ async fn report_probes(mut rx: mpsc::Receiver<Output>, sink: SinkHandle, counts:
             o = rx.recv() => match o {
                 Some(o) => {
                     if let Output::Result(r) = &o {
-                        if !r.late {
+                        // A BYE is the hang-up of an INVITE check, not a probe of its own.
+                        if !r.late && r.method != probe::transaction::Method::Bye {
                             counts.sent.fetch_add(1, Relaxed);
                             if r.status.is_some() {
                                 counts.answered.fetch_add(1, Relaxed);

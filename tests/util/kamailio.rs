@@ -17,6 +17,11 @@ pub struct Options {
     pub node: String,
     /// Extra `listen=` values, e.g. `udp:127.0.0.10:5060` for a VIP.
     pub extra_listen: Vec<String>,
+    /// The configuration under `fixtures/`: `kamailio/cp.cfg` (default) or
+    /// `kamailio/cp-dialog.cfg`.
+    pub fixture: &'static str,
+    /// More `@NAME@` placeholders of the fixture and their values.
+    pub vars: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -24,6 +29,8 @@ impl Default for Options {
         Options {
             node: "cp1".into(),
             extra_listen: Vec::new(),
+            fixture: "kamailio/cp.cfg",
+            vars: Vec::new(),
         }
     }
 }
@@ -62,7 +69,10 @@ impl Kamailio {
     }
 
     pub fn write_cfg(&self) {
-        let template = std::fs::read_to_string(fixtures().join("kamailio/cp.cfg")).unwrap();
+        let mut template = std::fs::read_to_string(fixtures().join(self.opts.fixture)).unwrap();
+        for (name, value) in &self.opts.vars {
+            template = template.replace(&format!("@{name}@"), value);
+        }
         let extra: String = self
             .opts
             .extra_listen

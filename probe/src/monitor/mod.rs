@@ -303,7 +303,8 @@ impl ServiceState {
 pub struct ProbeResult {
     pub target: Arc<str>,
     pub role: Role,
-    /// `Options` or `Invite`.
+    /// `Options` or `Invite`; `Bye` for the hang-up of a call an INVITE check got accepted
+    /// (reported just before that INVITE's result, `status` the BYE's own final status).
     pub method: Method,
     /// When the request was first sent.
     pub at: SystemTime,
@@ -358,8 +359,11 @@ pub enum AlarmKind {
     VipOwnerOutOfService,
     /// The INVITE check did not get a 503.
     InviteNot503,
-    /// An INVITE got a 2xx: a call was accepted (it was ACKed and hung up at once).
+    /// An INVITE got a 2xx: a call was accepted (it was ACKed and a BYE sent at once).
     CallAccepted,
+    /// The BYE of an accepted call got no 2xx (refused, no answer, not sent): the call may
+    /// still be up. Cleared by a later BYE answered 2xx.
+    ByeFailed,
 }
 
 impl AlarmKind {
@@ -370,6 +374,7 @@ impl AlarmKind {
             AlarmKind::VipOwnerOutOfService => "vip_owner_out_of_service",
             AlarmKind::InviteNot503 => "invite_not_503",
             AlarmKind::CallAccepted => "call_accepted",
+            AlarmKind::ByeFailed => "bye_failed",
         }
     }
 }
@@ -417,6 +422,13 @@ pub enum Output {
 #[derive(Debug)]
 pub(crate) enum FromProber {
     Result(ProbeResult),
+    /// An INVITE answered 2xx (`invite`), reported once its BYE ended: the BYE's own result
+    /// (`bye`, method BYE) and what it means (`outcome`).
+    Accepted {
+        invite: ProbeResult,
+        bye: ProbeResult,
+        outcome: crate::dialog::ByeResult,
+    },
     Rx {
         target: Arc<str>,
         stats: RxStats,

@@ -3,11 +3,14 @@
 //! Every `interval` an OPTIONS goes out in a new transaction (its own branch from the
 //! [`Table`], its own Call-ID and From tag). Responses are checked ([`accept`]), matched by top
 //! Via branch + CSeq method, checked for the Call-ID, and handed to the transaction; retransmits,
-//! timeouts and the INVITE check follow the [`Action`]s it returns. An INVITE is always closed:
-//! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once,
-//! and an INVITE with only provisional answers at the deadline is cancelled.
+//! timeouts and the INVITE check follow the [`Action`]s it returns. An INVITE is always closed
+//! by the follow-up core ([`crate::dialog`]): non-2xx finals are ACKed in their transaction, a
+//! 2xx is ACKed and hung up with a BYE at once along its route set (the INVITE's result is
+//! reported with the BYE's own result), and an INVITE with only provisional answers at the
+//! deadline is cancelled (the CANCEL with its own Timer E and Timer F).
 
 use super::*;
+use crate::dialog::{follow_up, ByeResult, CancelEvent, FollowConfig, FollowUp, RouteSet};
 use crate::message::{random_token, Leg, Response};
 use crate::transaction::{Action, Branch, ClientTx, Lookup, Outcome, Send, Slot, Table, TxConfig};
 use crate::transport::{accept, recv_buffer, Endpoint, Ignored};
@@ -23,7 +26,7 @@ enum Kind {
 }
 
 struct Cancel {
-    tx: ClientTx,
+    c: crate::dialog::Cancel,
     request: Vec<u8>,
 }
 
@@ -37,6 +40,8 @@ struct Pending {
     cancel: Option<Cancel>,
     /// The ACK of a 2xx, kept to answer its retransmissions.
     ack_2xx: Option<Vec<u8>>,
+    /// A BYE's: the result of the INVITE it hangs up, reported with the BYE's own result.
+    held: Option<ProbeResult>,
 }
 
 /// The per-target task.
@@ -47,6 +52,8 @@ pub struct Prober {
     ep: Endpoint,
     table: Table<Pending>,
     txcfg: TxConfig,
+    /// Timers of the CANCEL and the BYE.
+    follow: FollowConfig,
     rule: FingerprintRule,
     out: mpsc::Sender<FromProber>,
     stats: RxStats,
@@ -70,6 +77,7 @@ impl Prober {
         Ok(Prober {
             name: Arc::from(cfg.name.as_str()),
             txcfg: TxConfig::new(cfg.timeout, uri.transport.is_reliable()),
+            follow: FollowConfig::new(crate::consts::T1, cfg.timeout, uri.transport.is_reliable()),
             cfg,
             uri,
             ep,
@@ -101,7 +109,7 @@ impl Prober {
                 if let Some(p) = self.table.get(slot) {
                     for t in [
                         p.tx.next_wakeup(),
-                        p.cancel.as_ref().and_then(|c| c.tx.next_wakeup()),
+                        p.cancel.as_ref().and_then(|c| c.c.next_wakeup()),
                     ]
                     .into_iter()
                     .flatten()
@@ -213,6 +221,7 @@ impl Prober {
                 at,
                 cancel: None,
                 ack_2xx: None,
+                held: None,
             },
         );
         let p = self.table.get_mut(slot).expect("just inserted");
@@ -262,7 +271,7 @@ impl Prober {
         if method == Method::Cancel {
             // The CANCEL's own transaction: nothing to do but stop retransmitting it.
             if let Some(c) = &mut p.cancel {
-                let _ = c.tx.on_response(r.status, now);
+                let _ = c.c.on_response(r.status, now);
             }
             return;
         }
@@ -319,24 +328,18 @@ impl Prober {
             };
             // The CANCEL transaction first (it may retransmit or end).
             if let Some(c) = &mut p.cancel {
-                if c.tx.next_wakeup().is_some_and(|t| t <= now) {
-                    match c.tx.on_timer(now) {
-                        Action::Retransmit => {
-                            let req = std::mem::take(&mut c.request);
-                            let _ = self.ep.send(&req).await;
-                            if let Some(c) =
-                                self.table.get_mut(slot).and_then(|p| p.cancel.as_mut())
-                            {
-                                c.request = req;
-                            }
+                match c.c.on_timer(now) {
+                    CancelEvent::Retransmit => {
+                        let req = std::mem::take(&mut c.request);
+                        let _ = self.ep.send(&req).await;
+                        if let Some(c) = self.table.get_mut(slot).and_then(|p| p.cancel.as_mut()) {
+                            c.request = req;
                         }
-                        Action::Terminated => {
-                            if let Some(p) = self.table.get_mut(slot) {
-                                p.cancel = None;
-                            }
-                        }
-                        _ => {}
                     }
+                    CancelEvent::Failed => {
+                        tracing::warn!(target = %self.name, "CANCEL of the INVITE check got no answer");
+                    }
+                    _ => {}
                 }
             }
             let Some(p) = self.table.get_mut(slot) else {
@@ -370,29 +373,47 @@ impl Prober {
             }
             Action::Done { outcome, send } => {
                 let at = p.at;
-                self.do_send(slot, send, r).await;
+                if kind == Kind::Bye {
+                    // The INVITE's result goes out with the BYE's own: only a 2xx hung up.
+                    let held = p.held.take();
+                    if let (Some(invite), Some(outcome)) = (held, ByeResult::of(&a)) {
+                        let bye = self.result(kind, at, Some(outcome_of(&a)), None);
+                        let _ = self
+                            .out
+                            .send(FromProber::Accepted {
+                                invite,
+                                bye,
+                                outcome,
+                            })
+                            .await;
+                    }
+                    return;
+                }
                 if kind == Kind::Invite {
                     self.invite_in_flight = false;
                 }
-                if kind == Kind::Bye {
-                    tracing::info!(target = %self.name, outcome = ?outcome, "BYE after an accepted INVITE done");
-                    return;
+                let res = self.result(kind, at, Some(outcome), r);
+                if let Some(res) = self.do_send(slot, send, r, Some(res)).await {
+                    let _ = self.out.send(FromProber::Result(res)).await;
                 }
-                self.report_outcome(kind, at, outcome, r).await;
                 if kind == Kind::Options && self.wants_invite(outcome.status()) {
                     Box::pin(self.start(Kind::Invite)).await;
                 }
             }
-            Action::Duplicate { send } => self.do_send(slot, send, r).await,
+            Action::Duplicate { send } => {
+                self.do_send(slot, send, r, None).await;
+            }
             Action::Late { status, send } => {
                 let at = p.at;
-                self.do_send(slot, send, r).await;
-                if kind == Kind::Invite && send == Send::AckAndBye {
-                    // A call accepted after we gave up: report it so the alarm is raised.
+                // A call accepted after we gave up is reported (late) so the alarm is raised.
+                let res = (kind == Kind::Invite && send == Send::AckAndBye).then(|| {
                     let mut res = self.result(kind, at, None, r);
                     res.status = Some(status);
                     res.state = ServiceState::classify(Some(status));
                     res.late = true;
+                    res
+                });
+                if let Some(res) = self.do_send(slot, send, r, res).await {
                     let _ = self.out.send(FromProber::Result(res)).await;
                 }
             }
@@ -402,57 +423,93 @@ impl Prober {
         }
     }
 
-    async fn do_send(&mut self, slot: Slot, send: Send, r: Option<&Response>) {
+    /// Sends what the follow-up core asks for after an INVITE event. `res` is the result to
+    /// report for it: returned to be sent now, or held (`None` returned) when a BYE was
+    /// started, to go out with the BYE's own result.
+    async fn do_send(
+        &mut self,
+        slot: Slot,
+        send: Send,
+        r: Option<&Response>,
+        res: Option<ProbeResult>,
+    ) -> Option<ProbeResult> {
         let Some(p) = self.table.get_mut(slot) else {
-            return;
+            return res;
         };
         let to_tag = r.and_then(|r| r.to_tag.as_deref());
-        let msg = match send {
-            Send::Nothing => return,
-            Send::Ack if r.is_some_and(|r| r.status < 300) => match &p.ack_2xx {
+        let msg = match follow_up(send, r.map(|r| r.status)) {
+            FollowUp::Nothing => return res,
+            FollowUp::AckAgain => match &p.ack_2xx {
                 Some(a) => a.clone(),
-                None => return,
+                None => return res,
             },
-            Send::Ack => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
-            Send::Cancel => {
+            FollowUp::AckInTx => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
+            FollowUp::Cancel => {
                 let req = p.leg.cancel(p.branch.as_str());
-                let tx = ClientTx::new(Method::Cancel, &self.txcfg, now_std());
                 p.cancel = Some(Cancel {
-                    tx,
+                    c: crate::dialog::Cancel::start(&self.follow, now_std()),
                     request: req.clone(),
                 });
                 req
             }
-            Send::AckAndBye => {
+            FollowUp::Accept => {
+                // ACK and BYE along the 2xx's route set.
                 let contact = r.and_then(|r| r.contact.as_deref());
+                let rr = r.map(|r| r.record_route.as_slice()).unwrap_or(&[]);
+                let rs = RouteSet::of_2xx(rr.iter().map(|v| v.as_bytes()), contact.map(str::as_bytes))
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(target = %self.name, error = %e,
+                            "Cannot follow the route set of a 2xx: ACK and BYE go to its Contact without Route");
+                        RouteSet::direct(contact.map(str::as_bytes))
+                    });
+                let ruri = rs
+                    .request_uri()
+                    .map(|u| String::from_utf8_lossy(u).into_owned());
+                let route = rs.route_value();
                 let ack_branch = format!("{}{}", crate::consts::BRANCH_MAGIC, random_token(16));
-                let ack = p.leg.ack_2xx(&ack_branch, to_tag, contact);
+                let ack = p
+                    .leg
+                    .ack_2xx(&ack_branch, to_tag, ruri.as_deref(), route.as_deref());
                 p.ack_2xx = Some(ack.clone());
                 let leg = p.leg.clone();
                 let _ = self.ep.send(&ack).await;
-                tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0), "INVITE accepted: ACK and BYE sent at once");
-                // The BYE is a transaction of its own.
+                tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0),
+                    route = route.as_deref().unwrap_or(""),
+                    "INVITE accepted: ACK and BYE sent at once");
+                // The BYE is a transaction of its own, with the follow-up core's timers; the
+                // INVITE's result waits for its outcome.
                 let now = now_std();
                 let (bslot, bbranch) = self.table.insert(
                     Method::Bye,
                     Pending {
                         kind: Kind::Bye,
-                        tx: ClientTx::new(Method::Bye, &self.txcfg, now),
+                        tx: self.follow.bye_tx(now),
                         leg,
                         branch: self.table.branch(Slot { index: 0, gen: 0 }),
                         request: Vec::new(),
                         at: SystemTime::now(),
                         cancel: None,
                         ack_2xx: None,
+                        held: res,
                     },
                 );
                 let b = self.table.get_mut(bslot).expect("just inserted");
                 b.branch = bbranch;
-                b.request = b.leg.bye(bbranch.as_str(), to_tag, contact);
-                b.request.clone()
+                b.request = b
+                    .leg
+                    .bye(bbranch.as_str(), to_tag, ruri.as_deref(), route.as_deref());
+                let bye = b.request.clone();
+                if let Err(e) = self.ep.send(&bye).await {
+                    if let Some(b) = self.table.get_mut(bslot) {
+                        let a = b.tx.on_transport_error(e, now_std());
+                        Box::pin(self.act(bslot, a, None)).await;
+                    }
+                }
+                return None;
             }
         };
         let _ = self.ep.send(&msg).await;
+        res
     }
 
     fn wants_invite(&self, status: Option<u16>) -> bool {
@@ -491,10 +548,10 @@ impl Prober {
         ProbeResult {
             target: self.name.clone(),
             role: self.cfg.role,
-            method: if kind == Kind::Invite {
-                Method::Invite
-            } else {
-                Method::Options
+            method: match kind {
+                Kind::Invite => Method::Invite,
+                Kind::Bye => Method::Bye,
+                Kind::Options => Method::Options,
             },
             at,
             state: ServiceState::classify(status),
@@ -518,6 +575,17 @@ impl Prober {
     ) {
         let res = self.result(kind, at, Some(outcome), r);
         let _ = self.out.send(FromProber::Result(res)).await;
+    }
+}
+
+/// The outcome of a `Done` action.
+fn outcome_of(a: &Action) -> Outcome {
+    match *a {
+        Action::Done { outcome, .. } => outcome,
+        _ => Outcome::Timeout {
+            retransmits: 0,
+            provisional: None,
+        },
     }
 }
 
@@ -755,10 +823,90 @@ mod tests {
         let r = results(&out);
         assert_eq!(
             r.iter().map(|r| (r.method, r.status)).collect::<Vec<_>>(),
-            vec![(Method::Options, Some(200)), (Method::Invite, Some(200))]
+            vec![
+                (Method::Options, Some(200)),
+                (Method::Bye, Some(200)),
+                (Method::Invite, Some(200))
+            ]
         );
         assert!(out.iter().any(|o| matches!(o,
-            Output::Alarm(a) if a.kind == AlarmKind::CallAccepted && a.active)));
+            Output::Alarm(a) if a.kind == AlarmKind::CallAccepted && a.active
+                && a.message == "INVITE answered 200: a call was accepted (ACKed and hung up: BYE answered 200)")));
+        assert!(!out.iter().any(|o| matches!(o,
+            Output::Alarm(a) if a.kind == AlarmKind::ByeFailed)));
+    }
+
+    /// Issue 12, observation 5 (fault injection): the ACK and the BYE of a 2xx follow its
+    /// route set (Record-Route reversed into Route, the Contact as Request-URI); a BYE answered
+    /// 404 is an alarm of its own, and the call_accepted text does not say "hung up".
+    #[tokio::test]
+    async fn accepted_invite_follows_the_route_set_and_a_refused_bye_is_an_alarm() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Always)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", Some("x1"), "").await;
+        let inv = uas.recv().await;
+        let contact = format!("sip:uas@{}", uas.sock.local_addr().unwrap());
+        uas.reply(
+            &inv,
+            "200 OK",
+            Some("ok1"),
+            &format!(
+                "Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr;ftag=a>\r\n\
+                 Record-Route: <sip:10.0.0.3;lr>\r\nContact: <{contact}>\r\n"
+            ),
+        )
+        .await;
+        let route = "<sip:10.0.0.3;lr>, <sip:p2.example;lr;ftag=a>, <sip:p1.example;lr>";
+        let ack = uas.recv().await;
+        assert_eq!(ack.line(), format!("ACK {contact} SIP/2.0"));
+        assert_eq!(
+            ack.header("Route").replace(", ", ","),
+            route.replace(", ", ",")
+        );
+        assert_eq!(ack.header("CSeq"), "1 ACK");
+        let bye = uas.recv().await;
+        assert_eq!(bye.line(), format!("BYE {contact} SIP/2.0"));
+        assert_eq!(
+            bye.header("Route").replace(", ", ","),
+            route.replace(", ", ",")
+        );
+        assert_eq!(bye.header("CSeq"), "2 BYE");
+        uas.reply(&bye, "404 Not here", Some("ok1"), "").await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.method.as_str(), r.status))
+                .collect::<Vec<_>>(),
+            vec![
+                ("OPTIONS", Some(200)),
+                ("BYE", Some(404)),
+                ("INVITE", Some(200))
+            ]
+        );
+        let alarms: Vec<(&str, bool, &str)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alarm(a) => Some((a.kind.as_str(), a.active, a.message.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            alarms,
+            vec![
+                (
+                    "call_accepted",
+                    true,
+                    "INVITE answered 200: a call was accepted (ACKed; BYE answered 404: the call may still be up)"
+                ),
+                (
+                    "bye_failed",
+                    true,
+                    "BYE of the call accepted with 200 answered 404: the call may still be up"
+                ),
+            ]
+        );
     }
 
     #[tokio::test]

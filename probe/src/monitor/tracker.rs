@@ -10,6 +10,7 @@
 //!   next minute's first result arrives and at the end.
 
 use super::*;
+use crate::dialog::ByeResult;
 use hdrhistogram::Histogram;
 use std::collections::{HashMap, HashSet};
 use std::time::UNIX_EPOCH;
@@ -138,7 +139,7 @@ impl Tracker {
             return;
         };
         if r.method == Method::Invite {
-            self.on_invite(i, &r, out);
+            self.on_invite(i, &r, None, out);
             out.push(Output::Result(r));
             return;
         }
@@ -258,13 +259,59 @@ impl Tracker {
         );
     }
 
-    fn on_invite(&mut self, i: usize, r: &ProbeResult, out: &mut Vec<Output>) {
+    /// An INVITE answered 2xx whose BYE ended with `bye`: `call_accepted` says whether the
+    /// call was hung up, and `bye_failed` is raised when the BYE got no 2xx (the call may still
+    /// be up), cleared by a later BYE answered 2xx.
+    pub fn on_accepted(
+        &mut self,
+        r: ProbeResult,
+        bye_result: ProbeResult,
+        bye: ByeResult,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(&i) = self.by_name.get(&*r.target) else {
+            return;
+        };
+        self.on_invite(i, &r, Some(bye), out);
+        let t = &mut self.targets[i];
+        let msg = format!(
+            "BYE of the call accepted with {} {}",
+            r.status.unwrap_or(0),
+            match bye {
+                ByeResult::Refused { status } =>
+                    format!("answered {status}: the call may still be up"),
+                ByeResult::NoAnswer => "got no answer: the call may still be up".into(),
+                ByeResult::NotSent(k) => {
+                    format!(
+                        "could not be sent ({}): the call may still be up",
+                        k.as_str()
+                    )
+                }
+                ByeResult::HungUp { status } => format!("answered {status}"),
+            }
+        );
+        set_alarm(t, AlarmKind::ByeFailed, !bye.hung_up(), r.at, msg, out);
+        out.push(Output::Result(bye_result));
+        out.push(Output::Result(r));
+    }
+
+    fn on_invite(
+        &mut self,
+        i: usize,
+        r: &ProbeResult,
+        bye: Option<ByeResult>,
+        out: &mut Vec<Output>,
+    ) {
         let t = &mut self.targets[i];
         let accepted = matches!(r.status, Some(200..=299));
         if accepted {
+            // "Hung up" only when the BYE got a 2xx.
             let msg = format!(
-                "INVITE answered {}: a call was accepted (ACKed and hung up)",
-                r.status.unwrap_or(0)
+                "INVITE answered {}{}: a call was accepted ({})",
+                r.status.unwrap_or(0),
+                if r.late { " after the timeout" } else { "" },
+                bye.map(|b| b.describe())
+                    .unwrap_or_else(|| "ACK and BYE sent".into())
             );
             set_alarm(t, AlarmKind::CallAccepted, true, r.at, msg, out);
         } else if !r.late {
@@ -304,6 +351,11 @@ impl Tracker {
         while let Some(m) = rx.recv().await {
             match m {
                 FromProber::Result(r) => self.on_result(r, &mut out),
+                FromProber::Accepted {
+                    invite,
+                    bye,
+                    outcome,
+                } => self.on_accepted(invite, bye, outcome, &mut out),
                 FromProber::Rx { target, stats } => self.on_rx(&target, &stats),
                 FromProber::Add(c) => self.add(&c),
                 FromProber::Remove(name) => self.remove(&name, &mut out),
@@ -616,6 +668,60 @@ mod tests {
             vec![
                 "alarm cp2 call_accepted cleared",
                 "alarm cp2 invite_not_503 cleared",
+                "result cp2 -",
+            ]
+        );
+    }
+
+    /// A BYE without a 2xx raises `bye_failed` (the call may still be up) and keeps it until a
+    /// later BYE hangs up; the BYE's result goes out just before the INVITE's.
+    #[test]
+    fn bye_failed_until_a_bye_hangs_up() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        let mut inv = res("cp2", 0, Some(200), 2, "");
+        inv.method = Method::Invite;
+        let mut bye = res("cp2", 0, Some(404), 1, "");
+        bye.method = Method::Bye;
+        let refused = ByeResult::Refused { status: 404 };
+        t.on_accepted(inv.clone(), bye.clone(), refused, &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "alarm cp2 call_accepted raised",
+                "alarm cp2 invite_not_503 raised",
+                "alarm cp2 bye_failed raised",
+                "result cp2 -",
+                "result cp2 -",
+            ]
+        );
+        let Output::Result(first) = &out[3] else {
+            panic!()
+        };
+        assert_eq!((first.method, first.status), (Method::Bye, Some(404)));
+        out.clear();
+        // The next INVITE gets 503: the call the BYE left is still to be checked.
+        let mut ok = inv.clone();
+        ok.status = Some(503);
+        t.on_result(ok, &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "alarm cp2 call_accepted cleared",
+                "alarm cp2 invite_not_503 cleared",
+                "result cp2 -",
+            ]
+        );
+        out.clear();
+        bye.status = Some(200);
+        t.on_accepted(inv, bye, ByeResult::HungUp { status: 200 }, &mut out);
+        assert_eq!(
+            kinds(&out),
+            vec![
+                "alarm cp2 call_accepted raised",
+                "alarm cp2 invite_not_503 raised",
+                "alarm cp2 bye_failed cleared",
+                "result cp2 -",
                 "result cp2 -",
             ]
         );

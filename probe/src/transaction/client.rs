@@ -149,6 +149,9 @@ pub struct TxConfig {
     pub timeout: Duration,
     /// Reliable transport (TCP): no retransmissions, no lingering for retransmitted responses.
     pub reliable: bool,
+    /// Retransmit (Timer E / A) over an unreliable transport. Off (`bench --no-retransmit`),
+    /// T1 still times the lingering for late answers and the 487 after a CANCEL.
+    pub retransmit: bool,
 }
 
 impl TxConfig {
@@ -159,6 +162,7 @@ impl TxConfig {
             t2: T2,
             timeout,
             reliable,
+            retransmit: true,
         }
     }
 }
@@ -203,7 +207,7 @@ impl ClientTx {
     /// A transaction whose request was first sent at `now`.
     pub fn new(method: Method, cfg: &TxConfig, now: Instant) -> Self {
         let deadline = now + cfg.timeout;
-        let next_retx = if cfg.reliable || cfg.t1.is_zero() {
+        let next_retx = if cfg.reliable || !cfg.retransmit || cfg.t1.is_zero() {
             None
         } else {
             Some(now + cfg.t1).filter(|t| *t < deadline)

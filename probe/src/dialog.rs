@@ -1,0 +1,737 @@
+//! The transaction user's follow-up of an INVITE, sans I/O: one core that both the prober
+//! ([`crate::monitor::prober`]) and the bench ([`crate::bench`]) drive.
+//!
+//! Inputs are what the INVITE's [`ClientTx`] decided ([`Send`]), responses to the CANCEL and
+//! the BYE, and timer ticks; outputs are what to send ([`FollowUp`], [`CancelEvent`]) and the
+//! outcomes to report ([`ByeResult`]). The drivers render the messages (the prober with rsip,
+//! the bench from templates without allocating) and own the sockets and the clock.
+//!
+//! - [`follow_up`]: what an INVITE event asks for: the ACK of a non-2xx in its transaction
+//!   (RFC 3261 section 17.1.1.3), the ACK and BYE of a 2xx (13.2.2.4, 15.1.1), the same ACK
+//!   again for a retransmitted 2xx, or a CANCEL (9.1).
+//! - [`RouteSet`]: the route set of a 2xx (12.1.2, 12.2.1.1): its Record-Route values
+//!   reversed into Route, loose routing (`;lr`: Request-URI = the Contact, all routes in Route)
+//!   or strict routing (Request-URI = the first route, the Contact appended to Route).
+//! - [`Cancel`]: the CANCEL's own non-INVITE transaction with its own Timer E and Timer F
+//!   ([`FollowConfig`]), whatever the driver does with its own retransmissions.
+//! - [`ByeResult`]: the BYE's own final status: only a 2xx hangs the call up; anything else
+//!   is a failure of its own (the call may still be up).
+//!
+//! CSeq (sections 13.2.2.4, 12.2.1.1, 9.1): the ACK of a 2xx and the CANCEL carry the INVITE's
+//! CSeq number, the BYE the INVITE's number + 1 ([`BYE_CSEQ_ADD`]). The ACK of a 2xx and the
+//! BYE each get a branch of their own; the ACK of a non-2xx and the CANCEL reuse the INVITE's.
+
+use crate::consts::{T1, T2};
+use crate::transaction::key::Method;
+use crate::transaction::{Action, ClientTx, Outcome, Send, TransportErrorKind, TxConfig};
+use std::time::{Duration, Instant};
+
+/// The BYE's CSeq number is the INVITE's plus this (the next request of the dialog).
+pub const BYE_CSEQ_ADD: u32 = 1;
+
+/// Most Record-Route values followed; a 2xx with more is answered without a route set and
+/// reported ([`RouteError::TooMany`]).
+pub const MAX_ROUTES: usize = 8;
+
+/// Timers of the follow-up transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowConfig {
+    /// T1 of the CANCEL and the BYE: never zero, even when the driver does not retransmit its
+    /// own requests (`bench --no-retransmit`).
+    pub t1: Duration,
+    pub t2: Duration,
+    /// A BYE without a final response this long after its first send failed.
+    pub bye_timeout: Duration,
+    /// Reliable transport: no retransmissions.
+    pub reliable: bool,
+}
+
+impl FollowConfig {
+    /// `t1` zero (retransmissions off in the driver) means the RFC's T1.
+    pub fn new(t1: Duration, bye_timeout: Duration, reliable: bool) -> FollowConfig {
+        let t1 = if t1.is_zero() { T1 } else { t1 };
+        FollowConfig {
+            t1,
+            t2: T2.max(t1),
+            bye_timeout,
+            reliable,
+        }
+    }
+
+    /// Timer F of the CANCEL: 64·T1.
+    pub fn timer_f(&self) -> Duration {
+        self.t1 * 64
+    }
+
+    fn tx(&self, method: Method, timeout: Duration, now: Instant) -> ClientTx {
+        let cfg = TxConfig {
+            t1: self.t1,
+            t2: self.t2,
+            timeout,
+            reliable: self.reliable,
+            retransmit: true,
+        };
+        ClientTx::new(method, &cfg, now)
+    }
+
+    /// The BYE's transaction, first sent at `now`.
+    pub fn bye_tx(&self, now: Instant) -> ClientTx {
+        self.tx(Method::Bye, self.bye_timeout, now)
+    }
+}
+
+/// What to send after an event of the INVITE's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    Nothing,
+    /// ACK the non-2xx final in the INVITE's transaction: same branch, Request-URI, Call-ID,
+    /// From and CSeq number, the response's To (with its tag).
+    AckInTx,
+    /// The first 2xx: the call was accepted. ACK it along its [`RouteSet`] (a new branch) and
+    /// hang up with a BYE (a transaction of its own, [`FollowConfig::bye_tx`]).
+    Accept,
+    /// A retransmitted 2xx: the same ACK again, no new BYE.
+    AckAgain,
+    /// Only provisional answers by the deadline: CANCEL the INVITE ([`Cancel`]).
+    Cancel,
+}
+
+/// What an INVITE [`Action`]'s [`Send`] means for a response of `status` (`None` on a timer).
+pub fn follow_up(send: Send, status: Option<u16>) -> FollowUp {
+    match send {
+        Send::Nothing => FollowUp::Nothing,
+        Send::Ack if status.is_some_and(|s| s < 300) => FollowUp::AckAgain,
+        Send::Ack => FollowUp::AckInTx,
+        Send::AckAndBye => FollowUp::Accept,
+        Send::Cancel => FollowUp::Cancel,
+    }
+}
+
+/// The [`Send`] of an INVITE action (what [`follow_up`] reads), `Nothing` for the others.
+pub fn send_of(a: &Action) -> Send {
+    match *a {
+        Action::Done { send, .. } | Action::Duplicate { send } | Action::Late { send, .. } => send,
+        _ => Send::Nothing,
+    }
+}
+
+/// What happened to a CANCEL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelEvent {
+    Wait,
+    /// Send the CANCEL (again): Timer E fired.
+    Retransmit,
+    /// Its final response came (reported once).
+    Answered(u16),
+    /// No final response by Timer F, or it could not be sent (reported once).
+    Failed,
+}
+
+/// The CANCEL of one INVITE: a non-INVITE transaction of its own (same branch as the INVITE,
+/// method CANCEL) with Timer E and Timer F from [`FollowConfig`], and whether the INVITE's
+/// final response (normally 487) has come. The driver keeps the INVITE until [`Cancel::done`].
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    tx: Option<ClientTx>,
+    answered: Option<u16>,
+    invite_final: bool,
+}
+
+impl Cancel {
+    /// A CANCEL first sent at `now`.
+    pub fn start(cfg: &FollowConfig, now: Instant) -> Cancel {
+        Cancel {
+            tx: Some(cfg.tx(Method::Cancel, cfg.timer_f(), now)),
+            answered: None,
+            invite_final: false,
+        }
+    }
+
+    /// A response to the CANCEL.
+    pub fn on_response(&mut self, status: u16, now: Instant) -> CancelEvent {
+        let Some(tx) = &mut self.tx else {
+            return CancelEvent::Wait;
+        };
+        match tx.on_response(status, now) {
+            Action::Done { .. } => {
+                self.tx = None;
+                self.answered = Some(status);
+                CancelEvent::Answered(status)
+            }
+            _ => CancelEvent::Wait,
+        }
+    }
+
+    /// A tick at or after [`Cancel::next_wakeup`].
+    pub fn on_timer(&mut self, now: Instant) -> CancelEvent {
+        let Some(tx) = &mut self.tx else {
+            return CancelEvent::Wait;
+        };
+        if tx.next_wakeup().is_none_or(|w| w > now) {
+            return CancelEvent::Wait;
+        }
+        match tx.on_timer(now) {
+            Action::Retransmit => CancelEvent::Retransmit,
+            Action::Done { .. } | Action::Terminated => {
+                self.tx = None;
+                CancelEvent::Failed
+            }
+            _ => CancelEvent::Wait,
+        }
+    }
+
+    /// The CANCEL could not be sent.
+    pub fn on_send_error(&mut self) -> CancelEvent {
+        match self.tx.take() {
+            Some(_) => CancelEvent::Failed,
+            None => CancelEvent::Wait,
+        }
+    }
+
+    /// The INVITE's final response came (and was ACKed).
+    pub fn on_invite_final(&mut self) {
+        self.invite_final = true;
+    }
+
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.tx.as_ref().and_then(ClientTx::next_wakeup)
+    }
+
+    /// Still waiting for the CANCEL's final response.
+    pub fn pending(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The CANCEL's final status, once answered.
+    pub fn answered(&self) -> Option<u16> {
+        self.answered
+    }
+
+    /// Nothing left to wait for: the CANCEL ended and the INVITE's final was ACKed.
+    pub fn done(&self) -> bool {
+        self.tx.is_none() && self.invite_final
+    }
+}
+
+/// How the BYE that hangs up an accepted call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByeResult {
+    /// A 2xx: the call is over.
+    HungUp { status: u16 },
+    /// Another final status (e.g. `404 Not here` from a proxy that could not route it): the
+    /// call may still be up.
+    Refused { status: u16 },
+    /// No final response within the BYE's timeout.
+    NoAnswer,
+    /// It could not be delivered (a local or transport error).
+    NotSent(TransportErrorKind),
+}
+
+impl ByeResult {
+    /// The result of a BYE's transaction [`Action`], once it ends.
+    pub fn of(a: &Action) -> Option<ByeResult> {
+        match *a {
+            Action::Done { outcome, .. } => Some(match outcome {
+                Outcome::Final { status, .. } if (200..300).contains(&status) => {
+                    ByeResult::HungUp { status }
+                }
+                Outcome::Final { status, .. } => ByeResult::Refused { status },
+                Outcome::Timeout { .. } => ByeResult::NoAnswer,
+                Outcome::TransportError { kind, .. } => ByeResult::NotSent(kind),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn hung_up(&self) -> bool {
+        matches!(self, ByeResult::HungUp { .. })
+    }
+
+    /// The final status, if one came.
+    pub fn status(&self) -> Option<u16> {
+        match *self {
+            ByeResult::HungUp { status } | ByeResult::Refused { status } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// A short fixed name usable as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ByeResult::HungUp { .. } => "hung_up",
+            ByeResult::Refused { .. } => "refused",
+            ByeResult::NoAnswer => "no_answer",
+            ByeResult::NotSent(_) => "not_sent",
+        }
+    }
+
+    /// For alarm texts: says "hung up" only when the BYE got a 2xx.
+    pub fn describe(&self) -> String {
+        match self {
+            ByeResult::HungUp { status } => format!("ACKed and hung up: BYE answered {status}"),
+            ByeResult::Refused { status } => {
+                format!("ACKed; BYE answered {status}: the call may still be up")
+            }
+            ByeResult::NoAnswer => "ACKed; BYE got no answer: the call may still be up".into(),
+            ByeResult::NotSent(k) => format!(
+                "ACKed; BYE could not be sent ({}): the call may still be up",
+                k.as_str()
+            ),
+        }
+    }
+}
+
+/// Why a 2xx's route set was not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("more than {MAX_ROUTES} Record-Route values")]
+    TooMany,
+    #[error("a Record-Route value without a usable URI")]
+    Bad,
+}
+
+/// The route set of a 2xx and the Request-URI of its ACK and BYE, borrowed from the response.
+/// Building it allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSet<'a> {
+    /// Route values in the order to send them (the Record-Route values reversed, each as
+    /// received: `<uri>;params`).
+    routes: [&'a [u8]; MAX_ROUTES],
+    n: usize,
+    /// The Contact URI of the 2xx (no angle brackets).
+    contact: Option<&'a [u8]>,
+    /// The first route's URI when it is a strict router (no `;lr`).
+    strict: Option<&'a [u8]>,
+}
+
+impl<'a> RouteSet<'a> {
+    /// No route set: the ACK and BYE go to the Contact (or, without one, the INVITE's
+    /// Request-URI).
+    pub fn direct(contact: Option<&'a [u8]>) -> RouteSet<'a> {
+        RouteSet {
+            routes: [&[]; MAX_ROUTES],
+            n: 0,
+            contact,
+            strict: None,
+        }
+    }
+
+    /// From the Record-Route values of the 2xx as they came (top first; one header may hold
+    /// several, see [`record_route_values`]) and its Contact URI.
+    pub fn of_2xx<I>(record_route: I, contact: Option<&'a [u8]>) -> Result<RouteSet<'a>, RouteError>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut rs = RouteSet::direct(contact);
+        for v in record_route {
+            let v = trim(v);
+            if v.is_empty() {
+                continue;
+            }
+            if uri_of(v).is_none() {
+                return Err(RouteError::Bad);
+            }
+            if rs.n == MAX_ROUTES {
+                return Err(RouteError::TooMany);
+            }
+            rs.routes[rs.n] = v;
+            rs.n += 1;
+        }
+        rs.routes[..rs.n].reverse();
+        if rs.n > 0 {
+            let first = uri_of(rs.routes[0]).unwrap_or(&[]);
+            if !has_lr(first) {
+                rs.strict = Some(first);
+            }
+        }
+        Ok(rs)
+    }
+
+    /// Route values in sending order (without the Contact a strict route adds).
+    pub fn routes(&self) -> &[&'a [u8]] {
+        &self.routes[..self.n]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn is_strict(&self) -> bool {
+        self.strict.is_some()
+    }
+
+    /// The Request-URI of the ACK and BYE: the Contact (loose routing or no route set), the
+    /// first route's URI (strict routing), `None` for the INVITE's own Request-URI.
+    pub fn request_uri(&self) -> Option<&'a [u8]> {
+        self.strict.or(self.contact)
+    }
+
+    /// The Route header line (`Route: v1,v2\r\n`), or nothing without a route set: loose
+    /// routing sends every route; strict routing the others and then the Contact.
+    pub fn write_route_header(&self, out: &mut Vec<u8>) {
+        let (skip, tail) = match self.strict {
+            Some(_) => (1, self.contact),
+            None => (0, None),
+        };
+        let mut first = true;
+        let mut put = |v: &[u8], angle: bool, out: &mut Vec<u8>| {
+            out.extend_from_slice(if first { b"Route: " } else { b"," });
+            first = false;
+            if angle {
+                out.push(b'<');
+                out.extend_from_slice(v);
+                out.push(b'>');
+            } else {
+                out.extend_from_slice(v);
+            }
+        };
+        for v in &self.routes[skip..self.n] {
+            put(v, false, out);
+        }
+        if let Some(c) = tail {
+            put(c, true, out);
+        }
+        if !first {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// The Route header's value (for a driver that builds messages with rsip).
+    pub fn route_value(&self) -> Option<String> {
+        let mut v = Vec::new();
+        self.write_route_header(&mut v);
+        let s = String::from_utf8_lossy(&v);
+        let s = s.strip_prefix("Route: ")?.trim_end();
+        Some(s.to_string())
+    }
+}
+
+/// The Record-Route values of a response head, top first, each `<uri>;params` (the values of
+/// one header line split at commas outside quotes and angle brackets). Lenient like
+/// [`crate::fast::contact_uri`]: CRLF or LF line ends, folded lines skipped. At most
+/// [`MAX_ROUTES`] + 1 values are returned (enough to tell that there were too many).
+pub fn record_route_values(msg: &[u8]) -> RecordRoutes<'_> {
+    let head_end = memchr::memmem::find(msg, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(msg, b"\n\n"))
+        .unwrap_or(msg.len());
+    let mut out = RecordRoutes {
+        vals: [&[]; MAX_ROUTES + 1],
+        n: 0,
+    };
+    for line in msg[..head_end].split(|&c| c == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        if !trim(&line[..colon]).eq_ignore_ascii_case(b"record-route") {
+            continue;
+        }
+        let mut v = &line[colon + 1..];
+        while !v.is_empty() {
+            let end = value_end(v);
+            if out.n == out.vals.len() {
+                return out;
+            }
+            let one = trim(&v[..end]);
+            if !one.is_empty() {
+                out.vals[out.n] = one;
+                out.n += 1;
+            }
+            v = if end < v.len() { &v[end + 1..] } else { &[] };
+        }
+    }
+    out
+}
+
+/// Record-Route values borrowed from a message (see [`record_route_values`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRoutes<'a> {
+    vals: [&'a [u8]; MAX_ROUTES + 1],
+    n: usize,
+}
+
+impl<'a> RecordRoutes<'a> {
+    pub fn as_slice(&self) -> &[&'a [u8]] {
+        &self.vals[..self.n]
+    }
+}
+
+/// End of the first comma-separated value of a header (a comma outside quotes and `<>`).
+fn value_end(v: &[u8]) -> usize {
+    let (mut quoted, mut angle) = (false, false);
+    for (i, &c) in v.iter().enumerate() {
+        match c {
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => return i,
+            _ => {}
+        }
+    }
+    v.len()
+}
+
+/// The URI of a name-addr (`"x" <uri>;p`) or addr-spec (`uri;p`) value.
+fn uri_of(v: &[u8]) -> Option<&[u8]> {
+    let u = match memchr::memchr(b'<', v) {
+        Some(lt) => {
+            let rest = &v[lt + 1..];
+            &rest[..memchr::memchr(b'>', rest)?]
+        }
+        None => v,
+    };
+    let u = trim(u);
+    (!u.is_empty() && u.iter().all(|&c| c > b' ' && c < 0x7f)).then_some(u)
+}
+
+/// Whether a URI has the `lr` parameter (before any `?headers`).
+fn has_lr(uri: &[u8]) -> bool {
+    let params = match memchr::memchr(b'?', uri) {
+        Some(q) => &uri[..q],
+        None => uri,
+    };
+    params.split(|&c| c == b';').skip(1).any(|p| {
+        let name = p.split(|&c| c == b'=').next().unwrap_or(&[]);
+        trim(name).eq_ignore_ascii_case(b"lr")
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    v.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn head(extra: &str) -> String {
+        format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx\r\n{extra}CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn route_header(rs: &RouteSet<'_>) -> String {
+        let mut v = Vec::new();
+        rs.write_route_header(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn loose_route_set_is_the_record_route_reversed() {
+        let m = head(
+            "Record-Route: <sip:p2.example;lr>, <sip:p3.example;lr;ftag=1>\r\n\
+             Record-Route: <sip:10.0.0.1:5060;lr>\r\n\
+             Contact: <sip:cp@10.0.0.9:5070>\r\n",
+        );
+        let rr = record_route_values(m.as_bytes());
+        assert_eq!(rr.as_slice().len(), 3);
+        let rs = RouteSet::of_2xx(
+            rr.as_slice().iter().copied(),
+            crate::fast::contact_uri(m.as_bytes()),
+        )
+        .unwrap();
+        assert!(!rs.is_strict());
+        assert_eq!(rs.request_uri(), Some(&b"sip:cp@10.0.0.9:5070"[..]));
+        assert_eq!(
+            route_header(&rs),
+            "Route: <sip:10.0.0.1:5060;lr>,<sip:p3.example;lr;ftag=1>,<sip:p2.example;lr>\r\n"
+        );
+        assert_eq!(
+            rs.route_value().unwrap(),
+            "<sip:10.0.0.1:5060;lr>,<sip:p3.example;lr;ftag=1>,<sip:p2.example;lr>"
+        );
+    }
+
+    #[test]
+    fn strict_router_takes_the_request_uri_and_the_contact_goes_last() {
+        let m = head("Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:strict.example>\r\nm: <sip:cp@10.0.0.9>\r\n");
+        let rr = record_route_values(m.as_bytes());
+        let rs = RouteSet::of_2xx(
+            rr.as_slice().iter().copied(),
+            crate::fast::contact_uri(m.as_bytes()),
+        )
+        .unwrap();
+        assert!(rs.is_strict());
+        assert_eq!(rs.request_uri(), Some(&b"sip:strict.example"[..]));
+        assert_eq!(
+            route_header(&rs),
+            "Route: <sip:p2.example;lr>,<sip:cp@10.0.0.9>\r\n"
+        );
+    }
+
+    #[test]
+    fn no_record_route_no_route_header() {
+        let m = head("Contact: <sip:cp@10.0.0.9>\r\n");
+        let rr = record_route_values(m.as_bytes());
+        let rs = RouteSet::of_2xx(rr.as_slice().iter().copied(), Some(b"sip:cp@10.0.0.9")).unwrap();
+        assert!(rs.is_empty());
+        assert_eq!(route_header(&rs), "");
+        assert_eq!(rs.route_value(), None);
+        assert_eq!(RouteSet::direct(None).request_uri(), None);
+    }
+
+    #[test]
+    fn too_many_or_bad_routes_are_refused() {
+        let many: String = (0..MAX_ROUTES + 1)
+            .map(|i| format!("Record-Route: <sip:p{i}.example;lr>\r\n"))
+            .collect();
+        let m = head(&many);
+        let rr = record_route_values(m.as_bytes());
+        assert_eq!(
+            RouteSet::of_2xx(rr.as_slice().iter().copied(), None),
+            Err(RouteError::TooMany)
+        );
+        assert_eq!(RouteSet::of_2xx([&b"<>"[..]], None), Err(RouteError::Bad));
+        // Not in the body; garbage is no route.
+        let m = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\nRecord-Route: <sip:x;lr>\r\n";
+        assert!(record_route_values(m.as_bytes()).as_slice().is_empty());
+        assert!(record_route_values(b"\xff\xfe").as_slice().is_empty());
+        // Every prefix and byte flip of a message with routes: never a panic, never more
+        // values than it holds.
+        let m = head(
+            "Record-Route: \"a,b\" <sip:p1;lr>, <sip:p2;lr>\r\nRecord-Route: <sip:p3>\r\nContact: <sip:c>\r\n",
+        )
+        .into_bytes();
+        let full = record_route_values(&m);
+        assert_eq!(
+            full.as_slice().len(),
+            3,
+            "a quoted comma is not a separator"
+        );
+        for i in 0..m.len() {
+            let rr = record_route_values(&m[..i]);
+            assert!(rr.as_slice().len() <= 3);
+            let _ = RouteSet::of_2xx(
+                rr.as_slice().iter().copied(),
+                crate::fast::contact_uri(&m[..i]),
+            );
+            let mut f = m.clone();
+            f[i] = b",<>\";\r\n"[i % 6];
+            let rr = record_route_values(&f);
+            let _ = RouteSet::of_2xx(rr.as_slice().iter().copied(), None).map(|rs| {
+                let mut v = Vec::new();
+                rs.write_route_header(&mut v);
+            });
+        }
+    }
+
+    #[test]
+    fn follow_up_of_each_send() {
+        assert_eq!(follow_up(Send::Ack, Some(487)), FollowUp::AckInTx);
+        assert_eq!(follow_up(Send::Ack, Some(200)), FollowUp::AckAgain);
+        assert_eq!(follow_up(Send::AckAndBye, Some(200)), FollowUp::Accept);
+        assert_eq!(follow_up(Send::Cancel, None), FollowUp::Cancel);
+        assert_eq!(follow_up(Send::Nothing, None), FollowUp::Nothing);
+    }
+
+    /// A late 2xx (after the INVITE timed out without a provisional) is still accepted: ACKed
+    /// and hung up.
+    #[test]
+    fn late_2xx_is_accepted() {
+        let t0 = Instant::now();
+        let cfg = TxConfig {
+            retransmit: false,
+            ..TxConfig::new(ms(1000), false)
+        };
+        let mut inv = ClientTx::new(Method::Invite, &cfg, t0);
+        let a = inv.on_timer(t0 + ms(1000));
+        assert_eq!(follow_up(send_of(&a), None), FollowUp::Nothing);
+        // Kept until 64·T1 for late answers even without retransmissions.
+        assert_eq!(inv.next_wakeup(), Some(t0 + ms(32_000)));
+        let a = inv.on_response(200, t0 + ms(3000));
+        assert_eq!(follow_up(send_of(&a), Some(200)), FollowUp::Accept);
+        let a = inv.on_response(200, t0 + ms(3500));
+        assert_eq!(follow_up(send_of(&a), Some(200)), FollowUp::AckAgain);
+    }
+
+    /// The CANCEL has its own Timer E and Timer F even when the driver does not retransmit
+    /// (`T1 = 0` in its configuration), and the INVITE waits 64·T1 for the 487.
+    #[test]
+    fn cancel_keeps_its_own_timers_without_retransmissions() {
+        let t0 = Instant::now();
+        let cfg = FollowConfig::new(Duration::ZERO, ms(2000), false);
+        assert_eq!((cfg.t1, cfg.timer_f()), (T1, ms(32_000)));
+        let txcfg = TxConfig {
+            retransmit: false,
+            ..TxConfig::new(ms(1000), false)
+        };
+        let mut inv = ClientTx::new(Method::Invite, &txcfg, t0);
+        assert_eq!(inv.on_response(180, t0 + ms(10)), Action::Wait);
+        let a = inv.on_timer(t0 + ms(1000));
+        assert_eq!(follow_up(send_of(&a), None), FollowUp::Cancel);
+        assert_eq!(inv.next_wakeup(), Some(t0 + ms(33_000)));
+        let mut c = Cancel::start(&cfg, t0 + ms(1000));
+        let mut at = Vec::new();
+        let mut now = t0 + ms(1000);
+        loop {
+            let w = c.next_wakeup().unwrap();
+            now = now.max(w);
+            match c.on_timer(now) {
+                CancelEvent::Retransmit => at.push((now - t0).as_millis() as u64),
+                CancelEvent::Failed => {
+                    at.push((now - t0).as_millis() as u64);
+                    break;
+                }
+                e => panic!("{e:?}"),
+            }
+        }
+        // Timer E: 0.5, 1.5, 3.5, 7.5 s then every T2 = 4 s; Timer F at 32 s.
+        assert_eq!(
+            at,
+            vec![1500, 2500, 4500, 8500, 12500, 16500, 20500, 24500, 28500, 32500, 33000]
+        );
+        assert!(!c.pending());
+        assert!(!c.done(), "the INVITE's final has not come");
+        c.on_invite_final();
+        assert!(c.done());
+    }
+
+    #[test]
+    fn cancel_answered_then_487() {
+        let t0 = Instant::now();
+        let cfg = FollowConfig::new(ms(100), ms(2000), false);
+        let mut c = Cancel::start(&cfg, t0);
+        assert_eq!(c.on_timer(t0 + ms(100)), CancelEvent::Retransmit);
+        assert_eq!(c.on_response(200, t0 + ms(150)), CancelEvent::Answered(200));
+        assert_eq!(c.answered(), Some(200));
+        assert_eq!(c.on_response(200, t0 + ms(160)), CancelEvent::Wait);
+        assert_eq!(c.on_send_error(), CancelEvent::Wait);
+        assert!(!c.done());
+        c.on_invite_final();
+        assert!(c.done());
+        let mut c = Cancel::start(&cfg, t0);
+        assert_eq!(c.on_send_error(), CancelEvent::Failed);
+        assert_eq!(c.next_wakeup(), None);
+    }
+
+    #[test]
+    fn bye_result_says_hung_up_only_for_2xx() {
+        let t0 = Instant::now();
+        let cfg = FollowConfig::new(ms(500), ms(2000), false);
+        let mut b = cfg.bye_tx(t0);
+        let r = ByeResult::of(&b.on_response(404, t0 + ms(2))).unwrap();
+        assert_eq!(r, ByeResult::Refused { status: 404 });
+        assert!(!r.hung_up());
+        assert_eq!(
+            r.describe(),
+            "ACKed; BYE answered 404: the call may still be up"
+        );
+        assert!(!r.describe().contains("hung up"));
+        let mut b = cfg.bye_tx(t0);
+        let r = ByeResult::of(&b.on_response(200, t0 + ms(2))).unwrap();
+        assert_eq!(r.describe(), "ACKed and hung up: BYE answered 200");
+        let mut b = cfg.bye_tx(t0);
+        assert_eq!(b.on_timer(t0 + ms(500)), Action::Retransmit);
+        assert_eq!(b.on_timer(t0 + ms(1500)), Action::Retransmit);
+        let r = ByeResult::of(&b.on_timer(t0 + ms(2000))).unwrap();
+        assert_eq!((r, r.as_str()), (ByeResult::NoAnswer, "no_answer"));
+        assert_eq!(ByeResult::of(&Action::Wait), None);
+    }
+}
