@@ -5,6 +5,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bench_report;
+mod bench_run;
 mod cmd;
 mod config;
 mod notify;
