@@ -9,6 +9,7 @@ mod bench_report;
 mod bench_run;
 mod cmd;
 mod config;
+mod metrics;
 mod notify;
 mod report;
 mod shard;
