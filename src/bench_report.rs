@@ -51,7 +51,7 @@ pub fn show_ms(v: &Value) -> String {
 
 const CSS: &str = "body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1000px}\
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right;white-space:nowrap}\
 th{background:#f0f0f0}td.l,th.l{text-align:left}.ok{color:#070}.bad{color:#b00;font-weight:bold}\
 .acct{font-family:monospace;background:#f7f7f7;padding:6px;border:1px solid #ddd}svg{display:block}";
 
@@ -204,11 +204,18 @@ pub fn render(v: &Value) -> anyhow::Result<String> {
     }
     h.push_str("</table>\n");
     if v["steps"].as_array().is_some_and(|s| s.len() > 1) {
+        let rate = |r: &Value| {
+            if r.is_null() {
+                "none".to_string()
+            } else {
+                format!("{}/s", show(r))
+            }
+        };
         writeln!(
             h,
-            "<p>Highest step that held: <span id=\"highest-held\">{}</span>/s; first step that did not hold: <span id=\"first-failed\">{}</span>/s.</p>",
-            show(&v["highest_held_rate"]),
-            show(&v["first_failed_rate"])
+            "<p>Highest step that held: <span id=\"highest-held\">{}</span>; first step that did not hold: <span id=\"first-failed\">{}</span>.</p>",
+            rate(&v["highest_held_rate"]),
+            rate(&v["first_failed_rate"])
         )?;
     }
 
@@ -296,7 +303,7 @@ fn rate_chart(secs: &[&Value]) -> anyhow::Result<String> {
         c.configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE.mix(0.8))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperLeft)
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;

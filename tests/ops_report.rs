@@ -189,6 +189,12 @@ fn bench_report_renders_and_shows_the_json_figures() {
         };
         assert_eq!(by_id(&page, &format!("step{n}-held")), held);
     }
+    let rate = |r: &Value| match r.as_f64() {
+        Some(x) => format!("{x:.0}/s"),
+        None => "none".into(),
+    };
+    assert_eq!(by_id(&page, "highest-held"), rate(&v["highest_held_rate"]));
+    assert_eq!(by_id(&page, "first-failed"), rate(&v["first_failed_rate"]));
     // The same page from the saved JSON.
     let again = dir.path().join("again.html");
     run_ok(
@@ -252,6 +258,19 @@ fn latency_of(h: &Histogram<u64>) -> Value {
     })
 }
 
+/// Equal latency summaries: every integer exactly; the mean (a float summed in another order
+/// when the histograms were added in another order) to 1e-12.
+fn assert_latency(got: &Value, want: &Value) {
+    for k in ["count", "min", "p50", "p90", "p99", "p99_9", "max"] {
+        assert_eq!(got[k], want[k], "{k}: {got} vs {want}");
+    }
+    let (a, b) = (
+        got["mean"].as_f64().unwrap(),
+        want["mean"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-12 * b.abs(), "mean {a} vs {b}");
+}
+
 /// Two benches started together (`--start-at`) against one responder, each writing an interval
 /// log; `bench merge` adds counts and histograms exactly and aligns the seconds.
 #[test]
@@ -259,7 +278,13 @@ fn merged_benches_add_up_exactly() {
     let dir = util::tempdir();
     let port = util::free_udp_tcp_port();
     let _r = responder(dir.path(), port);
-    let at = humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(3));
+    // A whole second, as an operator would give it: both start in the same wall-clock second.
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let at = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
     let run = |name: &str, rate: &str| {
         let mut c = util::srewatch();
         c.args(["bench", &format!("sip:127.0.0.1:{port}")])
@@ -284,12 +309,13 @@ fn merged_benches_add_up_exactly() {
     let (ha, sa) = log_sum(&dir.path().join("a.hlog"));
     let (hb, sb) = log_sum(&dir.path().join("b.hlog"));
     // Each log holds exactly its run's latencies.
-    assert_eq!(ja["total"]["latency_us"], latency_of(&ha));
-    assert_eq!(jb["total"]["latency_us"], latency_of(&hb));
+    assert_latency(&ja["total"]["latency_us"], &latency_of(&ha));
+    assert_latency(&jb["total"]["latency_us"], &latency_of(&hb));
     assert_eq!(ha.len(), 600);
     assert_eq!(hb.len(), 400);
     // Started at the same wall-clock second.
-    assert_eq!(sa[0], sb[0], "--start-at starts both in the same second");
+    assert_eq!(sa[0], secs, "--start-at starts at the given second");
+    assert_eq!(sb[0], secs, "--start-at starts at the given second");
 
     let m = dir.path().join("m.json");
     let mlog = dir.path().join("m.hlog");
@@ -322,7 +348,7 @@ fn merged_benches_add_up_exactly() {
     // Exact percentiles: those of one histogram of both runs' latencies.
     let mut both = ha.clone();
     both.add(&hb).unwrap();
-    assert_eq!(mv["total"]["latency_us"], latency_of(&both));
+    assert_latency(&mv["total"]["latency_us"], &latency_of(&both));
     let (hm, _) = log_sum(&mlog);
     assert_eq!(hm, both);
     // Seconds aligned on the wall clock: each merged second is the sum of the two.

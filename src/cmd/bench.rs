@@ -40,7 +40,7 @@ enum MethodArg {
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
     #[command(subcommand)]
-    sub: Option<Sub>,
+    sub: Option<Box<Sub>>,
     /// Target SIP URI, e.g. sip:127.0.0.1:5060.
     #[arg(required = true)]
     uri: Option<String>,
@@ -167,7 +167,7 @@ fn target(uri: &str) -> anyhow::Result<SocketAddr> {
 
 pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
     if let Some(sub) = a.sub.take() {
-        return sub_command(sub);
+        return sub_command(*sub);
     }
     let uri = a.uri.clone().unwrap_or_default();
     let addr = target(&uri)?;
