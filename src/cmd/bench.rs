@@ -6,6 +6,11 @@
 //! the same as JSON, a per-second CSV series and the latency histogram in HdrHistogram's
 //! percentile-distribution format. SIGINT/SIGTERM end the schedule early; outstanding
 //! transactions still get their outcome, so the accounting stays exact.
+//!
+//! `--report FILE.html` (or `bench report RUN.json -o FILE.html`) draws the run
+//! ([`crate::bench_report`]); `--histogram-log FILE` writes per-second HdrHistogram interval
+//! logs, `--start-at` starts several generators together and `bench merge` adds their runs
+//! exactly ([`crate::bench_run`]).
 
 use anyhow::{bail, Context};
 use probe::bench::{
