@@ -2,7 +2,9 @@
 //! exact merge of two benches run at once (HdrHistogram interval logs), and `/metrics` scraped
 //! by a real Prometheus while a probe target goes down and comes back and bad CSV rows arrive.
 
-use crate::util::{self, victoria::http, Proc};
+use crate::util::kamailio::Kamailio;
+use crate::util::victoria::{http, Victoria};
+use crate::util::{self, Proc};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
@@ -468,8 +470,9 @@ fn csv_files(dir: &Path) {
 }
 
 /// `srewatch run` with `metrics_listen`, scraped every second by a real Prometheus: bad CSV
-/// rows per reason, a probe target that goes down and comes back, a Kamailio target that is
-/// down; the values are read back through Prometheus's query API.
+/// rows per reason, a probe target that goes down and comes back, a real Kamailio (polled: up;
+/// probed: taken out of service) and a Kamailio target that is down, points written to a real
+/// VictoriaMetrics; the values are read back through Prometheus's query API.
 #[test]
 fn metrics_scraped_by_prometheus() {
     let dir = util::tempdir();
@@ -480,26 +483,44 @@ fn metrics_scraped_by_prometheus() {
     let mut resp = responder(dir.path(), sip_port);
     let metrics_port = util::free_tcp_port();
     let dead_rpc = util::free_tcp_port();
+    let kam = Kamailio::start(&dir.path().join("kamailio"), Default::default());
+    let vm = Victoria::start(dir.path());
     let cfg = dir.path().join("srewatch.toml");
     std::fs::write(
         &cfg,
         format!(
             "[service]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\nhealth_interval = \"1s\"\n\n\
+             [influxdb]\nurl = \"{}\"\ndb_param = true\nspool_dir = \"{}\"\nbatch_max_delay = \"20ms\"\n\n\
              [ingest]\ndir = \"{}\"\ndebounce = \"30ms\"\nrescan_interval = \"500ms\"\n\n\
-             [[kamailio]]\nhostname = \"k1\"\naddress = \"http://127.0.0.1:{dead_rpc}/RPC\"\ninterval = \"500ms\"\ntimeout = \"200ms\"\nmax_backoff = \"1s\"\n\n\
-             [[probe.target]]\nname = \"cp1\"\nuri = \"sip:127.0.0.1:{sip_port}\"\ninterval = \"200ms\"\ntimeout = \"300ms\"\n",
-            csv.display()
+             [[kamailio]]\nhostname = \"k0\"\naddress = \"http://127.0.0.1:{dead_rpc}/RPC\"\ninterval = \"500ms\"\ntimeout = \"200ms\"\nmax_backoff = \"1s\"\n\n\
+             [[kamailio]]\nhostname = \"k1\"\naddress = \"{}\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\n\
+             [[probe.target]]\nname = \"cp1\"\nuri = \"sip:127.0.0.1:{sip_port}\"\ninterval = \"200ms\"\ntimeout = \"300ms\"\n\n\
+             [[probe.target]]\nname = \"cp2\"\nuri = \"{}\"\ninterval = \"200ms\"\ntimeout = \"300ms\"\n",
+            vm.url(),
+            dir.path().join("spool").display(),
+            csv.display(),
+            kam.jsonrpc_url(),
+            kam.sip_uri()
         ),
     )
     .unwrap();
     let mut cmd = util::srewatch();
-    cmd.args(["run", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(dir.path().join("points.lp"));
-    let _svc = Proc::spawn("srewatch run", cmd, &dir.path().join("run.log"));
+    cmd.args(["run", "--config"]).arg(&cfg);
+    let run_log = dir.path().join("run.log");
+    let mut svc = Proc::spawn("srewatch run", cmd, &run_log);
     let maddr: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    util::wait_tcp(maddr, Duration::from_secs(20));
+    wait_for(
+        Duration::from_secs(20),
+        "srewatch to serve /metrics",
+        || {
+            assert!(
+                !svc.exited(),
+                "srewatch run exited: {}",
+                std::fs::read_to_string(&run_log).unwrap_or_default()
+            );
+            std::net::TcpStream::connect(maddr).is_ok()
+        },
+    );
     let (status, body) = http(maddr, "GET", "/metrics", b"").unwrap();
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
@@ -567,8 +588,36 @@ fn metrics_scraped_by_prometheus() {
         one(prom, "srewatch_file_rows_total{file=\"samples.csv\"}"),
         Some(1.0)
     );
-    // Kamailio target down.
-    wait_value(prom, "srewatch_kamailio_up{hostname=\"k1\"}", 0.0, long);
+    // Kamailio: one down, one up.
+    wait_value(prom, "srewatch_kamailio_up{hostname=\"k0\"}", 0.0, long);
+    wait_value(prom, "srewatch_kamailio_up{hostname=\"k1\"}", 1.0, long);
+    // The real Kamailio probed as a CP, then taken out of service (503).
+    let cp2 = |s: &str| format!("srewatch_probe_state{{target=\"cp2\",role=\"cp\",state=\"{s}\"}}");
+    wait_value(prom, &cp2("in_service"), 1.0, long);
+    kam.set_out_of_service(true);
+    wait_value(prom, &cp2("out_of_service"), 1.0, long);
+    wait_value(
+        prom,
+        "srewatch_probe_status_code{target=\"cp2\"}",
+        503.0,
+        long,
+    );
+    // The sink: nothing rejected, dropped or spooled; the file points among those written.
+    wait_value(
+        prom,
+        "srewatch_ingest_points_total{kind=\"counters\"}",
+        30.0,
+        long,
+    );
+    wait_value(prom, "srewatch_sink_points_rejected_total", 0.0, long);
+    wait_value(prom, "srewatch_sink_points_dropped_total", 0.0, long);
+    wait_value(prom, "srewatch_sink_spool_batches", 0.0, long);
+    wait_value(
+        prom,
+        "srewatch_sink_points_written_total >= bool 30",
+        1.0,
+        long,
+    );
 
     // The probe target: in service, down, in service again.
     let state =
