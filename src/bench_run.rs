@@ -228,8 +228,18 @@ const DERIVED: &[&str] = &[
     "unix_s",
 ];
 
-/// Adds `b` into `a`: integers and floats added, objects (`by_status`) added key by key,
-/// histograms added; derived fields left for [`finish_tally`].
+/// Whether an object is a summary of a distribution (percentiles, min, max, mean): such
+/// figures cannot be added, so a merge leaves out the ones it cannot recompute.
+fn is_summary(o: &Map<String, Value>) -> bool {
+    o.keys().any(|k| {
+        matches!(k.as_str(), "min" | "max" | "mean")
+            || (k.starts_with('p') && k[1..].starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+/// Adds `b` into `a`: integers and floats added, objects of counts (`by_status`) added key by
+/// key, histograms added; derived fields left for [`finish_tally`]; distribution summaries
+/// other than `latency_us` left out.
 fn add_values(a: &mut Map<String, Value>, b: &Map<String, Value>) -> anyhow::Result<()> {
     for (k, bv) in b {
         if k == "histogram" {
@@ -257,13 +267,18 @@ fn add_values(a: &mut Map<String, Value>, b: &Map<String, Value>) -> anyhow::Res
             }
             continue;
         }
-        let av = a.entry(k.clone()).or_insert(Value::Null);
+        let Some(av) = a.get_mut(k) else {
+            a.insert(k.clone(), bv.clone());
+            continue;
+        };
         *av = match (&*av, bv) {
+            (Value::Null, Value::Object(y)) if is_summary(y) => Value::Null,
             (Value::Null, b) => b.clone(),
             (Value::Number(x), Value::Number(y)) => match (x.as_u64(), y.as_u64()) {
                 (Some(x), Some(y)) => json!(x + y),
                 _ => json!(x.as_f64().unwrap_or(0.0) + y.as_f64().unwrap_or(0.0)),
             },
+            (Value::Object(x), Value::Object(y)) if is_summary(x) || is_summary(y) => Value::Null,
             (Value::Object(x), Value::Object(y)) => {
                 let mut x = x.clone();
                 add_values(&mut x, y)?;
@@ -525,5 +540,18 @@ mod tests {
         assert_eq!(m["steps"][0]["rate"], 20.0);
         assert_eq!(m["steps"][0]["held"], false);
         assert_eq!(m["first_failed_rate"], 20.0);
+        // A distribution summary the merge does not know is left out, never added.
+        let with = |mut r: Value| {
+            r["total"]["other_us"] = json!({"p99": 5, "max": 9});
+            r
+        };
+        let m = merge(&[
+            with(run(&[1], 0, 1)),
+            with(run(&[2], 0, 1)),
+            with(run(&[3], 0, 1)),
+        ])
+        .unwrap();
+        assert_eq!(m["total"]["sent"], 3);
+        assert_eq!(m["total"]["other_us"], Value::Null);
     }
 }
