@@ -45,6 +45,8 @@ pub struct ServiceConfig {
     /// On SIGTERM, how long to wait for the last batches to reach InfluxDB or the spool.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: std::time::Duration,
+    /// Serve `/metrics` (Prometheus text format) on this address; off when absent.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServiceConfig {
@@ -56,6 +58,7 @@ impl Default for ServiceConfig {
             health_bucket: "srewatch".into(),
             health_interval: std::time::Duration::from_secs(10),
             shutdown_deadline: std::time::Duration::from_secs(20),
+            metrics_listen: None,
         }
     }
 }

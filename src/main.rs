@@ -5,8 +5,11 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bench_report;
+mod bench_run;
 mod cmd;
 mod config;
+mod metrics;
 mod notify;
 mod report;
 mod shard;

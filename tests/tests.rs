@@ -9,6 +9,7 @@ mod ingest_e2e;
 mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;
+mod ops_report;
 mod probe;
 mod service;
 mod sink;

@@ -9,6 +9,11 @@
 //!
 //! Exit code: 0; 1 calls accepted in `invite-503` mode; 2 a ramp in which no step held; 3 the
 //! accounting did not balance (a bug).
+//!
+//! `--report FILE.html` (or `bench report RUN.json -o FILE.html`) draws the run
+//! ([`crate::bench_report`]); `--histogram-log FILE` writes per-second HdrHistogram interval
+//! logs, `--start-at` starts several generators together and `bench merge` adds their runs
+//! exactly ([`crate::bench_run`]).
 
 use anyhow::{bail, Context};
 use probe::bench::{
@@ -40,9 +45,13 @@ enum MethodArg {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    sub: Option<Box<Sub>>,
     /// Target SIP URI, e.g. sip:127.0.0.1:5060.
-    uri: String,
+    #[arg(required = true)]
+    uri: Option<String>,
     /// Open loop: requests per second, sent on schedule whatever the answers do.
     #[arg(long, conflicts_with_all = ["max_outstanding", "ramp"])]
     rate: Option<f64>,
@@ -95,6 +104,45 @@ pub struct Args {
     /// format (values in milliseconds) to FILE.
     #[arg(long)]
     histogram: Option<PathBuf>,
+    /// Write one HdrHistogram interval log line per second (V2 deflate, base64, values in
+    /// µs) to FILE, as HdrHistogram's log tools, wrk2 and cassandra-stress read them.
+    #[arg(long, value_name = "FILE")]
+    histogram_log: Option<PathBuf>,
+    /// Write the report (one self-contained HTML page with charts) to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Start at this wall-clock time (RFC 3339, e.g. 2026-11-30T05:00:00Z), so that
+    /// generators on several hosts start together.
+    #[arg(long, value_name = "RFC3339", value_parser = humantime::parse_rfc3339_weak)]
+    start_at: Option<std::time::SystemTime>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// The HTML report of a run saved with --json.
+    Report {
+        /// A summary written by `srewatch bench --json` (or `bench merge --json`).
+        run: PathBuf,
+        /// The HTML file to write.
+        #[arg(short = 'o', long, value_name = "FILE.html")]
+        output: PathBuf,
+    },
+    /// Merge runs made at the same time on several hosts into one summary: counts and
+    /// histograms added (exact percentiles), seconds aligned on wall-clock seconds.
+    Merge {
+        /// Summaries written by `srewatch bench --json`.
+        #[arg(required = true, num_args = 1..)]
+        runs: Vec<PathBuf>,
+        /// Write the merged report to FILE.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<PathBuf>,
+        /// Write the merged summary as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the merged per-second histograms as an interval log to FILE.
+        #[arg(long, value_name = "FILE")]
+        histogram_log: Option<PathBuf>,
+    },
 }
 
 /// `sip:[user@]host[:port][;params]` to (Request-URI, address).
@@ -125,8 +173,12 @@ fn target(uri: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{with_port} resolves to nothing"))
 }
 
-pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let addr = target(&a.uri)?;
+pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(sub) = a.sub.take() {
+        return sub_command(*sub);
+    }
+    let uri = a.uri.clone().unwrap_or_default();
+    let addr = target(&uri)?;
     let load = match (&a.ramp, a.rate, a.max_outstanding) {
         (Some(r), _, _) => Load::Open(parse_ramp(r).map_err(anyhow::Error::msg)?),
         (None, Some(rate), _) => Load::Open(vec![Step {
@@ -143,7 +195,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         MethodArg::Options => BenchMethod::Options,
         MethodArg::Invite503 => BenchMethod::Invite503,
     };
-    let mut cfg = BenchConfig::new(&a.uri, addr, method, load);
+    let mut cfg = BenchConfig::new(&uri, addr, method, load);
     cfg.transport = match a.transport {
         TransportArg::Udp => BenchTransport::Udp,
         TransportArg::Tcp => BenchTransport::Tcp,
@@ -162,6 +214,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut json_out = a.json.as_ref().map(create).transpose()?;
     let mut csv_out = a.csv.as_ref().map(create).transpose()?;
     let mut hist_out = a.histogram.as_ref().map(create).transpose()?;
+    let mut log_out = a.histogram_log.as_ref().map(create).transpose()?;
+    let mut report_out = a.report.as_ref().map(create).transpose()?;
     if let Some(w) = &mut csv_out {
         writeln!(
             w,
@@ -173,7 +227,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     stop_on_signal(stop.clone());
     eprintln!(
         "srewatch bench {} ({addr}) method={} transport={} sockets={} retransmit={} timeout={}",
-        a.uri,
+        uri,
         method_name(method),
         transport_name(cfg.transport),
         cfg.sockets,
@@ -182,21 +236,42 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let mut csv_err = None;
     let shown = cfg.clone();
+    if let Some(at) = a.start_at {
+        crate::bench_run::wait_until(at, &stop)?;
+    }
+    let start = std::time::SystemTime::now();
+    let mut log = log_out
+        .as_mut()
+        .map(|w| crate::bench_run::IntervalLog::new(w, start));
     let result = bench::run(cfg, stop, &mut |s: &Second| {
         eprintln!("{}", status_line(s));
+        if let Some(l) = &mut log {
+            if let Err(e) = l.second(s) {
+                csv_err.get_or_insert(e);
+            }
+        }
         if let Some(w) = &mut csv_out {
             if let Err(e) = csv_row(w, s) {
-                csv_err.get_or_insert(e);
+                csv_err.get_or_insert(e.into());
             }
         }
     })?;
     if let Some(e) = csv_err {
-        return Err(e).context("cannot write the CSV file");
+        return Err(e).context("cannot write the CSV file or the interval log");
+    }
+    if let Some(l) = log {
+        l.finish()?;
     }
     let mut stdout = std::io::stdout().lock();
     summary(&mut stdout, &shown, &result)?;
+    let mut saved = to_json(&shown, &result);
+    crate::bench_run::augment(&mut saved, &shown, &result, start);
+    if let Some(w) = &mut report_out {
+        w.write_all(crate::bench_report::render(&saved)?.as_bytes())?;
+        w.flush()?;
+    }
     if let Some(w) = &mut json_out {
-        serde_json::to_writer_pretty(&mut *w, &to_json(&shown, &result))?;
+        serde_json::to_writer_pretty(&mut *w, &saved)?;
         writeln!(w)?;
         w.flush()?;
     }
@@ -229,6 +304,69 @@ fn exit_code(cfg: &BenchConfig, r: &BenchResult) -> u8 {
     } else {
         0
     }
+}
+
+/// `bench report` and `bench merge`.
+fn sub_command(sub: Sub) -> anyhow::Result<ExitCode> {
+    use crate::{bench_report, bench_run};
+    match sub {
+        Sub::Report { run, output } => {
+            let v = bench_run::load(&run)?;
+            let mut w = create(&output)?;
+            w.write_all(bench_report::render(&v)?.as_bytes())?;
+            w.flush()?;
+        }
+        Sub::Merge {
+            runs,
+            report,
+            json,
+            histogram_log,
+        } => {
+            let mut all = Vec::new();
+            for r in &runs {
+                all.push(bench_run::load(r)?);
+            }
+            let m = bench_run::merge(&all)?;
+            let t = &m["accounting"];
+            println!(
+                "merged {} runs: sent {} = answered {} + timed_out {} + send_errors {}  {}",
+                runs.len(),
+                t["sent"],
+                t["answered"],
+                t["timed_out"],
+                t["send_errors"],
+                if t["balanced"] == true {
+                    "OK"
+                } else {
+                    "DOES NOT BALANCE"
+                }
+            );
+            let l = &m["total"]["latency_us"];
+            println!(
+                "latency p50 {} p90 {} p99 {} p99.9 {} max {}",
+                bench_report::show_ms(&l["p50"]),
+                bench_report::show_ms(&l["p90"]),
+                bench_report::show_ms(&l["p99"]),
+                bench_report::show_ms(&l["p99_9"]),
+                bench_report::show_ms(&l["max"])
+            );
+            if let Some(p) = json {
+                let mut w = create(&p)?;
+                serde_json::to_writer_pretty(&mut w, &m)?;
+                writeln!(w)?;
+                w.flush()?;
+            }
+            if let Some(p) = report {
+                let mut w = create(&p)?;
+                w.write_all(bench_report::render(&m)?.as_bytes())?;
+                w.flush()?;
+            }
+            if let Some(p) = histogram_log {
+                bench_run::write_interval_log(&m, create(&p)?)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn create(p: &PathBuf) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {

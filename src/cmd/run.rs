@@ -113,6 +113,7 @@ struct Service {
     pollers: Option<PollerSet>,
     poll_stats: Arc<PollStats>,
     probing: Option<Probing>,
+    probe_metrics: Arc<crate::metrics::Probes>,
     started: Instant,
     reloads: u64,
     reloads_refused: u64,
@@ -194,6 +195,7 @@ async fn service(
         .map(|p| p.stats())
         .unwrap_or_else(|| Arc::new(PollStats::default()));
 
+    let probe_metrics = Arc::new(crate::metrics::Probes::default());
     let probing = if cfg.service.probe {
         let own = cfg.own_probe_targets();
         let pcfg = ProbeConfig {
@@ -205,7 +207,12 @@ async fn service(
             .await
             .context("cannot start probing")?;
         let counts = Arc::new(ProbeCounts::default());
-        let reporter = tokio::spawn(report_probes(rx, sink.clone(), counts.clone()));
+        let reporter = tokio::spawn(report_probes(
+            rx,
+            sink.clone(),
+            counts.clone(),
+            probe_metrics.clone(),
+        ));
         tracing::info!(
             targets = pcfg.target.len(),
             configured = cfg.probe.target.len(),
@@ -222,6 +229,16 @@ async fn service(
         None
     };
 
+    let metrics_task = match svc_metrics(&cfg, &files_live, &influx, &pollers, &probe_metrics) {
+        Some((addr, m)) => {
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            Some(crate::metrics::serve(addr, m, shutdown)?)
+        }
+        None => None,
+    };
     let host = hostname();
     let mut svc = Service {
         cfg,
@@ -234,6 +251,7 @@ async fn service(
         pollers,
         poll_stats,
         probing,
+        probe_metrics,
         started: Instant::now(),
         reloads: 0,
         reloads_refused: 0,
@@ -301,6 +319,9 @@ async fn service(
             let _ = p.reporter.await;
         }
         svc.write_health().await;
+        if let Some(t) = metrics_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
         let Service { sink, .. } = svc;
         drop(sink);
         sink_task.await
@@ -333,7 +354,12 @@ async fn service(
 }
 
 /// Turns probe outputs into points (bucket `probe`), once a second, and counts probes.
-async fn report_probes(mut rx: mpsc::Receiver<Output>, sink: SinkHandle, counts: Arc<ProbeCounts>) {
+async fn report_probes(
+    mut rx: mpsc::Receiver<Output>,
+    sink: SinkHandle,
+    counts: Arc<ProbeCounts>,
+    metrics: Arc<crate::metrics::Probes>,
+) {
     let mut enc = LineEncoder::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -349,6 +375,7 @@ async fn report_probes(mut rx: mpsc::Receiver<Output>, sink: SinkHandle, counts:
                             }
                         }
                     }
+                    metrics.observe(&o);
                     report::encode(&o, &mut enc);
                 }
                 None => break,
@@ -363,6 +390,35 @@ async fn report_probes(mut rx: mpsc::Receiver<Output>, sink: SinkHandle, counts:
     }
     let n = enc.lines();
     let _ = sink.write(report::BUCKET, enc.take(), n).await;
+}
+
+/// What `/metrics` shows, when `[service] metrics_listen` is set.
+fn svc_metrics(
+    cfg: &Config,
+    files: &Arc<Mutex<FilesStats>>,
+    influx: &Option<Arc<InfluxStats>>,
+    pollers: &Option<PollerSet>,
+    probes: &Arc<crate::metrics::Probes>,
+) -> Option<(std::net::SocketAddr, crate::metrics::Metrics)> {
+    let addr = cfg.service.metrics_listen?;
+    Some((
+        addr,
+        crate::metrics::Metrics {
+            started: Instant::now(),
+            files: cfg.service.ingest.then(|| {
+                (
+                    files.clone(),
+                    [
+                        cfg.ingest.counters_file.clone(),
+                        cfg.ingest.samples_file.clone(),
+                    ],
+                )
+            }),
+            influx: influx.clone(),
+            polls: pollers.as_ref().map(|p| p.stats()),
+            probes: cfg.service.probe.then(|| probes.clone()),
+        },
+    ))
 }
 
 fn hostname() -> String {
@@ -630,6 +686,9 @@ impl Service {
             for e in r.failed {
                 tracing::error!(error = %e, kind = e.as_str(), "Cannot start probe target");
             }
+            let names: Vec<String> = p.handle.targets().map(|t| t.name.to_string()).collect();
+            self.probe_metrics
+                .retain(&names.iter().map(String::as_str).collect::<Vec<_>>());
         }
         // Keep the running values of the sections that need a restart.
         let mut merged = self.cfg.clone();

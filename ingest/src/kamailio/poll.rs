@@ -39,6 +39,8 @@ pub struct PollStats {
     pub restarts: AtomicU64,
     pub points: AtomicU64,
     pub sink_closed: AtomicU64,
+    /// Each target's last `up` (by hostname), for the service's `/metrics`.
+    pub up: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
 }
 
 /// A plain copy of [`PollStats`].
@@ -198,9 +200,12 @@ impl PollerSet {
         let Some(i) = self.running.iter().position(|(c, _, _)| c == cfg) else {
             return false;
         };
-        let (_, stop, task) = self.running.remove(i);
+        let (c, stop, task) = self.running.remove(i);
         let _ = stop.send(true);
         let _ = task.await;
+        if let Ok(mut m) = self.stats.up.lock() {
+            m.remove(&c.hostname);
+        }
         true
     }
 
@@ -550,6 +555,9 @@ impl TargetPoller {
     }
 
     fn push_up(&mut self, ts_ms: i64, up: bool, rtt: Option<Duration>, n_stats: usize) {
+        if let Ok(mut m) = self.stats.up.lock() {
+            m.insert(self.cfg.hostname.clone(), up);
+        }
         let rtt_field = rtt.filter(|_| up).map_or(("", Field::Int(0)), |r| {
             ("rtt_ms", Field::Float(r.as_secs_f64() * 1000.0))
         });
