@@ -9,5 +9,6 @@ mod ingest_files;
 mod kamailio_fixture;
 mod kamailio_stats;
 mod probe;
+mod probe_cluster;
 mod service;
 mod sink;
