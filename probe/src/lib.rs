@@ -10,8 +10,9 @@
 //! - [`transaction`]: the sans-IO client transaction core shared by the monitor and the bench:
 //!   keys (top Via branch + CSeq method), Timer E/A schedules, the slot table whose branches
 //!   encode slot and generation (O(1) matching), and the INVITE / non-INVITE state machines.
-//! - [`transport`]: one UDP (connected: ICMP errors are transport errors) or TCP socket per
-//!   target, TCP framing, and the checks every received message passes before matching;
+//! - [`transport`]: one UDP (unconnected with `IP_RECVERR`: ICMP errors are transport errors,
+//!   answers from another address are received) or TCP socket per target, TCP framing, and the
+//!   checks every received message passes before matching;
 //!   garbage, oversized, malformed, foreign, stray, late and duplicate messages are counted.
 //! - [`monitor`]: the periodic prober: configuration and typed outputs; `prober` (one task per
 //!   target: schedule, send, match, the out-of-service INVITE check with ACK/CANCEL/ACK+BYE) and
