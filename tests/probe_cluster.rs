@@ -589,3 +589,63 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     }
     assert_eq!(at_change, vec![0, -14, 1]);
 }
+
+/// Observation 1 through the real binary: `srewatch probe run` against the VIP-first cluster
+/// logs the ambiguity once, naming both CPs and the fix, logs no failover, and writes
+/// `owner="ambiguous"`.
+#[test]
+fn ambiguity_is_logged_once_with_the_fix() {
+    let dir = util::tempdir();
+    let mut c = Cluster::new(dir.path(), 211, 2, &["VIP_FIRST"]);
+    c.reuseport();
+    c.start(0, true);
+    c.start(1, true);
+    let cfg = dir.path().join("srewatch.toml");
+    let t = |name: &str, uri: &str, role: &str| {
+        format!(
+            "[[probe.target]]\nname = \"{name}\"\nuri = \"{uri}\"\nrole = \"{role}\"\ninterval = \"100ms\"\ntimeout = \"400ms\"\n"
+        )
+    };
+    std::fs::write(
+        &cfg,
+        format!(
+            "[probe]\n{}{}{}",
+            t("cp1", &c.uri(0), "cp"),
+            t("cp2", &c.uri(1), "cp"),
+            t("vip", &c.vip_uri(), "vip")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("points.lp");
+    let log = dir.path().join("srewatch.log");
+    let mut cmd = util::srewatch();
+    cmd.args(["probe", "run", "--duration", "2s", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .env("SREWATCH_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut p = util::Proc::spawn("srewatch probe run", cmd, &log);
+    let start = std::time::Instant::now();
+    while !p.exited() {
+        assert!(start.elapsed() < WAIT, "srewatch probe run did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("VIP owner is ambiguous"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let fp = kamailio_tag_md5("KAMAILIO-stateless", c.vip, c.port);
+    assert!(
+        lines[0].contains(&format!(
+            "CPs answer with the same fingerprint: VIP owner is ambiguous cps=cp1,cp2 fingerprint=sl:{fp} fix="
+        )) && lines[0].contains("list each node's own address first"),
+        "{text}"
+    );
+    assert!(!text.contains("VIP failover"), "{text}");
+    let points = std::fs::read_to_string(&out).unwrap();
+    assert!(points.contains(",owner=\"ambiguous\""), "{points}");
+    assert!(!points.contains("kind=owner"), "{points}");
+}

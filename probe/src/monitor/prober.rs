@@ -417,7 +417,7 @@ impl Prober {
                     // A call accepted after we gave up: report it so the alarm is raised.
                     let mut res = self.result(kind, at, None, r);
                     res.status = Some(status);
-                    res.state = self.classify(Some(status));
+                    res.state = ServiceState::classify(Some(status));
                     res.late = true;
                     let _ = self.out.send(FromProber::Result(res)).await;
                 }
@@ -495,9 +495,13 @@ impl Prober {
         }
     }
 
-    /// The state an answer shows: by the target's alive codes, and `unexpected` for an answer
-    /// from another address when `accept_other_source` is off.
-    fn classify(&self, status: Option<u16>) -> ServiceState {
+    /// The state an OPTIONS answer shows: by the target's alive codes, and `unexpected` for an
+    /// answer from another address when `accept_other_source` is off. (An INVITE's state is
+    /// that of its status alone, [`ServiceState::classify`].)
+    fn classify(&self, kind: Kind, status: Option<u16>) -> ServiceState {
+        if kind == Kind::Invite {
+            return ServiceState::classify(status);
+        }
         if status.is_some() && self.rx_source.is_some() && !self.cfg.accept_other_source {
             return ServiceState::Unexpected;
         }
@@ -532,7 +536,7 @@ impl Prober {
                 Method::Options
             },
             at,
-            state: self.classify(status),
+            state: self.classify(kind, status),
             status,
             rtt,
             retransmits,
