@@ -164,6 +164,15 @@ impl Tracker {
         if let Some(w) = t.window.take() {
             out.push(Output::Summary(summary(&t.name, t.role, &w)));
         }
+        // An owner alarm naming it can no longer be cleared by its return.
+        for v in self.targets.iter_mut() {
+            if v.oos_owner.as_deref() == Some(name) {
+                v.oos_owner = None;
+                let msg = format!("{name}, which answered the VIP, is no longer probed");
+                let at = SystemTime::now();
+                set_alarm(v, AlarmKind::VipOwnerOutOfService, false, at, msg, out);
+            }
+        }
         for (j, t) in self.targets.iter().enumerate().skip(i) {
             self.by_name.insert(t.name.clone(), j);
         }
@@ -217,11 +226,17 @@ impl Tracker {
         }
         // Ownership: a CP's answer gives its fingerprint, no answer takes it away.
         if t.role == Role::Cp {
-            t.fingerprint = match (&r.fingerprint, r.status) {
-                (Some(fp), Some(_)) => Some((fp.clone(), r.at)),
-                _ => None,
-            };
-            if let Some(fp) = r.fingerprint.clone().filter(|_| r.status.is_some()) {
+            let answered = r.fingerprint.clone().filter(|_| r.status.is_some());
+            let before =
+                std::mem::replace(&mut t.fingerprint, answered.clone().map(|fp| (fp, r.at)));
+            // A CP answering with another fingerprint (its configuration changed) ends the
+            // ambiguity logged for the old one; a CP merely down does not.
+            if let (Some((old, _)), Some(new)) = (before, &answered) {
+                if old != *new {
+                    self.ambiguous_logged.remove(&old);
+                }
+            }
+            if let Some(fp) = answered {
                 self.check_ambiguity(&fp, r.at);
             }
         }
@@ -266,15 +281,12 @@ impl Tracker {
         out.push(Output::Result(r));
     }
 
-    /// Logs once when `fp` (just answered by a CP) is the live fingerprint of two or more CPs.
-    fn check_ambiguity(&mut self, fp: &str, at: SystemTime) {
+    /// Logs once when `fp` (just answered by a CP) is the live fingerprint of two or more CPs;
+    /// returns whether it logged.
+    fn check_ambiguity(&mut self, fp: &str, at: SystemTime) -> bool {
         let cps = self.cps_with(fp, at);
-        if cps.len() < 2 {
-            self.ambiguous_logged.remove(fp);
-            return;
-        }
-        if !self.ambiguous_logged.insert(fp.to_string()) {
-            return;
+        if cps.len() < 2 || !self.ambiguous_logged.insert(fp.to_string()) {
+            return false;
         }
         let names: Vec<&str> = cps.iter().map(|c| &**c).collect();
         let fix = if fp.starts_with("sl:") || fp.starts_with("tm:") {
@@ -291,6 +303,7 @@ impl Tracker {
             fix,
             "CPs answer with the same fingerprint: VIP owner is ambiguous"
         );
+        true
     }
 
     /// The CPs whose fingerprint is `fp` and not older than their TTL at `at`, sorted.
@@ -1077,6 +1090,42 @@ mod tests {
                 "state cp1 down->in_service",
                 "alarm cp1 unexpected_state cleared",
             ]
+        );
+    }
+
+    /// The ambiguity is logged once: not again after one of the CPs lost a probe, again only
+    /// after a CP's fingerprint changed and came back.
+    #[test]
+    fn ambiguity_logged_once_per_occurrence() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "x"), &mut out);
+        t.on_result(res("cp2", 0, Some(200), 1, "x"), &mut out);
+        assert!(t.ambiguous_logged.contains("x"));
+        t.on_result(res("cp2", 1, None, 0, ""), &mut out);
+        t.on_result(res("cp2", 2, Some(200), 1, "x"), &mut out);
+        assert!(!t.check_ambiguity("x", at(2)), "logged a second time");
+        t.on_result(res("cp2", 3, Some(200), 1, "y"), &mut out);
+        assert!(!t.ambiguous_logged.contains("x"));
+        t.on_result(res("cp2", 4, Some(200), 1, "x"), &mut out);
+        assert!(t.ambiguous_logged.contains("x"), "logged again");
+        // Removing the owner a VIP alarm names clears that alarm, naming it.
+        t.on_result(res("cp2", 5, Some(503), 1, "b"), &mut out);
+        t.on_result(res("vip", 5, Some(200), 1, "b"), &mut out);
+        out.clear();
+        t.remove("cp2", &mut out);
+        assert_eq!(
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Alarm(a) => Some((a.kind, a.active, a.message.as_str())),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            vec![(
+                AlarmKind::VipOwnerOutOfService,
+                false,
+                "cp2, which answered the VIP, is no longer probed"
+            )]
         );
     }
 }
