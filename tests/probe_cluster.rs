@@ -649,3 +649,78 @@ fn ambiguity_is_logged_once_with_the_fix() {
     assert!(points.contains(",owner=\"ambiguous\""), "{points}");
     assert!(!points.contains("kind=owner"), "{points}");
 }
+
+/// Observation 6 through the real binary: one WARN line for the CP answering from another
+/// address, the `source` field on its points and `source_mismatch` in its summary.
+#[test]
+fn listen_any_is_logged_once_and_written() {
+    let dir = util::tempdir();
+    let mut c = Cluster::new(dir.path(), 212, 1, &["LISTEN_ANY"]);
+    c.port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c.start(0, false);
+    let cfg = dir.path().join("srewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[probe.target]]\nname = \"cp1\"\nuri = \"{}\"\ninterval = \"100ms\"\ntimeout = \"400ms\"\n",
+            c.uri(0)
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("points.lp");
+    let log = dir.path().join("srewatch.log");
+    let mut cmd = util::srewatch();
+    cmd.args(["probe", "run", "--duration", "1s", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .env("SREWATCH_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut p = util::Proc::spawn("srewatch probe run", cmd, &log);
+    let start = std::time::Instant::now();
+    while !p.exited() {
+        assert!(start.elapsed() < WAIT, "srewatch probe run did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Answer from another address"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let source = format!("127.0.0.1:{}", c.port);
+    assert!(
+        lines[0].contains(&format!(
+            "target=cp1 probed={}:{} source={source} counted_as=\"its status\"",
+            c.nodes[0].addr, c.port
+        )),
+        "{text}"
+    );
+    let points = std::fs::read_to_string(&out).unwrap();
+    let answered = points
+        .lines()
+        .filter(|l| l.starts_with("probe,target=cp1,") && l.contains("status=200i"))
+        .collect::<Vec<_>>();
+    assert!(answered.len() >= 5, "{points}");
+    for l in &answered {
+        assert!(l.contains("state=\"in_service\""), "{l}");
+        assert!(l.contains(&format!(",source=\"{source}\" ")), "{l}");
+    }
+    // Summaries of the minute(s) the run spanned add up to the answered probes.
+    let mismatches: u64 = points
+        .lines()
+        .filter(|l| l.starts_with("probe_summary,target=cp1,"))
+        .map(|l| {
+            let v = l
+                .split("source_mismatch=")
+                .nth(1)
+                .expect("source_mismatch field");
+            v[..v.find('i').unwrap()].parse::<u64>().unwrap()
+        })
+        .sum();
+    assert_eq!(mismatches, answered.len() as u64, "{points}");
+}
