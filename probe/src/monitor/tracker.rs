@@ -76,7 +76,9 @@ struct TargetState {
 pub enum Ownership {
     /// No answer: no owner.
     NoAnswer,
-    /// Answered, but no fingerprint, no CP with it, or not every CP probed yet.
+    /// Answered before every CP was probed once (no attribution yet, nothing logged).
+    Pending,
+    /// Answered, but without a fingerprint or with one no CP has.
     Unknown,
     /// The one CP answering with this fingerprint.
     Cp(Arc<str>),
@@ -90,7 +92,7 @@ impl Ownership {
         match self {
             Ownership::Cp(c) => Some(c.clone()),
             Ownership::Ambiguous(_) => Some(Arc::from(AMBIGUOUS)),
-            Ownership::NoAnswer | Ownership::Unknown => None,
+            Ownership::NoAnswer | Ownership::Pending | Ownership::Unknown => None,
         }
     }
 }
@@ -285,7 +287,8 @@ impl Tracker {
     /// returns whether it logged.
     fn check_ambiguity(&mut self, fp: &str, at: SystemTime) -> bool {
         let cps = self.cps_with(fp, at);
-        if cps.len() < 2 || !self.ambiguous_logged.insert(fp.to_string()) {
+        let vips = self.targets.iter().any(|t| t.role == Role::Vip);
+        if cps.len() < 2 || !vips || !self.ambiguous_logged.insert(fp.to_string()) {
             return false;
         }
         let names: Vec<&str> = cps.iter().map(|c| &**c).collect();
@@ -340,7 +343,7 @@ impl Tracker {
             .iter()
             .any(|c| c.role == Role::Cp && c.state.is_none())
         {
-            return Ownership::Unknown;
+            return Ownership::Pending;
         }
         let mut cps = self.cps_with(fp, r.at);
         match cps.len() {
@@ -387,13 +390,19 @@ impl Tracker {
                     t.last_cp = Some(c.clone());
                 }
             }
-            Ownership::Unknown if !t.unknown_logged && r.fingerprint.is_some() => {
+            Ownership::Unknown if !t.unknown_logged => {
                 t.unknown_logged = true;
-                tracing::warn!(
-                    target = %t.name,
-                    fingerprint = %r.fingerprint.as_deref().unwrap_or(""),
-                    "VIP answered with a fingerprint no CP answers with (yet); owner unknown"
-                );
+                match &r.fingerprint {
+                    Some(fp) => tracing::warn!(
+                        target = %t.name,
+                        fingerprint = %fp,
+                        "VIP answered with a fingerprint no CP answers with; owner unknown"
+                    ),
+                    None => tracing::warn!(
+                        target = %t.name,
+                        "VIP answered without a fingerprint under probe.fingerprint; owner unknown"
+                    ),
+                }
             }
             _ => {}
         }
