@@ -119,7 +119,12 @@ impl Prober {
                 _ = stop.changed(), if stopping.is_none() => Ev::Stop,
             };
             match ev {
-                Ev::Recv(Ok((n, from))) => self.on_message(&buf[..n.min(buf.len())], n, from).await,
+                Ev::Recv(Ok((n, from))) => {
+                    // Kept while the message is acted on (see `classify` and `result`).
+                    self.rx_source = (from != self.ep.target()).then_some(from);
+                    self.on_message(&buf[..n.min(buf.len())], n).await;
+                    self.rx_source = None;
+                }
                 Ev::Recv(Err(kind)) => self.on_transport_error(kind).await,
                 Ev::Stop => {
                     self.stopping = true;
@@ -234,7 +239,7 @@ impl Prober {
         }
     }
 
-    async fn on_message(&mut self, msg: &[u8], n: usize, from: SocketAddr) {
+    async fn on_message(&mut self, msg: &[u8], n: usize) {
         self.stats.received += 1;
         let r = match accept(msg, self.ep.local()) {
             Ok(r) if n <= msg.len() && n <= crate::consts::MAX_RESPONSE => r,
@@ -261,28 +266,9 @@ impl Prober {
         if r.call_id != p.leg.call_id {
             return self.ignored(Ignored::Discard(crate::message::Discard::OtherCallId));
         }
-        if from != self.ep.target() {
-            // Ours by branch and Call-ID, from another address of the target: used, counted
-            // and reported, so a CP answering from the wrong address is not taken for dead.
-            self.stats.source_mismatch += 1;
-            if self.logged.insert("source_mismatch") {
-                tracing::warn!(
-                    target = %self.name,
-                    probed = %self.ep.target(),
-                    source = %from,
-                    counted_as = if self.cfg.accept_other_source { "its status" } else { "unexpected" },
-                    "Answer from another address than the probed one; further ones are only counted"
-                );
-            }
-            self.rx_source = Some(from);
+        if let Some(from) = self.rx_source {
+            self.source_mismatch(from);
         }
-        let act = self.on_response(slot, method, &r).await;
-        self.rx_source = None;
-        act
-    }
-
-    /// Hands a matched response to its transaction.
-    async fn on_response(&mut self, slot: Slot, method: Method, r: &Response) {
         let p = self.table.get_mut(slot).expect("found");
         let now = now_std();
         if method == Method::Cancel {
@@ -299,7 +285,22 @@ impl Prober {
         if matches!(a, Action::Late { .. }) {
             self.stats.late += 1;
         }
-        self.act(slot, a, Some(r)).await;
+        self.act(slot, a, Some(&r)).await;
+    }
+
+    /// Ours by branch and Call-ID, from another address of the target: used, counted and
+    /// reported (logged once), so a CP answering from the wrong address is not taken for dead.
+    fn source_mismatch(&mut self, from: SocketAddr) {
+        self.stats.source_mismatch += 1;
+        if self.logged.insert("source_mismatch") {
+            tracing::warn!(
+                target = %self.name,
+                probed = %self.ep.target(),
+                source = %from,
+                counted_as = if self.cfg.accept_other_source { "its status" } else { "unexpected" },
+                "Answer from another address than the probed one; further ones are only counted"
+            );
+        }
     }
 
     fn ignored(&mut self, why: Ignored) {
