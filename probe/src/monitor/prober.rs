@@ -2,7 +2,9 @@
 //!
 //! Every `interval` an OPTIONS goes out in a new transaction (its own branch from the
 //! [`Table`], its own Call-ID and From tag). Responses are checked ([`accept`]), matched by top
-//! Via branch + CSeq method, checked for the Call-ID, and handed to the transaction; retransmits,
+//! Via branch + CSeq method, checked for the Call-ID (one from another address than the probed
+//! one is used, counted and reported as `source`), classified by the target's `alive_codes`,
+//! and handed to the transaction; retransmits,
 //! timeouts and the INVITE check follow the [`Action`]s it returns. An INVITE is always closed:
 //! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once,
 //! and an INVITE with only provisional answers at the deadline is cancelled.
