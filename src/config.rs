@@ -370,6 +370,20 @@ mod tests {
     }
 
     #[test]
+    fn probe_hysteresis_and_alive_codes_name_their_line() {
+        let doc = "[probe]\n[[probe.target]]\nname = \"cp1\"\nuri = \"sip:127.0.0.1\"\ndown_after = 0\nalive_codes = [200, 503]\n";
+        let err = parse(doc, Path::new("x.toml")).unwrap_err();
+        let got: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "x.toml:5: probe.target[0].down_after: 0: must be between 1 and 100",
+                "x.toml:6: probe.target[0].alive_codes: 503 always means out of service; it cannot mean alive",
+            ]
+        );
+    }
+
+    #[test]
     fn empty_document_is_defaults() {
         parse("", Path::new("x.toml")).unwrap();
     }

@@ -453,6 +453,7 @@ mod tests {
                 fingerprint: None,
                 owner: None,
                 late: false,
+                source: None,
             })
         };
         probes.observe(&result(ServiceState::InService, Some(200), Some(4)));

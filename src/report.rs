@@ -4,8 +4,8 @@
 //!
 //! | measurement     | tags                   | fields |
 //! |-----------------|------------------------|--------|
-//! | `probe`         | target, role, method   | state, state_code, status, rtt_ms, retransmits, retry_after, error, owner, late |
-//! | `probe_summary` | target, role           | count, lost, loss, retransmits, rtt_p50_ms, rtt_p90_ms, rtt_p99_ms, rtt_max_ms, ignored, stray, late, duplicate, garbage, oversized, malformed, not_ours, other_call_id |
+//! | `probe`         | target, role, method   | state, state_code, status, rtt_ms, retransmits, retry_after, error, owner, late, source |
+//! | `probe_summary` | target, role           | count, lost, loss, retransmits, rtt_p50_ms, rtt_p90_ms, rtt_p99_ms, rtt_max_ms, ignored, stray, late, duplicate, garbage, oversized, malformed, not_ours, other_call_id, source_mismatch |
 //! | `probe_event`   | target, role, kind     | from, to, status |
 //! | `probe_alarm`   | target, role, alarm    | active, message |
 
@@ -51,6 +51,10 @@ pub fn encode(o: &Output, enc: &mut LineEncoder) {
             if r.late {
                 f.push(("late", Field::Bool(true)));
             }
+            let source = r.source.map(|s| s.to_string());
+            if let Some(s) = &source {
+                f.push(("source", Field::Str(s)));
+            }
             enc.push(
                 "probe",
                 &[
@@ -90,6 +94,7 @@ pub fn encode(o: &Output, enc: &mut LineEncoder) {
                     ("malformed", Field::Int(rx.malformed as i64)),
                     ("not_ours", Field::Int(rx.not_ours as i64)),
                     ("other_call_id", Field::Int(rx.other_call_id as i64)),
+                    ("source_mismatch", Field::Int(rx.source_mismatch as i64)),
                 ],
                 secs(s.minute),
             );
@@ -181,10 +186,26 @@ mod tests {
             fingerprint: Some("abc".into()),
             owner: None,
             late: false,
+            source: None,
         };
         assert_eq!(
-            text(&Output::Result(r)),
+            text(&Output::Result(r.clone())),
             "probe,target=cp1,role=cp,method=OPTIONS state=\"out_of_service\",state_code=0i,retransmits=1i,status=503i,rtt_ms=1.5,retry_after=30i 1700000000\n"
+        );
+        // A VIP answered from another address, by a CP that cannot be told apart.
+        let v = ProbeResult {
+            target: Arc::from("vip"),
+            role: Role::Vip,
+            state: ServiceState::InService,
+            status: Some(200),
+            retry_after: None,
+            owner: Some(Arc::from(probe::monitor::AMBIGUOUS)),
+            source: Some("127.0.0.1:5060".parse().unwrap()),
+            ..r
+        };
+        assert_eq!(
+            text(&Output::Result(v)),
+            "probe,target=vip,role=vip,method=OPTIONS state=\"in_service\",state_code=1i,retransmits=1i,status=200i,rtt_ms=1.5,owner=\"ambiguous\",source=\"127.0.0.1:5060\" 1700000000\n"
         );
         let a = Alarm {
             at,
@@ -213,7 +234,7 @@ mod tests {
         };
         assert_eq!(
             text(&Output::Summary(s)),
-            "probe_summary,target=cp1,role=cp count=4i,lost=1i,loss=0.25,retransmits=2i,rtt_p50_ms=1,rtt_p90_ms=2,rtt_p99_ms=3,rtt_max_ms=4,ignored=0i,stray=0i,late=0i,duplicate=0i,garbage=0i,oversized=0i,malformed=0i,not_ours=0i,other_call_id=0i 1700000000\n"
+            "probe_summary,target=cp1,role=cp count=4i,lost=1i,loss=0.25,retransmits=2i,rtt_p50_ms=1,rtt_p90_ms=2,rtt_p99_ms=3,rtt_max_ms=4,ignored=0i,stray=0i,late=0i,duplicate=0i,garbage=0i,oversized=0i,malformed=0i,not_ours=0i,other_call_id=0i,source_mismatch=0i 1700000000\n"
         );
     }
 }

@@ -275,9 +275,10 @@ fn vip_failover_is_detected_and_logged() {
         .env("SREWATCH_LOG", "info")
         .env("NO_COLOR", "1");
     let mut p = Proc::spawn("srewatch probe run", cmd, &log);
+    // The first owner found is not a failover (issue 12, observation 8).
     wait_log(
         &log,
-        "VIP failover: another CP answers target=vip from=unknown to=cp1",
+        "VIP owner found target=vip owner=cp1",
         Duration::from_secs(5),
     );
     // Pacemaker moves the VIP: cp1 goes away, cp2 takes the address.
@@ -287,11 +288,12 @@ fn vip_failover_is_detected_and_logged() {
     cp2.write_cfg();
     cp2.start_again();
     assert_eq!(sipsak_status(&vip_uri), "200");
-    wait_log(
+    let text = wait_log(
         &log,
         "VIP failover: another CP answers target=vip from=cp1 to=cp2",
         Duration::from_secs(5),
     );
+    assert_eq!(text.matches("VIP failover").count(), 1, "{text}");
     let st = p
         .terminate(Duration::from_secs(5))
         .expect("exits on SIGTERM");

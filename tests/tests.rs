@@ -11,5 +11,6 @@ mod kamailio_fixture;
 mod kamailio_stats;
 mod ops_report;
 mod probe;
+mod probe_cluster;
 mod service;
 mod sink;

@@ -14,8 +14,9 @@
 //!   of a non-2xx in its transaction, ACK and BYE of a 2xx along its route set (Record-Route
 //!   reversed, loose or strict routing, Contact as Request-URI), the BYE's own result, and the
 //!   CANCEL with its own Timer E and Timer F.
-//! - [`transport`]: one UDP (connected: ICMP errors are transport errors) or TCP socket per
-//!   target, TCP framing, and the checks every received message passes before matching;
+//! - [`transport`]: one UDP (unconnected with `IP_RECVERR`: ICMP errors are transport errors,
+//!   answers from another address are received) or TCP socket per target, TCP framing, and the
+//!   checks every received message passes before matching;
 //!   garbage, oversized, malformed, foreign, stray, late and duplicate messages are counted.
 //! - [`monitor`]: the periodic prober: configuration and typed outputs; `prober` (one task per
 //!   target: schedule, send, match, the out-of-service INVITE check with ACK/CANCEL/ACK+BYE) and

@@ -1,9 +1,12 @@
 //! UDP and TCP transports for one target, and the checks every received message goes through
 //! before it may reach a transaction.
 //!
-//! - [`Endpoint`]: one socket per target. UDP: a socket bound to an ephemeral port and
-//!   connected to the target, so that an ICMP port unreachable comes back as `ECONNREFUSED` on
-//!   the next receive and is reported as a [`TransportErrorKind`], never as a status code. TCP:
+//! - [`Endpoint`]: one socket per target. UDP: a socket bound to an ephemeral port of the
+//!   address the route to the target uses, *not* connected, so that an answer from another
+//!   address of the target (a CP listening on `0.0.0.0`) is received and its source reported;
+//!   `IP_RECVERR` makes an ICMP port or host unreachable come back as `ECONNREFUSED` /
+//!   `EHOSTUNREACH` on the next receive (the error queue is drained), reported as a
+//!   [`TransportErrorKind`], never as a status code. TCP:
 //!   a connection opened on first send and re-opened after it closes, with Content-Length framing.
 //! - [`RxStats`]: counts of what was received and ignored (garbage, oversized, malformed,
 //!   not ours, stray, late, duplicate, other Call-ID), kept locally and read once per window.
@@ -40,6 +43,9 @@ pub struct RxStats {
     pub duplicate: u64,
     /// The right branch with another Call-ID.
     pub other_call_id: u64,
+    /// Answers to our probes that came from another address than the probed one (matched and
+    /// used, not ignored).
+    pub source_mismatch: u64,
 }
 
 impl RxStats {
@@ -67,6 +73,7 @@ impl RxStats {
         self.late += o.late;
         self.duplicate += o.duplicate;
         self.other_call_id += o.other_call_id;
+        self.source_mismatch += o.source_mismatch;
     }
 
     /// Everything received that was not a first answer to a live transaction.
@@ -136,8 +143,14 @@ impl Endpoint {
         };
         match transport {
             Transport::Udp => {
-                let sock = UdpSocket::bind(unspecified).await?;
-                sock.connect(target).await?;
+                // The source address the kernel would use towards the target (no packet sent).
+                let route = std::net::UdpSocket::bind(unspecified)?;
+                route.connect(target)?;
+                let sock = std::net::UdpSocket::bind((route.local_addr()?.ip(), 0))?;
+                drop(route);
+                set_recverr(&sock, target.is_ipv4())?;
+                sock.set_nonblocking(true)?;
+                let sock = UdpSocket::from_std(sock)?;
                 let local = sock.local_addr()?;
                 Ok(Endpoint {
                     target,
@@ -202,7 +215,7 @@ impl Endpoint {
     /// Sends one whole message.
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), TransportErrorKind> {
         match &mut self.conn {
-            Conn::Udp(s) => match s.send(msg).await {
+            Conn::Udp(s) => match s.send_to(msg, self.target).await {
                 Ok(_) => Ok(()),
                 Err(e) => Err(TransportErrorKind::from_io(&e)),
             },
@@ -224,15 +237,23 @@ impl Endpoint {
         }
     }
 
-    /// Receives one message into `buf` (from [`recv_buffer`]) and returns its length; a length
-    /// above [`MAX_RESPONSE`] means it was oversized (and truncated). Cancel-safe. Pending
-    /// forever while a TCP endpoint has no connection.
-    pub async fn recv(&mut self, out: &mut [u8]) -> Result<usize, TransportErrorKind> {
+    /// Receives one message into `buf` (from [`recv_buffer`]) and returns its length and where
+    /// it came from (UDP: any address; TCP: the target); a length above [`MAX_RESPONSE`] means
+    /// it was oversized (and truncated). Cancel-safe. Pending forever while a TCP endpoint has
+    /// no connection.
+    pub async fn recv(
+        &mut self,
+        out: &mut [u8],
+    ) -> Result<(usize, SocketAddr), TransportErrorKind> {
+        let from = self.target;
         match &mut self.conn {
-            Conn::Udp(s) => s
-                .recv(out)
-                .await
-                .map_err(|e| TransportErrorKind::from_io(&e)),
+            Conn::Udp(s) => match s.recv_from(out).await {
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    drain_error_queue(s);
+                    Err(TransportErrorKind::from_io(&e))
+                }
+            },
             Conn::Tcp { stream, buf, .. } => loop {
                 if let Some(n) = frame_len(buf) {
                     let keep = n.min(out.len());
@@ -245,11 +266,12 @@ impl Endpoint {
                         buf.clear();
                         *stream = None;
                     }
-                    return Ok(if n > MAX_RESPONSE {
+                    let n = if n > MAX_RESPONSE {
                         MAX_RESPONSE + 1
                     } else {
                         n
-                    });
+                    };
+                    return Ok((n, from));
                 }
                 let Some(s) = stream.as_mut() else {
                     return std::future::pending().await;
@@ -271,6 +293,65 @@ impl Endpoint {
                     }
                 }
             },
+        }
+    }
+}
+
+/// Asks the kernel to report ICMP errors on an unconnected UDP socket (`IP_RECVERR` /
+/// `IPV6_RECVERR`): the next receive fails with the error, the details go to the error queue.
+fn set_recverr(sock: &std::net::UdpSocket, v4: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    let (level, name) = if v4 {
+        (libc::SOL_IP, libc::IP_RECVERR)
+    } else {
+        (libc::SOL_IPV6, libc::IPV6_RECVERR)
+    };
+    // SAFETY: a valid socket descriptor and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Empties the socket's error queue (filled by `IP_RECVERR`): its entries count against the
+/// receive buffer and keep the socket signalling an error. Each ICMP error has already been
+/// reported once by the failed receive.
+fn drain_error_queue(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let mut data = [0u8; 512];
+    let mut control = [0u8; 512];
+    for _ in 0..64 {
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: msghdr zeroed, then pointed at buffers that outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = control.len() as _;
+        // SAFETY: a valid descriptor and a msghdr describing live buffers.
+        let n = unsafe {
+            libc::recvmsg(
+                sock.as_raw_fd(),
+                &mut msg,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return;
         }
     }
 }
@@ -385,6 +466,23 @@ mod tests {
             .await
             .expect("ICMP error within 2 s");
         assert_eq!(r, Err(TransportErrorKind::PortUnreachable));
+        // Reported once per ICMP error, the queue drained: the next one comes back too, and a
+        // datagram from another address of the host is still received.
+        ep.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(2), ep.recv(&mut buf))
+            .await
+            .expect("second ICMP error within 2 s");
+        assert_eq!(r, Err(TransportErrorKind::PortUnreachable));
+        let other = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        other.send_to(b"hello", ep.local()).unwrap();
+        let (n, from) = tokio::time::timeout(Duration::from_secs(2), ep.recv(&mut buf))
+            .await
+            .expect("datagram within 2 s")
+            .unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"hello"[..], other.local_addr().unwrap())
+        );
     }
 
     #[tokio::test]

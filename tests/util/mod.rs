@@ -140,4 +140,5 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+pub mod cluster;
 pub mod kamailio;

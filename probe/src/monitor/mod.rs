@@ -58,6 +58,35 @@ pub struct TargetConfig {
     /// User part of the Request-URI (e.g. `monitor`); none by default.
     #[serde(default)]
     pub user: Option<String>,
+    /// Consecutive probes without an alive answer before the target's state leaves
+    /// `in_service` (Kamailio dispatcher's `ds_inactive_threshold`); default 1.
+    #[serde(default = "one")]
+    pub down_after: u32,
+    /// Consecutive alive answers before the target's state returns to `in_service`
+    /// (dispatcher's `ds_probing_threshold`); default 1.
+    #[serde(default = "one")]
+    pub up_after: u32,
+    /// OPTIONS status codes that mean alive (`in_service`); default `[200]`. 503 may not be
+    /// listed: it always means out of service.
+    #[serde(default = "default_alive_codes")]
+    pub alive_codes: Vec<u16>,
+    /// Whether an answer from another address than the probed one (a CP listening on
+    /// `0.0.0.0`) is classified by its status (true, the default) or as `unexpected`. Either
+    /// way it is matched, counted (`source_mismatch`) and its source written (`source`).
+    #[serde(default = "yes")]
+    pub accept_other_source: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_alive_codes() -> Vec<u16> {
+    vec![200]
 }
 
 fn default_interval() -> Duration {
@@ -81,6 +110,21 @@ impl TargetConfig {
             invite_probe: InviteProbe::OosOnly,
             invite_uri: None,
             user: None,
+            down_after: 1,
+            up_after: 1,
+            alive_codes: default_alive_codes(),
+            accept_other_source: true,
+        }
+    }
+
+    /// The state one OPTIONS answer (or none) shows: an alive code → in service, 503 → out of
+    /// service, another final status → unexpected, none → down.
+    pub fn classify(&self, status: Option<u16>) -> ServiceState {
+        match status {
+            Some(503) => ServiceState::OutOfService,
+            Some(s) if self.alive_codes.contains(&s) => ServiceState::InService,
+            Some(_) => ServiceState::Unexpected,
+            None => ServiceState::Down,
         }
     }
 }
@@ -145,8 +189,10 @@ pub enum InviteProbe {
 /// How VIP answers are attributed to CPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FingerprintRule {
-    /// The To tag up to its dot: Kamailio's stateless replies carry `<32 hex>.<hex>` where the
-    /// part before the dot is fixed per Kamailio instance.
+    /// Kamailio's To tag (core/tags.h `init_tags`): `<md5>.<crc>` from sl (stateless
+    /// replies), `<md5>-<crc>` from tm (`t_reply`), the md5 (32 hex) over a fixed signature
+    /// and the instance's *first* listen socket. The fingerprint is `sl:<md5>` or `tm:<md5>`;
+    /// a To tag of another shape gives none.
     ToTag,
     Server,
     Header(String),
@@ -174,16 +220,33 @@ impl FingerprintRule {
     /// The fingerprint of one response under this rule.
     pub fn of(&self, r: &crate::message::Response) -> Option<String> {
         match self {
-            FingerprintRule::ToTag => {
-                let tag = r.to_tag.as_deref()?;
-                let (prefix, _) = tag.split_once('.')?;
-                (!prefix.is_empty()).then(|| prefix.to_string())
-            }
+            FingerprintRule::ToTag => kamailio_tag(r.to_tag.as_deref()?),
             FingerprintRule::Server => r.server.clone(),
             FingerprintRule::Header(h) => r.header(h).map(str::to_string),
         }
     }
 }
+
+/// `sl:<md5>` / `tm:<md5>` from a Kamailio To tag `<32 hex><sep><hex>` (sep `.` for sl, `-`
+/// for tm), none for any other shape.
+fn kamailio_tag(tag: &str) -> Option<String> {
+    let (md5, rest) = (tag.get(..32)?, tag.get(32..)?);
+    let module = match rest.as_bytes().first()? {
+        b'.' => "sl",
+        b'-' => "tm",
+        _ => return None,
+    };
+    let suffix = &rest[1..];
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(md5) && !suffix.is_empty() && hex(suffix)).then(|| format!("{module}:{md5}"))
+}
+
+/// The `owner` value of a VIP answered with a fingerprint that two or more CPs answer with
+/// (their answers cannot tell them apart); no target may be named so.
+pub const AMBIGUOUS: &str = "ambiguous";
+
+/// The `from`/`to` value of an owner event when no CP was known; no target may be named so.
+pub const UNKNOWN: &str = "unknown";
 
 impl ProbeConfig {
     /// The fingerprint rule (default `to_tag`).
@@ -217,6 +280,11 @@ impl ProbeConfig {
                     "name",
                     format!("{:?}: use letters, digits, '-', '_' or '.'", t.name),
                 );
+            } else if t.name == AMBIGUOUS || t.name == UNKNOWN {
+                bad(
+                    "name",
+                    format!("{:?} is reserved (a VIP owner value)", t.name),
+                );
             } else if !names.insert(t.name.as_str()) {
                 bad("name", format!("{:?} is used by another target", t.name));
             }
@@ -234,6 +302,27 @@ impl ProbeConfig {
                     "expect",
                     "a VIP must answer 200; out_of_service is for CPs".into(),
                 );
+            }
+            for (key, n) in [("down_after", t.down_after), ("up_after", t.up_after)] {
+                if !(1..=100).contains(&n) {
+                    bad(key, format!("{n}: must be between 1 and 100"));
+                }
+            }
+            if t.alive_codes.is_empty() {
+                bad(
+                    "alive_codes",
+                    "list at least one code (default [200])".into(),
+                );
+            }
+            for &c in &t.alive_codes {
+                if c == 503 {
+                    bad(
+                        "alive_codes",
+                        "503 always means out of service; it cannot mean alive".into(),
+                    );
+                } else if !(200..=699).contains(&c) {
+                    bad("alive_codes", format!("{c} is not a final SIP status"));
+                }
             }
             if let Some(u) = &t.user {
                 if u.is_empty() || !u.bytes().all(is_user_char) {
@@ -323,6 +412,9 @@ pub struct ProbeResult {
     pub owner: Option<Arc<str>>,
     /// A final response that came after the probe had been reported as down (INVITE only).
     pub late: bool,
+    /// The address the answer came from, when it is not the probed one (a CP listening on
+    /// `0.0.0.0` answers from another address of its host).
+    pub source: Option<std::net::SocketAddr>,
 }
 
 /// A state change, logged and written.
@@ -334,6 +426,13 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl Event {
+    /// A VIP moved from one CP to another (the first owner found is not a failover).
+    pub fn is_failover(&self) -> bool {
+        matches!(&self.kind, EventKind::Owner { from: Some(f), to: Some(t) } if f != t)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
     /// The OPTIONS state changed (`from` is `None` at the first probe).
@@ -342,7 +441,9 @@ pub enum EventKind {
         to: ServiceState,
         status: Option<u16>,
     },
-    /// The CP answering for a VIP changed (a failover); `None` = unknown fingerprint.
+    /// The CP answering for a VIP changed: from `None` the first owner found, from a CP a
+    /// failover (see [`Event::is_failover`]). Answers that cannot be attributed (no answer,
+    /// unknown or ambiguous fingerprint) change nothing here.
     Owner {
         from: Option<Arc<str>>,
         to: Option<Arc<str>>,
@@ -748,15 +849,130 @@ invite_uri = "tel:123"
     #[test]
     fn fingerprints() {
         let r = crate::message::parse_response(
-            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKa\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nTo: <sip:x>;tag=0123abcd.ffee\r\nServer: kam cp2\r\nX-Node: n2\r\n\r\n",
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKa\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nTo: <sip:x>;tag=0123456789abcdef0123456789abcdef.ffee0011\r\nServer: kam cp2\r\nX-Node: n2\r\n\r\n",
         )
         .unwrap();
-        assert_eq!(FingerprintRule::ToTag.of(&r).as_deref(), Some("0123abcd"));
+        assert_eq!(
+            FingerprintRule::ToTag.of(&r).as_deref(),
+            Some("sl:0123456789abcdef0123456789abcdef")
+        );
         assert_eq!(FingerprintRule::Server.of(&r).as_deref(), Some("kam cp2"));
         assert_eq!(
             FingerprintRule::Header("x-node".into()).of(&r).as_deref(),
             Some("n2")
         );
         assert_eq!(FingerprintRule::Header("X-Other".into()).of(&r), None);
+    }
+
+    /// Observation 2: Kamailio's two To-tag forms (core/tags.h `init_tags`): sl replies
+    /// `<md5>.<crc>`, tm replies `<md5>-<crc>`, the md5 over a signature and the first listen
+    /// socket. The rule keeps the md5 and which module made it.
+    #[test]
+    fn kamailio_sl_and_tm_to_tags() {
+        let tag = |t: &str| {
+            crate::message::parse_response(format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKa\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nTo: <sip:x>;tag={t}\r\n\r\n"
+            ).as_bytes())
+            .unwrap()
+        };
+        let sl = tag("0ba38723a518365bdb987f24bc77052f.5798eb28");
+        let tm = tag("89b74c044bc435a8a35720b72b59fa5a-ada14ee9");
+        assert_eq!(
+            FingerprintRule::ToTag.of(&sl).as_deref(),
+            Some("sl:0ba38723a518365bdb987f24bc77052f")
+        );
+        assert_eq!(
+            FingerprintRule::ToTag.of(&tm).as_deref(),
+            Some("tm:89b74c044bc435a8a35720b72b59fa5a")
+        );
+        // Not Kamailio's shape: no fingerprint rather than a wrong one.
+        for t in [
+            "a.b",
+            "abc-def",
+            "0ba38723a518365bdb987f24bc77052f",
+            "as4f3b2a1",
+        ] {
+            assert_eq!(FingerprintRule::ToTag.of(&tag(t)), None, "{t}");
+        }
+    }
+
+    /// Observation 7: the codes that mean alive are configurable; 503 never is.
+    #[test]
+    fn alive_codes_and_hysteresis_config() {
+        let cfg = parse(
+            r#"
+[[probe.target]]
+name = "cp1"
+uri = "sip:10.0.0.1"
+alive_codes = [200, 404, 405, 483, 401, 407]
+down_after = 3
+up_after = 2
+accept_other_source = false
+[[probe.target]]
+name = "cp2"
+uri = "sip:10.0.0.2"
+alive_codes = [200, 503]
+down_after = 0
+[[probe.target]]
+name = "ambiguous"
+uri = "sip:10.0.0.3"
+alive_codes = [100]
+"#,
+        );
+        let t = &cfg.target[0];
+        assert_eq!(
+            (t.down_after, t.up_after, t.accept_other_source),
+            (3, 2, false)
+        );
+        let got: Vec<ServiceState> = [200, 404, 407, 503, 480, 202]
+            .into_iter()
+            .map(|s| t.classify(Some(s)))
+            .chain([t.classify(None)])
+            .collect();
+        use ServiceState::*;
+        assert_eq!(
+            got,
+            vec![
+                InService,
+                InService,
+                InService,
+                OutOfService,
+                Unexpected,
+                Unexpected,
+                Down
+            ]
+        );
+        let d = TargetConfig::new("x", "sip:x", Role::Cp);
+        assert_eq!(
+            (
+                d.down_after,
+                d.up_after,
+                d.alive_codes.clone(),
+                d.accept_other_source
+            ),
+            (1, 1, vec![200], true)
+        );
+        assert_eq!(d.classify(Some(404)), Unexpected);
+        assert_eq!(
+            cfg.validate(),
+            vec![
+                (
+                    "target[1].down_after".to_string(),
+                    "0: must be between 1 and 100".to_string()
+                ),
+                (
+                    "target[1].alive_codes".to_string(),
+                    "503 always means out of service; it cannot mean alive".to_string()
+                ),
+                (
+                    "target[2].name".to_string(),
+                    "\"ambiguous\" is reserved (a VIP owner value)".to_string()
+                ),
+                (
+                    "target[2].alive_codes".to_string(),
+                    "100 is not a final SIP status".to_string()
+                ),
+            ]
+        );
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! Every `interval` an OPTIONS goes out in a new transaction (its own branch from the
 //! [`Table`], its own Call-ID and From tag). Responses are checked ([`accept`]), matched by top
-//! Via branch + CSeq method, checked for the Call-ID, and handed to the transaction; retransmits,
-//! timeouts and the INVITE check follow the [`Action`]s it returns. An INVITE is always closed
-//! by the follow-up core ([`crate::dialog`]): non-2xx finals are ACKed in their transaction, a
-//! 2xx is ACKed and hung up with a BYE at once along its route set (the INVITE's result is
-//! reported with the BYE's own result), and an INVITE with only provisional answers at the
-//! deadline is cancelled (the CANCEL with its own Timer E and Timer F).
+//! Via branch + CSeq method, checked for the Call-ID (one from another address than the probed
+//! one is used, counted and reported as `source`), classified by the target's `alive_codes`,
+//! and handed to the transaction; retransmits, timeouts and the INVITE check follow the
+//! [`Action`]s it returns. An INVITE is always closed by the follow-up core ([`crate::dialog`]):
+//! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once
+//! along its route set (the INVITE's result is reported with the BYE's own result), and an
+//! INVITE with only provisional answers at the deadline is cancelled (the CANCEL with its own
+//! Timer E and Timer F).
 
 use super::*;
 use crate::dialog::{follow_up, ByeResult, CancelEvent, FollowConfig, FollowUp, RouteSet};
@@ -60,6 +62,8 @@ pub struct Prober {
     /// Ignore reasons already logged for this target (each is logged once, then counted).
     logged: HashSet<&'static str>,
     invite_in_flight: bool,
+    /// While a received answer is acted on: its source, when not the probed address.
+    rx_source: Option<SocketAddr>,
     /// Stop was asked: finish what is outstanding, start nothing new.
     stopping: bool,
     slots: Vec<Slot>,
@@ -87,6 +91,7 @@ impl Prober {
             stats: RxStats::default(),
             logged: HashSet::new(),
             invite_in_flight: false,
+            rx_source: None,
             stopping: false,
             slots: Vec::new(),
         })
@@ -124,7 +129,12 @@ impl Prober {
                 _ = stop.changed(), if stopping.is_none() => Ev::Stop,
             };
             match ev {
-                Ev::Recv(Ok(n)) => self.on_message(&buf[..n.min(buf.len())], n).await,
+                Ev::Recv(Ok((n, from))) => {
+                    // Kept while the message is acted on (see `classify` and `result`).
+                    self.rx_source = (from != self.ep.target()).then_some(from);
+                    self.on_message(&buf[..n.min(buf.len())], n).await;
+                    self.rx_source = None;
+                }
                 Ev::Recv(Err(kind)) => self.on_transport_error(kind).await,
                 Ev::Stop => {
                     self.stopping = true;
@@ -267,6 +277,10 @@ impl Prober {
         if r.call_id != p.leg.call_id {
             return self.ignored(Ignored::Discard(crate::message::Discard::OtherCallId));
         }
+        if let Some(from) = self.rx_source {
+            self.source_mismatch(from);
+        }
+        let p = self.table.get_mut(slot).expect("found");
         let now = now_std();
         if method == Method::Cancel {
             // The CANCEL's own transaction: nothing to do but stop retransmitting it.
@@ -283,6 +297,21 @@ impl Prober {
             self.stats.late += 1;
         }
         self.act(slot, a, Some(&r)).await;
+    }
+
+    /// Ours by branch and Call-ID, from another address of the target: used, counted and
+    /// reported (logged once), so a CP answering from the wrong address is not taken for dead.
+    fn source_mismatch(&mut self, from: SocketAddr) {
+        self.stats.source_mismatch += 1;
+        if self.logged.insert("source_mismatch") {
+            tracing::warn!(
+                target = %self.name,
+                probed = %self.ep.target(),
+                source = %from,
+                counted_as = if self.cfg.accept_other_source { "its status" } else { "unexpected" },
+                "Answer from another address than the probed one; further ones are only counted"
+            );
+        }
     }
 
     fn ignored(&mut self, why: Ignored) {
@@ -526,6 +555,19 @@ impl Prober {
         }
     }
 
+    /// The state an OPTIONS answer shows: by the target's alive codes, and `unexpected` for an
+    /// answer from another address when `accept_other_source` is off. (An INVITE's state is
+    /// that of its status alone, [`ServiceState::classify`].)
+    fn classify(&self, kind: Kind, status: Option<u16>) -> ServiceState {
+        if kind != Kind::Options {
+            return ServiceState::classify(status);
+        }
+        if status.is_some() && self.rx_source.is_some() && !self.cfg.accept_other_source {
+            return ServiceState::Unexpected;
+        }
+        self.cfg.classify(status)
+    }
+
     fn result(
         &self,
         kind: Kind,
@@ -554,7 +596,7 @@ impl Prober {
                 Kind::Options => Method::Options,
             },
             at,
-            state: ServiceState::classify(status),
+            state: self.classify(kind, status),
             status,
             rtt,
             retransmits,
@@ -563,6 +605,7 @@ impl Prober {
             fingerprint: r.and_then(|r| self.rule.of(r)),
             owner: None,
             late: false,
+            source: r.and(self.rx_source),
         }
     }
 
@@ -590,7 +633,7 @@ fn outcome_of(a: &Action) -> Outcome {
 }
 
 enum Ev {
-    Recv(Result<usize, crate::transaction::TransportErrorKind>),
+    Recv(Result<(usize, SocketAddr), crate::transaction::TransportErrorKind>),
     Timer,
     Stop,
 }
@@ -668,19 +711,23 @@ mod tests {
         }
         /// A response to `req` with `status`, echoing its headers, with `to_tag` and `extra`.
         async fn reply(&self, req: &Req, status: &str, to_tag: Option<&str>, extra: &str) {
-            let to = match to_tag {
-                Some(t) => format!("{};tag={t}", req.header("To")),
-                None => req.header("To").to_string(),
-            };
-            let msg = format!(
-                "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
-                req.header("Via"),
-                req.header("From"),
-                req.header("Call-ID"),
-                req.header("CSeq"),
-            );
-            self.send(msg.as_bytes()).await;
+            self.send(response(req, status, to_tag, extra).as_bytes())
+                .await;
         }
+    }
+
+    fn response(req: &Req, status: &str, to_tag: Option<&str>, extra: &str) -> String {
+        let to = match to_tag {
+            Some(t) => format!("{};tag={t}", req.header("To")),
+            None => req.header("To").to_string(),
+        };
+        format!(
+            "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+            req.header("Via"),
+            req.header("From"),
+            req.header("Call-ID"),
+            req.header("CSeq"),
+        )
     }
 
     fn cfg(uri: &str, invite: InviteProbe) -> ProbeConfig {
@@ -948,14 +995,18 @@ mod tests {
         };
         uas.reply(&bad, "200 OK", None, "").await;
         // The real answer, then its retransmission.
-        uas.reply(&opt, "200 OK", Some("a.b"), "").await;
-        uas.reply(&opt, "200 OK", Some("a.b"), "").await;
+        let tag = "0123456789abcdef0123456789abcdef.0a1b2c3d";
+        uas.reply(&opt, "200 OK", Some(tag), "").await;
+        uas.reply(&opt, "200 OK", Some(tag), "").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let out = collect(&mut rx, handle).await;
         let r = results(&out);
         assert_eq!(r.len(), 1, "{out:#?}");
         assert_eq!(r[0].status, Some(200));
-        assert_eq!(r[0].fingerprint.as_deref(), Some("a"));
+        assert_eq!(
+            r[0].fingerprint.as_deref(),
+            Some("sl:0123456789abcdef0123456789abcdef")
+        );
         let Some(Output::Summary(s)) = out.last() else {
             panic!("{out:#?}")
         };
@@ -971,6 +1022,7 @@ mod tests {
                 late: 0,
                 duplicate: 1,
                 other_call_id: 1,
+                source_mismatch: 0,
             }
         );
         assert_eq!((s.count, s.lost), (1, 0));
@@ -1007,5 +1059,88 @@ mod tests {
             (None, 2, ServiceState::Down)
         );
         drop(handle);
+    }
+
+    /// Observation 6: a CP listening on 0.0.0.0 answers from another address of the host. The
+    /// answer is matched by its branch, classified with its real status and reported as a
+    /// source mismatch; an ICMP error still comes back afterwards.
+    #[tokio::test]
+    async fn reply_from_another_address_is_seen_and_reported() {
+        let mut uas = Uas::new().await;
+        let other = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Never)).await.unwrap();
+        let opt = uas.recv().await;
+        let msg = response(&opt, "200 OK", Some("a.b"), "");
+        other
+            .send_to(msg.as_bytes(), uas.peer.unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(r.len(), 1, "{out:#?}");
+        assert_eq!(
+            (r[0].status, r[0].state),
+            (Some(200), ServiceState::InService),
+            "{out:#?}"
+        );
+        assert_eq!(r[0].source, Some(other.local_addr().unwrap()));
+        let Some(Output::Summary(sm)) = out.last() else {
+            panic!("{out:#?}")
+        };
+        assert_eq!((sm.rx.source_mismatch, sm.rx.ignored()), (1, 0));
+    }
+
+    /// Observation 6, with `accept_other_source = false`: the same answer is `unexpected`, its
+    /// status kept; the probed address answering itself is in service.
+    #[tokio::test]
+    async fn reply_from_another_address_can_count_as_unexpected() {
+        let mut uas = Uas::new().await;
+        let other = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        let mut c = cfg(&uas.uri(), InviteProbe::Never);
+        c.target[0].accept_other_source = false;
+        c.target[0].interval = Duration::from_millis(300);
+        let (mut rx, handle) = spawn(&c).await.unwrap();
+        let opt = uas.recv().await;
+        let msg = response(&opt, "200 OK", None, "");
+        other
+            .send_to(msg.as_bytes(), uas.peer.unwrap())
+            .await
+            .unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", None, "").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        let got: Vec<_> = r.iter().map(|r| (r.status, r.state, r.source)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Some(200),
+                    ServiceState::Unexpected,
+                    Some(other.local_addr().unwrap())
+                ),
+                (Some(200), ServiceState::InService, None),
+            ]
+        );
+    }
+
+    /// Observation 7: a CP that answers OPTIONS 404 by design is alive when 404 is listed.
+    #[tokio::test]
+    async fn alive_codes_make_a_404_in_service() {
+        let mut uas = Uas::new().await;
+        let mut c = cfg(&uas.uri(), InviteProbe::Never);
+        c.target[0].alive_codes = vec![200, 404];
+        let (mut rx, handle) = spawn(&c).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "404 Not Found", None, "").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(
+            r.iter().map(|r| (r.status, r.state)).collect::<Vec<_>>(),
+            vec![(Some(404), ServiceState::InService)]
+        );
     }
 }

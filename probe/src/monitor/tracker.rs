@@ -1,10 +1,17 @@
 //! Classification, events, alarms, VIP ownership and per-minute summaries: sans I/O, fed with
 //! [`ProbeResult`]s in arrival order.
 //!
-//! - State events: on every change of a target's OPTIONS state (and at its first probe).
+//! - State: each OPTIONS result shows a state ([`TargetConfig::classify`]); the target's state
+//!   follows after `down_after` consecutive results that are not in service, or `up_after`
+//!   consecutive in-service results (1/1: at once). State events on every change of the
+//!   target's state (and at its first probe); alarms follow the target's state.
 //! - Alarms are conditions: raised once when they become true, cleared once when they stop.
-//! - VIP ownership: each CP's direct answers teach the fingerprint → CP map; a VIP's answer is
-//!   attributed by its fingerprint. A change of owner is a failover event.
+//! - VIP ownership ([`Ownership`]): each CP's answered direct probes give its fingerprint, kept
+//!   while it answers and for at most 3 intervals plus the timeout after its last answer. A
+//!   VIP's answer is attributed to the one CP whose fingerprint it carries; two or more CPs
+//!   with that fingerprint make it [`AMBIGUOUS`] (logged once with the fix), none unknown,
+//!   no answer no owner. The first owner found is an owner event; a change from one CP to
+//!   another is a failover.
 //! - Summaries: per target and minute (of `at`), count, lost, retransmissions and RTT
 //!   percentiles from an HDR histogram (microseconds, 3 significant digits), emitted when the
 //!   next minute's first result arrives and at the end.
@@ -43,18 +50,60 @@ struct TargetState {
     role: Role,
     expect: Expect,
     invite_probe: InviteProbe,
+    down_after: u32,
+    up_after: u32,
+    /// How long a CP's fingerprint holds after its last answer: 3 intervals + the timeout.
+    fingerprint_ttl: Duration,
+    /// The target's state (after hysteresis).
     state: Option<ServiceState>,
+    /// Consecutive results on the other side of in service than `state`.
+    streak: u32,
+    /// CPs: the fingerprint of the last answered direct probe, and when it was sent.
+    fingerprint: Option<(String, SystemTime)>,
+    /// VIPs: the attribution of the last answer ([`Ownership::as_owner`]).
     owner: Option<Arc<str>>,
+    /// VIPs: the last CP the answers were attributed to (failovers are changes of it).
+    last_cp: Option<Arc<str>>,
+    /// VIPs: the CP named by an active `vip_owner_out_of_service`.
+    oos_owner: Option<Arc<str>>,
+    /// VIPs: an unattributable fingerprint was logged (until the next attribution).
+    unknown_logged: bool,
     alarms: HashSet<AlarmKind>,
     window: Option<Window>,
+}
+
+/// Who answered a VIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// No answer: no owner.
+    NoAnswer,
+    /// Answered before every CP was probed once (no attribution yet, nothing logged).
+    Pending,
+    /// Answered, but without a fingerprint or with one no CP has.
+    Unknown,
+    /// The one CP answering with this fingerprint.
+    Cp(Arc<str>),
+    /// Two or more CPs answer with this fingerprint (sorted names).
+    Ambiguous(Vec<Arc<str>>),
+}
+
+impl Ownership {
+    /// The `owner` of the result: the CP, [`AMBIGUOUS`], or none.
+    pub fn as_owner(&self) -> Option<Arc<str>> {
+        match self {
+            Ownership::Cp(c) => Some(c.clone()),
+            Ownership::Ambiguous(_) => Some(Arc::from(AMBIGUOUS)),
+            Ownership::NoAnswer | Ownership::Pending | Ownership::Unknown => None,
+        }
+    }
 }
 
 /// The sans-IO core of the monitor's report stage.
 pub struct Tracker {
     targets: Vec<TargetState>,
     by_name: HashMap<Arc<str>, usize>,
-    /// Fingerprint → CP that answered with it directly.
-    fingerprints: HashMap<String, Arc<str>>,
+    /// Fingerprints shared by two or more CPs, already logged (until they differ again).
+    ambiguous_logged: HashSet<String>,
 }
 
 fn minute_of(t: SystemTime) -> u64 {
@@ -70,7 +119,7 @@ impl Tracker {
         let mut t = Tracker {
             targets: Vec::new(),
             by_name: HashMap::new(),
-            fingerprints: HashMap::new(),
+            ambiguous_logged: HashSet::new(),
         };
         for c in targets {
             t.add(c);
@@ -86,8 +135,16 @@ impl Tracker {
             role: c.role,
             expect: c.expect,
             invite_probe: c.invite_probe,
+            down_after: c.down_after.max(1),
+            up_after: c.up_after.max(1),
+            fingerprint_ttl: c.interval * 3 + c.timeout,
             state: None,
+            streak: 0,
+            fingerprint: None,
             owner: None,
+            last_cp: None,
+            oos_owner: None,
+            unknown_logged: false,
             alarms: HashSet::new(),
             window: None,
         };
@@ -110,13 +167,22 @@ impl Tracker {
         if let Some(w) = t.window.take() {
             out.push(Output::Summary(summary(&t.name, t.role, &w)));
         }
-        self.fingerprints.retain(|_, cp| **cp != *name);
+        // An owner alarm naming it can no longer be cleared by its return.
+        for v in self.targets.iter_mut() {
+            if v.oos_owner.as_deref() == Some(name) {
+                v.oos_owner = None;
+                let msg = format!("{name}, which answered the VIP, is no longer probed");
+                let at = SystemTime::now();
+                set_alarm(v, AlarmKind::VipOwnerOutOfService, false, at, msg, out);
+            }
+        }
         for (j, t) in self.targets.iter().enumerate().skip(i) {
             self.by_name.insert(t.name.clone(), j);
         }
     }
 
-    /// The CP currently seen answering for `vip`.
+    /// The CP that answered `vip` last ([`AMBIGUOUS`] when it cannot be told; none when it
+    /// did not answer or the answer matched no CP).
     pub fn owner(&self, vip: &str) -> Option<Arc<str>> {
         self.by_name
             .get(vip)
@@ -161,75 +227,193 @@ impl Tracker {
             Some(rtt) if r.status.is_some() => w.hist.saturating_record(micros(rtt).max(1)),
             _ => w.lost += 1,
         }
-        // Ownership.
-        if let Some(fp) = &r.fingerprint {
-            if t.role == Role::Cp && r.status.is_some() {
-                self.fingerprints.insert(fp.clone(), t.name.clone());
+        // Ownership: a CP's answer gives its fingerprint, no answer takes it away.
+        if t.role == Role::Cp {
+            let answered = r.fingerprint.clone().filter(|_| r.status.is_some());
+            let before =
+                std::mem::replace(&mut t.fingerprint, answered.clone().map(|fp| (fp, r.at)));
+            // A CP answering with another fingerprint (its configuration changed) ends the
+            // ambiguity logged for the old one; a CP merely down does not.
+            if let (Some((old, _)), Some(new)) = (before, &answered) {
+                if old != *new {
+                    self.ambiguous_logged.remove(&old);
+                }
+            }
+            if let Some(fp) = answered {
+                self.check_ambiguity(&fp, r.at);
             }
         }
-        if self.targets[i].role == Role::Vip {
-            self.on_vip(i, &mut r, out);
-        }
-        // State change.
+        // State change, after hysteresis.
         let t = &mut self.targets[i];
-        if t.state != Some(r.state) {
+        if let Some(to) = next_state(t, r.state) {
             out.push(Output::Event(Event {
                 at: r.at,
                 target: t.name.clone(),
                 role: t.role,
                 kind: EventKind::State {
                     from: t.state,
-                    to: r.state,
+                    to,
                     status: r.status,
                 },
             }));
-            t.state = Some(r.state);
+            t.state = Some(to);
         }
+        if self.targets[i].role == Role::Vip {
+            self.on_vip(i, &mut r, out);
+        }
+        let t = &mut self.targets[i];
+        let state = t.state.unwrap_or(r.state);
         if t.role == Role::Cp {
-            let wrong = !t.expect.allows(r.state);
+            let wrong = !t.expect.allows(state);
             let msg = format!(
                 "expected {} observed {}{}",
                 t.expect.as_str(),
-                r.state.as_str(),
+                state.as_str(),
                 r.status.map(|s| format!(" ({s})")).unwrap_or_default()
             );
             set_alarm(t, AlarmKind::Unexpected, wrong, r.at, msg, out);
-            if r.state == ServiceState::InService && t.invite_probe != InviteProbe::Always {
+            if state == ServiceState::InService && t.invite_probe != InviteProbe::Always {
                 // No INVITE check applies any more.
                 set_alarm(t, AlarmKind::InviteNot503, false, r.at, String::new(), out);
                 set_alarm(t, AlarmKind::CallAccepted, false, r.at, String::new(), out);
+            }
+            if state == ServiceState::InService {
+                self.owner_back_in_service(i, r.at, out);
             }
         }
         out.push(Output::Result(r));
     }
 
-    fn on_vip(&mut self, i: usize, r: &mut ProbeResult, out: &mut Vec<Output>) {
-        let owner = r
-            .fingerprint
-            .as_ref()
-            .map(|fp| self.fingerprints.get(fp).cloned());
-        let t = &mut self.targets[i];
-        if let Some(owner) = owner {
-            if owner != t.owner {
-                out.push(Output::Event(Event {
-                    at: r.at,
-                    target: t.name.clone(),
-                    role: t.role,
-                    kind: EventKind::Owner {
-                        from: t.owner.clone(),
-                        to: owner.clone(),
-                    },
-                }));
-                t.owner = owner;
+    /// Logs once when `fp` (just answered by a CP) is the live fingerprint of two or more CPs;
+    /// returns whether it logged.
+    fn check_ambiguity(&mut self, fp: &str, at: SystemTime) -> bool {
+        let cps = self.cps_with(fp, at);
+        let vips = self.targets.iter().any(|t| t.role == Role::Vip);
+        if cps.len() < 2 || !vips || !self.ambiguous_logged.insert(fp.to_string()) {
+            return false;
+        }
+        let names: Vec<&str> = cps.iter().map(|c| &**c).collect();
+        let fix = if fp.starts_with("sl:") || fp.starts_with("tm:") {
+            "Kamailio's To tag hashes the first listen socket: list each node's own address \
+             first (listen=), or add a per-node header (append_to_reply(\"X-Node: NAME\\r\\n\")) \
+             and set probe.fingerprint = \"header:X-Node\""
+        } else {
+            "make the header differ per node (server_header=\"Server: kamailio NAME\", or \
+             append_to_reply(\"X-Node: NAME\\r\\n\") with probe.fingerprint = \"header:X-Node\")"
+        };
+        tracing::warn!(
+            cps = %names.join(","),
+            fingerprint = %fp,
+            fix,
+            "CPs answer with the same fingerprint: VIP owner is ambiguous"
+        );
+        true
+    }
+
+    /// The CPs whose fingerprint is `fp` and not older than their TTL at `at`, sorted.
+    fn cps_with(&self, fp: &str, at: SystemTime) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self
+            .targets
+            .iter()
+            .filter(|c| c.role == Role::Cp)
+            .filter(|c| {
+                c.fingerprint.as_ref().is_some_and(|(f, seen)| {
+                    f == fp
+                        && at
+                            .duration_since(*seen)
+                            .map_or(true, |age| age <= c.fingerprint_ttl)
+                })
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Who answered one VIP result.
+    fn ownership(&self, r: &ProbeResult) -> Ownership {
+        if r.status.is_none() {
+            return Ownership::NoAnswer;
+        }
+        let Some(fp) = &r.fingerprint else {
+            return Ownership::Unknown;
+        };
+        // Until every CP has been probed, an attribution could be ambiguous unawares.
+        if self
+            .targets
+            .iter()
+            .any(|c| c.role == Role::Cp && c.state.is_none())
+        {
+            return Ownership::Pending;
+        }
+        let mut cps = self.cps_with(fp, r.at);
+        match cps.len() {
+            0 => Ownership::Unknown,
+            1 => Ownership::Cp(cps.pop().expect("one")),
+            _ => Ownership::Ambiguous(cps),
+        }
+    }
+
+    /// CP `i` is in service: clears the `vip_owner_out_of_service` alarms that name it.
+    fn owner_back_in_service(&mut self, i: usize, at: SystemTime, out: &mut Vec<Output>) {
+        let cp = self.targets[i].name.clone();
+        for v in self.targets.iter_mut() {
+            if v.oos_owner.as_ref() == Some(&cp) {
+                v.oos_owner = None;
+                let msg = format!("{cp}, which answers the VIP, is back in service");
+                set_alarm(v, AlarmKind::VipOwnerOutOfService, false, at, msg, out);
             }
         }
-        r.owner = t.owner.clone();
-        let not_in_service = r.state != ServiceState::InService;
+    }
+
+    fn on_vip(&mut self, i: usize, r: &mut ProbeResult, out: &mut Vec<Output>) {
+        let who = self.ownership(r);
+        let owner_state = match &who {
+            Ownership::Cp(c) => self.by_name.get(c).and_then(|&j| self.targets[j].state),
+            _ => None,
+        };
+        let t = &mut self.targets[i];
+        r.owner = who.as_owner();
+        t.owner = r.owner.clone();
+        match &who {
+            Ownership::Cp(c) => {
+                t.unknown_logged = false;
+                if t.last_cp.as_ref() != Some(c) {
+                    out.push(Output::Event(Event {
+                        at: r.at,
+                        target: t.name.clone(),
+                        role: t.role,
+                        kind: EventKind::Owner {
+                            from: t.last_cp.clone(),
+                            to: Some(c.clone()),
+                        },
+                    }));
+                    t.last_cp = Some(c.clone());
+                }
+            }
+            Ownership::Unknown if !t.unknown_logged => {
+                t.unknown_logged = true;
+                match &r.fingerprint {
+                    Some(fp) => tracing::warn!(
+                        target = %t.name,
+                        fingerprint = %fp,
+                        "VIP answered with a fingerprint no CP answers with; owner unknown"
+                    ),
+                    None => tracing::warn!(
+                        target = %t.name,
+                        "VIP answered without a fingerprint under probe.fingerprint; owner unknown"
+                    ),
+                }
+            }
+            _ => {}
+        }
+        let state = t.state.unwrap_or(r.state);
         let msg = format!(
             "VIP answered {}{}",
-            r.state.as_str(),
+            state.as_str(),
             r.status.map(|s| format!(" ({s})")).unwrap_or_default()
         );
+        let not_in_service = state != ServiceState::InService;
         set_alarm(
             t,
             AlarmKind::VipNotInService,
@@ -238,25 +422,28 @@ impl Tracker {
             msg,
             out,
         );
-        let owner_state = t
-            .owner
-            .clone()
-            .and_then(|o| self.by_name.get(&o).copied())
-            .and_then(|j| self.targets[j].state);
-        let t = &mut self.targets[i];
-        let owner_oos = r.status.is_some() && owner_state == Some(ServiceState::OutOfService);
-        let msg = format!(
-            "VIP answered by {} which is out of service",
-            t.owner.as_deref().unwrap_or("?")
-        );
-        set_alarm(
-            t,
-            AlarmKind::VipOwnerOutOfService,
-            owner_oos,
-            r.at,
-            msg,
-            out,
-        );
+        // The owner alarm names one CP; it holds until that CP is back in service or the VIP
+        // is answered by another CP. Answers that cannot be attributed change nothing.
+        if let Ownership::Cp(c) = who {
+            if owner_state == Some(ServiceState::OutOfService) {
+                if t.oos_owner.as_ref() != Some(&c) {
+                    if let Some(prev) = t.oos_owner.take() {
+                        let msg = format!("VIP now answered by {c} instead of {prev}");
+                        set_alarm(t, AlarmKind::VipOwnerOutOfService, false, r.at, msg, out);
+                    }
+                    let msg = format!("VIP answered by {c} which is out of service");
+                    set_alarm(t, AlarmKind::VipOwnerOutOfService, true, r.at, msg, out);
+                    t.oos_owner = Some(c);
+                }
+            } else if let Some(prev) = t.oos_owner.take() {
+                let msg = if prev == c {
+                    format!("{c}, which answers the VIP, is no longer out of service")
+                } else {
+                    format!("VIP now answered by {c} instead of {prev}")
+                };
+                set_alarm(t, AlarmKind::VipOwnerOutOfService, false, r.at, msg, out);
+            }
+        }
     }
 
     /// An INVITE answered 2xx whose BYE ended with `bye`: `call_accepted` says whether the
@@ -374,6 +561,28 @@ impl Tracker {
     }
 }
 
+/// The target's next state after one result showing `raw`, if it changes: at once at the
+/// first result and between states on the same side of in service; otherwise after
+/// `up_after` (into in service) or `down_after` (out of it) consecutive results.
+fn next_state(t: &mut TargetState, raw: ServiceState) -> Option<ServiceState> {
+    let alive = raw == ServiceState::InService;
+    let Some(cur) = t.state else {
+        return Some(raw);
+    };
+    if (cur == ServiceState::InService) == alive {
+        t.streak = 0;
+        return (cur != raw).then_some(raw);
+    }
+    t.streak += 1;
+    let need = if alive { t.up_after } else { t.down_after };
+    if t.streak >= need {
+        t.streak = 0;
+        Some(raw)
+    } else {
+        None
+    }
+}
+
 fn set_alarm(
     t: &mut TargetState,
     kind: AlarmKind,
@@ -439,11 +648,16 @@ fn log(o: &Output) {
                 status = status.unwrap_or(0),
                 "Target state changed"
             ),
-            EventKind::Owner { from, to } => tracing::warn!(
+            EventKind::Owner { from, to } if e.is_failover() => tracing::warn!(
                 target = %e.target,
-                from = %from.as_deref().unwrap_or("unknown"),
-                to = %to.as_deref().unwrap_or("unknown"),
+                from = %from.as_deref().unwrap_or(UNKNOWN),
+                to = %to.as_deref().unwrap_or(UNKNOWN),
                 "VIP failover: another CP answers"
+            ),
+            EventKind::Owner { to, .. } => tracing::info!(
+                target = %e.target,
+                owner = %to.as_deref().unwrap_or(UNKNOWN),
+                "VIP owner found"
             ),
         },
         Output::Alarm(a) if a.active => tracing::error!(
@@ -457,6 +671,7 @@ fn log(o: &Output) {
             target = %a.target,
             role = %a.role.as_str(),
             alarm = %a.kind.as_str(),
+            detail = %a.message,
             "Alarm cleared"
         ),
         _ => {}
@@ -496,6 +711,7 @@ mod tests {
             fingerprint: (!fp.is_empty()).then(|| fp.to_string()),
             owner: None,
             late: false,
+            source: None,
         }
     }
 
@@ -556,17 +772,18 @@ mod tests {
                 "state cp3 none->in_service",
                 "result cp3 -",
                 "result cp1 -",
+                "owner vip ?->cp1",
                 "result vip cp1",
             ]
         );
         assert_eq!(t.owner("vip").as_deref(), Some("cp1"));
-        // cp1 leaves: its fingerprint no longer names the VIP's owner.
+        // cp1 leaves: its fingerprint no longer names the VIP's owner (unknown, no event).
         out.clear();
         t.remove("cp1", &mut out);
         assert_eq!(kinds(&out), vec!["summary cp1 2"]);
         out.clear();
         t.on_result(res("vip", 4, Some(200), 1, "aaa"), &mut out);
-        assert_eq!(kinds(&out), vec!["owner vip cp1->?", "result vip -"]);
+        assert_eq!(kinds(&out), vec!["result vip -"]);
         out.clear();
         t.flush(&mut out);
         assert_eq!(kinds(&out), vec!["summary vip 3", "summary cp3 1"]);
@@ -586,8 +803,8 @@ mod tests {
                 "result cp1 -",
                 "state cp2 none->out_of_service",
                 "result cp2 -",
-                "owner vip ?->cp1",
                 "state vip none->in_service",
+                "owner vip ?->cp1",
                 "result vip cp1",
             ]
         );
@@ -611,7 +828,8 @@ mod tests {
         );
         assert_eq!(t.owner("vip").as_deref(), Some("cp2"));
         out.clear();
-        // cp1 out of service against expectation; VIP down keeps its last owner.
+        // cp1 out of service against expectation; the VIP without an answer has no owner and
+        // the owner alarm stays (cp2 is still out of service).
         t.on_result(res("cp1", 4, Some(503), 1, "aaa"), &mut out);
         t.on_result(res("vip", 4, None, 0, ""), &mut out);
         assert_eq!(
@@ -620,10 +838,9 @@ mod tests {
                 "state cp1 in_service->out_of_service",
                 "alarm cp1 unexpected_state raised",
                 "result cp1 -",
-                "alarm vip vip_not_in_service raised",
-                "alarm vip vip_owner_out_of_service cleared",
                 "state vip in_service->down",
-                "result vip cp2",
+                "alarm vip vip_not_in_service raised",
+                "result vip -",
             ]
         );
         out.clear();
@@ -762,5 +979,268 @@ mod tests {
         out.clear();
         t.flush(&mut out);
         assert_eq!(kinds(&out), vec!["summary cp1 1"]);
+    }
+
+    fn owners(out: &[Output]) -> Vec<String> {
+        kinds(out)
+            .into_iter()
+            .filter(|k| {
+                k.starts_with("owner ") || k.starts_with("result vip") || k.contains("vip_owner")
+            })
+            .collect()
+    }
+
+    /// Observations 1 and 3: every node lists the VIP first (or sends the same Server header),
+    /// so both CPs answer with one fingerprint. The VIP's owner is `ambiguous`, never a
+    /// failover, and no owner alarm flaps when one of them goes out of service.
+    #[test]
+    fn same_fingerprint_on_two_cps_is_ambiguous_never_a_failover() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        for s in 0..4 {
+            t.on_result(res("cp1", s, Some(200), 1, "same"), &mut out);
+            t.on_result(res("vip", s, Some(200), 1, "same"), &mut out);
+            t.on_result(res("cp2", s, Some(200), 1, "same"), &mut out);
+            t.on_result(res("vip", s, Some(200), 1, "same"), &mut out);
+        }
+        // cp2 goes out of service (as expected of it); the VIP still answers 200.
+        for s in 4..8 {
+            t.on_result(res("cp2", s, Some(503), 1, "same"), &mut out);
+            t.on_result(res("vip", s, Some(200), 1, "same"), &mut out);
+            t.on_result(res("cp1", s, Some(200), 1, "same"), &mut out);
+        }
+        // The first VIP answer comes before cp2 was ever probed: not attributed.
+        let mut want = vec!["result vip -"];
+        want.extend(["result vip ambiguous"; 11]);
+        assert_eq!(owners(&out), want);
+        assert_eq!(t.owner("vip").as_deref(), Some("ambiguous"));
+    }
+
+    /// Observation 4: cp1 answered with X, then stopped; cp2 restarted with the VIP listen
+    /// first answers the VIP with the same X before its own probe was answered. The stale X
+    /// credits nobody; cp2's own answer then makes it the owner: one real failover.
+    #[test]
+    fn stale_fingerprint_of_a_down_cp_credits_nobody() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "x"), &mut out);
+        t.on_result(res("cp2", 0, Some(200), 1, "y"), &mut out);
+        t.on_result(res("vip", 0, Some(200), 1, "x"), &mut out);
+        t.on_result(res("cp1", 1, None, 0, ""), &mut out);
+        t.on_result(res("cp2", 1, None, 0, ""), &mut out);
+        t.on_result(res("vip", 1, Some(200), 1, "x"), &mut out);
+        t.on_result(res("cp2", 2, Some(200), 1, "x"), &mut out);
+        t.on_result(res("vip", 2, Some(200), 1, "x"), &mut out);
+        assert_eq!(
+            owners(&out),
+            vec![
+                "owner vip ?->cp1",
+                "result vip cp1",
+                "result vip -",
+                "owner vip cp1->cp2",
+                "result vip cp2",
+            ]
+        );
+    }
+
+    /// Observation 4, by time: a fingerprint not confirmed by its CP for 3 intervals plus the
+    /// timeout (here 3·1 s + 2 s) no longer attributes answers.
+    #[test]
+    fn fingerprints_age_out() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "x"), &mut out);
+        t.on_result(res("cp2", 0, Some(503), 1, "y"), &mut out);
+        t.on_result(res("vip", 5, Some(200), 1, "x"), &mut out);
+        t.on_result(res("vip", 6, Some(200), 1, "x"), &mut out);
+        assert_eq!(
+            owners(&out),
+            vec!["owner vip ?->cp1", "result vip cp1", "result vip -"]
+        );
+    }
+
+    /// Observation 8: no answer, no owner; the owner alarm is raised once, kept while the
+    /// VIP's answers cannot be attributed, and cleared when that CP is back in service, with
+    /// a message naming it.
+    #[test]
+    fn owner_alarm_raised_once_kept_and_cleared_by_the_right_cp() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "a"), &mut out);
+        t.on_result(res("cp2", 0, Some(200), 1, "b"), &mut out);
+        t.on_result(res("vip", 0, Some(200), 1, "b"), &mut out);
+        t.on_result(res("cp2", 1, Some(503), 1, "b"), &mut out);
+        t.on_result(res("vip", 1, Some(200), 1, "b"), &mut out);
+        t.on_result(res("vip", 2, None, 0, ""), &mut out);
+        t.on_result(res("vip", 3, Some(200), 1, "zzz"), &mut out);
+        t.on_result(res("vip", 3, Some(200), 1, "b"), &mut out);
+        t.on_result(res("cp2", 4, Some(200), 1, "b"), &mut out);
+        t.on_result(res("vip", 4, Some(200), 1, "b"), &mut out);
+        assert_eq!(
+            owners(&out),
+            vec![
+                "owner vip ?->cp2",
+                "result vip cp2",
+                "alarm vip vip_owner_out_of_service raised",
+                "result vip cp2",
+                "result vip -",
+                "result vip -",
+                "result vip cp2",
+                "alarm vip vip_owner_out_of_service cleared",
+                "result vip cp2",
+            ]
+        );
+        let msgs: Vec<&str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alarm(a) if a.kind == AlarmKind::VipOwnerOutOfService => {
+                    Some(a.message.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "VIP answered by cp2 which is out of service",
+                "cp2, which answers the VIP, is back in service",
+            ]
+        );
+    }
+
+    /// Observation 8: the first owner found is an owner event, not a failover (logged at INFO,
+    /// not as a WARN "VIP failover"); a move between CPs is one.
+    #[test]
+    fn first_owner_is_not_a_failover() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "a"), &mut out);
+        t.on_result(res("cp2", 0, Some(503), 1, "b"), &mut out);
+        t.on_result(res("vip", 0, Some(200), 1, "a"), &mut out);
+        t.on_result(res("vip", 1, Some(200), 1, "b"), &mut out);
+        let events: Vec<(String, bool)> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Event(e) if matches!(e.kind, EventKind::Owner { .. }) => {
+                    Some((kinds(std::slice::from_ref(o)).remove(0), e.is_failover()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("owner vip ?->cp1".to_string(), false),
+                ("owner vip cp1->cp2".to_string(), true),
+            ]
+        );
+    }
+
+    fn hysteresis_target(down: u32, up: u32) -> Vec<TargetConfig> {
+        let mut c = TargetConfig::new("cp1", "sip:127.0.0.1", Role::Cp);
+        c.down_after = down;
+        c.up_after = up;
+        vec![c]
+    }
+
+    fn states(out: &[Output]) -> Vec<String> {
+        kinds(out)
+            .into_iter()
+            .filter(|k| !k.starts_with("result"))
+            .collect()
+    }
+
+    /// Observation 7: with down_after = 3 and up_after = 2, two lost probes change nothing, the
+    /// third makes the CP down once; one answer does not bring it back, the second does.
+    #[test]
+    fn hysteresis_down_after_and_up_after() {
+        let mut t = Tracker::new(&hysteresis_target(3, 2));
+        let mut out = Vec::new();
+        let seq = [
+            Some(200),
+            None,
+            None,
+            Some(200),
+            None,
+            None,
+            None,
+            None,
+            Some(200),
+            None,
+            Some(200),
+            Some(200),
+            Some(503),
+            Some(503),
+            Some(503),
+            None,
+        ];
+        for (s, st) in seq.into_iter().enumerate() {
+            t.on_result(res("cp1", s as u64, st, 1, ""), &mut out);
+        }
+        assert_eq!(
+            states(&out),
+            vec![
+                "state cp1 none->in_service",
+                "state cp1 in_service->down",
+                "alarm cp1 unexpected_state raised",
+                "state cp1 down->in_service",
+                "alarm cp1 unexpected_state cleared",
+                "state cp1 in_service->out_of_service",
+                "alarm cp1 unexpected_state raised",
+                "state cp1 out_of_service->down",
+            ]
+        );
+        // 1/1 (the default) is the state of every probe.
+        let mut t = Tracker::new(&hysteresis_target(1, 1));
+        let mut out = Vec::new();
+        for (s, st) in [Some(200), None, Some(200)].into_iter().enumerate() {
+            t.on_result(res("cp1", s as u64, st, 1, ""), &mut out);
+        }
+        assert_eq!(
+            states(&out),
+            vec![
+                "state cp1 none->in_service",
+                "state cp1 in_service->down",
+                "alarm cp1 unexpected_state raised",
+                "state cp1 down->in_service",
+                "alarm cp1 unexpected_state cleared",
+            ]
+        );
+    }
+
+    /// The ambiguity is logged once: not again after one of the CPs lost a probe, again only
+    /// after a CP's fingerprint changed and came back.
+    #[test]
+    fn ambiguity_logged_once_per_occurrence() {
+        let mut t = Tracker::new(&targets());
+        let mut out = Vec::new();
+        t.on_result(res("cp1", 0, Some(200), 1, "x"), &mut out);
+        t.on_result(res("cp2", 0, Some(200), 1, "x"), &mut out);
+        assert!(t.ambiguous_logged.contains("x"));
+        t.on_result(res("cp2", 1, None, 0, ""), &mut out);
+        t.on_result(res("cp2", 2, Some(200), 1, "x"), &mut out);
+        assert!(!t.check_ambiguity("x", at(2)), "logged a second time");
+        t.on_result(res("cp2", 3, Some(200), 1, "y"), &mut out);
+        assert!(!t.ambiguous_logged.contains("x"));
+        t.on_result(res("cp2", 4, Some(200), 1, "x"), &mut out);
+        assert!(t.ambiguous_logged.contains("x"), "logged again");
+        // Removing the owner a VIP alarm names clears that alarm, naming it.
+        t.on_result(res("cp2", 5, Some(503), 1, "b"), &mut out);
+        t.on_result(res("vip", 5, Some(200), 1, "b"), &mut out);
+        out.clear();
+        t.remove("cp2", &mut out);
+        assert_eq!(
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Alarm(a) => Some((a.kind, a.active, a.message.as_str())),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            vec![(
+                AlarmKind::VipOwnerOutOfService,
+                false,
+                "cp2, which answered the VIP, is no longer probed"
+            )]
+        );
     }
 }
