@@ -905,7 +905,7 @@ impl Worker {
             Io::Udp { sock, rx } => {
                 // Drain what has arrived first (bounded): answers left in the socket buffer
                 // would age there and, past its size, be lost.
-                for round in 0..RECV_ROUNDS {
+                for _ in 0..RECV_ROUNDS {
                     let n = match rx.recv(sock.as_raw_fd(), libc::MSG_DONTWAIT) {
                         Ok(n) => n,
                         Err(e) => {
@@ -930,10 +930,11 @@ impl Worker {
                         break;
                     }
                     any = true;
-                    // The receive time of this batch (later batches must not use an older one).
-                    let (now, now_ns) = if round == 0 {
-                        (now, now_ns)
-                    } else {
+                    // The receive time of this batch, read after the call returned: the loop's
+                    // own `now` is older than a datagram that arrived since, and a kernel time
+                    // after it would be refused below as out of range (a loaded machine showed
+                    // 50 ms answers as 49.5 ms that way).
+                    let (now, now_ns) = {
                         let t = Instant::now();
                         (t, ns_since(self.eng.epoch, t))
                     };
@@ -994,6 +995,13 @@ impl Worker {
                         }
                     }
                 }
+                // Read after the loop's `now`: what arrived is timed from now on, never before.
+                let (now, now_ns) = if any {
+                    let t = Instant::now();
+                    (t, ns_since(self.eng.epoch, t))
+                } else {
+                    (now, now_ns)
+                };
                 let mut at = 0;
                 loop {
                     match frame(&inbuf[at..]) {
