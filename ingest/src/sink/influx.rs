@@ -81,6 +81,9 @@ pub struct InfluxConfig {
     pub spool_dir: PathBuf,
     /// Size of the spool on disk at most; the oldest batches are dropped (and counted) beyond.
     pub spool_max_bytes: u64,
+    /// State directory (checkpoint of what the server has acknowledged, Kamailio windows);
+    /// `SPOOL_DIR/state` when not set.
+    pub state_dir: Option<PathBuf>,
     /// Also send `db=BUCKET`: VictoriaMetrics (1.79, Debian) ignores `bucket` and stores `db`
     /// as a label, so this keeps the buckets apart there. InfluxDB ignores it.
     pub db_param: bool,
@@ -108,6 +111,7 @@ impl Default for InfluxConfig {
             retry_max: Duration::from_secs(60),
             spool_dir: PathBuf::from("/var/lib/srewatch/spool"),
             spool_max_bytes: 256 << 20,
+            state_dir: None,
             db_param: false,
             close_timeout: Duration::from_secs(5),
         }
@@ -115,6 +119,13 @@ impl Default for InfluxConfig {
 }
 
 impl InfluxConfig {
+    /// The state directory: `state_dir`, or `SPOOL_DIR/state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.spool_dir.join("state"))
+    }
+
     /// Bad values as (key path under `influxdb.`, reason).
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut bad = Vec::new();
@@ -173,6 +184,13 @@ impl InfluxConfig {
         }
         if self.retry_max < self.retry_base {
             no("retry_max", "must be at least retry_base".into());
+        }
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            no("state_dir", "must not be empty".into());
         }
         if self.spool_dir.as_os_str().is_empty() {
             no("spool_dir", "must not be empty".into());
