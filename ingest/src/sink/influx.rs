@@ -23,7 +23,7 @@
 //!
 //! [`spool`]: super::spool
 
-use super::spool::{Spool, SpoolError};
+use super::spool::{Evicted, Spool, SpoolError};
 use super::{Batch, Command, SinkHandle, SinkStats};
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -34,7 +34,7 @@ use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -240,6 +240,8 @@ pub struct InfluxStats {
     spool_bytes: AtomicU64,
     spool_points: AtomicU64,
     spool_corrupt_files: AtomicU64,
+    spool_dropped_oldest: AtomicI64,
+    spool_dropped_newest: AtomicI64,
     write_latency: Mutex<Histogram<u64>>,
     request_latency: Mutex<Histogram<u64>>,
 }
@@ -267,6 +269,10 @@ pub struct InfluxSnapshot {
     pub spool_points: u64,
     /// Spool files found torn or corrupt and set aside.
     pub spool_corrupt_files: u64,
+    /// Oldest and newest timestamp (seconds) of the points the spool dropped because it was
+    /// full, over the sink's life; 0 when none (or unknown).
+    pub spool_dropped_oldest: i64,
+    pub spool_dropped_newest: i64,
     /// From a batch's first line reaching the sink to the server accepting it, for batches sent
     /// without going through the spool.
     pub write_latency: Latency,
@@ -320,6 +326,8 @@ impl InfluxStats {
             spool_bytes: AtomicU64::new(0),
             spool_points: AtomicU64::new(0),
             spool_corrupt_files: AtomicU64::new(0),
+            spool_dropped_oldest: AtomicI64::new(0),
+            spool_dropped_newest: AtomicI64::new(0),
             write_latency: histogram(),
             request_latency: histogram(),
         }
@@ -339,6 +347,8 @@ impl InfluxStats {
             spool_bytes: self.spool_bytes.load(Relaxed),
             spool_points: self.spool_points.load(Relaxed),
             spool_corrupt_files: self.spool_corrupt_files.load(Relaxed),
+            spool_dropped_oldest: self.spool_dropped_oldest.load(Relaxed),
+            spool_dropped_newest: self.spool_dropped_newest.load(Relaxed),
             write_latency: summary(&self.write_latency),
             request_latency: summary(&self.request_latency),
         }
@@ -698,14 +708,39 @@ async fn deliver(http: Arc<Http>, bucket: String, lines: Bytes) -> Delivery {
 // ---------------------------------------------------------------------------------------------
 // Spool slot: the spool, or the reason it cannot be used (retried on the next push).
 
+/// Widens the range of dropped timestamps in `stats` by `ev`'s.
+fn note_range(stats: &InfluxStats, ev: &Evicted) {
+    if ev.oldest > ev.newest {
+        return; // unknown (first-format files)
+    }
+    let lo = stats.spool_dropped_oldest.load(Relaxed);
+    if lo == 0 || ev.oldest < lo {
+        stats.spool_dropped_oldest.store(ev.oldest, Relaxed);
+    }
+    stats.spool_dropped_newest.fetch_max(ev.newest, Relaxed);
+}
+
+/// A timestamp's minute as RFC 3339 (`2026-11-30T04:12:00Z`), `unknown` when not recorded.
+fn minute(t: i64) -> String {
+    if t == i64::MAX || t == i64::MIN || t < 0 {
+        return "unknown".into();
+    }
+    let m = t - t.rem_euclid(60);
+    humantime_serde::re::humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(m as u64),
+    )
+    .to_string()
+}
+
 struct SpoolSlot {
     dir: PathBuf,
     max_bytes: u64,
     spool: Option<Spool>,
     /// An error has been logged and the spool has not worked since.
     failing: bool,
-    /// Evictions have been logged since the spool was last empty.
-    full_logged: bool,
+    /// What the spool has dropped for room since it was last empty (the episode): logged when
+    /// it starts and summarised when the spool empties or the sink closes.
+    full: Option<Evicted>,
     corrupt_seen: u64,
     corrupt_points_seen: u64,
 }
@@ -717,7 +752,7 @@ impl SpoolSlot {
             max_bytes,
             spool: None,
             failing: false,
-            full_logged: false,
+            full: None,
             corrupt_seen: 0,
             corrupt_points_seen: 0,
         };
@@ -725,7 +760,8 @@ impl SpoolSlot {
             Ok((s, ev)) => {
                 if ev.points > 0 {
                     stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
-                    tracing::warn!(dir = %dir.display(), batches = ev.batches, points = ev.points, max_bytes, "Spool larger than spool_max_bytes; dropped its oldest batches");
+                    note_range(stats, &ev);
+                    tracing::warn!(dir = %dir.display(), batches = ev.batches, points = ev.points, oldest_minute = %minute(ev.oldest), newest_minute = %minute(ev.newest), max_bytes, "Spool larger than spool_max_bytes; dropped its oldest batches");
                 }
                 if !s.is_empty() {
                     tracing::info!(dir = %dir.display(), batches = s.len(), points = s.points(), bytes = s.bytes(), "Spool holds batches from an earlier run; replaying them");
@@ -771,9 +807,13 @@ impl SpoolSlot {
                 }
                 if ev.points > 0 {
                     stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
-                    if !self.full_logged {
-                        tracing::warn!(dir = %self.dir.display(), max_bytes = self.max_bytes, batches = ev.batches, points = ev.points, "Spool full; dropping its oldest batches");
-                        self.full_logged = true;
+                    note_range(stats, &ev);
+                    match self.full.as_mut() {
+                        Some(f) => f.merge(&ev),
+                        None => {
+                            tracing::warn!(dir = %self.dir.display(), max_bytes = self.max_bytes, batches = ev.batches, points = ev.points, oldest_minute = %minute(ev.oldest), newest_minute = %minute(ev.newest), "Spool full; dropping its oldest batches (a summary follows when it empties)");
+                            self.full = Some(ev);
+                        }
                     }
                 }
             }
@@ -788,13 +828,20 @@ impl SpoolSlot {
         self.sync_stats(stats);
     }
 
+    /// Logs, once per episode, everything the full spool dropped.
+    fn summarise(&mut self, why: &str) {
+        if let Some(ev) = self.full.take() {
+            tracing::warn!(dir = %self.dir.display(), batches = ev.batches, points = ev.points, oldest_minute = %minute(ev.oldest), newest_minute = %minute(ev.newest), "{why}; points dropped while it was full");
+        }
+    }
+
     fn sync_stats(&mut self, stats: &InfluxStats) {
         let (batches, bytes, points, corrupt) = match &self.spool {
             Some(s) => (s.len() as u64, s.bytes(), s.points(), s.corrupt()),
             None => (0, 0, 0, Default::default()),
         };
         if batches == 0 {
-            self.full_logged = false;
+            self.summarise("Spool emptied");
         }
         stats.spool_batches.store(batches, Relaxed);
         stats.spool_bytes.store(bytes, Relaxed);
@@ -989,6 +1036,8 @@ impl Writer {
             self.answer_flushes();
         }
         self.answer_flushes();
+        self.spool
+            .summarise("Sink closing before the spool emptied");
         let s = self.stats.snapshot();
         SinkStats {
             points_written: s.points_written,
