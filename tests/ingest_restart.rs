@@ -235,3 +235,98 @@ fn kill_9_at_random_points_of_rewrites_loses_nothing_and_resends_little() {
          re-sent per (bucket, minute - m0): {per_minute:?}"
     );
 }
+
+/// The last value of `field` written for each minute of `stat` of Kamailio target `host`, as
+/// the server accepted them in order (a later write of a minute replaces the earlier one, as
+/// in InfluxDB).
+fn kamailio_minutes(rec: &Recorder, host: &str, stat: &str, field: &str) -> BTreeMap<i64, i64> {
+    let series = format!("kamailio_counter,hostname={host},group=");
+    let tag = format!(",stat={stat} ");
+    let mut out = BTreeMap::new();
+    for (path, body) in rec.accepted.lock().unwrap().iter() {
+        if !path.contains("db=kamailio") {
+            continue;
+        }
+        for line in body.lines() {
+            if !line.starts_with(&series) || !line.contains(&tag) {
+                continue;
+            }
+            let mut parts = line.rsplitn(3, ' ');
+            let t: i64 = parts.next().unwrap().parse().unwrap();
+            let fields = parts.next().unwrap();
+            if let Some(v) = fields
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+            {
+                out.insert(t, v.trim_end_matches('i').parse().unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// `up=1` points of Kamailio target `host` accepted so far.
+fn ups(rec: &Recorder, host: &str) -> usize {
+    let want = format!("kamailio_up,hostname={host} up=1i");
+    rec.accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.lines().filter(|l| l.starts_with(&want)).count())
+        .sum()
+}
+
+#[test]
+fn kamailio_minute_keeps_its_full_increase_across_a_restart() {
+    use crate::util::kamailio::Kamailio;
+    let dir = util::tempdir();
+    let k = Kamailio::start(&dir.path().join("cp"), Default::default());
+    let vm = Victoria::start(dir.path());
+    let rec = Recorder::start(vm.addr());
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}gzip = false\n[service]\ningest = false\nprobe = false\nhealth_interval = \"1h\"\n\
+             [[kamailio]]\nhostname = \"cp1\"\naddress = \"{}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
+            influx_section(&vm, &dir.path().join("spool")).replace(&vm.url(), &rec.url()),
+            k.jsonrpc_url()
+        ),
+    )
+    .unwrap();
+    // Both runs in one minute: start early enough in it.
+    let sec = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if sec > 40 {
+        std::thread::sleep(Duration::from_secs(61 - sec));
+    }
+    let polls_after = |n: usize, what: &str| {
+        wait_until(Duration::from_secs(10), what, || ups(&rec, "cp1") >= n);
+    };
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
+    polls_after(1, "the first poll (baseline)");
+    for _ in 0..5 {
+        assert_eq!(util::sipsak_status(&k.sip_uri()), "200");
+    }
+    let n = ups(&rec, "cp1");
+    polls_after(n + 2, "a poll after the first OPTIONS");
+    run.stop();
+    // Restarted: OPTIONS right away (before its first poll), then a poll, then a clean stop.
+    let n = ups(&rec, "cp1");
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
+    for _ in 0..7 {
+        assert_eq!(util::sipsak_status(&k.sip_uri()), "200");
+    }
+    polls_after(n + 2, "a poll after the restart");
+    run.stop();
+    assert_eq!(k.kamcmd_stat("core:rcv_requests_options"), 12);
+    let minutes = kamailio_minutes(&rec, "cp1", "core:rcv_requests_options", "increase");
+    assert_eq!(
+        minutes.values().sum::<i64>(),
+        12,
+        "increase per minute (last write of each): {minutes:?}"
+    );
+}

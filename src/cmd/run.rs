@@ -193,7 +193,7 @@ async fn service(
     };
 
     let pollers = if cfg.service.kamailio {
-        let mut set = PollerSet::new(sink.clone(), Clock::System);
+        let mut set = PollerSet::new(sink.clone(), Clock::System).with_state(state.clone());
         set.reconcile(&cfg.kamailio).await;
         tracing::info!(targets = cfg.kamailio.len(), "Kamailio polling started");
         Some(set)
