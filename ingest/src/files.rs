@@ -284,7 +284,6 @@ impl Pipeline {
             if finish {
                 table.finish(now, &mut emit);
             }
-            drop(emit);
             (table, rep, res, points, ck)
         })
         .await;

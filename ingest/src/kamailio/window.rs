@@ -478,7 +478,7 @@ impl Window {
         let keep = how != Restored::Baselines;
         for sv in st.stats.into_iter().take(self.max_stats) {
             let kind = self.classifier.kind(&sv.name);
-            let hist = (kind == Kind::Counter && self.histograms.iter().any(|h| *h == sv.name))
+            let hist = (kind == Kind::Counter && self.histograms.contains(&sv.name))
                 .then(|| Histogram::new(3).expect("3 significant figures is valid"));
             let full: Box<str> = sv.name.into();
             self.index.insert(full.clone(), self.stats.len());
