@@ -154,6 +154,23 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
         "log:\n{}",
         run.log()
     );
+    // A corrupt checkpoint: set aside with a warning, and the window is sent again (as before
+    // there was a checkpoint), nothing lost.
+    let ck = s.dir.path().join("spool/state/ingest.checkpoint");
+    let mut data = std::fs::read(&ck).unwrap();
+    data[20] ^= 0x40;
+    std::fs::write(&ck, data).unwrap();
+    let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
+    wait_until(Duration::from_secs(30), "the window sent again", || {
+        resent(&s.rec) >= again + WINDOW
+    });
+    run.stop();
+    assert!(
+        run.log().contains("Corrupt checkpoint set aside"),
+        "log:\n{}",
+        run.log()
+    );
+    assert_eq!(counters_in(&s.vm), expected(m0, m0 + 2));
 }
 
 /// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
