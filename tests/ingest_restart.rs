@@ -347,3 +347,38 @@ fn kamailio_minute_keeps_its_full_increase_across_a_restart() {
         "increase per minute (last write of each): {minutes:?}"
     );
 }
+
+#[test]
+fn points_the_spool_could_not_take_are_sent_again_after_a_restart() {
+    let dir = util::tempdir();
+    // The spool is unusable (a regular file in its place) and the server down: the batches are
+    // dropped (counted). The checkpoint (in its own state directory) must not record them.
+    let spool = dir.path().join("spool");
+    std::fs::write(&spool, b"not a directory").unwrap();
+    let state = dir.path().join("state");
+    let mut vm = Victoria::stopped(dir.path());
+    let (file, cfg) = files_only(
+        dir.path(),
+        &format!(
+            "{}state_dir = \"{}\"\n",
+            influx_section(&vm, &spool),
+            state.display()
+        ),
+    );
+    let m0 = base_minute();
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
+    replace(&file, &counters_csv(m0));
+    let ck = state.join("ingest.checkpoint");
+    wait_until(Duration::from_secs(10), "the checkpoint", || ck.exists());
+    run.stop();
+    vm.restart();
+    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
+    let want = expected(m0, m0);
+    wait_until(
+        Duration::from_secs(20),
+        "the window after the restart",
+        || counters_in(&vm).len() >= want.len(),
+    );
+    run.stop();
+    assert_eq!(counters_in(&vm), want);
+}

@@ -189,6 +189,8 @@ struct Pipeline {
     /// With a state directory: what the server has acknowledged (see [`crate::checkpoint`]).
     ck: Option<Checkpoint>,
     state: Option<Arc<StateDir>>,
+    /// [`crate::sink::Flushed::unstored`] at the last acknowledgement.
+    unstored: u64,
 }
 
 fn kind_of(file: usize) -> Kind {
@@ -211,6 +213,7 @@ impl Pipeline {
             last_bad: [[0; Reason::COUNT]; 2],
             ck: None,
             state: None,
+            unstored: 0,
         }
     }
 
@@ -225,13 +228,21 @@ impl Pipeline {
     /// Waits until the sink has acknowledged everything written so far, then records it in the
     /// checkpoint and (with `save`) writes the checkpoint file.
     async fn commit(&mut self, save: bool) -> Result<(), FilesError> {
-        self.sink.flush().await?;
+        let flushed = self.sink.flush_acked().await?;
         let (Some(mut ck), Some(state)) = (self.ck.take(), self.state.clone()) else {
             return Ok(());
         };
+        // Points the sink could neither deliver nor spool since the last acknowledgement: the
+        // lines since then are not recorded (a restart sends them again).
+        let stored = flushed.unstored == self.unstored;
+        self.unstored = flushed.unstored;
         let skipped_before = self.stats.points_skipped;
         let (ck, skipped) = tokio::task::spawn_blocking(move || {
-            ck.ack();
+            if stored {
+                ck.ack();
+            } else {
+                ck.forget_pending();
+            }
             if save {
                 if let Err(e) = ck.save(&state) {
                     tracing::warn!(dir = %state.path().display(), error = %e, "Cannot write the checkpoint; a restart would send the window again");
@@ -262,6 +273,7 @@ impl Pipeline {
     ) -> Result<(), FilesError> {
         let mut table = self.table.take().expect("table present between snapshots");
         let mut ck = self.ck.take();
+        let mut unstored = self.unstored;
         let sink = self.sink.clone();
         let cfg = self.cfg.clone();
         let rt = tokio::runtime::Handle::current();
@@ -272,7 +284,7 @@ impl Pipeline {
             let mut emit = |b: Bucket, lines: Bytes, n: usize| {
                 points[b as usize] += n as u64;
                 if res.is_ok() {
-                    res = send(&rt, &sink, &mut ck, cfg.bucket(b), lines, n);
+                    res = send(&rt, &sink, &mut ck, &mut unstored, cfg.bucket(b), lines, n);
                 }
             };
             let rep = if data.is_empty() && finish {
@@ -284,12 +296,13 @@ impl Pipeline {
             if finish {
                 table.finish(now, &mut emit);
             }
-            (table, rep, res, points, ck)
+            (table, rep, res, points, ck, unstored)
         })
         .await;
-        let (table, rep, res, points, ck) = joined?;
+        let (table, rep, res, points, ck, unstored) = joined?;
         self.table = Some(table);
         self.ck = ck;
+        self.unstored = unstored;
         for (a, b) in self.stats.points.iter_mut().zip(points) {
             *a += b;
         }
@@ -362,6 +375,7 @@ fn send(
     rt: &tokio::runtime::Handle,
     sink: &SinkHandle,
     ck: &mut Option<Checkpoint>,
+    unstored: &mut u64,
     bucket: &str,
     lines: Bytes,
     n: usize,
@@ -372,8 +386,13 @@ fn send(
     let (lines, n) = ck.filter(bucket, lines);
     rt.block_on(sink.write(bucket, lines, n))?;
     if ck.pending() >= ACK_EVERY {
-        rt.block_on(sink.flush())?;
-        ck.ack();
+        let f = rt.block_on(sink.flush_acked())?;
+        if f.unstored == *unstored {
+            ck.ack();
+        } else {
+            ck.forget_pending();
+        }
+        *unstored = f.unstored;
     }
     Ok(())
 }

@@ -29,4 +29,4 @@ pub mod sink;
 pub mod table;
 
 pub use lineproto::{Field, LineEncoder};
-pub use sink::{SinkHandle, SinkStats};
+pub use sink::{Flushed, SinkHandle, SinkStats};

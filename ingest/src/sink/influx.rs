@@ -24,7 +24,7 @@
 //! [`spool`]: super::spool
 
 use super::spool::{Evicted, Spool, SpoolError};
-use super::{Batch, Command, SinkHandle, SinkStats};
+use super::{Batch, Command, Flushed, SinkHandle, SinkStats};
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -744,6 +744,8 @@ struct SpoolSlot {
     full: Option<Evicted>,
     corrupt_seen: u64,
     corrupt_points_seen: u64,
+    /// Points dropped because the spool could not take them (see [`Flushed::unstored`]).
+    unstored: u64,
 }
 
 impl SpoolSlot {
@@ -756,6 +758,7 @@ impl SpoolSlot {
             full: None,
             corrupt_seen: 0,
             corrupt_points_seen: 0,
+            unstored: 0,
         };
         match Spool::open(dir, max_bytes) {
             Ok((s, ev)) => {
@@ -820,6 +823,7 @@ impl SpoolSlot {
             }
             Err(e) => {
                 stats.points_spool_dropped.fetch_add(points as u64, Relaxed);
+                self.unstored += points as u64;
                 if !self.failing {
                     tracing::error!(error = %e, bucket, points, "Cannot spool batch; dropped it (further drops are counted, not logged)");
                     self.failing = true;
@@ -913,7 +917,7 @@ struct Writer {
     /// Batches cut so far; the last one settled (sent, spooled or dropped).
     cut_seq: u64,
     done_seq: u64,
-    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    flushes: Vec<(u64, oneshot::Sender<Flushed>)>,
     /// The last attempt failed: new batches go to the spool.
     down: bool,
     attempt: u32,
@@ -1194,7 +1198,9 @@ impl Writer {
         while i < self.flushes.len() {
             if self.flushes[i].0 <= done {
                 let (_, tx) = self.flushes.swap_remove(i);
-                let _ = tx.send(());
+                let _ = tx.send(Flushed {
+                    unstored: self.spool.unstored,
+                });
             } else {
                 i += 1;
             }
