@@ -48,7 +48,7 @@ fn expected(first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
 }
 
 /// A recent minute (VictoriaMetrics refuses data older than its retention).
-fn base_minute() -> i64 {
+pub(crate) fn base_minute() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -58,7 +58,7 @@ fn base_minute() -> i64 {
 }
 
 /// Writes `text` to `path` atomically (temporary file, rename).
-fn replace(path: &Path, text: &str) {
+pub(crate) fn replace(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -78,7 +78,7 @@ fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {
 }
 
 /// Polls `f` until it returns true, or panics with `what` after `within`.
-fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < within, "timed out waiting for {what}");
@@ -89,13 +89,13 @@ fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
 /// A recording HTTP forwarder in front of VictoriaMetrics: every write the server accepted, in
 /// the order it accepted them (VictoriaMetrics itself cannot tell arrival order). While the
 /// server is down, connections are closed without an answer (srewatch sees a network error).
-struct Recorder {
+pub(crate) struct Recorder {
     port: u16,
-    accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    pub(crate) accepted: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Recorder {
-    fn start(upstream: std::net::SocketAddr) -> Recorder {
+    pub(crate) fn start(upstream: std::net::SocketAddr) -> Recorder {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -164,7 +164,7 @@ impl Recorder {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -188,14 +188,14 @@ impl Recorder {
     }
 }
 
-struct Run {
-    proc: Proc,
+pub(crate) struct Run {
+    pub(crate) proc: Proc,
     log: PathBuf,
 }
 
 impl Run {
     /// Starts `srewatch run` and waits (up to 10 s) for its "Service ready" log line.
-    fn ready(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    pub(crate) fn ready(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
         let mut run = Run::start(dir, config, extra, env);
         run.wait_log("Service ready", Duration::from_secs(10));
         run
@@ -217,11 +217,11 @@ impl Run {
         Run { proc, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn wait_log(&mut self, needle: &str, within: Duration) {
+    pub(crate) fn wait_log(&mut self, needle: &str, within: Duration) {
         let start = Instant::now();
         while !self.log().contains(needle) {
             assert!(
@@ -243,14 +243,14 @@ impl Run {
     }
 
     /// SIGTERM; asserts exit code 0.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let st = self.proc.terminate(Duration::from_secs(15));
         let st = st.unwrap_or_else(|| panic!("srewatch did not stop; log:\n{}", self.log()));
         assert_eq!(st.code(), Some(0), "exit status; log:\n{}", self.log());
     }
 }
 
-fn influx_section(vm: &Victoria, spool: &Path) -> String {
+pub(crate) fn influx_section(vm: &Victoria, spool: &Path) -> String {
     format!(
         "[influxdb]\nurl = \"{}\"\ndb_param = true\nspool_dir = \"{}\"\nbatch_max_delay = \"20ms\"\nretry_base = \"100ms\"\nretry_max = \"300ms\"\nrequest_timeout = \"2s\"\n",
         vm.url(),
@@ -269,7 +269,7 @@ const FILES_ONLY: &str = "[service]\nprobe = false\nkamailio = false\nhealth_int
 
 /// A service configuration with only file ingest on: `dir/data/counters.csv` followed, points
 /// to the `[influxdb]` section `influx`. Returns the CSV path and the configuration path.
-fn files_only(dir: &Path, influx: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn files_only(dir: &Path, influx: &str) -> (PathBuf, PathBuf) {
     let data = dir.join("data");
     std::fs::create_dir(&data).unwrap();
     let cfg = dir.join("s.toml");

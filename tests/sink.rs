@@ -678,15 +678,26 @@ async fn full_spool_drops_the_oldest_batches() {
     cfg.retry_base = Duration::from_millis(400);
     cfg.retry_max = Duration::from_millis(400);
     let (h, task, stats) = start(cfg);
-    // Each batch: 3 lines of exactly 100 bytes; spool file = 22 + 8 ("counters") + 300 = 330
-    // bytes, so 6 fit in 2048.
+    // Each batch: 3 lines of exactly 100 bytes, padded with pseudo-random letters so that the
+    // spool's compression cannot fit them all: the spool holds only the newest few.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut pad = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (b'a' + (x % 26) as u8) as char
+            })
+            .collect()
+    };
     let mut all = Vec::new();
     for b in 0..10 {
         let mut text = String::new();
         for l in 0..3 {
             let (v, t) = (b * 3 + l, 60 * (b * 3 + l + 1));
             let suffix = format!(",hostname=cp1 value={v}i {t}");
-            let line = format!("m,pad={}{suffix}", "x".repeat(99 - 6 - suffix.len()));
+            let line = format!("m,pad={}{suffix}", pad(99 - 6 - suffix.len()));
             assert_eq!(line.len(), 99, "{line}");
             text.push_str(&line);
             text.push('\n');
@@ -696,21 +707,36 @@ async fn full_spool_drops_the_oldest_batches() {
         h.flush().await.unwrap();
     }
     let s = stats.snapshot();
+    let on_disk: u64 = std::fs::read_dir(dir.path().join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    // Whole batches, the oldest dropped, every point either spooled or counted.
+    let kept = s.spool_batches;
+    assert!((1..10).contains(&kept), "{s:#?}");
     assert_eq!(
-        (
-            s.spool_batches,
-            s.spool_bytes,
-            s.spool_points,
-            s.points_spool_dropped
-        ),
-        (6, 6 * 330, 18, 12),
+        (s.spool_bytes, s.spool_points, s.points_spool_dropped),
+        (on_disk, 3 * kept, 30 - 3 * kept),
         "{s:#?}"
     );
+    assert!(on_disk <= 2048);
+    // The dropped points are lines 0..dropped: minutes 1..=dropped.
+    let dropped = 30 - 3 * kept as i64;
+    assert_eq!(
+        (s.spool_dropped_oldest, s.spool_dropped_newest),
+        (60, 60 * dropped)
+    );
     status.store(204, Ordering::SeqCst);
-    wait_for(&stats, "18 points written", |s| s.points_written == 18).await;
-    assert_eq!(double.accepted(), all[12..].to_vec());
+    let kept_points = 3 * kept;
+    wait_for(&stats, "the spooled points written", |s| {
+        s.points_written == kept_points
+    })
+    .await;
+    assert_eq!(double.accepted(), all[dropped as usize..].to_vec());
     drop(h);
-    assert_eq!(task.await.unwrap().points_dropped, 12);
+    assert_eq!(task.await.unwrap().points_dropped, dropped as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

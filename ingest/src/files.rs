@@ -11,6 +11,7 @@
 //! whenever a snapshot's counts differ from the previous snapshot's (a bad row that stays in
 //! the file is not logged again every minute).
 
+use crate::checkpoint::{Checkpoint, StateDir, FILES_CHECKPOINT};
 use crate::csvrow::{Kind, Reason};
 use crate::follow::{FollowConfig, FollowError, Follower};
 use crate::sink::{SinkClosed, SinkHandle};
@@ -170,7 +171,13 @@ pub struct FilesStats {
     pub bad: [[u64; Reason::COUNT]; 2],
     /// Points per bucket (counters, samples, rollups).
     pub points: [u64; 3],
+    /// Points not sent again because the checkpoint shows the server already has them.
+    pub points_skipped: u64,
 }
+
+/// Lines sent and not yet acknowledged after which a snapshot waits for the sink's
+/// acknowledgement before going on (bounds the checkpoint's pending list: 16 bytes a line).
+const ACK_EVERY: usize = 1 << 20;
 
 struct Pipeline {
     cfg: Arc<FilesConfig>,
@@ -179,6 +186,11 @@ struct Pipeline {
     stats: FilesStats,
     logged: [usize; 2],
     last_bad: [[u64; Reason::COUNT]; 2],
+    /// With a state directory: what the server has acknowledged (see [`crate::checkpoint`]).
+    ck: Option<Checkpoint>,
+    state: Option<Arc<StateDir>>,
+    /// [`crate::sink::Flushed::unstored`] at the last acknowledgement.
+    unstored: u64,
 }
 
 fn kind_of(file: usize) -> Kind {
@@ -199,7 +211,56 @@ impl Pipeline {
             stats: FilesStats::default(),
             logged: [0; 2],
             last_bad: [[0; Reason::COUNT]; 2],
+            ck: None,
+            state: None,
+            unstored: 0,
         }
+    }
+
+    /// Sends only what the server does not have yet, and records what it acknowledges in
+    /// `state` (loading the record saved there by the previous run).
+    fn with_state(mut self, state: Arc<StateDir>) -> Self {
+        self.ck = Some(Checkpoint::load(&state, FILES_CHECKPOINT));
+        self.state = Some(state);
+        self
+    }
+
+    /// Waits until the sink has acknowledged everything written so far, then records it in the
+    /// checkpoint and (with `save`) writes the checkpoint file.
+    async fn commit(&mut self, save: bool) -> Result<(), FilesError> {
+        let flushed = self.sink.flush_acked().await?;
+        let (Some(mut ck), Some(state)) = (self.ck.take(), self.state.clone()) else {
+            return Ok(());
+        };
+        // Points the sink could neither deliver nor spool since the last acknowledgement: the
+        // lines since then are not recorded (a restart sends them again).
+        let stored = flushed.unstored == self.unstored;
+        self.unstored = flushed.unstored;
+        let skipped_before = self.stats.points_skipped;
+        let (ck, skipped) = tokio::task::spawn_blocking(move || {
+            if stored {
+                ck.ack();
+            } else {
+                ck.forget_pending();
+            }
+            if save {
+                if let Err(e) = ck.save(&state) {
+                    tracing::warn!(dir = %state.path().display(), error = %e, "Cannot write the checkpoint; a restart would send the window again");
+                }
+            }
+            let s = ck.stats.skipped;
+            (ck, s)
+        })
+        .await?;
+        self.stats.points_skipped = skipped;
+        if skipped_before == 0 && skipped > 0 {
+            tracing::info!(
+                points_skipped = skipped,
+                "Points the server already had before the restart were not sent again"
+            );
+        }
+        self.ck = Some(ck);
+        Ok(())
     }
 
     /// Parses one snapshot on a blocking thread, streaming its lines to the sink.
@@ -211,6 +272,8 @@ impl Pipeline {
         finish: bool,
     ) -> Result<(), FilesError> {
         let mut table = self.table.take().expect("table present between snapshots");
+        let mut ck = self.ck.take();
+        let mut unstored = self.unstored;
         let sink = self.sink.clone();
         let cfg = self.cfg.clone();
         let rt = tokio::runtime::Handle::current();
@@ -221,7 +284,7 @@ impl Pipeline {
             let mut emit = |b: Bucket, lines: Bytes, n: usize| {
                 points[b as usize] += n as u64;
                 if res.is_ok() {
-                    res = rt.block_on(sink.write(cfg.bucket(b), lines, n));
+                    res = send(&rt, &sink, &mut ck, &mut unstored, cfg.bucket(b), lines, n);
                 }
             };
             let rep = if data.is_empty() && finish {
@@ -233,11 +296,13 @@ impl Pipeline {
             if finish {
                 table.finish(now, &mut emit);
             }
-            (table, rep, res, points)
+            (table, rep, res, points, ck, unstored)
         })
         .await;
-        let (table, rep, res, points) = joined?;
+        let (table, rep, res, points, ck, unstored) = joined?;
         self.table = Some(table);
+        self.ck = ck;
+        self.unstored = unstored;
         for (a, b) in self.stats.points.iter_mut().zip(points) {
             *a += b;
         }
@@ -255,6 +320,10 @@ impl Pipeline {
         });
         for (b, lines, n) in out {
             self.stats.points[b as usize] += n as u64;
+            let (lines, n) = match self.ck.as_mut() {
+                Some(ck) => ck.filter(self.cfg.bucket(b), lines),
+                None => (lines, n),
+            };
             self.sink.write(self.cfg.bucket(b), lines, n).await?;
         }
         Ok(())
@@ -300,6 +369,34 @@ impl Pipeline {
     }
 }
 
+/// Hands lines to the sink, through the checkpoint when there is one; past [`ACK_EVERY`]
+/// unacknowledged lines, waits for the sink's acknowledgement and records them.
+fn send(
+    rt: &tokio::runtime::Handle,
+    sink: &SinkHandle,
+    ck: &mut Option<Checkpoint>,
+    unstored: &mut u64,
+    bucket: &str,
+    lines: Bytes,
+    n: usize,
+) -> Result<(), SinkClosed> {
+    let Some(ck) = ck.as_mut() else {
+        return rt.block_on(sink.write(bucket, lines, n));
+    };
+    let (lines, n) = ck.filter(bucket, lines);
+    rt.block_on(sink.write(bucket, lines, n))?;
+    if ck.pending() >= ACK_EVERY {
+        let f = rt.block_on(sink.flush_acked())?;
+        if f.unstored == *unstored {
+            ck.ack();
+        } else {
+            ck.forget_pending();
+        }
+        *unstored = f.unstored;
+    }
+    Ok(())
+}
+
 /// Follows the files in `cfg.dir` until `shutdown` completes, then flushes the sink.
 pub async fn run(
     cfg: FilesConfig,
@@ -317,6 +414,18 @@ pub async fn run_with_stats(
     shutdown: impl Future<Output = ()>,
     live: Arc<std::sync::Mutex<FilesStats>>,
 ) -> Result<FilesStats, FilesError> {
+    run_with_state(cfg, sink, shutdown, live, None).await
+}
+
+/// [`run_with_stats`] with a state directory: only points the server does not have yet are
+/// sent, also after a restart (see [`crate::checkpoint`]).
+pub async fn run_with_state(
+    cfg: FilesConfig,
+    sink: SinkHandle,
+    shutdown: impl Future<Output = ()>,
+    live: Arc<std::sync::Mutex<FilesStats>>,
+    state: Option<Arc<StateDir>>,
+) -> Result<FilesStats, FilesError> {
     let cfg = Arc::new(cfg);
     let names = vec![cfg.counters_file.clone(), cfg.samples_file.clone()];
     let fcfg = FollowConfig {
@@ -327,6 +436,9 @@ pub async fn run_with_stats(
     let mut follower = Follower::new(&cfg.dir, &names, fcfg)?;
     tracing::info!(dir = %cfg.dir.display(), counters = %cfg.counters_file, samples = %cfg.samples_file, "Following files");
     let mut p = Pipeline::new(cfg, sink);
+    if let Some(state) = state {
+        p = p.with_state(state);
+    }
     tokio::pin!(shutdown);
     loop {
         let deadline = p
@@ -338,18 +450,18 @@ pub async fn run_with_stats(
             _ = &mut shutdown => break,
             snap = follower.next() => {
                 p.ingest(snap.file, snap.data, snap.tail_complete, false).await?;
-                p.sink.flush().await?;
+                p.commit(true).await?;
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
                 p.tick().await?;
-                p.sink.flush().await?;
+                p.commit(false).await?;
             }
         }
         if let Ok(mut l) = live.lock() {
             l.clone_from(&p.stats);
         }
     }
-    p.sink.flush().await?;
+    p.commit(true).await?;
     Ok(p.stats)
 }
 

@@ -10,12 +10,15 @@
 //! - [`table`]: window. Change detection across snapshots (a point is emitted only when it is
 //!   new or changed), the counters/samples join, and the per-minute HDR rollups.
 //! - [`files`]: the file pipeline that drives the three stages above.
+//! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
+//!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.
 //! - [`gen`]: deterministic counters.csv / samples.csv generator for benches and tests.
 //! - [`kamailio`]: source + parse + window for Kamailio statistics (JSON-RPC over HTTP, BINRPC
 //!   over the `ctl` socket, saved `kamctl stats` output) with counter/gauge semantics.
 //! - [`lineproto`]: encode. Line protocol written into a reused buffer with exact escaping.
 //! - [`sink`]: sink. stdout/file writer, and the InfluxDB 2 writer with its on-disk spool.
 
+pub mod checkpoint;
 pub mod csvrow;
 pub mod files;
 pub mod follow;
@@ -26,4 +29,4 @@ pub mod sink;
 pub mod table;
 
 pub use lineproto::{Field, LineEncoder};
-pub use sink::{SinkHandle, SinkStats};
+pub use sink::{Flushed, SinkHandle, SinkStats};

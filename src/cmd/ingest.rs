@@ -40,10 +40,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let rt = super::runtime()?;
     rt.block_on(async move {
+        let mut state = None;
         let (sink, task): (SinkHandle, SinkTask) = match cfg.influxdb {
             Some(influx) => {
                 if args.out.is_some() {
                     anyhow::bail!("--out cannot be used when [influxdb] is configured");
+                }
+                if !args.once {
+                    let dir = influx.state_dir();
+                    let st =
+                        ingest::checkpoint::StateDir::open_or_warn(&dir).with_context(|| {
+                            format!("cannot use the state directory {}", dir.display())
+                        })?;
+                    state = st.map(std::sync::Arc::new);
                 }
                 let (h, t) = ingest::sink::influx::spawn(influx)
                     .context("cannot start the InfluxDB sink")?;
@@ -58,7 +67,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let stats = if args.once {
             ingest::files::once(&cfg.ingest, sink.clone()).await?
         } else {
-            ingest::files::run(cfg.ingest, sink.clone(), shutdown()).await?
+            ingest::files::run_with_state(
+                cfg.ingest,
+                sink.clone(),
+                shutdown(),
+                Default::default(),
+                state,
+            )
+            .await?
         };
         drop(sink);
         let written = task.await?;

@@ -163,6 +163,17 @@ async fn service(
         }
     };
 
+    // With InfluxDB: the state directory (checkpoint of acknowledged points, Kamailio windows).
+    let state = match &cfg.influxdb {
+        Some(i) => {
+            let dir = i.state_dir();
+            let st = ingest::checkpoint::StateDir::open_or_warn(&dir)
+                .with_context(|| format!("cannot use the state directory {}", dir.display()))?;
+            st.map(Arc::new)
+        }
+        None => None,
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let files_live = Arc::new(Mutex::new(FilesStats::default()));
     let mut files_task = if cfg.service.ingest {
@@ -170,11 +181,12 @@ async fn service(
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        Some(tokio::spawn(ingest::files::run_with_stats(
+        Some(tokio::spawn(ingest::files::run_with_state(
             cfg.ingest.clone(),
             sink.clone(),
             shutdown,
             files_live.clone(),
+            state.clone(),
         )))
     } else {
         tracing::info!("File ingest turned off (service.ingest = false)");
@@ -182,7 +194,7 @@ async fn service(
     };
 
     let pollers = if cfg.service.kamailio {
-        let mut set = PollerSet::new(sink.clone(), Clock::System);
+        let mut set = PollerSet::new(sink.clone(), Clock::System).with_state(state.clone());
         set.reconcile(&cfg.kamailio).await;
         tracing::info!(targets = cfg.kamailio.len(), "Kamailio polling started");
         Some(set)

@@ -13,8 +13,9 @@
 //!   logged once per target and kind with its context; the rest of the reply is still used.
 
 use super::classify::Classifier;
-use super::window::{Window, M_UP};
+use super::window::{Window, WindowState, M_UP};
 use super::{binrpc, import, jsonrpc, FetchError, Format, TargetConfig, Transport};
+use crate::checkpoint::StateDir;
 use crate::lineproto::{Field, LineEncoder};
 use crate::sink::SinkHandle;
 use std::path::PathBuf;
@@ -158,6 +159,7 @@ pub struct PollerSet {
     stats: Arc<PollStats>,
     clock: Clock,
     running: Vec<(TargetConfig, watch::Sender<bool>, JoinHandle<()>)>,
+    state: Option<Arc<StateDir>>,
 }
 
 impl PollerSet {
@@ -169,7 +171,15 @@ impl PollerSet {
             stats: Arc::new(PollStats::default()),
             clock,
             running: Vec::new(),
+            state: None,
         }
+    }
+
+    /// Keeps each target's window in `state` (saved after every poll, taken over at start), so
+    /// that a restart of srewatch does not lower the increase of the minute under way.
+    pub fn with_state(mut self, state: Option<Arc<StateDir>>) -> PollerSet {
+        self.state = state;
+        self
     }
 
     /// Counters over all targets, past and present.
@@ -185,12 +195,13 @@ impl PollerSet {
     /// Starts polling one more target.
     pub fn add(&mut self, cfg: TargetConfig) {
         let (stop, stop_rx) = watch::channel(false);
-        let t = TargetPoller::new(
+        let mut t = TargetPoller::new(
             cfg.clone(),
             self.http.clone(),
             self.sink.clone(),
             self.stats.clone(),
         );
+        t.state = self.state.clone();
         let task = tokio::spawn(t.run(stop_rx, self.clock));
         self.running.push((cfg, stop, task));
     }
@@ -343,6 +354,8 @@ pub struct TargetPoller {
     failures: u32,
     skip: u32,
     logged: std::cell::Cell<u32>,
+    /// Where the window is saved after every poll (the service with a state directory).
+    state: Option<Arc<StateDir>>,
 }
 
 impl TargetPoller {
@@ -379,12 +392,74 @@ impl TargetPoller {
             failures: 0,
             skip: 0,
             logged: Default::default(),
+            state: None,
             cfg,
         }
     }
 
+    /// The file of this target's window in the state directory.
+    fn state_file(&self) -> String {
+        let name: String = self
+            .cfg
+            .hostname
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("kamailio-{name}.window")
+    }
+
+    /// Takes over the window saved by the previous run, if any (see [`Window::restore`]).
+    fn restore(&mut self, now_ms: i64) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let file = self.state_file();
+        let saved = match state.read(&file) {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(target = %self.cfg.hostname, error = %e, "Cannot read the saved Kamailio window; starting from a new baseline");
+                return;
+            }
+        };
+        let st: WindowState = match serde_json::from_slice(&saved) {
+            Ok(st) => st,
+            Err(e) => {
+                state.set_aside(&file);
+                tracing::warn!(target = %self.cfg.hostname, error = %e, "Corrupt saved Kamailio window set aside (.bad); starting from a new baseline");
+                return;
+            }
+        };
+        let max_gap = (3 * self.cfg.interval.as_millis() as i64).max(60_000);
+        let how = self.window.restore(st, now_ms, max_gap);
+        tracing::info!(target = %self.cfg.hostname, restored = ?how, "Kamailio window taken over from the previous run");
+    }
+
+    /// Saves a state of the window (on a blocking thread: the write is `fsync`ed).
+    async fn save(&mut self, st: WindowState) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let file = self.state_file();
+        let host = self.cfg.hostname.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let data = serde_json::to_vec(&st).expect("a window state serialises");
+            if let Err(e) = state.write_atomic(&file, &data) {
+                tracing::warn!(target = %host, error = %e, "Cannot save the Kamailio window");
+            }
+        })
+        .await;
+    }
+
     async fn run(mut self, mut shutdown: watch::Receiver<bool>, clock: Clock) {
         let every = self.cfg.interval.as_millis().max(1) as i64;
+        self.restore(clock.now_ms());
         loop {
             let now = clock.now_ms();
             let next = (now.div_euclid(every) + 1) * every;
@@ -413,9 +488,16 @@ impl TargetPoller {
             if !self.send().await {
                 break;
             }
+            if self.state.is_some() {
+                self.save(self.window.export(false)).await;
+            }
         }
+        // The minute under way is written now; saved as written, with its accumulators, so
+        // that a restart within the same minute adds to them.
+        let written = self.window.export(true);
         self.window.flush(&self.cfg.hostname, &mut self.enc);
         self.send().await;
+        self.save(written).await;
     }
 
     /// One attempt, stamped `ts_ms` (the tick it belongs to).

@@ -381,6 +381,140 @@ impl Window {
     }
 }
 
+/// What a restarted srewatch needs to carry on a target's window: the minute under way with its
+/// accumulators, and the last value of each statistic (the baseline of the next interval).
+/// Saved after every poll in the state directory (see [`crate::checkpoint::StateDir`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowState {
+    /// Minute under way (first second), if any poll happened in it.
+    pub minute: Option<i64>,
+    /// The minute has already been written (clean shutdown): only a later write of the same
+    /// minute may follow, with the increase after the restart added.
+    pub written: bool,
+    /// Time (ms) of the last poll.
+    pub poll_ts: i64,
+    /// polls, failed, restarts, bad_lines, dropped_stats of the minute.
+    pub counts: [u64; 5],
+    pub restarts_total: u64,
+    pub stats: Vec<StatSaved>,
+}
+
+/// One statistic of a [`WindowState`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatSaved {
+    pub name: String,
+    pub group_len: usize,
+    /// Last value and its poll time (ms).
+    pub prev: Option<(i64, i64)>,
+    pub present: bool,
+    pub increase: u64,
+    pub covered_ms: i64,
+    pub last: i64,
+    pub min: i64,
+    pub max: i64,
+    pub rate_max: f64,
+}
+
+/// What [`Window::restore`] took from a saved state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The saved minute is the current one: accumulators and baselines; the minute keeps its
+    /// full increase.
+    Minute,
+    /// The saved minute is over and was never written (srewatch was killed): it is written at
+    /// the next poll, and the baselines carry on.
+    UnwrittenMinute,
+    /// The saved minute is over and was written: only the baselines carry on.
+    Baselines,
+    /// Too old (or from the future): nothing; the next poll is a new baseline.
+    Nothing,
+}
+
+impl Window {
+    /// The window's state, to save (`written`: the minute under way is about to be written by
+    /// a shutdown).
+    pub fn export(&self, written: bool) -> WindowState {
+        let c = self.counts;
+        WindowState {
+            minute: self.minute,
+            written,
+            poll_ts: self.poll_ts,
+            counts: [c.polls, c.failed, c.restarts, c.bad_lines, c.dropped_stats],
+            restarts_total: self.restarts_total,
+            stats: self
+                .stats
+                .iter()
+                .map(|s| StatSaved {
+                    name: s.full.to_string(),
+                    group_len: s.group_len,
+                    prev: s.prev,
+                    present: s.present,
+                    increase: s.increase,
+                    covered_ms: s.covered_ms,
+                    last: s.last,
+                    min: s.min,
+                    max: s.max,
+                    rate_max: s.rate_max,
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes over a saved state in a new window, at `now_ms`. Baselines are used only when the
+    /// last saved poll is at most `max_gap_ms` old (a longer gap starts from a new baseline, as
+    /// the first poll of a target always did); the accumulators of the saved minute only when
+    /// that minute is the current one, or is over and was never written.
+    pub fn restore(&mut self, st: WindowState, now_ms: i64, max_gap_ms: i64) -> Restored {
+        let now_minute = now_ms.div_euclid(60_000) * 60;
+        let gap = now_ms - st.poll_ts;
+        if !self.stats.is_empty() || gap < 0 || gap > max_gap_ms {
+            return Restored::Nothing;
+        }
+        let how = match st.minute {
+            Some(m) if m == now_minute => Restored::Minute,
+            Some(m) if m < now_minute && !st.written => Restored::UnwrittenMinute,
+            _ => Restored::Baselines,
+        };
+        let keep = how != Restored::Baselines;
+        for sv in st.stats.into_iter().take(self.max_stats) {
+            let kind = self.classifier.kind(&sv.name);
+            let hist = (kind == Kind::Counter && self.histograms.contains(&sv.name))
+                .then(|| Histogram::new(3).expect("3 significant figures is valid"));
+            let full: Box<str> = sv.name.into();
+            self.index.insert(full.clone(), self.stats.len());
+            self.stats.push(StatState {
+                group_len: sv.group_len.min(full.len()),
+                full,
+                kind,
+                prev: sv.prev,
+                cur: None,
+                present: keep && sv.present,
+                increase: if keep { sv.increase } else { 0 },
+                covered_ms: if keep { sv.covered_ms } else { 0 },
+                last: sv.last,
+                min: sv.min,
+                max: sv.max,
+                hist,
+                rate_max: if keep { sv.rate_max } else { 0.0 },
+            });
+        }
+        self.poll_ts = st.poll_ts;
+        self.restarts_total = st.restarts_total;
+        if keep {
+            let c = st.counts;
+            self.counts = MinuteCounts {
+                polls: c[0],
+                failed: c[1],
+                restarts: c[2],
+                bad_lines: c[3],
+                dropped_stats: c[4],
+            };
+            self.minute = st.minute;
+        }
+        how
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,5 +713,73 @@ mod tests {
             t.contains("stat=a:y total=40i,increase=30i,rate=0.75 "),
             "{t}"
         );
+    }
+
+    #[test]
+    fn restore_keeps_the_minute_or_writes_the_unwritten_one() {
+        let opts = |n: i64| [format!("core:rcv_requests_options = {n}")];
+        let run = |w: &mut Window, e: &mut LineEncoder, ts: i64, n: i64| {
+            let l = opts(n);
+            poll(w, e, ts, &[&l[0]]);
+        };
+        // First run: baseline 100, then 110 in the minute T0.
+        let mut w = win();
+        let mut e = LineEncoder::new();
+        run(&mut w, &mut e, T0 + 1_000, 100);
+        run(&mut w, &mut e, T0 + 11_000, 110);
+        let saved = w.export(false);
+
+        // Restarted 10 s later in the same minute: 125 at the next poll; the minute's
+        // increase is 25 (10 before the restart, 15 across and after it).
+        let mut w2 = win();
+        assert_eq!(
+            w2.restore(saved.clone(), T0 + 21_000, 60_000),
+            Restored::Minute
+        );
+        run(&mut w2, &mut e, T0 + 21_000, 125);
+        w2.flush("cp1", &mut e);
+        let t = text(&mut e);
+        assert!(
+            t.contains("stat=core:rcv_requests_options total=125i,increase=25i,rate=1.25,"),
+            "{t}"
+        );
+
+        // Killed, restarted in the next minute: the saved minute is written first (increase
+        // 10), the interval across the restart goes to the new minute.
+        let mut w3 = win();
+        assert_eq!(
+            w3.restore(saved.clone(), T0 + 61_000, 60_000),
+            Restored::UnwrittenMinute
+        );
+        run(&mut w3, &mut e, T0 + 61_000, 130);
+        w3.flush("cp1", &mut e);
+        let t = text(&mut e);
+        assert!(
+            t.contains("total=110i,increase=10i,rate=1 1652193060\n"),
+            "{t}"
+        );
+        assert!(t.contains("total=130i,increase=20i,rate=0.4,"), "{t}");
+
+        // Stopped cleanly (minute written), restarted in the next minute: baselines only.
+        let mut w4 = win();
+        let mut written = saved.clone();
+        written.written = true;
+        assert_eq!(
+            w4.restore(written, T0 + 61_000, 60_000),
+            Restored::Baselines
+        );
+        run(&mut w4, &mut e, T0 + 61_000, 130);
+        w4.flush("cp1", &mut e);
+        let t = text(&mut e);
+        assert!(!t.contains(" 1652193060\n"), "{t}");
+        assert!(t.contains("total=130i,increase=20i,"), "{t}");
+
+        // Too old: a new baseline, as without a saved state.
+        let mut w5 = win();
+        assert_eq!(w5.restore(saved, T0 + 600_000, 60_000), Restored::Nothing);
+        run(&mut w5, &mut e, T0 + 600_000, 200);
+        w5.flush("cp1", &mut e);
+        let t = text(&mut e);
+        assert!(t.contains("total=200i 1652193660\n"), "{t}");
     }
 }

@@ -23,8 +23,8 @@
 //!
 //! [`spool`]: super::spool
 
-use super::spool::{Spool, SpoolError};
-use super::{Batch, Command, SinkHandle, SinkStats};
+use super::spool::{Evicted, Spool, SpoolError};
+use super::{Batch, Command, Flushed, SinkHandle, SinkStats};
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -34,7 +34,7 @@ use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -80,7 +80,11 @@ pub struct InfluxConfig {
     /// Directory of the on-disk spool.
     pub spool_dir: PathBuf,
     /// Size of the spool on disk at most; the oldest batches are dropped (and counted) beyond.
+    /// Default 1 GiB: about 44 h of outage at 20,000 rows per file (`scripts/spool-per-hour`).
     pub spool_max_bytes: u64,
+    /// State directory (checkpoint of what the server has acknowledged, Kamailio windows);
+    /// `SPOOL_DIR/state` when not set.
+    pub state_dir: Option<PathBuf>,
     /// Also send `db=BUCKET`: VictoriaMetrics (1.79, Debian) ignores `bucket` and stores `db`
     /// as a label, so this keeps the buckets apart there. InfluxDB ignores it.
     pub db_param: bool,
@@ -107,7 +111,8 @@ impl Default for InfluxConfig {
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(60),
             spool_dir: PathBuf::from("/var/lib/srewatch/spool"),
-            spool_max_bytes: 256 << 20,
+            spool_max_bytes: 1 << 30,
+            state_dir: None,
             db_param: false,
             close_timeout: Duration::from_secs(5),
         }
@@ -115,6 +120,13 @@ impl Default for InfluxConfig {
 }
 
 impl InfluxConfig {
+    /// The state directory: `state_dir`, or `SPOOL_DIR/state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.spool_dir.join("state"))
+    }
+
     /// Bad values as (key path under `influxdb.`, reason).
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut bad = Vec::new();
@@ -174,6 +186,13 @@ impl InfluxConfig {
         if self.retry_max < self.retry_base {
             no("retry_max", "must be at least retry_base".into());
         }
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            no("state_dir", "must not be empty".into());
+        }
         if self.spool_dir.as_os_str().is_empty() {
             no("spool_dir", "must not be empty".into());
         }
@@ -222,6 +241,8 @@ pub struct InfluxStats {
     spool_bytes: AtomicU64,
     spool_points: AtomicU64,
     spool_corrupt_files: AtomicU64,
+    spool_dropped_oldest: AtomicI64,
+    spool_dropped_newest: AtomicI64,
     write_latency: Mutex<Histogram<u64>>,
     request_latency: Mutex<Histogram<u64>>,
 }
@@ -249,6 +270,10 @@ pub struct InfluxSnapshot {
     pub spool_points: u64,
     /// Spool files found torn or corrupt and set aside.
     pub spool_corrupt_files: u64,
+    /// Oldest and newest timestamp (seconds) of the points the spool dropped because it was
+    /// full, over the sink's life; 0 when none (or unknown).
+    pub spool_dropped_oldest: i64,
+    pub spool_dropped_newest: i64,
     /// From a batch's first line reaching the sink to the server accepting it, for batches sent
     /// without going through the spool.
     pub write_latency: Latency,
@@ -302,6 +327,8 @@ impl InfluxStats {
             spool_bytes: AtomicU64::new(0),
             spool_points: AtomicU64::new(0),
             spool_corrupt_files: AtomicU64::new(0),
+            spool_dropped_oldest: AtomicI64::new(0),
+            spool_dropped_newest: AtomicI64::new(0),
             write_latency: histogram(),
             request_latency: histogram(),
         }
@@ -321,6 +348,8 @@ impl InfluxStats {
             spool_bytes: self.spool_bytes.load(Relaxed),
             spool_points: self.spool_points.load(Relaxed),
             spool_corrupt_files: self.spool_corrupt_files.load(Relaxed),
+            spool_dropped_oldest: self.spool_dropped_oldest.load(Relaxed),
+            spool_dropped_newest: self.spool_dropped_newest.load(Relaxed),
             write_latency: summary(&self.write_latency),
             request_latency: summary(&self.request_latency),
         }
@@ -680,16 +709,43 @@ async fn deliver(http: Arc<Http>, bucket: String, lines: Bytes) -> Delivery {
 // ---------------------------------------------------------------------------------------------
 // Spool slot: the spool, or the reason it cannot be used (retried on the next push).
 
+/// Widens the range of dropped timestamps in `stats` by `ev`'s.
+fn note_range(stats: &InfluxStats, ev: &Evicted) {
+    if ev.oldest > ev.newest {
+        return; // unknown (first-format files)
+    }
+    let lo = stats.spool_dropped_oldest.load(Relaxed);
+    if lo == 0 || ev.oldest < lo {
+        stats.spool_dropped_oldest.store(ev.oldest, Relaxed);
+    }
+    stats.spool_dropped_newest.fetch_max(ev.newest, Relaxed);
+}
+
+/// A timestamp's minute as RFC 3339 (`2026-11-30T04:12:00Z`), `unknown` when not recorded.
+fn minute(t: i64) -> String {
+    if t == i64::MAX || t == i64::MIN || t < 0 {
+        return "unknown".into();
+    }
+    let m = t - t.rem_euclid(60);
+    humantime_serde::re::humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + Duration::from_secs(m as u64),
+    )
+    .to_string()
+}
+
 struct SpoolSlot {
     dir: PathBuf,
     max_bytes: u64,
     spool: Option<Spool>,
     /// An error has been logged and the spool has not worked since.
     failing: bool,
-    /// Evictions have been logged since the spool was last empty.
-    full_logged: bool,
+    /// What the spool has dropped for room since it was last empty (the episode): logged when
+    /// it starts and summarised when the spool empties or the sink closes.
+    full: Option<Evicted>,
     corrupt_seen: u64,
     corrupt_points_seen: u64,
+    /// Points dropped because the spool could not take them (see [`Flushed::unstored`]).
+    unstored: u64,
 }
 
 impl SpoolSlot {
@@ -699,15 +755,17 @@ impl SpoolSlot {
             max_bytes,
             spool: None,
             failing: false,
-            full_logged: false,
+            full: None,
             corrupt_seen: 0,
             corrupt_points_seen: 0,
+            unstored: 0,
         };
         match Spool::open(dir, max_bytes) {
             Ok((s, ev)) => {
                 if ev.points > 0 {
                     stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
-                    tracing::warn!(dir = %dir.display(), batches = ev.batches, points = ev.points, max_bytes, "Spool larger than spool_max_bytes; dropped its oldest batches");
+                    note_range(stats, &ev);
+                    tracing::warn!(dir = %dir.display(), batches = ev.batches, points = ev.points, oldest_minute = %minute(ev.oldest), newest_minute = %minute(ev.newest), max_bytes, "Spool larger than spool_max_bytes; dropped its oldest batches");
                 }
                 if !s.is_empty() {
                     tracing::info!(dir = %dir.display(), batches = s.len(), points = s.points(), bytes = s.bytes(), "Spool holds batches from an earlier run; replaying them");
@@ -753,14 +811,19 @@ impl SpoolSlot {
                 }
                 if ev.points > 0 {
                     stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
-                    if !self.full_logged {
-                        tracing::warn!(dir = %self.dir.display(), max_bytes = self.max_bytes, batches = ev.batches, points = ev.points, "Spool full; dropping its oldest batches");
-                        self.full_logged = true;
+                    note_range(stats, &ev);
+                    match self.full.as_mut() {
+                        Some(f) => f.merge(&ev),
+                        None => {
+                            tracing::warn!(dir = %self.dir.display(), max_bytes = self.max_bytes, batches = ev.batches, points = ev.points, oldest_minute = %minute(ev.oldest), newest_minute = %minute(ev.newest), "Spool full; dropping its oldest batches (a summary follows when it empties)");
+                            self.full = Some(ev);
+                        }
                     }
                 }
             }
             Err(e) => {
                 stats.points_spool_dropped.fetch_add(points as u64, Relaxed);
+                self.unstored += points as u64;
                 if !self.failing {
                     tracing::error!(error = %e, bucket, points, "Cannot spool batch; dropped it (further drops are counted, not logged)");
                     self.failing = true;
@@ -770,13 +833,20 @@ impl SpoolSlot {
         self.sync_stats(stats);
     }
 
+    /// Logs, once per episode, everything the full spool dropped.
+    fn summarise(&mut self, why: &str) {
+        if let Some(ev) = self.full.take() {
+            tracing::warn!(dir = %self.dir.display(), batches = ev.batches, points = ev.points, oldest_minute = %minute(ev.oldest), newest_minute = %minute(ev.newest), "{why}; points dropped while it was full");
+        }
+    }
+
     fn sync_stats(&mut self, stats: &InfluxStats) {
         let (batches, bytes, points, corrupt) = match &self.spool {
             Some(s) => (s.len() as u64, s.bytes(), s.points(), s.corrupt()),
             None => (0, 0, 0, Default::default()),
         };
         if batches == 0 {
-            self.full_logged = false;
+            self.summarise("Spool emptied");
         }
         stats.spool_batches.store(batches, Relaxed);
         stats.spool_bytes.store(bytes, Relaxed);
@@ -847,7 +917,7 @@ struct Writer {
     /// Batches cut so far; the last one settled (sent, spooled or dropped).
     cut_seq: u64,
     done_seq: u64,
-    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    flushes: Vec<(u64, oneshot::Sender<Flushed>)>,
     /// The last attempt failed: new batches go to the spool.
     down: bool,
     attempt: u32,
@@ -971,6 +1041,8 @@ impl Writer {
             self.answer_flushes();
         }
         self.answer_flushes();
+        self.spool
+            .summarise("Sink closing before the spool emptied");
         let s = self.stats.snapshot();
         SinkStats {
             points_written: s.points_written,
@@ -1126,7 +1198,9 @@ impl Writer {
         while i < self.flushes.len() {
             if self.flushes[i].0 <= done {
                 let (_, tx) = self.flushes.swap_remove(i);
-                let _ = tx.send(());
+                let _ = tx.send(Flushed {
+                    unstored: self.spool.unstored,
+                });
             } else {
                 i += 1;
             }

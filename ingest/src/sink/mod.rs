@@ -30,7 +30,8 @@ pub struct Batch {
 
 pub(crate) enum Command {
     Write(Batch),
-    Flush(oneshot::Sender<()>),
+    /// Answered with [`Flushed`] once everything queued before has been written out.
+    Flush(oneshot::Sender<Flushed>),
 }
 
 /// The sink's task has ended (it failed or was shut down).
@@ -70,6 +71,14 @@ impl SinkHandle {
     /// Returns once everything queued before the call has been written out (to the server, the
     /// spool, or the file).
     pub async fn flush(&self) -> Result<(), SinkClosed> {
+        self.flush_acked().await.map(|_| ())
+    }
+
+    /// [`SinkHandle::flush`], also telling how many points the sink has lost so far without
+    /// the server or the spool taking them (a spool that could not be written). A producer
+    /// that records what was acknowledged compares it with the previous answer: if it grew,
+    /// the lines since then are not all stored (see [`crate::checkpoint`]).
+    pub async fn flush_acked(&self) -> Result<Flushed, SinkClosed> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Command::Flush(tx))
@@ -77,6 +86,15 @@ impl SinkHandle {
             .map_err(|_| SinkClosed)?;
         rx.await.map_err(|_| SinkClosed)
     }
+}
+
+/// The answer to a flush.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Points lost since the sink started because neither the server nor the spool took them
+    /// (not counting lines the server rejected on their own, nor old batches evicted from a
+    /// full spool, which had been stored).
+    pub unstored: u64,
 }
 
 /// What a sink did over its life.
@@ -110,7 +128,7 @@ pub fn spawn_writer<W: Write + Send + 'static>(
                 }
                 Command::Flush(done) => {
                     out.flush()?;
-                    let _ = done.send(());
+                    let _ = done.send(Flushed::default());
                 }
             }
         }

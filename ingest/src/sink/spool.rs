@@ -8,14 +8,22 @@
 //! name, and the directory is `fsync`ed. A crash leaves either the whole file or a `.tmp` file,
 //! never half a batch under a `.batch` name. Format (little endian):
 //!
-//! | bytes     | content                                       |
-//! |-----------|-----------------------------------------------|
-//! | 0..8      | magic `SRWSPOL1`                              |
-//! | 8..12     | CRC-32 of every byte from offset 12 to the end |
-//! | 12..14    | bucket name length                            |
-//! | 14..18    | points (lines)                                |
-//! | 18..22    | body length                                   |
-//! | 22..      | bucket name (UTF-8), then the line protocol   |
+//! | bytes     | content                                                   |
+//! |-----------|-----------------------------------------------------------|
+//! | 0..8      | magic `SRWSPOL2`                                          |
+//! | 8..12     | CRC-32 of every byte from offset 12 to the end            |
+//! | 12..14    | bucket name length                                        |
+//! | 14..18    | points (lines)                                            |
+//! | 18..22    | body length (compressed)                                  |
+//! | 22..30    | oldest timestamp of the lines (seconds, i64)              |
+//! | 30..38    | newest timestamp of the lines                             |
+//! | 38..42    | line-protocol length before compression                   |
+//! | 42..      | bucket name (UTF-8), then the line protocol, deflate (zlib) |
+//!
+//! Line protocol of the platform's files shrinks about 15 times (see docs/sink.md for the
+//! measured bytes per hour of outage). Files of the first format (`SRWSPOL1`: a 22-byte header
+//! without the timestamps, the line protocol not compressed) left by an older srewatch are
+//! still read.
 //!
 //! A file that is torn (`.tmp` left by a crash), short, long, or fails its CRC is counted, logged
 //! and moved to `corrupt/` inside the spool directory for inspection; it never stops the sink.
@@ -32,8 +40,13 @@ use std::io::{self, Read, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"SRWSPOL1";
-const HEADER: usize = 22;
+const MAGIC_V1: &[u8; 8] = b"SRWSPOL1";
+const HEADER_V1: usize = 22;
+const MAGIC: &[u8; 8] = b"SRWSPOL2";
+const HEADER: usize = 42;
+/// zlib level for spooled batches: 6 (the default) gives most of level 9's ratio at several
+/// times its speed; spooling happens only during outages.
+const LEVEL: u32 = 6;
 const SUFFIX: &str = ".batch";
 const TMP_SUFFIX: &str = ".tmp";
 const CORRUPT_DIR: &str = "corrupt";
@@ -70,6 +83,9 @@ struct Entry {
     bucket: String,
     points: u32,
     size: u64,
+    /// Timestamp range of the lines (`i64::MAX`, `i64::MIN` for first-format files).
+    oldest: i64,
+    newest: i64,
 }
 
 /// A batch read back from the spool.
@@ -82,10 +98,35 @@ pub struct Spooled {
 }
 
 /// What pushing a batch cost: the oldest batches deleted to make room.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Evicted {
     pub batches: u64,
     pub points: u64,
+    /// Oldest and newest timestamp (seconds) of the points deleted; `i64::MAX` / `i64::MIN`
+    /// when none (or only files of the first format, which do not record them).
+    pub oldest: i64,
+    pub newest: i64,
+}
+
+impl Default for Evicted {
+    fn default() -> Self {
+        Evicted {
+            batches: 0,
+            points: 0,
+            oldest: i64::MAX,
+            newest: i64::MIN,
+        }
+    }
+}
+
+impl Evicted {
+    /// Adds `other` (a later eviction) to this one.
+    pub fn merge(&mut self, other: &Evicted) {
+        self.batches += other.batches;
+        self.points += other.points;
+        self.oldest = self.oldest.min(other.oldest);
+        self.newest = self.newest.max(other.newest);
+    }
 }
 
 /// Set aside while opening or reading: counted once per file.
@@ -212,25 +253,32 @@ impl Spool {
         lines: &[u8],
         points: usize,
     ) -> Result<Evicted, SpoolError> {
-        let size = (HEADER + bucket.len() + lines.len()) as u64;
-        if size > self.max_bytes
-            || bucket.len() > u16::MAX as usize
-            || lines.len() > u32::MAX as usize
-        {
+        if bucket.len() > u16::MAX as usize || lines.len() > u32::MAX as usize {
+            return Err(SpoolError::TooLarge {
+                size: lines.len() as u64,
+                max: self.max_bytes,
+            });
+        }
+        let body = compress(lines);
+        let size = (HEADER + bucket.len() + body.len()) as u64;
+        if size > self.max_bytes {
             return Err(SpoolError::TooLarge {
                 size,
                 max: self.max_bytes,
             });
         }
+        let (oldest, newest) = time_range(lines);
         let evicted = self.make_room(size);
         let seq = self.next_seq;
-        self.write_file(seq, bucket, lines, points)?;
+        self.write_file(seq, bucket, &body, lines.len(), points, (oldest, newest))?;
         self.next_seq += 1;
         self.entries.push_back(Entry {
             seq,
             bucket: bucket.to_owned(),
             points: points as u32,
             size,
+            oldest,
+            newest,
         });
         self.bytes += size;
         self.points += points as u64;
@@ -293,13 +341,16 @@ impl Spool {
             let _ = self.pop_front(seq);
             return Ok(());
         }
-        self.write_file(seq, &front.bucket, lines, points)?;
-        let size = (HEADER + front.bucket.len() + lines.len()) as u64;
+        let body = compress(lines);
+        let range = time_range(lines);
+        self.write_file(seq, &front.bucket, &body, lines.len(), points, range)?;
+        let size = (HEADER + front.bucket.len() + body.len()) as u64;
         let e = self.entries.front_mut().expect("front checked above");
         self.bytes = self.bytes - e.size + size;
         self.points = self.points - u64::from(e.points) + points as u64;
         e.size = size;
         e.points = points as u32;
+        (e.oldest, e.newest) = range;
         Ok(())
     }
 
@@ -329,19 +380,27 @@ impl Spool {
             let _ = fs::remove_file(self.dir.join(file_name(e.seq)));
             self.bytes -= e.size;
             self.points -= u64::from(e.points);
-            ev.batches += 1;
-            ev.points += u64::from(e.points);
+            ev.merge(&Evicted {
+                batches: 1,
+                points: u64::from(e.points),
+                oldest: e.oldest,
+                newest: e.newest,
+            });
         }
         ev
     }
 
+    /// Writes a batch file; `body` is the compressed line protocol of `raw_len` bytes.
     fn write_file(
         &self,
         seq: u64,
         bucket: &str,
-        lines: &[u8],
+        body: &[u8],
+        raw_len: usize,
         points: usize,
+        (oldest, newest): (i64, i64),
     ) -> Result<(), SpoolError> {
+        let lines = body;
         let name = file_name(seq);
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
         let dst = self.dir.join(&name);
@@ -350,6 +409,9 @@ impl Spool {
         head[12..14].copy_from_slice(&(bucket.len() as u16).to_le_bytes());
         head[14..18].copy_from_slice(&(points as u32).to_le_bytes());
         head[18..22].copy_from_slice(&(lines.len() as u32).to_le_bytes());
+        head[22..30].copy_from_slice(&oldest.to_le_bytes());
+        head[30..38].copy_from_slice(&newest.to_le_bytes());
+        head[38..42].copy_from_slice(&(raw_len as u32).to_le_bytes());
         let mut crc = flate2::Crc::new();
         crc.update(&head[12..]);
         crc.update(bucket.as_bytes());
@@ -394,57 +456,155 @@ fn file_name(seq: u64) -> String {
     format!("{seq:020}{SUFFIX}")
 }
 
-fn parse_header(head: &[u8; HEADER], file_len: u64) -> Result<(usize, u32, usize), String> {
-    if &head[..8] != MAGIC {
-        return Err("bad magic".into());
+/// A parsed header: its length, bucket length, points, body length, time range, raw length
+/// (`None` for the first format, whose body is not compressed).
+struct Header {
+    len: usize,
+    blen: usize,
+    points: u32,
+    range: (i64, i64),
+    raw: Option<usize>,
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+fn le64(b: &[u8]) -> i64 {
+    i64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// Parses the header at the start of `head` (at least [`HEADER`] bytes, or the whole file if
+/// shorter) of a file of `file_len` bytes.
+fn parse_header(head: &[u8], file_len: u64) -> Result<Header, String> {
+    let short = || format!("short file ({file_len} bytes)");
+    let v1 = match head.get(..8) {
+        Some(m) if m == MAGIC => false,
+        Some(m) if m == MAGIC_V1 => true,
+        Some(_) => return Err("bad magic".into()),
+        None => return Err(short()),
+    };
+    let len = if v1 { HEADER_V1 } else { HEADER };
+    if head.len() < len {
+        return Err(short());
     }
     let blen = u16::from_le_bytes([head[12], head[13]]) as usize;
-    let points = u32::from_le_bytes([head[14], head[15], head[16], head[17]]);
-    let body = u32::from_le_bytes([head[18], head[19], head[20], head[21]]) as usize;
-    let want = (HEADER + blen + body) as u64;
+    let points = le32(&head[14..]);
+    let body = le32(&head[18..]) as usize;
+    let want = (len + blen + body) as u64;
     if file_len != want {
         return Err(format!("size {file_len} bytes, header says {want}"));
     }
-    Ok((blen, points, body))
+    let (range, raw) = if v1 {
+        ((i64::MAX, i64::MIN), None)
+    } else {
+        (
+            (le64(&head[22..]), le64(&head[30..])),
+            Some(le32(&head[38..]) as usize),
+        )
+    };
+    Ok(Header {
+        len,
+        blen,
+        points,
+        range,
+        raw,
+    })
 }
 
 /// Header check at open: magic and exact size, without reading the body.
 fn read_header(path: &Path) -> Result<Entry, String> {
     let mut f = File::open(path).map_err(|e| e.to_string())?;
     let len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut head = [0u8; HEADER];
-    f.read_exact(&mut head)
-        .map_err(|_| format!("short file ({len} bytes)"))?;
-    let (blen, points, _) = parse_header(&head, len)?;
-    let mut bucket = vec![0u8; blen];
-    f.read_exact(&mut bucket).map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(HEADER);
+    (&mut f)
+        .take(HEADER as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
+    let h = parse_header(&head, len)?;
+    let bucket = head
+        .get(h.len..h.len + h.blen)
+        .map(<[u8]>::to_vec)
+        .map_or_else(
+            || {
+                let mut b = head[h.len..].to_vec();
+                let mut rest = vec![0u8; h.blen - b.len()];
+                f.read_exact(&mut rest).map_err(|e| e.to_string())?;
+                b.extend_from_slice(&rest);
+                Ok::<_, String>(b)
+            },
+            Ok,
+        )?;
     let bucket = String::from_utf8(bucket).map_err(|_| "bucket name is not UTF-8".to_string())?;
     Ok(Entry {
         seq: 0,
         bucket,
-        points,
+        points: h.points,
         size: len,
+        oldest: h.range.0,
+        newest: h.range.1,
     })
 }
 
-/// Full read with CRC check, at replay.
+/// Full read with CRC check and decompression, at replay.
 fn read_batch(path: &Path) -> Result<(String, Bytes, usize), String> {
     let data = fs::read(path).map_err(|e| e.to_string())?;
-    if data.len() < HEADER {
-        return Err(format!("short file ({} bytes)", data.len()));
-    }
-    let head: &[u8; HEADER] = data[..HEADER].try_into().expect("length checked");
-    let (blen, points, _) = parse_header(head, data.len() as u64)?;
+    let h = parse_header(&data, data.len() as u64)?;
     let mut crc = flate2::Crc::new();
     crc.update(&data[12..]);
     if crc.sum().to_le_bytes() != data[8..12] {
         return Err("CRC mismatch".into());
     }
-    let bucket = std::str::from_utf8(&data[HEADER..HEADER + blen])
+    let start = h.len + h.blen;
+    let bucket = std::str::from_utf8(&data[h.len..start])
         .map_err(|_| "bucket name is not UTF-8".to_string())?
         .to_owned();
-    let lines = Bytes::from(data).slice(HEADER + blen..);
-    Ok((bucket, lines, points as usize))
+    let lines = match h.raw {
+        None => Bytes::from(data).slice(start..),
+        Some(raw) => {
+            let mut out = Vec::with_capacity(raw);
+            flate2::read::ZlibDecoder::new(&data[start..])
+                .read_to_end(&mut out)
+                .map_err(|e| format!("cannot decompress: {e}"))?;
+            if out.len() != raw {
+                return Err(format!(
+                    "decompressed to {} bytes, header says {raw}",
+                    out.len()
+                ));
+            }
+            Bytes::from(out)
+        }
+    };
+    Ok((bucket, lines, h.points as usize))
+}
+
+/// zlib-compresses a batch for the spool.
+fn compress(lines: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(lines.len() / 8 + 64),
+        flate2::Compression::new(LEVEL),
+    );
+    z.write_all(lines).expect("writing to a Vec cannot fail");
+    z.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Oldest and newest timestamp (the last field of each line); `(i64::MAX, i64::MIN)` if none.
+fn time_range(lines: &[u8]) -> (i64, i64) {
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for line in lines.split(|&b| b == b'\n') {
+        let Some(sp) = memchr::memrchr(b' ', line) else {
+            continue;
+        };
+        let Some(t) = std::str::from_utf8(&line[sp + 1..])
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        lo = lo.min(t);
+        hi = hi.max(t);
+    }
+    (lo, hi)
 }
 
 #[cfg(test)]
@@ -473,6 +633,90 @@ mod tests {
         out
     }
 
+    /// `n` lines like the file pipeline's counters points, minutes `m0..m0+n/100`.
+    fn counters_lines(n: usize, m0: i64) -> String {
+        let mut t = String::new();
+        for i in 0..n {
+            let m = m0 + (i / 100) as i64;
+            t.push_str(&format!(
+                "request.http.<GET>.{},hostname=sre-cp{}-site{} value={}i {}\n",
+                i % 100,
+                i % 37,
+                i % 7,
+                (i * 7919) % 200,
+                m * 60
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn batches_are_stored_compressed_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 30).unwrap();
+        let text = counters_lines(5000, 29_000_000);
+        s.push("counters", text.as_bytes(), 5000).unwrap();
+        let on_disk = fs::metadata(dir.path().join(file_name(1))).unwrap().len();
+        assert_eq!(s.bytes(), on_disk);
+        assert!(
+            on_disk * 5 < text.len() as u64,
+            "{on_disk} bytes on disk for {} bytes of line protocol",
+            text.len()
+        );
+        let (mut s2, _) = {
+            drop(s);
+            Spool::open(dir.path(), 1 << 30).unwrap()
+        };
+        assert_eq!(drain(&mut s2), vec![("counters".into(), text)]);
+    }
+
+    #[test]
+    fn evictions_name_the_minutes_they_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 30).unwrap();
+        for k in 0..3 {
+            let text = counters_lines(200, 29_000_000 + 2 * k);
+            s.push("counters", text.as_bytes(), 200).unwrap();
+        }
+        // Room for about 2.5 batches: the two oldest go, minutes 29000000..=29000003.
+        s.max_bytes = s.bytes() * 5 / 6;
+        let text = counters_lines(200, 29_000_006);
+        let ev = s.push("counters", text.as_bytes(), 200).unwrap();
+        assert_eq!(
+            ev,
+            Evicted {
+                batches: 2,
+                points: 400,
+                oldest: 29_000_000 * 60,
+                newest: 29_000_003 * 60
+            }
+        );
+    }
+
+    #[test]
+    fn first_format_files_are_still_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = b"a value=1i 60\nb value=2i 60\n";
+        let mut f = Vec::new();
+        f.extend_from_slice(MAGIC_V1);
+        f.extend_from_slice(&[0; 4]);
+        f.extend_from_slice(&8u16.to_le_bytes());
+        f.extend_from_slice(&2u32.to_le_bytes());
+        f.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        f.extend_from_slice(b"counters");
+        f.extend_from_slice(body);
+        let mut crc = flate2::Crc::new();
+        crc.update(&f[12..]);
+        f[8..12].copy_from_slice(&crc.sum().to_le_bytes());
+        fs::write(dir.path().join(file_name(7)), &f).unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((s.len(), s.points(), s.bytes()), (1, 2, f.len() as u64));
+        assert_eq!(
+            drain(&mut s),
+            vec![("counters".into(), String::from_utf8(body.to_vec()).unwrap())]
+        );
+    }
+
     #[test]
     fn order_is_kept_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -484,7 +728,23 @@ mod tests {
                 .unwrap();
             s.push("counters", b"d value=2i 120\n", 1).unwrap();
             assert_eq!((s.len(), s.points()), (3, 4));
-            assert_eq!(s.bytes(), (3 * HEADER + 8 + 7 + 8 + 14 + 30 + 15) as u64);
+            let files: u64 = batch_files(dir.path())
+                .iter()
+                .map(|n| fs::metadata(dir.path().join(n)).unwrap().len())
+                .sum();
+            assert_eq!(s.bytes(), files);
+            assert_eq!(
+                files,
+                (3 * HEADER + 8 + 7 + 8) as u64
+                    + [
+                        &b"a value=1i 60\n"[..],
+                        b"b value=0.5 60\nc value=1.5 60\n",
+                        b"d value=2i 120\n"
+                    ]
+                    .iter()
+                    .map(|l| compress(l).len() as u64)
+                    .sum::<u64>()
+            );
         }
         let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!((s.len(), s.points()), (3, 4));
@@ -506,8 +766,9 @@ mod tests {
     #[test]
     fn full_spool_drops_oldest_but_not_the_busy_one() {
         let dir = tempfile::tempdir().unwrap();
-        let line = b"m value=1i 60\n"; // 14 bytes; file = 22 + 1 + 14 = 37 bytes
-        let (mut s, _) = Spool::open(dir.path(), 37 * 3).unwrap();
+        let line = b"m value=1i 60\n";
+        let size = (HEADER + 1 + compress(line).len()) as u64;
+        let (mut s, _) = Spool::open(dir.path(), size * 3).unwrap();
         for _ in 0..3 {
             assert_eq!(s.push("b", line, 1).unwrap(), Evicted::default());
         }
@@ -515,7 +776,9 @@ mod tests {
             s.push("b", line, 1).unwrap(),
             Evicted {
                 batches: 1,
-                points: 1
+                points: 1,
+                oldest: 60,
+                newest: 60
             }
         );
         assert_eq!(
@@ -529,14 +792,24 @@ mod tests {
             s.push("b", line, 1).unwrap(),
             Evicted {
                 batches: 1,
-                points: 1
+                points: 1,
+                oldest: 60,
+                newest: 60
             }
         );
         assert_eq!(batch_files(dir.path()), [2, 4, 5].map(file_name).to_vec());
         s.pop_front(2).unwrap();
-        assert_eq!((s.len(), s.bytes(), s.points()), (2, 74, 2));
+        assert_eq!((s.len(), s.bytes(), s.points()), (2, 2 * size, 2));
         // A batch larger than the whole spool is refused, nothing evicted.
-        let big = vec![b'x'; 200];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let big: Vec<u8> = (0..400)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b'a' + (x % 26) as u8
+            })
+            .collect();
         assert!(matches!(
             s.push("b", &big, 1),
             Err(SpoolError::TooLarge { .. })
@@ -554,12 +827,15 @@ mod tests {
                     .unwrap();
             }
         }
-        let (mut s, ev) = Spool::open(dir.path(), 37 * 2).unwrap();
+        let size = (HEADER + 1 + compress(b"m value=0i 60\n").len()) as u64;
+        let (mut s, ev) = Spool::open(dir.path(), size * 2).unwrap();
         assert_eq!(
             ev,
             Evicted {
                 batches: 3,
-                points: 3
+                points: 3,
+                oldest: 60,
+                newest: 60
             }
         );
         let got: Vec<String> = drain(&mut s).into_iter().map(|(_, l)| l).collect();
