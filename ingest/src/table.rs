@@ -1791,3 +1791,91 @@ mod fuzz_corpus {
         assert!(n >= 100, "only {n} corpus inputs in {}", dir.display());
     }
 }
+
+/// Issue 9: validation before any state changes.
+#[cfg(test)]
+mod validation {
+    use super::*;
+
+    const T: i64 = 1652193060;
+    /// 2100-01-01T00:00:00Z
+    const FUTURE: i64 = 4102444800;
+
+    fn row(host: &str, stat: &str, t: i64, vals: &[u64]) -> String {
+        let v: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+        format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", v.join(","))
+    }
+
+    /// The platform's counters.csv after `k` minutes: two hosts, two stats, 15 values each
+    /// (value of minute m = a small function of host, stat and m; v0 partial, final a minute later).
+    fn file(k: i64) -> Vec<String> {
+        let t = T + 60 * k;
+        let mut rows = Vec::new();
+        for (h, host) in ["cp1", "cp2"].iter().enumerate() {
+            for (s, stat) in ["request.INVITE", "request.BYE"].iter().enumerate() {
+                let vals: Vec<u64> = (0..15)
+                    .map(|i| {
+                        let m = (k - i + 100) as u64;
+                        let full = m * 7 + h as u64 * 3 + s as u64 * 11;
+                        if i == 0 {
+                            full / 2
+                        } else {
+                            full
+                        }
+                    })
+                    .collect();
+                rows.push(row(host, stat, t, &vals));
+            }
+        }
+        rows
+    }
+
+    fn run(odd_at: Option<(i64, bool)>) -> (Vec<Vec<(Bucket, String)>>, u64) {
+        let mut t = Table::new(TableConfig {
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        let now = Instant::now();
+        let mut steps = Vec::new();
+        let mut bad = 0;
+        for k in 0..10 {
+            let mut rows = file(k);
+            if let Some((at, after)) = odd_at {
+                if at == k {
+                    // A copy of cp1's request.INVITE row with unix time 2100-01-01.
+                    let odd = rows[0].replace(&format!(",{},", T + 60 * k), &format!(",{FUTURE},"));
+                    rows.insert(if after { 1 } else { 0 }, odd);
+                }
+            }
+            let data = rows.concat();
+            let mut got = Vec::new();
+            let rep = t.ingest(Kind::Counters, data.as_bytes(), false, now, &mut |b, l, _| {
+                got.extend(
+                    String::from_utf8(l.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(|l| (b, l.to_string())),
+                )
+            });
+            bad += rep.bad_total();
+            got.sort_by(|a, b| a.1.cmp(&b.1));
+            steps.push(got);
+        }
+        (steps, bad)
+    }
+
+    /// Observation 1: a copy of one row dated 2100-01-01, in one rewrite only, before (and
+    /// after) the real row. Every later point and rollup must be exactly the clean run's.
+    #[test]
+    fn a_row_from_the_far_future_moves_nothing() {
+        let (clean, bad) = run(None);
+        assert_eq!(bad, 0);
+        for after in [false, true] {
+            let (got, bad) = run(Some((2, after)));
+            assert_eq!(bad, 1, "the odd row is counted (after={after})");
+            for (k, (g, c)) in got.iter().zip(&clean).enumerate() {
+                assert_eq!(g, c, "rewrite {k}, odd row after the real one: {after}");
+            }
+        }
+    }
+}
