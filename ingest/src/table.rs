@@ -64,6 +64,9 @@ pub struct TableConfig {
     pub settle_minutes: i64,
     /// Output is handed to the sink in chunks of about this many bytes.
     pub chunk_bytes: usize,
+    /// A row whose minute is more than this many minutes ahead of the wall clock is rejected
+    /// ([`Reason::Future`]).
+    pub future_minutes: i64,
 }
 
 impl Default for TableConfig {
@@ -73,6 +76,7 @@ impl Default for TableConfig {
             join_wait: Duration::from_secs(30),
             settle_minutes: 14,
             chunk_bytes: 256 * 1024,
+            future_minutes: 5,
         }
     }
 }
@@ -89,12 +93,26 @@ impl Bucket {
     pub const ALL: [Bucket; 3] = [Bucket::Counters, Bucket::Samples, Bucket::Rollups];
 }
 
+/// What to do with a last line that has no newline (it may be a row still being written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Leave it for a later snapshot.
+    Wait,
+    /// The file has been quiet for the quiet time: the line is a row if the snapshot passes
+    /// the completeness rule ([`Table::ingest_at`]).
+    Quiet,
+    /// No more writes will come (`--once`): the line is a row.
+    Complete,
+}
+
 /// Receives whole lines of one bucket and how many points they hold.
 pub type Emit<'e> = dyn FnMut(Bucket, Bytes, usize) + 'e;
 
 /// What one snapshot held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FileReport {
+    /// Records read (non-blank lines of the parsable part): always `rows + bad_total()`.
+    pub records: u64,
     /// Good rows.
     pub rows: u64,
     /// Skipped rows per [`Reason`] (indexed by [`Reason::index`]).
@@ -352,8 +370,16 @@ pub struct Table {
     /// Per stat id: ring slots whose written rollup is out of date, per file.
     dirty: [Vec<u16>; 2],
     roll: [[RollSlot; RING as usize]; 2],
-    /// Newest minute seen per file.
+    /// The file's newest minute, per file: the minute most of its valid rows carry in the
+    /// latest snapshot (settling is counted from it; one odd row cannot move it).
     top: [i64; 2],
+    /// The newest minute any series of the file holds: minutes older than this minus
+    /// [`RING`] have left the rings, so their rollups are written before it moves.
+    horizon: [i64; 2],
+    /// Per file: a snapshot ended in a newline once (the platform ends its rows with one),
+    /// and the record count of the last snapshot.
+    ends_nl: [bool; 2],
+    last_records: [u64; 2],
     gen: [u32; 2],
     /// Series of the previous row, per file; host of the previous row.
     last: [u32; 2],
@@ -394,6 +420,9 @@ impl Table {
             dirty: [Vec::new(), Vec::new()],
             roll: [empty, empty],
             top: [i64::MIN; 2],
+            horizon: [i64::MIN; 2],
+            ends_nl: [false; 2],
+            last_records: [0; 2],
             gen: [0; 2],
             last: [NONE; 2],
             last_host: NONE,
@@ -422,7 +451,8 @@ impl Table {
         self.written
     }
 
-    /// Reads one whole-file snapshot and writes what is new or changed.
+    /// Reads one whole-file snapshot and writes what is new or changed, with the wall clock
+    /// read from the system. `tail_complete`: [`Tail::Complete`] if true, else [`Tail::Wait`].
     pub fn ingest(
         &mut self,
         kind: Kind,
@@ -431,9 +461,44 @@ impl Table {
         now: Instant,
         emit: &mut Emit<'_>,
     ) -> FileReport {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let tail = if tail_complete {
+            Tail::Complete
+        } else {
+            Tail::Wait
+        };
+        self.ingest_at(kind, data, tail, now, wall, emit)
+    }
+
+    /// Reads one whole-file snapshot and writes what is new or changed. `wall` is the wall
+    /// clock in unix seconds (rows more than [`TableConfig::future_minutes`] ahead of it are
+    /// rejected); `now` drives the join wait.
+    ///
+    /// Every row is validated before it changes any state: its minute must not be in the
+    /// future ([`Reason::Future`]) nor older than the file's window ([`Reason::TooOld`]), and
+    /// its series must not have had a row in this snapshot ([`Reason::Duplicate`]). The
+    /// file's newest minute is the minute most valid rows carry (all rows of a small file, an
+    /// even sample of 1,024 rows of a large one), decided before any row is applied.
+    ///
+    /// Completeness: a last line without a newline is a row only with [`Tail::Complete`], or
+    /// with [`Tail::Quiet`] when the file has never been seen ending in a newline, the line has
+    /// as many values as the line before it, and the snapshot has at least as many records as
+    /// the previous one (a half-written file has fewer).
+    pub fn ingest_at(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        tail: Tail,
+        now: Instant,
+        wall: i64,
+        emit: &mut Emit<'_>,
+    ) -> FileReport {
         let before = self.written;
         let mut rep = FileReport::default();
-        let g = &mut self.gen[k(kind)];
+        let f = k(kind);
+        let g = &mut self.gen[f];
         *g = g.wrapping_add(1);
         let gen = *g;
         // First snapshot of a file: size the series tables once instead of growing them.
@@ -454,14 +519,37 @@ impl Table {
                 }
             }
         }
-        let mut reader = Reader::new(data, kind, tail_complete);
+        if data.last() == Some(&b'\n') {
+            self.ends_nl[f] = true;
+        }
+        let tail_ok = match tail {
+            Tail::Wait => false,
+            Tail::Complete => true,
+            Tail::Quiet => self.tail_is_complete(kind, data),
+        };
+        let latest = wall.div_euclid(60) + self.cfg.future_minutes;
+        let mut reader = Reader::new(data, kind, tail_ok);
+        if let Some(m) = file_minute(&data[..reader.parsable_len()], kind, latest) {
+            self.set_file_minute(kind, m);
+        }
+        let oldest = match self.top[f] {
+            i64::MIN => i64::MIN,
+            t => t - RING,
+        };
         while let Some(r) = reader.next() {
             match r {
                 Err(e) => rep.skip(e),
                 Ok(row) => {
-                    let res = match kind {
-                        Kind::Counters => self.counters_row(&row, gen, now),
-                        Kind::Samples => self.samples_row(&row, gen, now),
+                    let t = row.minute() / 60;
+                    let res = if t > latest {
+                        Err(Reason::Future)
+                    } else if t <= oldest {
+                        Err(Reason::TooOld)
+                    } else {
+                        match kind {
+                            Kind::Counters => self.counters_row(&row, gen, now),
+                            Kind::Samples => self.samples_row(&row, gen, now),
+                        }
                     };
                     match res {
                         Ok(()) => rep.rows += 1,
@@ -469,7 +557,7 @@ impl Table {
                             reason,
                             line: row.line,
                             byte: row.byte,
-                            field: 0,
+                            field: 4,
                         }),
                     }
                     if self.out[0].len() >= self.cfg.chunk_bytes
@@ -480,7 +568,11 @@ impl Table {
                 }
             }
         }
+        rep.records = reader.records();
         rep.incomplete_tail = reader.incomplete_tail();
+        if rep.incomplete_tail == 0 {
+            self.last_records[f] = rep.records;
+        }
         if kind == Kind::Counters {
             self.release_pending(now);
             // A counters revision rewrites joined samples points; their settled minutes'
@@ -493,6 +585,63 @@ impl Table {
             *p = a - b;
         }
         rep
+    }
+
+    /// The completeness rule for a quiet file's last line without a newline (see
+    /// [`Table::ingest_at`]).
+    fn tail_is_complete(&self, kind: Kind, data: &[u8]) -> bool {
+        let f = k(kind);
+        if data.last() == Some(&b'\n') || data.is_empty() {
+            return true;
+        }
+        if self.ends_nl[f] {
+            return false;
+        }
+        let Some(nl) = memchr::memrchr(b'\n', data) else {
+            return self.last_records[f] <= 1;
+        };
+        let prev_start = data[..nl].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let values = |line: &[u8]| {
+            Reader::new(line, kind, true)
+                .next()
+                .and_then(|r| r.ok().map(|r| r.values().len()))
+        };
+        let (prev, last) = (values(&data[prev_start..=nl]), values(&data[nl + 1..]));
+        if prev.is_none() || prev != last {
+            return false;
+        }
+        let records = memchr::memchr_iter(b'\n', data).count() as u64 + 1;
+        records >= self.last_records[f]
+    }
+
+    /// Sets the file's newest minute from a snapshot. A move back by a whole window or more is
+    /// a clock step of the node that writes the files: the old window's rollups are written
+    /// now, and the file is followed from its new minutes.
+    fn set_file_minute(&mut self, kind: Kind, m: i64) {
+        let f = k(kind);
+        let old = self.top[f];
+        if old != i64::MIN && m + RING <= old {
+            self.settle(kind, true);
+            self.horizon[f] = m;
+        }
+        self.top[f] = m;
+        self.advance_horizon(kind, m);
+    }
+
+    /// A series of the file reaches minute `t`: first write the rollups of minutes about to
+    /// leave the rings, so that a jump of several minutes loses none.
+    fn advance_horizon(&mut self, kind: Kind, t: i64) {
+        let f = k(kind);
+        let old = self.horizon[f];
+        if t <= old {
+            return;
+        }
+        if old != i64::MIN {
+            for m in old - RING + 1..=old.min(t - RING) {
+                self.roll_minute(kind, m);
+            }
+        }
+        self.horizon[f] = t;
     }
 
     /// Writes samples values whose wait for the counters value is over.
@@ -586,22 +735,6 @@ impl Table {
         }
     }
 
-    /// A new newest minute for a file: first write the rollups of minutes about to leave the
-    /// rings, so that a jump of several minutes loses none.
-    fn new_top(&mut self, kind: Kind, t: i64) {
-        let f = k(kind);
-        let old = self.top[f];
-        if t <= old {
-            return;
-        }
-        if old != i64::MIN {
-            for m in old - RING + 1..=old.min(t - RING) {
-                self.roll_minute(kind, m);
-            }
-        }
-        self.top[f] = t;
-    }
-
     fn counters_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
         let h = self.host_id(row.host);
         // Rows come in the same order every minute: try the series after the previous row's
@@ -649,16 +782,19 @@ impl Table {
         };
         self.last[0] = id;
         let t = row.minute() / 60;
-        if t > self.top[0] {
-            self.new_top(Kind::Counters, t);
+        if self.cs[id as usize].seen == gen {
+            return Err(Reason::Duplicate);
         }
+        self.advance_horizon(Kind::Counters, t);
         let order_n = row.values().len();
         let order = self.cfg.value_order;
         let ser = &mut self.cs[id as usize];
-        if ser.seen == gen {
-            return Err(Reason::Duplicate);
-        }
         ser.seen = gen;
+        if t + RING <= ser.top {
+            // The file went back a whole window (clock step): follow it from this row.
+            ser.top = t;
+            ser.mask = 0;
+        }
         advance(&mut ser.top, &mut ser.mask, t);
         let link = ser.link;
         let floor = ser.top - RING;
@@ -776,19 +912,23 @@ impl Table {
         };
         self.last[1] = id;
         let t = row.minute() / 60;
-        if t > self.top[1] {
-            self.new_top(Kind::Samples, t);
+        if self.ss[id as usize].seen == gen {
+            return Err(Reason::Duplicate);
         }
+        self.advance_horizon(Kind::Samples, t);
         let n = row.values().len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];
         let mut nc = 0;
         {
             let order = self.cfg.value_order;
             let ser = &mut self.ss[id as usize];
-            if ser.seen == gen {
-                return Err(Reason::Duplicate);
-            }
             ser.seen = gen;
+            if t + RING <= ser.top {
+                // The file went back a whole window (clock step): follow it from this row.
+                ser.top = t;
+                ser.mask = 0;
+                ser.emitted = 0;
+            }
             advance(&mut ser.top, &mut ser.mask, t);
             let floor = ser.top - RING;
             for (i, v) in row.values().iter().enumerate() {
@@ -1048,6 +1188,58 @@ impl Table {
             self.written[2] += 1;
         }
     }
+}
+
+/// Rows read to find a large file's newest minute (evenly spread over the file).
+const MINUTE_SAMPLE: usize = 1024;
+
+/// The minute most valid rows of a snapshot carry (ties: the newest), ignoring rows after
+/// `latest`; `None` without a valid row. A snapshot of up to [`MINUTE_SAMPLE`] lines is read
+/// whole, a larger one at [`MINUTE_SAMPLE`] evenly spread lines.
+fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<i64> {
+    let mut mins: Vec<i64> = Vec::with_capacity(MINUTE_SAMPLE);
+    let mut take = |line: &[u8]| {
+        if let Some(Ok(row)) = Reader::new(line, kind, true).next() {
+            let t = row.minute() / 60;
+            if t <= latest {
+                mins.push(t);
+            }
+        }
+    };
+    let lines = memchr::memchr_iter(b'\n', data).take(MINUTE_SAMPLE + 1).count();
+    if lines <= MINUTE_SAMPLE {
+        data.split(|&b| b == b'\n').for_each(&mut take);
+    } else {
+        let mut last = usize::MAX;
+        for i in 0..MINUTE_SAMPLE {
+            let off = i * data.len() / MINUTE_SAMPLE;
+            let start = match off {
+                0 => 0,
+                o => match memchr::memchr(b'\n', &data[o - 1..]) {
+                    Some(j) => o + j,
+                    None => break,
+                },
+            };
+            if start >= data.len() || start == last {
+                continue;
+            }
+            last = start;
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |j| start + j);
+            take(&data[start..end]);
+        }
+    }
+    mins.sort_unstable();
+    let (mut best, mut best_n) = (None, 0);
+    let mut i = 0;
+    while i < mins.len() {
+        let j = mins[i..].iter().take_while(|&&m| m == mins[i]).count();
+        if j >= best_n {
+            best = Some(mins[i]);
+            best_n = j;
+        }
+        i += j;
+    }
+    best
 }
 
 /// The same float form as [`LineEncoder`]: whole numbers without exponent or `.0`, otherwise
@@ -1830,14 +2022,14 @@ mod validation {
         rows
     }
 
-    fn run(odd_at: Option<(i64, bool)>) -> (Vec<Vec<(Bucket, String)>>, u64) {
+    fn run(odd_at: Option<(i64, bool)>) -> (Vec<Vec<(Bucket, String)>>, [u64; Reason::COUNT]) {
         let mut t = Table::new(TableConfig {
             settle_minutes: 1,
             ..TableConfig::default()
         });
         let now = Instant::now();
         let mut steps = Vec::new();
-        let mut bad = 0;
+        let mut bad = [0; Reason::COUNT];
         for k in 0..10 {
             let mut rows = file(k);
             if let Some((at, after)) = odd_at {
@@ -1849,15 +2041,26 @@ mod validation {
             }
             let data = rows.concat();
             let mut got = Vec::new();
-            let rep = t.ingest(Kind::Counters, data.as_bytes(), false, now, &mut |b, l, _| {
-                got.extend(
-                    String::from_utf8(l.to_vec())
-                        .unwrap()
-                        .lines()
-                        .map(|l| (b, l.to_string())),
-                )
-            });
-            bad += rep.bad_total();
+            let wall = T + 60 * k + 20;
+            let rep = t.ingest_at(
+                Kind::Counters,
+                data.as_bytes(),
+                Tail::Wait,
+                now,
+                wall,
+                &mut |b, l, _| {
+                    got.extend(
+                        String::from_utf8(l.to_vec())
+                            .unwrap()
+                            .lines()
+                            .map(|l| (b, l.to_string())),
+                    )
+                },
+            );
+            assert_eq!(rep.records, rep.rows + rep.bad_total());
+            for (a, b) in bad.iter_mut().zip(rep.bad) {
+                *a += b;
+            }
             got.sort_by(|a, b| a.1.cmp(&b.1));
             steps.push(got);
         }
@@ -1869,12 +2072,102 @@ mod validation {
     #[test]
     fn a_row_from_the_far_future_moves_nothing() {
         let (clean, bad) = run(None);
-        assert_eq!(bad, 0);
+        assert_eq!(bad, [0; Reason::COUNT]);
         for after in [false, true] {
             let (got, bad) = run(Some((2, after)));
-            assert_eq!(bad, 1, "the odd row is counted (after={after})");
+            let mut want = [0; Reason::COUNT];
+            want[Reason::Future.index()] = 1;
+            assert_eq!(bad, want, "the odd row is counted as future (after={after})");
             for (k, (g, c)) in got.iter().zip(&clean).enumerate() {
                 assert_eq!(g, c, "rewrite {k}, odd row after the real one: {after}");
+            }
+        }
+    }
+
+    fn feed(t: &mut Table, data: &str, wall: i64) -> (Vec<String>, FileReport) {
+        let mut got = Vec::new();
+        let rep = t.ingest_at(
+            Kind::Counters,
+            data.as_bytes(),
+            Tail::Wait,
+            Instant::now(),
+            wall,
+            &mut |_, l, _| {
+                got.extend(
+                    String::from_utf8(l.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(String::from),
+                )
+            },
+        );
+        assert_eq!(rep.records, rep.rows + rep.bad_total());
+        got.sort();
+        (got, rep)
+    }
+
+    /// A row within the wall clock's tolerance but ahead of the other rows moves neither the
+    /// file's minute (rollups are not settled early) nor anything else; rows older than the
+    /// window and a duplicate are rejected with their reasons and change nothing.
+    #[test]
+    fn odd_rows_are_rejected_and_cannot_steer_the_file() {
+        let mut t = Table::new(TableConfig {
+            settle_minutes: 2,
+            ..TableConfig::default()
+        });
+        let wall = T + 30;
+        let data = format!("{}{}", row("cp1", "a", T, &[5, 4, 3]), row("cp2", "a", T, &[1, 1, 1]));
+        let (got, _) = feed(&mut t, &data, wall);
+        assert_eq!(got.len(), 7, "{got:?}"); // 6 points and the settled minute T-2's rollup
+        // Next rewrite: cp3's row is 4 minutes ahead (within the 5-minute tolerance); a row
+        // 16 minutes old; a row 6 minutes ahead of the wall clock; a duplicate of cp1.
+        let data = format!(
+            "{}{}{}{}{}{}",
+            row("cp1", "a", T + 60, &[6, 5, 4, 3]),
+            row("cp2", "a", T + 60, &[1, 1, 1, 1]),
+            row("cp3", "a", T + 60 * 4, &[9]),
+            row("cp4", "a", T + 60 - 16 * 60, &[9]),
+            row("cp5", "a", T + 60 * 7, &[9]),
+            row("cp1", "a", T + 60, &[7, 7, 7, 7]),
+        );
+        let (got, rep) = feed(&mut t, &data, wall + 60);
+        assert_eq!(
+            got,
+            vec![
+                format!("a,file=counters sum=5i,hosts=2i {}", T - 60),
+                format!("a,hostname=cp1 value=6i {}", T + 60),
+                format!("a,hostname=cp2 value=1i {}", T + 60),
+                format!("a,hostname=cp3 value=9i {}", T + 240),
+            ]
+        );
+        assert_eq!(
+            rep.first_errors.iter().map(|e| (e.reason, e.line)).collect::<Vec<_>>(),
+            vec![(Reason::TooOld, 4), (Reason::Future, 5), (Reason::Duplicate, 6)]
+        );
+        assert_eq!(t.top[0], (T + 60) / 60, "the file's minute is the one most rows carry");
+    }
+
+    /// The EM node's clock steps back or forward (NTP step): the platform's files jump with it,
+    /// and ingest follows them at once, never stalling.
+    #[test]
+    fn clock_steps_do_not_stall() {
+        for step in [-40i64, -5, 40] {
+            let mut t = Table::new(TableConfig {
+                settle_minutes: 1,
+                ..TableConfig::default()
+            });
+            for k in 0..3 {
+                let tk = T + 60 * k;
+                feed(&mut t, &row("cp1", "a", tk, &[k as u64 + 10, 1]), tk + 20);
+            }
+            for k in 3..8 {
+                let tk = T + 60 * (k + step);
+                let (got, rep) = feed(&mut t, &row("cp1", "a", tk, &[k as u64 + 10, 1]), tk + 20);
+                assert_eq!(rep.rows, 1, "step {step}, rewrite {k}");
+                assert!(
+                    got.contains(&format!("a,hostname=cp1 value={}i {tk}", k + 10)),
+                    "step {step}, rewrite {k}: {got:?}"
+                );
             }
         }
     }
