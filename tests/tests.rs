@@ -6,6 +6,7 @@ mod util;
 mod bench;
 mod ingest_e2e;
 mod ingest_files;
+mod ingest_influx;
 mod kamailio_fixture;
 mod kamailio_stats;
 mod probe;

@@ -942,6 +942,11 @@ impl Table {
                 if ser.mask & b != 0 && ser.avg[sl].to_bits() == a.to_bits() {
                     continue;
                 }
+                if ser.mask & b == 0 {
+                    // A new minute in this slot: nothing written for it yet.
+                    ser.occ[sl] = NO_OCC;
+                    ser.emitted &= !b;
+                }
                 ser.avg[sl] = a;
                 ser.mask |= b;
                 ser.emitted &= !b;
@@ -973,6 +978,9 @@ impl Table {
         };
         let occ = match joined {
             Some(o) => o,
+            // Written joined before: every later write keeps the joined fields (InfluxDB
+            // keeps a field a later write leaves out), with the last occurrences known.
+            None if ser.occ[sl] != NO_OCC => ser.occ[sl],
             None => {
                 let counters_past = if ser.link != NONE {
                     self.cs[ser.link as usize].top >= m
@@ -995,20 +1003,20 @@ impl Table {
         if ser.emitted & b != 0 && ser.occ[sl] == occ {
             return;
         }
-        let v = if occ == NO_OCC { a } else { a * occ as f64 };
-        if !v.is_finite() {
+        let e = if occ == NO_OCC { a } else { a * occ as f64 };
+        if !e.is_finite() {
             return; // not representable in line protocol; the row's values were finite
         }
+        // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
         let out = &mut self.out[1];
         out.extend_from_slice(&self.stats.esc[ser.stat as usize]);
         out.extend_from_slice(b",hostname=");
         out.extend_from_slice(&self.hosts.esc[ser.host as usize]);
-        if occ == NO_OCC {
-            out.extend_from_slice(b" value=");
-            write_float(out, v);
-        } else {
-            out.extend_from_slice(b" elapsed_time=");
-            write_float(out, v);
+        out.extend_from_slice(b" value=");
+        write_float(out, a);
+        if occ != NO_OCC {
+            out.extend_from_slice(b",elapsed_time=");
+            write_float(out, e);
             out.extend_from_slice(b",occurrences=");
             out.extend_from_slice(itoa::Buffer::new().format(occ).as_bytes());
             out.extend_from_slice(b"i");
@@ -1121,35 +1129,46 @@ impl Table {
         }
     }
 
+    /// Samples rollup of one stat and minute. Its field set is always the same seven fields,
+    /// so no rewrite can leave a stale field in InfluxDB: `hosts`, `occurrences` (of the
+    /// joined hosts, 0 when none), and `mean`, `p50`, `p90`, `p99`, `max` of the per-host
+    /// averages weighted by occurrences (1 for a host written as `value`; a host with 0
+    /// occurrences carries no weight; when no host has any weight, each host counts once).
     fn roll_samples(&mut self, stat: usize, m: i64) {
         let sl = slot(m);
-        self.hist.reset();
-        let (mut hosts, mut occ_total, mut any_occ) = (0i64, 0u64, false);
+        let (mut hosts, mut occ_total) = (0i64, 0u64);
         let (mut wsum, mut wtotal, mut max, mut min) = (0f64, 0u64, f64::NAN, f64::NAN);
-        for &id in &self.members[1][stat] {
-            let s = &self.ss[id as usize];
-            if !has(s.top, s.mask, m) {
-                continue;
+        for unweighted in [false, true] {
+            self.hist.reset();
+            (hosts, occ_total, wsum, wtotal, max, min) = (0, 0, 0.0, 0, f64::NAN, f64::NAN);
+            for &id in &self.members[1][stat] {
+                let s = &self.ss[id as usize];
+                if !has(s.top, s.mask, m) {
+                    continue;
+                }
+                hosts += 1;
+                let a = s.avg[sl];
+                // Weight: the occurrences the point was written with; 1 for a stat with none.
+                let w = if s.emitted & bit(m) != 0 && s.occ[sl] != NO_OCC {
+                    occ_total = occ_total.saturating_add(s.occ[sl]);
+                    s.occ[sl]
+                } else {
+                    1
+                };
+                let w = if unweighted { 1 } else { w };
+                if w == 0 {
+                    continue;
+                }
+                wsum += a * w as f64;
+                wtotal = wtotal.saturating_add(w);
+                max = if max.is_nan() { a } else { max.max(a) };
+                min = if min.is_nan() { a } else { min.min(a) };
+                let v = ((a * HDR_SCALE).round() as u64).min(HDR_HIGH);
+                let _ = self.hist.record_n(v, w);
             }
-            hosts += 1;
-            let a = s.avg[sl];
-            // Weight: the occurrences the point was written with; 1 for a stat with none.
-            let w = if s.emitted & bit(m) != 0 && s.occ[sl] != NO_OCC {
-                any_occ = true;
-                occ_total = occ_total.saturating_add(s.occ[sl]);
-                s.occ[sl]
-            } else {
-                1
-            };
-            if w == 0 {
-                continue;
+            if wtotal > 0 || hosts == 0 {
+                break;
             }
-            wsum += a * w as f64;
-            wtotal = wtotal.saturating_add(w);
-            max = if max.is_nan() { a } else { max.max(a) };
-            min = if min.is_nan() { a } else { min.min(a) };
-            let v = ((a * HDR_SCALE).round() as u64).min(HDR_HIGH);
-            let _ = self.hist.record_n(v, w);
         }
         if hosts == 0 {
             return;
@@ -1159,30 +1178,22 @@ impl Table {
         let q = |h: &Histogram<u64>, p: f64| {
             (h.value_at_quantile(p) as f64 / HDR_SCALE).clamp(min, max)
         };
-        let mut list = [("", Field::Int(0)); 7];
-        let mut n = 0;
-        let mut add = |k: &'static str, v: Field<'static>| {
-            list[n] = (k, v);
-            n += 1;
-        };
-        add("hosts", Field::Int(hosts));
-        if any_occ {
-            add(
+        let fields = [
+            ("hosts", Field::Int(hosts)),
+            (
                 "occurrences",
                 Field::Int(occ_total.min(i64::MAX as u64) as i64),
-            );
-        }
-        if wtotal > 0 {
-            add("mean", Field::Float(wsum / wtotal as f64));
-            add("p50", Field::Float(q(&self.hist, 0.50)));
-            add("p90", Field::Float(q(&self.hist, 0.90)));
-            add("p99", Field::Float(q(&self.hist, 0.99)));
-            add("max", Field::Float(max));
-        }
+            ),
+            ("mean", Field::Float(wsum / wtotal as f64)),
+            ("p50", Field::Float(q(&self.hist, 0.50))),
+            ("p90", Field::Float(q(&self.hist, 0.90))),
+            ("p99", Field::Float(q(&self.hist, 0.99))),
+            ("max", Field::Float(max)),
+        ];
         if self.rollups.push(
             &self.stats.raw[stat],
             &[("file", "samples")],
-            &list[..n],
+            &fields,
             m * 60,
         ) {
             self.written[2] += 1;
