@@ -1516,14 +1516,14 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert_eq!(
             got,
             vec![
-                format!("profiling.cp.INVITE,hostname=cp1 elapsed_time=0.212,occurrences=2i {T}"),
+                format!("profiling.cp.INVITE,hostname=cp1 value=0.106,elapsed_time=0.212,occurrences=2i {T}"),
                 format!(
-                    "profiling.cp.INVITE,hostname=cp1 elapsed_time={},occurrences=3i {}",
+                    "profiling.cp.INVITE,hostname=cp1 value=13.214,elapsed_time={},occurrences=3i {}",
                     13.214f64 * 3.0,
                     T - 60
                 ),
                 format!(
-                    "profiling.cp.INVITE,hostname=cp1 elapsed_time=0,occurrences=0i {}",
+                    "profiling.cp.INVITE,hostname=cp1 value=0.5,elapsed_time=0,occurrences=0i {}",
                     T - 120
                 ),
             ]
@@ -1537,7 +1537,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             got,
             vec![
                 format!("profiling.cp.INVITE,hostname=cp1 value=4i {T}"),
-                format!("profiling.cp.INVITE,hostname=cp1 elapsed_time=0.424,occurrences=4i {T}")
+                format!("profiling.cp.INVITE,hostname=cp1 value=0.106,elapsed_time=0.424,occurrences=4i {T}")
             ]
         );
         // An empty samples field is no data: no point.
@@ -1593,9 +1593,9 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert_eq!(
             got,
             vec![
-                format!("profiling.cp.loop,hostname=cp1 elapsed_time=0.5,occurrences=2i {T}"),
+                format!("profiling.cp.loop,hostname=cp1 value=0.25,elapsed_time=0.5,occurrences=2i {T}"),
                 format!(
-                    "profiling.cp.loop,hostname=cp1 elapsed_time=4,occurrences=4i {}",
+                    "profiling.cp.loop,hostname=cp1 value=1,elapsed_time=4,occurrences=4i {}",
                     T - 60
                 ),
             ]
@@ -1611,7 +1611,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![
                 format!("profiling.cp.loop,hostname=cp1 value=8i {}", T + 60),
                 format!(
-                    "profiling.cp.loop,hostname=cp1 elapsed_time=4,occurrences=8i {}",
+                    "profiling.cp.loop,hostname=cp1 value=0.5,elapsed_time=4,occurrences=8i {}",
                     T + 60
                 ),
             ]
@@ -1640,7 +1640,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![
                 format!("profiling.cp.loop,hostname=cp1 value=1i {}", T + 120),
                 format!(
-                    "profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=1i {}",
+                    "profiling.cp.loop,hostname=cp1 value=3,elapsed_time=3,occurrences=1i {}",
                     T + 120
                 ),
             ]
@@ -1693,8 +1693,8 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![
                 (Bucket::Samples, format!("accounting.openCalls,hostname=cp1 value=3800 {T}")),
                 (Bucket::Samples, format!("accounting.openCalls,hostname=cp1 value=3566.667 {}", T - 60)),
-                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,mean=3566.667,p50=3566.667,p90=3566.667,p99=3566.667,max=3566.667 {}", T - 60)),
-                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T}")),
+                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3566.667,p50=3566.667,p90=3566.667,p99=3566.667,max=3566.667 {}", T - 60)),
+                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T}")),
             ]
         );
     }
@@ -1778,8 +1778,8 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             samples,
             vec![
                 (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=4i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T}")),
-                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=2i {}", T + 60)),
-                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=4i {T}")),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 value=0.5,elapsed_time=2,occurrences=4i {T}")),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 value=1,elapsed_time=2,occurrences=2i {}", T + 60)),
             ]
         );
         // counters.csv has reached T + 60 (without system.cpu): that minute's value and rollup
@@ -1791,7 +1791,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         let want = [
             (Bucket::Samples, format!("system.cpu,hostname=cp1 value=0.75 {}", T + 60)),
             (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=2i,mean=1,p50=1,p90=1,p99=1,max=1 {}", T + 60)),
-            (Bucket::Rollups, format!("system.cpu,file=samples hosts=1i,mean=0.75,p50=0.75,p90=0.75,p99=0.75,max=0.75 {}", T + 60)),
+            (Bucket::Rollups, format!("system.cpu,file=samples hosts=1i,occurrences=0i,mean=0.75,p50=0.75,p90=0.75,p99=0.75,max=0.75 {}", T + 60)),
         ];
         assert_eq!(got, want, "{got:#?}");
         assert_eq!(
@@ -1832,7 +1832,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert!(rollups.contains(&roll(6)), "{rollups:#?}");
         assert!(got.contains(&(
             Bucket::Samples,
-            format!("profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=6i {T}")
+            format!("profiling.cp.loop,hostname=cp1 value=0.5,elapsed_time=3,occurrences=6i {T}")
         )));
     }
 

@@ -73,10 +73,13 @@ fn c(meas: &str, host: &str, v: i64, ts: i64) -> (&'static str, String) {
     )
 }
 
+/// A joined samples point: `value` (the average, here `elapsed / occ`, exact in these tests),
+/// `elapsed_time`, `occurrences`.
 fn joined(meas: &str, host: &str, elapsed: &str, occ: i64, ts: i64) -> (&'static str, String) {
+    let avg = elapsed.parse::<f64>().unwrap() / occ as f64;
     (
         "samples",
-        format!("{meas},hostname={host} elapsed_time={elapsed},occurrences={occ}i {ts}"),
+        format!("{meas},hostname={host} value={avg},elapsed_time={elapsed},occurrences={occ}i {ts}"),
     )
 }
 
@@ -93,10 +96,8 @@ fn roll_c(meas: &str, sum: i64, hosts: i64, ts: i64) -> (&'static str, String) {
 
 /// A samples rollup of one host: every quantile is the host's own average.
 fn roll_s1(meas: &str, occ: Option<i64>, avg: &str, ts: i64) -> (&'static str, String) {
-    let occ = occ
-        .map(|o| format!(",occurrences={o}i"))
-        .unwrap_or_default();
-    ("rollups", format!("{meas},file=samples hosts=1i{occ},mean={avg},p50={avg},p90={avg},p99={avg},max={avg} {ts}"))
+    let occ = occ.unwrap_or(0);
+    ("rollups", format!("{meas},file=samples hosts=1i,occurrences={occ}i,mean={avg},p50={avg},p90={avg},p99={avg},max={avg} {ts}"))
 }
 
 #[test]
@@ -350,15 +351,15 @@ resp\\,503,hostname=cp1 value=1i {m}\n\
 resp\\,503,hostname=cp2 value=0i {T0}\n\
 resp\\,503,hostname=cp2 value=3i {m}\n\
 # bucket: samples\n\
-resp\\,503,hostname=cp1 elapsed_time=1,occurrences=2i {T0}\n\
-resp\\,503,hostname=cp1 elapsed_time=0.25,occurrences=1i {m}\n\
+resp\\,503,hostname=cp1 value=0.5,elapsed_time=1,occurrences=2i {T0}\n\
+resp\\,503,hostname=cp1 value=0.25,elapsed_time=0.25,occurrences=1i {m}\n\
 accounting.openCalls,hostname=cp1 value=3800 {T0}\n\
 # bucket: rollups\n\
 resp\\,503,file=counters sum=4i,hosts=2i {m}\n\
 resp\\,503,file=counters sum=2i,hosts=2i {T0}\n\
 resp\\,503,file=samples hosts=1i,occurrences=1i,mean=0.25,p50=0.25,p90=0.25,p99=0.25,max=0.25 {m}\n\
 resp\\,503,file=samples hosts=1i,occurrences=2i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T0}\n\
-accounting.openCalls,file=samples hosts=1i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T0}\n"
+accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T0}\n"
         )
     );
 }
@@ -389,7 +390,7 @@ fn fixtures_run_like_the_readme() {
         "response.http.<GET>/api\\,\\ v2,hostname=sre32-cp1-testbed value=4i 1652193060"
     ));
     // samples v1 (minute 16:31) joins counters v0: 0.121 x 12.
-    assert!(has("samples", &format!("profiling.cp.CAC\\ test.Extract\\ Contacts,hostname=sre32-cp2-testbed elapsed_time={},occurrences=12i 1652193060", 0.121f64 * 12.0)));
+    assert!(has("samples", &format!("profiling.cp.CAC\\ test.Extract\\ Contacts,hostname=sre32-cp2-testbed value=0.121,elapsed_time={},occurrences=12i 1652193060", 0.121f64 * 12.0)));
     // samples v0 (minute 16:32) has no counters value in these files: written as `value`.
     assert!(has("samples", "profiling.cp.CAC\\ test.Extract\\ Contacts,hostname=sre32-cp2-testbed value=0.113 1652193120"));
     assert!(has(
