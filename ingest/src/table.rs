@@ -435,7 +435,14 @@ impl Table {
             rollups: LineEncoder::with_capacity(64 * 1024),
             prefix: Vec::with_capacity(256),
             ts: TsCache::new(),
-            hist: Histogram::new_with_bounds(1, HDR_HIGH, HDR_SIGFIG).expect("valid HDR bounds"),
+            hist: {
+                // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
+                // to it), so clearing it per stat and minute costs no more than that needs;
+                // the buckets, hence the quantiles, are those of the 1..HDR_HIGH histogram.
+                let mut h = Histogram::new_with_bounds(1, 2048, HDR_SIGFIG).expect("valid HDR bounds");
+                h.auto(true);
+                h
+            },
             written: [0; 3],
             cfg,
         }
@@ -529,8 +536,11 @@ impl Table {
         };
         let latest = wall.div_euclid(60) + self.cfg.future_minutes;
         let mut reader = Reader::new(data, kind, tail_ok);
-        if let Some(m) = file_minute(&data[..reader.parsable_len()], kind, latest) {
-            self.set_file_minute(kind, m);
+        if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
+            // Back only with a strict majority: a few odd rows (or half a file) cannot.
+            if m >= self.top[f] || 2 * n > total {
+                self.set_file_minute(kind, m);
+            }
         }
         let oldest = match self.top[f] {
             i64::MIN => i64::MIN,
@@ -1136,10 +1146,19 @@ impl Table {
     /// occurrences carries no weight; when no host has any weight, each host counts once).
     fn roll_samples(&mut self, stat: usize, m: i64) {
         let sl = slot(m);
+        let ss = &self.ss;
+        if !self.members[1][stat].iter().any(|&id| {
+            let s = &ss[id as usize];
+            has(s.top, s.mask, m)
+        }) {
+            return;
+        }
         let (mut hosts, mut occ_total) = (0i64, 0u64);
         let (mut wsum, mut wtotal, mut max, mut min) = (0f64, 0u64, f64::NAN, f64::NAN);
         for unweighted in [false, true] {
-            self.hist.reset();
+            if !self.hist.is_empty() {
+                self.hist.reset();
+            }
             (hosts, occ_total, wsum, wtotal, max, min) = (0, 0, 0.0, 0, f64::NAN, f64::NAN);
             for &id in &self.members[1][stat] {
                 let s = &self.ss[id as usize];
@@ -1205,9 +1224,10 @@ impl Table {
 const MINUTE_SAMPLE: usize = 1024;
 
 /// The minute most valid rows of a snapshot carry (ties: the newest), ignoring rows after
-/// `latest`; `None` without a valid row. A snapshot of up to [`MINUTE_SAMPLE`] lines is read
+/// `latest`, with how many of the rows read carry it and how many were valid; `None` without a
+/// valid row. A snapshot of up to [`MINUTE_SAMPLE`] lines is read
 /// whole, a larger one at [`MINUTE_SAMPLE`] evenly spread lines.
-fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<i64> {
+fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<(i64, usize, usize)> {
     let mut mins: Vec<i64> = Vec::with_capacity(MINUTE_SAMPLE);
     let mut take = |line: &[u8]| {
         if let Some(Ok(row)) = Reader::new(line, kind, true).next() {
@@ -1250,7 +1270,7 @@ fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<i64> {
         }
         i += j;
     }
-    best
+    best.map(|m| (m, best_n, mins.len()))
 }
 
 /// The same float form as [`LineEncoder`]: whole numbers without exponent or `.0`, otherwise
@@ -1948,6 +1968,10 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         );
     }
 }
+
+#[cfg(test)]
+#[path = "table_model.rs"]
+mod model;
 
 /// The fuzz target's checks on arbitrary bytes (`ingest/fuzz`, and the corpus replay in the
 /// normal suite): the CSV kernel and the table must not panic; every row is either good or a
