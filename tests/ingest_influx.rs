@@ -21,7 +21,11 @@ fn influx_merges_the_fields_of_one_point() {
     let ix = Influx::start(dir.path(), &["b"]);
     assert_eq!(ix.write_v2("b", "s", "m,hostname=h value=1.5 60\n"), 204);
     assert_eq!(
-        ix.write_v2("b", "s", "m,hostname=h elapsed_time=3.0,occurrences=2i 60\n"),
+        ix.write_v2(
+            "b",
+            "s",
+            "m,hostname=h elapsed_time=3.0,occurrences=2i 60\n"
+        ),
         204
     );
     let got = ix.points("b");
@@ -113,7 +117,13 @@ fn stored_points_equal_the_final_files_points() {
     let h2 = [("hostname", "cp2")];
 
     // Minute T0: both files, counters first.
-    write(&c, &[row("cp1", inv, T0, &["4", "10"]), row("cp2", inv, T0, &["2", "3"])]);
+    write(
+        &c,
+        &[
+            row("cp1", inv, T0, &["4", "10"]),
+            row("cp2", inv, T0, &["2", "3"]),
+        ],
+    );
     write(
         &s,
         &[
@@ -132,16 +142,56 @@ fn stored_points_equal_the_final_files_points() {
         ]
     };
     write(&s, &samples("0.75"));
-    wait_for(&ix, "samples", &key(inv, &h1, T1), "value", 0.75, "T1 value");
+    wait_for(
+        &ix,
+        "samples",
+        &key(inv, &h1, T1),
+        "value",
+        0.75,
+        "T1 value",
+    );
     // samples.csv revises cp1's T1 average, still ahead of counters.csv.
     write(&s, &samples("0.8"));
-    wait_for(&ix, "samples", &key(inv, &h1, T1), "value", 0.8, "T1 revised");
+    wait_for(
+        &ix,
+        "samples",
+        &key(inv, &h1, T1),
+        "value",
+        0.8,
+        "T1 revised",
+    );
     // counters.csv reaches T1 (the join), cp2's T0 revised to 0.
-    write(&c, &[row("cp1", inv, T1, &["5", "6", "10"]), row("cp2", inv, T1, &["1", "0", "3"])]);
-    wait_for(&ix, "counters", &key(inv, &h1, T1), "value", 5.0, "T1 counters");
+    write(
+        &c,
+        &[
+            row("cp1", inv, T1, &["5", "6", "10"]),
+            row("cp2", inv, T1, &["1", "0", "3"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "counters",
+        &key(inv, &h1, T1),
+        "value",
+        5.0,
+        "T1 counters",
+    );
     // counters.csv revises TM to 0 for both hosts: TM's samples rollup has no weight left.
-    write(&c, &[row("cp1", inv, T1, &["5", "6", "0"]), row("cp2", inv, T1, &["1", "0", "0"])]);
-    wait_for(&ix, "counters", &key(inv, &h2, TM), "value", 0.0, "TM revised");
+    write(
+        &c,
+        &[
+            row("cp1", inv, T1, &["5", "6", "0"]),
+            row("cp2", inv, T1, &["1", "0", "0"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "counters",
+        &key(inv, &h2, TM),
+        "value",
+        0.0,
+        "TM revised",
+    );
 
     // The final files' points.
     let mut want: BTreeMap<&str, BTreeMap<Key, Fields>> = BTreeMap::new();
@@ -189,7 +239,10 @@ fn stored_points_equal_the_final_files_points() {
     };
     // T0: cp2 has 0 occurrences, no weight; TM: no host has weight, each host counts once.
     rw.insert(key(inv, &fs, T0), roll(2.0, 6.0, 0.5, [0.5; 4]));
-    rw.insert(key(inv, &fs, TM), roll(2.0, 0.0, 1.125, [0.25, 2.0, 2.0, 2.0]));
+    rw.insert(
+        key(inv, &fs, TM),
+        roll(2.0, 0.0, 1.125, [0.25, 2.0, 2.0, 2.0]),
+    );
     for (t, v) in [(T0, 0.3), (TM, 0.4)] {
         rw.insert(key(cpu, &fs, t), roll(1.0, 0.0, v, [v; 4]));
     }

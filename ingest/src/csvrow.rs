@@ -705,7 +705,11 @@ h,a,t,60,9223372036854775807\n";
             let got = rows(data.as_bytes(), Kind::Counters, complete);
             let summary: Vec<_> = got
                 .iter()
-                .map(|r| r.as_ref().map(|o| (o.1.clone(), o.4)).map_err(|e| (e.reason, e.line)))
+                .map(|r| {
+                    r.as_ref()
+                        .map(|o| (o.1.clone(), o.4))
+                        .map_err(|e| (e.reason, e.line))
+                })
                 .collect();
             let mut want: Vec<Result<(String, u64), (Reason, u64)>> = (0..6)
                 .map(|i| Ok((format!("stat{i}"), i as u64 + 1)))

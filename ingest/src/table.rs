@@ -439,7 +439,8 @@ impl Table {
                 // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
                 // to it), so clearing it per stat and minute costs no more than that needs;
                 // the buckets, hence the quantiles, are those of the 1..HDR_HIGH histogram.
-                let mut h = Histogram::new_with_bounds(1, 2048, HDR_SIGFIG).expect("valid HDR bounds");
+                let mut h =
+                    Histogram::new_with_bounds(1, 2048, HDR_SIGFIG).expect("valid HDR bounds");
                 h.auto(true);
                 h
             },
@@ -610,7 +611,10 @@ impl Table {
         let Some(nl) = memchr::memrchr(b'\n', data) else {
             return self.last_records[f] <= 1;
         };
-        let prev_start = data[..nl].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let prev_start = data[..nl]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let values = |line: &[u8]| {
             Reader::new(line, kind, true)
                 .next()
@@ -1237,7 +1241,9 @@ fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<(i64, usize, usiz
             }
         }
     };
-    let lines = memchr::memchr_iter(b'\n', data).take(MINUTE_SAMPLE + 1).count();
+    let lines = memchr::memchr_iter(b'\n', data)
+        .take(MINUTE_SAMPLE + 1)
+        .count();
     if lines <= MINUTE_SAMPLE {
         data.split(|&b| b == b'\n').for_each(&mut take);
     } else {
@@ -1613,7 +1619,9 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert_eq!(
             got,
             vec![
-                format!("profiling.cp.loop,hostname=cp1 value=0.25,elapsed_time=0.5,occurrences=2i {T}"),
+                format!(
+                    "profiling.cp.loop,hostname=cp1 value=0.25,elapsed_time=0.5,occurrences=2i {T}"
+                ),
                 format!(
                     "profiling.cp.loop,hostname=cp1 value=1,elapsed_time=4,occurrences=4i {}",
                     T - 60
@@ -2112,7 +2120,10 @@ mod validation {
             let (got, bad) = run(Some((2, after)));
             let mut want = [0; Reason::COUNT];
             want[Reason::Future.index()] = 1;
-            assert_eq!(bad, want, "the odd row is counted as future (after={after})");
+            assert_eq!(
+                bad, want,
+                "the odd row is counted as future (after={after})"
+            );
             for (k, (g, c)) in got.iter().zip(&clean).enumerate() {
                 assert_eq!(g, c, "rewrite {k}, odd row after the real one: {after}");
             }
@@ -2151,11 +2162,15 @@ mod validation {
             ..TableConfig::default()
         });
         let wall = T + 30;
-        let data = format!("{}{}", row("cp1", "a", T, &[5, 4, 3]), row("cp2", "a", T, &[1, 1, 1]));
+        let data = format!(
+            "{}{}",
+            row("cp1", "a", T, &[5, 4, 3]),
+            row("cp2", "a", T, &[1, 1, 1])
+        );
         let (got, _) = feed(&mut t, &data, wall);
         assert_eq!(got.len(), 7, "{got:?}"); // 6 points and the settled minute T-2's rollup
-        // Next rewrite: cp3's row is 4 minutes ahead (within the 5-minute tolerance); a row
-        // 16 minutes old; a row 6 minutes ahead of the wall clock; a duplicate of cp1.
+                                             // Next rewrite: cp3's row is 4 minutes ahead (within the 5-minute tolerance); a row
+                                             // 16 minutes old; a row 6 minutes ahead of the wall clock; a duplicate of cp1.
         let data = format!(
             "{}{}{}{}{}{}",
             row("cp1", "a", T + 60, &[6, 5, 4, 3]),
@@ -2176,10 +2191,21 @@ mod validation {
             ]
         );
         assert_eq!(
-            rep.first_errors.iter().map(|e| (e.reason, e.line)).collect::<Vec<_>>(),
-            vec![(Reason::TooOld, 4), (Reason::Future, 5), (Reason::Duplicate, 6)]
+            rep.first_errors
+                .iter()
+                .map(|e| (e.reason, e.line))
+                .collect::<Vec<_>>(),
+            vec![
+                (Reason::TooOld, 4),
+                (Reason::Future, 5),
+                (Reason::Duplicate, 6)
+            ]
         );
-        assert_eq!(t.top[0], (T + 60) / 60, "the file's minute is the one most rows carry");
+        assert_eq!(
+            t.top[0],
+            (T + 60) / 60,
+            "the file's minute is the one most rows carry"
+        );
     }
 
     /// The EM node's clock steps back or forward (NTP step): the platform's files jump with it,

@@ -238,7 +238,11 @@ impl Case {
     }
 
     fn ingest(&mut self, f: usize, data: &[u8], tail: Tail, k: i64) -> Vec<(usize, String)> {
-        let kind = if f == 0 { Kind::Counters } else { Kind::Samples };
+        let kind = if f == 0 {
+            Kind::Counters
+        } else {
+            Kind::Samples
+        };
         let mut got = Vec::new();
         let rep = self.table.ingest_at(
             kind,
@@ -255,7 +259,11 @@ impl Case {
                 )
             },
         );
-        assert_eq!(rep.records, rep.rows + rep.bad_total(), "rows in = ingested + rejected");
+        assert_eq!(
+            rep.records,
+            rep.rows + rep.bad_total(),
+            "rows in = ingested + rejected"
+        );
         got
     }
 
@@ -317,11 +325,15 @@ impl Case {
             ok(0, fs["value"])
         } else {
             ok(1, fs["value"])
-                && fs.get("occurrences").is_none_or(|&o| {
-                    ok(0, o) && fs.get("elapsed_time") == Some(&(fs["value"] * o))
-                })
+                && fs
+                    .get("occurrences")
+                    .is_none_or(|&o| ok(0, o) && fs.get("elapsed_time") == Some(&(fs["value"] * o)))
         };
-        assert!(good, "a value the platform never published: {line}\n{:#?}", self.log);
+        assert!(
+            good,
+            "a value the platform never published: {line}\n{:#?}",
+            self.log
+        );
     }
 
     /// The store's counters and samples points must be exactly the model's.
@@ -338,9 +350,9 @@ impl Case {
             }
             want[1].insert((s, h, m), f);
         }
-        for b in 0..2 {
-            if self.store[b] != want[b] {
-                let (got, w) = (&self.store[b], &want[b]);
+        for (b, w) in want.iter().enumerate() {
+            let got = &self.store[b];
+            if got != w {
                 let missing: Vec<_> = w.iter().filter(|(k, v)| got.get(*k) != Some(v)).collect();
                 let extra: Vec<_> = got.iter().filter(|(k, v)| w.get(*k) != Some(v)).collect();
                 panic!(
@@ -397,7 +409,11 @@ impl Case {
                     }
                     let occ: u64 = have.iter().filter_map(|x| x.1).sum();
                     let wt: u64 = w.iter().sum();
-                    let mean = have.iter().zip(&w).map(|(x, &w)| x.0 * w as f64).sum::<f64>()
+                    let mean = have
+                        .iter()
+                        .zip(&w)
+                        .map(|(x, &w)| x.0 * w as f64)
+                        .sum::<f64>()
                         / wt as f64;
                     let mut pairs: Vec<(f64, u64)> =
                         have.iter().map(|x| x.0).zip(w.iter().copied()).collect();
@@ -438,9 +454,9 @@ impl Case {
         for (k, w) in &want {
             let g = &got[k];
             let same = g.len() == w.len()
-                && g.iter().zip(w).all(|((a, x), (b, y))| {
-                    a == b && (x - y).abs() <= 1e-9 * x.abs().max(1.0)
-                });
+                && g.iter()
+                    .zip(w)
+                    .all(|((a, x), (b, y))| a == b && (x - y).abs() <= 1e-9 * x.abs().max(1.0));
             assert!(same, "rollup {k:?}: got {g:?}, want {w:?}\n{:#?}", self.log);
         }
     }

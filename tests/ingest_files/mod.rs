@@ -79,7 +79,9 @@ fn joined(meas: &str, host: &str, elapsed: &str, occ: i64, ts: i64) -> (&'static
     let avg = elapsed.parse::<f64>().unwrap() / occ as f64;
     (
         "samples",
-        format!("{meas},hostname={host} value={avg},elapsed_time={elapsed},occurrences={occ}i {ts}"),
+        format!(
+            "{meas},hostname={host} value={avg},elapsed_time={elapsed},occurrences={occ}i {ts}"
+        ),
     )
 }
 
@@ -543,6 +545,9 @@ fn half_written_file_never_reaches_the_sink() {
     let all = parse(&std::fs::read_to_string(&out).unwrap());
     let good: BTreeSet<_> = set(&want1).union(&set(&want2)).cloned().collect();
     for p in &all {
-        assert!(good.contains(p), "a value no finished file held was written: {p:?}");
+        assert!(
+            good.contains(p),
+            "a value no finished file held was written: {p:?}"
+        );
     }
 }

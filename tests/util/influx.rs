@@ -96,7 +96,10 @@ http {{\n  access_log {n}/access.log;\n\
             _nginx: nginx,
         };
         wait_tcp(ix.influx_addr(), Duration::from_secs(30));
-        wait_tcp(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30));
+        wait_tcp(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+        );
         for b in buckets {
             ix.query(b, &format!("CREATE DATABASE \"{b}\""));
         }
@@ -116,7 +119,9 @@ http {{\n  access_log {n}/access.log;\n\
     pub fn write_v2(&self, bucket: &str, precision: &str, lines: &str) -> u16 {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let path = format!("/api/v2/write?org=o&bucket={bucket}&precision={precision}");
-        http(addr, "POST", &path, lines.as_bytes()).expect("write").0
+        http(addr, "POST", &path, lines.as_bytes())
+            .expect("write")
+            .0
     }
 
     /// Runs an InfluxQL statement; the JSON answer.
@@ -127,10 +132,7 @@ http {{\n  access_log {n}/access.log;\n\
         let text = String::from_utf8_lossy(&body);
         assert_eq!(status, 200, "{q}: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        assert!(
-            v["results"][0].get("error").is_none(),
-            "{q}: {text}"
-        );
+        assert!(v["results"][0].get("error").is_none(), "{q}: {text}");
         v
     }
 
