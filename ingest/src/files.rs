@@ -436,6 +436,18 @@ mod tests {
             ]
         );
         let cfg = FilesConfig {
+            future_tolerance: Duration::from_secs(10),
+            ..FilesConfig::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            vec![(
+                "ingest.future_tolerance".to_string(),
+                "must be between 1m and 1h, got 10s".to_string()
+            )]
+        );
+        assert_eq!(FilesConfig::default().table().future_minutes, 5);
+        let cfg = FilesConfig {
             samples_file: "counters.csv".into(),
             ..FilesConfig::default()
         };
