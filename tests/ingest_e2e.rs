@@ -233,7 +233,11 @@ impl Model {
                                 name,
                                 ("hostname", host),
                                 m,
-                                vec![("elapsed_time", a * c as f64), ("occurrences", c as f64)],
+                                vec![
+                                    ("value", a),
+                                    ("elapsed_time", a * c as f64),
+                                    ("occurrences", c as f64),
+                                ],
                             );
                         }
                     } else if let (Some(a), true) =
@@ -271,17 +275,20 @@ impl Model {
                     let counts: Vec<Option<u64>> = (0..HOSTS.len())
                         .map(|h| self.known_count(s, h, m).filter(|_| s < JOINED.len()))
                         .collect();
-                    let weights: Vec<u64> = counts.iter().map(|c| c.unwrap_or(1)).collect();
+                    let mut weights: Vec<u64> = counts.iter().map(|c| c.unwrap_or(1)).collect();
+                    if weights.iter().all(|&w| w == 0) {
+                        weights.fill(1); // no host has weight: each counts once
+                    }
                     let avgs: Vec<f64> = (0..HOSTS.len())
                         .map(|h| self.known_avg(s, h, m).unwrap())
                         .collect();
                     let wtotal: u64 = weights.iter().sum();
                     let wsum: f64 = avgs.iter().zip(&weights).map(|(a, w)| a * *w as f64).sum();
                     let q = |p: f64| weighted_quantile(&avgs, &weights, p);
-                    let mut f = vec![("hosts", 2.0)];
-                    if counts.iter().any(Option::is_some) {
-                        f.push(("occurrences", counts.iter().flatten().sum::<u64>() as f64));
-                    }
+                    let mut f = vec![
+                        ("hosts", 2.0),
+                        ("occurrences", counts.iter().flatten().sum::<u64>() as f64),
+                    ];
                     f.extend([
                         ("mean", wsum / wtotal as f64),
                         ("p50", q(0.5)),
@@ -560,16 +567,16 @@ fn rewrite_exactly(counters_first: bool) -> (Samples, i64) {
 #[test]
 fn samples_before_counters_arrive_exactly() {
     let (got, _) = rewrite_exactly(false);
-    assert_eq!(got.len(), 6 + 10 + 26, "series");
+    assert_eq!(got.len(), 6 + 14 + 27, "series");
 }
 
 #[test]
 fn rewrites_arrive_exactly() {
     let (got, t0) = rewrite_exactly(true);
-    // 6 counters series (3 stats x 2 hosts), 10 samples (2 joined stats x 2 hosts x 2 fields, 1
-    // stat x 2 hosts), 26 rollups (3 x sum, hosts; 2 x hosts, occurrences, mean, p50, p90, p99,
-    // max; 1 x the same without occurrences).
-    assert_eq!(got.len(), 6 + 10 + 26, "series");
+    // 6 counters series (3 stats x 2 hosts), 14 samples (2 joined stats x 2 hosts x 3 fields, 1
+    // stat x 2 hosts), 27 rollups (3 x sum, hosts; 3 x hosts, occurrences, mean, p50, p90, p99,
+    // max).
+    assert_eq!(got.len(), 6 + 14 + 27, "series");
     // By hand, so the model is not alone in saying it: profiling.cp.INVITE on cp1 counted
     // 3 x (5 + m): minutes 0 and 1 came in the first file as final values, minute 3 was written
     // as the partial v0 (23) and revised to 24, minute 6 is the last v0 (32).

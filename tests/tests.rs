@@ -7,6 +7,7 @@ mod bench;
 mod dialog;
 mod ingest_e2e;
 mod ingest_files;
+mod ingest_influx;
 mod ingest_restart;
 mod kamailio_fixture;
 mod kamailio_stats;

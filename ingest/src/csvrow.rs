@@ -3,7 +3,9 @@
 //! scratch buffer reused for the whole snapshot).
 //!
 //! A row is `hostname,stat name,ISO time,unix time,v0,...,v14`:
-//! - fields may be quoted (`"a,b"`, `"say ""hi"""`), and a quoted field may hold a newline;
+//! - fields may be quoted (`"a,b"`, `"say ""hi"""`); one record per line (the platform writes
+//!   no newline inside a field), so a quote problem spoils only its own line
+//!   ([`Reason::UnclosedQuote`]) and the next line parses normally;
 //! - rows end in LF or CRLF; blank lines are skipped;
 //! - a row may have fewer than 15 values (absent values carry no data);
 //! - counters: an empty value is 0 occurrences; samples: an empty value is no data;
@@ -103,10 +105,15 @@ pub enum Reason {
     UnclosedQuote,
     /// The same host and stat appear twice in one file (found by [`crate::table`]).
     Duplicate,
+    /// The row's minute is further ahead of the wall clock than the tolerance (found by
+    /// [`crate::table`]).
+    Future,
+    /// The row's minute is older than the state window of the file (found by [`crate::table`]).
+    TooOld,
 }
 
 impl Reason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     pub const ALL: [Reason; Reason::COUNT] = [
         Reason::MissingFields,
         Reason::TooManyValues,
@@ -118,6 +125,8 @@ impl Reason {
         Reason::Overflow,
         Reason::UnclosedQuote,
         Reason::Duplicate,
+        Reason::Future,
+        Reason::TooOld,
     ];
 
     /// A short fixed name, usable as a log field or metric label.
@@ -133,6 +142,8 @@ impl Reason {
             Reason::Overflow => "overflow",
             Reason::UnclosedQuote => "unclosed_quote",
             Reason::Duplicate => "duplicate",
+            Reason::Future => "future",
+            Reason::TooOld => "too_old",
         }
     }
 
@@ -167,7 +178,7 @@ pub struct Reader<'a> {
     end: usize,
     line: u64,
     kind: Kind,
-    tail_complete: bool,
+    records: u64,
     scratch: Vec<u8>,
 }
 
@@ -186,7 +197,7 @@ impl<'a> Reader<'a> {
             end,
             line: 1,
             kind,
-            tail_complete,
+            records: 0,
             scratch: Vec::new(),
         }
     }
@@ -195,6 +206,17 @@ impl<'a> Reader<'a> {
     /// written (0 when the snapshot ends in a newline or `tail_complete` was given).
     pub fn incomplete_tail(&self) -> usize {
         self.data.len() - self.end
+    }
+
+    /// Length of the part of the snapshot that is read as rows.
+    pub fn parsable_len(&self) -> usize {
+        self.end
+    }
+
+    /// Records (non-blank lines) returned so far, good or bad: every one is either a row or
+    /// a [`RowError`].
+    pub fn records(&self) -> u64 {
+        self.records
     }
 
     /// The next row, or `None` at the end of the parsable part of the snapshot.
@@ -221,6 +243,7 @@ impl<'a> Reader<'a> {
                 if line.is_empty() {
                     continue;
                 }
+                self.records += 1;
                 let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
                 let mut n = 0;
                 let mut from = 0;
@@ -241,31 +264,36 @@ impl<'a> Reader<'a> {
                 }
                 return Some(build(&fields[..n], self.kind, line_no, start));
             }
+            self.records += 1;
             return self.quoted(start, line_no);
         }
     }
 
-    /// The slow path: a row with at least one double quote, parsed field by field into the
-    /// scratch buffer. A quoted field may run over newlines.
+    /// The slow path: a line with at least one double quote, parsed field by field into the
+    /// scratch buffer. One record per line: a quoted field that does not close before the end
+    /// of its line makes that line an [`Reason::UnclosedQuote`], and the next line parses
+    /// normally.
     fn quoted(&mut self, start: usize, line_no: u64) -> Option<Result<Row<'_>, RowError>> {
-        let data = &self.data[..self.end];
+        let (line_end, next) = match memchr(b'\n', &self.data[start..self.end]) {
+            Some(i) => (start + i, start + i + 1),
+            None => (self.end, self.end),
+        };
+        let data = &self.data[..line_end];
+        self.pos = next;
+        self.line += 1;
         self.scratch.clear();
         let mut ranges = [(0usize, 0usize); MAX_FIELDS];
         let mut n = 0;
         let mut too_many = false;
         let mut i = start;
-        let mut lines = 0u64;
-        // Parse fields until the end of the row.
-        let row_end = loop {
+        loop {
             let field_start = self.scratch.len();
             if i < data.len() && data[i] == b'"' {
                 i += 1;
                 loop {
                     match memchr(b'"', &data[i..]) {
                         Some(q) => {
-                            let chunk = &data[i..i + q];
-                            lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
-                            self.scratch.extend_from_slice(chunk);
+                            self.scratch.extend_from_slice(&data[i..i + q]);
                             i += q + 1;
                             if i < data.len() && data[i] == b'"' {
                                 self.scratch.push(b'"');
@@ -275,34 +303,15 @@ impl<'a> Reader<'a> {
                             }
                         }
                         None => {
-                            // The quote does not close in what we have.
-                            if self.tail_complete {
-                                self.pos = self.end;
-                                self.line +=
-                                    lines + memchr::memchr_iter(b'\n', &data[i..]).count() as u64;
-                                return Some(Err(err(
-                                    Reason::UnclosedQuote,
-                                    line_no,
-                                    start,
-                                    n + 1,
-                                )));
-                            }
-                            // Still being written: leave it for the next snapshot.
-                            self.end = start;
-                            return None;
+                            return Some(Err(err(Reason::UnclosedQuote, line_no, start, n + 1)));
                         }
                     }
                 }
-                // Anything after the closing quote up to the separator is kept literally.
-                while i < data.len() && !matches!(data[i], b',' | b'\n') {
-                    self.scratch.push(data[i]);
-                    i += 1;
-                }
-            } else {
-                while i < data.len() && !matches!(data[i], b',' | b'\n') {
-                    self.scratch.push(data[i]);
-                    i += 1;
-                }
+            }
+            // Unquoted, or anything after the closing quote up to the separator: literal.
+            while i < data.len() && data[i] != b',' {
+                self.scratch.push(data[i]);
+                i += 1;
             }
             if n < MAX_FIELDS {
                 ranges[n] = (field_start, self.scratch.len());
@@ -311,15 +320,10 @@ impl<'a> Reader<'a> {
                 too_many = true;
             }
             if i >= data.len() {
-                break i;
-            }
-            if data[i] == b'\n' {
-                break i + 1;
+                break;
             }
             i += 1; // comma
-        };
-        self.pos = row_end;
-        self.line += lines + 1;
+        }
         // A CR before the row's newline belongs to the line ending.
         if let Some(last) = n.checked_sub(1) {
             let (a, b) = ranges[last];
@@ -555,13 +559,19 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
                     ints(&[5, 6]),
                     1
                 )),
-                Ok(("h".into(), "multi\nline".into(), 120, ints(&[1]), 2)),
+                // One record per line: a quote that does not close on its line spoils that line.
+                Err(RowError {
+                    reason: Reason::UnclosedQuote,
+                    line: 2,
+                    byte: 47,
+                    field: 2
+                }),
+                Ok(("line\"".into(), "t".into(), 1, vec![], 3)),
             ]
         );
-        // Line numbers continue after a quoted newline.
         let data2 = "h,\"a\nb\",t,60,1\nh,c,t,60,\n";
         let got = rows(data2.as_bytes(), Kind::Counters, false);
-        assert_eq!(got[1], Ok(("h".into(), "c".into(), 60, ints(&[0]), 3)));
+        assert_eq!(got[2], Ok(("h".into(), "c".into(), 60, ints(&[0]), 3)));
     }
 
     #[test]
@@ -574,12 +584,15 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         // Once the file is quiet the last row counts.
         let got = rows(data, Kind::Counters, true);
         assert_eq!(got[1], Ok(("h".into(), "b".into(), 60, ints(&[3, 0]), 2)));
-        // A quote still open at the end is incomplete too.
+        // A quote still open at the end of its line spoils that line only; the unfinished
+        // last line is left.
         let data = b"h,a,t,60,1\nh,\"b\nstill";
         let mut r = Reader::new(data, Kind::Counters, false);
         assert!(r.next().unwrap().is_ok());
+        assert_eq!(r.next().unwrap().unwrap_err().reason, Reason::UnclosedQuote);
         assert!(r.next().is_none());
-        assert_eq!(r.incomplete_tail(), 10);
+        assert_eq!(r.incomplete_tail(), 5);
+        assert_eq!(r.records(), 2);
         let got = rows(data, Kind::Counters, true);
         assert_eq!(
             got[1],
@@ -590,6 +603,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
                 field: 2
             })
         );
+        assert_eq!(got[2].as_ref().unwrap_err().reason, Reason::MissingFields);
         // Only a partial line: nothing.
         assert!(rows(b"h,a,t,6", Kind::Counters, false).is_empty());
     }
@@ -678,31 +692,87 @@ h,a,t,60,9223372036854775807\n";
         );
     }
 
-    /// A naive reference parser: split into records the slow, obvious way (RFC 4180 quoting),
-    /// then apply the same field rules. The kernel must agree with it on every input.
+    /// Observation 2 of issue 9: a stray `"` before one value of a middle row makes that one
+    /// line bad (`unclosed_quote`); every other line parses, and every line is accounted for.
+    #[test]
+    fn a_stray_quote_spoils_one_line_only() {
+        let mut data = String::new();
+        for i in 0..6 {
+            let q = if i == 2 { "\"" } else { "" };
+            data += &format!("cp1,stat{i},t,60,1,{q}2,3\n");
+        }
+        for complete in [false, true] {
+            let got = rows(data.as_bytes(), Kind::Counters, complete);
+            let summary: Vec<_> = got
+                .iter()
+                .map(|r| {
+                    r.as_ref()
+                        .map(|o| (o.1.clone(), o.4))
+                        .map_err(|e| (e.reason, e.line))
+                })
+                .collect();
+            let mut want: Vec<Result<(String, u64), (Reason, u64)>> = (0..6)
+                .map(|i| Ok((format!("stat{i}"), i as u64 + 1)))
+                .collect();
+            want[2] = Err((Reason::UnclosedQuote, 3));
+            assert_eq!(summary, want, "tail_complete={complete}");
+        }
+    }
+
+    /// A naive reference parser: split into lines (one record per line), then each line into
+    /// fields the slow, obvious way (RFC 4180 quoting within the line), then apply the same
+    /// field rules. The kernel must agree with it on every input.
     fn naive(data: &[u8], kind: Kind) -> Vec<Result<Bytes4, Reason>> {
         let mut out = Vec::new();
-        let mut rec: Vec<Vec<u8>> = Vec::new();
-        let mut field = Vec::new();
-        let mut i = 0;
-        let mut in_q = false;
-        let mut at_start = true;
-        let mut rec_start = 0;
-        let finish = |rec: &mut Vec<Vec<u8>>, out: &mut Vec<_>, raw: &[u8]| {
-            let mut r = std::mem::take(rec);
-            if raw.is_empty() || raw == b"\r" {
-                return;
+        let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        for raw in lines {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.is_empty() {
+                continue;
             }
-            if let Some(l) = r.last_mut() {
-                if l.last() == Some(&b'\r') {
-                    l.pop();
+            let mut rec: Vec<Vec<u8>> = Vec::new();
+            let mut field = Vec::new();
+            let mut in_q = false;
+            let mut at_start = true;
+            let mut i = 0;
+            while i < raw.len() {
+                let b = raw[i];
+                if in_q {
+                    if b == b'"' {
+                        if raw.get(i + 1) == Some(&b'"') {
+                            field.push(b'"');
+                            i += 1;
+                        } else {
+                            in_q = false;
+                        }
+                    } else {
+                        field.push(b);
+                    }
+                } else if b == b'"' && at_start {
+                    in_q = true;
+                    at_start = false;
+                } else if b == b',' {
+                    rec.push(std::mem::take(&mut field));
+                    at_start = true;
+                } else {
+                    field.push(b);
+                    at_start = false;
                 }
+                i += 1;
             }
-            if r.len() > MAX_FIELDS {
+            if in_q {
+                out.push(Err(Reason::UnclosedQuote));
+                continue;
+            }
+            rec.push(field);
+            if rec.len() > MAX_FIELDS {
                 out.push(Err(Reason::TooManyValues));
-                return;
+                continue;
             }
-            let refs: Vec<&[u8]> = r.iter().map(|f| &f[..]).collect();
+            let refs: Vec<&[u8]> = rec.iter().map(|f| &f[..]).collect();
             out.push(
                 build(&refs, kind, 0, 0)
                     .map(|row| {
@@ -715,44 +785,6 @@ h,a,t,60,9223372036854775807\n";
                     })
                     .map_err(|e| e.reason),
             );
-        };
-        while i < data.len() {
-            let b = data[i];
-            if in_q {
-                if b == b'"' {
-                    if data.get(i + 1) == Some(&b'"') {
-                        field.push(b'"');
-                        i += 1;
-                    } else {
-                        in_q = false;
-                    }
-                } else {
-                    field.push(b);
-                }
-            } else if b == b'"' && at_start {
-                in_q = true;
-                at_start = false;
-            } else if b == b',' {
-                rec.push(std::mem::take(&mut field));
-                at_start = true;
-            } else if b == b'\n' {
-                rec.push(std::mem::take(&mut field));
-                finish(&mut rec, &mut out, &data[rec_start..i]);
-                at_start = true;
-                i += 1;
-                rec_start = i;
-                continue;
-            } else {
-                field.push(b);
-                at_start = false;
-            }
-            i += 1;
-        }
-        if in_q {
-            out.push(Err(Reason::UnclosedQuote));
-        } else if rec_start < data.len() {
-            rec.push(field);
-            finish(&mut rec, &mut out, &data[rec_start..]);
         }
         out
     }

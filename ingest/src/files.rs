@@ -15,7 +15,7 @@ use crate::checkpoint::{Checkpoint, StateDir, FILES_CHECKPOINT};
 use crate::csvrow::{Kind, Reason};
 use crate::follow::{FollowConfig, FollowError, Follower};
 use crate::sink::{SinkClosed, SinkHandle};
-use crate::table::{Bucket, FileReport, Table, TableConfig, ValueOrder};
+use crate::table::{Bucket, FileReport, Table, TableConfig, Tail, ValueOrder};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::future::Future;
@@ -43,9 +43,14 @@ pub struct FilesConfig {
     /// (rounded up to whole minutes; 14m: the minute is in its last rewrite).
     #[serde(with = "humantime_serde")]
     pub settle_time: Duration,
-    /// A last row without a newline is ingested once the file has not changed for this long.
+    /// A last row without a newline may be ingested once the file has not changed for this
+    /// long (see the completeness rule in [`crate::table::Table::ingest_at`]).
     #[serde(with = "humantime_serde")]
     pub quiet_time: Duration,
+    /// A row whose minute is further ahead of the wall clock than this is rejected
+    /// (`future`), rounded up to whole minutes.
+    #[serde(with = "humantime_serde")]
+    pub future_tolerance: Duration,
     /// Full rescan of the files, for filesystems without inotify.
     #[serde(with = "humantime_serde")]
     pub rescan_interval: Duration,
@@ -67,6 +72,7 @@ impl Default for FilesConfig {
             join_wait: Duration::from_secs(30),
             settle_time: Duration::from_secs(14 * 60),
             quiet_time: Duration::from_secs(2),
+            future_tolerance: Duration::from_secs(5 * 60),
             rescan_interval: Duration::from_secs(10),
             debounce: Duration::from_millis(250),
             counters_bucket: "counters".into(),
@@ -102,6 +108,7 @@ impl FilesConfig {
             ("join_wait", self.join_wait, s(0), s(600)),
             ("settle_time", self.settle_time, s(0), s(14 * 60)),
             ("quiet_time", self.quiet_time, ms(0), s(60)),
+            ("future_tolerance", self.future_tolerance, s(60), s(3600)),
             ("rescan_interval", self.rescan_interval, ms(100), s(3600)),
             ("debounce", self.debounce, ms(0), s(10)),
         ] {
@@ -134,6 +141,7 @@ impl FilesConfig {
             value_order: self.value_order,
             join_wait: self.join_wait,
             settle_minutes: self.settle_time.as_secs().div_ceil(60) as i64,
+            future_minutes: self.future_tolerance.as_secs().div_ceil(60) as i64,
             ..TableConfig::default()
         }
     }
@@ -268,7 +276,7 @@ impl Pipeline {
         &mut self,
         file: usize,
         data: Vec<u8>,
-        tail_complete: bool,
+        tail: Tail,
         finish: bool,
     ) -> Result<(), FilesError> {
         let mut table = self.table.take().expect("table present between snapshots");
@@ -290,7 +298,10 @@ impl Pipeline {
             let rep = if data.is_empty() && finish {
                 FileReport::default()
             } else {
-                table.ingest(kind_of(file), &data, tail_complete, now, &mut emit)
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                table.ingest_at(kind_of(file), &data, tail, now, wall, &mut emit)
             };
             drop(data);
             if finish {
@@ -449,7 +460,12 @@ pub async fn run_with_state(
         tokio::select! {
             _ = &mut shutdown => break,
             snap = follower.next() => {
-                p.ingest(snap.file, snap.data, snap.tail_complete, false).await?;
+                let tail = if snap.tail_complete {
+                    Tail::Quiet
+                } else {
+                    Tail::Wait
+                };
+                p.ingest(snap.file, snap.data, tail, false).await?;
                 p.commit(true).await?;
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
@@ -485,7 +501,7 @@ pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, Fil
         };
         let last = i == files.len() - 1;
         if !data.is_empty() || last {
-            p.ingest(i, data, true, last).await?;
+            p.ingest(i, data, Tail::Complete, last).await?;
         }
     }
     p.sink.flush().await?;
@@ -531,6 +547,18 @@ mod tests {
                 "ingest.rollups_bucket"
             ]
         );
+        let cfg = FilesConfig {
+            future_tolerance: Duration::from_secs(10),
+            ..FilesConfig::default()
+        };
+        assert_eq!(
+            cfg.validate(),
+            vec![(
+                "ingest.future_tolerance".to_string(),
+                "must be between 1m and 1h, got 10s".to_string()
+            )]
+        );
+        assert_eq!(FilesConfig::default().table().future_minutes, 5);
         let cfg = FilesConfig {
             samples_file: "counters.csv".into(),
             ..FilesConfig::default()

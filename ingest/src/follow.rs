@@ -18,7 +18,8 @@
 //!   `debounce` after the first);
 //! - a file whose last line has no newline yields a snapshot whose tail is left unparsed; once
 //!   the content has not changed for `quiet`, the same content is yielded again with
-//!   `tail_complete`, so a complete last row is ingested and half a row never is;
+//!   `tail_complete` (quiet), and the table's completeness rule decides whether that line is a
+//!   whole row ([`crate::table::Table::ingest_at`], [`crate::table::Tail::Quiet`]);
 //! - a missing file is waited for quietly (one log line when it goes missing, one when it is back).
 
 use std::hash::Hasher;
@@ -41,8 +42,9 @@ pub struct Snapshot {
     /// Index of the file in the names given to [`Follower::new`] / [`Scanner::new`].
     pub file: usize,
     pub data: Vec<u8>,
-    /// The last line has no newline but the file has been quiet for the quiet time: it is a
-    /// whole row (always `true` when the data ends in a newline).
+    /// The last line has no newline but the file has been quiet for the quiet time: it may be a
+    /// whole row, under the table's completeness rule (always `true` when the data ends in a
+    /// newline).
     pub tail_complete: bool,
 }
 

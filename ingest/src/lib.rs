@@ -7,8 +7,11 @@
 //!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot.
 //! - [`csvrow`]: parse. The pure CSV kernel: `&[u8]` in, borrowed rows out, no I/O, no
 //!   allocation per row; bad rows are typed errors with line and byte.
-//! - [`table`]: window. Change detection across snapshots (a point is emitted only when it is
-//!   new or changed), the counters/samples join, and the per-minute HDR rollups.
+//! - [`table`]: window. Row validation before any state changes (future, too old, duplicate;
+//!   the file's minute from the majority of valid rows), the completeness rule for a last line
+//!   without newline, change detection across snapshots (a point is emitted only when it is new
+//!   or changed), the counters/samples join, and the per-minute HDR rollups, with a schema in
+//!   which no write leaves a stale field in InfluxDB.
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.

@@ -64,6 +64,9 @@ pub struct TableConfig {
     pub settle_minutes: i64,
     /// Output is handed to the sink in chunks of about this many bytes.
     pub chunk_bytes: usize,
+    /// A row whose minute is more than this many minutes ahead of the wall clock is rejected
+    /// ([`Reason::Future`]).
+    pub future_minutes: i64,
 }
 
 impl Default for TableConfig {
@@ -73,6 +76,7 @@ impl Default for TableConfig {
             join_wait: Duration::from_secs(30),
             settle_minutes: 14,
             chunk_bytes: 256 * 1024,
+            future_minutes: 5,
         }
     }
 }
@@ -89,12 +93,26 @@ impl Bucket {
     pub const ALL: [Bucket; 3] = [Bucket::Counters, Bucket::Samples, Bucket::Rollups];
 }
 
+/// What to do with a last line that has no newline (it may be a row still being written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Leave it for a later snapshot.
+    Wait,
+    /// The file has been quiet for the quiet time: the line is a row if the snapshot passes
+    /// the completeness rule ([`Table::ingest_at`]).
+    Quiet,
+    /// No more writes will come (`--once`): the line is a row.
+    Complete,
+}
+
 /// Receives whole lines of one bucket and how many points they hold.
 pub type Emit<'e> = dyn FnMut(Bucket, Bytes, usize) + 'e;
 
 /// What one snapshot held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FileReport {
+    /// Records read (non-blank lines of the parsable part): always `rows + bad_total()`.
+    pub records: u64,
     /// Good rows.
     pub rows: u64,
     /// Skipped rows per [`Reason`] (indexed by [`Reason::index`]).
@@ -352,8 +370,16 @@ pub struct Table {
     /// Per stat id: ring slots whose written rollup is out of date, per file.
     dirty: [Vec<u16>; 2],
     roll: [[RollSlot; RING as usize]; 2],
-    /// Newest minute seen per file.
+    /// The file's newest minute, per file: the minute most of its valid rows carry in the
+    /// latest snapshot (settling is counted from it; one odd row cannot move it).
     top: [i64; 2],
+    /// The newest minute any series of the file holds: minutes older than this minus
+    /// [`RING`] have left the rings, so their rollups are written before it moves.
+    horizon: [i64; 2],
+    /// Per file: a snapshot ended in a newline once (the platform ends its rows with one),
+    /// and the record count of the last snapshot.
+    ends_nl: [bool; 2],
+    last_records: [u64; 2],
     gen: [u32; 2],
     /// Series of the previous row, per file; host of the previous row.
     last: [u32; 2],
@@ -394,6 +420,9 @@ impl Table {
             dirty: [Vec::new(), Vec::new()],
             roll: [empty, empty],
             top: [i64::MIN; 2],
+            horizon: [i64::MIN; 2],
+            ends_nl: [false; 2],
+            last_records: [0; 2],
             gen: [0; 2],
             last: [NONE; 2],
             last_host: NONE,
@@ -406,7 +435,15 @@ impl Table {
             rollups: LineEncoder::with_capacity(64 * 1024),
             prefix: Vec::with_capacity(256),
             ts: TsCache::new(),
-            hist: Histogram::new_with_bounds(1, HDR_HIGH, HDR_SIGFIG).expect("valid HDR bounds"),
+            hist: {
+                // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
+                // to it), so clearing it per stat and minute costs no more than that needs;
+                // the buckets, hence the quantiles, are those of the 1..HDR_HIGH histogram.
+                let mut h =
+                    Histogram::new_with_bounds(1, 2048, HDR_SIGFIG).expect("valid HDR bounds");
+                h.auto(true);
+                h
+            },
             written: [0; 3],
             cfg,
         }
@@ -422,7 +459,8 @@ impl Table {
         self.written
     }
 
-    /// Reads one whole-file snapshot and writes what is new or changed.
+    /// Reads one whole-file snapshot and writes what is new or changed, with the wall clock
+    /// read from the system. `tail_complete`: [`Tail::Complete`] if true, else [`Tail::Wait`].
     pub fn ingest(
         &mut self,
         kind: Kind,
@@ -431,9 +469,44 @@ impl Table {
         now: Instant,
         emit: &mut Emit<'_>,
     ) -> FileReport {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let tail = if tail_complete {
+            Tail::Complete
+        } else {
+            Tail::Wait
+        };
+        self.ingest_at(kind, data, tail, now, wall, emit)
+    }
+
+    /// Reads one whole-file snapshot and writes what is new or changed. `wall` is the wall
+    /// clock in unix seconds (rows more than [`TableConfig::future_minutes`] ahead of it are
+    /// rejected); `now` drives the join wait.
+    ///
+    /// Every row is validated before it changes any state: its minute must not be in the
+    /// future ([`Reason::Future`]) nor older than the file's window ([`Reason::TooOld`]), and
+    /// its series must not have had a row in this snapshot ([`Reason::Duplicate`]). The
+    /// file's newest minute is the minute most valid rows carry (all rows of a small file, an
+    /// even sample of 1,024 rows of a large one), decided before any row is applied.
+    ///
+    /// Completeness: a last line without a newline is a row only with [`Tail::Complete`], or
+    /// with [`Tail::Quiet`] when the file has never been seen ending in a newline, the line has
+    /// as many values as the line before it, and the snapshot has at least as many records as
+    /// the previous one (a half-written file has fewer).
+    pub fn ingest_at(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        tail: Tail,
+        now: Instant,
+        wall: i64,
+        emit: &mut Emit<'_>,
+    ) -> FileReport {
         let before = self.written;
         let mut rep = FileReport::default();
-        let g = &mut self.gen[k(kind)];
+        let f = k(kind);
+        let g = &mut self.gen[f];
         *g = g.wrapping_add(1);
         let gen = *g;
         // First snapshot of a file: size the series tables once instead of growing them.
@@ -454,14 +527,40 @@ impl Table {
                 }
             }
         }
-        let mut reader = Reader::new(data, kind, tail_complete);
+        if data.last() == Some(&b'\n') {
+            self.ends_nl[f] = true;
+        }
+        let tail_ok = match tail {
+            Tail::Wait => false,
+            Tail::Complete => true,
+            Tail::Quiet => self.tail_is_complete(kind, data),
+        };
+        let latest = wall.div_euclid(60) + self.cfg.future_minutes;
+        let mut reader = Reader::new(data, kind, tail_ok);
+        if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
+            // Back only with a strict majority: a few odd rows (or half a file) cannot.
+            if m >= self.top[f] || 2 * n > total {
+                self.set_file_minute(kind, m);
+            }
+        }
+        let oldest = match self.top[f] {
+            i64::MIN => i64::MIN,
+            t => t - RING,
+        };
         while let Some(r) = reader.next() {
             match r {
                 Err(e) => rep.skip(e),
                 Ok(row) => {
-                    let res = match kind {
-                        Kind::Counters => self.counters_row(&row, gen, now),
-                        Kind::Samples => self.samples_row(&row, gen, now),
+                    let t = row.minute() / 60;
+                    let res = if t > latest {
+                        Err(Reason::Future)
+                    } else if t <= oldest {
+                        Err(Reason::TooOld)
+                    } else {
+                        match kind {
+                            Kind::Counters => self.counters_row(&row, gen, now),
+                            Kind::Samples => self.samples_row(&row, gen, now),
+                        }
                     };
                     match res {
                         Ok(()) => rep.rows += 1,
@@ -469,7 +568,7 @@ impl Table {
                             reason,
                             line: row.line,
                             byte: row.byte,
-                            field: 0,
+                            field: 4,
                         }),
                     }
                     if self.out[0].len() >= self.cfg.chunk_bytes
@@ -480,7 +579,11 @@ impl Table {
                 }
             }
         }
+        rep.records = reader.records();
         rep.incomplete_tail = reader.incomplete_tail();
+        if rep.incomplete_tail == 0 {
+            self.last_records[f] = rep.records;
+        }
         if kind == Kind::Counters {
             self.release_pending(now);
             // A counters revision rewrites joined samples points; their settled minutes'
@@ -493,6 +596,66 @@ impl Table {
             *p = a - b;
         }
         rep
+    }
+
+    /// The completeness rule for a quiet file's last line without a newline (see
+    /// [`Table::ingest_at`]).
+    fn tail_is_complete(&self, kind: Kind, data: &[u8]) -> bool {
+        let f = k(kind);
+        if data.last() == Some(&b'\n') || data.is_empty() {
+            return true;
+        }
+        if self.ends_nl[f] {
+            return false;
+        }
+        let Some(nl) = memchr::memrchr(b'\n', data) else {
+            return self.last_records[f] <= 1;
+        };
+        let prev_start = data[..nl]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let values = |line: &[u8]| {
+            Reader::new(line, kind, true)
+                .next()
+                .and_then(|r| r.ok().map(|r| r.values().len()))
+        };
+        let (prev, last) = (values(&data[prev_start..=nl]), values(&data[nl + 1..]));
+        if prev.is_none() || prev != last {
+            return false;
+        }
+        let records = memchr::memchr_iter(b'\n', data).count() as u64 + 1;
+        records >= self.last_records[f]
+    }
+
+    /// Sets the file's newest minute from a snapshot. A move back by a whole window or more is
+    /// a clock step of the node that writes the files: the old window's rollups are written
+    /// now, and the file is followed from its new minutes.
+    fn set_file_minute(&mut self, kind: Kind, m: i64) {
+        let f = k(kind);
+        let old = self.top[f];
+        if old != i64::MIN && m + RING <= old {
+            self.settle(kind, true);
+            self.horizon[f] = m;
+        }
+        self.top[f] = m;
+        self.advance_horizon(kind, m);
+    }
+
+    /// A series of the file reaches minute `t`: first write the rollups of minutes about to
+    /// leave the rings, so that a jump of several minutes loses none.
+    fn advance_horizon(&mut self, kind: Kind, t: i64) {
+        let f = k(kind);
+        let old = self.horizon[f];
+        if t <= old {
+            return;
+        }
+        if old != i64::MIN {
+            for m in old - RING + 1..=old.min(t - RING) {
+                self.roll_minute(kind, m);
+            }
+        }
+        self.horizon[f] = t;
     }
 
     /// Writes samples values whose wait for the counters value is over.
@@ -586,22 +749,6 @@ impl Table {
         }
     }
 
-    /// A new newest minute for a file: first write the rollups of minutes about to leave the
-    /// rings, so that a jump of several minutes loses none.
-    fn new_top(&mut self, kind: Kind, t: i64) {
-        let f = k(kind);
-        let old = self.top[f];
-        if t <= old {
-            return;
-        }
-        if old != i64::MIN {
-            for m in old - RING + 1..=old.min(t - RING) {
-                self.roll_minute(kind, m);
-            }
-        }
-        self.top[f] = t;
-    }
-
     fn counters_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
         let h = self.host_id(row.host);
         // Rows come in the same order every minute: try the series after the previous row's
@@ -649,16 +796,19 @@ impl Table {
         };
         self.last[0] = id;
         let t = row.minute() / 60;
-        if t > self.top[0] {
-            self.new_top(Kind::Counters, t);
+        if self.cs[id as usize].seen == gen {
+            return Err(Reason::Duplicate);
         }
+        self.advance_horizon(Kind::Counters, t);
         let order_n = row.values().len();
         let order = self.cfg.value_order;
         let ser = &mut self.cs[id as usize];
-        if ser.seen == gen {
-            return Err(Reason::Duplicate);
-        }
         ser.seen = gen;
+        if t + RING <= ser.top {
+            // The file went back a whole window (clock step): follow it from this row.
+            ser.top = t;
+            ser.mask = 0;
+        }
         advance(&mut ser.top, &mut ser.mask, t);
         let link = ser.link;
         let floor = ser.top - RING;
@@ -776,19 +926,23 @@ impl Table {
         };
         self.last[1] = id;
         let t = row.minute() / 60;
-        if t > self.top[1] {
-            self.new_top(Kind::Samples, t);
+        if self.ss[id as usize].seen == gen {
+            return Err(Reason::Duplicate);
         }
+        self.advance_horizon(Kind::Samples, t);
         let n = row.values().len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];
         let mut nc = 0;
         {
             let order = self.cfg.value_order;
             let ser = &mut self.ss[id as usize];
-            if ser.seen == gen {
-                return Err(Reason::Duplicate);
-            }
             ser.seen = gen;
+            if t + RING <= ser.top {
+                // The file went back a whole window (clock step): follow it from this row.
+                ser.top = t;
+                ser.mask = 0;
+                ser.emitted = 0;
+            }
             advance(&mut ser.top, &mut ser.mask, t);
             let floor = ser.top - RING;
             for (i, v) in row.values().iter().enumerate() {
@@ -801,6 +955,11 @@ impl Table {
                 let b = bit(m);
                 if ser.mask & b != 0 && ser.avg[sl].to_bits() == a.to_bits() {
                     continue;
+                }
+                if ser.mask & b == 0 {
+                    // A new minute in this slot: nothing written for it yet.
+                    ser.occ[sl] = NO_OCC;
+                    ser.emitted &= !b;
                 }
                 ser.avg[sl] = a;
                 ser.mask |= b;
@@ -833,6 +992,9 @@ impl Table {
         };
         let occ = match joined {
             Some(o) => o,
+            // Written joined before: every later write keeps the joined fields (InfluxDB
+            // keeps a field a later write leaves out), with the last occurrences known.
+            None if ser.occ[sl] != NO_OCC => ser.occ[sl],
             None => {
                 let counters_past = if ser.link != NONE {
                     self.cs[ser.link as usize].top >= m
@@ -855,20 +1017,20 @@ impl Table {
         if ser.emitted & b != 0 && ser.occ[sl] == occ {
             return;
         }
-        let v = if occ == NO_OCC { a } else { a * occ as f64 };
-        if !v.is_finite() {
+        let e = if occ == NO_OCC { a } else { a * occ as f64 };
+        if !e.is_finite() {
             return; // not representable in line protocol; the row's values were finite
         }
+        // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
         let out = &mut self.out[1];
         out.extend_from_slice(&self.stats.esc[ser.stat as usize]);
         out.extend_from_slice(b",hostname=");
         out.extend_from_slice(&self.hosts.esc[ser.host as usize]);
-        if occ == NO_OCC {
-            out.extend_from_slice(b" value=");
-            write_float(out, v);
-        } else {
-            out.extend_from_slice(b" elapsed_time=");
-            write_float(out, v);
+        out.extend_from_slice(b" value=");
+        write_float(out, a);
+        if occ != NO_OCC {
+            out.extend_from_slice(b",elapsed_time=");
+            write_float(out, e);
             out.extend_from_slice(b",occurrences=");
             out.extend_from_slice(itoa::Buffer::new().format(occ).as_bytes());
             out.extend_from_slice(b"i");
@@ -981,35 +1143,55 @@ impl Table {
         }
     }
 
+    /// Samples rollup of one stat and minute. Its field set is always the same seven fields,
+    /// so no rewrite can leave a stale field in InfluxDB: `hosts`, `occurrences` (of the
+    /// joined hosts, 0 when none), and `mean`, `p50`, `p90`, `p99`, `max` of the per-host
+    /// averages weighted by occurrences (1 for a host written as `value`; a host with 0
+    /// occurrences carries no weight; when no host has any weight, each host counts once).
     fn roll_samples(&mut self, stat: usize, m: i64) {
         let sl = slot(m);
-        self.hist.reset();
-        let (mut hosts, mut occ_total, mut any_occ) = (0i64, 0u64, false);
+        let ss = &self.ss;
+        if !self.members[1][stat].iter().any(|&id| {
+            let s = &ss[id as usize];
+            has(s.top, s.mask, m)
+        }) {
+            return;
+        }
+        let (mut hosts, mut occ_total) = (0i64, 0u64);
         let (mut wsum, mut wtotal, mut max, mut min) = (0f64, 0u64, f64::NAN, f64::NAN);
-        for &id in &self.members[1][stat] {
-            let s = &self.ss[id as usize];
-            if !has(s.top, s.mask, m) {
-                continue;
+        for unweighted in [false, true] {
+            if !self.hist.is_empty() {
+                self.hist.reset();
             }
-            hosts += 1;
-            let a = s.avg[sl];
-            // Weight: the occurrences the point was written with; 1 for a stat with none.
-            let w = if s.emitted & bit(m) != 0 && s.occ[sl] != NO_OCC {
-                any_occ = true;
-                occ_total = occ_total.saturating_add(s.occ[sl]);
-                s.occ[sl]
-            } else {
-                1
-            };
-            if w == 0 {
-                continue;
+            (hosts, occ_total, wsum, wtotal, max, min) = (0, 0, 0.0, 0, f64::NAN, f64::NAN);
+            for &id in &self.members[1][stat] {
+                let s = &self.ss[id as usize];
+                if !has(s.top, s.mask, m) {
+                    continue;
+                }
+                hosts += 1;
+                let a = s.avg[sl];
+                // Weight: the occurrences the point was written with; 1 for a stat with none.
+                let w = if s.emitted & bit(m) != 0 && s.occ[sl] != NO_OCC {
+                    occ_total = occ_total.saturating_add(s.occ[sl]);
+                    s.occ[sl]
+                } else {
+                    1
+                };
+                let w = if unweighted { 1 } else { w };
+                if w == 0 {
+                    continue;
+                }
+                wsum += a * w as f64;
+                wtotal = wtotal.saturating_add(w);
+                max = if max.is_nan() { a } else { max.max(a) };
+                min = if min.is_nan() { a } else { min.min(a) };
+                let v = ((a * HDR_SCALE).round() as u64).min(HDR_HIGH);
+                let _ = self.hist.record_n(v, w);
             }
-            wsum += a * w as f64;
-            wtotal = wtotal.saturating_add(w);
-            max = if max.is_nan() { a } else { max.max(a) };
-            min = if min.is_nan() { a } else { min.min(a) };
-            let v = ((a * HDR_SCALE).round() as u64).min(HDR_HIGH);
-            let _ = self.hist.record_n(v, w);
+            if wtotal > 0 || hosts == 0 {
+                break;
+            }
         }
         if hosts == 0 {
             return;
@@ -1019,35 +1201,82 @@ impl Table {
         let q = |h: &Histogram<u64>, p: f64| {
             (h.value_at_quantile(p) as f64 / HDR_SCALE).clamp(min, max)
         };
-        let mut list = [("", Field::Int(0)); 7];
-        let mut n = 0;
-        let mut add = |k: &'static str, v: Field<'static>| {
-            list[n] = (k, v);
-            n += 1;
-        };
-        add("hosts", Field::Int(hosts));
-        if any_occ {
-            add(
+        let fields = [
+            ("hosts", Field::Int(hosts)),
+            (
                 "occurrences",
                 Field::Int(occ_total.min(i64::MAX as u64) as i64),
-            );
-        }
-        if wtotal > 0 {
-            add("mean", Field::Float(wsum / wtotal as f64));
-            add("p50", Field::Float(q(&self.hist, 0.50)));
-            add("p90", Field::Float(q(&self.hist, 0.90)));
-            add("p99", Field::Float(q(&self.hist, 0.99)));
-            add("max", Field::Float(max));
-        }
+            ),
+            ("mean", Field::Float(wsum / wtotal as f64)),
+            ("p50", Field::Float(q(&self.hist, 0.50))),
+            ("p90", Field::Float(q(&self.hist, 0.90))),
+            ("p99", Field::Float(q(&self.hist, 0.99))),
+            ("max", Field::Float(max)),
+        ];
         if self.rollups.push(
             &self.stats.raw[stat],
             &[("file", "samples")],
-            &list[..n],
+            &fields,
             m * 60,
         ) {
             self.written[2] += 1;
         }
     }
+}
+
+/// Rows read to find a large file's newest minute (evenly spread over the file).
+const MINUTE_SAMPLE: usize = 1024;
+
+/// The minute most valid rows of a snapshot carry (ties: the newest), ignoring rows after
+/// `latest`, with how many of the rows read carry it and how many were valid; `None` without a
+/// valid row. A snapshot of up to [`MINUTE_SAMPLE`] lines is read
+/// whole, a larger one at [`MINUTE_SAMPLE`] evenly spread lines.
+fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<(i64, usize, usize)> {
+    let mut mins: Vec<i64> = Vec::with_capacity(MINUTE_SAMPLE);
+    let mut take = |line: &[u8]| {
+        if let Some(Ok(row)) = Reader::new(line, kind, true).next() {
+            let t = row.minute() / 60;
+            if t <= latest {
+                mins.push(t);
+            }
+        }
+    };
+    let lines = memchr::memchr_iter(b'\n', data)
+        .take(MINUTE_SAMPLE + 1)
+        .count();
+    if lines <= MINUTE_SAMPLE {
+        data.split(|&b| b == b'\n').for_each(&mut take);
+    } else {
+        let mut last = usize::MAX;
+        for i in 0..MINUTE_SAMPLE {
+            let off = i * data.len() / MINUTE_SAMPLE;
+            let start = match off {
+                0 => 0,
+                o => match memchr::memchr(b'\n', &data[o - 1..]) {
+                    Some(j) => o + j,
+                    None => break,
+                },
+            };
+            if start >= data.len() || start == last {
+                continue;
+            }
+            last = start;
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |j| start + j);
+            take(&data[start..end]);
+        }
+    }
+    mins.sort_unstable();
+    let (mut best, mut best_n) = (None, 0);
+    let mut i = 0;
+    while i < mins.len() {
+        let j = mins[i..].iter().take_while(|&&m| m == mins[i]).count();
+        if j >= best_n {
+            best = Some(mins[i]);
+            best_n = j;
+        }
+        i += j;
+    }
+    best.map(|m| (m, best_n, mins.len()))
 }
 
 /// The same float form as [`LineEncoder`]: whole numbers without exponent or `.0`, otherwise
@@ -1313,14 +1542,14 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert_eq!(
             got,
             vec![
-                format!("profiling.cp.INVITE,hostname=cp1 elapsed_time=0.212,occurrences=2i {T}"),
+                format!("profiling.cp.INVITE,hostname=cp1 value=0.106,elapsed_time=0.212,occurrences=2i {T}"),
                 format!(
-                    "profiling.cp.INVITE,hostname=cp1 elapsed_time={},occurrences=3i {}",
+                    "profiling.cp.INVITE,hostname=cp1 value=13.214,elapsed_time={},occurrences=3i {}",
                     13.214f64 * 3.0,
                     T - 60
                 ),
                 format!(
-                    "profiling.cp.INVITE,hostname=cp1 elapsed_time=0,occurrences=0i {}",
+                    "profiling.cp.INVITE,hostname=cp1 value=0.5,elapsed_time=0,occurrences=0i {}",
                     T - 120
                 ),
             ]
@@ -1334,7 +1563,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             got,
             vec![
                 format!("profiling.cp.INVITE,hostname=cp1 value=4i {T}"),
-                format!("profiling.cp.INVITE,hostname=cp1 elapsed_time=0.424,occurrences=4i {T}")
+                format!("profiling.cp.INVITE,hostname=cp1 value=0.106,elapsed_time=0.424,occurrences=4i {T}")
             ]
         );
         // An empty samples field is no data: no point.
@@ -1390,9 +1619,11 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert_eq!(
             got,
             vec![
-                format!("profiling.cp.loop,hostname=cp1 elapsed_time=0.5,occurrences=2i {T}"),
                 format!(
-                    "profiling.cp.loop,hostname=cp1 elapsed_time=4,occurrences=4i {}",
+                    "profiling.cp.loop,hostname=cp1 value=0.25,elapsed_time=0.5,occurrences=2i {T}"
+                ),
+                format!(
+                    "profiling.cp.loop,hostname=cp1 value=1,elapsed_time=4,occurrences=4i {}",
                     T - 60
                 ),
             ]
@@ -1408,7 +1639,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![
                 format!("profiling.cp.loop,hostname=cp1 value=8i {}", T + 60),
                 format!(
-                    "profiling.cp.loop,hostname=cp1 elapsed_time=4,occurrences=8i {}",
+                    "profiling.cp.loop,hostname=cp1 value=0.5,elapsed_time=4,occurrences=8i {}",
                     T + 60
                 ),
             ]
@@ -1437,7 +1668,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![
                 format!("profiling.cp.loop,hostname=cp1 value=1i {}", T + 120),
                 format!(
-                    "profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=1i {}",
+                    "profiling.cp.loop,hostname=cp1 value=3,elapsed_time=3,occurrences=1i {}",
                     T + 120
                 ),
             ]
@@ -1490,8 +1721,8 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             vec![
                 (Bucket::Samples, format!("accounting.openCalls,hostname=cp1 value=3800 {T}")),
                 (Bucket::Samples, format!("accounting.openCalls,hostname=cp1 value=3566.667 {}", T - 60)),
-                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,mean=3566.667,p50=3566.667,p90=3566.667,p99=3566.667,max=3566.667 {}", T - 60)),
-                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T}")),
+                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3566.667,p50=3566.667,p90=3566.667,p99=3566.667,max=3566.667 {}", T - 60)),
+                (Bucket::Rollups, format!("accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T}")),
             ]
         );
     }
@@ -1575,8 +1806,8 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             samples,
             vec![
                 (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=4i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T}")),
-                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=2i {}", T + 60)),
-                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 elapsed_time=2,occurrences=4i {T}")),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 value=0.5,elapsed_time=2,occurrences=4i {T}")),
+                (Bucket::Samples, format!("profiling.cp.loop,hostname=cp1 value=1,elapsed_time=2,occurrences=2i {}", T + 60)),
             ]
         );
         // counters.csv has reached T + 60 (without system.cpu): that minute's value and rollup
@@ -1588,7 +1819,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         let want = [
             (Bucket::Samples, format!("system.cpu,hostname=cp1 value=0.75 {}", T + 60)),
             (Bucket::Rollups, format!("profiling.cp.loop,file=samples hosts=1i,occurrences=2i,mean=1,p50=1,p90=1,p99=1,max=1 {}", T + 60)),
-            (Bucket::Rollups, format!("system.cpu,file=samples hosts=1i,mean=0.75,p50=0.75,p90=0.75,p99=0.75,max=0.75 {}", T + 60)),
+            (Bucket::Rollups, format!("system.cpu,file=samples hosts=1i,occurrences=0i,mean=0.75,p50=0.75,p90=0.75,p99=0.75,max=0.75 {}", T + 60)),
         ];
         assert_eq!(got, want, "{got:#?}");
         assert_eq!(
@@ -1629,7 +1860,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert!(rollups.contains(&roll(6)), "{rollups:#?}");
         assert!(got.contains(&(
             Bucket::Samples,
-            format!("profiling.cp.loop,hostname=cp1 elapsed_time=3,occurrences=6i {T}")
+            format!("profiling.cp.loop,hostname=cp1 value=0.5,elapsed_time=3,occurrences=6i {T}")
         )));
     }
 
@@ -1746,6 +1977,10 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
     }
 }
 
+#[cfg(test)]
+#[path = "table_model.rs"]
+mod model;
+
 /// The fuzz target's checks on arbitrary bytes (`ingest/fuzz`, and the corpus replay in the
 /// normal suite): the CSV kernel and the table must not panic; every row is either good or a
 /// typed error, and rows never start beyond the parsable part of the snapshot.
@@ -1789,5 +2024,212 @@ mod fuzz_corpus {
             n += 1;
         }
         assert!(n >= 100, "only {n} corpus inputs in {}", dir.display());
+    }
+}
+
+/// Issue 9: validation before any state changes.
+#[cfg(test)]
+mod validation {
+    use super::*;
+
+    const T: i64 = 1652193060;
+    /// 2100-01-01T00:00:00Z
+    const FUTURE: i64 = 4102444800;
+
+    fn row(host: &str, stat: &str, t: i64, vals: &[u64]) -> String {
+        let v: Vec<String> = vals.iter().map(|v| v.to_string()).collect();
+        format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", v.join(","))
+    }
+
+    /// The platform's counters.csv after `k` minutes: two hosts, two stats, 15 values each
+    /// (value of minute m = a small function of host, stat and m; v0 partial, final a minute later).
+    fn file(k: i64) -> Vec<String> {
+        let t = T + 60 * k;
+        let mut rows = Vec::new();
+        for (h, host) in ["cp1", "cp2"].iter().enumerate() {
+            for (s, stat) in ["request.INVITE", "request.BYE"].iter().enumerate() {
+                let vals: Vec<u64> = (0..15)
+                    .map(|i| {
+                        let m = (k - i + 100) as u64;
+                        let full = m * 7 + h as u64 * 3 + s as u64 * 11;
+                        if i == 0 {
+                            full / 2
+                        } else {
+                            full
+                        }
+                    })
+                    .collect();
+                rows.push(row(host, stat, t, &vals));
+            }
+        }
+        rows
+    }
+
+    fn run(odd_at: Option<(i64, bool)>) -> (Vec<Vec<(Bucket, String)>>, [u64; Reason::COUNT]) {
+        let mut t = Table::new(TableConfig {
+            settle_minutes: 1,
+            ..TableConfig::default()
+        });
+        let now = Instant::now();
+        let mut steps = Vec::new();
+        let mut bad = [0; Reason::COUNT];
+        for k in 0..10 {
+            let mut rows = file(k);
+            if let Some((at, after)) = odd_at {
+                if at == k {
+                    // A copy of cp1's request.INVITE row with unix time 2100-01-01.
+                    let odd = rows[0].replace(&format!(",{},", T + 60 * k), &format!(",{FUTURE},"));
+                    rows.insert(if after { 1 } else { 0 }, odd);
+                }
+            }
+            let data = rows.concat();
+            let mut got = Vec::new();
+            let wall = T + 60 * k + 20;
+            let rep = t.ingest_at(
+                Kind::Counters,
+                data.as_bytes(),
+                Tail::Wait,
+                now,
+                wall,
+                &mut |b, l, _| {
+                    got.extend(
+                        String::from_utf8(l.to_vec())
+                            .unwrap()
+                            .lines()
+                            .map(|l| (b, l.to_string())),
+                    )
+                },
+            );
+            assert_eq!(rep.records, rep.rows + rep.bad_total());
+            for (a, b) in bad.iter_mut().zip(rep.bad) {
+                *a += b;
+            }
+            got.sort_by(|a, b| a.1.cmp(&b.1));
+            steps.push(got);
+        }
+        (steps, bad)
+    }
+
+    /// Observation 1: a copy of one row dated 2100-01-01, in one rewrite only, before (and
+    /// after) the real row. Every later point and rollup must be exactly the clean run's.
+    #[test]
+    fn a_row_from_the_far_future_moves_nothing() {
+        let (clean, bad) = run(None);
+        assert_eq!(bad, [0; Reason::COUNT]);
+        for after in [false, true] {
+            let (got, bad) = run(Some((2, after)));
+            let mut want = [0; Reason::COUNT];
+            want[Reason::Future.index()] = 1;
+            assert_eq!(
+                bad, want,
+                "the odd row is counted as future (after={after})"
+            );
+            for (k, (g, c)) in got.iter().zip(&clean).enumerate() {
+                assert_eq!(g, c, "rewrite {k}, odd row after the real one: {after}");
+            }
+        }
+    }
+
+    fn feed(t: &mut Table, data: &str, wall: i64) -> (Vec<String>, FileReport) {
+        let mut got = Vec::new();
+        let rep = t.ingest_at(
+            Kind::Counters,
+            data.as_bytes(),
+            Tail::Wait,
+            Instant::now(),
+            wall,
+            &mut |_, l, _| {
+                got.extend(
+                    String::from_utf8(l.to_vec())
+                        .unwrap()
+                        .lines()
+                        .map(String::from),
+                )
+            },
+        );
+        assert_eq!(rep.records, rep.rows + rep.bad_total());
+        got.sort();
+        (got, rep)
+    }
+
+    /// A row within the wall clock's tolerance but ahead of the other rows moves neither the
+    /// file's minute (rollups are not settled early) nor anything else; rows older than the
+    /// window and a duplicate are rejected with their reasons and change nothing.
+    #[test]
+    fn odd_rows_are_rejected_and_cannot_steer_the_file() {
+        let mut t = Table::new(TableConfig {
+            settle_minutes: 2,
+            ..TableConfig::default()
+        });
+        let wall = T + 30;
+        let data = format!(
+            "{}{}",
+            row("cp1", "a", T, &[5, 4, 3]),
+            row("cp2", "a", T, &[1, 1, 1])
+        );
+        let (got, _) = feed(&mut t, &data, wall);
+        assert_eq!(got.len(), 7, "{got:?}"); // 6 points and the settled minute T-2's rollup
+                                             // Next rewrite: cp3's row is 4 minutes ahead (within the 5-minute tolerance); a row
+                                             // 16 minutes old; a row 6 minutes ahead of the wall clock; a duplicate of cp1.
+        let data = format!(
+            "{}{}{}{}{}{}",
+            row("cp1", "a", T + 60, &[6, 5, 4, 3]),
+            row("cp2", "a", T + 60, &[1, 1, 1, 1]),
+            row("cp3", "a", T + 60 * 4, &[9]),
+            row("cp4", "a", T + 60 - 16 * 60, &[9]),
+            row("cp5", "a", T + 60 * 7, &[9]),
+            row("cp1", "a", T + 60, &[7, 7, 7, 7]),
+        );
+        let (got, rep) = feed(&mut t, &data, wall + 60);
+        assert_eq!(
+            got,
+            vec![
+                format!("a,file=counters sum=5i,hosts=2i {}", T - 60),
+                format!("a,hostname=cp1 value=6i {}", T + 60),
+                format!("a,hostname=cp2 value=1i {}", T + 60),
+                format!("a,hostname=cp3 value=9i {}", T + 240),
+            ]
+        );
+        assert_eq!(
+            rep.first_errors
+                .iter()
+                .map(|e| (e.reason, e.line))
+                .collect::<Vec<_>>(),
+            vec![
+                (Reason::TooOld, 4),
+                (Reason::Future, 5),
+                (Reason::Duplicate, 6)
+            ]
+        );
+        assert_eq!(
+            t.top[0],
+            (T + 60) / 60,
+            "the file's minute is the one most rows carry"
+        );
+    }
+
+    /// The EM node's clock steps back or forward (NTP step): the platform's files jump with it,
+    /// and ingest follows them at once, never stalling.
+    #[test]
+    fn clock_steps_do_not_stall() {
+        for step in [-40i64, -5, 40] {
+            let mut t = Table::new(TableConfig {
+                settle_minutes: 1,
+                ..TableConfig::default()
+            });
+            for k in 0..3 {
+                let tk = T + 60 * k;
+                feed(&mut t, &row("cp1", "a", tk, &[k as u64 + 10, 1]), tk + 20);
+            }
+            for k in 3..8 {
+                let tk = T + 60 * (k + step);
+                let (got, rep) = feed(&mut t, &row("cp1", "a", tk, &[k as u64 + 10, 1]), tk + 20);
+                assert_eq!(rep.rows, 1, "step {step}, rewrite {k}");
+                assert!(
+                    got.contains(&format!("a,hostname=cp1 value={}i {tk}", k + 10)),
+                    "step {step}, rewrite {k}: {got:?}"
+                );
+            }
+        }
     }
 }

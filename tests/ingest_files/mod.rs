@@ -73,10 +73,15 @@ fn c(meas: &str, host: &str, v: i64, ts: i64) -> (&'static str, String) {
     )
 }
 
+/// A joined samples point: `value` (the average, here `elapsed / occ`, exact in these tests),
+/// `elapsed_time`, `occurrences`.
 fn joined(meas: &str, host: &str, elapsed: &str, occ: i64, ts: i64) -> (&'static str, String) {
+    let avg = elapsed.parse::<f64>().unwrap() / occ as f64;
     (
         "samples",
-        format!("{meas},hostname={host} elapsed_time={elapsed},occurrences={occ}i {ts}"),
+        format!(
+            "{meas},hostname={host} value={avg},elapsed_time={elapsed},occurrences={occ}i {ts}"
+        ),
     )
 }
 
@@ -93,10 +98,8 @@ fn roll_c(meas: &str, sum: i64, hosts: i64, ts: i64) -> (&'static str, String) {
 
 /// A samples rollup of one host: every quantile is the host's own average.
 fn roll_s1(meas: &str, occ: Option<i64>, avg: &str, ts: i64) -> (&'static str, String) {
-    let occ = occ
-        .map(|o| format!(",occurrences={o}i"))
-        .unwrap_or_default();
-    ("rollups", format!("{meas},file=samples hosts=1i{occ},mean={avg},p50={avg},p90={avg},p99={avg},max={avg} {ts}"))
+    let occ = occ.unwrap_or(0);
+    ("rollups", format!("{meas},file=samples hosts=1i,occurrences={occ}i,mean={avg},p50={avg},p90={avg},p99={avg},max={avg} {ts}"))
 }
 
 #[test]
@@ -288,12 +291,18 @@ fn follows_platform_rewrites_exactly() {
         f.flush().unwrap();
         std::thread::sleep(Duration::from_millis(150));
         f.write_all(b".5").unwrap();
+        // The file has ended in a newline before: a last line without one is a row still being
+        // written, even after the quiet time (1 s here); its newline completes it.
+        std::thread::sleep(Duration::from_millis(2500));
+        let n = parse(&std::fs::read_to_string(&out).unwrap_or_default()).len();
+        assert_eq!(n, seen, "nothing from a last line without its newline");
+        f.write_all(b"\n").unwrap();
     }
     step(
         &out,
         &mut seen,
         &[value(cpu, "cp2", "9.5", T2)],
-        "partial last row completed after the quiet time",
+        "partial last row completed by its newline",
     );
 
     let status = p
@@ -344,15 +353,15 @@ resp\\,503,hostname=cp1 value=1i {m}\n\
 resp\\,503,hostname=cp2 value=0i {T0}\n\
 resp\\,503,hostname=cp2 value=3i {m}\n\
 # bucket: samples\n\
-resp\\,503,hostname=cp1 elapsed_time=1,occurrences=2i {T0}\n\
-resp\\,503,hostname=cp1 elapsed_time=0.25,occurrences=1i {m}\n\
+resp\\,503,hostname=cp1 value=0.5,elapsed_time=1,occurrences=2i {T0}\n\
+resp\\,503,hostname=cp1 value=0.25,elapsed_time=0.25,occurrences=1i {m}\n\
 accounting.openCalls,hostname=cp1 value=3800 {T0}\n\
 # bucket: rollups\n\
 resp\\,503,file=counters sum=4i,hosts=2i {m}\n\
 resp\\,503,file=counters sum=2i,hosts=2i {T0}\n\
 resp\\,503,file=samples hosts=1i,occurrences=1i,mean=0.25,p50=0.25,p90=0.25,p99=0.25,max=0.25 {m}\n\
 resp\\,503,file=samples hosts=1i,occurrences=2i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T0}\n\
-accounting.openCalls,file=samples hosts=1i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T0}\n"
+accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T0}\n"
         )
     );
 }
@@ -383,7 +392,7 @@ fn fixtures_run_like_the_readme() {
         "response.http.<GET>/api\\,\\ v2,hostname=sre32-cp1-testbed value=4i 1652193060"
     ));
     // samples v1 (minute 16:31) joins counters v0: 0.121 x 12.
-    assert!(has("samples", &format!("profiling.cp.CAC\\ test.Extract\\ Contacts,hostname=sre32-cp2-testbed elapsed_time={},occurrences=12i 1652193060", 0.121f64 * 12.0)));
+    assert!(has("samples", &format!("profiling.cp.CAC\\ test.Extract\\ Contacts,hostname=sre32-cp2-testbed value=0.121,elapsed_time={},occurrences=12i 1652193060", 0.121f64 * 12.0)));
     // samples v0 (minute 16:32) has no counters value in these files: written as `value`.
     assert!(has("samples", "profiling.cp.CAC\\ test.Extract\\ Contacts,hostname=sre32-cp2-testbed value=0.113 1652193120"));
     assert!(has(
@@ -430,7 +439,7 @@ fn every_ingest_key_is_accepted_by_config_check() {
     std::fs::write(
         &cfg,
         "[ingest]\ndir = \"/var/log/sre\"\ncounters_file = \"counters.csv\"\nsamples_file = \"samples.csv\"\n\
-value_order = \"oldest_first\"\njoin_wait = \"45s\"\nsettle_time = \"2m\"\nquiet_time = \"3s\"\n\
+value_order = \"oldest_first\"\njoin_wait = \"45s\"\nsettle_time = \"2m\"\nquiet_time = \"3s\"\nfuture_tolerance = \"10m\"\n\
 rescan_interval = \"5s\"\ndebounce = \"100ms\"\ncounters_bucket = \"c\"\nsamples_bucket = \"s\"\nrollups_bucket = \"r\"\n",
     )
     .unwrap();
@@ -456,4 +465,89 @@ rescan_interval = \"5s\"\ndebounce = \"100ms\"\ncounters_bucket = \"c\"\nsamples
         "{text}"
     );
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Issue 9, observation 3: counters.csv rewritten in place in two halves 3 s apart (longer than
+/// the default 2 s quiet time), the cut two digits into a value (`19` of 1930). Nothing the
+/// sink receives may hold a value the finished files do not: not even briefly.
+#[test]
+fn half_written_file_never_reaches_the_sink() {
+    let dir = tempdir();
+    let data = dir.path().join("sre");
+    std::fs::create_dir(&data).unwrap();
+    let cfg = dir.path().join("srewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ingest]\ndir = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1s\"\nsettle_time = \"14m\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.lp");
+    let counters = data.join("counters.csv");
+    let mut cmd = srewatch();
+    cmd.arg("ingest")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out);
+    let _p = Proc::spawn("srewatch ingest", cmd, &dir.path().join("srewatch.log"));
+    let req = "request.INVITE";
+    let file = |t: i64, v: &[[i64; 3]; 4]| -> String {
+        (0..4)
+            .map(|h| {
+                format!(
+                    "cp{h},{req},2022-05-10T16:31:00,{t},{},{},{}\n",
+                    v[h][0], v[h][1], v[h][2]
+                )
+            })
+            .collect()
+    };
+    let first = [[1800, 1700, 1600], [5, 6, 7], [8, 9, 10], [11, 12, 13]];
+    let second = [[900, 1810, 1700], [3, 6, 6], [4, 9, 9], [1930, 12, 12]];
+    std::thread::sleep(Duration::from_millis(300));
+    rename_over(&counters, &file(T0, &first));
+    let mut seen = 0;
+    let want1: Vec<_> = (0..4)
+        .flat_map(|h| (0..3).map(move |i| (h, i)))
+        .map(|(h, i)| c(req, &format!("cp{h}"), first[h][i], T0 - 60 * i as i64))
+        .collect();
+    step(&out, &mut seen, &want1, "first rewrite");
+
+    // In place: truncate, the first half up to two digits into cp3's 1930, 3 s, the rest.
+    let text = file(T1, &second);
+    let cut = text.find(",1930,").unwrap() + 3;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&counters)
+            .unwrap();
+        f.write_all(&text.as_bytes()[..cut]).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        f.write_all(&text.as_bytes()[cut..]).unwrap();
+    }
+    let mut want2 = Vec::new();
+    for h in 0..4 {
+        let host = format!("cp{h}");
+        want2.push(c(req, &host, second[h][0], T1));
+        for i in 1..3 {
+            if second[h][i] != first[h][i - 1] {
+                want2.push(c(req, &host, second[h][i], T1 - 60 * i as i64));
+            }
+        }
+    }
+    step(&out, &mut seen, &want2, "second rewrite, once complete");
+    // Everything the sink received: each value is one the finished files held for its point.
+    let all = parse(&std::fs::read_to_string(&out).unwrap());
+    let good: BTreeSet<_> = set(&want1).union(&set(&want2)).cloned().collect();
+    for p in &all {
+        assert!(
+            good.contains(p),
+            "a value no finished file held was written: {p:?}"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! Test helpers: temporary directories, free ports, child processes killed on drop.
 #![allow(dead_code)]
 
+pub mod influx;
 pub mod victoria;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,0 +1,263 @@
+//! `srewatch ingest` end to end through a real InfluxDB storage engine (Debian's InfluxDB 1.6
+//! behind nginx, `tests/util/influx.rs`): the stored points, under InfluxDB's semantics (fields
+//! of one point merge, last write wins per field), must be exactly the final files' points,
+//! field for field (issue 9, observation 4).
+
+use crate::util::influx::{Fields, Influx, Key};
+use crate::util::{srewatch, tempdir, Proc};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const T1: i64 = 1652193120;
+const T0: i64 = T1 - 60;
+const TM: i64 = T1 - 120;
+
+/// The raw observation: InfluxDB merges the fields of two writes of one point. Proves the
+/// harness sees the semantics the schema must be designed for.
+#[test]
+fn influx_merges_the_fields_of_one_point() {
+    let dir = tempdir();
+    let ix = Influx::start(dir.path(), &["b"]);
+    assert_eq!(ix.write_v2("b", "s", "m,hostname=h value=1.5 60\n"), 204);
+    assert_eq!(
+        ix.write_v2(
+            "b",
+            "s",
+            "m,hostname=h elapsed_time=3.0,occurrences=2i 60\n"
+        ),
+        204
+    );
+    let got = ix.points("b");
+    let want: BTreeMap<Key, Fields> = [(
+        key("m", &[("hostname", "h")], 60),
+        fields(&[("elapsed_time", 3.0), ("occurrences", 2.0), ("value", 1.5)]),
+    )]
+    .into();
+    assert_eq!(got, want);
+}
+
+fn key(m: &str, tags: &[(&str, &str)], t: i64) -> Key {
+    (
+        m.to_string(),
+        tags.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        t,
+    )
+}
+
+fn fields(f: &[(&str, f64)]) -> Fields {
+    f.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+fn write(path: &Path, rows: &[String]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, rows.concat()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
+    format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", vals.join(","))
+}
+
+/// Waits until `db` holds `key` with field `f` = `v`.
+fn wait_for(ix: &Influx, db: &str, k: &Key, f: &str, v: f64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = ix.points(db);
+        if p.get(k).and_then(|x| x.get(f)) == Some(&v) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: timed out; {db}: {p:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn close(a: &BTreeMap<Key, Fields>, b: &BTreeMap<Key, Fields>) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((ka, fa), (kb, fb))| {
+            ka == kb
+                && fa.len() == fb.len()
+                && fa.iter().zip(fb).all(|((na, va), (nb, vb))| {
+                    na == nb && (va - vb).abs() <= 1e-12 * va.abs().max(vb.abs()).max(1.0)
+                })
+        })
+}
+
+/// samples.csv ahead of counters.csv past `join_wait` (points written as `value`, then a
+/// samples revision, then joined), counters revisions, and counters values revised to 0 (a
+/// settled samples rollup whose hosts all lose their weight): InfluxDB must end up holding
+/// exactly the points of the final files, no stale field anywhere.
+#[test]
+fn stored_points_equal_the_final_files_points() {
+    let dir = tempdir();
+    let ix = Influx::start(dir.path(), &["counters", "samples", "rollups"]);
+    let data = dir.path().join("sre");
+    std::fs::create_dir(&data).unwrap();
+    let cfg = dir.path().join("srewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\njoin_wait = \"1s\"\nsettle_time = \"1m\"\n\n\
+             [influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_INFLUX_TEST_TOKEN_UNSET\"\nspool_dir = \"{}\"\n\
+             batch_max_delay = \"20ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\n",
+            data.display(),
+            ix.url(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = srewatch();
+    cmd.arg("ingest").arg("--config").arg(&cfg);
+    let _p = Proc::spawn("srewatch ingest", cmd, &dir.path().join("srewatch.log"));
+    let (c, s) = (data.join("counters.csv"), data.join("samples.csv"));
+    let (inv, cpu) = ("profiling.cp.INVITE", "system.cpu");
+    let h1 = [("hostname", "cp1")];
+    let h2 = [("hostname", "cp2")];
+
+    // Minute T0: both files, counters first.
+    write(
+        &c,
+        &[
+            row("cp1", inv, T0, &["4", "10"]),
+            row("cp2", inv, T0, &["2", "3"]),
+        ],
+    );
+    write(
+        &s,
+        &[
+            row("cp1", inv, T0 + 1, &["0.5", "0.25"]),
+            row("cp2", inv, T0 + 1, &["1.0", "2.0"]),
+            row("cp1", cpu, T0 + 1, &["0.3", "0.4"]),
+        ],
+    );
+    wait_for(&ix, "samples", &key(cpu, &h1, T0), "value", 0.3, "T0");
+    // Minute T1: samples.csv first, its new minute waits past join_wait: written as `value`.
+    let samples = |v0: &str| {
+        [
+            row("cp1", inv, T1 + 1, &[v0, "0.5", "0.25"]),
+            row("cp2", inv, T1 + 1, &["3.0", "1.0", "2.0"]),
+            row("cp1", cpu, T1 + 1, &["0.1", "0.3", "0.4"]),
+        ]
+    };
+    write(&s, &samples("0.75"));
+    wait_for(
+        &ix,
+        "samples",
+        &key(inv, &h1, T1),
+        "value",
+        0.75,
+        "T1 value",
+    );
+    // samples.csv revises cp1's T1 average, still ahead of counters.csv.
+    write(&s, &samples("0.8"));
+    wait_for(
+        &ix,
+        "samples",
+        &key(inv, &h1, T1),
+        "value",
+        0.8,
+        "T1 revised",
+    );
+    // counters.csv reaches T1 (the join), cp2's T0 revised to 0.
+    write(
+        &c,
+        &[
+            row("cp1", inv, T1, &["5", "6", "10"]),
+            row("cp2", inv, T1, &["1", "0", "3"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "counters",
+        &key(inv, &h1, T1),
+        "value",
+        5.0,
+        "T1 counters",
+    );
+    // counters.csv revises TM to 0 for both hosts: TM's samples rollup has no weight left.
+    write(
+        &c,
+        &[
+            row("cp1", inv, T1, &["5", "6", "0"]),
+            row("cp2", inv, T1, &["1", "0", "0"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "counters",
+        &key(inv, &h2, TM),
+        "value",
+        0.0,
+        "TM revised",
+    );
+
+    // The final files' points.
+    let mut want: BTreeMap<&str, BTreeMap<Key, Fields>> = BTreeMap::new();
+    let cw = want.entry("counters").or_default();
+    for (h, vals) in [(&h1, [5.0, 6.0, 0.0]), (&h2, [1.0, 0.0, 0.0])] {
+        for (t, v) in [T1, T0, TM].into_iter().zip(vals) {
+            cw.insert(key(inv, h, t), fields(&[("value", v)]));
+        }
+    }
+    let sw = want.entry("samples").or_default();
+    for (h, avg, occ) in [
+        (&h1, [0.8, 0.5, 0.25], [5.0, 6.0, 0.0]),
+        (&h2, [3.0, 1.0, 2.0], [1.0, 0.0, 0.0]),
+    ] {
+        for (i, t) in [T1, T0, TM].into_iter().enumerate() {
+            sw.insert(
+                key(inv, h, t),
+                fields(&[
+                    ("value", avg[i]),
+                    ("elapsed_time", avg[i] * occ[i]),
+                    ("occurrences", occ[i]),
+                ]),
+            );
+        }
+    }
+    for (t, v) in [(T1, 0.1), (T0, 0.3), (TM, 0.4)] {
+        sw.insert(key(cpu, &h1, t), fields(&[("value", v)]));
+    }
+    // Rollups of the settled minutes T0 and TM (T1 is the newest minute: not settled).
+    let rw = want.entry("rollups").or_default();
+    let fc = [("file", "counters")];
+    let fs = [("file", "samples")];
+    rw.insert(key(inv, &fc, T0), fields(&[("sum", 6.0), ("hosts", 2.0)]));
+    rw.insert(key(inv, &fc, TM), fields(&[("sum", 0.0), ("hosts", 2.0)]));
+    let roll = |hosts: f64, occ: f64, mean: f64, q: [f64; 4]| {
+        fields(&[
+            ("hosts", hosts),
+            ("occurrences", occ),
+            ("mean", mean),
+            ("p50", q[0]),
+            ("p90", q[1]),
+            ("p99", q[2]),
+            ("max", q[3]),
+        ])
+    };
+    // T0: cp2 has 0 occurrences, no weight; TM: no host has weight, each host counts once.
+    rw.insert(key(inv, &fs, T0), roll(2.0, 6.0, 0.5, [0.5; 4]));
+    rw.insert(
+        key(inv, &fs, TM),
+        roll(2.0, 0.0, 1.125, [0.25, 2.0, 2.0, 2.0]),
+    );
+    for (t, v) in [(T0, 0.3), (TM, 0.4)] {
+        rw.insert(key(cpu, &fs, t), roll(1.0, 0.0, v, [v; 4]));
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = want.iter().all(|(db, w)| close(&ix.points(db), w));
+        if ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            for (db, w) in &want {
+                assert_eq!(&ix.points(db), w, "bucket {db}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
