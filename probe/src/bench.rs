@@ -1003,16 +1003,18 @@ impl Worker {
         let tcp_down = matches!(self.io, Io::Tcp { stream: None, .. });
         let udp = matches!(self.io, Io::Udp { .. });
         // Open loop: at most a batch of new requests per round, so that receiving keeps up.
-        // Closed loop over UDP: as many as answers freed (bounded by the quota), a `sendmmsg`
-        // per full batch, as the echo pair does.
-        let mut room = if udp && self.schedule.is_none() {
-            usize::MAX
+        // Closed loop over UDP: as many as answers freed (the free part of the quota, so a
+        // request refused by `outstanding_limit` cannot make it endless), a `sendmmsg` per full
+        // batch, as the echo pair does.
+        let all = udp && self.schedule.is_none();
+        let mut room = if all {
+            self.quota.saturating_sub(self.eng.table.len())
         } else {
             BATCH
         };
         while room > 0 {
             if self.eng.txb.is_full() {
-                if room == usize::MAX {
+                if all {
                     self.flush(now);
                 } else {
                     break;
