@@ -875,21 +875,16 @@ impl Worker {
                 }
                 break;
             }
-            if let Io::Udp { .. } = self.io {
-                // Go round again only for what is due now (a full batch or the read limit
-                // stopped it), not because something was done: in open loop a wake-up is one
-                // send and one sleep; in closed loop `ppoll` tells when answers are there (at
-                // once if they already are), so no read finds the socket empty.
-                let timer = self.eng.next_live_timer().is_some_and(|t| t <= now_ns);
-                work = self.read_more
-                    || timer
-                    || match &mut self.schedule {
-                        Some(s) => {
-                            self.sent_since_read >= BATCH as u64
-                                || s.peek().is_some_and(|(t, _)| t <= now_ns)
-                        }
-                        None => more && self.eng.table.len() < self.quota,
-                    };
+            if let (Io::Udp { .. }, Some(s)) = (&self.io, &mut self.schedule) {
+                // Open loop: go round again only for what is due now (a full batch or the read
+                // limit stopped it), not because something was done: a wake-up is one send and
+                // one sleep. (Closed loop reads again at once after work: at saturation the
+                // next answers are usually there, cheaper than a `ppoll` first.)
+                let due = self.sent_since_read >= BATCH as u64
+                    || s.peek().is_some_and(|(t, _)| t <= now_ns);
+                work = due
+                    || self.read_more
+                    || self.eng.next_live_timer().is_some_and(|t| t <= now_ns);
             }
             if !work {
                 self.idle(now_ns, more);
@@ -1001,25 +996,9 @@ impl Worker {
     fn start_requests(&mut self, now: Instant, now_ns: u64) -> bool {
         let mut any = false;
         let tcp_down = matches!(self.io, Io::Tcp { stream: None, .. });
-        let udp = matches!(self.io, Io::Udp { .. });
-        // Open loop: at most a batch of new requests per round, so that receiving keeps up.
-        // Closed loop over UDP: as many as answers freed (the free part of the quota, so a
-        // request refused by `outstanding_limit` cannot make it endless), a `sendmmsg` per full
-        // batch, as the echo pair does.
-        let all = udp && self.schedule.is_none();
-        let mut room = if all {
-            self.quota.saturating_sub(self.eng.table.len())
-        } else {
-            BATCH
-        };
-        while room > 0 {
-            if self.eng.txb.is_full() {
-                if all {
-                    self.flush(now);
-                } else {
-                    break;
-                }
-            }
+        // At most a batch of new requests per round, so that receiving keeps up.
+        let mut room = BATCH;
+        while !self.eng.txb.is_full() && room > 0 {
             room -= 1;
             let (sched_ns, step) = match &mut self.schedule {
                 Some(s) => match s.peek() {
