@@ -57,6 +57,10 @@ use std::time::{Duration, Instant};
 
 /// Receive batches read per round at most (ACKs are flushed in between).
 const RECV_ROUNDS: usize = 16;
+/// Open loop over UDP: the socket is read at least this often (answers carry the kernel's
+/// arrival time, so reading later costs no accuracy), and also after every [`BATCH`] requests
+/// sent, before any timer fires and while the last answers drain.
+const READ_EVERY_NS: u64 = 1_000_000;
 
 /// Datagrams per `sendmmsg`/`recvmmsg`.
 pub const BATCH: usize = 64;
@@ -396,6 +400,11 @@ pub struct BenchResult {
     pub peak_outstanding: u64,
     /// Largest lag of an actual send behind its scheduled time (open loop), µs.
     pub max_send_lag_us: u64,
+    /// Times the workers slept and woke up (all sockets): what a moderate rate costs.
+    pub wakeups: u64,
+    /// Read system calls on the sockets (`recvmmsg` over UDP, `read` over TCP), those that
+    /// found nothing included.
+    pub reads: u64,
 }
 
 #[derive(Debug)]
@@ -515,6 +524,35 @@ impl Timers {
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// The earliest entry, without removing it.
+    fn peek(&self) -> Option<(u64, Slot)> {
+        let a = self.fifo.front().copied();
+        let b = self.heap.peek().map(|Reverse((d, index, gen))| {
+            (
+                *d,
+                Slot {
+                    index: *index,
+                    gen: *gen,
+                },
+            )
+        });
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the first entry whose slot is `live` is due; the entries before it are dropped.
+    fn next_live(&mut self, live: impl Fn(Slot) -> bool) -> Option<u64> {
+        loop {
+            let (due, slot) = self.peek()?;
+            if live(slot) {
+                return Some(due);
+            }
+            self.pop_due(due);
         }
     }
 
@@ -647,6 +685,16 @@ struct Worker {
     id: usize,
     stop: Arc<AtomicBool>,
     logged_socket: bool,
+    wakeups: u64,
+    reads: u64,
+    /// Open loop over UDP with kernel receive timestamps: the socket is read only when answers
+    /// can be waiting ([`READ_EVERY_NS`]); otherwise at every round.
+    lazy_reads: bool,
+    next_read_ns: u64,
+    /// Requests sent since the last read.
+    sent_since_read: u64,
+    /// The last read stopped at its round limit: more may be waiting.
+    read_more: bool,
 }
 
 /// CLOCK_REALTIME (ns since the Unix epoch) at the monotonic instant `epoch`.
@@ -655,6 +703,18 @@ fn realtime_at(epoch: Instant) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     (real.saturating_sub(epoch.elapsed())).as_nanos() as u64
+}
+
+/// When an idle open-loop worker wakes (ns since the start), given when the next thing is due:
+/// the send window after it, less a quarter for the kernel's wake-up latency, so that what is
+/// due within the window leaves in the same batch and a send lags its schedule by at most the
+/// window; never sooner than a quarter window from now (no spinning), never later than 50 ms.
+fn wake_at(now_ns: u64, due_ns: u64, window: Duration) -> u64 {
+    let w = window.as_nanos() as u64;
+    due_ns
+        .saturating_add(w - w / 4)
+        .min(now_ns + 50_000_000)
+        .max(now_ns + (w / 4).max(1_000))
 }
 
 fn ns_since(epoch: Instant, t: Instant) -> u64 {
@@ -673,6 +733,7 @@ impl Worker {
             target: cfg.target,
             source,
         };
+        let mut stamped = true;
         let (io, local, via) = match cfg.transport {
             BenchTransport::Udp => {
                 let s = udp_socket(cfg.target).map_err(sock_err)?;
@@ -681,6 +742,7 @@ impl Worker {
                 // Latency ends when the kernel got the answer, not when this thread read it.
                 if let Err(e) = crate::mmsg::enable_rx_timestamps(s.as_raw_fd()) {
                     tracing::warn!(error = %e, "Bench cannot get receive timestamps; using read times");
+                    stamped = false;
                 }
                 (Io::Udp { sock: s, rx }, local, ViaTransport::Udp)
             }
@@ -723,6 +785,7 @@ impl Worker {
         let follow = FollowConfig::new(cfg.t1, cfg.timeout, reliable);
         let nonce: u32 = rand::random();
         let tmpl = Template::new(cfg.method.method(), &cfg.uri, local, via, nonce);
+        let lazy_reads = stamped && !reliable && schedule.is_some();
         Ok(Worker {
             io,
             eng: Engine {
@@ -768,6 +831,12 @@ impl Worker {
             id,
             stop,
             logged_socket: false,
+            wakeups: 0,
+            reads: 0,
+            lazy_reads,
+            next_read_ns: 0,
+            sent_since_read: 0,
+            read_more: false,
         })
     }
 
@@ -778,7 +847,12 @@ impl Worker {
         loop {
             let now = Instant::now();
             let now_ns = ns_since(self.eng.epoch, now);
-            let mut work = self.receive(now, now_ns);
+            let mut work = false;
+            if self.read_due(now_ns) {
+                work = self.receive(now, now_ns);
+                self.next_read_ns = now_ns + READ_EVERY_NS;
+                self.sent_since_read = 0;
+            }
             work |= self.eng.fire_timers(now, now_ns);
             work |= self.start_requests(now, now_ns);
             self.flush(now);
@@ -801,6 +875,17 @@ impl Worker {
                 }
                 break;
             }
+            if let (Io::Udp { .. }, Some(s)) = (&self.io, &mut self.schedule) {
+                // Open loop: go round again only for what is due now (a full batch or the read
+                // limit stopped it), not because something was done: a wake-up is one send and
+                // one sleep. (Closed loop reads again at once after work: at saturation the
+                // next answers are usually there, cheaper than a `ppoll` first.)
+                let due = self.sent_since_read >= BATCH as u64
+                    || s.peek().is_some_and(|(t, _)| t <= now_ns);
+                work = due
+                    || self.read_more
+                    || self.eng.next_live_timer().is_some_and(|t| t <= now_ns);
+            }
             if !work {
                 self.idle(now_ns, more);
             }
@@ -810,11 +895,48 @@ impl Worker {
             steps: self.eng.steps,
             peak: self.eng.peak,
             max_lag_ns: self.eng.max_lag_ns,
+            wakeups: self.wakeups,
+            reads: self.reads,
         }
+    }
+
+    /// Whether this round reads the socket: always, unless reads are lazy (open loop over UDP);
+    /// then when answers can be waiting: every [`READ_EVERY_NS`], after a batch of sends, when
+    /// a live timer is due (an answer must not time out unread), when the last read was cut
+    /// short, and while the last answers drain.
+    fn read_due(&mut self, now_ns: u64) -> bool {
+        if !self.lazy_reads || self.read_more || now_ns >= self.next_read_ns {
+            return true;
+        }
+        if self.sent_since_read >= BATCH as u64 {
+            return true;
+        }
+        if self.eng.next_live_timer().is_some_and(|t| t <= now_ns) {
+            return true;
+        }
+        self.schedule.as_mut().and_then(|s| s.peek()).is_none()
     }
 
     /// Waits for a response, the next send, the next timer or the next tick.
     fn idle(&mut self, now_ns: u64, more: bool) {
+        if self.lazy_reads {
+            self.wakeups += 1;
+            let next_send = match &mut self.schedule {
+                Some(s) if more => s.peek().map(|(t, _)| t),
+                _ => None,
+            };
+            let mut other = self.next_tick_ns.min(self.next_read_ns);
+            if let Some(t) = self.eng.next_live_timer() {
+                other = other.min(t);
+            }
+            let at = wake_at(
+                now_ns,
+                next_send.unwrap_or(u64::MAX).min(other),
+                self.eng.cfg.send_window,
+            );
+            std::thread::sleep(Duration::from_nanos(at - now_ns));
+            return;
+        }
         let mut until = self.next_tick_ns;
         if let Some(t) = self.eng.timers.next_due() {
             until = until.min(t);
@@ -830,6 +952,7 @@ impl Worker {
                 None => until = until.min(self.end_ns),
             }
         }
+        self.wakeups += 1;
         let wait = Duration::from_nanos(
             until
                 .saturating_sub(now_ns)
@@ -893,6 +1016,7 @@ impl Worker {
                 }
             };
             any = true;
+            self.sent_since_read += 1;
             self.eng.start(now, now_ns, sched_ns, step, tcp_down);
         }
         any
@@ -905,7 +1029,9 @@ impl Worker {
             Io::Udp { sock, rx } => {
                 // Drain what has arrived first (bounded): answers left in the socket buffer
                 // would age there and, past its size, be lost.
-                for _ in 0..RECV_ROUNDS {
+                self.read_more = false;
+                for round in 0..RECV_ROUNDS {
+                    self.reads += 1;
                     let n = match rx.recv(sock.as_raw_fd(), libc::MSG_DONTWAIT) {
                         Ok(n) => n,
                         Err(e) => {
@@ -959,6 +1085,7 @@ impl Worker {
                     if n < BATCH {
                         break;
                     }
+                    self.read_more = round + 1 == RECV_ROUNDS;
                 }
             }
             Io::Tcp {
@@ -971,6 +1098,7 @@ impl Worker {
                 loop {
                     let len = inbuf.len();
                     inbuf.resize(len + 65536, 0);
+                    self.reads += 1;
                     match s.read(&mut inbuf[len..]) {
                         Ok(0) => {
                             inbuf.truncate(len);
@@ -1122,6 +1250,13 @@ impl Engine {
             .write(self.txb.next_slot(), branch.as_bytes(), seq);
         self.txb.commit(None);
         self.pending.push(Pending::Request(slot));
+    }
+
+    /// When the next timer of a live transaction is due; the entries of ended transactions
+    /// before it are dropped, so they wake nobody.
+    fn next_live_timer(&mut self) -> Option<u64> {
+        let table = &self.table;
+        self.timers.next_live(|s| table.method(s).is_some())
     }
 
     /// Timer E / A, timeouts, and the timers of BYE and CANCEL transactions.
@@ -1576,6 +1711,11 @@ impl Engine {
             return;
         }
         self.txb.send(fd, &mut self.res);
+        if self.res.unreachable > 0 {
+            let u = self.res.unreachable as u64;
+            self.steps[self.cur_step].unreachable += u;
+            self.second.unreachable += u;
+        }
         for k in 0..self.res.failed.len() {
             let (i, ref e) = self.res.failed[k];
             let kind = TransportErrorKind::from_io(e);
@@ -1721,6 +1861,8 @@ struct WorkerResult {
     steps: Vec<Tally>,
     peak: u64,
     max_lag_ns: u64,
+    wakeups: u64,
+    reads: u64,
 }
 
 fn udp_socket(target: SocketAddr) -> io::Result<UdpSocket> {
@@ -1831,7 +1973,10 @@ pub fn run(
     let mut total = Tally::default();
     let mut peak = 0;
     let mut lag = 0;
+    let (mut wakeups, mut reads) = (0, 0);
     for r in &results {
+        wakeups += r.wakeups;
+        reads += r.reads;
         for (s, t) in steps.iter_mut().zip(&r.steps) {
             s.tally.add(t);
             total.add(t);
@@ -1846,6 +1991,8 @@ pub fn run(
         elapsed,
         peak_outstanding: peak,
         max_send_lag_us: lag / 1000,
+        wakeups,
+        reads,
     })
 }
 
@@ -1989,6 +2136,40 @@ mod tests {
         assert!(all.last().unwrap().0 < 3_000_000_000);
         all.dedup();
         assert_eq!(all.len(), 7000);
+    }
+
+    #[test]
+    fn an_idle_worker_wakes_within_the_send_window() {
+        let w = Duration::from_micros(100);
+        // Due in 10 µs: wakes 75 µs after that, so what falls due meanwhile goes along and the
+        // first waits at most three quarters of the window plus the kernel's wake-up latency.
+        assert_eq!(wake_at(1_000_000, 1_010_000, w), 1_085_000);
+        // Due already (a full batch stopped the round): a quarter window, never a spin.
+        assert_eq!(wake_at(1_000_000, 900_000, w), 1_025_000);
+        assert_eq!(wake_at(1_000_000, 0, Duration::ZERO), 1_001_000);
+        // Nothing due for long: 50 ms at most.
+        assert_eq!(wake_at(1_000_000, u64::MAX, w), 51_000_000);
+        assert_eq!(wake_at(0, 3_000_000, Duration::from_millis(2)), 4_500_000);
+    }
+
+    #[test]
+    fn timers_of_ended_transactions_wake_nobody() {
+        let mut t = Timers::default();
+        let mut table: Table<u32> = Table::with_random_prefix();
+        let (a, _) = table.insert(Method::Options, 1);
+        let (b, _) = table.insert(Method::Options, 2);
+        t.arm(10, a);
+        t.arm(20, b);
+        t.arm(5, b); // out of order: to the heap
+        assert_eq!(t.peek(), Some((5, b)));
+        table.remove(b);
+        // b's entries are skipped (and dropped) as they reach the front, a's is kept.
+        let live = |s| table.method(s).is_some();
+        assert_eq!(t.next_live(live), Some(10));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.pop_due(10), Some(a));
+        assert_eq!(t.next_live(live), None);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]

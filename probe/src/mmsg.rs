@@ -251,6 +251,10 @@ unsafe impl Send for SendBatch {}
 pub struct SendResult {
     pub sent: usize,
     pub failed: Vec<(usize, io::Error)>,
+    /// ICMP errors (port / host / network unreachable) the kernel had kept on a connected
+    /// socket for an EARLIER datagram and reported on this call instead of sending; reporting
+    /// clears them, and the datagram was sent again (so it is not in `failed` for that).
+    pub unreachable: usize,
 }
 
 impl SendBatch {
@@ -323,6 +327,8 @@ impl SendBatch {
     pub fn send(&mut self, fd: RawFd, out: &mut SendResult) {
         out.sent = 0;
         out.failed.clear();
+        out.unreachable = 0;
+        let mut retried = usize::MAX;
         let n = self.n;
         for i in 0..n {
             let s = &mut self.slots[i];
@@ -360,6 +366,18 @@ impl SendBatch {
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // A pending error of an earlier datagram (a socket read would have taken it):
+                // it is cleared now, so this datagram goes again, once.
+                if retried != at
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
+                    )
+                {
+                    retried = at;
+                    out.unreachable += 1;
                     continue;
                 }
                 // The first datagram of the remainder failed: report it and go on.
@@ -424,6 +442,43 @@ mod tests {
     use super::*;
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn an_earlier_datagrams_icmp_error_does_not_fail_the_next_send() {
+        // Connected to a port nobody listens on: the first datagram's ICMP port unreachable
+        // is kept on the socket and reported by the next send call, which then sends nothing.
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        a.connect(to).unwrap();
+        let fd = a.as_raw_fd();
+        let mut sb = SendBatch::new(8);
+        let mut res = SendResult::default();
+        sb.next_slot().extend_from_slice(b"first");
+        sb.commit(None);
+        sb.send(fd, &mut res);
+        assert_eq!((res.sent, res.failed.len(), res.unreachable), (1, 0, 0));
+        let mut p = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        assert_eq!(
+            unsafe { libc::poll(&mut p, 1, 2000) },
+            1,
+            "ICMP error pending"
+        );
+        assert!(p.revents & libc::POLLERR != 0);
+        for _ in 0..3 {
+            sb.next_slot().extend_from_slice(b"next");
+            sb.commit(None);
+        }
+        sb.send(fd, &mut res);
+        assert_eq!(res.unreachable, 1);
+        assert!(res.failed.is_empty(), "{:?}", res.failed);
+        assert_eq!(res.sent, 3);
+    }
 
     #[test]
     fn batches_round_trip_between_two_sockets() {
