@@ -4,7 +4,9 @@
 //! whether srewatch stopped cleanly or was killed (SIGKILL) at a random instant, with the server
 //! up or down.
 
-use crate::service::{base_minute, files_only, influx_section, replace, wait_until, Recorder, Run};
+use crate::service::{
+    base_minute, files_only, influx_section, replace, wait_until, Grid, Recorder, Run,
+};
 use crate::util::{self, victoria::Victoria};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -21,31 +23,19 @@ fn value(h: usize, s: usize, m: i64) -> i64 {
     (m % 10_000) * 10_000 + (h * 100 + s) as i64
 }
 
+const GRID: Grid = Grid {
+    hosts: HOSTS,
+    stats: STATS,
+    value,
+};
+
 fn counters_csv(m: i64) -> String {
-    let mut out = String::with_capacity(ROWS * 120);
-    for h in 0..HOSTS {
-        for s in 0..STATS {
-            out.push_str(&format!("cp{h},stat{s},2026-01-01T00:00:00,{}", m * 60));
-            for i in 0..15 {
-                out.push_str(&format!(",{}", value(h, s, m - i)));
-            }
-            out.push('\n');
-        }
-    }
-    out
+    GRID.counters_csv(m)
 }
 
 /// Every counters point of the rewrites `first..=last`: (series, seconds) → value.
 fn expected(first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
-    let mut e = BTreeMap::new();
-    for h in 0..HOSTS {
-        for s in 0..STATS {
-            for m in first - 14..=last {
-                e.insert((format!("stat{s}/cp{h}"), m * 60), value(h, s, m));
-            }
-        }
-    }
-    e
+    GRID.expected(first, last)
 }
 
 fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {

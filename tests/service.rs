@@ -19,32 +19,58 @@ fn value(h: usize, s: usize, m: i64) -> i64 {
     (m % 100_000) * 100 + (h * 10 + s) as i64
 }
 
-/// counters.csv as the platform writes it at minute `m`: v0 = minute m, v_i = minute m - i.
-fn counters_csv(m: i64) -> String {
-    let mut out = String::new();
-    for h in 0..HOSTS {
-        for s in 0..STATS {
-            out.push_str(&format!("cp{h},stat{s},2026-01-01T00:00:00,{}", m * 60));
-            for i in 0..15 {
-                out.push_str(&format!(",{}", value(h, s, m - i)));
-            }
-            out.push('\n');
-        }
-    }
-    out
+/// A platform's counters.csv of `hosts` x `stats` rows whose value per (host, stat, minute)
+/// is `value`: shared by the service and restart tests.
+#[derive(Clone, Copy)]
+pub(crate) struct Grid {
+    pub hosts: usize,
+    pub stats: usize,
+    pub value: fn(usize, usize, i64) -> i64,
 }
 
-/// Every counters point the rewrites at minutes `first..=last` carry: (series, seconds) → value.
-fn expected(first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
-    let mut e = BTreeMap::new();
-    for h in 0..HOSTS {
-        for s in 0..STATS {
-            for m in first - 14..=last {
-                e.insert((format!("stat{s}/cp{h}"), m * 60), value(h, s, m));
+impl Grid {
+    /// counters.csv as the platform writes it at minute `m`: v0 = minute m, v_i = minute m - i.
+    pub fn counters_csv(&self, m: i64) -> String {
+        let mut out = String::with_capacity(self.hosts * self.stats * 120);
+        for h in 0..self.hosts {
+            for s in 0..self.stats {
+                out.push_str(&format!("cp{h},stat{s},2026-01-01T00:00:00,{}", m * 60));
+                for i in 0..15 {
+                    out.push_str(&format!(",{}", (self.value)(h, s, m - i)));
+                }
+                out.push('\n');
             }
         }
+        out
     }
-    e
+
+    /// Every counters point the rewrites at minutes `first..=last` carry:
+    /// (series, seconds) → value.
+    pub fn expected(&self, first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
+        let mut e = BTreeMap::new();
+        for h in 0..self.hosts {
+            for s in 0..self.stats {
+                for m in first - 14..=last {
+                    e.insert((format!("stat{s}/cp{h}"), m * 60), (self.value)(h, s, m));
+                }
+            }
+        }
+        e
+    }
+}
+
+const GRID: Grid = Grid {
+    hosts: HOSTS,
+    stats: STATS,
+    value,
+};
+
+fn counters_csv(m: i64) -> String {
+    GRID.counters_csv(m)
+}
+
+fn expected(first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
+    GRID.expected(first, last)
 }
 
 /// A recent minute (VictoriaMetrics refuses data older than its retention).
