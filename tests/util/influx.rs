@@ -11,11 +11,11 @@
 //! series and timestamp, with every field the point holds after all writes (InfluxDB merges
 //! the fields of one point, the last write wins per field).
 
-use super::victoria::http;
+use super::victoria::{http, urlencode, which};
 use super::{free_tcp_port, wait_tcp, Proc};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -126,7 +126,7 @@ http {{\n  access_log {n}/access.log;\n\
 
     /// Runs an InfluxQL statement; the JSON answer.
     pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
-        let body = format!("db={}&epoch=s&q={}", enc(db), enc(q));
+        let body = format!("db={}&epoch=s&q={}", urlencode(db), urlencode(q));
         let (status, body) =
             http(self.influx_addr(), "POST", "/query", body.as_bytes()).expect("query");
         let text = String::from_utf8_lossy(&body);
@@ -175,26 +175,4 @@ http {{\n  access_log {n}/access.log;\n\
         }
         out
     }
-}
-
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn which(name: &str) -> PathBuf {
-    for d in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
-        let p = Path::new(d).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} not found: install the Debian package (scripts/test does it)");
 }

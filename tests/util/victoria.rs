@@ -235,7 +235,8 @@ impl Victoria {
     }
 }
 
-fn which(name: &str) -> PathBuf {
+/// The path of a server's executable: PATH, then /usr/bin and /usr/sbin.
+pub(crate) fn which(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in
         std::env::split_paths(&path).chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
@@ -248,7 +249,8 @@ fn which(name: &str) -> PathBuf {
     panic!("{name} not found in PATH: install the Debian package (scripts/test does it)");
 }
 
-fn urlencode(s: &str) -> String {
+/// Percent-encoding of a query-string value.
+pub(crate) fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
