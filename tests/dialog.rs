@@ -166,6 +166,84 @@ async fn accepted_call_is_hung_up_along_the_route_set() {
     tokio::task::block_in_place(|| stat_becomes(&k, "sl:404_replies", 1));
 }
 
+/// Issue 12 follow-up (RFC 3261 12.2.1.1, 8.1.2): the 200 of the out-of-service CP carries the
+/// Record-Route of ANOTHER proxy (a second Kamailio with the stock in-dialog handling). The ACK
+/// and the BYE go to that proxy first (the address of the first Route URI), not to the probed
+/// CP; the proxy loose-routes them to the Contact's UAS, whose 200 comes back from the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_and_bye_go_to_the_first_route() {
+    let (dir_a, dir_b) = (util::tempdir(), util::tempdir());
+    let u = uas();
+    // The other proxy: only its WITHINDLG handles what srewatch sends it.
+    let proxy = cp(dir_b.path(), "RING", None, Some(&u));
+    let rr = format!(
+        "Record-Route: <sip:127.0.0.1:{};lr>\\r\\n",
+        proxy.sip_addr().port()
+    );
+    let k = cp(dir_a.path(), "ACCEPT", Some(rr), Some(&u));
+    k.set_out_of_service(true);
+    let out = probe_once(&k.sip_uri(), Duration::from_secs(2)).await;
+    let inv = invite_result(&out);
+    assert_eq!((inv.status, inv.late), (Some(200), false));
+    assert_eq!(
+        alarms(&out),
+        vec![
+            (
+                "call_accepted".into(),
+                true,
+                "INVITE answered 200: a call was accepted (ACKed and hung up: BYE answered 200)"
+                    .into()
+            ),
+            ("invite_not_503".into(), true, "INVITE check got 200".into()),
+        ]
+    );
+    let bye = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Result(r) if r.method == Method::Bye => Some(r.clone()),
+            _ => None,
+        })
+        .expect("the BYE's result");
+    assert_eq!(bye.status, Some(200));
+    // Its answer came from where it was sent: no reply-source mismatch.
+    assert_eq!(bye.source, None);
+    let stat = |k: &Kamailio, n: &str| tokio::task::block_in_place(|| k.kamcmd_stat(n));
+    // The probed CP got the INVITE only: neither the ACK nor the BYE.
+    assert_eq!(
+        stat(&k, "core:rcv_requests_invite"),
+        1 + inv.retransmits as i64
+    );
+    assert_eq!(
+        stat(&k, "core:rcv_requests_ack"),
+        0,
+        "ACK sent to the probed CP"
+    );
+    assert_eq!(
+        stat(&k, "core:rcv_requests_bye"),
+        0,
+        "BYE sent to the probed CP"
+    );
+    // The proxy of the Record-Route got them first and relayed them to the Contact.
+    assert_eq!(stat(&proxy, "core:rcv_requests_ack"), 1);
+    assert_eq!(stat(&proxy, "script:dialog_relayed_ack"), 1);
+    assert_eq!(
+        stat(&proxy, "core:rcv_requests_bye"),
+        1 + bye.retransmits as i64
+    );
+    assert_eq!(
+        stat(&proxy, "script:dialog_relayed_bye"),
+        1 + bye.retransmits as i64
+    );
+    assert_eq!(stat(&proxy, "core:rcv_replies_2xx_bye"), 1);
+    assert_eq!(stat(&proxy, "sl:404_replies"), 0);
+    let s = u.stop();
+    assert_eq!(
+        (s.acks, s.other, s.answered),
+        (1, 1, 1),
+        "the UAS got the ACK and the BYE"
+    );
+}
+
 /// Waits (up to 5 s) for a Kamailio statistic to reach `want`, then checks it is exactly that.
 fn stat_becomes(k: &Kamailio, name: &str, want: i64) {
     let end = std::time::Instant::now() + Duration::from_secs(5);
@@ -193,17 +271,20 @@ fn bye_without_route(to: std::net::SocketAddr) -> String {
     text.lines().next().unwrap_or("").to_string()
 }
 
-/// The same CP whose Record-Route names a proxy that never answers: Kamailio relays the BYE
-/// there and answers it 408; the call may still be up, so `bye_failed` is raised and the
-/// alarm text does not say hung up.
+/// The Record-Route line of a 200 whose route set is the CP itself (the first route, where
+/// the ACK and BYE are sent) and then `next` (RFC 3261 12.1.2: the Record-Route reversed).
+fn route_via_cp_to(next: std::net::SocketAddr) -> String {
+    format!("Record-Route: <sip:{next};lr>, <sip:127.0.0.1:@SIP_PORT@;lr>\\r\\n")
+}
+
+/// The same CP whose route set goes on from the CP to a proxy that never answers: Kamailio
+/// relays the BYE there and answers it 408; the call may still be up, so `bye_failed` is
+/// raised and the alarm text does not say hung up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_route_set_raises_the_bye_alarm() {
     let dir = util::tempdir();
     let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let rr = format!(
-        "Record-Route: <sip:127.0.0.1:{};lr>\\r\\n",
-        dead.local_addr().unwrap().port()
-    );
+    let rr = route_via_cp_to(dead.local_addr().unwrap());
     let u = uas();
     let k = cp(dir.path(), "ACCEPT", Some(rr), Some(&u));
     k.set_out_of_service(true);
@@ -258,10 +339,7 @@ async fn broken_route_set_raises_the_bye_alarm() {
 fn check_shows_the_accepted_call_and_the_bye() {
     let dir = util::tempdir();
     let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let rr = format!(
-        "Record-Route: <sip:127.0.0.1:{};lr>\\r\\n",
-        dead.local_addr().unwrap().port()
-    );
+    let rr = route_via_cp_to(dead.local_addr().unwrap());
     let u = uas();
     let k = cp(dir.path(), "ACCEPT", Some(rr), Some(&u));
     let uri = k.sip_uri();

@@ -21,3 +21,6 @@ pub const MAX_DATAGRAM: usize = 65_535;
 /// Largest response the prober accepts (UDP datagram or TCP message); longer ones are counted
 /// as oversized and dropped.
 pub const MAX_RESPONSE: usize = 16 * 1024;
+
+/// The port of a `sip:` URI without one (RFC 3261 section 19.1.2).
+pub const SIP_PORT: u16 = 5060;

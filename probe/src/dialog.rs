@@ -12,6 +12,12 @@
 //! - [`RouteSet`]: the route set of a 2xx (12.1.2, 12.2.1.1): its Record-Route values
 //!   reversed into Route, loose routing (`;lr`: Request-URI = the Contact, all routes in Route)
 //!   or strict routing (Request-URI = the first route, the Contact appended to Route).
+//! - [`RouteSet::next_hop`]: where the ACK and BYE go (8.1.2, 12.2.1.1, 18.1.1): the first
+//!   route's URI, else the Contact, else the target ([`NextHop`]); host or `maddr`, port
+//!   (default 5060), `;transport=` (default the target's). An IP literal is final; a host
+//!   name is for the driver to resolve. The prober sends there (a name resolved once, with a
+//!   bound; the probed address, logged, when that fails or over TCP to another address); the
+//!   bench always sends to its target (its socket is connected).
 //! - [`Cancel`]: the CANCEL's own non-INVITE transaction with its own Timer E and Timer F
 //!   ([`FollowConfig`]), whatever the driver does with its own retransmissions.
 //! - [`ByeResult`]: the BYE's own final status: only a 2xx hangs the call up; anything else
@@ -22,8 +28,10 @@
 //! BYE each get a branch of their own; the ACK of a non-2xx and the CANCEL reuse the INVITE's.
 
 use crate::consts::{T1, T2};
+use crate::message::Transport;
 use crate::transaction::key::Method;
 use crate::transaction::{Action, ClientTx, Outcome, Send, TransportErrorKind, TxConfig};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The BYE's CSeq number is the INVITE's plus this (the next request of the dialog).
@@ -406,6 +414,134 @@ impl<'a> RouteSet<'a> {
     }
 }
 
+/// Where the ACK and the BYE of a 2xx are sent ([`RouteSet::next_hop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop<'a> {
+    /// No route set and no Contact: the INVITE's own Request-URI, i.e. the probed address.
+    Target,
+    /// An IP literal: send there.
+    Addr(SocketAddr, Transport),
+    /// A host name the driver resolves (A/AAAA of `host`, at `port`; no NAPTR/SRV).
+    Name {
+        host: &'a str,
+        port: u16,
+        transport: Transport,
+    },
+}
+
+/// Why the URI that decides the next hop cannot be used (the driver falls back to the probed
+/// address and says so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HopError {
+    #[error("not a sip: URI (sips: and others are not supported)")]
+    Scheme,
+    #[error("a transport other than udp or tcp")]
+    Transport,
+    #[error("no usable host or port")]
+    Bad,
+}
+
+impl HopError {
+    /// A short fixed name usable as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HopError::Scheme => "scheme",
+            HopError::Transport => "transport",
+            HopError::Bad => "bad_uri",
+        }
+    }
+}
+
+impl<'a> RouteSet<'a> {
+    /// The next hop of the ACK and the BYE (RFC 3261 section 12.2.1.1 and 8.1.2): the first
+    /// route's URI when there is a route set (loose routing: the first Route; strict routing:
+    /// the Request-URI, which is that same URI), else the Contact, else [`NextHop::Target`].
+    /// Host (or `maddr`), port (default 5060) and `;transport=` (default `default`, the
+    /// target's) come from that URI (section 18.1.1, 19.1.1).
+    pub fn next_hop(&self, default: Transport) -> Result<NextHop<'a>, HopError> {
+        let uri = match self.routes().first() {
+            Some(r) => uri_of(r).ok_or(HopError::Bad)?,
+            None => match self.contact {
+                Some(c) => c,
+                None => return Ok(NextHop::Target),
+            },
+        };
+        next_hop_of(uri, default)
+    }
+}
+
+/// The next hop of a SIP URI (see [`RouteSet::next_hop`]).
+pub fn next_hop_of(uri: &[u8], default: Transport) -> Result<NextHop<'_>, HopError> {
+    let uri = std::str::from_utf8(uri).map_err(|_| HopError::Bad)?;
+    let rest = match uri.get(..4) {
+        Some(s) if s.eq_ignore_ascii_case("sip:") => &uri[4..],
+        _ => return Err(HopError::Scheme),
+    };
+    // Headers go; the user part (up to the last `@` before the parameters) too.
+    let rest = rest.split('?').next().unwrap_or("");
+    let (hostport, params) = match rest.find(';') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let hostport = match hostport.rfind('@') {
+        Some(i) => &hostport[i + 1..],
+        None => hostport,
+    };
+    let (mut host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let end = v6.find(']').ok_or(HopError::Bad)?;
+        (&v6[..end], v6[end + 1..].strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or(HopError::Bad)?,
+        None => crate::consts::SIP_PORT,
+    };
+    let mut transport = default;
+    for p in params.split(';') {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("transport") {
+            transport = match value.trim() {
+                v if v.eq_ignore_ascii_case("udp") => Transport::Udp,
+                v if v.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+                _ => return Err(HopError::Transport),
+            };
+        } else if name.eq_ignore_ascii_case("maddr") {
+            host = value.trim();
+            host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+        }
+    }
+    if host.is_empty() {
+        return Err(HopError::Bad);
+    }
+    Ok(match host.parse::<IpAddr>() {
+        Ok(ip) => NextHop::Addr(SocketAddr::new(ip, port), transport),
+        Err(_)
+            if host
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') =>
+        {
+            NextHop::Name {
+                host,
+                port,
+                transport,
+            }
+        }
+        Err(_) => return Err(HopError::Bad),
+    })
+}
+
 /// The Record-Route values of a response head, top first, each `<uri>;params` (the values of
 /// one header line split at commas outside quotes and angle brackets). Lenient like
 /// [`crate::fast::contact_uri`]: CRLF or LF line ends, folded lines skipped. At most
@@ -564,6 +700,73 @@ mod tests {
             route_header(&rs),
             "Route: <sip:p2.example;lr>,<sip:cp@10.0.0.9>\r\n"
         );
+    }
+
+    fn rs_of<'a>(m: &'a str) -> RouteSet<'a> {
+        let rr = record_route_values(m.as_bytes());
+        let v: Vec<&'a [u8]> = rr.as_slice().to_vec();
+        RouteSet::of_2xx(v, crate::fast::contact_uri(m.as_bytes())).unwrap()
+    }
+
+    /// RFC 3261 12.2.1.1 / 8.1.2: the ACK and BYE go to the first route (loose or strict),
+    /// else the Contact, else the probed target; host, `maddr`, port (default 5060) and
+    /// `;transport=` (default the target's) from that URI.
+    #[test]
+    fn next_hop_is_the_first_route_else_the_contact() {
+        use std::net::SocketAddr;
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let udp = Transport::Udp;
+        // Loose: the first Route (the last Record-Route), not the Contact.
+        let m = head(
+            "Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:127.0.0.5:5071;lr>\r\n\
+             Contact: <sip:cp@10.0.0.9:5070>\r\n",
+        );
+        assert_eq!(
+            rs_of(&m).next_hop(udp),
+            Ok(NextHop::Addr(a("127.0.0.5:5071"), udp))
+        );
+        // Strict: the Request-URI, i.e. the same first route; no port means 5060.
+        let m = head("Record-Route: <sip:p2.example;lr>\r\nRecord-Route: <sip:10.0.0.7>\r\nContact: <sip:cp@10.0.0.9>\r\n");
+        let rs = rs_of(&m);
+        assert!(rs.is_strict());
+        assert_eq!(rs.next_hop(udp), Ok(NextHop::Addr(a("10.0.0.7:5060"), udp)));
+        // No route set: the Contact, user part and parameters aside; its transport wins.
+        let m = head("Contact: <sip:cp@[::1]:5080;transport=TCP;ob>\r\n");
+        assert_eq!(
+            rs_of(&m).next_hop(udp),
+            Ok(NextHop::Addr(a("[::1]:5080"), Transport::Tcp))
+        );
+        // maddr overrides the host.
+        let m = head("Record-Route: <sip:p1.example:5090;maddr=127.0.0.9;lr>\r\n");
+        assert_eq!(
+            rs_of(&m).next_hop(Transport::Tcp),
+            Ok(NextHop::Addr(a("127.0.0.9:5090"), Transport::Tcp))
+        );
+        // A host name is for the driver to resolve.
+        let m =
+            head("Record-Route: <sip:Proxy-1.example;lr;ftag=x>\r\nContact: <sip:10.0.0.9>\r\n");
+        assert_eq!(
+            rs_of(&m).next_hop(udp),
+            Ok(NextHop::Name {
+                host: "Proxy-1.example",
+                port: 5060,
+                transport: udp
+            })
+        );
+        // Neither route nor Contact: the probed target.
+        assert_eq!(RouteSet::direct(None).next_hop(udp), Ok(NextHop::Target));
+        // Unusable URIs are errors (the driver falls back to the target and says so).
+        for (c, e) in [
+            ("sips:cp@10.0.0.9", HopError::Scheme),
+            ("sip:cp@10.0.0.9;transport=tls", HopError::Transport),
+            ("sip:cp@10.0.0.9:0", HopError::Bad),
+            ("sip:cp@10.0.0.9:99999", HopError::Bad),
+            ("sip:cp@", HopError::Bad),
+            ("sip:bad_host!", HopError::Bad),
+        ] {
+            let rs = RouteSet::direct(Some(c.as_bytes()));
+            assert_eq!(rs.next_hop(udp), Err(e), "{c}");
+        }
     }
 
     #[test]

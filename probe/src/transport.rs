@@ -212,10 +212,20 @@ impl Endpoint {
         Ok(self.local)
     }
 
-    /// Sends one whole message.
+    /// Sends one whole message to the target.
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), TransportErrorKind> {
+        self.send_to(msg, self.target).await
+    }
+
+    /// Sends one whole message to `dest`: over UDP any address (the socket is unconnected),
+    /// over TCP always the target's connection (`dest` is ignored: the caller checks it).
+    pub async fn send_to(
+        &mut self,
+        msg: &[u8],
+        dest: SocketAddr,
+    ) -> Result<(), TransportErrorKind> {
         match &mut self.conn {
-            Conn::Udp(s) => match s.send_to(msg, self.target).await {
+            Conn::Udp(s) => match s.send_to(msg, dest).await {
                 Ok(_) => Ok(()),
                 Err(e) => Err(TransportErrorKind::from_io(&e)),
             },

@@ -7,18 +7,22 @@
 //! and handed to the transaction; retransmits, timeouts and the INVITE check follow the
 //! [`Action`]s it returns. An INVITE is always closed by the follow-up core ([`crate::dialog`]):
 //! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once
-//! along its route set (the INVITE's result is reported with the BYE's own result), and an
+//! along its route set, sent to the next hop the core names ([`RouteSet::next_hop`]: the
+//! first route or the Contact; the INVITE's result is reported with the BYE's own), and an
 //! INVITE with only provisional answers at the deadline is cancelled (the CANCEL with its own
 //! Timer E and Timer F).
 
 use super::*;
-use crate::dialog::{follow_up, ByeResult, CancelEvent, FollowConfig, FollowUp, RouteSet};
+use crate::dialog::{follow_up, ByeResult, CancelEvent, FollowConfig, FollowUp, NextHop, RouteSet};
 use crate::message::{random_token, Leg, Response};
 use crate::transaction::{Action, Branch, ClientTx, Lookup, Outcome, Send, Slot, Table, TxConfig};
 use crate::transport::{accept, recv_buffer, Endpoint, Ignored};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use tokio::time::Instant as TokioInstant;
+
+/// Longest wait for the DNS answer that names the next hop of a 2xx's ACK and BYE.
+pub const HOP_DNS_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -40,8 +44,10 @@ struct Pending {
     request: Vec<u8>,
     at: SystemTime,
     cancel: Option<Cancel>,
-    /// The ACK of a 2xx, kept to answer its retransmissions.
-    ack_2xx: Option<Vec<u8>>,
+    /// Where its requests go: the probed address, or for a BYE the next hop of the 2xx.
+    dest: SocketAddr,
+    /// The ACK of a 2xx and its next hop, kept to answer the 2xx's retransmissions.
+    ack_2xx: Option<(Vec<u8>, SocketAddr)>,
     /// A BYE's: the result of the INVITE it hangs up, reported with the BYE's own result.
     held: Option<ProbeResult>,
 }
@@ -230,6 +236,7 @@ impl Prober {
                 request: Vec::new(),
                 at,
                 cancel: None,
+                dest: self.ep.target(),
                 ack_2xx: None,
                 held: None,
             },
@@ -276,6 +283,10 @@ impl Prober {
         let p = self.table.get_mut(slot).expect("found");
         if r.call_id != p.leg.call_id {
             return self.ignored(Ignored::Discard(crate::message::Discard::OtherCallId));
+        }
+        // An answer from where the request went (a BYE's next hop) is no mismatch.
+        if self.rx_source == Some(p.dest) {
+            self.rx_source = None;
         }
         if let Some(from) = self.rx_source {
             self.source_mismatch(from);
@@ -391,7 +402,8 @@ impl Prober {
             Action::Wait => {}
             Action::Retransmit => {
                 let req = std::mem::take(&mut p.request);
-                let res = self.ep.send(&req).await;
+                let dest = p.dest;
+                let res = self.ep.send_to(&req, dest).await;
                 if let Some(p) = self.table.get_mut(slot) {
                     p.request = req;
                     if let Err(e) = res {
@@ -469,7 +481,11 @@ impl Prober {
         let msg = match follow_up(send, r.map(|r| r.status)) {
             FollowUp::Nothing => return res,
             FollowUp::AckAgain => match &p.ack_2xx {
-                Some(a) => a.clone(),
+                Some((a, dest)) => {
+                    let (a, dest) = (a.clone(), *dest);
+                    let _ = self.ep.send_to(&a, dest).await;
+                    return res;
+                }
                 None => return res,
             },
             FollowUp::AckInTx => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
@@ -495,15 +511,19 @@ impl Prober {
                     .request_uri()
                     .map(|u| String::from_utf8_lossy(u).into_owned());
                 let route = rs.route_value();
+                let dest = self.next_hop(&rs).await;
+                let Some(p) = self.table.get_mut(slot) else {
+                    return res;
+                };
                 let ack_branch = format!("{}{}", crate::consts::BRANCH_MAGIC, random_token(16));
                 let ack = p
                     .leg
                     .ack_2xx(&ack_branch, to_tag, ruri.as_deref(), route.as_deref());
-                p.ack_2xx = Some(ack.clone());
+                p.ack_2xx = Some((ack.clone(), dest));
                 let leg = p.leg.clone();
-                let _ = self.ep.send(&ack).await;
+                let _ = self.ep.send_to(&ack, dest).await;
                 tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0),
-                    route = route.as_deref().unwrap_or(""),
+                    route = route.as_deref().unwrap_or(""), to = %dest,
                     "INVITE accepted: ACK and BYE sent at once");
                 // The BYE is a transaction of its own, with the follow-up core's timers; the
                 // INVITE's result waits for its outcome.
@@ -518,6 +538,7 @@ impl Prober {
                         request: Vec::new(),
                         at: SystemTime::now(),
                         cancel: None,
+                        dest,
                         ack_2xx: None,
                         held: res,
                     },
@@ -528,7 +549,7 @@ impl Prober {
                     .leg
                     .bye(bbranch.as_str(), to_tag, ruri.as_deref(), route.as_deref());
                 let bye = b.request.clone();
-                if let Err(e) = self.ep.send(&bye).await {
+                if let Err(e) = self.ep.send_to(&bye, dest).await {
                     if let Some(b) = self.table.get_mut(bslot) {
                         let a = b.tx.on_transport_error(e, now_std());
                         Box::pin(self.act(bslot, a, None)).await;
@@ -539,6 +560,57 @@ impl Prober {
         };
         let _ = self.ep.send(&msg).await;
         res
+    }
+
+    /// Where the ACK and the BYE of a 2xx go: the next hop the follow-up core names
+    /// ([`RouteSet::next_hop`]). A host name is resolved once, within [`HOP_DNS_TIMEOUT`]
+    /// (bounded by the target's timeout), to an address of the socket's family. The probed
+    /// address instead, logged once per reason and target: a name that does not resolve in
+    /// time, an unusable URI, another transport than the target's, or over TCP another
+    /// address than the probed one (only the probed connection is kept).
+    async fn next_hop(&mut self, rs: &RouteSet<'_>) -> SocketAddr {
+        let target = self.ep.target();
+        let transport = self.uri.transport;
+        let found = match rs.next_hop(transport) {
+            Ok(NextHop::Target) => Ok(target),
+            Ok(NextHop::Addr(_, t) | NextHop::Name { transport: t, .. }) if t != transport => {
+                Err("other_transport")
+            }
+            Ok(NextHop::Addr(a, _)) => Ok(a),
+            Ok(NextHop::Name { host, port, .. }) => {
+                let bound = HOP_DNS_TIMEOUT.min(self.cfg.timeout);
+                tokio::time::timeout(bound, tokio::net::lookup_host((host, port)))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .and_then(|mut it| it.find(|a| a.is_ipv4() == target.is_ipv4()))
+                    .ok_or("unresolved")
+            }
+            Err(e) => Err(e.as_str()),
+        };
+        let why = match found {
+            Ok(d) if transport.is_reliable() && d != target => "tcp_elsewhere",
+            Ok(d) => return d,
+            Err(why) => why,
+        };
+        if self.logged.insert(why) {
+            let hop = rs
+                .routes()
+                .first()
+                .copied()
+                .or(rs.request_uri())
+                .map(|u| String::from_utf8_lossy(u).into_owned())
+                .unwrap_or_default();
+            tracing::warn!(
+                target = %self.name,
+                reason = why,
+                next_hop = %hop,
+                sent_to = %target,
+                "Cannot send the ACK and BYE of a 2xx to its next hop: sent to the probed \
+                 address; further ones are not logged"
+            );
+        }
+        target
     }
 
     fn wants_invite(&self, status: Option<u16>) -> bool {
@@ -883,6 +955,89 @@ mod tests {
             Output::Alarm(a) if a.kind == AlarmKind::ByeFailed)));
     }
 
+    /// RFC 3261 12.2.1.1 / 8.1.2: the ACK and the BYE go to the first route's address (a
+    /// host name, `localhost`, resolved), not to the probed address; the BYE's 200 from there
+    /// is no reply-source mismatch.
+    #[tokio::test]
+    async fn ack_and_bye_go_to_the_first_route_resolved() {
+        let mut uas = Uas::new().await;
+        let mut proxy = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Always)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", Some("x1"), "").await;
+        let inv = uas.recv().await;
+        let contact = format!("sip:uas@{}", uas.sock.local_addr().unwrap());
+        let port = proxy.sock.local_addr().unwrap().port();
+        uas.reply(
+            &inv,
+            "200 OK",
+            Some("ok1"),
+            &format!("Record-Route: <sip:localhost:{port};lr>\r\nContact: <{contact}>\r\n"),
+        )
+        .await;
+        let ack = proxy.recv().await;
+        assert_eq!(ack.line(), format!("ACK {contact} SIP/2.0"));
+        assert_eq!(ack.header("Route"), format!("<sip:localhost:{port};lr>"));
+        let bye = proxy.recv().await;
+        assert_eq!(bye.line(), format!("BYE {contact} SIP/2.0"));
+        proxy.reply(&bye, "200 OK", Some("ok1"), "").await;
+        let out = collect(&mut rx, handle).await;
+        let r = results(&out);
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.method, r.status, r.source))
+                .collect::<Vec<_>>(),
+            vec![
+                (Method::Options, Some(200), None),
+                (Method::Bye, Some(200), None),
+                (Method::Invite, Some(200), None)
+            ]
+        );
+        let mut buf = [0u8; 2048];
+        assert!(
+            uas.sock.try_recv_from(&mut buf).is_err(),
+            "nothing more went to the probed address"
+        );
+        let Some(Output::Summary(s)) = out.last() else {
+            panic!("{out:#?}")
+        };
+        assert_eq!(s.rx.source_mismatch, 0);
+    }
+
+    /// A next hop srewatch cannot use (`sips:`) falls back to the probed address.
+    #[tokio::test]
+    async fn unusable_next_hop_falls_back_to_the_probed_address() {
+        let mut uas = Uas::new().await;
+        let (mut rx, handle) = spawn(&cfg(&uas.uri(), InviteProbe::Always)).await.unwrap();
+        let opt = uas.recv().await;
+        uas.reply(&opt, "200 OK", Some("x1"), "").await;
+        let inv = uas.recv().await;
+        uas.reply(
+            &inv,
+            "200 OK",
+            Some("ok1"),
+            "Record-Route: <sips:proxy.example;lr>\r\nContact: <sip:uas@127.0.0.1:9>\r\n",
+        )
+        .await;
+        let ack = uas.recv().await;
+        assert_eq!(ack.line(), "ACK sip:uas@127.0.0.1:9 SIP/2.0");
+        let bye = uas.recv().await;
+        assert_eq!(bye.line(), "BYE sip:uas@127.0.0.1:9 SIP/2.0");
+        uas.reply(&bye, "200 OK", Some("ok1"), "").await;
+        let out = collect(&mut rx, handle).await;
+        assert_eq!(
+            results(&out)
+                .iter()
+                .map(|r| (r.method, r.status))
+                .collect::<Vec<_>>(),
+            vec![
+                (Method::Options, Some(200)),
+                (Method::Bye, Some(200)),
+                (Method::Invite, Some(200))
+            ]
+        );
+    }
+
     /// Issue 12, observation 5 (fault injection): the ACK and the BYE of a 2xx follow its
     /// route set (Record-Route reversed into Route, the Contact as Request-URI); a BYE answered
     /// 404 is an alarm of its own, and the call_accepted text does not say "hung up".
@@ -893,18 +1048,21 @@ mod tests {
         let opt = uas.recv().await;
         uas.reply(&opt, "200 OK", Some("x1"), "").await;
         let inv = uas.recv().await;
-        let contact = format!("sip:uas@{}", uas.sock.local_addr().unwrap());
+        let me = uas.sock.local_addr().unwrap();
+        let contact = format!("sip:uas@{me}");
         uas.reply(
             &inv,
             "200 OK",
             Some("ok1"),
             &format!(
                 "Record-Route: <sip:p1.example;lr>, <sip:p2.example;lr;ftag=a>\r\n\
-                 Record-Route: <sip:10.0.0.3;lr>\r\nContact: <{contact}>\r\n"
+                 Record-Route: <sip:{me};lr>\r\nContact: <{contact}>\r\n"
             ),
         )
         .await;
-        let route = "<sip:10.0.0.3;lr>, <sip:p2.example;lr;ftag=a>, <sip:p1.example;lr>";
+        // The ACK and BYE go to the first route (the UAS itself: test traffic stays on
+        // loopback), not to the other two.
+        let route = format!("<sip:{me};lr>, <sip:p2.example;lr;ftag=a>, <sip:p1.example;lr>");
         let ack = uas.recv().await;
         assert_eq!(ack.line(), format!("ACK {contact} SIP/2.0"));
         assert_eq!(
