@@ -102,7 +102,7 @@ struct Case {
     inflight: Vec<(usize, String)>,
     /// Lines acknowledged or in flight since the last save: what a kill may make the next
     /// start send again.
-    unsaved: BTreeSet<String>,
+    unsaved: Vec<String>,
     /// The last acknowledged line per point (what the checkpoint records a hash of).
     acked: HashMap<(usize, PKey), String>,
     /// The last complete text of each file (what a new process reads at start).
@@ -149,7 +149,7 @@ impl Case {
             ck: Checkpoint::empty(FILES_CHECKPOINT),
             saved: Vec::new(),
             inflight: Vec::new(),
-            unsaved: BTreeSet::new(),
+            unsaved: Vec::new(),
             acked: HashMap::new(),
             files: [None, None],
             whole: [false; 2],
@@ -339,11 +339,8 @@ impl Case {
     /// stored, recorded, and (with `save`) the record is written.
     fn commit(&mut self, save: bool) {
         let lines = std::mem::take(&mut self.inflight);
-        self.unsaved.extend(lines.iter().map(|l| l.1.clone()));
-        for (b, l) in &lines {
-            self.acked.insert((*b, self.parse(*b, l).0), l.clone());
-        }
-        self.merge(lines);
+        self.merge(&lines, true);
+        self.unsaved.extend(lines.into_iter().map(|l| l.1));
         self.ck.ack();
         if save {
             self.saved = self.ck.saved_bytes();
@@ -373,8 +370,16 @@ impl Case {
                         self.step,
                         lines.len()
                     ));
-                    self.unsaved.extend(lines.iter().map(|l| l.1.clone()));
-                    self.merge(lines[..got].to_vec());
+                    self.merge(&lines[..got], false);
+                    self.unsaved.extend(lines.into_iter().map(|l| l.1));
+                    if self.rng.chance(50) {
+                        // Before dying, the pipeline committed while the sink had lost the rest
+                        // (server down, spool unusable): `Pipeline::commit` forgets the pending
+                        // lines and saves.
+                        self.log.push("sink lost the rest; commit forgot and saved".into());
+                        self.ck.forget_pending();
+                        self.saved = self.ck.saved_bytes();
+                    }
                 } else {
                     self.commit(true);
                     self.log.push(format!("clean restart at step {}", self.step));
@@ -406,7 +411,7 @@ impl Case {
         }
         self.ck = Checkpoint::load(state, FILES_CHECKPOINT);
         self.table = Table::new(self.cfg.clone());
-        let unsaved = std::mem::take(&mut self.unsaved);
+        let unsaved: BTreeSet<String> = std::mem::take(&mut self.unsaved).into_iter().collect();
         for f in 0..2 {
             if let Some(text) = self.files[f].clone() {
                 self.ingest(f, text.as_bytes(), Tail::Quiet, k);
@@ -454,14 +459,18 @@ impl Case {
         ((s, t, m), fs)
     }
 
-    /// Merges lines into the store; checks each carries only published values.
-    fn merge(&mut self, lines: Vec<(usize, String)>) {
+    /// Merges lines into the store; checks each carries only published values. `acked`: the
+    /// sink acknowledged them (not only the server received them).
+    fn merge(&mut self, lines: &[(usize, String)], acked: bool) {
         for (b, l) in lines {
-            let (key, fs) = self.parse(b, &l);
-            if b < 2 {
-                self.check_published(b, key.1, key.0, key.2, &fs, &l);
+            let (key, fs) = self.parse(*b, l);
+            if *b < 2 {
+                self.check_published(*b, key.1, key.0, key.2, &fs, l);
             }
-            self.store[b].entry(key).or_default().extend(fs);
+            self.store[*b].entry(key).or_default().extend(fs);
+            if acked {
+                self.acked.insert((*b, key), l.clone());
+            }
         }
     }
 
