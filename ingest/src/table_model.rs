@@ -14,13 +14,26 @@
 //!   troubled file was read carries only values the platform published for that point;
 //! - at the end (`finish`), every rollup is exactly the model's.
 //!
-//! Cases: `SREWATCH_MODEL_CASES` (default 2,000 cases of 4 to 15 rewrites); the longer run is
-//! `SREWATCH_MODEL_CASES=100000 cargo test --release -p ingest model_based`. A failing case
-//! prints its seed; `SREWATCH_MODEL_SEED=N` replays it alone.
+//! Restarts and kill points (12% of rewrites, at a random step), through the real
+//! [`Checkpoint`]: every emitted line goes through [`Checkpoint::filter`] and is in flight until
+//! the step ends; then it is acknowledged as `files::Pipeline::commit` does (stored, `ack`, and
+//! after a snapshot saved: [`Checkpoint::saved_bytes`] kept as the file on disk). A restart is
+//! clean (all acknowledged and saved) or a kill -9 (a random prefix of the lines in flight reached
+//! the server, the rest is lost; in half of them the pipeline first committed while the sink had
+//! lost that rest: `forget_pending`, then save). The new process writes the saved bytes to a real
+//! [`StateDir`], loads them with [`Checkpoint::load`], builds a new [`Table`], reads the current
+//! files (counters first) and goes on. Besides the checks above, which now span restarts: no line
+//! sent after a restart is the point's last acknowledged line unchanged, unless it was
+//! acknowledged or in flight after the last save (the re-send bound of `docs/sink.md`).
 //!
-//! Restarts and kill points are not played here: a state export/import of [`Table`] (restart
-//! work, issue 9 observation 5) can hook in at [`Case::restart_hook`], which today keeps the
-//! table as it is.
+//! Known gap: restarts are played only where both current files hold every host's row and come
+//! from the same rewrite. Elsewhere a new table rewrites settled minutes' rollups from that one
+//! rewrite (fewer hosts, or samples without their counters) over the stored, correct ones;
+//! `SREWATCH_MODEL_RESTART_ANY=1` plays them and fails (see docs/ingest.md).
+//!
+//! Cases: `SREWATCH_MODEL_CASES` (default 2,000 cases of 4 to 15 rewrites, about 30 s CPU in
+//! debug); the longer run is `SREWATCH_MODEL_CASES=100000 cargo test --release -p ingest
+//! model_based`. A failing case prints its seed; `SREWATCH_MODEL_SEED=N` replays it alone.
 
 use super::*;
 use crate::checkpoint::{Checkpoint, StateDir, FILES_CHECKPOINT};
@@ -376,13 +389,15 @@ impl Case {
                         // Before dying, the pipeline committed while the sink had lost the rest
                         // (server down, spool unusable): `Pipeline::commit` forgets the pending
                         // lines and saves.
-                        self.log.push("sink lost the rest; commit forgot and saved".into());
+                        self.log
+                            .push("sink lost the rest; commit forgot and saved".into());
                         self.ck.forget_pending();
                         self.saved = self.ck.saved_bytes();
                     }
                 } else {
                     self.commit(true);
-                    self.log.push(format!("clean restart at step {}", self.step));
+                    self.log
+                        .push(format!("clean restart at step {}", self.step));
                 }
                 self.restart(p.kill, k);
             }
@@ -423,8 +438,7 @@ impl Case {
                 .inflight
                 .iter()
                 .filter(|(b, l)| {
-                    self.acked.get(&(*b, self.parse(*b, l).0)) == Some(l)
-                        && !unsaved.contains(l)
+                    self.acked.get(&(*b, self.parse(*b, l).0)) == Some(l) && !unsaved.contains(l)
                 })
                 .map(|l| &l.1)
                 .collect();
@@ -663,7 +677,10 @@ impl Case {
                 self.ingest(f, text.as_bytes(), Tail::Quiet, k);
                 self.apply(f, k, &accepted);
                 self.files[f] = Some(text);
-                let rows_per_host = STATS.iter().filter(|x| if f == 0 { x.1 } else { x.2 }).count();
+                let rows_per_host = STATS
+                    .iter()
+                    .filter(|x| if f == 0 { x.1 } else { x.2 })
+                    .count();
                 self.whole[f] = accepted.len() == HOSTS * rows_per_host;
                 self.rewrite_of[f] = k;
                 self.step_end(true, false, k);
