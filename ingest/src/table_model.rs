@@ -24,7 +24,8 @@
 //! [`StateDir`], loads them with [`Checkpoint::load`], builds a new [`Table`], reads the current
 //! files (counters first) and goes on. Besides the checks above, which now span restarts: no line
 //! sent after a restart is the point's last acknowledged line unchanged, unless it was
-//! acknowledged or in flight after the last save (the re-send bound of `docs/sink.md`).
+//! acknowledged or in flight after the last save (the re-send bound of `docs/sink.md`), and a
+//! clean restart re-sends only rollups whose float fields differ in the last bits.
 //!
 //! Known gap: restarts are played only where both current files hold every host's row and come
 //! from the same rewrite. Elsewhere a new table rewrites settled minutes' rollups from that one
