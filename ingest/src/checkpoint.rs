@@ -387,12 +387,18 @@ impl Checkpoint {
 
     /// Writes the record (acknowledged lines only) to the state directory, atomically.
     pub fn save(&mut self, state: &StateDir) -> io::Result<()> {
-        let floor = self.newest.saturating_sub(RING);
-        self.map.retain(|_, s| s.top > floor);
-        let data = self.encode();
+        let data = self.saved_bytes();
         state.write_atomic(self.file, &data)?;
         self.stats.saves += 1;
         Ok(())
+    }
+
+    /// What [`Checkpoint::save`] writes: series older than the ring are dropped first. The
+    /// model test keeps these bytes as "the file on disk" at each save without an `fsync`.
+    pub fn saved_bytes(&mut self) -> Vec<u8> {
+        let floor = self.newest.saturating_sub(RING);
+        self.map.retain(|_, s| s.top > floor);
+        self.encode()
     }
 
     /// `MAGIC`, CRC-32 of the rest, series count (u32), then per series: key (u64), newest
