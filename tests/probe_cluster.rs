@@ -616,22 +616,7 @@ fn ambiguity_is_logged_once_with_the_fix() {
         ),
     )
     .unwrap();
-    let out = dir.path().join("points.lp");
-    let log = dir.path().join("srewatch.log");
-    let mut cmd = util::srewatch();
-    cmd.args(["probe", "run", "--duration", "2s", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .env("SREWATCH_LOG", "info")
-        .env("NO_COLOR", "1");
-    let mut p = util::Proc::spawn("srewatch probe run", cmd, &log);
-    let start = std::time::Instant::now();
-    while !p.exited() {
-        assert!(start.elapsed() < WAIT, "srewatch probe run did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (text, points) = probe_run(dir.path(), &cfg, "2s");
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("VIP owner is ambiguous"))
@@ -645,7 +630,6 @@ fn ambiguity_is_logged_once_with_the_fix() {
         "{text}"
     );
     assert!(!text.contains("VIP failover"), "{text}");
-    let points = std::fs::read_to_string(&out).unwrap();
     assert!(points.contains(",owner=\"ambiguous\""), "{points}");
     assert!(!points.contains("kind=owner"), "{points}");
 }
@@ -671,22 +655,7 @@ fn listen_any_is_logged_once_and_written() {
         ),
     )
     .unwrap();
-    let out = dir.path().join("points.lp");
-    let log = dir.path().join("srewatch.log");
-    let mut cmd = util::srewatch();
-    cmd.args(["probe", "run", "--duration", "1s", "--config"])
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out)
-        .env("SREWATCH_LOG", "info")
-        .env("NO_COLOR", "1");
-    let mut p = util::Proc::spawn("srewatch probe run", cmd, &log);
-    let start = std::time::Instant::now();
-    while !p.exited() {
-        assert!(start.elapsed() < WAIT, "srewatch probe run did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (text, points) = probe_run(dir.path(), &cfg, "1s");
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("Answer from another address"))
@@ -700,7 +669,6 @@ fn listen_any_is_logged_once_and_written() {
         )),
         "{text}"
     );
-    let points = std::fs::read_to_string(&out).unwrap();
     let answered = points
         .lines()
         .filter(|l| l.starts_with("probe,target=cp1,") && l.contains("status=200i"))
@@ -723,4 +691,27 @@ fn listen_any_is_logged_once_and_written() {
         })
         .sum();
     assert_eq!(mismatches, answered.len() as u64, "{points}");
+}
+
+/// Runs `srewatch probe run --duration DUR` on `cfg` to its end; its log and its points.
+fn probe_run(dir: &std::path::Path, cfg: &std::path::Path, dur: &str) -> (String, String) {
+    let out = dir.join("points.lp");
+    let log = dir.join("srewatch.log");
+    let mut cmd = util::srewatch();
+    cmd.args(["probe", "run", "--duration", dur, "--config"])
+        .arg(cfg)
+        .arg("--out")
+        .arg(&out)
+        .env("SREWATCH_LOG", "info")
+        .env("NO_COLOR", "1");
+    let mut p = util::Proc::spawn("srewatch probe run", cmd, &log);
+    let start = std::time::Instant::now();
+    while !p.exited() {
+        assert!(start.elapsed() < WAIT, "srewatch probe run did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (
+        std::fs::read_to_string(&log).unwrap(),
+        std::fs::read_to_string(&out).unwrap_or_default(),
+    )
 }
