@@ -94,12 +94,29 @@ async fn probe_once(uri: &str, timeout: Duration) -> Vec<Output> {
 }
 
 fn invite_result(out: &[Output]) -> &ProbeResult {
+    result_of(out, Method::Invite)
+}
+
+/// The first result of `method` (panics when there is none).
+fn result_of(out: &[Output], method: Method) -> &ProbeResult {
     out.iter()
         .find_map(|o| match o {
-            Output::Result(r) if r.method == Method::Invite => Some(r),
+            Output::Result(r) if r.method == method => Some(r),
             _ => None,
         })
-        .expect("an INVITE result")
+        .unwrap_or_else(|| panic!("a {method:?} result"))
+}
+
+/// The alarms of an accepted call whose BYE got 200.
+fn hung_up_alarms() -> Vec<(String, bool, String)> {
+    vec![
+        (
+            "call_accepted".into(),
+            true,
+            "INVITE answered 200: a call was accepted (ACKed and hung up: BYE answered 200)".into(),
+        ),
+        ("invite_not_503".into(), true, "INVITE check got 200".into()),
+    ]
 }
 
 /// Issue 12, observation 5: an out-of-service CP answers the INVITE check 200 with
@@ -115,27 +132,10 @@ async fn accepted_call_is_hung_up_along_the_route_set() {
     let out = probe_once(&k.sip_uri(), Duration::from_secs(2)).await;
     let inv = invite_result(&out);
     assert_eq!((inv.status, inv.late), (Some(200), false));
-    assert_eq!(
-        alarms(&out),
-        vec![
-            (
-                "call_accepted".into(),
-                true,
-                "INVITE answered 200: a call was accepted (ACKed and hung up: BYE answered 200)"
-                    .into()
-            ),
-            ("invite_not_503".into(), true, "INVITE check got 200".into()),
-        ]
-    );
+    assert_eq!(alarms(&out), hung_up_alarms());
     let stat = |n: &str| tokio::task::block_in_place(|| k.kamcmd_stat(n));
     // Once each (plus what a slow machine made srewatch retransmit).
-    let bye = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Result(r) if r.method == Method::Bye => Some(r.clone()),
-            _ => None,
-        })
-        .expect("the BYE's result");
+    let bye = result_of(&out, Method::Bye).clone();
     assert_eq!(bye.status, Some(200));
     assert_eq!(stat("core:rcv_requests_invite"), 1 + inv.retransmits as i64);
     // The ACK: loose-routed (it carried the Route) and relayed to the UAS.
@@ -185,25 +185,8 @@ async fn ack_and_bye_go_to_the_first_route() {
     let out = probe_once(&k.sip_uri(), Duration::from_secs(2)).await;
     let inv = invite_result(&out);
     assert_eq!((inv.status, inv.late), (Some(200), false));
-    assert_eq!(
-        alarms(&out),
-        vec![
-            (
-                "call_accepted".into(),
-                true,
-                "INVITE answered 200: a call was accepted (ACKed and hung up: BYE answered 200)"
-                    .into()
-            ),
-            ("invite_not_503".into(), true, "INVITE check got 200".into()),
-        ]
-    );
-    let bye = out
-        .iter()
-        .find_map(|o| match o {
-            Output::Result(r) if r.method == Method::Bye => Some(r.clone()),
-            _ => None,
-        })
-        .expect("the BYE's result");
+    assert_eq!(alarms(&out), hung_up_alarms());
+    let bye = result_of(&out, Method::Bye).clone();
     assert_eq!(bye.status, Some(200));
     // Its answer came from where it was sent: no reply-source mismatch.
     assert_eq!(bye.source, None);
