@@ -261,3 +261,177 @@ fn stored_points_equal_the_final_files_points() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `srewatch ingest` following `data` into `ix`, its state in `dir/spool/state`; settle 1 min.
+fn follow(dir: &Path, ix: &Influx, data: &Path, log: &str) -> Proc {
+    let cfg = dir.join("srewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\njoin_wait = \"1s\"\nsettle_time = \"1m\"\n\n\
+             [influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_INFLUX_TEST_TOKEN_UNSET\"\nspool_dir = \"{}\"\n\
+             batch_max_delay = \"20ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\n",
+            data.display(),
+            ix.url(),
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = srewatch();
+    cmd.arg("ingest").arg("--config").arg(&cfg);
+    cmd.env("SREWATCH_LOG", "info,ingest::files=debug");
+    Proc::spawn("srewatch ingest", cmd, &dir.join(log))
+}
+
+/// Issue 9: a restart while the current files lack a host the old process had (cp3 vanished
+/// from counters.csv; samples.csv a rewrite behind) must not rebuild settled rollups from the
+/// current files only. Before the table state was saved, the new process overwrote TM's and
+/// T0's counters rollups with cp3 left out (`hosts=2`, sums 13 and 6) and TM's samples rollup
+/// with cp3 unjoined (`occurrences=13`).
+#[test]
+fn restart_with_a_host_missing_keeps_the_stored_rollups() {
+    let dir = tempdir();
+    let ix = Influx::start(dir.path(), &["counters", "samples", "rollups"]);
+    let data = dir.path().join("sre");
+    std::fs::create_dir(&data).unwrap();
+    let (c, s) = (data.join("counters.csv"), data.join("samples.csv"));
+    let inv = "profiling.cp.INVITE";
+    let t2 = T1 + 60;
+    let (fc, fs) = ([("file", "counters")], [("file", "samples")]);
+
+    let mut p = follow(dir.path(), &ix, &data, "srewatch-1.log");
+    // Minute T0: three hosts in both files. TM settles.
+    write(
+        &c,
+        &[
+            row("cp1", inv, T0, &["4", "10"]),
+            row("cp2", inv, T0, &["2", "3"]),
+            row("cp3", inv, T0, &["5", "7"]),
+        ],
+    );
+    write(
+        &s,
+        &[
+            row("cp1", inv, T0 + 1, &["0.5", "0.25"]),
+            row("cp2", inv, T0 + 1, &["1.0", "2.0"]),
+            row("cp3", inv, T0 + 1, &["0.75", "1.5"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "rollups",
+        &key(inv, &fs, TM),
+        "occurrences",
+        20.0,
+        "TM samples rollup",
+    );
+    // Minute T1 in counters.csv only, cp3 gone: T0 settles with cp3's value still known.
+    write(
+        &c,
+        &[
+            row("cp1", inv, T1, &["6", "4", "10"]),
+            row("cp2", inv, T1, &["1", "2", "3"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "rollups",
+        &key(inv, &fc, T0),
+        "sum",
+        11.0,
+        "T0 counters rollup",
+    );
+    let before = ix.points("rollups");
+    assert_eq!(
+        p.terminate(Duration::from_secs(15)).and_then(|s| s.code()),
+        Some(0)
+    );
+
+    // The new process reads the same files: counters.csv without cp3, samples.csv behind.
+    let mut p = follow(dir.path(), &ix, &data, "srewatch-2.log");
+    let log = dir.path().join("srewatch-2.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Both files read as they were (one "Ingested snapshot" each) before the platform goes on.
+    while std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("Ingested snapshot")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "srewatch did not read both files"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Then the platform goes on: samples.csv reaches T1 (T0 settles), counters.csv T2 (T1
+    // settles); cp3 stays gone.
+    write(
+        &s,
+        &[
+            row("cp1", inv, T1 + 1, &["0.125", "0.5", "0.25"]),
+            row("cp2", inv, T1 + 1, &["0.5", "1.0", "2.0"]),
+        ],
+    );
+    write(
+        &c,
+        &[
+            row("cp1", inv, t2, &["1", "6", "4", "10"]),
+            row("cp2", inv, t2, &["1", "1", "2", "3"]),
+        ],
+    );
+    wait_for(
+        &ix,
+        "rollups",
+        &key(inv, &fc, T1),
+        "sum",
+        7.0,
+        "T1 counters rollup",
+    );
+    wait_for(
+        &ix,
+        "rollups",
+        &key(inv, &fs, T0),
+        "hosts",
+        3.0,
+        "T0 samples rollup",
+    );
+    assert_eq!(
+        p.terminate(Duration::from_secs(15)).and_then(|s| s.code()),
+        Some(0)
+    );
+
+    let roll = |hosts: f64, occ: f64, mean: f64, q: [f64; 4]| {
+        fields(&[
+            ("hosts", hosts),
+            ("occurrences", occ),
+            ("mean", mean),
+            ("p50", q[0]),
+            ("p90", q[1]),
+            ("p99", q[2]),
+            ("max", q[3]),
+        ])
+    };
+    let want: BTreeMap<Key, Fields> = [
+        (key(inv, &fc, TM), fields(&[("sum", 20.0), ("hosts", 3.0)])),
+        (key(inv, &fc, T0), fields(&[("sum", 11.0), ("hosts", 3.0)])),
+        (key(inv, &fc, T1), fields(&[("sum", 7.0), ("hosts", 2.0)])),
+        // TM: 0.25 x10, 2.0 x3, 1.5 x7; T0: 0.5 x4, 1.0 x2, 0.75 x5.
+        (
+            key(inv, &fs, TM),
+            roll(3.0, 20.0, 19.0 / 20.0, [0.25, 2.0, 2.0, 2.0]),
+        ),
+        (
+            key(inv, &fs, T0),
+            roll(3.0, 11.0, 7.75 / 11.0, [0.75, 1.0, 1.0, 1.0]),
+        ),
+    ]
+    .into();
+    let got = ix.points("rollups");
+    assert!(close(&got, &want), "rollups: got {got:#?}\nwant {want:#?}");
+    for k in [key(inv, &fc, TM), key(inv, &fc, T0), key(inv, &fs, TM)] {
+        assert_eq!(got[&k], before[&k], "{k:?} changed across the restart");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Table state restored"), "log:\n{text}");
+}

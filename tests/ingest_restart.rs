@@ -144,19 +144,27 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
         "log:\n{}",
         run.log()
     );
-    // A corrupt checkpoint: set aside with a warning, and the window is sent again (as before
-    // there was a checkpoint), nothing lost.
-    let ck = s.dir.path().join("spool/state/ingest.checkpoint");
-    let mut data = std::fs::read(&ck).unwrap();
-    data[20] ^= 0x40;
-    std::fs::write(&ck, data).unwrap();
+    assert!(
+        run.log().contains("Table state restored"),
+        "log:\n{}",
+        run.log()
+    );
+    // A corrupt checkpoint and table state: set aside with a warning, and the window is sent
+    // again (as before there was either), nothing lost.
+    for f in ["ingest.checkpoint", "ingest.table"] {
+        let path = s.dir.path().join("spool/state").join(f);
+        let mut data = std::fs::read(&path).unwrap();
+        data[20] ^= 0x40;
+        std::fs::write(&path, data).unwrap();
+    }
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
     wait_until(Duration::from_secs(30), "the window sent again", || {
         resent(&s.rec) >= again + WINDOW
     });
     run.stop();
     assert!(
-        run.log().contains("Corrupt checkpoint set aside"),
+        run.log().contains("Corrupt checkpoint set aside")
+            && run.log().contains("Corrupt table state set aside"),
         "log:\n{}",
         run.log()
     );

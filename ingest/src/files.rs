@@ -15,6 +15,7 @@ use crate::checkpoint::{Checkpoint, StateDir, FILES_CHECKPOINT};
 use crate::csvrow::{Kind, Reason};
 use crate::follow::{FollowConfig, FollowError, Follower};
 use crate::sink::{SinkClosed, SinkHandle};
+use crate::table::TABLE_STATE;
 use crate::table::{Bucket, FileReport, Table, TableConfig, Tail, ValueOrder};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -199,7 +200,16 @@ struct Pipeline {
     state: Option<Arc<StateDir>>,
     /// [`crate::sink::Flushed::unstored`] at the last acknowledgement.
     unstored: u64,
+    /// [`crate::sink::Flushed::unstored`] when the table state was last saved, and when the
+    /// sink last lost lines (see [`Pipeline::commit`]).
+    unstored_at_save: u64,
+    lost_at: Option<std::time::Instant>,
 }
+
+/// After the sink lost lines, the table state is not saved for this long (the window and two
+/// minutes): a restart meanwhile starts from the state saved before the loss, so it sends the
+/// lost points again while the files still have them.
+const NO_SAVE_AFTER_LOSS: Duration = Duration::from_secs(17 * 60);
 
 fn kind_of(file: usize) -> Kind {
     if file == 0 {
@@ -222,19 +232,35 @@ impl Pipeline {
             ck: None,
             state: None,
             unstored: 0,
+            unstored_at_save: 0,
+            lost_at: None,
         }
     }
 
     /// Sends only what the server does not have yet, and records what it acknowledges in
     /// `state` (loading the record saved there by the previous run).
+    /// The table starts from the state saved there (see [`crate::table::TABLE_STATE`]).
     fn with_state(mut self, state: Arc<StateDir>) -> Self {
         self.ck = Some(Checkpoint::load(&state, FILES_CHECKPOINT));
+        self.table = Some(Table::load(
+            &state,
+            TABLE_STATE,
+            self.cfg.table(),
+            std::time::Instant::now(),
+            std::time::SystemTime::now(),
+        ));
         self.state = Some(state);
         self
     }
 
     /// Waits until the sink has acknowledged everything written so far, then records it in the
-    /// checkpoint and (with `save`) writes the checkpoint file.
+    /// checkpoint and (with `save`) writes the checkpoint file and the table state.
+    ///
+    /// The table state is saved only when every line the table emitted has been acknowledged:
+    /// then "emitted" in the saved state means "the server has it", and a new process started
+    /// from it sends exactly what changed. When the sink lost lines since the last save (it
+    /// could neither deliver nor spool them), the state is not saved for
+    /// [`NO_SAVE_AFTER_LOSS`]: the file on disk stays the one from before the loss.
     async fn commit(&mut self, save: bool) -> Result<(), FilesError> {
         let flushed = self.sink.flush_acked().await?;
         let (Some(mut ck), Some(state)) = (self.ck.take(), self.state.clone()) else {
@@ -244,8 +270,17 @@ impl Pipeline {
         // lines since then are not recorded (a restart sends them again).
         let stored = flushed.unstored == self.unstored;
         self.unstored = flushed.unstored;
+        if flushed.unstored != self.unstored_at_save {
+            self.unstored_at_save = flushed.unstored;
+            self.lost_at = Some(std::time::Instant::now());
+        }
+        let save_table = save
+            && self
+                .lost_at
+                .is_none_or(|t| t.elapsed() >= NO_SAVE_AFTER_LOSS);
+        let table = if save_table { self.table.take() } else { None };
         let skipped_before = self.stats.points_skipped;
-        let (ck, skipped) = tokio::task::spawn_blocking(move || {
+        let (ck, skipped, table) = tokio::task::spawn_blocking(move || {
             if stored {
                 ck.ack();
             } else {
@@ -256,10 +291,19 @@ impl Pipeline {
                     tracing::warn!(dir = %state.path().display(), error = %e, "Cannot write the checkpoint; a restart would send the window again");
                 }
             }
+            if let Some(t) = &table {
+                let data = t.save_state(std::time::Instant::now(), std::time::SystemTime::now());
+                if let Err(e) = state.write_atomic(TABLE_STATE, &data) {
+                    tracing::warn!(dir = %state.path().display(), error = %e, "Cannot write the table state; a restart would start from an older one");
+                }
+            }
             let s = ck.stats.skipped;
-            (ck, s)
+            (ck, s, table)
         })
         .await?;
+        if let Some(t) = table {
+            self.table = Some(t);
+        }
         self.stats.points_skipped = skipped;
         if skipped_before == 0 && skipped > 0 {
             tracing::info!(

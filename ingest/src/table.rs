@@ -22,6 +22,10 @@
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
+mod state;
+
+pub use state::TABLE_STATE;
+
 use crate::csvrow::{Kind, Reader, Reason, Row, RowError, Value};
 use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
