@@ -358,3 +358,176 @@ impl Table {
         Table::new(cfg)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::csvrow::Kind;
+    use crate::table::Tail;
+
+    const T: i64 = 1652193060;
+
+    fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
+        format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", vals.join(","))
+    }
+
+    /// Feeds one snapshot (the wall clock one minute after its minute); the lines emitted.
+    fn feed(t: &mut Table, kind: Kind, data: &str, now: Instant) -> Vec<String> {
+        let mut got = Vec::new();
+        let wall = T + 600;
+        t.ingest_at(
+            kind,
+            data.as_bytes(),
+            Tail::Quiet,
+            now,
+            wall,
+            &mut |_, b, _| got.extend(std::str::from_utf8(&b).unwrap().lines().map(String::from)),
+        );
+        got
+    }
+
+    fn tick(t: &mut Table, now: Instant) -> Vec<String> {
+        let mut got = Vec::new();
+        t.tick(now, &mut |_, b, _| {
+            got.extend(std::str::from_utf8(&b).unwrap().lines().map(String::from))
+        });
+        got
+    }
+
+    fn cfg() -> TableConfig {
+        TableConfig {
+            settle_minutes: 1,
+            ..TableConfig::default()
+        }
+    }
+
+    /// A table with three hosts, a count above `u32::MAX`, a host gone from the last rewrite,
+    /// samples joined and two samples values waiting for their counters value.
+    fn busy(now: Instant) -> Table {
+        let mut t = Table::new(cfg());
+        let big = "5000000000";
+        feed(
+            &mut t,
+            Kind::Counters,
+            &[
+                row("cp1", "inv", T, &["4", "10"]),
+                row("cp2", "inv", T, &[big, "3"]),
+                row("cp3", "inv", T, &["5", "7"]),
+            ]
+            .concat(),
+            now,
+        );
+        feed(
+            &mut t,
+            Kind::Counters,
+            &[
+                row("cp1", "inv", T + 60, &["6", "4", "10"]),
+                row("cp2", "inv", T + 60, &["1", big, "3"]),
+            ]
+            .concat(),
+            now,
+        );
+        // cp1's T+120 waits for counters.csv to reach T+120.
+        feed(
+            &mut t,
+            Kind::Samples,
+            &[
+                row("cp1", "inv", T + 121, &["0.5", "0.125", "0.5", "0.25"]),
+                row("cp3", "inv", T + 61, &["1.5", "0.75", "1.5"]),
+            ]
+            .concat(),
+            now,
+        );
+        // cp1's T+120 and cp3's T+60 (cp3 left counters.csv before T+60) wait.
+        assert_eq!(t.pending.len(), 2);
+        t
+    }
+
+    #[test]
+    fn a_restored_table_goes_on_exactly_as_the_saved_one() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut a = busy(now);
+        let saved = a.save_state(now, wall);
+        let mut b = Table::restore(cfg(), &saved, now, wall).unwrap();
+        assert_eq!(
+            b.save_state(now, wall),
+            saved,
+            "restore then save is the identity"
+        );
+        assert_eq!((b.cs.len(), b.ss.len(), b.pending.len()), (3, 2, 2));
+        // The same next snapshots and ticks emit the same lines: nothing again, cp3 kept.
+        let next = [
+            row("cp1", "inv", T + 120, &["2", "6", "9", "10"]),
+            row("cp2", "inv", T + 120, &["1", "1", "5000000000", "3"]),
+        ]
+        .concat();
+        let mut outs = Vec::new();
+        for t in [&mut a, &mut b] {
+            let mut out = feed(t, Kind::Counters, &next, now);
+            out.extend(tick(t, now + Duration::from_secs(31)));
+            outs.push(out);
+        }
+        assert_eq!(outs[0], outs[1]);
+        // cp1's T revised: T's rollups again, with cp3's values (gone from the files since).
+        assert_eq!(
+            outs[0],
+            [
+                "inv,hostname=cp1 value=2i 1652193180",
+                "inv,hostname=cp1 value=9i 1652193060",
+                "inv,hostname=cp2 value=1i 1652193180",
+                "inv,hostname=cp1 value=0.5,elapsed_time=1,occurrences=2i 1652193180",
+                "inv,hostname=cp1 value=0.5,elapsed_time=4.5,occurrences=9i 1652193060",
+                // (0.5 x 9 + 0.75 x 5) / 14: cp3's joined T from before the restore.
+                "inv,file=samples hosts=2i,occurrences=14i,mean=0.5892857142857143,p50=0.5,p90=0.75,p99=0.75,max=0.75 1652193060",
+                "inv,file=counters sum=5000000014i,hosts=3i 1652193060",
+                "inv,file=counters sum=7i,hosts=2i 1652193120",
+                "inv,hostname=cp3 value=1.5 1652193120",
+                "inv,file=samples hosts=2i,occurrences=6i,mean=0.32142857142857145,p50=0.125,p90=1.5,p99=1.5,max=1.5 1652193120",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_join_wait_keeps_its_wall_clock_deadline() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let a = busy(now);
+        let saved = a.save_state(now, wall);
+        // Restored 20 s later: 10 s of the 30 s wait are left.
+        let later = now + Duration::from_secs(20);
+        let mut b = Table::restore(cfg(), &saved, later, wall + Duration::from_secs(20)).unwrap();
+        assert!(tick(&mut b, later + Duration::from_secs(9)).is_empty());
+        assert_eq!(
+            tick(&mut b, later + Duration::from_secs(10))
+                .iter()
+                .filter(|l| l.starts_with("inv,hostname=cp1 value=0.5 "))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn any_corruption_is_refused() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let saved = busy(now).save_state(now, wall);
+        for i in 0..saved.len() {
+            let mut d = saved.clone();
+            d[i] ^= 0x01;
+            assert!(Table::restore(cfg(), &d, now, wall).is_err(), "byte {i}");
+        }
+        for n in 0..saved.len() {
+            assert!(
+                Table::restore(cfg(), &saved[..n], now, wall).is_err(),
+                "{n} bytes"
+            );
+        }
+        // A consistent file (CRC right) whose series names a host that does not exist.
+        let mut d = saved.clone();
+        let at = d.len() - 4;
+        d.truncate(at);
+        d.extend_from_slice(&7u32.to_le_bytes());
+        assert!(Table::restore(cfg(), &d, now, wall).is_err());
+    }
+}
