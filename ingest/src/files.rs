@@ -292,9 +292,17 @@ impl Pipeline {
                 }
             }
             if let Some(t) = &table {
-                let data = t.save_state(std::time::Instant::now(), std::time::SystemTime::now());
-                if let Err(e) = state.write_atomic(TABLE_STATE, &data) {
-                    tracing::warn!(dir = %state.path().display(), error = %e, "Cannot write the table state; a restart would start from an older one");
+                let start = std::time::Instant::now();
+                let data = t.save_state(start, std::time::SystemTime::now());
+                match state.write_atomic(TABLE_STATE, &data) {
+                    Ok(()) => tracing::debug!(
+                        bytes = data.len(),
+                        ms = start.elapsed().as_millis() as u64,
+                        "Table state saved"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(dir = %state.path().display(), error = %e, "Cannot write the table state; a restart would start from an older one")
+                    }
                 }
             }
             let s = ck.stats.skipped;
