@@ -11,7 +11,8 @@
 //!   the file's minute from the majority of valid rows), the completeness rule for a last line
 //!   without newline, change detection across snapshots (a point is emitted only when it is new
 //!   or changed), the counters/samples join, and the per-minute HDR rollups, with a schema in
-//!   which no write leaves a stale field in InfluxDB.
+//!   which no write leaves a stale field in InfluxDB. `table::state` saves and restores the
+//!   table across a restart.
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.
