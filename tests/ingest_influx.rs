@@ -95,22 +95,7 @@ fn stored_points_equal_the_final_files_points() {
     let ix = Influx::start(dir.path(), &["counters", "samples", "rollups"]);
     let data = dir.path().join("sre");
     std::fs::create_dir(&data).unwrap();
-    let cfg = dir.path().join("srewatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\njoin_wait = \"1s\"\nsettle_time = \"1m\"\n\n\
-             [influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_INFLUX_TEST_TOKEN_UNSET\"\nspool_dir = \"{}\"\n\
-             batch_max_delay = \"20ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\n",
-            data.display(),
-            ix.url(),
-            dir.path().join("spool").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = srewatch();
-    cmd.arg("ingest").arg("--config").arg(&cfg);
-    let _p = Proc::spawn("srewatch ingest", cmd, &dir.path().join("srewatch.log"));
+    let _p = follow(dir.path(), &ix, &data, "srewatch.log");
     let (c, s) = (data.join("counters.csv"), data.join("samples.csv"));
     let (inv, cpu) = ("profiling.cp.INVITE", "system.cpu");
     let h1 = [("hostname", "cp1")];
