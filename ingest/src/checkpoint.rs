@@ -107,14 +107,24 @@ impl StateDir {
     /// Replaces `name` with `data` atomically: `.name.new` written and `fsync`ed, renamed over
     /// `name`, directory `fsync`ed.
     pub fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.write_atomic_with(name, |f| f.write_all(data))
+    }
+
+    /// [`StateDir::write_atomic`] with the content written by `fill` into the new file.
+    pub fn write_atomic_with<T>(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut File) -> io::Result<T>,
+    ) -> io::Result<T> {
         let tmp = self.dir.join(format!(".{name}.new"));
         let dst = self.dir.join(name);
         let r = (|| {
             let mut f = File::create(&tmp)?;
-            f.write_all(data)?;
+            let t = fill(&mut f)?;
             f.sync_all()?;
             fs::rename(&tmp, &dst)?;
-            File::open(&self.dir)?.sync_all()
+            File::open(&self.dir)?.sync_all()?;
+            Ok(t)
         })();
         if r.is_err() {
             let _ = fs::remove_file(&tmp);

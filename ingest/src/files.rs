@@ -293,10 +293,10 @@ impl Pipeline {
             }
             if let Some(t) = &table {
                 let start = std::time::Instant::now();
-                let data = t.save_state(start, std::time::SystemTime::now());
-                match state.write_atomic(TABLE_STATE, &data) {
-                    Ok(()) => tracing::debug!(
-                        bytes = data.len(),
+                let wall = std::time::SystemTime::now();
+                match state.write_atomic_with(TABLE_STATE, |f| t.write_state(f, start, wall)) {
+                    Ok(bytes) => tracing::debug!(
+                        bytes,
                         ms = start.elapsed().as_millis() as u64,
                         "Table state saved"
                     ),

@@ -28,34 +28,63 @@ use super::{
     RING,
 };
 use crate::checkpoint::StateDir;
+use std::io::{self, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8; 8] = b"SRWTAB01";
 
-struct W(Vec<u8>);
+/// Writes the state in chunks of [`CHUNK`] bytes (the file is not built in memory first),
+/// with the CRC-32 of everything after the header.
+struct W<'o, O: Write> {
+    buf: Vec<u8>,
+    out: &'o mut O,
+    crc: flate2::Crc,
+    /// Bytes at the start of `buf` not covered by the CRC (the header).
+    skip: usize,
+    written: u64,
+    err: Option<io::Error>,
+}
 
-impl W {
+const CHUNK: usize = 1 << 20;
+
+impl<O: Write> W<'_, O> {
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.buf.push(v);
     }
     fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
     fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
     fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
     fn names(&mut self, n: &Names) {
         self.u32(n.raw.len() as u32);
         for s in &n.raw {
             self.u32(s.len() as u32);
-            self.0.extend_from_slice(s.as_bytes());
+            self.buf.extend_from_slice(s.as_bytes());
+            self.spill(false);
         }
+    }
+    /// Hands the buffer to the writer once it holds a chunk (or always, with `all`).
+    fn spill(&mut self, all: bool) {
+        if self.buf.len() < CHUNK && !all {
+            return;
+        }
+        self.crc.update(&self.buf[self.skip..]);
+        self.skip = 0;
+        if self.err.is_none() {
+            if let Err(e) = self.out.write_all(&self.buf) {
+                self.err = Some(e);
+            }
+        }
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
     }
 }
 
@@ -113,15 +142,33 @@ fn slots(mask: u16) -> impl Iterator<Item = usize> {
 }
 
 impl Table {
-    /// The table's state as bytes (see the module documentation). About 80 bytes per
-    /// counters series with 15 minutes, 270 per samples series.
-    /// `now` and `wall` are the same instant on the monotonic and the wall clock: the join
-    /// wait's deadlines are saved as wall-clock times.
+    /// The table's state as bytes (see the module documentation; [`Table::write_state`]).
     pub fn save_state(&self, now: Instant, wall: SystemTime) -> Vec<u8> {
-        let mut w = W(Vec::with_capacity(
-            64 + self.cs.len() * 80 + self.ss.len() * 270,
-        ));
-        w.0.extend_from_slice(MAGIC);
+        let mut out = io::Cursor::new(Vec::new());
+        self.write_state(&mut out, now, wall)
+            .expect("writing to memory cannot fail");
+        out.into_inner()
+    }
+
+    /// Writes the table's state to `out` (from its start), a chunk at a time; returns the
+    /// bytes written. About 82 bytes per counters series with a full window, 270 per samples
+    /// series. `now` and `wall` are the same instant on the monotonic and the wall clock: the
+    /// join wait's deadlines are saved as wall-clock times.
+    pub fn write_state<O: Write + Seek>(
+        &self,
+        out: &mut O,
+        now: Instant,
+        wall: SystemTime,
+    ) -> io::Result<u64> {
+        let mut w = W {
+            buf: Vec::with_capacity(CHUNK + 4096),
+            out,
+            crc: flate2::Crc::new(),
+            skip: 12,
+            written: 0,
+            err: None,
+        };
+        w.buf.extend_from_slice(MAGIC);
         w.u32(0);
         for f in 0..2 {
             w.i64(self.top[f]);
@@ -139,6 +186,7 @@ impl Table {
             w.u32(self.dirty[f].len() as u32);
             for &d in &self.dirty[f] {
                 w.u16(d);
+                w.spill(false);
             }
         }
         w.u32(self.cs.len() as u32);
@@ -153,6 +201,7 @@ impl Table {
                     w.u64(self.big.get(&big_key(id as u32, sl)).copied().unwrap_or(0));
                 }
             }
+            w.spill(false);
         }
         w.u32(self.ss.len() as u32);
         for s in &self.ss {
@@ -165,6 +214,7 @@ impl Table {
                 w.u64(s.avg[sl].to_bits());
                 w.u64(s.occ[sl]);
             }
+            w.spill(false);
         }
         w.u32(self.pending.len() as u32);
         for p in &self.pending {
@@ -175,11 +225,17 @@ impl Table {
                 at.duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64),
             );
+            w.spill(false);
         }
-        let mut crc = flate2::Crc::new();
-        crc.update(&w.0[12..]);
-        w.0[8..12].copy_from_slice(&crc.sum().to_le_bytes());
-        w.0
+        w.spill(true);
+        if let Some(e) = w.err {
+            return Err(e);
+        }
+        let (crc, written) = (w.crc.sum(), w.written);
+        out.seek(SeekFrom::Start(8))?;
+        out.write_all(&crc.to_le_bytes())?;
+        out.seek(SeekFrom::End(0))?;
+        Ok(written)
     }
 
     /// A table in the state [`Table::save_state`] wrote, with `cfg` (which may differ from the
@@ -486,6 +542,29 @@ mod tests {
                 "inv,file=samples hosts=2i,occurrences=6i,mean=0.32142857142857145,p50=0.125,p90=1.5,p99=1.5,max=1.5 1652193120",
             ]
         );
+    }
+
+    #[test]
+    fn written_in_chunks_to_the_state_directory_and_loaded_back() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // Enough series for several chunks.
+        let mut t = busy(now);
+        let rows: String = (0..60_000)
+            .map(|i| row(&format!("h{i}"), "s", T + 60, &["1", "2", "3"]))
+            .collect();
+        feed(&mut t, Kind::Counters, &rows, now);
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let bytes = state
+            .write_atomic_with(TABLE_STATE, |f| t.write_state(f, now, wall))
+            .unwrap();
+        let saved = t.save_state(now, wall);
+        assert!(saved.len() > 2 * CHUNK, "{}", saved.len());
+        assert_eq!(bytes, saved.len() as u64);
+        assert_eq!(std::fs::read(dir.path().join(TABLE_STATE)).unwrap(), saved);
+        let back = Table::load(&state, TABLE_STATE, cfg(), now, wall);
+        assert_eq!(back.save_state(now, wall), saved);
     }
 
     #[test]
