@@ -98,6 +98,8 @@ struct FileState {
 pub struct Scanner {
     files: Vec<FileState>,
     quiet: Duration,
+    /// Whole-file reads so far.
+    reads: u64,
 }
 
 /// 64-bit XXH3 of the content: a change of content is missed only on a 64-bit collision, and
@@ -136,7 +138,16 @@ impl Scanner {
                 spare: Vec::new(),
             })
             .collect();
-        Scanner { files, quiet }
+        Scanner {
+            files,
+            quiet,
+            reads: 0,
+        }
+    }
+
+    /// Whole-file reads so far (each costs a copy and a hash of the file).
+    pub fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// Hands back the buffer of a snapshot of file `i` that has been ingested: the next read
@@ -171,6 +182,7 @@ impl Scanner {
         if !force && !tail_due && f.meta == Some(meta) && !recent(meta.mtime) {
             return None;
         }
+        self.reads += 1;
         let mut data = std::mem::take(&mut f.spare);
         if read_into(&f.path, &mut data).is_err() {
             f.spare = data;
@@ -247,6 +259,21 @@ fn recent(mtime_ns: i128) -> bool {
     now - mtime_ns < 2_000_000_000
 }
 
+/// An event a read causes (inotify reports opens, and closes without writing): our own reads
+/// of the file would otherwise each trigger the next read. A close after writing, a modify, a
+/// create, a rename or a delete still counts.
+fn is_own_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_)
+                | AccessKind::Read
+                | AccessKind::Close(AccessMode::Read | AccessMode::Execute)
+        )
+    )
+}
+
 /// Sent by the watcher when the watched directory itself is removed.
 const REWATCH: usize = usize::MAX;
 
@@ -307,6 +334,9 @@ impl Follower {
         let dir = self.dir.clone();
         let handler = move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
+                if is_own_read(&ev.kind) {
+                    return;
+                }
                 if ev.kind.is_remove() && ev.paths.iter().any(|p| p == &dir) {
                     let _ = tx.send(REWATCH);
                 }
@@ -340,6 +370,11 @@ impl Follower {
                 self.watch_failed = true;
             }
         }
+    }
+
+    /// Whole-file reads so far ([`Scanner::reads`]).
+    pub fn reads(&self) -> u64 {
+        self.scanner.reads()
     }
 
     /// Hands back the buffer of an ingested snapshot of file `i`, for the next read of that file
@@ -630,6 +665,30 @@ mod tests {
         std::fs::write(dir.join("samples.csv"), b"x\n").unwrap();
         let s = next_within(&mut f, Duration::from_secs(11)).await.unwrap();
         assert_eq!((s.file, s.data.as_slice()), (1, &b"x\n"[..]));
+    }
+
+    #[tokio::test]
+    async fn reading_a_file_does_not_trigger_another_read() {
+        // inotify reports our own open and close-after-read of the file; they must not count
+        // as a change (else every read triggers the next: a core busy re-reading and hashing
+        // an unchanged file).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("counters.csv"), b"h,a,t,60,1\n").unwrap();
+        let cfg = FollowConfig {
+            debounce: Duration::from_millis(0),
+            rescan: Duration::from_secs(3600),
+            quiet: Duration::from_secs(3600),
+        };
+        let mut f = Follower::new(dir.path(), &names(), cfg).unwrap();
+        let wait = Duration::from_secs(5);
+        assert!(next_within(&mut f, wait).await.is_some());
+        let reads = f.reads();
+        assert!(next_within(&mut f, Duration::from_millis(500)).await.is_none());
+        assert_eq!(f.reads(), reads, "reads while nothing changed");
+        // A real change is still seen.
+        std::fs::write(dir.path().join("counters.csv"), b"h,a,t,60,2\n").unwrap();
+        let s = next_within(&mut f, wait).await.unwrap();
+        assert_eq!(s.data, b"h,a,t,60,2\n");
     }
 
     /// Each way the platform refreshes a file is seen through notify alone (the rescan is an
