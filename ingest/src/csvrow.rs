@@ -171,6 +171,17 @@ pub struct RowError {
     pub field: u8,
 }
 
+/// A record read by [`Reader::next_ahead`], which can run ahead of the consumer on another
+/// thread: everything but a quoted line borrows only the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ahead<'a> {
+    Row(Row<'a>),
+    Bad(RowError),
+    /// A line with a double quote: its fields are unescaped into a scratch buffer, so the
+    /// consumer reads it with [`Reader::quoted_line`] (start byte, 1-based line).
+    Quoted(usize, u64),
+}
+
 /// Reads the rows of one snapshot.
 pub struct Reader<'a> {
     data: &'a [u8],
@@ -222,6 +233,16 @@ impl<'a> Reader<'a> {
     /// The next row, or `None` at the end of the parsable part of the snapshot.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Result<Row<'_>, RowError>> {
+        match self.next_ahead()? {
+            Ahead::Row(r) => Some(Ok(r)),
+            Ahead::Bad(e) => Some(Err(e)),
+            Ahead::Quoted(start, line) => Some(self.quoted_line(start, line)),
+        }
+    }
+
+    /// The next record, rows borrowed from the snapshot only; a line with quotes is left to
+    /// [`Reader::quoted_line`] (the records count includes it).
+    pub fn next_ahead(&mut self) -> Option<Ahead<'a>> {
         loop {
             if self.pos >= self.end {
                 return None;
@@ -260,13 +281,26 @@ impl<'a> Reader<'a> {
                 fields[n] = &line[from..];
                 n += 1;
                 if too_many {
-                    return Some(Err(err(Reason::TooManyValues, line_no, start, 0)));
+                    return Some(Ahead::Bad(err(Reason::TooManyValues, line_no, start, 0)));
                 }
-                return Some(build(&fields[..n], self.kind, line_no, start));
+                return Some(match build(&fields[..n], self.kind, line_no, start) {
+                    Ok(r) => Ahead::Row(r),
+                    Err(e) => Ahead::Bad(e),
+                });
             }
             self.records += 1;
-            return self.quoted(start, line_no);
+            self.pos = next;
+            self.line += 1;
+            return Some(Ahead::Quoted(start, line_no));
         }
+    }
+
+    /// Reads the line with quotes at byte `start` (line `line_no`) that
+    /// [`Reader::next_ahead`] of a reader over the same snapshot returned as
+    /// [`Ahead::Quoted`], into this reader's scratch buffer.
+    pub fn quoted_line(&mut self, start: usize, line_no: u64) -> Result<Row<'_>, RowError> {
+        self.quoted(start, line_no)
+            .expect("a quoted line always reads as a row or an error")
     }
 
     /// The slow path: a line with at least one double quote, parsed field by field into the
@@ -279,8 +313,8 @@ impl<'a> Reader<'a> {
             None => (self.end, self.end),
         };
         let data = &self.data[..line_end];
-        self.pos = next;
-        self.line += 1;
+        self.pos = self.pos.max(next);
+        self.line = self.line.max(line_no + 1);
         self.scratch.clear();
         let mut ranges = [(0usize, 0usize); MAX_FIELDS];
         let mut n = 0;

@@ -22,7 +22,7 @@
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
-use crate::csvrow::{Kind, Reader, Reason, Row, RowError, Value};
+use crate::csvrow::{Ahead, Kind, Reader, Reason, Row, RowError, Value};
 use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -31,6 +31,9 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
+/// Rows per batch handed from the parse stage to the table, and batches in flight.
+const AHEAD_ROWS: usize = 1024;
+const AHEAD_BATCHES: usize = 4;
 /// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the
 /// other file is one rewrite ahead.
 pub const RING: i64 = 16;
@@ -67,6 +70,9 @@ pub struct TableConfig {
     /// A row whose minute is more than this many minutes ahead of the wall clock is rejected
     /// ([`Reason::Future`]).
     pub future_minutes: i64,
+    /// A snapshot of at least this many bytes is parsed on a second thread while this one
+    /// applies its rows (`usize::MAX`: never).
+    pub parse_ahead_bytes: usize,
 }
 
 impl Default for TableConfig {
@@ -77,6 +83,7 @@ impl Default for TableConfig {
             settle_minutes: 14,
             chunk_bytes: 256 * 1024,
             future_minutes: 5,
+            parse_ahead_bytes: 1 << 20,
         }
     }
 }
@@ -601,40 +608,78 @@ impl Table {
             i64::MIN => i64::MIN,
             t => t - RING,
         };
-        while let Some(r) = reader.next() {
-            match r {
-                Err(e) => rep.skip(e),
-                Ok(row) => {
-                    let t = row.minute() / 60;
-                    let res = if t > latest {
-                        Err(Reason::Future)
-                    } else if t <= oldest {
-                        Err(Reason::TooOld)
-                    } else {
-                        match kind {
-                            Kind::Counters => self.counters_row(&row, gen, now),
-                            Kind::Samples => self.samples_row(&row, gen, now),
-                        }
-                    };
-                    match res {
-                        Ok(()) => rep.rows += 1,
-                        Err(reason) => rep.skip(RowError {
-                            reason,
-                            line: row.line,
-                            byte: row.byte,
-                            field: 4,
-                        }),
+        let mut apply = |t: &mut Table, r: Result<Row<'_>, RowError>| match r {
+            Err(e) => rep.skip(e),
+            Ok(row) => {
+                let m = row.minute() / 60;
+                let res = if m > latest {
+                    Err(Reason::Future)
+                } else if m <= oldest {
+                    Err(Reason::TooOld)
+                } else {
+                    match kind {
+                        Kind::Counters => t.counters_row(&row, gen, now),
+                        Kind::Samples => t.samples_row(&row, gen, now),
                     }
-                    if self.out[0].len() >= self.cfg.chunk_bytes
-                        || self.out[1].len() >= self.cfg.chunk_bytes
-                    {
-                        self.flush(emit);
-                    }
+                };
+                match res {
+                    Ok(()) => rep.rows += 1,
+                    Err(reason) => rep.skip(RowError {
+                        reason,
+                        line: row.line,
+                        byte: row.byte,
+                        field: 4,
+                    }),
+                }
+                if t.out[0].len() >= t.cfg.chunk_bytes || t.out[1].len() >= t.cfg.chunk_bytes {
+                    t.flush(emit);
                 }
             }
-        }
-        rep.records = reader.records();
-        rep.incomplete_tail = reader.incomplete_tail();
+        };
+        let (records, incomplete_tail) = if data.len() >= self.cfg.parse_ahead_bytes {
+            // Two stages on two cores: a scoped thread splits and parses the rows (borrowed
+            // from the snapshot) in batches, this one applies them in file order.
+            let mut quoted = Reader::new(data, kind, tail_ok);
+            std::thread::scope(|sc| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Ahead<'_>>>(AHEAD_BATCHES);
+                let (back, spare) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
+                let parser = sc.spawn(move || {
+                    let mut batch = Vec::with_capacity(AHEAD_ROWS);
+                    while let Some(a) = reader.next_ahead() {
+                        batch.push(a);
+                        if batch.len() == AHEAD_ROWS {
+                            let next = spare
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(AHEAD_ROWS));
+                            if tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    let _ = tx.send(batch);
+                    (reader.records(), reader.incomplete_tail())
+                });
+                for mut batch in rx.iter() {
+                    for a in batch.drain(..) {
+                        let r = match a {
+                            Ahead::Row(r) => Ok(r),
+                            Ahead::Bad(e) => Err(e),
+                            Ahead::Quoted(start, line) => quoted.quoted_line(start, line),
+                        };
+                        apply(self, r);
+                    }
+                    let _ = back.send(batch);
+                }
+                parser.join().expect("the parse stage does not panic")
+            })
+        } else {
+            while let Some(r) = reader.next() {
+                apply(self, r);
+            }
+            (reader.records(), reader.incomplete_tail())
+        };
+        rep.records = records;
+        rep.incomplete_tail = incomplete_tail;
         if rep.incomplete_tail == 0 {
             self.last_records[f] = rep.records;
         }
