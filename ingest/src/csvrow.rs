@@ -250,36 +250,20 @@ impl<'a> Reader<'a> {
             let start = self.pos;
             let line_no = self.line;
             let rest = &self.data[start..self.end];
-            let (line_len, next) = match memchr(b'\n', rest) {
-                Some(i) => (i, start + i + 1),
-                None => (rest.len(), self.end),
+            let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
+            let sp = split_line(rest, &mut fields);
+            let next = match sp.newline {
+                Some(i) => start + i + 1,
+                None => self.end,
             };
-            let mut line = &rest[..line_len];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            if memchr(b'"', line).is_none() {
+            if !sp.quoted {
                 self.pos = next;
                 self.line += 1;
-                if line.is_empty() {
+                if sp.blank {
                     continue;
                 }
                 self.records += 1;
-                let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
-                let mut n = 0;
-                let mut from = 0;
-                let mut too_many = false;
-                for comma in memchr::memchr_iter(b',', line) {
-                    if n == MAX_FIELDS - 1 {
-                        too_many = true;
-                        break;
-                    }
-                    fields[n] = &line[from..comma];
-                    n += 1;
-                    from = comma + 1;
-                }
-                fields[n] = &line[from..];
-                n += 1;
+                let (n, too_many) = (sp.fields, sp.too_many);
                 if too_many {
                     return Some(Ahead::Bad(err(Reason::TooManyValues, line_no, start, 0)));
                 }
@@ -376,6 +360,119 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// One line split at its commas by [`split_line`].
+struct Split {
+    /// Offset of the line's newline (`None`: the line runs to the end of the data).
+    newline: Option<usize>,
+    /// The line has a double quote: the fields are not split (see [`Reader::quoted_line`]).
+    quoted: bool,
+    /// The line is empty (a CR before the newline counts as part of the line ending).
+    blank: bool,
+    /// Fields stored (at most [`MAX_FIELDS`]).
+    fields: usize,
+    /// More than [`MAX_FIELDS`] fields.
+    too_many: bool,
+}
+
+/// Bit `i` set where byte `i` of the 16 at `c` is a comma, a double quote or a newline.
+#[inline(always)]
+fn specials16(c: &[u8]) -> u32 {
+    debug_assert!(c.len() >= 16);
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is enabled (cfg), and `c` has at least 16 readable bytes.
+        unsafe {
+            let v = _mm_loadu_si128(c.as_ptr() as *const __m128i);
+            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let nl = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(comma, quote), nl)) as u32
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        specials(&c[..16])
+    }
+}
+
+/// [`specials16`] for fewer than 16 bytes (or any target).
+#[inline]
+fn specials(c: &[u8]) -> u32 {
+    let mut m = 0;
+    for (i, &b) in c.iter().enumerate() {
+        if b == b',' || b == b'"' || b == b'\n' {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+/// Splits the first line of `rest` at its commas into `fields`, in one pass over its bytes
+/// 16 at a time (commas, quotes and the newline found together), without the CR of a CRLF
+/// ending. A line with a quote is only measured.
+#[inline]
+fn split_line<'a>(rest: &'a [u8], fields: &mut [&'a [u8]; MAX_FIELDS]) -> Split {
+    let mut sp = Split {
+        newline: None,
+        quoted: false,
+        blank: false,
+        fields: 0,
+        too_many: false,
+    };
+    let mut from = 0;
+    let mut base = 0;
+    let end = loop {
+        if base >= rest.len() {
+            break rest.len();
+        }
+        let mut m = if base + 16 <= rest.len() {
+            specials16(&rest[base..])
+        } else {
+            specials(&rest[base..])
+        };
+        let mut end = None;
+        while m != 0 {
+            let j = base + m.trailing_zeros() as usize;
+            m &= m - 1;
+            match rest[j] {
+                b',' => {
+                    if sp.fields == MAX_FIELDS - 1 {
+                        sp.too_many = true;
+                    } else if !sp.too_many {
+                        fields[sp.fields] = &rest[from..j];
+                        sp.fields += 1;
+                        from = j + 1;
+                    }
+                }
+                b'\n' => {
+                    end = Some(j);
+                    break;
+                }
+                _ => {
+                    sp.quoted = true;
+                    sp.newline = memchr(b'\n', &rest[j..]).map(|i| j + i);
+                    return sp;
+                }
+            }
+        }
+        if let Some(j) = end {
+            sp.newline = Some(j);
+            break j;
+        }
+        base += 16;
+    };
+    let line_end = if end > 0 && rest[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    sp.blank = line_end == 0;
+    fields[sp.fields] = &rest[from.min(line_end)..line_end];
+    sp.fields += 1;
+    sp
+}
+
 fn err(reason: Reason, line: u64, byte: usize, field: usize) -> RowError {
     RowError {
         reason,
@@ -447,6 +544,18 @@ pub fn parse_count(f: &[u8]) -> Result<Value, Reason> {
         } else {
             Reason::BadNumber
         });
+    }
+    if f.len() <= 18 {
+        // At most 10^18 - 1: no overflow to check.
+        let mut v: u64 = 0;
+        for &b in f {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(Reason::BadNumber);
+            }
+            v = v * 10 + d as u64;
+        }
+        return Ok(Value::Int(v));
     }
     let mut v: u64 = 0;
     for &b in f {

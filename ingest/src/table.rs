@@ -31,9 +31,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-/// Rows per batch handed from the parse stage to the table, and batches in flight.
-const AHEAD_ROWS: usize = 1024;
-const AHEAD_BATCHES: usize = 4;
+/// Rows per batch handed from the parse stage to the table (about 80 KB), and batches in
+/// circulation (allocated once per snapshot by the applying thread, handed back and forth).
+const AHEAD_ROWS: usize = 256;
+const AHEAD_BATCHES: usize = 8;
 /// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the
 /// other file is one rewrite ahead.
 pub const RING: i64 = 16;
@@ -641,16 +642,20 @@ impl Table {
             // from the snapshot) in batches, this one applies them in file order.
             let mut quoted = Reader::new(data, kind, tail_ok);
             std::thread::scope(|sc| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Ahead<'_>>>(AHEAD_BATCHES);
+                let (tx, rx) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
                 let (back, spare) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
+                for _ in 0..AHEAD_BATCHES {
+                    let _ = back.send(Vec::with_capacity(AHEAD_ROWS));
+                }
                 let parser = sc.spawn(move || {
-                    let mut batch = Vec::with_capacity(AHEAD_ROWS);
+                    // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
+                    let Ok(mut batch) = spare.recv() else {
+                        return (reader.records(), reader.incomplete_tail());
+                    };
                     while let Some(a) = reader.next_ahead() {
                         batch.push(a);
                         if batch.len() == AHEAD_ROWS {
-                            let next = spare
-                                .try_recv()
-                                .unwrap_or_else(|_| Vec::with_capacity(AHEAD_ROWS));
+                            let Ok(next) = spare.recv() else { break };
                             if tx.send(std::mem::replace(&mut batch, next)).is_err() {
                                 break;
                             }
