@@ -683,7 +683,9 @@ mod tests {
         let wait = Duration::from_secs(5);
         assert!(next_within(&mut f, wait).await.is_some());
         let reads = f.reads();
-        assert!(next_within(&mut f, Duration::from_millis(500)).await.is_none());
+        assert!(next_within(&mut f, Duration::from_millis(500))
+            .await
+            .is_none());
         assert_eq!(f.reads(), reads, "reads while nothing changed");
         // A real change is still seen.
         std::fs::write(dir.path().join("counters.csv"), b"h,a,t,60,2\n").unwrap();
