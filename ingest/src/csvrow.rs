@@ -174,6 +174,7 @@ pub struct RowError {
 /// A record read by [`Reader::next_ahead`], which can run ahead of the consumer on another
 /// thread: everything but a quoted line borrows only the snapshot.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // rows travel in reused batches: boxing would allocate per row
 pub enum Ahead<'a> {
     Row(Row<'a>),
     Bad(RowError),

@@ -161,7 +161,11 @@ impl Case {
             join_wait: Duration::from_secs(30),
             // Half the cases parse every snapshot on the second thread (the two-stage
             // pipeline of large files), half on one thread.
-            parse_ahead_bytes: if seed % 2 == 0 { 0 } else { usize::MAX },
+            parse_ahead_bytes: if seed.is_multiple_of(2) {
+                0
+            } else {
+                usize::MAX
+            },
             ..TableConfig::default()
         };
         Case {
