@@ -1,8 +1,9 @@
 //! The CSV file pipeline: [`crate::follow`] → [`crate::csvrow`] → [`crate::table`] → sink.
 //!
 //! [`run`] follows the files until shutdown; [`once`] reads them once, stops waiting for joins,
-//! writes every minute's rollups, and returns. Snapshots are parsed on a blocking thread (a
-//! 1,000,000-row file takes a fraction of a second) and their lines are handed to the
+//! writes every minute's rollups, and returns. Snapshots are parsed on a blocking thread (with a
+//! second, parse-ahead thread for a large one, see [`crate::table::TableConfig`]), each file's
+//! buffer is handed back to the follower for its next read, and their lines are handed to the
 //! [`SinkHandle`] in chunks as they are encoded, with back-pressure, so memory stays bounded by
 //! the snapshot and the per-series state.
 //!

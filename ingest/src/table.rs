@@ -18,7 +18,8 @@
 //! Hot path: host and stat names are interned once (dense ids, escaped line-protocol forms kept
 //! beside them); series are found by one `u64` key lookup; per-series state lives in flat
 //! arrays; lines are written straight into reused per-bucket buffers handed out in chunks.
-//! Nothing is allocated per row once a series exists.
+//! Nothing is allocated per row once a series exists. A large snapshot is parsed on a second
+//! thread while this one applies its rows in file order ([`TableConfig::parse_ahead_bytes`]).
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
