@@ -171,6 +171,18 @@ pub struct RowError {
     pub field: u8,
 }
 
+/// A record read by [`Reader::next_ahead`], which can run ahead of the consumer on another
+/// thread: everything but a quoted line borrows only the snapshot.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // rows travel in reused batches: boxing would allocate per row
+pub enum Ahead<'a> {
+    Row(Row<'a>),
+    Bad(RowError),
+    /// A line with a double quote: its fields are unescaped into a scratch buffer, so the
+    /// consumer reads it with [`Reader::quoted_line`] (start byte, 1-based line).
+    Quoted(usize, u64),
+}
+
 /// Reads the rows of one snapshot.
 pub struct Reader<'a> {
     data: &'a [u8],
@@ -222,6 +234,16 @@ impl<'a> Reader<'a> {
     /// The next row, or `None` at the end of the parsable part of the snapshot.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Result<Row<'_>, RowError>> {
+        match self.next_ahead()? {
+            Ahead::Row(r) => Some(Ok(r)),
+            Ahead::Bad(e) => Some(Err(e)),
+            Ahead::Quoted(start, line) => Some(self.quoted_line(start, line)),
+        }
+    }
+
+    /// The next record, rows borrowed from the snapshot only; a line with quotes is left to
+    /// [`Reader::quoted_line`] (the records count includes it).
+    pub fn next_ahead(&mut self) -> Option<Ahead<'a>> {
         loop {
             if self.pos >= self.end {
                 return None;
@@ -229,44 +251,41 @@ impl<'a> Reader<'a> {
             let start = self.pos;
             let line_no = self.line;
             let rest = &self.data[start..self.end];
-            let (line_len, next) = match memchr(b'\n', rest) {
-                Some(i) => (i, start + i + 1),
-                None => (rest.len(), self.end),
+            let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
+            let sp = split_line(rest, &mut fields);
+            let next = match sp.newline {
+                Some(i) => start + i + 1,
+                None => self.end,
             };
-            let mut line = &rest[..line_len];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            if memchr(b'"', line).is_none() {
+            if !sp.quoted {
                 self.pos = next;
                 self.line += 1;
-                if line.is_empty() {
+                if sp.blank {
                     continue;
                 }
                 self.records += 1;
-                let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
-                let mut n = 0;
-                let mut from = 0;
-                let mut too_many = false;
-                for comma in memchr::memchr_iter(b',', line) {
-                    if n == MAX_FIELDS - 1 {
-                        too_many = true;
-                        break;
-                    }
-                    fields[n] = &line[from..comma];
-                    n += 1;
-                    from = comma + 1;
-                }
-                fields[n] = &line[from..];
-                n += 1;
+                let (n, too_many) = (sp.fields, sp.too_many);
                 if too_many {
-                    return Some(Err(err(Reason::TooManyValues, line_no, start, 0)));
+                    return Some(Ahead::Bad(err(Reason::TooManyValues, line_no, start, 0)));
                 }
-                return Some(build(&fields[..n], self.kind, line_no, start));
+                return Some(match build(&fields[..n], self.kind, line_no, start) {
+                    Ok(r) => Ahead::Row(r),
+                    Err(e) => Ahead::Bad(e),
+                });
             }
             self.records += 1;
-            return self.quoted(start, line_no);
+            self.pos = next;
+            self.line += 1;
+            return Some(Ahead::Quoted(start, line_no));
         }
+    }
+
+    /// Reads the line with quotes at byte `start` (line `line_no`) that
+    /// [`Reader::next_ahead`] of a reader over the same snapshot returned as
+    /// [`Ahead::Quoted`], into this reader's scratch buffer.
+    pub fn quoted_line(&mut self, start: usize, line_no: u64) -> Result<Row<'_>, RowError> {
+        self.quoted(start, line_no)
+            .expect("a quoted line always reads as a row or an error")
     }
 
     /// The slow path: a line with at least one double quote, parsed field by field into the
@@ -279,8 +298,8 @@ impl<'a> Reader<'a> {
             None => (self.end, self.end),
         };
         let data = &self.data[..line_end];
-        self.pos = next;
-        self.line += 1;
+        self.pos = self.pos.max(next);
+        self.line = self.line.max(line_no + 1);
         self.scratch.clear();
         let mut ranges = [(0usize, 0usize); MAX_FIELDS];
         let mut n = 0;
@@ -342,6 +361,119 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// One line split at its commas by [`split_line`].
+struct Split {
+    /// Offset of the line's newline (`None`: the line runs to the end of the data).
+    newline: Option<usize>,
+    /// The line has a double quote: the fields are not split (see [`Reader::quoted_line`]).
+    quoted: bool,
+    /// The line is empty (a CR before the newline counts as part of the line ending).
+    blank: bool,
+    /// Fields stored (at most [`MAX_FIELDS`]).
+    fields: usize,
+    /// More than [`MAX_FIELDS`] fields.
+    too_many: bool,
+}
+
+/// Bit `i` set where byte `i` of the 16 at `c` is a comma, a double quote or a newline.
+#[inline(always)]
+fn specials16(c: &[u8]) -> u32 {
+    debug_assert!(c.len() >= 16);
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is enabled (cfg), and `c` has at least 16 readable bytes.
+        unsafe {
+            let v = _mm_loadu_si128(c.as_ptr() as *const __m128i);
+            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
+            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let nl = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(comma, quote), nl)) as u32
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        specials(&c[..16])
+    }
+}
+
+/// [`specials16`] for fewer than 16 bytes (or any target).
+#[inline]
+fn specials(c: &[u8]) -> u32 {
+    let mut m = 0;
+    for (i, &b) in c.iter().enumerate() {
+        if b == b',' || b == b'"' || b == b'\n' {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+/// Splits the first line of `rest` at its commas into `fields`, in one pass over its bytes
+/// 16 at a time (commas, quotes and the newline found together), without the CR of a CRLF
+/// ending. A line with a quote is only measured.
+#[inline]
+fn split_line<'a>(rest: &'a [u8], fields: &mut [&'a [u8]; MAX_FIELDS]) -> Split {
+    let mut sp = Split {
+        newline: None,
+        quoted: false,
+        blank: false,
+        fields: 0,
+        too_many: false,
+    };
+    let mut from = 0;
+    let mut base = 0;
+    let end = loop {
+        if base >= rest.len() {
+            break rest.len();
+        }
+        let mut m = if base + 16 <= rest.len() {
+            specials16(&rest[base..])
+        } else {
+            specials(&rest[base..])
+        };
+        let mut end = None;
+        while m != 0 {
+            let j = base + m.trailing_zeros() as usize;
+            m &= m - 1;
+            match rest[j] {
+                b',' => {
+                    if sp.fields == MAX_FIELDS - 1 {
+                        sp.too_many = true;
+                    } else if !sp.too_many {
+                        fields[sp.fields] = &rest[from..j];
+                        sp.fields += 1;
+                        from = j + 1;
+                    }
+                }
+                b'\n' => {
+                    end = Some(j);
+                    break;
+                }
+                _ => {
+                    sp.quoted = true;
+                    sp.newline = memchr(b'\n', &rest[j..]).map(|i| j + i);
+                    return sp;
+                }
+            }
+        }
+        if let Some(j) = end {
+            sp.newline = Some(j);
+            break j;
+        }
+        base += 16;
+    };
+    let line_end = if end > 0 && rest[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    sp.blank = line_end == 0;
+    fields[sp.fields] = &rest[from.min(line_end)..line_end];
+    sp.fields += 1;
+    sp
+}
+
 fn err(reason: Reason, line: u64, byte: usize, field: usize) -> RowError {
     RowError {
         reason,
@@ -356,8 +488,14 @@ fn build<'a>(fields: &[&'a [u8]], kind: Kind, line: u64, byte: usize) -> Result<
         return Err(err(Reason::MissingFields, line, byte, 0));
     }
     let name = |i: usize| -> Result<&'a str, RowError> {
-        let s = std::str::from_utf8(fields[i])
-            .map_err(|_| err(Reason::InvalidUtf8, line, byte, i + 1))?;
+        let f = fields[i];
+        let s = if f.iter().fold(0, |a, &b| a | b) < 0x80 {
+            // SAFETY: ASCII only (checked above), which is valid UTF-8. The common case,
+            // checked inline instead of through the general validator.
+            unsafe { std::str::from_utf8_unchecked(f) }
+        } else {
+            std::str::from_utf8(f).map_err(|_| err(Reason::InvalidUtf8, line, byte, i + 1))?
+        };
         if s.is_empty() {
             return Err(err(Reason::EmptyName, line, byte, i + 1));
         }
@@ -413,6 +551,18 @@ pub fn parse_count(f: &[u8]) -> Result<Value, Reason> {
         } else {
             Reason::BadNumber
         });
+    }
+    if f.len() <= 18 {
+        // At most 10^18 - 1: no overflow to check.
+        let mut v: u64 = 0;
+        for &b in f {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(Reason::BadNumber);
+            }
+            v = v * 10 + d as u64;
+        }
+        return Ok(Value::Int(v));
     }
     let mut v: u64 = 0;
     for &b in f {

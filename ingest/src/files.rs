@@ -1,8 +1,9 @@
 //! The CSV file pipeline: [`crate::follow`] → [`crate::csvrow`] → [`crate::table`] → sink.
 //!
 //! [`run`] follows the files until shutdown; [`once`] reads them once, stops waiting for joins,
-//! writes every minute's rollups, and returns. Snapshots are parsed on a blocking thread (a
-//! 1,000,000-row file takes a fraction of a second) and their lines are handed to the
+//! writes every minute's rollups, and returns. Snapshots are parsed on a blocking thread (with a
+//! second, parse-ahead thread for a large one, see [`crate::table::TableConfig`]), each file's
+//! buffer is handed back to the follower for its next read, and their lines are handed to the
 //! [`SinkHandle`] in chunks as they are encoded, with back-pressure, so memory stays bounded by
 //! the snapshot and the per-series state.
 //!
@@ -20,7 +21,7 @@ use crate::table::{Bucket, FileReport, Table, TableConfig, Tail, ValueOrder};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,14 +324,15 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Parses one snapshot on a blocking thread, streaming its lines to the sink.
+    /// Parses one snapshot on a blocking thread, streaming its lines to the sink. Gives the
+    /// snapshot's buffer back (emptied) for the next read.
     async fn ingest(
         &mut self,
         file: usize,
-        data: Vec<u8>,
+        mut data: Vec<u8>,
         tail: Tail,
         finish: bool,
-    ) -> Result<(), FilesError> {
+    ) -> Result<Vec<u8>, FilesError> {
         let mut table = self.table.take().expect("table present between snapshots");
         let mut ck = self.ck.take();
         let mut unstored = self.unstored;
@@ -355,14 +357,14 @@ impl Pipeline {
                     .map_or(0, |d| d.as_secs() as i64);
                 table.ingest_at(kind_of(file), &data, tail, now, wall, &mut emit)
             };
-            drop(data);
+            data.clear();
             if finish {
                 table.finish(now, &mut emit);
             }
-            (table, rep, res, points, ck, unstored)
+            (table, rep, res, points, ck, unstored, data)
         })
         .await;
-        let (table, rep, res, points, ck, unstored) = joined?;
+        let (table, rep, res, points, ck, unstored, data) = joined?;
         self.table = Some(table);
         self.ck = ck;
         self.unstored = unstored;
@@ -371,7 +373,7 @@ impl Pipeline {
         }
         self.report(file, &rep);
         res?;
-        Ok(())
+        Ok(data)
     }
 
     /// Writes samples values whose wait is over.
@@ -517,7 +519,8 @@ pub async fn run_with_state(
                 } else {
                     Tail::Wait
                 };
-                p.ingest(snap.file, snap.data, tail, false).await?;
+                let buf = p.ingest(snap.file, snap.data, tail, false).await?;
+                follower.recycle(snap.file, buf);
                 p.commit(true).await?;
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
@@ -539,32 +542,24 @@ pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, Fil
     let cfg = Arc::new(cfg.clone());
     let mut p = Pipeline::new(cfg.clone(), sink);
     let files = [&cfg.counters_file, &cfg.samples_file];
+    let mut data = Vec::new();
     for (i, name) in files.iter().enumerate() {
         let path = cfg.dir.join(name);
-        let data = match read(&path) {
-            Ok(d) => d,
-            Err(FilesError::Read { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+        data.clear();
+        match crate::follow::read_into(&path, &mut data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 tracing::warn!(file = %path.display(), "File not found, skipped");
-                Vec::new()
             }
-            Err(e) => return Err(e),
-        };
+            Err(source) => return Err(FilesError::Read { path, source }),
+        }
         let last = i == files.len() - 1;
         if !data.is_empty() || last {
-            p.ingest(i, data, Tail::Complete, last).await?;
+            data = p.ingest(i, data, Tail::Complete, last).await?;
         }
     }
     p.sink.flush().await?;
     Ok(p.stats)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, FilesError> {
-    std::fs::read(path).map_err(|source| FilesError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(test)]

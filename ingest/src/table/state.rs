@@ -24,8 +24,8 @@
 //! of range) rejects the whole file: the caller falls back to a new table.
 
 use super::{
-    big_key, CSeries, Names, Pending, RollSlot, SSeries, Table, TableConfig, BIG, NONE, NO_OCC,
-    RING,
+    big_key, series_key, CSeries, Names, Pending, RollSlot, SSeries, Table, TableConfig, BIG, NONE,
+    NO_OCC, RING,
 };
 use crate::checkpoint::StateDir;
 use std::io::{self, Seek, SeekFrom, Write};
@@ -290,10 +290,11 @@ impl Table {
                 t.dirty[f][stat] = r.u16()?;
             }
         }
-        let key = |h: u32, s: u32| (h as u64) << 32 | s as u64;
+        let ckey = |cs: &[CSeries], id: u32| series_key(cs[id as usize].host, cs[id as usize].stat);
+        let skey = |ss: &[SSeries], id: u32| series_key(ss[id as usize].host, ss[id as usize].stat);
         let n = r.count(18)?;
         t.cs.reserve_exact(n);
-        t.cmap.reserve(n);
+        t.cmap.reserve(n, |i| ckey(&t.cs, i));
         for id in 0..n as u32 {
             let (host, stat, top, mask) = (r.u32()?, r.u32()?, r.i64()?, r.u16()?);
             if host >= nh || stat >= ns {
@@ -314,22 +315,25 @@ impl Table {
                     t.big.insert(big_key(id, sl), r.u64()?);
                 }
             }
-            if t.cmap.insert(key(host, stat), id).is_some() {
+            let key = series_key(host, stat);
+            if t.cmap.get(key, |i| ckey(&t.cs, i)).is_some() {
                 return Err("duplicate counters series");
             }
-            t.members[0][stat as usize].push(id);
             t.cs.push(c);
+            t.cmap.insert(key, id, |i| ckey(&t.cs, i));
+            t.members[0][stat as usize].push(id);
         }
         let n = r.count(20)?;
         t.ss.reserve_exact(n);
-        t.smap.reserve(n);
+        t.smap.reserve(n, |i| skey(&t.ss, i));
         for id in 0..n as u32 {
             let (host, stat, top, mask, emitted) =
                 (r.u32()?, r.u32()?, r.i64()?, r.u16()?, r.u16()?);
             if host >= nh || stat >= ns {
                 return Err("series name out of range");
             }
-            let link = t.cmap.get(&key(host, stat)).copied().unwrap_or(NONE);
+            let key = series_key(host, stat);
+            let link = t.cmap.get(key, |i| ckey(&t.cs, i)).unwrap_or(NONE);
             if link != NONE {
                 t.cs[link as usize].link = id;
             }
@@ -348,11 +352,12 @@ impl Table {
                 s.avg[sl] = f64::from_bits(r.u64()?);
                 s.occ[sl] = r.u64()?;
             }
-            if t.smap.insert(key(host, stat), id).is_some() {
+            if t.smap.get(key, |i| skey(&t.ss, i)).is_some() {
                 return Err("duplicate samples series");
             }
-            t.members[1][stat as usize].push(id);
             t.ss.push(s);
+            t.smap.insert(key, id, |i| skey(&t.ss, i));
+            t.members[1][stat as usize].push(id);
         }
         let n = r.count(20)?;
         let wall_ms = wall
