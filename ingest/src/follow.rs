@@ -113,13 +113,19 @@ pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata().map_or(0, |m| m.len() as usize);
     buf.clear();
-    // A file that shrank a lot gives its memory back.
-    if buf.capacity() > 2 * len + (1 << 20) {
+    if buf.capacity() < len {
+        // Dropped before the new one is allocated (growing it would copy the old bytes), with
+        // room for a file that grows a little from one rewrite to the next (pages never
+        // written are not resident).
         *buf = Vec::new();
+        buf.reserve_exact(len + len / 16);
+    } else if buf.capacity() > 2 * len + (1 << 20) {
+        // A file that shrank a lot gives its memory back.
+        *buf = Vec::new();
+        buf.reserve_exact(len);
     }
-    // Exactly the size: a file that does not grow while it is read is read without growing
-    // the buffer (read_to_end probes for the end without reserving more).
-    buf.reserve_exact(len);
+    // A file that does not grow while it is read is read without growing the buffer
+    // (read_to_end probes for the end without reserving more).
     f.read_to_end(buf)?;
     Ok(())
 }
