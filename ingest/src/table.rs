@@ -1279,9 +1279,12 @@ impl Table {
     /// counters value.
     fn waiting_minutes(&self) -> u16 {
         let mut mask = 0;
+        // Only minutes of the file's window: a value of a host gone for 16 minutes or more,
+        // still waiting (a long `join_wait`), must not hold up the minute of the same ring slot.
+        let floor = self.top[1].saturating_sub(RING);
         for p in &self.pending {
             let s = &self.ss[p.sid as usize];
-            if has(s.top, s.mask, p.minute) && s.emitted & bit(p.minute) == 0 {
+            if p.minute > floor && has(s.top, s.mask, p.minute) && s.emitted & bit(p.minute) == 0 {
                 mask |= bit(p.minute);
             }
         }

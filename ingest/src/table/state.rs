@@ -295,7 +295,14 @@ impl Table {
         let n = r.count(18)?;
         t.cs.reserve_exact(n);
         t.cmap.reserve(n, |i| ckey(&t.cs, i));
-        for id in 0..n as u32 {
+        // A series whose newest minute has left the window (a host gone for good) is not
+        // restored: it holds nothing the window needs, and a restart keeps forgetting such
+        // series, as it did before the table state was saved.
+        let horizon = t.horizon;
+        let gone =
+            |f: usize, top: i64| horizon[f] != i64::MIN && top <= horizon[f].saturating_sub(RING);
+        for _ in 0..n {
+            let id = t.cs.len() as u32;
             let (host, stat, top, mask) = (r.u32()?, r.u32()?, r.i64()?, r.u16()?);
             if host >= nh || stat >= ns {
                 return Err("series name out of range");
@@ -309,10 +316,19 @@ impl Table {
                 mask,
                 vals: [0; RING as usize],
             };
+            let mut big = [0u64; RING as usize];
             for sl in slots(mask) {
                 c.vals[sl] = r.u32()?;
                 if c.vals[sl] == BIG {
-                    t.big.insert(big_key(id, sl), r.u64()?);
+                    big[sl] = r.u64()?;
+                }
+            }
+            if gone(0, top) {
+                continue;
+            }
+            for sl in slots(mask) {
+                if c.vals[sl] == BIG {
+                    t.big.insert(big_key(id, sl), big[sl]);
                 }
             }
             let key = series_key(host, stat);
@@ -326,12 +342,24 @@ impl Table {
         let n = r.count(20)?;
         t.ss.reserve_exact(n);
         t.smap.reserve(n, |i| skey(&t.ss, i));
-        for id in 0..n as u32 {
+        // Saved samples series id -> restored id (NONE: not restored).
+        let mut sids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = t.ss.len() as u32;
             let (host, stat, top, mask, emitted) =
                 (r.u32()?, r.u32()?, r.i64()?, r.u16()?, r.u16()?);
             if host >= nh || stat >= ns {
                 return Err("series name out of range");
             }
+            let mut vals = [(0u64, 0u64); RING as usize];
+            for sl in slots(mask) {
+                vals[sl] = (r.u64()?, r.u64()?);
+            }
+            if gone(1, top) {
+                sids.push(NONE);
+                continue;
+            }
+            sids.push(id);
             let key = series_key(host, stat);
             let link = t.cmap.get(key, |i| ckey(&t.cs, i)).unwrap_or(NONE);
             if link != NONE {
@@ -349,8 +377,8 @@ impl Table {
                 occ: [NO_OCC; RING as usize],
             };
             for sl in slots(mask) {
-                s.avg[sl] = f64::from_bits(r.u64()?);
-                s.occ[sl] = r.u64()?;
+                s.avg[sl] = f64::from_bits(vals[sl].0);
+                s.occ[sl] = vals[sl].1;
             }
             if t.smap.get(key, |i| skey(&t.ss, i)).is_some() {
                 return Err("duplicate samples series");
@@ -365,8 +393,11 @@ impl Table {
             .map_or(0, |d| d.as_millis() as i64);
         for _ in 0..n {
             let (sid, minute, at) = (r.u32()?, r.i64()?, r.i64()?);
-            if sid as usize >= t.ss.len() {
+            let Some(&sid) = sids.get(sid as usize) else {
                 return Err("waiting value of no series");
+            };
+            if sid == NONE {
+                continue;
             }
             let wait = Duration::from_millis(at.saturating_sub(wall_ms).max(0) as u64);
             t.pending.push_back(Pending {
@@ -435,7 +466,7 @@ mod tests {
     /// Feeds one snapshot (the wall clock one minute after its minute); the lines emitted.
     fn feed(t: &mut Table, kind: Kind, data: &str, now: Instant) -> Vec<String> {
         let mut got = Vec::new();
-        let wall = T + 600;
+        let wall = T + 3600;
         t.ingest_at(
             kind,
             data.as_bytes(),
@@ -570,6 +601,62 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join(TABLE_STATE)).unwrap(), saved);
         let back = Table::load(&state, TABLE_STATE, cfg(), now, wall);
         assert_eq!(back.save_state(now, wall), saved);
+    }
+
+    #[test]
+    fn a_host_gone_for_good_is_not_restored() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut t = Table::new(TableConfig {
+            join_wait: Duration::from_secs(3600),
+            ..cfg()
+        });
+        // cp9 once, its samples value of T+60 waiting for a counters value that never comes.
+        feed(&mut t, Kind::Counters, &row("cp9", "inv", T, &["1"]), now);
+        feed(
+            &mut t,
+            Kind::Samples,
+            &row("cp9", "inv", T + 61, &["0.5"]),
+            now,
+        );
+        let mut outs = [Vec::new(), Vec::new()];
+        let rewrite = |t: &mut Table, k: i64| {
+            let mut out = feed(
+                t,
+                Kind::Counters,
+                &row("cp1", "inv", T + 60 * k, &["2"]),
+                now,
+            );
+            out.extend(feed(
+                t,
+                Kind::Samples,
+                &row("cp1", "inv", T + 60 * k + 1, &["0.25"]),
+                now,
+            ));
+            out
+        };
+        for k in 1..=17 {
+            outs[0].extend(rewrite(&mut t, k));
+        }
+        assert_eq!((t.cs.len(), t.ss.len(), t.pending.len()), (2, 2, 1));
+        let saved = t.save_state(now, wall);
+        // cp9's newest minutes (T, T+60) are 16 or more minutes behind each file's: it has left
+        // the window.
+        let mut b = Table::restore(cfg(), &saved, now, wall).unwrap();
+        assert_eq!((b.cs.len(), b.ss.len(), b.pending.len()), (1, 1, 0));
+        for (i, x) in [&mut t, &mut b].into_iter().enumerate() {
+            outs[i] = rewrite(x, 18);
+        }
+        assert_eq!(outs[0], outs[1]);
+        assert_eq!(
+            outs[0],
+            [
+                "inv,hostname=cp1 value=2i 1652194140",
+                "inv,file=counters sum=2i,hosts=1i 1652194080",
+                "inv,hostname=cp1 value=0.25,elapsed_time=0.5,occurrences=2i 1652194140",
+                "inv,file=samples hosts=1i,occurrences=2i,mean=0.25,p50=0.25,p90=0.25,p99=0.25,max=0.25 1652194080",
+            ]
+        );
     }
 
     #[test]
