@@ -486,6 +486,14 @@ mod tests {
         got
     }
 
+    /// One instant on the monotonic and the wall clock.
+    fn clock() -> (Instant, SystemTime) {
+        (
+            Instant::now(),
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+    }
+
     fn cfg() -> TableConfig {
         TableConfig {
             settle_minutes: 1,
@@ -537,8 +545,7 @@ mod tests {
 
     #[test]
     fn a_restored_table_goes_on_exactly_as_the_saved_one() {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (now, wall) = clock();
         let mut a = busy(now);
         let saved = a.save_state(now, wall);
         let mut b = Table::restore(cfg(), &saved, now, wall).unwrap();
@@ -582,8 +589,7 @@ mod tests {
 
     #[test]
     fn written_in_chunks_to_the_state_directory_and_loaded_back() {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (now, wall) = clock();
         // Enough series for several chunks.
         let mut t = busy(now);
         let rows: String = (0..60_000)
@@ -605,8 +611,7 @@ mod tests {
 
     #[test]
     fn a_host_gone_for_good_is_not_restored() {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (now, wall) = clock();
         let mut t = Table::new(TableConfig {
             join_wait: Duration::from_secs(3600),
             ..cfg()
@@ -661,8 +666,7 @@ mod tests {
 
     #[test]
     fn a_join_wait_keeps_its_wall_clock_deadline() {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (now, wall) = clock();
         let a = busy(now);
         let saved = a.save_state(now, wall);
         // Restored 20 s later: 10 s of the 30 s wait are left.
@@ -680,8 +684,7 @@ mod tests {
 
     #[test]
     fn any_corruption_is_refused() {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let (now, wall) = clock();
         let saved = busy(now).save_state(now, wall);
         for i in 0..saved.len() {
             let mut d = saved.clone();
