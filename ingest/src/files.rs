@@ -144,6 +144,12 @@ impl FilesConfig {
             join_wait: self.join_wait,
             settle_minutes: self.settle_time.as_secs().div_ceil(60) as i64,
             future_minutes: self.future_tolerance.as_secs().div_ceil(60) as i64,
+            source: format!(
+                "{}\n{}\n{}",
+                self.dir.display(),
+                self.counters_file,
+                self.samples_file
+            ),
             ..TableConfig::default()
         }
     }

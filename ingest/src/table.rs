@@ -79,6 +79,9 @@ pub struct TableConfig {
     /// A snapshot of at least this many bytes is parsed on a second thread while this one
     /// applies its rows (`usize::MAX`: never).
     pub parse_ahead_bytes: usize,
+    /// What the snapshots are (the pipeline puts the directory and the file names here): a
+    /// saved table state is restored only into a table of the same source.
+    pub source: String,
 }
 
 impl Default for TableConfig {
@@ -90,6 +93,7 @@ impl Default for TableConfig {
             chunk_bytes: 256 * 1024,
             future_minutes: 5,
             parse_ahead_bytes: 1 << 20,
+            source: String::new(),
         }
     }
 }

@@ -32,6 +32,8 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8; 8] = b"SRWTAB01";
+/// [`Table::restore`]: the state was saved for another directory or other file names.
+const OTHER_SOURCE: &str = "saved for another directory or other file names";
 
 /// Writes the state in chunks of [`CHUNK`] bytes (the file is not built in memory first),
 /// with the CRC-32 of everything after the header.
@@ -170,6 +172,8 @@ impl Table {
         };
         w.buf.extend_from_slice(MAGIC);
         w.u32(0);
+        w.u32(self.cfg.source.len() as u32);
+        w.buf.extend_from_slice(self.cfg.source.as_bytes());
         for f in 0..2 {
             w.i64(self.top[f]);
             w.i64(self.horizon[f]);
@@ -257,6 +261,10 @@ impl Table {
             return Err("CRC mismatch");
         }
         let mut r = R(&data[12..]);
+        let n = r.count(1)?;
+        if r.take(n)? != cfg.source.as_bytes() {
+            return Err(OTHER_SOURCE);
+        }
         let mut t = Table::new(cfg);
         for f in 0..2 {
             t.top[f] = r.i64()?;
@@ -440,6 +448,9 @@ impl Table {
                 Ok(t) => {
                     tracing::info!(file = %path.display(), counters_series = t.cs.len(), samples_series = t.ss.len(), "Table state restored");
                     return t;
+                }
+                Err(OTHER_SOURCE) => {
+                    tracing::warn!(file = %path.display(), source = %cfg.source.replace('\n', " "), "Table state saved for another directory or other file names, not used; rollups are rebuilt from the current files")
                 }
                 Err(why) => {
                     state.set_aside(file);
@@ -662,6 +673,29 @@ mod tests {
                 "inv,file=samples hosts=1i,occurrences=2i,mean=0.25,p50=0.25,p90=0.25,p99=0.25,max=0.25 1652194080",
             ]
         );
+    }
+
+    #[test]
+    fn a_state_of_other_files_is_not_restored() {
+        let (now, wall) = clock();
+        let with = |source: &str| TableConfig {
+            source: source.into(),
+            ..cfg()
+        };
+        let mut t = Table::new(with("/srv/sre\ncounters.csv\nsamples.csv"));
+        feed(&mut t, Kind::Counters, &row("cp1", "inv", T, &["1"]), now);
+        let saved = t.save_state(now, wall);
+        let b = Table::restore(
+            with("/srv/sre\ncounters.csv\nsamples.csv"),
+            &saved,
+            now,
+            wall,
+        );
+        assert_eq!(b.map(|b| b.cs.len()).ok(), Some(1));
+        for other in ["/srv/other\ncounters.csv\nsamples.csv", ""] {
+            let b = Table::restore(with(other), &saved, now, wall);
+            assert_eq!(b.err(), Some(OTHER_SOURCE), "{other:?}");
+        }
     }
 
     #[test]
