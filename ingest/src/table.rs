@@ -143,6 +143,15 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// Reason and line of each row in [`FileReport::first_errors`].
+    #[cfg(test)]
+    fn first_reasons(&self) -> Vec<(Reason, u64)> {
+        self.first_errors
+            .iter()
+            .map(|e| (e.reason, e.line))
+            .collect()
+    }
+
     /// How many skipped rows are kept in [`FileReport::first_errors`].
     pub const FIRST_ERRORS: usize = 5;
 
@@ -1971,10 +1980,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         assert_eq!(rep.bad[Reason::Negative.index()], 1);
         assert_eq!(rep.bad_total(), 4);
         assert_eq!(
-            rep.first_errors
-                .iter()
-                .map(|e| (e.reason, e.line))
-                .collect::<Vec<_>>(),
+            rep.first_reasons(),
             vec![
                 (Reason::Duplicate, 2),
                 (Reason::BadTimestamp, 3),
@@ -2414,10 +2420,7 @@ mod validation {
             ]
         );
         assert_eq!(
-            rep.first_errors
-                .iter()
-                .map(|e| (e.reason, e.line))
-                .collect::<Vec<_>>(),
+            rep.first_reasons(),
             vec![
                 (Reason::TooOld, 4),
                 (Reason::Future, 5),

@@ -5,7 +5,7 @@
 
 use crate::util::{srewatch, tempdir, Proc};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const T0: i64 = 1652193060;
@@ -102,30 +102,40 @@ fn roll_s1(meas: &str, occ: Option<i64>, avg: &str, ts: i64) -> (&'static str, S
     ("rollups", format!("{meas},file=samples hosts=1i,occurrences={occ}i,mean={avg},p50={avg},p90={avg},p99={avg},max={avg} {ts}"))
 }
 
-#[test]
-fn follows_platform_rewrites_exactly() {
-    let dir = tempdir();
-    let data = dir.path().join("sre");
+/// `srewatch ingest` following `dir/sre` (50 ms debounce, 1 s rescan, then `ingest_keys`),
+/// writing line protocol to `dir/out.lp`: the data directory, the output file, the process.
+fn follow(dir: &Path, ingest_keys: &str) -> (PathBuf, PathBuf, Proc) {
+    let data = dir.join("sre");
     std::fs::create_dir(&data).unwrap();
-    let cfg = dir.path().join("srewatch.toml");
+    let cfg = dir.join("srewatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[ingest]\ndir = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1s\"\nquiet_time = \"1s\"\njoin_wait = \"5s\"\nsettle_time = \"1m\"\n",
+            "[ingest]\ndir = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1s\"\n{ingest_keys}",
             data.display()
         ),
     )
     .unwrap();
-    let out = dir.path().join("out.lp");
-    let counters = data.join("counters.csv");
-    let samples = data.join("samples.csv");
+    let out = dir.join("out.lp");
     let mut cmd = srewatch();
     cmd.arg("ingest")
         .arg("--config")
         .arg(&cfg)
         .arg("--out")
         .arg(&out);
-    let mut p = Proc::spawn("srewatch ingest", cmd, &dir.path().join("srewatch.log"));
+    let p = Proc::spawn("srewatch ingest", cmd, &dir.join("srewatch.log"));
+    (data, out, p)
+}
+
+#[test]
+fn follows_platform_rewrites_exactly() {
+    let dir = tempdir();
+    let (data, out, mut p) = follow(
+        dir.path(),
+        "quiet_time = \"1s\"\njoin_wait = \"5s\"\nsettle_time = \"1m\"\n",
+    );
+    let counters = data.join("counters.csv");
+    let samples = data.join("samples.csv");
     let mut seen = 0;
     let (req, prof, cpu) = ("request.INVITE", "profiling.cp.INVITE", "system.cpu");
 
@@ -473,26 +483,8 @@ rescan_interval = \"5s\"\ndebounce = \"100ms\"\ncounters_bucket = \"c\"\nsamples
 #[test]
 fn half_written_file_never_reaches_the_sink() {
     let dir = tempdir();
-    let data = dir.path().join("sre");
-    std::fs::create_dir(&data).unwrap();
-    let cfg = dir.path().join("srewatch.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ingest]\ndir = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1s\"\nsettle_time = \"14m\"\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let out = dir.path().join("out.lp");
+    let (data, out, _p) = follow(dir.path(), "settle_time = \"14m\"\n");
     let counters = data.join("counters.csv");
-    let mut cmd = srewatch();
-    cmd.arg("ingest")
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--out")
-        .arg(&out);
-    let _p = Proc::spawn("srewatch ingest", cmd, &dir.path().join("srewatch.log"));
     let req = "request.INVITE";
     let file = |t: i64, v: &[[i64; 3]; 4]| -> String {
         (0..4)
