@@ -68,9 +68,35 @@ pub struct Row<'a> {
     pub time: i64,
     values: [Value; MAX_VALUES],
     len: u8,
+    /// What the next minute's row of this series repeats if nothing but its two newest values
+    /// changes: a hash of the text of `v1..v(n-2)` seeded with the next minute (0: not
+    /// computed, see [`Reader::with_memo`]).
+    pub keep: u64,
+    /// Not 0: the parse stage left every value but the two newest unparsed
+    /// ([`Value::Missing`]) because their text hashes to this, the `keep` of the row at the
+    /// same position of the previous snapshot. The consumer must check that the series' last
+    /// applied row had this `keep`, and otherwise read all values from
+    /// [`Row::values_text`] with [`parse_values`].
+    pub same_tail: u64,
+    /// The text of the values (`v0` to the end of the line; empty for a quoted line).
+    pub values_text: &'a [u8],
 }
 
 impl<'a> Row<'a> {
+    /// A row with nothing in it, to be filled in place.
+    pub const EMPTY: Row<'static> = Row {
+        line: 0,
+        byte: 0,
+        host: "",
+        stat: "",
+        time: 0,
+        values: [Value::Missing; MAX_VALUES],
+        len: 0,
+        keep: 0,
+        same_tail: 0,
+        values_text: &[],
+    };
+
     /// The values present in the row, `v0` first.
     pub fn values(&self) -> &[Value] {
         &self.values[..self.len as usize]
@@ -192,6 +218,10 @@ pub struct Reader<'a> {
     kind: Kind,
     records: u64,
     scratch: Vec<u8>,
+    /// By record index: the low 32 bits of each row's [`Row::keep`] in the previous snapshot
+    /// (see [`Reader::with_memo`]); `None`: no memo.
+    memo: Option<Vec<u32>>,
+    newest_first: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -211,7 +241,28 @@ impl<'a> Reader<'a> {
             kind,
             records: 0,
             scratch: Vec::new(),
+            memo: None,
+            newest_first: true,
         }
+    }
+
+    /// Remembers each row's [`Row::keep`] by record index in `memo` (what
+    /// [`Reader::take_memo`] returned for the previous snapshot of the same file, or empty),
+    /// and leaves unparsed the values of a row that repeats, shifted by one minute, the text
+    /// of the row at the same position in that snapshot ([`Row::same_tail`]). The platform
+    /// rewrites its files every minute with the values shifted by one and only the newest
+    /// one or two new: most of a rewrite's values are text already read. The memo is only
+    /// a hint; the consumer checks the full hash against the series.
+    /// `newest_first`: `v0` is the row's own minute (otherwise the last value is).
+    pub fn with_memo(mut self, memo: Vec<u32>, newest_first: bool) -> Self {
+        self.memo = Some(memo);
+        self.newest_first = newest_first;
+        self
+    }
+
+    /// The memo for the next snapshot (empty when none was given).
+    pub fn take_memo(&mut self) -> Vec<u32> {
+        self.memo.take().unwrap_or_default()
     }
 
     /// Bytes at the end of the snapshot left unparsed because they may be a row still being
@@ -244,13 +295,27 @@ impl<'a> Reader<'a> {
     /// The next record, rows borrowed from the snapshot only; a line with quotes is left to
     /// [`Reader::quoted_line`] (the records count includes it).
     pub fn next_ahead(&mut self) -> Option<Ahead<'a>> {
+        let mut a = Ahead::Row(Row::EMPTY);
+        self.next_ahead_into(&mut a).then_some(a)
+    }
+
+    /// [`Reader::next_ahead`] into `slot` (a row is written in place: a batch of rows is
+    /// filled without moving them); `false` at the end.
+    pub fn next_ahead_into(&mut self, slot: &mut Ahead<'a>) -> bool {
         loop {
             if self.pos >= self.end {
-                return None;
+                return false;
             }
             let start = self.pos;
             let line_no = self.line;
             let rest = &self.data[start..self.end];
+            if self.newest_first {
+                if let Some(hint) = self.memo.as_ref().and_then(|m| m.get(self.records as usize)) {
+                    if *hint != 0 && self.repeat(rest, *hint, slot) {
+                        return true;
+                    }
+                }
+            }
             let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
             let sp = split_line(rest, &mut fields);
             let next = match sp.newline {
@@ -263,20 +328,152 @@ impl<'a> Reader<'a> {
                 if sp.blank {
                     continue;
                 }
+                let k = self.records as usize;
                 self.records += 1;
                 let (n, too_many) = (sp.fields, sp.too_many);
                 if too_many {
-                    return Some(Ahead::Bad(err(Reason::TooManyValues, line_no, start, 0)));
+                    self.remember(k, 0);
+                    *slot = Ahead::Bad(err(Reason::TooManyValues, line_no, start, 0));
+                    return true;
                 }
-                return Some(match build(&fields[..n], self.kind, line_no, start) {
-                    Ok(r) => Ahead::Row(r),
-                    Err(e) => Ahead::Bad(e),
-                });
+                if !matches!(slot, Ahead::Row(_)) {
+                    *slot = Ahead::Row(Row::EMPTY);
+                }
+                let Ahead::Row(row) = slot else {
+                    unreachable!()
+                };
+                let r = match &self.memo {
+                    None => build_into(&fields[..n], self.kind, line_no, start, row),
+                    Some(memo) => {
+                        let hint = memo.get(k).copied().unwrap_or(0);
+                        let fields = &fields[..n];
+                        build_with_memo(rest, fields, self.kind, line_no, start, hint, self.newest_first, row)
+                    }
+                };
+                match r {
+                    Ok(()) => {
+                        let keep = row.keep as u32;
+                        self.remember(k, keep);
+                    }
+                    Err(e) => {
+                        self.remember(k, 0);
+                        *slot = Ahead::Bad(e);
+                    }
+                }
+                return true;
             }
+            self.remember(self.records as usize, 0);
             self.records += 1;
             self.pos = next;
             self.line += 1;
-            return Some(Ahead::Quoted(start, line_no));
+            *slot = Ahead::Quoted(start, line_no);
+            return true;
+        }
+    }
+
+    /// The fast path of a memo hit (newest first): the line at the start of `rest` is read
+    /// as a row in `slot` if the text after its `v1` hashes to `hint` (see
+    /// [`Reader::with_memo`]). Only the fixed fields and the two newest values are split
+    /// and parsed; the rest of the line is hashed, not split. `false` (nothing consumed):
+    /// read the line the general way.
+    #[inline]
+    fn repeat(&mut self, rest: &'a [u8], hint: u32, slot: &mut Ahead<'a>) -> bool {
+        // The commas ending host, stat, ISO time, unix time, v0 and v1.
+        let mut commas = [0usize; 6];
+        let mut found = 0;
+        let mut base = 0;
+        'scan: while base + 16 <= rest.len() {
+            let mut m = specials16(&rest[base..]);
+            while m != 0 {
+                let j = base + m.trailing_zeros() as usize;
+                m &= m - 1;
+                if rest[j] != b',' {
+                    return false; // a quote, or a line with fewer than 6 values
+                }
+                commas[found] = j;
+                found += 1;
+                if found == 6 {
+                    break 'scan;
+                }
+            }
+            base += 16;
+        }
+        if found < 6 {
+            return false; // near the end of the data: the general way
+        }
+        let v2 = commas[5] + 1;
+        let (line_end, next) = match memchr(b'\n', &rest[v2..]) {
+            Some(i) => (v2 + i, v2 + i + 1),
+            None => (rest.len(), rest.len()),
+        };
+        let line_end = if line_end > v2 && rest[line_end - 1] == b'\r' {
+            line_end - 1
+        } else {
+            line_end
+        };
+        let Some(time) = parse_time(&rest[commas[2] + 1..commas[3]]) else {
+            return false;
+        };
+        let minute = time.div_euclid(60);
+        let same = tail_hash(&rest[v2..line_end], minute);
+        if same as u32 != hint {
+            return false;
+        }
+        // `v1` up to the comma before the last value (`v1` alone with 3 values).
+        let last_comma = memchr::memrchr(b',', &rest[v2..line_end]).map_or(commas[5], |i| v2 + i);
+        let keep = tail_hash(&rest[commas[4] + 1..last_comma], minute + 1);
+        let k = self.records as usize;
+        let line_no = self.line;
+        let byte = self.pos;
+        self.pos += next;
+        self.line += 1;
+        self.records += 1;
+        if !matches!(slot, Ahead::Row(_)) {
+            *slot = Ahead::Row(Row::EMPTY);
+        }
+        let Ahead::Row(r) = slot else { unreachable!() };
+        let fields = [
+            &rest[..commas[0]],
+            &rest[commas[0] + 1..commas[1]],
+            &rest[commas[1] + 1..commas[2]],
+            &rest[commas[2] + 1..commas[3]],
+        ];
+        let v = [&rest[commas[3] + 1..commas[4]], &rest[commas[4] + 1..commas[5]]];
+        let res = head_into(&fields, line_no, byte, r).and_then(|()| {
+            for (i, f) in v.iter().enumerate() {
+                let p = match self.kind {
+                    Kind::Counters => parse_count(f),
+                    Kind::Samples => parse_average(f),
+                };
+                r.values[i] = p.map_err(|e| err(e, line_no, byte, FIXED + i + 1))?;
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                // The older values repeat text already read: left out (`len` 2).
+                r.len = 2;
+                r.keep = keep;
+                r.same_tail = same;
+                r.values_text = &rest[commas[3] + 1..line_end];
+                self.remember(k, keep as u32);
+            }
+            Err(e) => {
+                self.remember(k, 0);
+                *slot = Ahead::Bad(e);
+            }
+        }
+        true
+    }
+
+    #[inline]
+    fn remember(&mut self, k: usize, keep: u32) {
+        if let Some(m) = &mut self.memo {
+            if k < m.len() {
+                m[k] = keep;
+            } else {
+                m.push(keep);
+            }
         }
     }
 
@@ -484,6 +681,36 @@ fn err(reason: Reason, line: u64, byte: usize, field: usize) -> RowError {
 }
 
 fn build<'a>(fields: &[&'a [u8]], kind: Kind, line: u64, byte: usize) -> Result<Row<'a>, RowError> {
+    let mut r = Row::EMPTY;
+    build_into(fields, kind, line, byte, &mut r)?;
+    Ok(r)
+}
+
+/// Reads `fields` into `r` (all of it but its stale values past [`Row::values`]).
+#[inline]
+fn build_into<'a>(
+    fields: &[&'a [u8]],
+    kind: Kind,
+    line: u64,
+    byte: usize,
+    r: &mut Row<'a>,
+) -> Result<(), RowError> {
+    head_into(fields, line, byte, r)?;
+    let raw = &fields[FIXED..];
+    for (i, (slot, f)) in r.values.iter_mut().zip(raw).enumerate() {
+        let v = match kind {
+            Kind::Counters => parse_count(f),
+            Kind::Samples => parse_average(f),
+        };
+        *slot = v.map_err(|e| err(e, line, byte, FIXED + i + 1))?;
+    }
+    r.len = raw.len() as u8;
+    Ok(())
+}
+
+/// The fixed fields of a row into `r` (no values yet: `len` 0).
+#[inline]
+fn head_into<'a>(fields: &[&'a [u8]], line: u64, byte: usize, r: &mut Row<'a>) -> Result<(), RowError> {
     if fields.len() < FIXED {
         return Err(err(Reason::MissingFields, line, byte, 0));
     }
@@ -501,27 +728,104 @@ fn build<'a>(fields: &[&'a [u8]], kind: Kind, line: u64, byte: usize) -> Result<
         }
         Ok(s)
     };
-    let host = name(0)?;
-    let stat = name(1)?;
-    let time = parse_time(fields[3]).ok_or_else(|| err(Reason::BadTimestamp, line, byte, 4))?;
+    r.host = name(0)?;
+    r.stat = name(1)?;
+    r.time = parse_time(fields[3]).ok_or_else(|| err(Reason::BadTimestamp, line, byte, 4))?;
+    r.line = line;
+    r.byte = byte as u64;
+    r.len = 0;
+    r.keep = 0;
+    r.same_tail = 0;
+    r.values_text = &[];
+    Ok(())
+}
+
+/// The bytes of `line` from the start of field `first` to the end of field `last` (both
+/// borrowed from `line`).
+#[inline]
+fn span<'a>(line: &'a [u8], first: &[u8], last: &[u8]) -> &'a [u8] {
+    let a = first.as_ptr() as usize - line.as_ptr() as usize;
+    let b = last.as_ptr() as usize - line.as_ptr() as usize + last.len();
+    &line[a..b]
+}
+
+/// A hash of `text` and `minute`, never 0.
+#[inline]
+fn tail_hash(text: &[u8], minute: i64) -> u64 {
+    let h = xxhash_rust::xxh3::xxh3_64_with_seed(text, minute as u64);
+    h | (h == 0) as u64
+}
+
+/// [`build_into`] for a reader with a memo (see [`Reader::with_memo`]): computes
+/// [`Row::keep`], and when the text of all values but the two newest hashes to `hint` (the low
+/// 32 bits of the previous snapshot's `keep` at this position), parses only the two newest.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn build_with_memo<'a>(
+    line: &'a [u8],
+    fields: &[&'a [u8]],
+    kind: Kind,
+    line_no: u64,
+    byte: usize,
+    hint: u32,
+    newest_first: bool,
+    r: &mut Row<'a>,
+) -> Result<(), RowError> {
+    let n = fields.len().saturating_sub(FIXED);
+    let time = if n >= 3 { parse_time(fields[3]) } else { None };
+    let Some(time) = time else {
+        // Fewer than 3 values, or a bad time (reported by `build_into`): no memo.
+        return build_into(fields, kind, line_no, byte, r);
+    };
+    let v = &fields[FIXED..];
+    let minute = time.div_euclid(60);
+    let keep = tail_hash(span(line, v[1], v[n - 2]), minute + 1);
+    let values_text = span(line, v[0], v[n - 1]);
+    let same = if hint == 0 {
+        0
+    } else if newest_first {
+        tail_hash(span(line, v[2], v[n - 1]), minute)
+    } else {
+        tail_hash(span(line, v[0], v[n - 3]), minute)
+    };
+    if same == 0 || same as u32 != hint {
+        build_into(fields, kind, line_no, byte, r)?;
+    } else {
+        // The two newest values only: the rest repeats text already read.
+        head_into(fields, line_no, byte, r)?;
+        let newest = if newest_first { [0, 1] } else { [n - 2, n - 1] };
+        r.values[..n].fill(Value::Missing);
+        for i in newest {
+            let p = match kind {
+                Kind::Counters => parse_count(v[i]),
+                Kind::Samples => parse_average(v[i]),
+            };
+            r.values[i] = p.map_err(|e| err(e, line_no, byte, FIXED + i + 1))?;
+        }
+        r.len = n as u8;
+        r.same_tail = same;
+    }
+    r.keep = keep;
+    r.values_text = values_text;
+    Ok(())
+}
+
+/// All values of a row from [`Row::values_text`] (for a row whose parse stage left some out,
+/// [`Row::same_tail`]), with the number of values.
+pub fn parse_values(text: &[u8], kind: Kind) -> Result<([Value; MAX_VALUES], usize), Reason> {
     let mut values = [Value::Missing; MAX_VALUES];
-    let raw = &fields[FIXED..];
-    for (i, (slot, f)) in values.iter_mut().zip(raw).enumerate() {
-        let v = match kind {
+    let mut n = 0;
+    for f in text.split(|&b| b == b',') {
+        if n == MAX_VALUES {
+            return Err(Reason::TooManyValues);
+        }
+        values[n] = match kind {
             Kind::Counters => parse_count(f),
             Kind::Samples => parse_average(f),
-        };
-        *slot = v.map_err(|r| err(r, line, byte, FIXED + i + 1))?;
+        }?;
+        n += 1;
     }
-    Ok(Row {
-        line,
-        byte: byte as u64,
-        host,
-        stat,
-        time,
-        values,
-        len: raw.len() as u8,
-    })
+    Ok((values, n))
 }
 
 /// Unix seconds: digits only, at most year ~36812 (`< 10^12`).

@@ -27,7 +27,7 @@ mod state;
 
 pub use state::TABLE_STATE;
 
-use crate::csvrow::{Ahead, Kind, Reader, Reason, Row, RowError, Value};
+use crate::csvrow::{parse_values, Ahead, Kind, Reader, Reason, Row, RowError, Value};
 use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
@@ -298,6 +298,9 @@ struct CSeries {
     mask: u16,
     /// Counts; [`BIG`] means the count is in [`Table::big`].
     vals: [u32; RING as usize],
+    /// [`Row::keep`] of the last row applied (0: unknown): a row whose [`Row::same_tail`]
+    /// equals it repeats that row's values, shifted by one minute, but for the two newest.
+    keep: u64,
 }
 
 /// Marks a count that does not fit in `u32` (kept in a side table: per-series state stays
@@ -318,6 +321,20 @@ struct SSeries {
     avg: [f64; RING as usize],
     /// Occurrences the written point used, [`NO_OCC`] when it was written as `value`.
     occ: [u64; RING as usize],
+    /// As [`CSeries::keep`].
+    keep: u64,
+}
+
+/// The values of `row` to apply to a series whose last applied row had [`Row::keep`] `keep`
+/// and whose newest minute is `top`: the row's own (all but the two newest left out when they
+/// repeat that row, [`Row::same_tail`]), or `None` when the parse stage left values out that
+/// this series has not seen (read them with [`parse_values`]).
+#[inline]
+fn same_tail<'r>(row: &'r Row<'_>, keep: u64, top: i64) -> Option<&'r [Value]> {
+    // The clock-step reset (a row a whole window back) forgets the ring: never with a
+    // repeat, whose minute is one after the last row's.
+    let repeat = keep == row.same_tail && row.minute() / 60 + RING > top;
+    (row.same_tail == 0 || repeat).then(|| row.values())
 }
 
 /// The minute (index) of value `i` of a row of `n` values whose own minute is `t`.
@@ -380,11 +397,56 @@ struct RollSlot {
     written: bool,
 }
 
+/// Names up to this long (the line-protocol prefix of a counters point) take the fast path
+/// of [`Table::counters_points`].
+const PREFIX_FAST: usize = 256;
+/// Digits of the largest count (`i64::MAX`).
+const MAX_DIGITS: usize = 19;
+/// Bytes of a cached timestamp text (`" <unix seconds>\n"`, padded).
+const TS_TEXT: usize = 24;
+
+/// Writes the decimal digits of `x` at `dst`; returns how many.
+///
+/// # Safety
+/// `dst` must be valid for writing [`MAX_DIGITS`] bytes (`x <= i64::MAX`).
+#[inline]
+unsafe fn write_digits(dst: *mut u8, mut x: u64) -> usize {
+    debug_assert!(x <= i64::MAX as u64);
+    let n = x.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut i = n;
+    while x >= 100 {
+        let d = (x % 100) as usize;
+        x /= 100;
+        i -= 2;
+        // SAFETY: i + 1 < n <= MAX_DIGITS (caller's guarantee).
+        unsafe {
+            *dst.add(i) = DIGIT_PAIRS[2 * d];
+            *dst.add(i + 1) = DIGIT_PAIRS[2 * d + 1];
+        }
+    }
+    // SAFETY: as above, for the last one or two digits at 0..i.
+    unsafe {
+        if x >= 10 {
+            *dst = DIGIT_PAIRS[2 * x as usize];
+            *dst.add(1) = DIGIT_PAIRS[2 * x as usize + 1];
+        } else {
+            *dst = b'0' + x as u8;
+        }
+    }
+    n
+}
+
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// `" <unix seconds>\n"` of recent minutes, by ring slot: most points of a snapshot share
 /// the same 15 timestamps.
 struct TsCache {
     minute: [i64; RING as usize],
-    text: [[u8; 24]; RING as usize],
+    text: [[u8; TS_TEXT]; RING as usize],
     len: [u8; RING as usize],
 }
 
@@ -392,13 +454,20 @@ impl TsCache {
     fn new() -> Self {
         TsCache {
             minute: [i64::MIN; RING as usize],
-            text: [[0; 24]; RING as usize],
+            text: [[0; TS_TEXT]; RING as usize],
             len: [0; RING as usize],
         }
     }
 
     #[inline]
     fn get(&mut self, m: i64) -> &[u8] {
+        let (text, len) = self.get_padded(m);
+        &text[..len]
+    }
+
+    /// The text of minute `m` in its padded array, with its length.
+    #[inline]
+    fn get_padded(&mut self, m: i64) -> (&[u8; TS_TEXT], usize) {
         let sl = slot(m);
         if self.minute[sl] != m {
             let mut ib = itoa::Buffer::new();
@@ -410,7 +479,7 @@ impl TsCache {
             self.len[sl] = (d.len() + 2) as u8;
             self.minute[sl] = m;
         }
-        &self.text[sl][..self.len[sl] as usize]
+        (&self.text[sl], self.len[sl] as usize)
     }
 }
 
@@ -464,6 +533,8 @@ pub struct Table {
     /// minute is in `csum_minute` (see [`Table::sum_counters`]).
     csum: Vec<(u64, i64)>,
     csum_minute: [i64; RING as usize],
+    /// The parse stage's memo per file ([`Reader::with_memo`]).
+    memo: [Vec<u32>; 2],
 }
 
 fn k(kind: Kind) -> usize {
@@ -519,6 +590,7 @@ impl Table {
             written: [0; 3],
             csum: Vec::new(),
             csum_minute: [i64::MIN; RING as usize],
+            memo: [Vec::new(), Vec::new()],
             cfg,
         }
     }
@@ -616,7 +688,9 @@ impl Table {
             Tail::Quiet => self.tail_is_complete(kind, data),
         };
         let latest = wall.div_euclid(60) + self.cfg.future_minutes;
-        let mut reader = Reader::new(data, kind, tail_ok);
+        let newest_first = self.cfg.value_order == ValueOrder::NewestFirst;
+        let memo = std::mem::take(&mut self.memo[f]);
+        let mut reader = Reader::new(data, kind, tail_ok).with_memo(memo, newest_first);
         if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
             // Back only with a strict majority: a few odd rows (or half a file) cannot.
             if m >= self.top[f] || 2 * n > total {
@@ -656,35 +730,41 @@ impl Table {
                 }
             }
         };
-        let (records, incomplete_tail) = if data.len() >= self.cfg.parse_ahead_bytes {
+        let (records, incomplete_tail, memo) = if data.len() >= self.cfg.parse_ahead_bytes {
             // Two stages on two cores: a scoped thread splits and parses the rows (borrowed
             // from the snapshot) in batches, this one applies them in file order.
             let mut quoted = Reader::new(data, kind, tail_ok);
             std::thread::scope(|sc| {
-                let (tx, rx) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
+                // Batches of AHEAD_ROWS records filled in place, with how many are filled.
+                let (tx, rx) = std::sync::mpsc::channel::<(Vec<Ahead<'_>>, usize)>();
                 let (back, spare) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
                 for _ in 0..AHEAD_BATCHES {
-                    let _ = back.send(Vec::with_capacity(AHEAD_ROWS));
+                    let _ = back.send(vec![Ahead::Row(Row::EMPTY); AHEAD_ROWS]);
                 }
                 let parser = sc.spawn(move || {
+                    let done = |reader: &mut Reader<'_>| {
+                        (reader.records(), reader.incomplete_tail(), reader.take_memo())
+                    };
                     // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
                     let Ok(mut batch) = spare.recv() else {
-                        return (reader.records(), reader.incomplete_tail());
+                        return done(&mut reader);
                     };
-                    while let Some(a) = reader.next_ahead() {
-                        batch.push(a);
-                        if batch.len() == AHEAD_ROWS {
+                    let mut n = 0;
+                    while reader.next_ahead_into(&mut batch[n]) {
+                        n += 1;
+                        if n == AHEAD_ROWS {
                             let Ok(next) = spare.recv() else { break };
-                            if tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                            if tx.send((std::mem::replace(&mut batch, next), n)).is_err() {
                                 break;
                             }
+                            n = 0;
                         }
                     }
-                    let _ = tx.send(batch);
-                    (reader.records(), reader.incomplete_tail())
+                    let _ = tx.send((batch, n));
+                    done(&mut reader)
                 });
-                for mut batch in rx.iter() {
-                    for a in &batch {
+                for (batch, n) in rx.iter() {
+                    for a in &batch[..n] {
                         match a {
                             Ahead::Row(r) => apply(self, Ok(r)),
                             Ahead::Bad(e) => apply(self, Err(*e)),
@@ -694,7 +774,6 @@ impl Table {
                             }
                         }
                     }
-                    batch.clear();
                     let _ = back.send(batch);
                 }
                 parser.join().expect("the parse stage does not panic")
@@ -703,8 +782,9 @@ impl Table {
             while let Some(r) = reader.next() {
                 apply(self, r.as_ref().map_err(|e| *e));
             }
-            (reader.records(), reader.incomplete_tail())
+            (reader.records(), reader.incomplete_tail(), reader.take_memo())
         };
+        self.memo[f] = memo;
         rep.records = records;
         rep.incomplete_tail = incomplete_tail;
         if rep.incomplete_tail == 0 {
@@ -893,41 +973,10 @@ impl Table {
                 self.ensure_stat(s);
                 let cs = &self.cs;
                 let ckey = |id: u32| series_key(cs[id as usize].host, cs[id as usize].stat);
-                let id = match self.cmap.get(key, ckey) {
-                    Some(id) => id,
-                    None => {
-                        let id = self.cs.len() as u32;
-                        let ss = &self.ss;
-                        let link = if self.smap.is_empty() {
-                            NONE
-                        } else {
-                            self.smap
-                                .get(key, |id| {
-                                    series_key(ss[id as usize].host, ss[id as usize].stat)
-                                })
-                                .unwrap_or(NONE)
-                        };
-                        if link != NONE {
-                            self.ss[link as usize].link = id;
-                        }
-                        self.cs.push(CSeries {
-                            host: h,
-                            stat: s,
-                            link,
-                            seen: 0,
-                            top: i64::MIN,
-                            mask: 0,
-                            vals: [0; RING as usize],
-                        });
-                        let cs = &self.cs;
-                        self.cmap.insert(key, id, |id| {
-                            series_key(cs[id as usize].host, cs[id as usize].stat)
-                        });
-                        self.members[0][s as usize].push(id);
-                        id
-                    }
-                };
-                (id, s)
+                match self.cmap.get(key, ckey) {
+                    Some(id) => (id, s),
+                    None => return self.new_counters_series(row, h, s, gen, now),
+                }
             }
         };
         self.last[0] = id;
@@ -935,11 +984,20 @@ impl Table {
         if self.cs[id as usize].seen == gen {
             return Err(Reason::Duplicate);
         }
+        let full;
+        let values = match same_tail(row, self.cs[id as usize].keep, self.cs[id as usize].top) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Counters)?;
+                &full.0[..full.1]
+            }
+        };
         self.advance_horizon(Kind::Counters, t);
-        let order_n = row.values().len();
+        let order_n = values.len();
         let order = self.cfg.value_order;
         let ser = &mut self.cs[id as usize];
         ser.seen = gen;
+        ser.keep = row.keep;
         if t + RING <= ser.top {
             // The file went back a whole window (clock step): follow it from this row.
             ser.top = t;
@@ -950,7 +1008,7 @@ impl Table {
         let floor = ser.top - RING;
         let mut changed = [(0i64, 0u64); crate::csvrow::MAX_VALUES];
         let mut nc = 0;
-        for (i, v) in row.values().iter().enumerate() {
+        for (i, v) in values.iter().enumerate() {
             let m = minute_of(order, t, i, order_n);
             if m <= floor {
                 continue;
@@ -983,9 +1041,97 @@ impl Table {
             changed[nc] = (m, x);
             nc += 1;
         }
-        if nc == 0 {
-            return Ok(());
+        self.counters_points(h, s, link, &changed[..nc], now);
+        Ok(())
+    }
+
+    /// A row of a series not seen before: the series is put together here and stored once
+    /// (no read of the fresh memory it goes to), and every value is a new point.
+    #[cold]
+    #[inline(never)]
+    fn new_counters_series(
+        &mut self,
+        row: &Row<'_>,
+        h: u32,
+        s: u32,
+        gen: u32,
+        now: Instant,
+    ) -> Result<(), Reason> {
+        let full;
+        let values = match same_tail(row, 0, i64::MIN) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Counters)?;
+                &full.0[..full.1]
+            }
+        };
+        let t = row.minute() / 60;
+        self.advance_horizon(Kind::Counters, t);
+        let id = self.cs.len() as u32;
+        let key = series_key(h, s);
+        let link = if self.smap.is_empty() {
+            NONE
+        } else {
+            let ss = &self.ss;
+            self.smap
+                .get(key, |id| series_key(ss[id as usize].host, ss[id as usize].stat))
+                .unwrap_or(NONE)
+        };
+        if link != NONE {
+            self.ss[link as usize].link = id;
         }
+        let mut ser = CSeries {
+            host: h,
+            stat: s,
+            link,
+            seen: gen,
+            top: t,
+            mask: 0,
+            vals: [0; RING as usize],
+            keep: row.keep,
+        };
+        let order = self.cfg.value_order;
+        let n = values.len();
+        let mut changed = [(0i64, 0u64); crate::csvrow::MAX_VALUES];
+        let mut nc = 0;
+        for (i, v) in values.iter().enumerate() {
+            let m = minute_of(order, t, i, n);
+            let x = match *v {
+                Value::Int(x) if m > t - RING => x,
+                _ => continue,
+            };
+            let sl = slot(m);
+            if ser.mask & bit(m) != 0 {
+                continue;
+            }
+            if x >= BIG as u64 {
+                ser.vals[sl] = BIG;
+                self.big.insert(big_key(id, sl), x);
+            } else {
+                ser.vals[sl] = x as u32;
+            }
+            ser.mask |= bit(m);
+            changed[nc] = (m, x);
+            nc += 1;
+        }
+        self.cs.push(ser);
+        let cs = &self.cs;
+        self.cmap
+            .insert(key, id, |id| series_key(cs[id as usize].host, cs[id as usize].stat));
+        self.members[0][s as usize].push(id);
+        self.last[0] = id;
+        self.counters_points(h, s, link, &changed[..nc], now);
+        Ok(())
+    }
+
+    /// Writes the counters points `changed` (minute, count) of host `h` and stat `s`, marks
+    /// their rollups and joins the samples series `link`.
+    #[inline]
+    fn counters_points(&mut self, h: u32, s: u32, link: u32, changed: &[(i64, u64)], now: Instant) {
+        if changed.is_empty() {
+            return;
+        }
+        let nc = changed.len();
         // The series part once per row, then one short tail per point.
         let prefix = &mut self.prefix;
         prefix.clear();
@@ -994,41 +1140,59 @@ impl Table {
         prefix.extend_from_slice(&self.hosts.esc[h as usize]);
         prefix.extend_from_slice(b" value=");
         let out = &mut self.out[0];
-        out.reserve(nc * (prefix.len() + 40));
-        let mut ib = itoa::Buffer::new();
-        // Each point's line is put together behind the prefix in one stack buffer and copied
-        // out once (a long name: prefix and tail apart).
-        let mut line = [0u8; 256];
-        let p = if prefix.len() + 48 <= line.len() {
-            line[..prefix.len()].copy_from_slice(prefix);
-            prefix.len()
-        } else {
-            0
-        };
-        for &(m, x) in &changed[..nc] {
-            let tail = &mut line[p..p + 48];
-            let d = ib.format(x).as_bytes();
-            tail[..d.len()].copy_from_slice(d);
-            let mut n = d.len();
-            tail[n] = b'i';
-            n += 1;
-            let ts = self.ts.get(m);
-            tail[n..n + ts.len()].copy_from_slice(ts);
-            n += ts.len();
-            if p == 0 {
-                out.extend_from_slice(prefix);
+        if prefix.len() <= PREFIX_FAST {
+            // One row's points written straight into the buffer's spare room: every copy a
+            // whole number of 32-byte blocks from padded sources (no memcpy call per piece),
+            // the digits written in place.
+            let mut pbuf = [0u8; PREFIX_FAST];
+            pbuf[..prefix.len()].copy_from_slice(prefix);
+            let blocks = prefix.len().div_ceil(32);
+            let most = blocks * 32 + MAX_DIGITS + 1 + TS_TEXT;
+            out.reserve(nc * most);
+            let spare = out.spare_capacity_mut();
+            assert!(spare.len() >= nc * most);
+            let dst0 = spare.as_mut_ptr() as *mut u8;
+            let mut at = 0;
+            for &(m, x) in changed {
+                let ts = self.ts.get_padded(m);
+                // SAFETY: each point writes at most `most` bytes from `dst0 + at`, and
+                // `at <= (points so far) * most`, within the `nc * most` bytes of spare room
+                // checked above; the sources are `pbuf` (PREFIX_FAST bytes, read in whole
+                // 32-byte blocks up to blocks * 32 <= PREFIX_FAST) and the cache's TS_TEXT
+                // bytes. `set_len` below covers only bytes written.
+                unsafe {
+                    let dst = dst0.add(at);
+                    for c in 0..blocks {
+                        std::ptr::copy_nonoverlapping(pbuf.as_ptr().add(c * 32), dst.add(c * 32), 32);
+                    }
+                    let mut n = prefix.len();
+                    n += write_digits(dst.add(n), x);
+                    *dst.add(n) = b'i';
+                    n += 1;
+                    std::ptr::copy_nonoverlapping(ts.0.as_ptr(), dst.add(n), TS_TEXT);
+                    at += n + ts.1;
+                }
             }
-            out.extend_from_slice(&line[..p + n]);
+            // SAFETY: the `at` bytes after the current length were written above.
+            unsafe { out.set_len(out.len() + at) };
+        } else {
+            out.reserve(nc * (prefix.len() + 40));
+            let mut ib = itoa::Buffer::new();
+            for &(m, x) in changed {
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(ib.format(x).as_bytes());
+                out.extend_from_slice(b"i");
+                out.extend_from_slice(self.ts.get(m));
+            }
         }
         self.out_points[0] += nc;
         self.written[0] += nc as u64;
-        for &(m, _) in &changed[..nc] {
+        for &(m, _) in changed {
             self.mark_dirty(Kind::Counters, s, m);
             if link != NONE {
                 self.try_sample(link, m, now, false);
             }
         }
-        Ok(())
     }
 
     fn samples_row(&mut self, row: &Row<'_>, gen: u32, now: Instant) -> Result<(), Reason> {
@@ -1069,6 +1233,7 @@ impl Table {
                             emitted: 0,
                             avg: [0.0; RING as usize],
                             occ: [NO_OCC; RING as usize],
+                            keep: 0,
                         });
                         let ss = &self.ss;
                         self.smap.insert(key, id, |id| {
@@ -1086,14 +1251,23 @@ impl Table {
         if self.ss[id as usize].seen == gen {
             return Err(Reason::Duplicate);
         }
+        let full;
+        let values = match same_tail(row, self.ss[id as usize].keep, self.ss[id as usize].top) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Samples)?;
+                &full.0[..full.1]
+            }
+        };
         self.advance_horizon(Kind::Samples, t);
-        let n = row.values().len();
+        let n = values.len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];
         let mut nc = 0;
         {
             let order = self.cfg.value_order;
             let ser = &mut self.ss[id as usize];
             ser.seen = gen;
+            ser.keep = row.keep;
             if t + RING <= ser.top {
                 // The file went back a whole window (clock step): follow it from this row.
                 ser.top = t;
@@ -1102,7 +1276,7 @@ impl Table {
             }
             advance(&mut ser.top, &mut ser.mask, t);
             let floor = ser.top - RING;
-            for (i, v) in row.values().iter().enumerate() {
+            for (i, v) in values.iter().enumerate() {
                 let m = minute_of(order, t, i, n);
                 let a = match *v {
                     Value::Float(a) if m > floor => a,

@@ -323,6 +323,7 @@ impl Table {
                 top,
                 mask,
                 vals: [0; RING as usize],
+                keep: 0,
             };
             let mut big = [0u64; RING as usize];
             for sl in slots(mask) {
@@ -383,6 +384,7 @@ impl Table {
                 emitted,
                 avg: [0.0; RING as usize],
                 occ: [NO_OCC; RING as usize],
+                keep: 0,
             };
             for sl in slots(mask) {
                 s.avg[sl] = f64::from_bits(vals[sl].0);
