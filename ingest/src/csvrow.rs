@@ -310,7 +310,11 @@ impl<'a> Reader<'a> {
             let line_no = self.line;
             let rest = &self.data[start..self.end];
             if self.newest_first {
-                if let Some(hint) = self.memo.as_ref().and_then(|m| m.get(self.records as usize)) {
+                if let Some(hint) = self
+                    .memo
+                    .as_ref()
+                    .and_then(|m| m.get(self.records as usize))
+                {
                     if *hint != 0 && self.repeat(rest, *hint, slot) {
                         return true;
                     }
@@ -347,7 +351,16 @@ impl<'a> Reader<'a> {
                     Some(memo) => {
                         let hint = memo.get(k).copied().unwrap_or(0);
                         let fields = &fields[..n];
-                        build_with_memo(rest, fields, self.kind, line_no, start, hint, self.newest_first, row)
+                        build_with_memo(
+                            rest,
+                            fields,
+                            self.kind,
+                            line_no,
+                            start,
+                            hint,
+                            self.newest_first,
+                            row,
+                        )
                     }
                 };
                 match r {
@@ -438,7 +451,10 @@ impl<'a> Reader<'a> {
             &rest[commas[1] + 1..commas[2]],
             &rest[commas[2] + 1..commas[3]],
         ];
-        let v = [&rest[commas[3] + 1..commas[4]], &rest[commas[4] + 1..commas[5]]];
+        let v = [
+            &rest[commas[3] + 1..commas[4]],
+            &rest[commas[4] + 1..commas[5]],
+        ];
         let res = head_into(&fields, line_no, byte, r).and_then(|()| {
             for (i, f) in v.iter().enumerate() {
                 let p = match self.kind {
@@ -710,7 +726,12 @@ fn build_into<'a>(
 
 /// The fixed fields of a row into `r` (no values yet: `len` 0).
 #[inline]
-fn head_into<'a>(fields: &[&'a [u8]], line: u64, byte: usize, r: &mut Row<'a>) -> Result<(), RowError> {
+fn head_into<'a>(
+    fields: &[&'a [u8]],
+    line: u64,
+    byte: usize,
+    r: &mut Row<'a>,
+) -> Result<(), RowError> {
     if fields.len() < FIXED {
         return Err(err(Reason::MissingFields, line, byte, 0));
     }

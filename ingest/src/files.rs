@@ -435,6 +435,8 @@ impl Pipeline {
             counters_points = rep.points[0],
             samples_points = rep.points[1],
             rollups_points = rep.points[2],
+            repeats = rep.repeats,
+            reparsed = rep.reparsed,
             "Ingested snapshot"
         );
     }

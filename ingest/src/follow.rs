@@ -609,7 +609,13 @@ mod tests {
     fn chunked_read_hashes_as_the_whole_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("counters.csv");
-        for len in [0, 1, READ_CHUNK as usize - 1, READ_CHUNK as usize, 2 * READ_CHUNK as usize + 12_345] {
+        for len in [
+            0,
+            1,
+            READ_CHUNK as usize - 1,
+            READ_CHUNK as usize,
+            2 * READ_CHUNK as usize + 12_345,
+        ] {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             std::fs::write(&path, &data).unwrap();
             let mut buf = Vec::new();

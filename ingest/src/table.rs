@@ -82,6 +82,9 @@ pub struct TableConfig {
     /// What the snapshots are (the pipeline puts the directory and the file names here): a
     /// saved table state is restored only into a table of the same source.
     pub source: String,
+    /// Values a rewrite repeats from the previous one are recognised by hash and not parsed
+    /// again ([`Reader::with_memo`]); `false` parses every value (a reference for tests).
+    pub skip_repeats: bool,
 }
 
 impl Default for TableConfig {
@@ -94,6 +97,7 @@ impl Default for TableConfig {
             future_minutes: 5,
             parse_ahead_bytes: 1 << 20,
             source: String::new(),
+            skip_repeats: true,
         }
     }
 }
@@ -140,6 +144,12 @@ pub struct FileReport {
     pub incomplete_tail: usize,
     /// Points written while ingesting this snapshot, per bucket (counters, samples, rollups).
     pub points: [u64; 3],
+    /// Good rows whose older values repeated their series' previous row, shifted by a minute:
+    /// only the two newest were parsed ([`Reader::with_memo`]).
+    pub repeats: u64,
+    /// Rows the parse stage took for repeats whose series had not applied the row they
+    /// repeat (a new series, or its previous row was rejected): all values parsed here.
+    pub reparsed: u64,
 }
 
 impl FileReport {
@@ -323,18 +333,6 @@ struct SSeries {
     occ: [u64; RING as usize],
     /// As [`CSeries::keep`].
     keep: u64,
-}
-
-/// The values of `row` to apply to a series whose last applied row had [`Row::keep`] `keep`
-/// and whose newest minute is `top`: the row's own (all but the two newest left out when they
-/// repeat that row, [`Row::same_tail`]), or `None` when the parse stage left values out that
-/// this series has not seen (read them with [`parse_values`]).
-#[inline]
-fn same_tail<'r>(row: &'r Row<'_>, keep: u64, top: i64) -> Option<&'r [Value]> {
-    // The clock-step reset (a row a whole window back) forgets the ring: never with a
-    // repeat, whose minute is one after the last row's.
-    let repeat = keep == row.same_tail && row.minute() / 60 + RING > top;
-    (row.same_tail == 0 || repeat).then(|| row.values())
 }
 
 /// The minute (index) of value `i` of a row of `n` values whose own minute is `t`.
@@ -535,6 +533,9 @@ pub struct Table {
     csum_minute: [i64; RING as usize],
     /// The parse stage's memo per file ([`Reader::with_memo`]).
     memo: [Vec<u32>; 2],
+    /// Rows applied as repeats, and rows taken for repeats but parsed in full (see
+    /// [`FileReport::repeats`]).
+    repeats: [u64; 2],
 }
 
 fn k(kind: Kind) -> usize {
@@ -591,6 +592,7 @@ impl Table {
             csum: Vec::new(),
             csum_minute: [i64::MIN; RING as usize],
             memo: [Vec::new(), Vec::new()],
+            repeats: [0; 2],
             cfg,
         }
     }
@@ -690,7 +692,11 @@ impl Table {
         let latest = wall.div_euclid(60) + self.cfg.future_minutes;
         let newest_first = self.cfg.value_order == ValueOrder::NewestFirst;
         let memo = std::mem::take(&mut self.memo[f]);
-        let mut reader = Reader::new(data, kind, tail_ok).with_memo(memo, newest_first);
+        let mut reader = Reader::new(data, kind, tail_ok);
+        if self.cfg.skip_repeats {
+            reader = reader.with_memo(memo, newest_first);
+        }
+        let repeats_before = self.repeats;
         if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
             // Back only with a strict majority: a few odd rows (or half a file) cannot.
             if m >= self.top[f] || 2 * n > total {
@@ -743,7 +749,11 @@ impl Table {
                 }
                 let parser = sc.spawn(move || {
                     let done = |reader: &mut Reader<'_>| {
-                        (reader.records(), reader.incomplete_tail(), reader.take_memo())
+                        (
+                            reader.records(),
+                            reader.incomplete_tail(),
+                            reader.take_memo(),
+                        )
                     };
                     // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
                     let Ok(mut batch) = spare.recv() else {
@@ -782,7 +792,11 @@ impl Table {
             while let Some(r) = reader.next() {
                 apply(self, r.as_ref().map_err(|e| *e));
             }
-            (reader.records(), reader.incomplete_tail(), reader.take_memo())
+            (
+                reader.records(),
+                reader.incomplete_tail(),
+                reader.take_memo(),
+            )
         };
         self.memo[f] = memo;
         rep.records = records;
@@ -801,6 +815,8 @@ impl Table {
         for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
             *p = a - b;
         }
+        rep.repeats = self.repeats[0] - repeats_before[0];
+        rep.reparsed = self.repeats[1] - repeats_before[1];
         rep
     }
 
@@ -945,6 +961,26 @@ impl Table {
         self.last_host
     }
 
+    /// The values of `row` to apply to a series whose last applied row had [`Row::keep`]
+    /// `keep` and whose newest minute is `top`: the row's own (all but the two newest left out
+    /// when they repeat that row, [`Row::same_tail`]), or `None` when the parse stage left
+    /// values out that this series has not seen (read them with [`parse_values`]).
+    #[inline]
+    fn same_tail<'r>(&mut self, row: &'r Row<'_>, keep: u64, top: i64) -> Option<&'r [Value]> {
+        if row.same_tail == 0 {
+            return Some(row.values());
+        }
+        // The clock-step reset (a row a whole window back) forgets the ring: never with a
+        // repeat, whose minute is one after the last row's.
+        if keep == row.same_tail && row.minute() / 60 + RING > top {
+            self.repeats[0] += 1;
+            Some(row.values())
+        } else {
+            self.repeats[1] += 1;
+            None
+        }
+    }
+
     fn ensure_stat(&mut self, s: u32) {
         let n = s as usize + 1;
         for f in 0..2 {
@@ -985,7 +1021,8 @@ impl Table {
             return Err(Reason::Duplicate);
         }
         let full;
-        let values = match same_tail(row, self.cs[id as usize].keep, self.cs[id as usize].top) {
+        let values = match self.same_tail(row, self.cs[id as usize].keep, self.cs[id as usize].top)
+        {
             Some(v) => v,
             None => {
                 full = parse_values(row.values_text, Kind::Counters)?;
@@ -1058,7 +1095,7 @@ impl Table {
         now: Instant,
     ) -> Result<(), Reason> {
         let full;
-        let values = match same_tail(row, 0, i64::MIN) {
+        let values = match self.same_tail(row, 0, i64::MIN) {
             Some(v) => v,
             None => {
                 full = parse_values(row.values_text, Kind::Counters)?;
@@ -1074,7 +1111,9 @@ impl Table {
         } else {
             let ss = &self.ss;
             self.smap
-                .get(key, |id| series_key(ss[id as usize].host, ss[id as usize].stat))
+                .get(key, |id| {
+                    series_key(ss[id as usize].host, ss[id as usize].stat)
+                })
                 .unwrap_or(NONE)
         };
         if link != NONE {
@@ -1116,8 +1155,9 @@ impl Table {
         }
         self.cs.push(ser);
         let cs = &self.cs;
-        self.cmap
-            .insert(key, id, |id| series_key(cs[id as usize].host, cs[id as usize].stat));
+        self.cmap.insert(key, id, |id| {
+            series_key(cs[id as usize].host, cs[id as usize].stat)
+        });
         self.members[0][s as usize].push(id);
         self.last[0] = id;
         self.counters_points(h, s, link, &changed[..nc], now);
@@ -1163,7 +1203,11 @@ impl Table {
                 unsafe {
                     let dst = dst0.add(at);
                     for c in 0..blocks {
-                        std::ptr::copy_nonoverlapping(pbuf.as_ptr().add(c * 32), dst.add(c * 32), 32);
+                        std::ptr::copy_nonoverlapping(
+                            pbuf.as_ptr().add(c * 32),
+                            dst.add(c * 32),
+                            32,
+                        );
                     }
                     let mut n = prefix.len();
                     n += write_digits(dst.add(n), x);
@@ -1252,7 +1296,8 @@ impl Table {
             return Err(Reason::Duplicate);
         }
         let full;
-        let values = match same_tail(row, self.ss[id as usize].keep, self.ss[id as usize].top) {
+        let values = match self.same_tail(row, self.ss[id as usize].keep, self.ss[id as usize].top)
+        {
             Some(v) => v,
             None => {
                 full = parse_values(row.values_text, Kind::Samples)?;
