@@ -114,14 +114,32 @@ const READ_CHUNK: u64 = 1 << 20;
 
 /// Reads the whole file at `path` into `buf` (replacing its content), reusing its capacity.
 pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    read_hashed(path, buf).map(|_| ())
+    let mut f = open_for(path, buf)?;
+    f.read_to_end(buf)?;
+    Ok(())
 }
 
 /// [`read_into`], returning the content's 64-bit XXH3 (as `xxh3_64` of the whole content),
 /// computed chunk by chunk as it is read: each chunk is hashed while it is still in the CPU's
 /// cache instead of in a second pass over the whole buffer.
 pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = open_for(path, buf)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    loop {
+        let at = buf.len();
+        if (&mut f).take(READ_CHUNK).read_to_end(buf)? == 0 {
+            break;
+        }
+        h.update(&buf[at..]);
+    }
+    Ok(h.digest())
+}
+
+/// Opens `path` and empties `buf`, sized for the file. A file that does not grow while it is
+/// read is then read without growing the buffer (read_to_end probes for the end without
+/// reserving more).
+fn open_for(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<std::fs::File> {
+    let f = std::fs::File::open(path)?;
     let len = f.metadata().map_or(0, |m| m.len() as usize);
     buf.clear();
     if buf.capacity() < len {
@@ -135,17 +153,7 @@ pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64
         *buf = Vec::new();
         buf.reserve_exact(len);
     }
-    // A file that does not grow while it is read is read without growing the buffer
-    // (read_to_end probes for the end without reserving more).
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    loop {
-        let at = buf.len();
-        if (&mut f).take(READ_CHUNK).read_to_end(buf)? == 0 {
-            break;
-        }
-        h.update(&buf[at..]);
-    }
-    Ok(h.digest())
+    Ok(f)
 }
 
 impl Scanner {

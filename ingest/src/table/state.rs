@@ -302,7 +302,6 @@ impl Table {
         let skey = |ss: &[SSeries], id: u32| series_key(ss[id as usize].host, ss[id as usize].stat);
         let n = r.count(18)?;
         t.cs.reserve_exact(n);
-        t.cmap.reserve(n, |i| ckey(&t.cs, i));
         // A series whose newest minute has left the window (a host gone for good) is not
         // restored: it holds nothing the window needs, and a restart keeps forgetting such
         // series, as it did before the table state was saved.
@@ -346,11 +345,9 @@ impl Table {
             }
             t.cs.push(c);
             t.cmap.insert(key, id, |i| ckey(&t.cs, i));
-            t.members[0][stat as usize].push(id);
         }
         let n = r.count(20)?;
         t.ss.reserve_exact(n);
-        t.smap.reserve(n, |i| skey(&t.ss, i));
         // Saved samples series id -> restored id (NONE: not restored).
         let mut sids = Vec::with_capacity(n);
         for _ in 0..n {
@@ -395,7 +392,6 @@ impl Table {
             }
             t.ss.push(s);
             t.smap.insert(key, id, |i| skey(&t.ss, i));
-            t.members[1][stat as usize].push(id);
         }
         let n = r.count(20)?;
         let wall_ms = wall
