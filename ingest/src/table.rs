@@ -227,7 +227,26 @@ type Fx = BuildHasherDefault<FxHasher>;
 struct Names {
     map: HashMap<Box<[u8]>, u32, Fx>,
     raw: Vec<Box<str>>,
+    /// Escaped forms, each followed by [`NAME_PAD`] zero bytes (copied in whole 32-byte
+    /// blocks, [`copy_blocks`]); their lengths in `esc_len`.
     esc: Vec<Box<[u8]>>,
+    esc_len: Vec<u32>,
+}
+
+/// Zero bytes after each escaped name (see [`copy_blocks`]).
+const NAME_PAD: usize = 32;
+
+/// Copies `len` bytes from `src` to `dst` in whole 32-byte blocks (no memcpy call for a short
+/// piece of unknown length): up to 31 bytes past `len` are read and written too.
+///
+/// # Safety
+/// `src` readable and `dst` writable for `len.div_ceil(32) * 32` bytes, not overlapping.
+#[inline(always)]
+unsafe fn copy_blocks(src: *const u8, dst: *mut u8, len: usize) {
+    for c in 0..len.div_ceil(32) {
+        // SAFETY: within the caller's guarantee.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(c * 32), dst.add(c * 32), 32) };
+    }
 }
 
 impl Names {
@@ -250,8 +269,17 @@ impl Names {
         };
         self.map.insert(s.as_bytes().into(), id);
         self.raw.push(s.into());
-        self.esc.push(esc);
+        let mut padded = esc.to_vec();
+        padded.resize(esc.len() + NAME_PAD, 0);
+        self.esc.push(padded.into());
+        self.esc_len.push(esc.len() as u32);
         id
+    }
+
+    /// The escaped line-protocol form of name `id`.
+    #[inline]
+    fn esc(&self, id: u32) -> &[u8] {
+        &self.esc[id as usize][..self.esc_len[id as usize] as usize]
     }
 }
 
@@ -531,6 +559,8 @@ pub struct Table {
     out_points: [usize; 2],
     rollups: LineEncoder,
     prefix: Vec<u8>,
+    /// A counters point's prefix up to [`PREFIX_FAST`] bytes, with room for whole-block copies.
+    pbuf: Box<[u8; PREFIX_FAST + 64]>,
     ts: TsCache,
     hist: Histogram<u64>,
     written: [u64; 3],
@@ -587,6 +617,7 @@ impl Table {
             out_points: [0; 2],
             rollups: LineEncoder::with_capacity(64 * 1024),
             prefix: Vec::with_capacity(256),
+            pbuf: Box::new([0; PREFIX_FAST + 64]),
             ts: TsCache::new(),
             hist: {
                 // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
@@ -1169,21 +1200,29 @@ impl Table {
         }
         let nc = changed.len();
         // The series part once per row, then one short tail per point.
-        let prefix = &mut self.prefix;
-        prefix.clear();
-        prefix.extend_from_slice(&self.stats.esc[s as usize]);
-        prefix.extend_from_slice(b",hostname=");
-        prefix.extend_from_slice(&self.hosts.esc[h as usize]);
-        prefix.extend_from_slice(b" value=");
+        let (sl, hl) = (
+            self.stats.esc_len[s as usize] as usize,
+            self.hosts.esc_len[h as usize] as usize,
+        );
+        let plen = sl + b",hostname=".len() + hl + b" value=".len();
         let out = &mut self.out[0];
-        if prefix.len() <= PREFIX_FAST {
-            // One row's points written straight into the buffer's spare room: every copy a
-            // whole number of 32-byte blocks from padded sources (no memcpy call per piece),
-            // the digits written in place.
-            let mut pbuf = [0u8; PREFIX_FAST];
-            pbuf[..prefix.len()].copy_from_slice(prefix);
-            let blocks = prefix.len().div_ceil(32);
-            let most = blocks * 32 + MAX_DIGITS + 1 + TS_TEXT;
+        if plen <= PREFIX_FAST {
+            // The prefix put together in a padded buffer, then one row's points written
+            // straight into the out buffer's spare room: every copy a whole number of 32-byte
+            // blocks from padded sources (no memcpy call per piece), the digits in place.
+            let pbuf = &mut self.pbuf;
+            let (st, ho) = (&self.stats.esc[s as usize], &self.hosts.esc[h as usize]);
+            // SAFETY: the names are padded by NAME_PAD = 32 bytes (readable up to their
+            // length rounded up to 32); `pbuf` has PREFIX_FAST + 64 bytes and every write ends
+            // before plen + 32 <= PREFIX_FAST + 32; the two literals are 16 and 8 bytes.
+            unsafe {
+                let p = pbuf.as_mut_ptr();
+                copy_blocks(st.as_ptr(), p, sl);
+                std::ptr::copy_nonoverlapping(b",hostname=\0\0\0\0\0\0".as_ptr(), p.add(sl), 16);
+                copy_blocks(ho.as_ptr(), p.add(sl + 10), hl);
+                std::ptr::copy_nonoverlapping(b" value=\0".as_ptr(), p.add(sl + 10 + hl), 8);
+            }
+            let most = plen.div_ceil(32) * 32 + MAX_DIGITS + 1 + TS_TEXT;
             out.reserve(nc * most);
             let spare = out.spare_capacity_mut();
             assert!(spare.len() >= nc * most);
@@ -1193,19 +1232,13 @@ impl Table {
                 let ts = self.ts.get_padded(m);
                 // SAFETY: each point writes at most `most` bytes from `dst0 + at`, and
                 // `at <= (points so far) * most`, within the `nc * most` bytes of spare room
-                // checked above; the sources are `pbuf` (PREFIX_FAST bytes, read in whole
-                // 32-byte blocks up to blocks * 32 <= PREFIX_FAST) and the cache's TS_TEXT
-                // bytes. `set_len` below covers only bytes written.
+                // checked above; the sources are `pbuf` (read up to plen rounded up to 32,
+                // within its PREFIX_FAST + 64 bytes) and the cache's TS_TEXT bytes. `set_len`
+                // below covers only bytes written.
                 unsafe {
                     let dst = dst0.add(at);
-                    for c in 0..blocks {
-                        std::ptr::copy_nonoverlapping(
-                            pbuf.as_ptr().add(c * 32),
-                            dst.add(c * 32),
-                            32,
-                        );
-                    }
-                    let mut n = prefix.len();
+                    copy_blocks(pbuf.as_ptr(), dst, plen);
+                    let mut n = plen;
                     n += write_digits(dst.add(n), x);
                     *dst.add(n) = b'i';
                     n += 1;
@@ -1216,6 +1249,12 @@ impl Table {
             // SAFETY: the `at` bytes after the current length were written above.
             unsafe { out.set_len(out.len() + at) };
         } else {
+            let prefix = &mut self.prefix;
+            prefix.clear();
+            prefix.extend_from_slice(self.stats.esc(s));
+            prefix.extend_from_slice(b",hostname=");
+            prefix.extend_from_slice(self.hosts.esc(h));
+            prefix.extend_from_slice(b" value=");
             out.reserve(nc * (prefix.len() + 40));
             let mut ib = itoa::Buffer::new();
             for &(m, x) in changed {
@@ -1394,9 +1433,9 @@ impl Table {
         }
         // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
         let out = &mut self.out[1];
-        out.extend_from_slice(&self.stats.esc[ser.stat as usize]);
+        out.extend_from_slice(self.stats.esc(ser.stat));
         out.extend_from_slice(b",hostname=");
-        out.extend_from_slice(&self.hosts.esc[ser.host as usize]);
+        out.extend_from_slice(self.hosts.esc(ser.host));
         out.extend_from_slice(b" value=");
         write_float(out, a);
         if occ != NO_OCC {
