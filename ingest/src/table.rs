@@ -233,6 +233,10 @@ struct Names {
     esc_len: Vec<u32>,
 }
 
+/// `,hostname=` and ` value=`, padded for whole-word copies.
+const HOSTNAME_TAG: [u8; 16] = *b",hostname=______";
+const VALUE_FIELD: [u8; 8] = *b" value=_";
+
 /// Zero bytes after each escaped name (see [`copy_blocks`]).
 const NAME_PAD: usize = 32;
 
@@ -1218,9 +1222,9 @@ impl Table {
             unsafe {
                 let p = pbuf.as_mut_ptr();
                 copy_blocks(st.as_ptr(), p, sl);
-                std::ptr::copy_nonoverlapping(b",hostname=\0\0\0\0\0\0".as_ptr(), p.add(sl), 16);
+                std::ptr::copy_nonoverlapping(HOSTNAME_TAG.as_ptr(), p.add(sl), 16);
                 copy_blocks(ho.as_ptr(), p.add(sl + 10), hl);
-                std::ptr::copy_nonoverlapping(b" value=\0".as_ptr(), p.add(sl + 10 + hl), 8);
+                std::ptr::copy_nonoverlapping(VALUE_FIELD.as_ptr(), p.add(sl + 10 + hl), 8);
             }
             let most = plen.div_ceil(32) * 32 + MAX_DIGITS + 1 + TS_TEXT;
             out.reserve(nc * most);
