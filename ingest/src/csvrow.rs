@@ -77,8 +77,8 @@ pub struct Row<'a> {
     values: [Value; MAX_VALUES],
     len: u8,
     /// What the next minute's row of this series repeats if nothing but its two newest values
-    /// changes: a hash of the text of `v1..v(n-2)` seeded with the next minute (0: not
-    /// computed, see [`Reader::with_memo`]).
+    /// changes: a 48-bit hash ([`KEEP_MASK`]) of the text of `v1..v(n-2)` seeded with the next
+    /// minute (0: not computed, see [`Reader::with_memo`]).
     pub keep: u64,
     /// Not 0: the parse stage left every value but the two newest unparsed
     /// ([`Value::Missing`]) because their text hashes to this, the `keep` of the row at the
@@ -897,9 +897,14 @@ fn span<'a>(line: &'a [u8], first: &[u8], last: &[u8]) -> &'a [u8] {
 /// A hash of `text` and `minute`, never 0.
 #[inline]
 fn tail_hash(text: &[u8], minute: i64) -> u64 {
-    let h = xxhash_rust::xxh3::xxh3_64_with_seed(text, minute as u64);
+    let h = xxhash_rust::xxh3::xxh3_64_with_seed(text, minute as u64) & KEEP_MASK;
     h | (h == 0) as u64
 }
+
+/// [`Row::keep`] and [`Row::same_tail`] are 48-bit hashes (they fit in a series' padding): a
+/// row taken for a repeat of a series' previous row whose text differs is accepted with a
+/// chance of 2^-48 (at 1,000,000 such rows a minute, once in about 500 years).
+pub const KEEP_MASK: u64 = (1 << 48) - 1;
 
 /// [`build_into`] for a reader with a memo (see [`Reader::with_memo`]): computes
 /// [`Row::keep`], and when the text of all values but the two newest hashes to `hint` (the low

@@ -349,9 +349,29 @@ struct CSeries {
     mask: u16,
     /// Counts; [`BIG`] means the count is in [`Table::big`].
     vals: [u32; RING as usize],
-    /// [`Row::keep`] of the last row applied (0: unknown): a row whose [`Row::same_tail`]
-    /// equals it repeats that row's values, shifted by one minute, but for the two newest.
-    keep: u64,
+    /// [`Row::keep`] of the last row applied (0: unknown; 48 bits, low 32 here, high 16 in
+    /// `keep_hi`, in what would be padding: the series stays 96 bytes): a row whose
+    /// [`Row::same_tail`] equals it repeats that row's values, shifted by one minute, but for
+    /// the two newest.
+    keep_lo: u32,
+    keep_hi: u16,
+}
+
+// 96 bytes a series (the state memory documented in docs/ingest.md).
+const _: () = assert!(std::mem::size_of::<CSeries>() == 96);
+
+impl CSeries {
+    #[inline]
+    fn keep(&self) -> u64 {
+        (self.keep_hi as u64) << 32 | self.keep_lo as u64
+    }
+
+    #[inline]
+    fn set_keep(&mut self, keep: u64) {
+        debug_assert!(keep <= crate::csvrow::KEEP_MASK);
+        self.keep_lo = keep as u32;
+        self.keep_hi = (keep >> 32) as u16;
+    }
 }
 
 /// Marks a count that does not fit in `u32` (kept in a side table: per-series state stays
@@ -1057,20 +1077,20 @@ impl Table {
             return Err(Reason::Duplicate);
         }
         let full;
-        let values = match self.same_tail(row, self.cs[id as usize].keep, self.cs[id as usize].top)
-        {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Counters)?;
-                &full.0[..full.1]
-            }
-        };
+        let values =
+            match self.same_tail(row, self.cs[id as usize].keep(), self.cs[id as usize].top) {
+                Some(v) => v,
+                None => {
+                    full = parse_values(row.values_text, Kind::Counters)?;
+                    &full.0[..full.1]
+                }
+            };
         self.advance_horizon(Kind::Counters, t);
         let order_n = values.len();
         let order = self.cfg.value_order;
         let ser = &mut self.cs[id as usize];
         ser.seen = gen;
-        ser.keep = row.keep;
+        ser.set_keep(row.keep);
         if t + RING <= ser.top {
             // The file went back a whole window (clock step): follow it from this row.
             ser.top = t;
@@ -1163,7 +1183,8 @@ impl Table {
             top: t,
             mask: 0,
             vals: [0; RING as usize],
-            keep: row.keep,
+            keep_lo: row.keep as u32,
+            keep_hi: (row.keep >> 32) as u16,
         };
         let order = self.cfg.value_order;
         let n = values.len();

@@ -322,7 +322,8 @@ impl Table {
                 top,
                 mask,
                 vals: [0; RING as usize],
-                keep: 0,
+                keep_lo: 0,
+                keep_hi: 0,
             };
             let mut big = [0u64; RING as usize];
             for sl in slots(mask) {
