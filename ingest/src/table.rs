@@ -1852,6 +1852,110 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         }
     }
 
+    /// [`Table::counters_points`] writes a line prefix of up to [`PREFIX_FAST`] bytes in whole
+    /// 32-byte blocks and longer ones piece by piece: on both sides of each block boundary and
+    /// of 256 bytes, every line (escaped names, counts of every digit length up to
+    /// `i64::MAX`) is byte for byte what [`LineEncoder::push`] writes for the same point, for
+    /// a new series (15 points per row) and a rewrite (2 points), in chunks of one row.
+    #[test]
+    fn line_prefixes_around_256_bytes_are_the_encoders_lines() {
+        let host = "cp=1 x";
+        let counts: [u64; 15] = [
+            0,
+            9,
+            10,
+            99,
+            100,
+            4_294_967_295,
+            4_294_967_296,
+            i64::MAX as u64,
+            1,
+            12_345_678_901_234,
+            18,
+            999_999_999,
+            1_000_000_000,
+            55,
+            7,
+        ];
+        let encoded = |stat: &str, x: u64, ts: i64| {
+            let mut e = LineEncoder::new();
+            assert!(e.push(
+                stat,
+                &[("hostname", host)],
+                &[("value", Field::Int(x as i64))],
+                ts
+            ));
+            String::from_utf8(e.take().to_vec()).unwrap()
+        };
+        // The prefix (measurement, tag and " value=") of a stat: the line of 0 at time 0
+        // without "0i 0\n".
+        let prefix_len = |stat: &str| encoded(stat, 0, 0).len() - "0i 0\n".len();
+        // Escaped: the space (2 bytes), the comma (2 bytes, in a quoted CSV field).
+        let base = "a b,c";
+        let short = prefix_len(base);
+        assert_eq!(short, "a\\ b\\,c,hostname=cp\\=1\\ x value=".len());
+        for target in [
+            32,
+            33,
+            63,
+            64,
+            65,
+            255,
+            PREFIX_FAST,
+            PREFIX_FAST + 1,
+            300,
+            1000,
+        ] {
+            let stat = format!("{base}{}", "z".repeat(target - short));
+            assert_eq!(prefix_len(&stat), target);
+            let mut h = Harness::new(TableConfig {
+                settle_minutes: 1000,
+                chunk_bytes: 1,
+                ..TableConfig::default()
+            });
+            let vals: Vec<String> = counts.iter().map(|c| c.to_string()).collect();
+            let data = format!(
+                "{host},\"{stat}\",t,{T},{}\n{host},other,t,{T},{}\n",
+                vals.join(","),
+                vals.join(",")
+            );
+            let got = h.lines(Kind::Counters, &data);
+            let mut want: Vec<String> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| encoded(&stat, x, T - 60 * i as i64))
+                .collect();
+            want.extend(
+                counts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &x)| encoded("other", x, T - 60 * i as i64)),
+            );
+            let want: Vec<String> = want.iter().map(|l| l.trim_end().to_string()).collect();
+            assert_eq!(got, want, "prefix of {target} bytes");
+            // A minute later: a new count and a revised one (the older ones repeat).
+            let next = |stat: &str| {
+                format!(
+                    "{host},{stat},t,{},{},{}\n",
+                    T + 60,
+                    u64::MAX >> 1,
+                    vals[..14].join(",").replacen('0', "1", 1)
+                )
+            };
+            let got = h.lines(
+                Kind::Counters,
+                &(next(&format!("\"{stat}\"")) + &next("other")),
+            );
+            let mut want = Vec::new();
+            for s in [stat.as_str(), "other"] {
+                want.push(encoded(s, u64::MAX >> 1, T + 60));
+                want.push(encoded(s, 1, T));
+            }
+            let want: Vec<String> = want.iter().map(|l| l.trim_end().to_string()).collect();
+            assert_eq!(got, want, "prefix of {target} bytes, a minute later");
+        }
+    }
+
     #[test]
     fn rewrite_one_minute_later_emits_new_and_revised_only() {
         let mut h = Harness::quiet();
