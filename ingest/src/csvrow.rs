@@ -1549,8 +1549,8 @@ h,a,t,60,9223372036854775807\n";
         fn a_rewrite_one_minute_later_repeats_every_row() {
             for kind in [Kind::Counters, Kind::Samples] {
                 let file = |t| match kind {
-                    Kind::Counters => gen_file(|o, h, s, t| crate::gen::counters(o, h, s, t), t),
-                    Kind::Samples => gen_file(|o, h, s, t| crate::gen::samples(o, h, s, t), t),
+                    Kind::Counters => gen_file(crate::gen::counters, t),
+                    Kind::Samples => gen_file(crate::gen::samples, t),
                 };
                 for k in 1..4 {
                     let (prev, cur) = (file(T + 60 * (k - 1)), file(T + 60 * k));
@@ -1993,6 +1993,81 @@ h,a,t,60,9223372036854775807\n";
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), [Value::Int(6), Value::Int(5), Value::Missing]);
             assert_eq!(row.values_text, b"6,5,4");
+        }
+
+        /// The parse stage fills one slot after the other in place
+        /// ([`Reader::next_ahead_into`]): a slot that held a repeat, a full row or an error
+        /// reads the next record exactly as a new one.
+        #[test]
+        fn one_slot_filled_in_place_reads_every_record_as_new() {
+            let rows = [
+                ("cp0", vec!["5", "4", "3", "2", "1", "9", "8", "7"]),
+                ("cp1", vec!["5", "4"]),
+                ("cp2", vec!["50", "40", "30", "20", "10"]),
+                ("cp3", vec!["5", "x", "3", "2", "1"]),
+                (
+                    "cp4",
+                    vec![
+                        "15", "14", "13", "12", "11", "10", "9", "8", "7", "6", "5", "4", "3", "2",
+                        "1",
+                    ],
+                ),
+                ("cp5", vec!["1", "2", "3"]),
+            ];
+            let file = |k: i64| {
+                let mut out = String::new();
+                for (i, (h, v)) in rows.iter().enumerate() {
+                    // Shifted k minutes: k new values in front, the oldest dropped.
+                    let mut vals: Vec<String> = (0..k).map(|j| (100 + j).to_string()).collect();
+                    vals.extend(v.iter().map(|s| s.to_string()));
+                    vals.truncate(v.len());
+                    let host = if i == 4 && k == 1 {
+                        "\"cp4\"".to_string()
+                    } else {
+                        h.to_string()
+                    };
+                    out += &line(
+                        &host,
+                        "a",
+                        T + 60 * k,
+                        &vals.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    );
+                    if i == 2 {
+                        out += "cp2b,a,t,1,-1\n\n";
+                    }
+                }
+                out
+            };
+            for kind in [Kind::Counters, Kind::Samples] {
+                let mut memo = Vec::new();
+                for k in 0..3 {
+                    let text = file(k);
+                    let data = text.as_bytes();
+                    let mut r = Reader::new(data, kind, false).with_memo(memo, true);
+                    let mut quoted = Reader::new(data, kind, false);
+                    let mut slot = Ahead::Row(Row::EMPTY);
+                    let mut got = Vec::new();
+                    let mut repeats = 0;
+                    while r.next_ahead_into(&mut slot) {
+                        got.push(match &slot {
+                            Ahead::Row(row) if row.same_tail != 0 => {
+                                repeats += 1;
+                                let (v, n) = parse_values(row.values_text, kind).unwrap();
+                                Ok(whole(row, v[..n].to_vec()))
+                            }
+                            Ahead::Row(row) => Ok(whole(row, row.values().to_vec())),
+                            Ahead::Bad(e) => Err(*e),
+                            Ahead::Quoted(start, line) => quoted
+                                .quoted_line(*start, *line)
+                                .map(|row| whole(&row, row.values().to_vec())),
+                        });
+                    }
+                    assert_eq!(got, plain(data, kind, false).0, "{kind:?} rewrite {k}");
+                    // cp0, cp2 and cp5 (cp4 was quoted a minute before: no memo).
+                    assert_eq!(repeats, [0, 3, 3][k as usize], "{kind:?} rewrite {k}");
+                    memo = r.take_memo();
+                }
+            }
         }
 
         /// Oldest first (the last value is the row's own minute): the repeat is found by the
