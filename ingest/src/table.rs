@@ -3105,6 +3105,49 @@ mod repeats {
         }
     }
 
+    /// The same for a row rejected as older than the file's window: the file goes back two
+    /// minutes (all other rows), and the row's repeat, a minute later, is in the window.
+    #[test]
+    fn a_row_rejected_as_too_old_is_reparsed_when_repeated() {
+        let order = ValueOrder::NewestFirst;
+        let kind = Kind::Counters;
+        for ahead in PIPELINES {
+            let mut p = Pair::new(cfg(ahead, order));
+            p.what = format!("parse ahead {ahead}");
+            let rows = |k: i64, k1: i64| {
+                row(kind, 0, 0, k, order) + &row(kind, 1, 0, k1, order) + &row(kind, 2, 0, k, order)
+            };
+            let (_, rep) = p.feed(kind, &rows(20, 20), Tail::Wait, wall(21));
+            assert_eq!(rep.rows, 3);
+            // cp1 at minute 4: 17 minutes behind the file's 21.
+            let (_, rep) = p.feed(kind, &rows(21, 4), Tail::Wait, wall(21));
+            assert_eq!((rep.rows, rep.repeats, rep.reparsed), (2, 2, 0));
+            assert_eq!(rep.first_reasons(), [(Reason::TooOld, 2)]);
+            // The file back at minute 19 (two rows of three); cp1's minute 5 is 14 behind.
+            let (lines, rep) = p.feed(kind, &rows(19, 5), Tail::Wait, wall(21));
+            assert_eq!(
+                (rep.rows, rep.bad_total(), rep.repeats, rep.reparsed),
+                (3, 0, 0, 1)
+            );
+            // cp1's series has minutes 6 to 20: only minute 5 (a partial count) is new.
+            let cp1: Vec<&str> = lines
+                .iter()
+                .filter(|(b, l)| *b == Bucket::Counters && l.contains("hostname=cp1 "))
+                .map(|(_, l)| l.as_str())
+                .collect();
+            assert_eq!(
+                cp1,
+                [format!(
+                    "{},hostname=cp1 value={}i {}",
+                    stat(0).replace(' ', "\\ "),
+                    count(1, 0, T0 + 5) / 2,
+                    (T0 + 5) * 60
+                )]
+            );
+            p.finish();
+        }
+    }
+
     /// A second row of a series in one rewrite is rejected; the memo holds its text at its
     /// position all the same.
     #[test]
