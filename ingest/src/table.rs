@@ -2793,7 +2793,7 @@ mod repeats {
     use crate::checkpoint::StateDir;
     use crate::gen::count;
 
-    /// The minute of 2022-05-10T14:31:00Z.
+    /// 2022-05-10T14:31:00Z in unix minutes.
     const T0: i64 = 1652193060 / 60;
     /// Parse-ahead thresholds: the snapshot parsed on one thread, and on a second one.
     const PIPELINES: [usize; 2] = [usize::MAX, 0];
@@ -2904,8 +2904,9 @@ mod repeats {
     }
 
     /// The text of value `i` of the row of (host, stat) at minute `k` (after T0), newest first:
-    /// counts of `gen` (a partial minute's half for the row's own minute, empty for 0);
-    /// samples averages (empty for a count of 0).
+    /// counts of `gen` (empty for 0), averages derived from them (empty for a count of 0);
+    /// the row's own minute is partial (half the count, the average 0.5 higher) and final a
+    /// minute later.
     fn value(kind: Kind, h: usize, s: usize, k: i64, i: i64) -> String {
         let c = count(h, s, T0 + k - i);
         match (kind, c) {
