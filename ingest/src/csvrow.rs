@@ -1470,4 +1470,791 @@ h,a,t,60,9223372036854775807\n";
             }
         }
     }
+
+    /// The memo of a rewrite ([`Reader::with_memo`]): rows that repeat the previous snapshot's
+    /// row at the same position, shifted by one minute, are read from two values, and every
+    /// row reads as exactly what a reader without memo gives.
+    mod repeats {
+        use super::*;
+
+        const T: i64 = 1652193060;
+
+        /// How a record of the second snapshot was read.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Got {
+            /// `same_tail != 0`, read by the fast path: `values()` is exactly `[v0, v1]`.
+            Repeat,
+            /// `same_tail != 0`, read by the general path (split in full): `values()` has
+            /// all `n` values, the two newest parsed and the others [`Value::Missing`].
+            RepeatSplit,
+            /// `same_tail == 0`: every value parsed.
+            Full,
+            Bad(Reason),
+        }
+        use Got::{Bad, Full, Repeat, RepeatSplit};
+
+        /// host, stat, time, values, line, byte
+        type Whole = (String, String, i64, Vec<Value>, u64, u64);
+
+        fn whole(row: &Row<'_>, values: Vec<Value>) -> Whole {
+            (
+                row.host.to_string(),
+                row.stat.to_string(),
+                row.time,
+                values,
+                row.line,
+                row.byte,
+            )
+        }
+
+        /// Every record of `data` read without memo.
+        fn plain(data: &[u8], kind: Kind, complete: bool) -> (Vec<Result<Whole, RowError>>, u64) {
+            let mut r = Reader::new(data, kind, complete);
+            let mut out = Vec::new();
+            while let Some(x) = r.next() {
+                out.push(x.map(|row| whole(&row, row.values().to_vec())));
+            }
+            (out, r.incomplete_tail() as u64)
+        }
+
+        /// Every record of `data` read with `memo`: (record, keep, same_tail, values, text).
+        #[allow(clippy::type_complexity)]
+        fn with_memo(
+            data: &[u8],
+            kind: Kind,
+            complete: bool,
+            memo: Vec<u32>,
+            newest_first: bool,
+        ) -> (
+            Vec<Result<(Whole, u64, u64, Vec<u8>), RowError>>,
+            Vec<u32>,
+            u64,
+        ) {
+            let mut r = Reader::new(data, kind, complete).with_memo(memo, newest_first);
+            let mut out = Vec::new();
+            while let Some(x) = r.next() {
+                out.push(x.map(|row| {
+                    (
+                        whole(&row, row.values().to_vec()),
+                        row.keep,
+                        row.same_tail,
+                        row.values_text.to_vec(),
+                    )
+                }));
+            }
+            let records = r.records();
+            assert_eq!(records, out.len() as u64);
+            let tail = r.incomplete_tail() as u64;
+            let memo = r.take_memo();
+            (out, memo, tail)
+        }
+
+        /// [`second_read_as_is`] with a long row that repeats (its values all equal: in either
+        /// order) after `prev` and `cur`, so that their own rows are not near the end of the
+        /// data: a row whose 6th comma is not in a whole 16-byte block of the data takes the
+        /// general path ([`the_last_line_without_newline`]).
+        fn second_read(
+            prev: &str,
+            cur: &str,
+            kind: Kind,
+            complete: bool,
+            newest_first: bool,
+        ) -> Vec<Got> {
+            let pad = |t: i64| line("zz", "trailer", t, &["12"; 15]);
+            let mut got = second_read_as_is(
+                &(prev.to_string() + &pad(T)),
+                &(cur.to_string() + &pad(T + 60)),
+                kind,
+                complete,
+                newest_first,
+            );
+            // The memo is by record index: the trailer repeats when it is at the same one.
+            let records = |s: &str| {
+                s.lines()
+                    .filter(|l| !l.trim_end_matches('\r').is_empty())
+                    .count()
+            };
+            let trailer = match (records(prev) == records(cur), newest_first) {
+                (false, _) => Full,
+                (true, true) => Repeat,
+                (true, false) => RepeatSplit,
+            };
+            assert_eq!(got.pop(), Some(trailer), "the trailer");
+            got
+        }
+
+        /// Reads `prev` then `cur` with the memo, checks every record of `cur` against a reader
+        /// without memo (all values, errors with reason, line, byte and field), the older
+        /// values of a repeat left out as documented, `same_tail` equal to the full `keep` of
+        /// the previous snapshot's row at the same position, and `keep` and the memo
+        /// independent of the hints. How each record of `cur` was read.
+        fn second_read_as_is(
+            prev: &str,
+            cur: &str,
+            kind: Kind,
+            complete: bool,
+            newest_first: bool,
+        ) -> Vec<Got> {
+            let (first, memo, _) = with_memo(prev.as_bytes(), kind, true, Vec::new(), newest_first);
+            let prev_keep: Vec<u64> = first
+                .iter()
+                .map(|r| r.as_ref().map_or(0, |r| r.1))
+                .collect();
+            for r in first.iter().flatten() {
+                assert_eq!(r.2, 0, "no memo, no repeat");
+            }
+            assert_eq!(
+                memo,
+                prev_keep.iter().map(|&k| k as u32).collect::<Vec<_>>(),
+                "the memo holds the low 32 bits of each record's keep"
+            );
+            let (want, want_tail) = plain(cur.as_bytes(), kind, complete);
+            let (got, memo_after, tail) =
+                with_memo(cur.as_bytes(), kind, complete, memo, newest_first);
+            // The same snapshot read without hints: keeps and memo must not depend on them.
+            let (fresh, fresh_memo, _) =
+                with_memo(cur.as_bytes(), kind, complete, Vec::new(), newest_first);
+            assert_eq!(tail, want_tail);
+            assert_eq!(got.len(), want.len(), "records");
+            assert_eq!(memo_after[..got.len()], fresh_memo[..], "memo");
+            let mut how = Vec::new();
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                let g = match (g, w) {
+                    (Err(g), Err(w)) => {
+                        assert_eq!(g, w, "record {k}");
+                        how.push(Bad(g.reason));
+                        continue;
+                    }
+                    (Ok(g), Ok(_)) => g,
+                    _ => panic!("record {k}: {g:?}, want {w:?}"),
+                };
+                let (row, keep, same_tail, text) = g;
+                let w = w.as_ref().unwrap();
+                assert_eq!(*keep, fresh[k].as_ref().unwrap().1, "record {k}: keep");
+                if *same_tail == 0 {
+                    assert_eq!(row, w, "record {k}");
+                    how.push(Full);
+                    continue;
+                }
+                assert_eq!(
+                    *same_tail, prev_keep[k],
+                    "record {k}: same_tail is the keep of the row it repeats"
+                );
+                let (vals, n) = parse_values(text, kind).unwrap();
+                let mut all = row.clone();
+                all.3 = vals[..n].to_vec();
+                assert_eq!(&all, w, "record {k}: all values from values_text");
+                let n = w.3.len();
+                if newest_first && row.3.len() == 2 {
+                    // Only v0 and v1 split and parsed.
+                    assert_eq!(row.3, w.3[..2], "record {k}: values()");
+                    how.push(Repeat);
+                } else {
+                    // The general path: the two newest parsed, the rest missing.
+                    let newest = if newest_first { 0..2 } else { n - 2..n };
+                    let mut v = vec![Value::Missing; n];
+                    v[newest.clone()].copy_from_slice(&w.3[newest]);
+                    assert_eq!(row.3, v, "record {k}: values()");
+                    how.push(RepeatSplit);
+                }
+            }
+            how
+        }
+
+        fn line(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
+            format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", vals.join(","))
+        }
+
+        fn gen_file(
+            f: fn(&mut Vec<u8>, usize, usize, i64) -> std::io::Result<()>,
+            t: i64,
+        ) -> String {
+            let mut out = Vec::new();
+            f(&mut out, 3, 4, t).unwrap();
+            String::from_utf8(out).unwrap()
+        }
+
+        #[test]
+        fn a_rewrite_one_minute_later_repeats_every_row() {
+            for kind in [Kind::Counters, Kind::Samples] {
+                let file = |t| match kind {
+                    Kind::Counters => gen_file(crate::gen::counters, t),
+                    Kind::Samples => gen_file(crate::gen::samples, t),
+                };
+                for k in 1..4 {
+                    let (prev, cur) = (file(T + 60 * (k - 1)), file(T + 60 * k));
+                    assert_eq!(
+                        second_read(&prev, &cur, kind, false, true),
+                        vec![Repeat; 12],
+                        "{kind:?} rewrite {k}"
+                    );
+                }
+                // The memo a repeat leaves is the one the next rewrite needs: three in a row.
+                let (_, memo, _) = with_memo(file(T).as_bytes(), kind, false, Vec::new(), true);
+                let (got, memo, _) = with_memo(file(T + 60).as_bytes(), kind, false, memo, true);
+                assert!(got.iter().all(|r| r.as_ref().unwrap().2 != 0));
+                let (got, _, _) = with_memo(file(T + 120).as_bytes(), kind, false, memo, true);
+                assert!(got.iter().all(|r| r.as_ref().unwrap().2 != 0), "{kind:?}");
+            }
+        }
+
+        /// The exact values of a repeat, by hand: v0 and v1 only, the rest from the text.
+        #[test]
+        fn a_repeat_parses_two_values_and_keeps_the_text() {
+            let prev = line("cp1", "a", T, &["5", "40", "30", "20", "10"]);
+            let cur = line("cp1", "a", T + 60, &["6", "41", "40", "30", "20"]);
+            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, Vec::new(), true);
+            let mut r = Reader::new(cur.as_bytes(), Kind::Counters, false).with_memo(memo, true);
+            let row = r.next().unwrap().unwrap();
+            assert_ne!(row.same_tail, 0);
+            assert_eq!(row.values(), ints(&[6, 41]));
+            assert_eq!(row.values_text, b"6,41,40,30,20");
+            assert_eq!(
+                (row.host, row.stat, row.time, row.line, row.byte),
+                ("cp1", "a", T + 60, 1, 0)
+            );
+            let (vals, n) = parse_values(row.values_text, Kind::Counters).unwrap();
+            assert_eq!(vals[..n], ints(&[6, 41, 40, 30, 20])[..]);
+        }
+
+        #[test]
+        fn a_changed_older_value_is_not_a_repeat() {
+            let prev = line("cp1", "a", T, &["5", "40", "30", "20", "10", "9", "8"])
+                + &line("cp2", "a", T, &["1", "2", "3", "4", "5", "6", "7"]);
+            // cp1's v5 (the old v4) revised from 10 to 11; cp2 shifted as it should be.
+            let cur = line(
+                "cp1",
+                "a",
+                T + 60,
+                &["6", "41", "40", "30", "20", "11", "9"],
+            ) + &line("cp2", "a", T + 60, &["0", "1", "2", "3", "4", "5", "6"]);
+            assert_eq!(
+                second_read(&prev, &cur, Kind::Counters, false, true),
+                [Full, Repeat]
+            );
+            // v1 (the old v0, a partial minute) may be revised; the last value (the old v5)
+            // may not.
+            let cur = line(
+                "cp1",
+                "a",
+                T + 60,
+                &["6", "99", "40", "30", "20", "10", "9"],
+            );
+            assert_eq!(
+                second_read(&prev, &cur, Kind::Counters, false, true),
+                [Repeat]
+            );
+            let cur = line(
+                "cp1",
+                "a",
+                T + 60,
+                &["6", "41", "40", "30", "20", "10", "90"],
+            );
+            assert_eq!(
+                second_read(&prev, &cur, Kind::Counters, false, true),
+                [Full]
+            );
+        }
+
+        /// The hash is seeded with the minute: values equal in every position (a shift changes
+        /// no text) repeat only one minute later.
+        #[test]
+        fn only_one_minute_later_is_a_repeat() {
+            let v = ["12"; 15];
+            let prev = line("cp1", "a", T, &v);
+            for (dt, want) in [
+                (0, Full),
+                (30, Full),
+                (60, Repeat),
+                (119, Repeat),
+                (120, Full),
+                (-60, Full),
+            ] {
+                let cur = line("cp1", "a", T + dt, &v);
+                assert_eq!(
+                    second_read(&prev, &cur, Kind::Counters, false, true),
+                    [want],
+                    "{dt} s later"
+                );
+            }
+            // Shifted values in the same minute: not a repeat either.
+            let prev = line("cp1", "a", T, &["5", "4", "3", "2"]);
+            let cur = line("cp1", "a", T, &["6", "5", "4", "3"]);
+            assert_eq!(
+                second_read(&prev, &cur, Kind::Counters, false, true),
+                [Full]
+            );
+        }
+
+        #[test]
+        fn the_memo_is_by_position() {
+            let a = |t, v: &[&str]| line("cp1", "a", t, v);
+            let b = |t, v: &[&str]| line("cp2", "a", t, v);
+            let prev = a(T, &["5", "4", "3"]) + &b(T, &["9", "8", "7"]);
+            // Swapped: neither row is at its old position.
+            let cur = b(T + 60, &["1", "9", "8"]) + &a(T + 60, &["6", "5", "4"]);
+            assert_eq!(
+                second_read(&prev, &cur, Kind::Counters, false, true),
+                [Full, Full]
+            );
+            // The next rewrite in the new order repeats again.
+            let next = b(T + 120, &["1", "1", "9"]) + &a(T + 120, &["6", "6", "5"]);
+            assert_eq!(
+                second_read(&cur, &next, Kind::Counters, false, true),
+                [Repeat, Repeat]
+            );
+            // Blank lines are not records: they move nothing.
+            let blanks = format!(
+                "\n{}\r\n\n{}",
+                b(T + 120, &["1", "1", "9"]),
+                a(T + 120, &["6", "6", "5"])
+            );
+            assert_eq!(
+                second_read(&cur, &blanks, Kind::Counters, false, true),
+                [Repeat, Repeat]
+            );
+            // A row inserted before: everything after it is one position off.
+            let ins = line("cp0", "a", T + 120, &["1", "1", "1"]) + &next;
+            assert_eq!(
+                second_read(&cur, &ins, Kind::Counters, false, true),
+                [Full, Full, Full]
+            );
+        }
+
+        #[test]
+        fn a_line_with_a_quote_is_never_a_repeat() {
+            let prev = line("cp1", "a", T, &["5", "4", "3", "2"])
+                + &line("cp2", "a", T, &["5", "4", "3", "2"]);
+            // A quoted host; a quoted older value (same numbers); a stray quote (bad line).
+            for (cur, want) in [
+                (line("\"cp1\"", "a", T + 60, &["6", "5", "4", "3"]), Full),
+                (line("cp1", "a", T + 60, &["6", "5", "\"4\"", "3"]), Full),
+                (
+                    line("cp1", "a", T + 60, &["6", "5", "4", "\"3"]),
+                    Bad(Reason::UnclosedQuote),
+                ),
+                (line("cp1", "a", T + 60, &["\"6\"", "5", "4", "3"]), Full),
+            ] {
+                let cur = cur + &line("cp2", "a", T + 60, &["6", "5", "4", "3"]);
+                assert_eq!(
+                    second_read(&prev, &cur, Kind::Counters, false, true),
+                    [want, Repeat],
+                    "{cur}"
+                );
+                // After a quoted line, its position holds no memo: the next rewrite reads it
+                // in full even if it repeats.
+                let next = line("cp1", "a", T + 120, &["7", "6", "5", "4"])
+                    + &line("cp2", "a", T + 120, &["7", "6", "5", "4"]);
+                assert_eq!(
+                    second_read(&cur, &next, Kind::Counters, false, true),
+                    [Full, Repeat],
+                    "{cur}"
+                );
+            }
+        }
+
+        #[test]
+        fn crlf_rows_repeat_with_exact_values() {
+            let crlf = |s: String| s.replace('\n', "\r\n");
+            let prev =
+                line("cp1", "a", T, &["5", "4", "3", "2"]) + &line("cp2", "a", T, &["5", "4", "3"]);
+            let cur = line("cp1", "a", T + 60, &["6", "5", "4", "3"])
+                + &line("cp2", "a", T + 60, &["6", "5", "4"]);
+            for (p, c) in [
+                (crlf(prev.clone()), crlf(cur.clone())),
+                (prev.clone(), crlf(cur.clone())),
+                (crlf(prev.clone()), cur.clone()),
+            ] {
+                for kind in [Kind::Counters, Kind::Samples] {
+                    assert_eq!(
+                        second_read(&p, &c, kind, false, true),
+                        [Repeat, Repeat],
+                        "{c:?}"
+                    );
+                    assert_eq!(
+                        second_read(&p, &c, kind, true, true),
+                        [Repeat, Repeat],
+                        "{c:?}"
+                    );
+                }
+            }
+            // The CR is not part of the values' text.
+            let (_, memo, _) = with_memo(
+                crlf(prev).as_bytes(),
+                Kind::Counters,
+                false,
+                Vec::new(),
+                true,
+            );
+            let c = crlf(cur);
+            let mut r = Reader::new(c.as_bytes(), Kind::Counters, false).with_memo(memo, true);
+            assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4,3");
+            assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4");
+        }
+
+        #[test]
+        fn three_values_repeat_two_never() {
+            let two = |t, a: &str, b: &str| line("cp1", "a", t, &[a, b]);
+            let three = |t, a: &str, b: &str, c: &str| line("cp1", "a", t, &[a, b, c]);
+            for kind in [Kind::Counters, Kind::Samples] {
+                assert_eq!(
+                    second_read(
+                        &three(T, "5", "4", "3"),
+                        &three(T + 60, "6", "5", "4"),
+                        kind,
+                        false,
+                        true
+                    ),
+                    [Repeat]
+                );
+                assert_eq!(
+                    second_read(&two(T, "5", "4"), &two(T + 60, "6", "5"), kind, false, true),
+                    [Full]
+                );
+                assert_eq!(
+                    second_read(&two(T, "5", "5"), &two(T + 60, "5", "5"), kind, false, true),
+                    [Full]
+                );
+                assert_eq!(
+                    second_read(
+                        &three(T, "5", "4", "3"),
+                        &two(T + 60, "6", "5"),
+                        kind,
+                        false,
+                        true
+                    ),
+                    [Full]
+                );
+                // One value more or fewer than the row it would repeat.
+                assert_eq!(
+                    second_read(
+                        &three(T, "5", "4", "3"),
+                        &line("cp1", "a", T + 60, &["6", "5", "4", "3"]),
+                        kind,
+                        false,
+                        true
+                    ),
+                    [Full]
+                );
+                assert_eq!(
+                    second_read(
+                        &line("cp1", "a", T, &["5", "4", "3", "2"]),
+                        &three(T + 60, "6", "5", "4"),
+                        kind,
+                        false,
+                        true
+                    ),
+                    [Full]
+                );
+            }
+        }
+
+        #[test]
+        fn empty_values_repeat_as_text() {
+            for kind in [Kind::Counters, Kind::Samples] {
+                // An empty last value: the row's text ends in a comma.
+                let prev = line("cp1", "a", T, &["5", "4", "", ""])
+                    + &line("cp2", "a", T, &["5", "", "3", ""]);
+                let cur = line("cp1", "a", T + 60, &["6", "5", "4", ""])
+                    + &line("cp2", "a", T + 60, &["", "5", "", "3"]);
+                assert_eq!(
+                    second_read(&prev, &cur, kind, false, true),
+                    [Repeat, Repeat],
+                    "{kind:?}"
+                );
+                // One more empty value is one more value: not a repeat.
+                let cur = line("cp1", "a", T + 60, &["6", "5", "4", "", ""])
+                    + &line("cp2", "a", T + 60, &["", "5", "", "3", ""]);
+                assert_eq!(
+                    second_read(&prev, &cur, kind, false, true),
+                    [Full, Full],
+                    "{kind:?}"
+                );
+                // All empty but v0 and v1.
+                let prev = line("cp1", "a", T, &["", "", "", "", ""]);
+                let cur = line("cp1", "a", T + 60, &["1", "", "", "", ""]);
+                assert_eq!(
+                    second_read(&prev, &cur, kind, false, true),
+                    [Repeat],
+                    "{kind:?}"
+                );
+            }
+            let prev = line("cp1", "a", T, &["5", "4", "", ""]);
+            let cur = line("cp1", "a", T + 60, &["6", "5", "4", ""]);
+            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Samples, false, Vec::new(), true);
+            let mut r = Reader::new(cur.as_bytes(), Kind::Samples, false).with_memo(memo, true);
+            let row = r.next().unwrap().unwrap();
+            assert_eq!(row.values_text, b"6,5,4,");
+            let (vals, n) = parse_values(row.values_text, Kind::Samples).unwrap();
+            assert_eq!(
+                vals[..n],
+                [
+                    Value::Float(6.0),
+                    Value::Float(5.0),
+                    Value::Float(4.0),
+                    Value::Missing
+                ]
+            );
+        }
+
+        /// A bad v0 or v1 in a row whose older values repeat: the same error (reason, line,
+        /// byte, field) as without memo, and no memo for the next rewrite at that position.
+        #[test]
+        fn a_bad_newest_value_is_the_same_error() {
+            let prev =
+                line("cp0", "a", T, &["1", "1", "1"]) + &line("cp1", "a", T, &["5", "4", "3", "2"]);
+            for (v0, v1, want, field) in [
+                ("x", "5", Reason::BadNumber, 5),
+                ("6", "x", Reason::BadNumber, 6),
+                ("-6", "5", Reason::Negative, 5),
+                ("6", "-5", Reason::Negative, 6),
+                ("99999999999999999999", "5", Reason::Overflow, 5),
+                ("x", "y", Reason::BadNumber, 5),
+            ] {
+                let cur = line("cp0", "a", T + 60, &["1", "1", "1"])
+                    + &line("cp1", "a", T + 60, &[v0, v1, "4", "3"]);
+                assert_eq!(
+                    second_read(&prev, &cur, Kind::Counters, false, true),
+                    [Repeat, Bad(want)],
+                    "{v0},{v1}"
+                );
+                let e = plain(cur.as_bytes(), Kind::Counters, false).0[1]
+                    .clone()
+                    .unwrap_err();
+                let byte = cur.find('\n').unwrap() as u64 + 1;
+                assert_eq!((e.line, e.byte, e.field), (2, byte, field), "{v0},{v1}");
+                let next = line("cp0", "a", T + 120, &["1", "1", "1"])
+                    + &line("cp1", "a", T + 120, &["7", "6", "5", "4"]);
+                assert_eq!(
+                    second_read(&cur, &next, Kind::Counters, false, true),
+                    [Repeat, Full]
+                );
+            }
+            // Samples: the same.
+            let prev = line("cp1", "a", T + 1, &["0.5", "0.25", "0.125"]);
+            for (v0, v1, want, field) in [
+                ("abc", "0.5", Reason::BadNumber, 5),
+                ("0.75", "-0.5", Reason::Negative, 6),
+                ("1e999", "0.5", Reason::Overflow, 5),
+            ] {
+                let cur = line("cp1", "a", T + 61, &[v0, v1, "0.25"]);
+                assert_eq!(
+                    second_read(&prev, &cur, Kind::Samples, false, true),
+                    [Bad(want)]
+                );
+                let e = plain(cur.as_bytes(), Kind::Samples, false).0[0]
+                    .clone()
+                    .unwrap_err();
+                assert_eq!((e.reason, e.field), (want, field));
+            }
+            // A bad older value, or too many values, can never be a repeat: the row it would
+            // repeat had to be good.
+            let prev = line("cp1", "a", T, &["5", "4", "x", "2"]);
+            let cur = line("cp1", "a", T + 60, &["6", "5", "4", "x"]);
+            assert_eq!(
+                second_read(&prev, &cur, Kind::Counters, false, true),
+                [Bad(Reason::BadNumber)]
+            );
+            let sixteen: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+            let sixteen: Vec<&str> = sixteen.iter().map(|s| s.as_str()).collect();
+            let mut shifted = vec!["99"];
+            shifted.extend_from_slice(&sixteen[..15]);
+            assert_eq!(
+                second_read(
+                    &line("cp1", "a", T, &sixteen),
+                    &line("cp1", "a", T + 60, &shifted),
+                    Kind::Counters,
+                    false,
+                    true
+                ),
+                [Bad(Reason::TooManyValues)]
+            );
+            // Fifteen values, the most a row may have, do repeat.
+            assert_eq!(
+                second_read(
+                    &line("cp1", "a", T, &sixteen[..15]),
+                    &line("cp1", "a", T + 60, &shifted[..15]),
+                    Kind::Counters,
+                    false,
+                    true
+                ),
+                [Repeat]
+            );
+        }
+
+        /// The last line without a newline: a repeat once the file is quiet, left unread
+        /// otherwise; a short last line (too close to the end of the data for the 16-byte
+        /// scan) is found by the general path, which leaves the older values missing.
+        #[test]
+        fn the_last_line_without_newline() {
+            let prev = line("cp1", "a", T, &["5", "4", "3", "2", "1"])
+                + &line("cp2", "a", T, &["50", "40", "30", "20", "10"]);
+            let cur = line("cp1", "a", T + 60, &["6", "5", "4", "3", "2"])
+                + &line("cp2", "a", T + 60, &["60", "50", "40", "30", "20"]);
+            let cut = cur.trim_end_matches('\n');
+            assert_eq!(
+                second_read_as_is(&prev, cut, Kind::Counters, true, true),
+                [Repeat, Repeat]
+            );
+            // Until then the parsable part ends after cp1's row, 47 bytes whose 6th comma (at
+            // 40) is not in a whole 16-byte block: the general path.
+            assert_eq!(
+                second_read_as_is(&prev, cut, Kind::Counters, false, true),
+                [RepeatSplit]
+            );
+            // "h,a,t,120,6,5,4": the 6th comma is in the last 16 bytes.
+            let prev = "h,a,t,60,5,4,3\n";
+            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, Vec::new(), true);
+            // 15 bytes: the general path; 16 or more: the fast one.
+            for (cur, want) in [
+                ("h,a,t,120,6,5,4", RepeatSplit),
+                ("h,a,t,120,6,5,4\n", Repeat),
+                ("h,a,t,120,6,5,4\r\n", Repeat),
+            ] {
+                assert_eq!(
+                    second_read_as_is(prev, cur, Kind::Counters, true, true),
+                    [want],
+                    "{cur:?}"
+                );
+            }
+            let mut r = Reader::new(b"h,a,t,120,6,5,4", Kind::Counters, true).with_memo(memo, true);
+            let row = r.next().unwrap().unwrap();
+            assert_ne!(row.same_tail, 0);
+            assert_eq!(row.values(), [Value::Int(6), Value::Int(5), Value::Missing]);
+            assert_eq!(row.values_text, b"6,5,4");
+        }
+
+        /// The parse stage fills one slot after the other in place
+        /// ([`Reader::next_ahead_into`]): a slot that held a repeat, a full row or an error
+        /// reads the next record exactly as a new one.
+        #[test]
+        fn one_slot_filled_in_place_reads_every_record_as_new() {
+            let rows = [
+                ("cp0", vec!["5", "4", "3", "2", "1", "9", "8", "7"]),
+                ("cp1", vec!["5", "4"]),
+                ("cp2", vec!["50", "40", "30", "20", "10"]),
+                ("cp3", vec!["5", "x", "3", "2", "1"]),
+                (
+                    "cp4",
+                    vec![
+                        "15", "14", "13", "12", "11", "10", "9", "8", "7", "6", "5", "4", "3", "2",
+                        "1",
+                    ],
+                ),
+                ("cp5", vec!["1", "2", "3"]),
+            ];
+            let file = |k: i64| {
+                let mut out = String::new();
+                for (i, (h, v)) in rows.iter().enumerate() {
+                    // Shifted k minutes: k new values in front, the oldest dropped.
+                    let mut vals: Vec<String> = (0..k).map(|j| (100 + j).to_string()).collect();
+                    vals.extend(v.iter().map(|s| s.to_string()));
+                    vals.truncate(v.len());
+                    let host = if i == 4 && k == 1 {
+                        "\"cp4\"".to_string()
+                    } else {
+                        h.to_string()
+                    };
+                    out += &line(
+                        &host,
+                        "a",
+                        T + 60 * k,
+                        &vals.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    );
+                    if i == 2 {
+                        out += "cp2b,a,t,1,-1\n\n";
+                    }
+                }
+                out
+            };
+            for kind in [Kind::Counters, Kind::Samples] {
+                let mut memo = Vec::new();
+                for k in 0..3 {
+                    let text = file(k);
+                    let data = text.as_bytes();
+                    let mut r = Reader::new(data, kind, false).with_memo(memo, true);
+                    let mut quoted = Reader::new(data, kind, false);
+                    let mut slot = Ahead::Row(Row::EMPTY);
+                    let mut got = Vec::new();
+                    let mut repeats = 0;
+                    while r.next_ahead_into(&mut slot) {
+                        got.push(match &slot {
+                            Ahead::Row(row) if row.same_tail != 0 => {
+                                repeats += 1;
+                                let (v, n) = parse_values(row.values_text, kind).unwrap();
+                                Ok(whole(row, v[..n].to_vec()))
+                            }
+                            Ahead::Row(row) => Ok(whole(row, row.values().to_vec())),
+                            Ahead::Bad(e) => Err(*e),
+                            Ahead::Quoted(start, line) => quoted
+                                .quoted_line(*start, *line)
+                                .map(|row| whole(&row, row.values().to_vec())),
+                        });
+                    }
+                    assert_eq!(got, plain(data, kind, false).0, "{kind:?} rewrite {k}");
+                    // cp0, cp2 and cp5 (cp4 was quoted a minute before: no memo).
+                    assert_eq!(repeats, [0, 3, 3][k as usize], "{kind:?} rewrite {k}");
+                    memo = r.take_memo();
+                }
+            }
+        }
+
+        /// Oldest first (the last value is the row's own minute): the repeat is found by the
+        /// general path, the two newest are the last two values.
+        #[test]
+        fn oldest_first_repeats_through_the_general_path() {
+            for kind in [Kind::Counters, Kind::Samples] {
+                let prev = line("cp1", "a", T, &["1", "2", "3", "4", "5", "6", "7", "8"])
+                    + &line("cp2", "a", T, &["1", "2", "3"]);
+                let cur = line(
+                    "cp1",
+                    "a",
+                    T + 60,
+                    &["2", "3", "4", "5", "6", "7", "9", "4"],
+                ) + &line("cp2", "a", T + 60, &["2", "4", "0"]);
+                assert_eq!(
+                    second_read(&prev, &cur, kind, false, false),
+                    [RepeatSplit, RepeatSplit],
+                    "{kind:?}"
+                );
+                // The newest-first shift is not a repeat oldest first, nor the other way round.
+                let nf = line(
+                    "cp1",
+                    "a",
+                    T + 60,
+                    &["0", "1", "2", "3", "4", "5", "6", "7"],
+                ) + &line("cp2", "a", T + 60, &["0", "1", "2"]);
+                assert_eq!(second_read(&prev, &nf, kind, false, false), [Full, Full]);
+                assert_eq!(second_read(&prev, &cur, kind, false, true), [Full, Full]);
+                // A changed older value; the same minute; two minutes later.
+                let changed = line(
+                    "cp1",
+                    "a",
+                    T + 60,
+                    &["2", "3", "4", "0", "6", "7", "9", "4"],
+                );
+                assert_eq!(second_read(&prev, &changed, kind, false, false), [Full]);
+                let same = line("cp1", "a", T, &["2", "3", "4", "5", "6", "7", "9", "4"]);
+                assert_eq!(second_read(&prev, &same, kind, false, false), [Full]);
+                let later = line(
+                    "cp1",
+                    "a",
+                    T + 120,
+                    &["2", "3", "4", "5", "6", "7", "9", "4"],
+                );
+                assert_eq!(second_read(&prev, &later, kind, false, false), [Full]);
+                // A bad newest value: the error without memo.
+                let bad = line(
+                    "cp1",
+                    "a",
+                    T + 60,
+                    &["2", "3", "4", "5", "6", "7", "9", "x"],
+                );
+                assert_eq!(
+                    second_read(&prev, &bad, kind, false, false),
+                    [Bad(Reason::BadNumber)]
+                );
+            }
+        }
+    }
 }
