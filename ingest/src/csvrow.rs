@@ -440,7 +440,8 @@ impl<'a> Reader<'a> {
         };
         let minute = time.div_euclid(60);
         let same = tail_hash(&rest[v2..line_end], minute);
-        if same as u32 != hint {
+        if same as u32 != hint || memchr(b'"', &rest[v2..line_end]).is_some() {
+            // Not the text of the memo's row (a quote: a 32-bit hint that matched by chance).
             return false;
         }
         // `v1` up to the comma before the last value (`v1` alone with 3 values).
@@ -539,7 +540,9 @@ impl<'a> Reader<'a> {
         }
         let mut vals = [0u64; MAX_VALUES + 1];
         let (mut v, mut n, mut run, mut longest, mut other) = (0u64, 0usize, 0usize, 0usize, false);
-        let (mut first_comma, mut last_comma) = (usize::MAX, usize::MAX);
+        // Commas: after v0, after v1, before the last value, before that one.
+        let (mut first_comma, mut second_comma) = (usize::MAX, usize::MAX);
+        let (mut last_comma, mut before_last) = (usize::MAX, usize::MAX);
         for (i, &b) in text.iter().enumerate() {
             let d = b.wrapping_sub(b'0');
             let digit = d < 10;
@@ -548,7 +551,10 @@ impl<'a> Reader<'a> {
             if comma {
                 if n == 0 {
                     first_comma = i;
+                } else if n == 1 {
+                    second_comma = i;
                 }
+                before_last = last_comma;
                 last_comma = i;
                 vals[n.min(MAX_VALUES)] = v;
                 n += 1;
@@ -591,14 +597,32 @@ impl<'a> Reader<'a> {
             *slot = Value::Int(x);
         }
         r.len = n as u8;
-        if self.memo.is_some() {
-            let keep = if n >= 3 {
+        if let Some(memo) = &self.memo {
+            let minute = r.time.div_euclid(60);
+            let mut keep = 0;
+            if n >= 3 {
                 // v1 up to the comma before the last value.
-                let minute = r.time.div_euclid(60);
-                tail_hash(&text[first_comma + 1..last_comma], minute + 1)
-            } else {
-                0
-            };
+                keep = tail_hash(&text[first_comma + 1..last_comma], minute + 1);
+                let hint = memo.get(k).copied().unwrap_or(0);
+                if hint != 0 {
+                    // As `build_with_memo`: a repeat's older values are left out, so the
+                    // table takes them as repeated (or reads them again from the text).
+                    let (older, newest) = if self.newest_first {
+                        (&text[second_comma + 1..], [0, 1])
+                    } else {
+                        (&text[..before_last], [n - 2, n - 1])
+                    };
+                    let same = tail_hash(older, minute);
+                    if same as u32 == hint {
+                        for (i, v) in r.values[..n].iter_mut().enumerate() {
+                            if i != newest[0] && i != newest[1] {
+                                *v = Value::Missing;
+                            }
+                        }
+                        r.same_tail = same;
+                    }
+                }
+            }
             r.keep = keep;
             r.values_text = text;
             self.remember(k, keep as u32);
