@@ -426,7 +426,9 @@ impl<'a> Reader<'a> {
             return false; // near the end of the data: the general way
         }
         let v2 = commas[5] + 1;
-        let (line_end, next) = match memchr(b'\n', &rest[v2..]) {
+        // The end of the line, or a quote before it (a line the general way reads).
+        let (line_end, next) = match memchr::memchr2(b'\n', b'"', &rest[v2..]) {
+            Some(i) if rest[v2 + i] == b'"' => return false,
             Some(i) => (v2 + i, v2 + i + 1),
             None => (rest.len(), rest.len()),
         };
@@ -440,8 +442,7 @@ impl<'a> Reader<'a> {
         };
         let minute = time.div_euclid(60);
         let same = tail_hash(&rest[v2..line_end], minute);
-        if same as u32 != hint || memchr(b'"', &rest[v2..line_end]).is_some() {
-            // Not the text of the memo's row (a quote: a 32-bit hint that matched by chance).
+        if same as u32 != hint {
             return false;
         }
         // `v1` up to the comma before the last value (`v1` alone with 3 values).
