@@ -351,12 +351,7 @@ impl<'a> Reader<'a> {
                     *slot = Ahead::Bad(err(Reason::TooManyValues, line_no, start, 0));
                     return true;
                 }
-                if !matches!(slot, Ahead::Row(_)) {
-                    *slot = Ahead::Row(Row::EMPTY);
-                }
-                let Ahead::Row(row) = slot else {
-                    unreachable!()
-                };
+                let row = row_slot(slot);
                 let r = match &self.memo {
                     None => build_into(&fields[..n], self.kind, line_no, start, row),
                     Some(memo) => {
@@ -402,41 +397,12 @@ impl<'a> Reader<'a> {
     /// read the line the general way.
     #[inline]
     fn repeat(&mut self, rest: &'a [u8], hint: u32, slot: &mut Ahead<'a>) -> bool {
-        // The commas ending host, stat, ISO time, unix time, v0 and v1.
-        let mut commas = [0usize; 6];
-        let mut found = 0;
-        let mut base = 0;
-        'scan: while base + 16 <= rest.len() {
-            let mut m = specials16(&rest[base..]);
-            while m != 0 {
-                let j = base + m.trailing_zeros() as usize;
-                m &= m - 1;
-                if rest[j] != b',' {
-                    return false; // a quote, or a line with fewer than 6 values
-                }
-                commas[found] = j;
-                found += 1;
-                if found == 6 {
-                    break 'scan;
-                }
-            }
-            base += 16;
-        }
-        if found < 6 {
-            return false; // near the end of the data: the general way
-        }
+        // The commas ending host, stat, ISO time, unix time, v0 and v1 (none: a quote, fewer
+        // than 6 values, or near the end of the data: the general way).
+        let Some((commas, line_end, next)) = line_parts::<6>(rest) else {
+            return false;
+        };
         let v2 = commas[5] + 1;
-        // The end of the line, or a quote before it (a line the general way reads).
-        let (line_end, next) = match memchr::memchr2(b'\n', b'"', &rest[v2..]) {
-            Some(i) if rest[v2 + i] == b'"' => return false,
-            Some(i) => (v2 + i, v2 + i + 1),
-            None => (rest.len(), rest.len()),
-        };
-        let line_end = if line_end > v2 && rest[line_end - 1] == b'\r' {
-            line_end - 1
-        } else {
-            line_end
-        };
         let Some(time) = parse_time(&rest[commas[2] + 1..commas[3]]) else {
             return false;
         };
@@ -448,22 +414,9 @@ impl<'a> Reader<'a> {
         // `v1` up to the comma before the last value (`v1` alone with 3 values).
         let last_comma = memchr::memrchr(b',', &rest[v2..line_end]).map_or(commas[5], |i| v2 + i);
         let keep = tail_hash(&rest[commas[4] + 1..last_comma], minute + 1);
-        let k = self.records as usize;
-        let line_no = self.line;
-        let byte = self.pos;
-        self.pos += next;
-        self.line += 1;
-        self.records += 1;
-        if !matches!(slot, Ahead::Row(_)) {
-            *slot = Ahead::Row(Row::EMPTY);
-        }
-        let Ahead::Row(r) = slot else { unreachable!() };
-        let fields = [
-            &rest[..commas[0]],
-            &rest[commas[0] + 1..commas[1]],
-            &rest[commas[1] + 1..commas[2]],
-            &rest[commas[2] + 1..commas[3]],
-        ];
+        let (k, line_no, byte) = self.take_line(next);
+        let r = row_slot(slot);
+        let fields = head_fields(rest, &commas);
         let v = [
             &rest[commas[3] + 1..commas[4]],
             &rest[commas[4] + 1..commas[5]],
@@ -496,45 +449,17 @@ impl<'a> Reader<'a> {
     }
 
     /// The fast path of a counters.csv row: the fixed fields are split, and the values are
-    /// read in one branch-free pass over their bytes (digits accumulate, a comma ends a value)
+    /// read in one pass over their bytes (digits accumulate, a comma ends a value)
     /// instead of being split first and parsed one by one. `false` (nothing consumed) for
     /// anything but plain digits and commas after the time (a sign, a quote, a long number, too
     /// many values, ...): the general way reads it and reports the exact error.
     #[inline]
     fn counts_row(&mut self, rest: &'a [u8], slot: &mut Ahead<'a>) -> bool {
         // The commas ending host, stat, ISO time and unix time.
-        let mut commas = [0usize; 4];
-        let mut found = 0;
-        let mut base = 0;
-        'scan: while base + 16 <= rest.len() {
-            let mut m = specials16(&rest[base..]);
-            while m != 0 {
-                let j = base + m.trailing_zeros() as usize;
-                m &= m - 1;
-                if rest[j] != b',' {
-                    return false;
-                }
-                commas[found] = j;
-                found += 1;
-                if found == 4 {
-                    break 'scan;
-                }
-            }
-            base += 16;
-        }
-        if found < 4 {
+        let Some((commas, line_end, next)) = line_parts::<4>(rest) else {
             return false;
-        }
+        };
         let v0 = commas[3] + 1;
-        let (line_end, next) = match memchr(b'\n', &rest[v0..]) {
-            Some(i) => (v0 + i, v0 + i + 1),
-            None => (rest.len(), rest.len()),
-        };
-        let line_end = if line_end > v0 && rest[line_end - 1] == b'\r' {
-            line_end - 1
-        } else {
-            line_end
-        };
         let text = &rest[v0..line_end];
         if text.len() > 20 * MAX_VALUES {
             return false;
@@ -573,22 +498,9 @@ impl<'a> Reader<'a> {
         if other || longest > 18 || n > MAX_VALUES {
             return false;
         }
-        let k = self.records as usize;
-        let line_no = self.line;
-        let byte = self.pos;
-        self.pos += next;
-        self.line += 1;
-        self.records += 1;
-        if !matches!(slot, Ahead::Row(_)) {
-            *slot = Ahead::Row(Row::EMPTY);
-        }
-        let Ahead::Row(r) = slot else { unreachable!() };
-        let fields = [
-            &rest[..commas[0]],
-            &rest[commas[0] + 1..commas[1]],
-            &rest[commas[1] + 1..commas[2]],
-            &rest[commas[2] + 1..commas[3]],
-        ];
+        let (k, line_no, byte) = self.take_line(next);
+        let r = row_slot(slot);
+        let fields = head_fields(rest, &commas);
         if let Err(e) = head_into(&fields, line_no, byte, r) {
             self.remember(k, 0);
             *slot = Ahead::Bad(e);
@@ -629,6 +541,17 @@ impl<'a> Reader<'a> {
             self.remember(k, keep as u32);
         }
         true
+    }
+
+    /// Counts the line at the current position as a record whose next line starts `next`
+    /// bytes on: its record index, line number and byte offset.
+    #[inline]
+    fn take_line(&mut self, next: usize) -> (usize, u64, usize) {
+        let at = (self.records as usize, self.line, self.pos);
+        self.pos += next;
+        self.line += 1;
+        self.records += 1;
+        at
     }
 
     #[inline]
@@ -721,6 +644,80 @@ impl<'a> Reader<'a> {
         }
         Some(build(&fields[..n], self.kind, line_no, start))
     }
+}
+
+/// The offsets of the first `N` commas of the line at the start of `rest`, found 16 bytes at a
+/// time; `None` when a quote or the line's end comes first, or fewer than 16 bytes are left.
+#[inline]
+fn first_commas<const N: usize>(rest: &[u8]) -> Option<[usize; N]> {
+    let mut commas = [0usize; N];
+    let mut found = 0;
+    let mut base = 0;
+    while base + 16 <= rest.len() {
+        let mut m = specials16(&rest[base..]);
+        while m != 0 {
+            let j = base + m.trailing_zeros() as usize;
+            m &= m - 1;
+            if rest[j] != b',' {
+                return None;
+            }
+            commas[found] = j;
+            found += 1;
+            if found == N {
+                return Some(commas);
+            }
+        }
+        base += 16;
+    }
+    None
+}
+
+/// The first `N` commas of the line at the start of `rest` ([`first_commas`]), where it ends
+/// and where the next line starts ([`line_end`]).
+#[inline]
+fn line_parts<const N: usize>(rest: &[u8]) -> Option<([usize; N], usize, usize)> {
+    let commas = first_commas::<N>(rest)?;
+    let (end, next) = line_end(rest, commas[N - 1] + 1)?;
+    Some((commas, end, next))
+}
+
+/// Where the line at the start of `rest` ends (without the CR of a CRLF) and the next one
+/// starts, searched from `from`; `None` when a double quote comes first (a line the general
+/// way reads).
+#[inline]
+fn line_end(rest: &[u8], from: usize) -> Option<(usize, usize)> {
+    let (end, next) = match memchr::memchr2(b'\n', b'"', &rest[from..]) {
+        Some(i) if rest[from + i] == b'"' => return None,
+        Some(i) => (from + i, from + i + 1),
+        None => (rest.len(), rest.len()),
+    };
+    let end = if end > from && rest[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    Some((end, next))
+}
+
+/// Host, stat, ISO time and unix time of a line whose first four commas are `c`.
+#[inline]
+fn head_fields<'a>(rest: &'a [u8], c: &[usize]) -> [&'a [u8]; FIXED] {
+    [
+        &rest[..c[0]],
+        &rest[c[0] + 1..c[1]],
+        &rest[c[1] + 1..c[2]],
+        &rest[c[2] + 1..c[3]],
+    ]
+}
+
+/// The row in `slot`, made a row if it held something else.
+#[inline]
+fn row_slot<'s, 'a>(slot: &'s mut Ahead<'a>) -> &'s mut Row<'a> {
+    if !matches!(slot, Ahead::Row(_)) {
+        *slot = Ahead::Row(Row::EMPTY);
+    }
+    let Ahead::Row(r) = slot else { unreachable!() };
+    r
 }
 
 /// One line split at its commas by [`split_line`].
@@ -1759,26 +1756,17 @@ h,a,t,60,9223372036854775807\n";
             );
             // v1 (the old v0, a partial minute) may be revised; the last value (the old v5)
             // may not.
-            let cur = line(
-                "cp1",
-                "a",
-                T + 60,
-                &["6", "99", "40", "30", "20", "10", "9"],
-            );
-            assert_eq!(
-                second_read(&prev, &cur, Kind::Counters, false, true),
-                [Repeat]
-            );
-            let cur = line(
-                "cp1",
-                "a",
-                T + 60,
-                &["6", "41", "40", "30", "20", "10", "90"],
-            );
-            assert_eq!(
-                second_read(&prev, &cur, Kind::Counters, false, true),
-                [Full]
-            );
+            for (vals, want) in [
+                (["6", "99", "40", "30", "20", "10", "9"], Repeat),
+                (["6", "41", "40", "30", "20", "10", "90"], Full),
+            ] {
+                let cur = line("cp1", "a", T + 60, &vals);
+                assert_eq!(
+                    second_read(&prev, &cur, Kind::Counters, false, true),
+                    [want],
+                    "{vals:?}"
+                );
+            }
         }
 
         /// The hash is seeded with the minute: values equal in every position (a shift changes
@@ -1919,58 +1907,25 @@ h,a,t,60,9223372036854775807\n";
 
         #[test]
         fn three_values_repeat_two_never() {
-            let two = |t, a: &str, b: &str| line("cp1", "a", t, &[a, b]);
-            let three = |t, a: &str, b: &str, c: &str| line("cp1", "a", t, &[a, b, c]);
-            for kind in [Kind::Counters, Kind::Samples] {
-                assert_eq!(
-                    second_read(
-                        &three(T, "5", "4", "3"),
-                        &three(T + 60, "6", "5", "4"),
-                        kind,
-                        false,
-                        true
-                    ),
-                    [Repeat]
-                );
-                assert_eq!(
-                    second_read(&two(T, "5", "4"), &two(T + 60, "6", "5"), kind, false, true),
-                    [Full]
-                );
-                assert_eq!(
-                    second_read(&two(T, "5", "5"), &two(T + 60, "5", "5"), kind, false, true),
-                    [Full]
-                );
-                assert_eq!(
-                    second_read(
-                        &three(T, "5", "4", "3"),
-                        &two(T + 60, "6", "5"),
-                        kind,
-                        false,
-                        true
-                    ),
-                    [Full]
-                );
+            let at = |t, v: &[&str]| line("cp1", "a", t, v);
+            // (previous values, current values one minute later, what the second read is)
+            let cases: [(&[&str], &[&str], _); 6] = [
+                (&["5", "4", "3"], &["6", "5", "4"], Repeat),
+                (&["5", "4"], &["6", "5"], Full),
+                (&["5", "5"], &["5", "5"], Full),
+                (&["5", "4", "3"], &["6", "5"], Full),
                 // One value more or fewer than the row it would repeat.
-                assert_eq!(
-                    second_read(
-                        &three(T, "5", "4", "3"),
-                        &line("cp1", "a", T + 60, &["6", "5", "4", "3"]),
-                        kind,
-                        false,
-                        true
-                    ),
-                    [Full]
-                );
-                assert_eq!(
-                    second_read(
-                        &line("cp1", "a", T, &["5", "4", "3", "2"]),
-                        &three(T + 60, "6", "5", "4"),
-                        kind,
-                        false,
-                        true
-                    ),
-                    [Full]
-                );
+                (&["5", "4", "3"], &["6", "5", "4", "3"], Full),
+                (&["5", "4", "3", "2"], &["6", "5", "4"], Full),
+            ];
+            for kind in [Kind::Counters, Kind::Samples] {
+                for (prev, cur, want) in cases {
+                    assert_eq!(
+                        second_read(&at(T, prev), &at(T + 60, cur), kind, false, true),
+                        [want],
+                        "{kind:?} {prev:?} -> {cur:?}"
+                    );
+                }
             }
         }
 
