@@ -2206,34 +2206,22 @@ h,a,t,60,9223372036854775807\n";
                 ) + &line("cp2", "a", T + 60, &["0", "1", "2"]);
                 assert_eq!(second_read(&prev, &nf, kind, false, false), [Full, Full]);
                 assert_eq!(second_read(&prev, &cur, kind, false, true), [Full, Full]);
-                // A changed older value; the same minute; two minutes later.
-                let changed = line(
-                    "cp1",
-                    "a",
-                    T + 60,
-                    &["2", "3", "4", "0", "6", "7", "9", "4"],
-                );
-                assert_eq!(second_read(&prev, &changed, kind, false, false), [Full]);
-                let same = line("cp1", "a", T, &["2", "3", "4", "5", "6", "7", "9", "4"]);
-                assert_eq!(second_read(&prev, &same, kind, false, false), [Full]);
-                let later = line(
-                    "cp1",
-                    "a",
-                    T + 120,
-                    &["2", "3", "4", "5", "6", "7", "9", "4"],
-                );
-                assert_eq!(second_read(&prev, &later, kind, false, false), [Full]);
-                // A bad newest value: the error without memo.
-                let bad = line(
-                    "cp1",
-                    "a",
-                    T + 60,
-                    &["2", "3", "4", "5", "6", "7", "9", "x"],
-                );
-                assert_eq!(
-                    second_read(&prev, &bad, kind, false, false),
-                    [Bad(Reason::BadNumber)]
-                );
+                // A changed older value; the same minute; two minutes later; a bad newest value
+                // (the error without memo).
+                for (t, last, want) in [
+                    (T + 60, ["0", "6", "7", "9", "4"], Full),
+                    (T, ["5", "6", "7", "9", "4"], Full),
+                    (T + 120, ["5", "6", "7", "9", "4"], Full),
+                    (T + 60, ["5", "6", "7", "9", "x"], Bad(Reason::BadNumber)),
+                ] {
+                    let vals = [["2", "3", "4"].as_slice(), &last].concat();
+                    let cur = line("cp1", "a", t, &vals);
+                    assert_eq!(
+                        second_read(&prev, &cur, kind, false, false),
+                        [want],
+                        "{vals:?} at {t}"
+                    );
+                }
             }
         }
     }
