@@ -520,15 +520,16 @@ impl<'a> Reader<'a> {
                 if hint != 0 {
                     // As `build_with_memo`: a repeat's older values are left out, so the
                     // table takes them as repeated (or reads them again from the text).
-                    let (older, newest) = if self.newest_first {
-                        (&text[second_comma + 1..], [0, 1])
+                    let older = if self.newest_first {
+                        &text[second_comma + 1..]
                     } else {
-                        (&text[..before_last], [n - 2, n - 1])
+                        &text[..before_last]
                     };
                     let same = tail_hash(older, minute);
                     if same as u32 == hint {
+                        let newest = newest_two(n, self.newest_first);
                         for (i, v) in r.values[..n].iter_mut().enumerate() {
-                            if i != newest[0] && i != newest[1] {
+                            if !newest.contains(&i) {
                                 *v = Value::Missing;
                             }
                         }
@@ -965,7 +966,7 @@ fn build_with_memo<'a>(
     } else {
         // The two newest values only: the rest repeats text already read.
         head_into(fields, line_no, byte, r)?;
-        let newest = if newest_first { [0, 1] } else { [n - 2, n - 1] };
+        let newest = newest_two(n, newest_first);
         r.values[..n].fill(Value::Missing);
         for i in newest {
             let p = match kind {
@@ -980,6 +981,16 @@ fn build_with_memo<'a>(
     r.keep = keep;
     r.values_text = values_text;
     Ok(())
+}
+
+/// The indices of the two newest of a row's `n` values (`n >= 2`), which a repeat parses.
+#[inline]
+fn newest_two(n: usize, newest_first: bool) -> [usize; 2] {
+    if newest_first {
+        [0, 1]
+    } else {
+        [n - 2, n - 1]
+    }
 }
 
 /// All values of a row from [`Row::values_text`] (for a row whose parse stage left some out,
