@@ -226,9 +226,12 @@ pub struct Reader<'a> {
     kind: Kind,
     records: u64,
     scratch: Vec<u8>,
-    /// By record index: the low 32 bits of each row's [`Row::keep`] in the previous snapshot
-    /// (see [`Reader::with_memo`]); `None`: no memo.
+    /// By line index (line - 1): the low 32 bits of each row's [`Row::keep`] in the previous
+    /// snapshot, 0 for anything else (see [`Reader::with_memo`]).
+    hints: &'a [u32],
+    /// The same for this snapshot, from line index `memo_base` on; `None`: no memo.
     memo: Option<Vec<u32>>,
+    memo_base: usize,
     newest_first: bool,
 }
 
@@ -249,26 +252,54 @@ impl<'a> Reader<'a> {
             kind,
             records: 0,
             scratch: Vec::new(),
+            hints: &[],
             memo: None,
+            memo_base: 0,
             newest_first: true,
         }
     }
 
-    /// Remembers each row's [`Row::keep`] by record index in `memo` (what
-    /// [`Reader::take_memo`] returned for the previous snapshot of the same file, or empty),
-    /// and leaves unparsed the values of a row that repeats, shifted by one minute, the text
-    /// of the row at the same position in that snapshot ([`Row::same_tail`]). The platform
+    /// A reader of the lines of `data[start..end]` only, the first of them line `line`
+    /// (1-based) of `data`: `start` is the start of a line, and `end` the start of a line or
+    /// the end of the part of `data` that is read as rows ([`Reader::parsable_len`] of a
+    /// reader of the whole snapshot). Several such readers over consecutive ranges read the
+    /// same records as one reader over the whole, with the same lines and bytes, so a
+    /// snapshot can be read on several threads.
+    pub fn range(data: &'a [u8], kind: Kind, start: usize, end: usize, line: u64) -> Self {
+        debug_assert!(start <= end && end <= data.len());
+        Reader {
+            pos: start,
+            end,
+            line,
+            ..Reader::new(data, kind, true)
+        }
+    }
+
+    /// The line the next record starts on (1-based).
+    pub fn next_line(&self) -> u64 {
+        self.line
+    }
+
+    /// Remembers each row's [`Row::keep`] by line in a memo (returned by
+    /// [`Reader::take_memo`], written into `next`'s memory), and leaves unparsed the values
+    /// of a row that repeats, shifted by one minute, the text of the row on the same line in
+    /// the previous snapshot of the same file, whose memo is `prev` (or empty)
+    /// ([`Row::same_tail`]). The platform
     /// rewrites its files every minute with the values shifted by one and only the newest
     /// one or two new: most of a rewrite's values are text already read. The memo is only
     /// a hint; the consumer checks the full hash against the series.
     /// `newest_first`: `v0` is the row's own minute (otherwise the last value is).
-    pub fn with_memo(mut self, memo: Vec<u32>, newest_first: bool) -> Self {
-        self.memo = Some(memo);
+    pub fn with_memo(mut self, prev: &'a [u32], mut next: Vec<u32>, newest_first: bool) -> Self {
+        next.clear();
+        self.hints = prev;
+        self.memo = Some(next);
+        self.memo_base = (self.line - 1) as usize;
         self.newest_first = newest_first;
         self
     }
 
-    /// The memo for the next snapshot (empty when none was given).
+    /// The memo for the next snapshot (empty when none was given): by line index, from the
+    /// reader's first line on (see [`Reader::range`]).
     pub fn take_memo(&mut self) -> Vec<u32> {
         self.memo.take().unwrap_or_default()
     }
@@ -317,13 +348,9 @@ impl<'a> Reader<'a> {
             let start = self.pos;
             let line_no = self.line;
             let rest = &self.data[start..self.end];
-            if self.newest_first {
-                if let Some(hint) = self
-                    .memo
-                    .as_ref()
-                    .and_then(|m| m.get(self.records as usize))
-                {
-                    if *hint != 0 && self.repeat(rest, *hint, slot) {
+            if self.newest_first && self.memo.is_some() {
+                if let Some(&hint) = self.hints.get((line_no - 1) as usize) {
+                    if hint != 0 && self.repeat(rest, hint, slot) {
                         return true;
                     }
                 }
@@ -343,7 +370,7 @@ impl<'a> Reader<'a> {
                 if sp.blank {
                     continue;
                 }
-                let k = self.records as usize;
+                let k = (line_no - 1) as usize;
                 self.records += 1;
                 let (n, too_many) = (sp.fields, sp.too_many);
                 if too_many {
@@ -354,8 +381,8 @@ impl<'a> Reader<'a> {
                 let row = row_slot(slot);
                 let r = match &self.memo {
                     None => build_into(&fields[..n], self.kind, line_no, start, row),
-                    Some(memo) => {
-                        let hint = memo.get(k).copied().unwrap_or(0);
+                    Some(_) => {
+                        let hint = self.hints.get(k).copied().unwrap_or(0);
                         let fields = &fields[..n];
                         build_with_memo(
                             rest,
@@ -381,7 +408,7 @@ impl<'a> Reader<'a> {
                 }
                 return true;
             }
-            self.remember(self.records as usize, 0);
+            self.remember((line_no - 1) as usize, 0);
             self.records += 1;
             self.pos = next;
             self.line += 1;
@@ -510,13 +537,13 @@ impl<'a> Reader<'a> {
             *slot = Value::Int(x);
         }
         r.len = n as u8;
-        if let Some(memo) = &self.memo {
+        if self.memo.is_some() {
             let minute = r.time.div_euclid(60);
             let mut keep = 0;
             if n >= 3 {
                 // v1 up to the comma before the last value.
                 keep = tail_hash(&text[first_comma + 1..last_comma], minute + 1);
-                let hint = memo.get(k).copied().unwrap_or(0);
+                let hint = self.hints.get(k).copied().unwrap_or(0);
                 if hint != 0 {
                     // As `build_with_memo`: a repeat's older values are left out, so the
                     // table takes them as repeated (or reads them again from the text).
@@ -545,23 +572,28 @@ impl<'a> Reader<'a> {
     }
 
     /// Counts the line at the current position as a record whose next line starts `next`
-    /// bytes on: its record index, line number and byte offset.
+    /// bytes on: its line index (line - 1, the memo's index), line number and byte offset.
     #[inline]
     fn take_line(&mut self, next: usize) -> (usize, u64, usize) {
-        let at = (self.records as usize, self.line, self.pos);
+        let at = ((self.line - 1) as usize, self.line, self.pos);
         self.pos += next;
         self.line += 1;
         self.records += 1;
         at
     }
 
+    /// Records `keep` for line index `k` in the memo (blank lines between records stay 0).
     #[inline]
     fn remember(&mut self, k: usize, keep: u32) {
         if let Some(m) = &mut self.memo {
-            if k < m.len() {
-                m[k] = keep;
-            } else {
+            let i = k - self.memo_base;
+            if i == m.len() {
                 m.push(keep);
+            } else if i > m.len() {
+                m.resize(i, 0);
+                m.push(keep);
+            } else {
+                m[i] = keep;
             }
         }
     }
@@ -1556,14 +1588,14 @@ h,a,t,60,9223372036854775807\n";
             data: &[u8],
             kind: Kind,
             complete: bool,
-            memo: Vec<u32>,
+            memo: &[u32],
             newest_first: bool,
         ) -> (
             Vec<Result<(Whole, u64, u64, Vec<u8>), RowError>>,
             Vec<u32>,
             u64,
         ) {
-            let mut r = Reader::new(data, kind, complete).with_memo(memo, newest_first);
+            let mut r = Reader::new(data, kind, complete).with_memo(memo, Vec::new(), newest_first);
             let mut out = Vec::new();
             while let Some(x) = r.next() {
                 out.push(x.map(|row| {
@@ -1601,13 +1633,9 @@ h,a,t,60,9223372036854775807\n";
                 complete,
                 newest_first,
             );
-            // The memo is by record index: the trailer repeats when it is at the same one.
-            let records = |s: &str| {
-                s.lines()
-                    .filter(|l| !l.trim_end_matches('\r').is_empty())
-                    .count()
-            };
-            let trailer = match (records(prev) == records(cur), newest_first) {
+            // The memo is by line: the trailer repeats when it is on the same one.
+            let lines = |s: &str| s.lines().count();
+            let trailer = match (lines(prev) == lines(cur), newest_first) {
                 (false, _) => Full,
                 (true, true) => Repeat,
                 (true, false) => RepeatSplit,
@@ -1628,28 +1656,33 @@ h,a,t,60,9223372036854775807\n";
             complete: bool,
             newest_first: bool,
         ) -> Vec<Got> {
-            let (first, memo, _) = with_memo(prev.as_bytes(), kind, true, Vec::new(), newest_first);
-            let prev_keep: Vec<u64> = first
-                .iter()
-                .map(|r| r.as_ref().map_or(0, |r| r.1))
-                .collect();
+            let (first, memo, _) = with_memo(prev.as_bytes(), kind, true, &[], newest_first);
+            // The keep of each line's record (0 for a bad one, a blank line or none).
+            let mut prev_keep: Vec<u64> = Vec::new();
+            for r in &first {
+                let (line, keep) = match r {
+                    Ok(r) => (r.0 .4, r.1),
+                    Err(e) => (e.line, 0),
+                };
+                prev_keep.resize(line as usize, 0);
+                prev_keep[line as usize - 1] = keep;
+            }
             for r in first.iter().flatten() {
                 assert_eq!(r.2, 0, "no memo, no repeat");
             }
             assert_eq!(
                 memo,
                 prev_keep.iter().map(|&k| k as u32).collect::<Vec<_>>(),
-                "the memo holds the low 32 bits of each record's keep"
+                "the memo holds the low 32 bits of each line's keep"
             );
             let (want, want_tail) = plain(cur.as_bytes(), kind, complete);
             let (got, memo_after, tail) =
-                with_memo(cur.as_bytes(), kind, complete, memo, newest_first);
+                with_memo(cur.as_bytes(), kind, complete, &memo, newest_first);
             // The same snapshot read without hints: keeps and memo must not depend on them.
-            let (fresh, fresh_memo, _) =
-                with_memo(cur.as_bytes(), kind, complete, Vec::new(), newest_first);
+            let (fresh, fresh_memo, _) = with_memo(cur.as_bytes(), kind, complete, &[], newest_first);
             assert_eq!(tail, want_tail);
             assert_eq!(got.len(), want.len(), "records");
-            assert_eq!(memo_after[..got.len()], fresh_memo[..], "memo");
+            assert_eq!(memo_after, fresh_memo, "memo");
             let mut how = Vec::new();
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 let g = match (g, w) {
@@ -1670,7 +1703,8 @@ h,a,t,60,9223372036854775807\n";
                     continue;
                 }
                 assert_eq!(
-                    *same_tail, prev_keep[k],
+                    *same_tail,
+                    prev_keep[row.4 as usize - 1],
                     "record {k}: same_tail is the keep of the row it repeats"
                 );
                 let (vals, n) = parse_values(text, kind).unwrap();
@@ -1723,10 +1757,10 @@ h,a,t,60,9223372036854775807\n";
                     );
                 }
                 // The memo a repeat leaves is the one the next rewrite needs: three in a row.
-                let (_, memo, _) = with_memo(file(T).as_bytes(), kind, false, Vec::new(), true);
-                let (got, memo, _) = with_memo(file(T + 60).as_bytes(), kind, false, memo, true);
+                let (_, memo, _) = with_memo(file(T).as_bytes(), kind, false, &[], true);
+                let (got, memo, _) = with_memo(file(T + 60).as_bytes(), kind, false, &memo, true);
                 assert!(got.iter().all(|r| r.as_ref().unwrap().2 != 0));
-                let (got, _, _) = with_memo(file(T + 120).as_bytes(), kind, false, memo, true);
+                let (got, _, _) = with_memo(file(T + 120).as_bytes(), kind, false, &memo, true);
                 assert!(got.iter().all(|r| r.as_ref().unwrap().2 != 0), "{kind:?}");
             }
         }
@@ -1736,8 +1770,8 @@ h,a,t,60,9223372036854775807\n";
         fn a_repeat_parses_two_values_and_keeps_the_text() {
             let prev = line("cp1", "a", T, &["5", "40", "30", "20", "10"]);
             let cur = line("cp1", "a", T + 60, &["6", "41", "40", "30", "20"]);
-            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, Vec::new(), true);
-            let mut r = Reader::new(cur.as_bytes(), Kind::Counters, false).with_memo(memo, true);
+            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, &[], true);
+            let mut r = Reader::new(cur.as_bytes(), Kind::Counters, false).with_memo(&memo, Vec::new(), true);
             let row = r.next().unwrap().unwrap();
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), ints(&[6, 41]));
@@ -1827,7 +1861,9 @@ h,a,t,60,9223372036854775807\n";
                 second_read(&cur, &next, Kind::Counters, false, true),
                 [Repeat, Repeat]
             );
-            // Blank lines are not records: they move nothing.
+            // The memo is by line (so that a snapshot can be read in chunks on several
+            // threads): blank lines move the rows after them, like any line (the platform
+            // writes none).
             let blanks = format!(
                 "\n{}\r\n\n{}",
                 b(T + 120, &["1", "1", "9"]),
@@ -1835,7 +1871,14 @@ h,a,t,60,9223372036854775807\n";
             );
             assert_eq!(
                 second_read(&cur, &blanks, Kind::Counters, false, true),
-                [Repeat, Repeat]
+                [Full, Full]
+            );
+            // A blank line at the end moves nothing (the last row, near the end of the data,
+            // takes the general path).
+            let blank_after = next.clone() + "\n";
+            assert_eq!(
+                second_read_as_is(&cur, &blank_after, Kind::Counters, false, true),
+                [Repeat, RepeatSplit]
             );
             // A row inserted before: everything after it is one position off.
             let ins = line("cp0", "a", T + 120, &["1", "1", "1"]) + &next;
@@ -1907,11 +1950,11 @@ h,a,t,60,9223372036854775807\n";
                 crlf(prev).as_bytes(),
                 Kind::Counters,
                 false,
-                Vec::new(),
+                &[],
                 true,
             );
             let c = crlf(cur);
-            let mut r = Reader::new(c.as_bytes(), Kind::Counters, false).with_memo(memo, true);
+            let mut r = Reader::new(c.as_bytes(), Kind::Counters, false).with_memo(&memo, Vec::new(), true);
             assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4,3");
             assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4");
         }
@@ -1972,8 +2015,8 @@ h,a,t,60,9223372036854775807\n";
             }
             let prev = line("cp1", "a", T, &["5", "4", "", ""]);
             let cur = line("cp1", "a", T + 60, &["6", "5", "4", ""]);
-            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Samples, false, Vec::new(), true);
-            let mut r = Reader::new(cur.as_bytes(), Kind::Samples, false).with_memo(memo, true);
+            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Samples, false, &[], true);
+            let mut r = Reader::new(cur.as_bytes(), Kind::Samples, false).with_memo(&memo, Vec::new(), true);
             let row = r.next().unwrap().unwrap();
             assert_eq!(row.values_text, b"6,5,4,");
             let (vals, n) = parse_values(row.values_text, Kind::Samples).unwrap();
@@ -2095,7 +2138,7 @@ h,a,t,60,9223372036854775807\n";
             );
             // "h,a,t,120,6,5,4": the 6th comma is in the last 16 bytes.
             let prev = "h,a,t,60,5,4,3\n";
-            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, Vec::new(), true);
+            let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, &[], true);
             // 15 bytes: the general path; 16 or more: the fast one.
             for (cur, want) in [
                 ("h,a,t,120,6,5,4", RepeatSplit),
@@ -2108,7 +2151,7 @@ h,a,t,60,9223372036854775807\n";
                     "{cur:?}"
                 );
             }
-            let mut r = Reader::new(b"h,a,t,120,6,5,4", Kind::Counters, true).with_memo(memo, true);
+            let mut r = Reader::new(b"h,a,t,120,6,5,4", Kind::Counters, true).with_memo(&memo, Vec::new(), true);
             let row = r.next().unwrap().unwrap();
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), [Value::Int(6), Value::Int(5), Value::Missing]);
@@ -2163,7 +2206,7 @@ h,a,t,60,9223372036854775807\n";
                 for k in 0..3 {
                     let text = file(k);
                     let data = text.as_bytes();
-                    let mut r = Reader::new(data, kind, false).with_memo(memo, true);
+                    let mut r = Reader::new(data, kind, false).with_memo(&memo, Vec::new(), true);
                     let mut quoted = Reader::new(data, kind, false);
                     let mut slot = Ahead::Row(Row::EMPTY);
                     let mut got = Vec::new();
@@ -2185,7 +2228,8 @@ h,a,t,60,9223372036854775807\n";
                     assert_eq!(got, plain(data, kind, false).0, "{kind:?} rewrite {k}");
                     // cp0, cp2 and cp5 (cp4 was quoted a minute before: no memo).
                     assert_eq!(repeats, [0, 3, 3][k as usize], "{kind:?} rewrite {k}");
-                    memo = r.take_memo();
+                    let next = r.take_memo();
+                    memo = next;
                 }
             }
         }

@@ -38,12 +38,38 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Rows per batch handed from the parse stage to the table (about 80 KB), and batches in
 /// circulation (allocated once per snapshot by the applying thread, handed back and forth).
 const AHEAD_ROWS: usize = 256;
-const AHEAD_BATCHES: usize = 8;
+const AHEAD_BATCHES: usize = 40;
+
+/// What the parse thread hands over: a batch of rows (with how many are filled), or the end
+/// of a chunk (its records, the line after it and its memo).
+enum Parsed<'a> {
+    Rows(Vec<Ahead<'a>>, usize),
+    Chunk(u64, u64, Vec<u32>),
+}
+
+/// The starts of the chunks of about `size` bytes of whole lines that `data[..end]` is cut
+/// into, and `end` last.
+fn chunk_starts(data: &[u8], end: usize, size: usize) -> Vec<usize> {
+    let mut cuts = vec![0];
+    let mut at = 0;
+    while end - at > size {
+        match memchr::memchr(b'\n', &data[at + size.max(1) - 1..end]) {
+            Some(i) if at + size.max(1) + i < end => {
+                at += size.max(1) + i;
+                cuts.push(at);
+            }
+            _ => break,
+        }
+    }
+    cuts.push(end);
+    cuts
+}
 /// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the
 /// other file is one rewrite ahead.
 pub const RING: i64 = 16;
@@ -83,6 +109,9 @@ pub struct TableConfig {
     /// A snapshot of at least this many bytes is parsed on a second thread while this one
     /// applies its rows (`usize::MAX`: never).
     pub parse_ahead_bytes: usize,
+    /// Such a snapshot is cut into chunks of whole lines of about this many bytes, each
+    /// parsed by whichever thread is free first and applied in file order.
+    pub parse_chunk_bytes: usize,
     /// What the snapshots are (the pipeline puts the directory and the file names here): a
     /// saved table state is restored only into a table of the same source.
     pub source: String,
@@ -100,6 +129,7 @@ impl Default for TableConfig {
             chunk_bytes: 256 * 1024,
             future_minutes: 5,
             parse_ahead_bytes: 1 << 20,
+            parse_chunk_bytes: 256 * 1024,
             source: String::new(),
             skip_repeats: true,
         }
@@ -597,8 +627,10 @@ pub struct Table {
     /// minute is in `csum_minute` (see [`Table::sum_counters`]).
     csum: Vec<(u64, i64)>,
     csum_minute: [i64; RING as usize],
-    /// The parse stage's memo per file ([`Reader::with_memo`]).
+    /// The parse stage's memo per file ([`Reader::with_memo`]), and the memory of the one
+    /// before it (the next snapshot's memo is written there).
     memo: [Vec<u32>; 2],
+    memo_spare: [Vec<u32>; 2],
     /// Rows applied as repeats, and rows taken for repeats but parsed in full (see
     /// [`FileReport::repeats`]).
     repeats: [u64; 2],
@@ -660,6 +692,7 @@ impl Table {
             csum: Vec::new(),
             csum_minute: [i64::MIN; RING as usize],
             memo: [Vec::new(), Vec::new()],
+            memo_spare: [Vec::new(), Vec::new()],
             repeats: [0; 2],
             cfg,
         }
@@ -747,10 +780,12 @@ impl Table {
         };
         let latest = wall.div_euclid(60) + self.cfg.future_minutes;
         let newest_first = self.cfg.value_order == ValueOrder::NewestFirst;
-        let memo = std::mem::take(&mut self.memo[f]);
+        let prev = std::mem::take(&mut self.memo[f]);
+        let memo_on = self.cfg.skip_repeats;
+        let mut next_memo = std::mem::take(&mut self.memo_spare[f]);
         let mut reader = Reader::new(data, kind, tail_ok);
-        if self.cfg.skip_repeats {
-            reader = reader.with_memo(memo, newest_first);
+        if memo_on {
+            reader = reader.with_memo(&prev, std::mem::take(&mut next_memo), newest_first);
         }
         let repeats_before = self.repeats;
         if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
@@ -793,57 +828,119 @@ impl Table {
             }
         };
         let (records, incomplete_tail, memo) = if data.len() >= self.cfg.parse_ahead_bytes {
-            // Two stages on two cores: a scoped thread splits and parses the rows (borrowed
-            // from the snapshot) in batches, this one applies them in file order.
+            // Both cores: the snapshot is cut into chunks of whole lines, read in order. A
+            // scoped thread claims the next chunk and parses its rows (borrowed from the
+            // snapshot) into batches; this thread applies the chunks in file order, and a chunk
+            // nobody has claimed when its turn comes it claims, parses and applies itself. So
+            // when parsing is the slower stage (a rewrite, mostly repeats) both cores parse,
+            // and when applying is (a first snapshot) the other core parses ahead.
+            let end = reader.parsable_len();
+            let tail = reader.incomplete_tail();
+            let cuts = chunk_starts(data, end, self.cfg.parse_chunk_bytes);
+            let chunks = cuts.len() - 1;
+            let claim = AtomicUsize::new(0);
+            let (claim, cuts, prev) = (&claim, &cuts[..], &prev[..]);
+            let read_chunk = move |c: usize, line: u64, memo: Vec<u32>| {
+                let r = Reader::range(data, kind, cuts[c], cuts[c + 1], line);
+                if memo_on {
+                    r.with_memo(prev, memo, newest_first)
+                } else {
+                    r
+                }
+            };
             let mut quoted = Reader::new(data, kind, tail_ok);
+            let mut records = 0;
+            let mut memo = next_memo;
+            // The memo of the chunk starting on `line`, put in place.
+            let add_memo = |memo: &mut Vec<u32>, line: u64, part: &[u32]| {
+                if memo_on && !part.is_empty() {
+                    memo.resize(line as usize - 1, 0);
+                    memo.extend_from_slice(part);
+                }
+            };
             std::thread::scope(|sc| {
-                // Batches of AHEAD_ROWS records filled in place, with how many are filled.
-                let (tx, rx) = std::sync::mpsc::channel::<(Vec<Ahead<'_>>, usize)>();
+                let (tx, rx) = std::sync::mpsc::channel::<Parsed<'_>>();
                 let (back, spare) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
                 for _ in 0..AHEAD_BATCHES {
                     let _ = back.send(vec![Ahead::Row(Row::EMPTY); AHEAD_ROWS]);
                 }
-                let parser = sc.spawn(move || {
-                    let done = |reader: &mut Reader<'_>| {
-                        (
-                            reader.records(),
-                            reader.incomplete_tail(),
-                            reader.take_memo(),
-                        )
-                    };
-                    // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
-                    let Ok(mut batch) = spare.recv() else {
-                        return done(&mut reader);
-                    };
-                    let mut n = 0;
-                    while reader.next_ahead_into(&mut batch[n]) {
-                        n += 1;
-                        if n == AHEAD_ROWS {
-                            let Ok(next) = spare.recv() else { break };
-                            if tx.send((std::mem::replace(&mut batch, next), n)).is_err() {
+                let (mem_back, mem_spare) = std::sync::mpsc::channel::<Vec<u32>>();
+                sc.spawn(move || {
+                    // The first line of chunk `known` (lines of chunks claimed by the other
+                    // thread are counted, not parsed).
+                    let (mut known, mut line) = (0, 1u64);
+                    loop {
+                        let c = claim.fetch_add(1, Ordering::Relaxed);
+                        if c >= chunks {
+                            return;
+                        }
+                        line += memchr::memchr_iter(b'\n', &data[cuts[known]..cuts[c]]).count() as u64;
+                        let mut reader = read_chunk(c, line, mem_spare.try_recv().unwrap_or_default());
+                        // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
+                        let Ok(mut batch) = spare.recv() else { return };
+                        let mut n = 0;
+                        while reader.next_ahead_into(&mut batch[n]) {
+                            n += 1;
+                            if n == AHEAD_ROWS {
+                                let Ok(next) = spare.recv() else { return };
+                                if tx.send(Parsed::Rows(std::mem::replace(&mut batch, next), n)).is_err() {
+                                    return;
+                                }
+                                n = 0;
+                            }
+                        }
+                        let _ = tx.send(Parsed::Rows(batch, n));
+                        line = reader.next_line();
+                        known = c + 1;
+                        let done = Parsed::Chunk(reader.records(), line, reader.take_memo());
+                        if tx.send(done).is_err() {
+                            return;
+                        }
+                    }
+                });
+                // The first line of chunk `c`.
+                let mut line = 1u64;
+                for c in 0..chunks {
+                    let mine = claim
+                        .compare_exchange(c, c + 1, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok();
+                    if mine {
+                        let mut reader = read_chunk(c, line, Vec::new());
+                        while let Some(r) = reader.next() {
+                            apply(self, r.as_ref().map_err(|e| *e));
+                        }
+                        records += reader.records();
+                        add_memo(&mut memo, line, &reader.take_memo());
+                        line = reader.next_line();
+                        continue;
+                    }
+                    for parsed in rx.iter() {
+                        match parsed {
+                            Parsed::Rows(batch, n) => {
+                                for a in &batch[..n] {
+                                    match a {
+                                        Ahead::Row(r) => apply(self, Ok(r)),
+                                        Ahead::Bad(e) => apply(self, Err(*e)),
+                                        Ahead::Quoted(start, at) => {
+                                            let r = quoted.quoted_line(*start, *at);
+                                            apply(self, r.as_ref().map_err(|e| *e));
+                                        }
+                                    }
+                                }
+                                let _ = back.send(batch);
+                            }
+                            Parsed::Chunk(n, next, part) => {
+                                records += n;
+                                add_memo(&mut memo, line, &part);
+                                let _ = mem_back.send(part);
+                                line = next;
                                 break;
                             }
-                            n = 0;
                         }
                     }
-                    let _ = tx.send((batch, n));
-                    done(&mut reader)
-                });
-                for (batch, n) in rx.iter() {
-                    for a in &batch[..n] {
-                        match a {
-                            Ahead::Row(r) => apply(self, Ok(r)),
-                            Ahead::Bad(e) => apply(self, Err(*e)),
-                            Ahead::Quoted(start, line) => {
-                                let r = quoted.quoted_line(*start, *line);
-                                apply(self, r.as_ref().map_err(|e| *e));
-                            }
-                        }
-                    }
-                    let _ = back.send(batch);
                 }
-                parser.join().expect("the parse stage does not panic")
-            })
+            });
+            (records, tail, memo)
         } else {
             while let Some(r) = reader.next() {
                 apply(self, r.as_ref().map_err(|e| *e));
@@ -855,6 +952,7 @@ impl Table {
             )
         };
         self.memo[f] = memo;
+        self.memo_spare[f] = prev;
         rep.records = records;
         rep.incomplete_tail = incomplete_tail;
         if rep.incomplete_tail == 0 {
@@ -2972,6 +3070,8 @@ mod repeats {
             value_order: order,
             settle_minutes: 2,
             parse_ahead_bytes,
+            // A chunk of a line or two: both threads claim chunks.
+            parse_chunk_bytes: 100,
             ..TableConfig::default()
         }
     }
@@ -3082,13 +3182,11 @@ mod repeats {
         }
     }
 
-    /// More rows than the parse stage's batches in circulation hold ([`AHEAD_BATCHES`] x
-    /// [`AHEAD_ROWS`]): the first batch is filled again in place, its slots taking rows after
-    /// errors and errors after rows.
+    /// The parse stage's batches go back and forth: with chunks of a line or two, the few
+    /// rows of each chunk are written over the slots of a batch that held other rows, errors
+    /// or quoted lines.
     #[test]
     fn batches_of_the_parse_stage_refilled_in_place() {
-        assert_eq!(AHEAD_BATCHES * AHEAD_ROWS, 2048);
-        // 2,080 rows: rows 2,048 to 2,079 go to the first batch's slots 0 to 31 again.
         let hosts: Vec<usize> = (0..520).collect();
         for ahead in PIPELINES {
             let mut p = Pair::new(cfg(ahead, ValueOrder::NewestFirst));
@@ -3096,8 +3194,7 @@ mod repeats {
                 p.what = format!("parse ahead {ahead}, rewrite {k}");
                 let mut text = file(Kind::Counters, k, &hosts, 4, ValueOrder::NewestFirst);
                 if k == 2 {
-                    // Row 4 spoiled (slot 4: then a good row 2,052), row 8 quoted, row 2,060
-                    // spoiled (slot 12 had a good row).
+                    // Row 4 spoiled, row 8 quoted, row 2,060 spoiled.
                     text = text
                         .replacen("\ncp1,", "\ncp1,\"", 1)
                         .replacen("\ncp2,", "\n\"cp2\",", 1)
@@ -3529,6 +3626,7 @@ mod repeats {
             value_order: order,
             settle_minutes: rng.below(4) as i64,
             parse_ahead_bytes: if rng.chance(50) { 0 } else { usize::MAX },
+            parse_chunk_bytes: [1, 90, 400, 3000][rng.below(4) as usize],
             ..TableConfig::default()
         });
         let n = match rng.below(10) {

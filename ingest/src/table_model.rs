@@ -178,6 +178,8 @@ impl Case {
             } else {
                 usize::MAX
             },
+            // Chunks of one line to a few hundred: both threads claim chunks, in every order.
+            parse_chunk_bytes: [1, 90, 400, 3000][rng.below(4) as usize],
             ..TableConfig::default()
         };
         Case {
