@@ -898,34 +898,79 @@ impl Table {
                         }
                     }
                 });
+                // Records in file order, whoever parsed them.
+                let mut apply_ahead = |t: &mut Table, a: &Ahead<'_>| match a {
+                    Ahead::Row(r) => apply(t, Ok(r)),
+                    Ahead::Bad(e) => apply(t, Err(*e)),
+                    Ahead::Quoted(start, at) => {
+                        let r = quoted.quoted_line(*start, *at);
+                        apply(t, r.as_ref().map_err(|e| *e));
+                    }
+                };
+                // A chunk this thread claimed: parsed into `own` (reused), applied in its turn.
+                let mut own: Vec<Ahead<'_>> = Vec::new();
+                let mut own_chunk: Option<(usize, usize, u64, u64, Vec<u32>)> = None;
+                let parse_own = |own: &mut Vec<_>, c: usize, line: u64| {
+                    let mut reader = read_chunk(c, line, Vec::new());
+                    let mut n = 0;
+                    loop {
+                        if n == own.len() {
+                            own.push(Ahead::Row(Row::EMPTY));
+                        }
+                        if !reader.next_ahead_into(&mut own[n]) {
+                            break;
+                        }
+                        n += 1;
+                    }
+                    (c, n, reader.records(), reader.next_line(), reader.take_memo())
+                };
                 // The first line of chunk `c`.
                 let mut line = 1u64;
                 for c in 0..chunks {
-                    let mine = claim
-                        .compare_exchange(c, c + 1, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok();
-                    if mine {
-                        let mut reader = read_chunk(c, line, Vec::new());
-                        while let Some(r) = reader.next() {
-                            apply(self, r.as_ref().map_err(|e| *e));
+                    if own_chunk.is_none()
+                        && claim
+                            .compare_exchange(c, c + 1, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        own_chunk = Some(parse_own(&mut own, c, line));
+                    }
+                    if let Some((_, n, recs, next, part)) = own_chunk.take_if(|o| o.0 == c) {
+                        for a in &own[..n] {
+                            apply_ahead(self, a);
                         }
-                        records += reader.records();
-                        add_memo(&mut memo, line, &reader.take_memo());
-                        line = reader.next_line();
+                        records += recs;
+                        add_memo(&mut memo, line, &part);
+                        line = next;
                         continue;
                     }
-                    for parsed in rx.iter() {
+                    // The other thread's: while none of its rows are ready, this thread
+                    // parses the next chunk nobody has claimed (one at a time).
+                    loop {
+                        let parsed = match rx.try_recv() {
+                            Ok(p) => p,
+                            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                                if own_chunk.is_none() {
+                                    let c2 = claim.fetch_add(1, Ordering::Relaxed);
+                                    if c2 < chunks {
+                                        let at = line
+                                            + memchr::memchr_iter(b'\n', &data[cuts[c]..cuts[c2]])
+                                                .count()
+                                                as u64;
+                                        own_chunk = Some(parse_own(&mut own, c2, at));
+                                        continue;
+                                    }
+                                }
+                                match rx.recv() {
+                                    Ok(p) => p,
+                                    Err(_) => break,
+                                }
+                            }
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                        };
                         match parsed {
                             Parsed::Rows(batch, n) => {
                                 for a in &batch[..n] {
-                                    match a {
-                                        Ahead::Row(r) => apply(self, Ok(r)),
-                                        Ahead::Bad(e) => apply(self, Err(*e)),
-                                        Ahead::Quoted(start, at) => {
-                                            let r = quoted.quoted_line(*start, *at);
-                                            apply(self, r.as_ref().map_err(|e| *e));
-                                        }
-                                    }
+                                    apply_ahead(self, a);
                                 }
                                 let _ = back.send(batch);
                             }
