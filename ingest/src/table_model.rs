@@ -180,6 +180,7 @@ impl Case {
             },
             // Chunks of one line to a few hundred: both threads claim chunks, in every order.
             parse_chunk_bytes: [1, 90, 400, 3000][rng.below(4) as usize],
+            parallel_series: [0, usize::MAX][rng.below(2) as usize],
             ..TableConfig::default()
         };
         Case {
