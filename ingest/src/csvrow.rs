@@ -233,6 +233,9 @@ pub struct Reader<'a> {
     memo: Option<Vec<u32>>,
     memo_base: usize,
     newest_first: bool,
+    /// The last unix time field read by a fast path, and its value: the rows of a snapshot
+    /// mostly carry the same time, so it is compared, not parsed again.
+    last_time: (&'a [u8], Option<i64>),
 }
 
 impl<'a> Reader<'a> {
@@ -256,7 +259,18 @@ impl<'a> Reader<'a> {
             memo: None,
             memo_base: 0,
             newest_first: true,
+            last_time: (&[], None),
         }
+    }
+
+    /// [`parse_time`] of `f`, by comparison with the last time field read when it is the
+    /// same text.
+    #[inline]
+    fn time_of(&mut self, f: &'a [u8]) -> Option<i64> {
+        if !same_name(f, self.last_time.0) {
+            self.last_time = (f, parse_time(f));
+        }
+        self.last_time.1
     }
 
     /// A reader of the lines of `data[start..end]` only, the first of them line `line`
@@ -430,7 +444,7 @@ impl<'a> Reader<'a> {
             return false;
         };
         let v2 = commas[5] + 1;
-        let Some(time) = parse_time(&rest[commas[2] + 1..commas[3]]) else {
+        let Some(time) = self.time_of(&rest[commas[2] + 1..commas[3]]) else {
             return false;
         };
         let minute = time.div_euclid(60);
@@ -448,7 +462,7 @@ impl<'a> Reader<'a> {
             &rest[commas[3] + 1..commas[4]],
             &rest[commas[4] + 1..commas[5]],
         ];
-        let res = head_into(&fields, line_no, byte, r).and_then(|()| {
+        let res = head_into_at(&fields, Some(time), line_no, byte, r).and_then(|()| {
             for (i, f) in v.iter().enumerate() {
                 let p = match self.kind {
                     Kind::Counters => parse_count(f),
@@ -528,7 +542,8 @@ impl<'a> Reader<'a> {
         let (k, line_no, byte) = self.take_line(next);
         let r = row_slot(slot);
         let fields = head_fields(rest, &commas);
-        if let Err(e) = head_into(&fields, line_no, byte, r) {
+        let time = self.time_of(fields[3]);
+        if let Err(e) = head_into_at(&fields, time, line_no, byte, r) {
             self.remember(k, 0);
             *slot = Ahead::Bad(e);
             return true;
@@ -911,6 +926,19 @@ fn head_into<'a>(
     byte: usize,
     r: &mut Row<'a>,
 ) -> Result<(), RowError> {
+    let time = fields.get(3).and_then(|f| parse_time(f));
+    head_into_at(fields, time, line, byte, r)
+}
+
+/// [`head_into`] with the unix time field already read (`time`: [`parse_time`] of it).
+#[inline]
+fn head_into_at<'a>(
+    fields: &[&'a [u8]],
+    time: Option<i64>,
+    line: u64,
+    byte: usize,
+    r: &mut Row<'a>,
+) -> Result<(), RowError> {
     if fields.len() < FIXED {
         return Err(err(Reason::MissingFields, line, byte, 0));
     }
@@ -930,7 +958,7 @@ fn head_into<'a>(
     };
     r.host = name(0)?;
     r.stat = name(1)?;
-    r.time = parse_time(fields[3]).ok_or_else(|| err(Reason::BadTimestamp, line, byte, 4))?;
+    r.time = time.ok_or_else(|| err(Reason::BadTimestamp, line, byte, 4))?;
     r.line = line;
     r.byte = byte as u64;
     r.len = 0;
@@ -1041,6 +1069,29 @@ pub fn parse_values(text: &[u8], kind: Kind) -> Result<([Value; MAX_VALUES], usi
         n += 1;
     }
     Ok((values, n))
+}
+
+/// `a == b` for short byte strings (names, a time field), compared inline 8 bytes at a time:
+/// the check that a row is the predicted series' or carries the previous row's time, once or
+/// twice per row (a call to memcmp each took a tenth of a rewrite's applying time).
+#[inline(always)]
+pub(crate) fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Unix seconds: digits only, at most year ~36812 (`< 10^12`).

@@ -130,6 +130,13 @@ const SPLIT_READ: usize = 8 << 20;
 /// Reads the whole file at `path` into `buf` (replacing its content), reusing its capacity.
 pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     let mut f = open_for(path, buf)?;
+    let len = buf.capacity().min(f.metadata().map_or(0, |m| m.len() as usize));
+    if len >= SPLIT_READ {
+        if read_split(&f, len, buf, false)?.is_some() {
+            return Ok(());
+        }
+        buf.clear();
+    }
     f.read_to_end(buf)?;
     Ok(())
 }
@@ -141,7 +148,7 @@ pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64
     let mut f = open_for(path, buf)?;
     let len = buf.capacity().min(f.metadata().map_or(0, |m| m.len() as usize));
     if len >= SPLIT_READ {
-        if let Some(h) = read_split(&f, len, buf)? {
+        if let Some(h) = read_split(&f, len, buf, true)? {
             return Ok(h);
         }
         // The file changed size while it was read: once more, from the start, in one piece.
@@ -163,9 +170,15 @@ pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64
 }
 
 /// Reads the `len` bytes of `f` into the empty `buf` (with room for them) in two halves, one
-/// on a second thread, each hashed chunk by chunk as it is read; [`content_hash`] of the
-/// content. `None` when `f` does not have exactly `len` bytes (it changed while read).
-fn read_split(f: &std::fs::File, len: usize, buf: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+/// on a second thread (for a fresh buffer, each thread also takes half of its page faults),
+/// with `hash` each hashed chunk by chunk as it is read: [`content_hash`] of the content (0
+/// without `hash`). `None` when `f` does not have exactly `len` bytes (it changed while read).
+fn read_split(
+    f: &std::fs::File,
+    len: usize,
+    buf: &mut Vec<u8>,
+    hash: bool,
+) -> std::io::Result<Option<u64>> {
     use std::os::fd::AsRawFd;
     assert!(buf.is_empty() && buf.capacity() >= len);
     let fd = f.as_raw_fd();
@@ -192,8 +205,12 @@ fn read_split(f: &std::fs::File, len: usize, buf: &mut Vec<u8>) -> std::io::Resu
             if n == 0 {
                 return Ok(None);
             }
-            // SAFETY: these `n` bytes were just written by pread.
-            h.update(unsafe { std::slice::from_raw_parts((base + at) as *const u8, n as usize) });
+            if hash {
+                // SAFETY: these `n` bytes were just written by pread.
+                h.update(unsafe {
+                    std::slice::from_raw_parts((base + at) as *const u8, n as usize)
+                });
+            }
             at += n as usize;
         }
         Ok(Some(h.digest()))
@@ -716,6 +733,12 @@ mod tests {
             let h = read_hashed(&path, &mut buf).unwrap();
             assert_eq!(buf, data);
             assert_eq!(h, content_hash(&data), "len {len}");
+            // Again into the same buffer, and without the hash.
+            let h = read_hashed(&path, &mut buf).unwrap();
+            assert_eq!((buf.len(), h), (data.len(), content_hash(&data)), "len {len}");
+            let mut plain = vec![1, 2, 3];
+            read_into(&path, &mut plain).unwrap();
+            assert!(plain == data, "len {len}");
         }
     }
 
