@@ -679,10 +679,8 @@ pub struct Table {
     /// The second thread's sums ([`TableConfig::parallel_series`]).
     csum_other: Vec<(u64, i64)>,
     csum_minute: [i64; RING as usize],
-    /// The parse stage's memo per file ([`Reader::with_memo`]), and the memory of the one
-    /// before it (the next snapshot's memo is written there).
+    /// The parse stage's memo per file ([`Reader::with_memo`]).
     memo: [Vec<u32>; 2],
-    memo_spare: [Vec<u32>; 2],
     /// Rows applied as repeats, and rows taken for repeats but parsed in full (see
     /// [`FileReport::repeats`]).
     repeats: [u64; 2],
@@ -745,7 +743,6 @@ impl Table {
             csum_other: Vec::new(),
             csum_minute: [i64::MIN; RING as usize],
             memo: [Vec::new(), Vec::new()],
-            memo_spare: [Vec::new(), Vec::new()],
             repeats: [0; 2],
             cfg,
         }
@@ -839,12 +836,19 @@ impl Table {
         };
         let latest = wall.div_euclid(60) + self.cfg.future_minutes;
         let newest_first = self.cfg.value_order == ValueOrder::NewestFirst;
+        // The previous snapshot's memo is read while this one's is written (sized once:
+        // growing it would hold both sizes at once).
         let prev = std::mem::take(&mut self.memo[f]);
         let memo_on = self.cfg.skip_repeats;
-        let mut next_memo = std::mem::take(&mut self.memo_spare[f]);
+        let memo_cap = if memo_on {
+            prev.len() + prev.len() / 16 + 16
+        } else {
+            0
+        };
+        let pipelined = data.len() >= self.cfg.parse_ahead_bytes;
         let mut reader = Reader::new(data, kind, tail_ok);
-        if memo_on {
-            reader = reader.with_memo(&prev, std::mem::take(&mut next_memo), newest_first);
+        if memo_on && !pipelined {
+            reader = reader.with_memo(&prev, Vec::with_capacity(memo_cap), newest_first);
         }
         let repeats_before = self.repeats;
         if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
@@ -886,7 +890,7 @@ impl Table {
                 }
             }
         };
-        let (records, incomplete_tail, memo) = if data.len() >= self.cfg.parse_ahead_bytes {
+        let (records, incomplete_tail, memo) = if pipelined {
             // Both cores: the snapshot is cut into chunks of whole lines, read in order. A
             // scoped thread claims the next chunk and parses its rows (borrowed from the
             // snapshot) into batches; this thread applies the chunks in file order, and a chunk
@@ -909,7 +913,7 @@ impl Table {
             };
             let mut quoted = Reader::new(data, kind, tail_ok);
             let mut records = 0;
-            let mut memo = next_memo;
+            let mut memo = Vec::with_capacity(memo_cap);
             // The memo of the chunk starting on `line`, put in place.
             let add_memo = |memo: &mut Vec<u32>, line: u64, part: &[u32]| {
                 if memo_on && !part.is_empty() {
@@ -1056,7 +1060,6 @@ impl Table {
             )
         };
         self.memo[f] = memo;
-        self.memo_spare[f] = prev;
         rep.records = records;
         rep.incomplete_tail = incomplete_tail;
         if rep.incomplete_tail == 0 {
