@@ -23,7 +23,7 @@
 //! - a counters.csv row whose values are plain digits and commas is read in one pass over the
 //!   value bytes, split and parsed together;
 //! - with [`Reader::with_memo`], a row whose text after `v1` repeats, shifted by one minute, the
-//!   row at the same position of the previous snapshot is split only up to `v1`: the platform
+//!   row on the same line of the previous snapshot is split only up to `v1`: the platform
 //!   rewrites each row every minute with the values shifted by one and only the newest one or
 //!   two new ([`Row::same_tail`]; the consumer checks the full hash against its series).
 
@@ -1730,7 +1730,8 @@ h,a,t,60,9223372036854775807\n";
             let (got, memo_after, tail) =
                 with_memo(cur.as_bytes(), kind, complete, &memo, newest_first);
             // The same snapshot read without hints: keeps and memo must not depend on them.
-            let (fresh, fresh_memo, _) = with_memo(cur.as_bytes(), kind, complete, &[], newest_first);
+            let (fresh, fresh_memo, _) =
+                with_memo(cur.as_bytes(), kind, complete, &[], newest_first);
             assert_eq!(tail, want_tail);
             assert_eq!(got.len(), want.len(), "records");
             assert_eq!(memo_after, fresh_memo, "memo");
@@ -1822,7 +1823,11 @@ h,a,t,60,9223372036854775807\n";
             let prev = line("cp1", "a", T, &["5", "40", "30", "20", "10"]);
             let cur = line("cp1", "a", T + 60, &["6", "41", "40", "30", "20"]);
             let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, &[], true);
-            let mut r = Reader::new(cur.as_bytes(), Kind::Counters, false).with_memo(&memo, Vec::new(), true);
+            let mut r = Reader::new(cur.as_bytes(), Kind::Counters, false).with_memo(
+                &memo,
+                Vec::new(),
+                true,
+            );
             let row = r.next().unwrap().unwrap();
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), ints(&[6, 41]));
@@ -1997,15 +2002,10 @@ h,a,t,60,9223372036854775807\n";
                 }
             }
             // The CR is not part of the values' text.
-            let (_, memo, _) = with_memo(
-                crlf(prev).as_bytes(),
-                Kind::Counters,
-                false,
-                &[],
-                true,
-            );
+            let (_, memo, _) = with_memo(crlf(prev).as_bytes(), Kind::Counters, false, &[], true);
             let c = crlf(cur);
-            let mut r = Reader::new(c.as_bytes(), Kind::Counters, false).with_memo(&memo, Vec::new(), true);
+            let mut r =
+                Reader::new(c.as_bytes(), Kind::Counters, false).with_memo(&memo, Vec::new(), true);
             assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4,3");
             assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4");
         }
@@ -2067,7 +2067,11 @@ h,a,t,60,9223372036854775807\n";
             let prev = line("cp1", "a", T, &["5", "4", "", ""]);
             let cur = line("cp1", "a", T + 60, &["6", "5", "4", ""]);
             let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Samples, false, &[], true);
-            let mut r = Reader::new(cur.as_bytes(), Kind::Samples, false).with_memo(&memo, Vec::new(), true);
+            let mut r = Reader::new(cur.as_bytes(), Kind::Samples, false).with_memo(
+                &memo,
+                Vec::new(),
+                true,
+            );
             let row = r.next().unwrap().unwrap();
             assert_eq!(row.values_text, b"6,5,4,");
             let (vals, n) = parse_values(row.values_text, Kind::Samples).unwrap();
@@ -2202,7 +2206,11 @@ h,a,t,60,9223372036854775807\n";
                     "{cur:?}"
                 );
             }
-            let mut r = Reader::new(b"h,a,t,120,6,5,4", Kind::Counters, true).with_memo(&memo, Vec::new(), true);
+            let mut r = Reader::new(b"h,a,t,120,6,5,4", Kind::Counters, true).with_memo(
+                &memo,
+                Vec::new(),
+                true,
+            );
             let row = r.next().unwrap().unwrap();
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), [Value::Int(6), Value::Int(5), Value::Missing]);

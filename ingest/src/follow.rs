@@ -130,7 +130,9 @@ const SPLIT_READ: usize = 8 << 20;
 /// Reads the whole file at `path` into `buf` (replacing its content), reusing its capacity.
 pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     let mut f = open_for(path, buf)?;
-    let len = buf.capacity().min(f.metadata().map_or(0, |m| m.len() as usize));
+    let len = buf
+        .capacity()
+        .min(f.metadata().map_or(0, |m| m.len() as usize));
     if len >= SPLIT_READ {
         if read_split(&f, len, buf, false)?.is_some() {
             return Ok(());
@@ -146,7 +148,9 @@ pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
 /// cache instead of in a second pass over the whole buffer.
 pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64> {
     let mut f = open_for(path, buf)?;
-    let len = buf.capacity().min(f.metadata().map_or(0, |m| m.len() as usize));
+    let len = buf
+        .capacity()
+        .min(f.metadata().map_or(0, |m| m.len() as usize));
     if len >= SPLIT_READ {
         if let Some(h) = read_split(&f, len, buf, true)? {
             return Ok(h);
@@ -193,7 +197,12 @@ fn read_split(
             // SAFETY: `base + at .. base + at + want` lies in `buf`'s capacity (`to <= len`),
             // written by this thread only.
             let n = unsafe {
-                libc::pread(fd, (base + at) as *mut libc::c_void, want, at as libc::off_t)
+                libc::pread(
+                    fd,
+                    (base + at) as *mut libc::c_void,
+                    want,
+                    at as libc::off_t,
+                )
             };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
@@ -226,7 +235,14 @@ fn read_split(
     // Nothing past `len`: a file that grew is read again.
     let mut probe = [0u8; 1];
     // SAFETY: one byte into a local buffer.
-    let n = unsafe { libc::pread(fd, probe.as_mut_ptr() as *mut libc::c_void, 1, len as libc::off_t) };
+    let n = unsafe {
+        libc::pread(
+            fd,
+            probe.as_mut_ptr() as *mut libc::c_void,
+            1,
+            len as libc::off_t,
+        )
+    };
     if n != 0 {
         return Ok(None);
     }
@@ -735,7 +751,11 @@ mod tests {
             assert_eq!(h, content_hash(&data), "len {len}");
             // Again into the same buffer, and without the hash.
             let h = read_hashed(&path, &mut buf).unwrap();
-            assert_eq!((buf.len(), h), (data.len(), content_hash(&data)), "len {len}");
+            assert_eq!(
+                (buf.len(), h),
+                (data.len(), content_hash(&data)),
+                "len {len}"
+            );
             let mut plain = vec![1, 2, 3];
             read_into(&path, &mut plain).unwrap();
             assert!(plain == data, "len {len}");

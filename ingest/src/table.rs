@@ -19,8 +19,12 @@
 //! beside them); the series after the previous row's is tried first (rows come in the same
 //! order every minute), else one lookup in the row's host's index; per-series state lives in
 //! flat arrays; lines are written straight into reused per-bucket buffers handed out in chunks.
-//! Nothing is allocated per row once a series exists. A large snapshot is parsed on a second
-//! thread while this one applies its rows in file order ([`TableConfig::parse_ahead_bytes`]).
+//! Nothing is allocated per row once a series exists. A large snapshot
+//! ([`TableConfig::parse_ahead_bytes`]) is cut into chunks of whole lines: a second thread
+//! parses the next free chunk, this one applies the chunks in file order and parses a free
+//! chunk itself whenever the other thread's rows are not ready, so both cores parse when
+//! parsing is the slower stage (a rewrite) and the other core parses ahead when applying is
+//! (a first snapshot).
 //! A rewrite's values that repeat the previous rewrite's, shifted by one minute, are recognised
 //! by a hash of their text and not parsed or compared again ([`Row::same_tail`], checked
 //! against the series' last applied row).
@@ -941,8 +945,10 @@ impl Table {
                         if c >= chunks {
                             return;
                         }
-                        line += memchr::memchr_iter(b'\n', &data[cuts[known]..cuts[c]]).count() as u64;
-                        let mut reader = read_chunk(c, line, mem_spare.try_recv().unwrap_or_default());
+                        line +=
+                            memchr::memchr_iter(b'\n', &data[cuts[known]..cuts[c]]).count() as u64;
+                        let mut reader =
+                            read_chunk(c, line, mem_spare.try_recv().unwrap_or_default());
                         // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
                         let Ok(mut batch) = spare.recv() else { return };
                         let mut n = 0;
@@ -950,7 +956,10 @@ impl Table {
                             n += 1;
                             if n == AHEAD_ROWS {
                                 let Ok(next) = spare.recv() else { return };
-                                if tx.send(Parsed::Rows(std::mem::replace(&mut batch, next), n)).is_err() {
+                                if tx
+                                    .send(Parsed::Rows(std::mem::replace(&mut batch, next), n))
+                                    .is_err()
+                                {
                                     return;
                                 }
                                 n = 0;
@@ -989,7 +998,13 @@ impl Table {
                         }
                         n += 1;
                     }
-                    (c, n, reader.records(), reader.next_line(), reader.take_memo())
+                    (
+                        c,
+                        n,
+                        reader.records(),
+                        reader.next_line(),
+                        reader.take_memo(),
+                    )
                 };
                 // The first line of chunk `c`.
                 let mut line = 1u64;
@@ -1219,7 +1234,9 @@ impl Table {
     #[inline]
     fn host_id(&mut self, host: &str) -> u32 {
         let last = self.last_host as usize;
-        if last < self.hosts.raw.len() && same_name(self.hosts.raw[last].as_bytes(), host.as_bytes()) {
+        if last < self.hosts.raw.len()
+            && same_name(self.hosts.raw[last].as_bytes(), host.as_bytes())
+        {
             return self.last_host;
         }
         self.last_host = self.hosts.id(host, &mut self.name_enc, true);
@@ -1264,7 +1281,10 @@ impl Table {
         let (id, s) = match self.cs.get(pred) {
             Some(c)
                 if c.host == h
-                    && same_name(self.stats.raw[c.stat as usize].as_bytes(), row.stat.as_bytes()) =>
+                    && same_name(
+                        self.stats.raw[c.stat as usize].as_bytes(),
+                        row.stat.as_bytes(),
+                    ) =>
             {
                 (pred as u32, c.stat)
             }
@@ -1276,7 +1296,10 @@ impl Table {
                 let s = match self.stat_after.get(prev as usize) {
                     Some(&p)
                         if p != NONE
-                            && same_name(self.stats.raw[p as usize].as_bytes(), row.stat.as_bytes()) =>
+                            && same_name(
+                                self.stats.raw[p as usize].as_bytes(),
+                                row.stat.as_bytes(),
+                            ) =>
                     {
                         p
                     }
@@ -1539,7 +1562,10 @@ impl Table {
         let id = match self.ss.get(pred) {
             Some(c)
                 if c.host == h
-                    && same_name(self.stats.raw[c.stat as usize].as_bytes(), row.stat.as_bytes()) =>
+                    && same_name(
+                        self.stats.raw[c.stat as usize].as_bytes(),
+                        row.stat.as_bytes(),
+                    ) =>
             {
                 pred as u32
             }
@@ -3282,7 +3308,11 @@ mod repeats {
             parse_ahead_bytes,
             // A chunk of a line or two: both threads claim chunks.
             parse_chunk_bytes: 100,
-            parallel_series: if parse_ahead_bytes == 0 { 0 } else { usize::MAX },
+            parallel_series: if parse_ahead_bytes == 0 {
+                0
+            } else {
+                usize::MAX
+            },
             ..TableConfig::default()
         }
     }
