@@ -1587,6 +1587,97 @@ h,a,t,60,9223372036854775807\n";
         }
     }
 
+    /// Readers of consecutive ranges of whole lines ([`Reader::range`], as the table's chunks
+    /// on two threads) read the same records as one reader of the whole snapshot: rows and
+    /// errors with their lines and bytes, the records count and the memo.
+    #[test]
+    fn ranges_read_as_the_whole() {
+        let lines: &[&[u8]] = &[
+            b"cp1,a,t,1652193120,5,4,3,2\n",
+            b"cp1,b b,t,1652193120,,,,7\r\n",
+            b"\n",
+            b"cp2,\"q,1\",t,1652193120,1,2,3\n",
+            b"cp2,a,t,x,1,2,3\n",
+            b"cp3,a,t,1652193120,-1,2,3\n",
+            b"\r\n",
+            b"cp3,c,t,1652193120,0.5,2,3,4,5,6\n",
+            b"cp4\n",
+            b"cp4,\"a,t,1652193120,1,2\n",
+            b"cp5,a,t,1652193120,99999999999999999999,1,1\n",
+        ];
+        type Rec = Result<(String, String, i64, Vec<Value>, u64, u64, u64), RowError>;
+        let read = |r: &mut Reader<'_>, out: &mut Vec<Rec>| {
+            while let Some(x) = r.next() {
+                out.push(x.map(|row| {
+                    let v = row.values().to_vec();
+                    let (h, s) = (row.host.to_string(), row.stat.to_string());
+                    (h, s, row.time, v, row.line, row.byte, row.keep)
+                }));
+            }
+        };
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..400 {
+            let n = (next() % 9 + 1) as usize;
+            let mut data = Vec::new();
+            let mut starts = vec![0];
+            for _ in 0..n {
+                data.extend_from_slice(lines[(next() % lines.len() as u64) as usize]);
+                starts.push(data.len());
+            }
+            if case % 3 == 0 {
+                // A last line without a newline, left unparsed.
+                data.extend_from_slice(b"cp9,z,t,1652193120,1");
+            }
+            for kind in [Kind::Counters, Kind::Samples] {
+                let mut whole = Reader::new(&data, kind, false).with_memo(&[], Vec::new(), true);
+                let mut want = Vec::new();
+                read(&mut whole, &mut want);
+                let end = whole.parsable_len();
+                let want_memo = whole.take_memo();
+                // Every way to cut the lines into up to three ranges.
+                for a in 0..starts.len() {
+                    for b in a..starts.len() {
+                        let cuts = [0, starts[a], starts[b], end];
+                        let (mut got, mut records, mut memo) = (Vec::new(), 0, Vec::new());
+                        let mut line = 1;
+                        for w in cuts.windows(2) {
+                            let mut r = Reader::range(&data, kind, w[0], w[1], line).with_memo(
+                                &[],
+                                Vec::new(),
+                                true,
+                            );
+                            read(&mut r, &mut got);
+                            records += r.records();
+                            let part = r.take_memo();
+                            if !part.is_empty() {
+                                memo.resize(line as usize - 1, 0);
+                                memo.extend_from_slice(&part);
+                            }
+                            line = r.next_line();
+                            assert_eq!(
+                                line,
+                                1 + data[..w[1]].iter().filter(|&&c| c == b'\n').count() as u64
+                            );
+                        }
+                        let what = format!(
+                            "{kind:?} cut at {a}, {b}: {:?}",
+                            String::from_utf8_lossy(&data)
+                        );
+                        assert_eq!(got, want, "{what}");
+                        assert_eq!(records, whole.records(), "{what}");
+                        assert_eq!(memo, want_memo, "{what}");
+                    }
+                }
+            }
+        }
+    }
+
     /// The memo of a rewrite ([`Reader::with_memo`]): rows that repeat the previous snapshot's
     /// row at the same position, shifted by one minute, are read from two values, and every
     /// row reads as exactly what a reader without memo gives.

@@ -762,6 +762,35 @@ mod tests {
         }
     }
 
+    /// The two-thread read gives up (and the caller reads the file again in one piece) when
+    /// the file is not exactly as long as its metadata said: longer or shorter.
+    #[test]
+    fn a_split_read_of_a_file_of_another_length_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counters.csv");
+        let data: Vec<u8> = (0..SPLIT_READ + 1001)
+            .map(|i| (i * 13 % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        for (len, whole) in [
+            (data.len(), true),
+            (data.len() - 1, false),
+            (data.len() + 1, false),
+            (data.len() + 4096, false),
+        ] {
+            let mut buf = Vec::with_capacity(len);
+            let got = read_split(&f, len, &mut buf, true).unwrap();
+            if whole {
+                assert_eq!(got, Some(content_hash(&data)));
+                assert!(buf == data);
+            } else {
+                assert_eq!(got, None, "len {len}");
+                assert!(buf.is_empty(), "len {len}");
+            }
+        }
+    }
+
     #[test]
     fn rewrites_are_read_into_the_recycled_buffer() {
         let dir = tempfile::tempdir().unwrap();
