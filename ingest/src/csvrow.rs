@@ -1509,6 +1509,16 @@ h,a,t,60,9223372036854775807\n";
         out
     }
 
+    /// A deterministic pseudo-random sequence (xorshift64) from `seed` (not 0).
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     #[test]
     fn differential_against_naive_parser() {
         // Deterministic pseudo-random rows built from pieces that exercise every path.
@@ -1535,13 +1545,7 @@ h,a,t,60,9223372036854775807\n";
             b"\"\"",
             b"7.",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..3000 {
             let mut data = Vec::new();
             let nrows = next() % 4 + 1;
@@ -1615,13 +1619,7 @@ h,a,t,60,9223372036854775807\n";
                 }));
             }
         };
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for case in 0..400 {
             let n = (next() % 9 + 1) as usize;
             let mut data = Vec::new();
