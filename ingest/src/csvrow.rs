@@ -1557,13 +1557,17 @@ h,a,t,60,9223372036854775807\n";
                     }
                     // Keep the fixed fields mostly well-formed so values get exercised.
                     let p: &[u8] = match f {
-                        0 | 1 if next() % 3 > 0 => b"host",
-                        3 if next() % 4 > 0 => b"120",
+                        0 | 1 if !next().is_multiple_of(3) => b"host",
+                        3 if !next().is_multiple_of(4) => b"120",
                         _ => pieces[(next() % pieces.len() as u64) as usize],
                     };
                     data.extend_from_slice(p);
                 }
-                data.extend_from_slice(if next() % 3 == 0 { b"\r\n" } else { b"\n" });
+                data.extend_from_slice(if next().is_multiple_of(3) {
+                    b"\r\n"
+                } else {
+                    b"\n"
+                });
             }
             for kind in [Kind::Counters, Kind::Samples] {
                 let mut r = Reader::new(&data, kind, true);
