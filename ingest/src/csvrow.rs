@@ -1675,7 +1675,7 @@ h,a,t,60,9223372036854775807\n";
                 .map(|_| {
                     let r = next() as usize;
                     // Mostly letters, so that lines run over several blocks.
-                    if r % 4 == 0 {
+                    if r.is_multiple_of(4) {
                         bytes[r / 4 % bytes.len()]
                     } else {
                         b'0' + (r % 10) as u8
