@@ -831,35 +831,15 @@ struct Split {
 /// Bit `i` set where byte `i` of the 16 at `c` is a comma, a double quote or a newline.
 #[inline(always)]
 fn specials16(c: &[u8]) -> u32 {
-    debug_assert!(c.len() >= 16);
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is enabled (cfg), and `c` has at least 16 readable bytes.
-        unsafe {
-            let v = _mm_loadu_si128(c.as_ptr() as *const __m128i);
-            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
-            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-            let nl = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8));
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(comma, quote), nl)) as u32
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        specials(&c[..16])
-    }
+    let (comma, stop) = masks16(c);
+    comma | stop
 }
 
 /// [`specials16`] for fewer than 16 bytes (or any target).
 #[inline]
 fn specials(c: &[u8]) -> u32 {
-    let mut m = 0;
-    for (i, &b) in c.iter().enumerate() {
-        if b == b',' || b == b'"' || b == b'\n' {
-            m |= 1 << i;
-        }
-    }
-    m
+    let (comma, stop) = masks(c);
+    comma | stop
 }
 
 /// Splits the first line of `rest` at its commas into `fields`, in one pass over its bytes
