@@ -1830,6 +1830,11 @@ h,a,t,60,9223372036854775807\n";
             (out, memo, tail)
         }
 
+        /// A reader of `cur` (newest first) with `memo`, the memo of the snapshot before it.
+        fn after<'a>(cur: &'a [u8], kind: Kind, complete: bool, memo: &'a [u32]) -> Reader<'a> {
+            Reader::new(cur, kind, complete).with_memo(memo, Vec::new(), true)
+        }
+
         /// [`second_read_as_is`] with a long row that repeats (its values all equal: in either
         /// order) after `prev` and `cur`, so that their own rows are not near the end of the
         /// data: a row whose 6th comma is not in a whole 16-byte block of the data takes the
@@ -1988,11 +1993,7 @@ h,a,t,60,9223372036854775807\n";
             let prev = line("cp1", "a", T, &["5", "40", "30", "20", "10"]);
             let cur = line("cp1", "a", T + 60, &["6", "41", "40", "30", "20"]);
             let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Counters, false, &[], true);
-            let mut r = Reader::new(cur.as_bytes(), Kind::Counters, false).with_memo(
-                &memo,
-                Vec::new(),
-                true,
-            );
+            let mut r = after(cur.as_bytes(), Kind::Counters, false, &memo);
             let row = r.next().unwrap().unwrap();
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), ints(&[6, 41]));
@@ -2169,8 +2170,7 @@ h,a,t,60,9223372036854775807\n";
             // The CR is not part of the values' text.
             let (_, memo, _) = with_memo(crlf(prev).as_bytes(), Kind::Counters, false, &[], true);
             let c = crlf(cur);
-            let mut r =
-                Reader::new(c.as_bytes(), Kind::Counters, false).with_memo(&memo, Vec::new(), true);
+            let mut r = after(c.as_bytes(), Kind::Counters, false, &memo);
             assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4,3");
             assert_eq!(r.next().unwrap().unwrap().values_text, b"6,5,4");
         }
@@ -2232,11 +2232,7 @@ h,a,t,60,9223372036854775807\n";
             let prev = line("cp1", "a", T, &["5", "4", "", ""]);
             let cur = line("cp1", "a", T + 60, &["6", "5", "4", ""]);
             let (_, memo, _) = with_memo(prev.as_bytes(), Kind::Samples, false, &[], true);
-            let mut r = Reader::new(cur.as_bytes(), Kind::Samples, false).with_memo(
-                &memo,
-                Vec::new(),
-                true,
-            );
+            let mut r = after(cur.as_bytes(), Kind::Samples, false, &memo);
             let row = r.next().unwrap().unwrap();
             assert_eq!(row.values_text, b"6,5,4,");
             let (vals, n) = parse_values(row.values_text, Kind::Samples).unwrap();
@@ -2371,11 +2367,7 @@ h,a,t,60,9223372036854775807\n";
                     "{cur:?}"
                 );
             }
-            let mut r = Reader::new(b"h,a,t,120,6,5,4", Kind::Counters, true).with_memo(
-                &memo,
-                Vec::new(),
-                true,
-            );
+            let mut r = after(b"h,a,t,120,6,5,4", Kind::Counters, true, &memo);
             let row = r.next().unwrap().unwrap();
             assert_ne!(row.same_tail, 0);
             assert_eq!(row.values(), [Value::Int(6), Value::Int(5), Value::Missing]);
@@ -2430,7 +2422,7 @@ h,a,t,60,9223372036854775807\n";
                 for k in 0..3 {
                     let text = file(k);
                     let data = text.as_bytes();
-                    let mut r = Reader::new(data, kind, false).with_memo(&memo, Vec::new(), true);
+                    let mut r = after(data, kind, false, &memo);
                     let mut quoted = Reader::new(data, kind, false);
                     let mut slot = Ahead::Row(Row::EMPTY);
                     let mut got = Vec::new();
