@@ -31,6 +31,7 @@
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
+mod points;
 mod state;
 
 pub use state::TABLE_STATE;
@@ -39,6 +40,7 @@ use crate::csvrow::{parse_values, same_name, Ahead, Kind, Reader, Reason, Row, R
 use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
+use points::{escape_name, PointWriter};
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -304,30 +306,10 @@ type Fx = BuildHasherDefault<FxHasher>;
 struct Names {
     map: HashMap<Box<[u8]>, u32, Fx>,
     raw: Vec<Box<str>>,
-    /// Escaped forms, each followed by [`NAME_PAD`] zero bytes (copied in whole 32-byte
-    /// blocks, [`copy_blocks`]); their lengths in `esc_len`.
+    /// Escaped forms, each followed by [`points::NAME_PAD`] zero bytes (copied in whole 32-byte
+    /// blocks, [`points::copy_blocks`]); their lengths in `esc_len`.
     esc: Vec<Box<[u8]>>,
     esc_len: Vec<u32>,
-}
-
-/// `,hostname=` and ` value=`, padded for whole-word copies.
-const HOSTNAME_TAG: [u8; 16] = *b",hostname=______";
-const VALUE_FIELD: [u8; 8] = *b" value=_";
-
-/// Zero bytes after each escaped name (see [`copy_blocks`]).
-const NAME_PAD: usize = 32;
-
-/// Copies `len` bytes from `src` to `dst` in whole 32-byte blocks (no memcpy call for a short
-/// piece of unknown length): up to 31 bytes past `len` are read and written too.
-///
-/// # Safety
-/// `src` readable and `dst` writable for `len.div_ceil(32) * 32` bytes, not overlapping.
-#[inline(always)]
-unsafe fn copy_blocks(src: *const u8, dst: *mut u8, len: usize) {
-    for c in 0..len.div_ceil(32) {
-        // SAFETY: within the caller's guarantee.
-        unsafe { std::ptr::copy_nonoverlapping(src.add(c * 32), dst.add(c * 32), 32) };
-    }
 }
 
 impl Names {
@@ -337,23 +319,11 @@ impl Names {
             return id;
         }
         let id = self.raw.len() as u32;
-        // The escaped form comes from the project's encoder, so escaping has one definition.
-        enc.clear();
-        let esc: Box<[u8]> = if host {
-            enc.push("m", &[("hostname", s)], &[("v", Field::Int(0))], 0);
-            let b = enc.take();
-            b[b"m,hostname=".len()..b.len() - b" v=0i 0\n".len()].into()
-        } else {
-            enc.push(s, &[], &[("v", Field::Int(0))], 0);
-            let b = enc.take();
-            b[..b.len() - b" v=0i 0\n".len()].into()
-        };
+        let (esc, len) = escape_name(enc, s, host);
         self.map.insert(s.as_bytes().into(), id);
         self.raw.push(s.into());
-        let mut padded = esc.to_vec();
-        padded.resize(esc.len() + NAME_PAD, 0);
-        self.esc.push(padded.into());
-        self.esc_len.push(esc.len() as u32);
+        self.esc.push(esc);
+        self.esc_len.push(len);
         id
     }
 
@@ -540,92 +510,6 @@ struct RollSlot {
     written: bool,
 }
 
-/// Names up to this long (the line-protocol prefix of a counters point) take the fast path
-/// of [`Table::counters_points`].
-const PREFIX_FAST: usize = 256;
-/// Digits of the largest count (`i64::MAX`).
-const MAX_DIGITS: usize = 19;
-/// Bytes of a cached timestamp text (`" <unix seconds>\n"`, padded).
-const TS_TEXT: usize = 24;
-
-/// Writes the decimal digits of `x` at `dst`; returns how many.
-///
-/// # Safety
-/// `dst` must be valid for writing [`MAX_DIGITS`] bytes (`x <= i64::MAX`).
-#[inline]
-unsafe fn write_digits(dst: *mut u8, mut x: u64) -> usize {
-    debug_assert!(x <= i64::MAX as u64);
-    let n = x.checked_ilog10().unwrap_or(0) as usize + 1;
-    let mut i = n;
-    while x >= 100 {
-        let d = (x % 100) as usize;
-        x /= 100;
-        i -= 2;
-        // SAFETY: i + 1 < n <= MAX_DIGITS (caller's guarantee).
-        unsafe {
-            *dst.add(i) = DIGIT_PAIRS[2 * d];
-            *dst.add(i + 1) = DIGIT_PAIRS[2 * d + 1];
-        }
-    }
-    // SAFETY: as above, for the last one or two digits at 0..i.
-    unsafe {
-        if x >= 10 {
-            *dst = DIGIT_PAIRS[2 * x as usize];
-            *dst.add(1) = DIGIT_PAIRS[2 * x as usize + 1];
-        } else {
-            *dst = b'0' + x as u8;
-        }
-    }
-    n
-}
-
-const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
-/// `" <unix seconds>\n"` of recent minutes, by ring slot: most points of a snapshot share
-/// the same 15 timestamps.
-struct TsCache {
-    minute: [i64; RING as usize],
-    text: [[u8; TS_TEXT]; RING as usize],
-    len: [u8; RING as usize],
-}
-
-impl TsCache {
-    fn new() -> Self {
-        TsCache {
-            minute: [i64::MIN; RING as usize],
-            text: [[0; TS_TEXT]; RING as usize],
-            len: [0; RING as usize],
-        }
-    }
-
-    #[inline]
-    fn get(&mut self, m: i64) -> &[u8] {
-        let (text, len) = self.get_padded(m);
-        &text[..len]
-    }
-
-    /// The text of minute `m` in its padded array, with its length.
-    #[inline]
-    fn get_padded(&mut self, m: i64) -> (&[u8; TS_TEXT], usize) {
-        let sl = slot(m);
-        if self.minute[sl] != m {
-            let mut ib = itoa::Buffer::new();
-            let d = ib.format(m * 60).as_bytes();
-            let t = &mut self.text[sl];
-            t[0] = b' ';
-            t[1..1 + d.len()].copy_from_slice(d);
-            t[1 + d.len()] = b'\n';
-            self.len[sl] = (d.len() + 2) as u8;
-            self.minute[sl] = m;
-        }
-        (&self.text[sl], self.len[sl] as usize)
-    }
-}
-
 struct Pending {
     sid: u32,
     minute: i64,
@@ -673,10 +557,7 @@ pub struct Table {
     out: [BytesMut; 2],
     out_points: [usize; 2],
     rollups: LineEncoder,
-    prefix: Vec<u8>,
-    /// A counters point's prefix up to [`PREFIX_FAST`] bytes, with room for whole-block copies.
-    pbuf: Box<[u8; PREFIX_FAST + 64]>,
-    ts: TsCache,
+    points: PointWriter,
     hist: Histogram<u64>,
     written: [u64; 3],
     /// Counters rollups (sum, hosts) computed in one pass over all series for the minutes
@@ -734,9 +615,7 @@ impl Table {
             ],
             out_points: [0; 2],
             rollups: LineEncoder::with_capacity(64 * 1024),
-            prefix: Vec::with_capacity(256),
-            pbuf: Box::new([0; PREFIX_FAST + 64]),
-            ts: TsCache::new(),
+            points: PointWriter::new(),
             hist: {
                 // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
                 // to it), so clearing it per stat and minute costs no more than that needs;
@@ -1481,71 +1360,13 @@ impl Table {
             return;
         }
         let nc = changed.len();
-        // The series part once per row, then one short tail per point.
-        let (sl, hl) = (
-            self.stats.esc_len[s as usize] as usize,
-            self.hosts.esc_len[h as usize] as usize,
+        let (st, ho) = (&self.stats, &self.hosts);
+        self.points.counters(
+            &mut self.out[0],
+            (&st.esc[s as usize], st.esc_len[s as usize] as usize),
+            (&ho.esc[h as usize], ho.esc_len[h as usize] as usize),
+            changed,
         );
-        let plen = sl + b",hostname=".len() + hl + b" value=".len();
-        let out = &mut self.out[0];
-        if plen <= PREFIX_FAST {
-            // The prefix put together in a padded buffer, then one row's points written
-            // straight into the out buffer's spare room: every copy a whole number of 32-byte
-            // blocks from padded sources (no memcpy call per piece), the digits in place.
-            let pbuf = &mut self.pbuf;
-            let (st, ho) = (&self.stats.esc[s as usize], &self.hosts.esc[h as usize]);
-            // SAFETY: the names are padded by NAME_PAD = 32 bytes (readable up to their
-            // length rounded up to 32); `pbuf` has PREFIX_FAST + 64 bytes and every write ends
-            // before plen + 32 <= PREFIX_FAST + 32; the two literals are 16 and 8 bytes.
-            unsafe {
-                let p = pbuf.as_mut_ptr();
-                copy_blocks(st.as_ptr(), p, sl);
-                std::ptr::copy_nonoverlapping(HOSTNAME_TAG.as_ptr(), p.add(sl), 16);
-                copy_blocks(ho.as_ptr(), p.add(sl + 10), hl);
-                std::ptr::copy_nonoverlapping(VALUE_FIELD.as_ptr(), p.add(sl + 10 + hl), 8);
-            }
-            let most = plen.div_ceil(32) * 32 + MAX_DIGITS + 1 + TS_TEXT;
-            out.reserve(nc * most);
-            let spare = out.spare_capacity_mut();
-            assert!(spare.len() >= nc * most);
-            let dst0 = spare.as_mut_ptr() as *mut u8;
-            let mut at = 0;
-            for &(m, x) in changed {
-                let ts = self.ts.get_padded(m);
-                // SAFETY: each point writes at most `most` bytes from `dst0 + at`, and
-                // `at <= (points so far) * most`, within the `nc * most` bytes of spare room
-                // checked above; the sources are `pbuf` (read up to plen rounded up to 32,
-                // within its PREFIX_FAST + 64 bytes) and the cache's TS_TEXT bytes. `set_len`
-                // below covers only bytes written.
-                unsafe {
-                    let dst = dst0.add(at);
-                    copy_blocks(pbuf.as_ptr(), dst, plen);
-                    let mut n = plen;
-                    n += write_digits(dst.add(n), x);
-                    *dst.add(n) = b'i';
-                    n += 1;
-                    std::ptr::copy_nonoverlapping(ts.0.as_ptr(), dst.add(n), TS_TEXT);
-                    at += n + ts.1;
-                }
-            }
-            // SAFETY: the `at` bytes after the current length were written above.
-            unsafe { out.set_len(out.len() + at) };
-        } else {
-            let prefix = &mut self.prefix;
-            prefix.clear();
-            prefix.extend_from_slice(self.stats.esc(s));
-            prefix.extend_from_slice(b",hostname=");
-            prefix.extend_from_slice(self.hosts.esc(h));
-            prefix.extend_from_slice(b" value=");
-            out.reserve(nc * (prefix.len() + 40));
-            let mut ib = itoa::Buffer::new();
-            for &(m, x) in changed {
-                out.extend_from_slice(prefix);
-                out.extend_from_slice(ib.format(x).as_bytes());
-                out.extend_from_slice(b"i");
-                out.extend_from_slice(self.ts.get(m));
-            }
-        }
         self.out_points[0] += nc;
         self.written[0] += nc as u64;
         for &(m, _) in changed {
@@ -2263,7 +2084,7 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
         }
     }
 
-    /// [`Table::counters_points`] writes a line prefix of up to [`PREFIX_FAST`] bytes in whole
+    /// [`Table::counters_points`] writes a line prefix of up to [`points::PREFIX_FAST`] bytes in whole
     /// 32-byte blocks and longer ones piece by piece: on both sides of each block boundary and
     /// of 256 bytes, every line (escaped names, counts of every digit length up to
     /// `i64::MAX`) is byte for byte what [`LineEncoder::push`] writes for the same point, for
@@ -2312,8 +2133,8 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
             64,
             65,
             255,
-            PREFIX_FAST,
-            PREFIX_FAST + 1,
+            points::PREFIX_FAST,
+            points::PREFIX_FAST + 1,
             300,
             1000,
         ] {
