@@ -24,7 +24,8 @@
 //! parses the next free chunk, this one applies the chunks in file order and parses a free
 //! chunk itself whenever the other thread's rows are not ready, so both cores parse when
 //! parsing is the slower stage (a rewrite) and the other core parses ahead when applying is
-//! (a first snapshot).
+//! (a first snapshot). In a first snapshot the parse thread also faults in the series
+//! array's pages just ahead of the applying thread (`prefault`).
 //! A rewrite's values that repeat the previous rewrite's, shifted by one minute, are recognised
 //! by a hash of their text and not parsed or compared again ([`Row::same_tail`], checked
 //! against the series' last applied row).
@@ -32,6 +33,7 @@
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
 mod points;
+mod prefault;
 mod state;
 
 pub use state::TABLE_STATE;
@@ -41,6 +43,7 @@ use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use points::{escape_name, PointWriter};
+use prefault::{Prefault, Progress};
 use serde::Deserialize;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -713,6 +716,11 @@ impl Table {
                 Kind::Samples => self.ss.reserve_exact(rows),
             }
         }
+        // The array's spare room as the snapshot starts (see `prefault`).
+        let (series_at, prefault) = match kind {
+            Kind::Counters => (self.cs.as_ptr() as usize, Prefault::spare(&mut self.cs)),
+            Kind::Samples => (self.ss.as_ptr() as usize, Prefault::spare(&mut self.ss)),
+        };
         if data.last() == Some(&b'\n') {
             self.ends_nl[f] = true;
         }
@@ -799,6 +807,11 @@ impl Table {
                 }
             };
             let mut quoted = Reader::new(data, kind, tail_ok);
+            // A first snapshot: the parse thread faults in the series array's pages just
+            // ahead of this thread, which stores a series per row ([`prefault`]).
+            let progress = Progress::new();
+            let progress = &progress;
+            let mut prefault = (known == 0).then_some(prefault);
             let mut records = 0;
             let mut memo = Vec::with_capacity(memo_cap);
             // The memo of the chunk starting on `line`, put in place.
@@ -828,12 +841,18 @@ impl Table {
                             memchr::memchr_iter(b'\n', &data[cuts[known]..cuts[c]]).count() as u64;
                         let mut reader =
                             read_chunk(c, line, mem_spare.try_recv().unwrap_or_default());
+                        if let Some(p) = prefault.as_mut() {
+                            p.ahead_of(progress);
+                        }
                         // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
                         let Ok(mut batch) = spare.recv() else { return };
                         let mut n = 0;
                         while reader.next_ahead_into(&mut batch[n]) {
                             n += 1;
                             if n == AHEAD_ROWS {
+                                if let Some(p) = prefault.as_mut() {
+                                    p.ahead_of(progress);
+                                }
                                 let Ok(next) = spare.recv() else { return };
                                 if tx
                                     .send(Parsed::Rows(std::mem::replace(&mut batch, next), n))
@@ -899,6 +918,8 @@ impl Table {
                         for a in &own[..n] {
                             apply_ahead(self, a);
                         }
+                        let (len, at) = self.series_len_at(kind);
+                        progress.publish(len - known, at != series_at);
                         records += recs;
                         add_memo(&mut memo, line, &part);
                         line = next;
@@ -933,6 +954,8 @@ impl Table {
                                 for a in &batch[..n] {
                                     apply_ahead(self, a);
                                 }
+                                let (len, at) = self.series_len_at(kind);
+                                progress.publish(len - known, at != series_at);
                                 let _ = back.send(batch);
                             }
                             Parsed::Chunk(n, next, part) => {
@@ -1106,6 +1129,14 @@ impl Table {
         if self.rollups.lines() > 0 {
             let n = self.rollups.lines();
             emit(Bucket::Rollups, self.rollups.take(), n);
+        }
+    }
+
+    /// The length of the series array of `kind`, and its address.
+    fn series_len_at(&self, kind: Kind) -> (usize, usize) {
+        match kind {
+            Kind::Counters => (self.cs.len(), self.cs.as_ptr() as usize),
+            Kind::Samples => (self.ss.len(), self.ss.as_ptr() as usize),
         }
     }
 
