@@ -1,13 +1,13 @@
 //! Faulting in a first snapshot's series array ahead of the thread that fills it.
 //!
 //! In a first snapshot every row becomes a series, so the applying thread (the slower stage
-//! there) writes the whole array, 96 MB at 1,000,000 counters series, page by page: each page
-//! is a fault, about 2 us on the 2-core VM, 50 ms of its time. The parse thread, which waits
-//! for the applying thread in a first snapshot, faults the pages in just ahead of it with
-//! `madvise(MADV_POPULATE_WRITE)` (Linux 5.14): one call per [`STEP`] bytes, which maps zeroed
-//! pages and writes nothing. It never gets more than [`LEAD`] bytes ahead of the series
-//! stored, so memory that is never written is not made resident (a file of bad rows makes no
-//! series and faults in at most `LEAD`).
+//! there) writes the whole array, 96 MB at 1,000,000 counters series, page by page, each page
+//! a fault (faults, zeroing and accounting were about a tenth of such a run's CPU). The parse
+//! thread, which waits for the applying thread in a first snapshot, faults the pages in just
+//! ahead of it with `madvise(MADV_POPULATE_WRITE)` (Linux 5.14; before, nothing happens): one
+//! call per [`STEP`] bytes or more, which maps zeroed pages and writes nothing. It never gets
+//! more than [`LEAD`] bytes ahead of the series stored, so memory that is never written is not
+//! made resident (a file of bad rows makes no series and faults in at most `LEAD`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
