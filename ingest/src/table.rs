@@ -716,11 +716,12 @@ impl Table {
                 Kind::Samples => self.ss.reserve_exact(rows),
             }
         }
-        // The array's spare room as the snapshot starts (see `prefault`).
-        let (series_at, prefault) = match kind {
-            Kind::Counters => (self.cs.as_ptr() as usize, Prefault::spare(&mut self.cs)),
-            Kind::Samples => (self.ss.as_ptr() as usize, Prefault::spare(&mut self.ss)),
-        };
+        // A first snapshot: the array's spare room, and where it is (see `prefault`).
+        let series_at = self.series_len_at(kind).1;
+        let mut prefault = (known == 0).then(|| match kind {
+            Kind::Counters => Prefault::spare(&mut self.cs),
+            Kind::Samples => Prefault::spare(&mut self.ss),
+        });
         if data.last() == Some(&b'\n') {
             self.ends_nl[f] = true;
         }
@@ -811,7 +812,6 @@ impl Table {
             // ahead of this thread, which stores a series per row ([`prefault`]).
             let progress = Progress::new();
             let progress = &progress;
-            let mut prefault = (known == 0).then_some(prefault);
             let mut records = 0;
             let mut memo = Vec::with_capacity(memo_cap);
             // The memo of the chunk starting on `line`, put in place.

@@ -3,9 +3,7 @@
 //! The prefix (escaped names, tag and field key) is put together once per row in a padded
 //! buffer, then each point is written straight into the buffer's spare room in whole 32-byte
 //! block copies from padded sources, with its digits in place: no memcpy call per piece.
-//! Names are escaped by the project's [`LineEncoder`], so escaping has one definition. Used by
-//! the table for the points it writes, and by the parse stage for the points a first
-//! snapshot's rows will write ([`super::Table::ingest_at`]).
+//! Names are escaped by the project's [`LineEncoder`], so escaping has one definition.
 
 use crate::lineproto::{Field, LineEncoder};
 use bytes::BytesMut;
@@ -136,7 +134,7 @@ pub(super) fn escape_name(enc: &mut LineEncoder, s: &str, host: bool) -> (Box<[u
     (padded.into(), len)
 }
 
-/// Writes counters points; owns its scratch (one per thread).
+/// Writes counters points; owns its scratch.
 pub(super) struct PointWriter {
     /// A point's prefix up to [`PREFIX_FAST`] bytes, with room for whole-block copies.
     pbuf: Box<[u8; PREFIX_FAST + 64]>,
