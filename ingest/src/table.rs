@@ -32,6 +32,7 @@
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
+mod defer;
 mod points;
 mod prefault;
 mod state;
@@ -41,6 +42,7 @@ pub use state::TABLE_STATE;
 use crate::csvrow::{parse_values, same_name, Ahead, Kind, Reader, Reason, Row, RowError, Value};
 use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
+use defer::{Deferred, Job};
 use hdrhistogram::Histogram;
 use points::{escape_name, PointWriter};
 use prefault::{Prefault, Progress};
@@ -62,6 +64,17 @@ const AHEAD_BATCHES: usize = 16;
 enum Parsed<'a> {
     Rows(Vec<Ahead<'a>>, usize),
     Chunk(u64, u64, Vec<u32>),
+}
+
+/// The text of a job of counters points ([`defer`]) written by the parse thread: its number,
+/// text and points, and the emptied job. On a channel of its own, not behind rows.
+struct Written(u64, (Bytes, usize), Job);
+
+/// What the applying thread hands the parse thread: an empty batch to fill, or a job of
+/// counters points to write ([`defer`]).
+enum Back<'a> {
+    Batch(Vec<Ahead<'a>>),
+    Job(u64, Job),
 }
 
 /// The starts of the chunks of about `size` bytes of whole lines that `data[..end]` is cut
@@ -561,6 +574,9 @@ pub struct Table {
     out_points: [usize; 2],
     rollups: LineEncoder,
     points: PointWriter,
+    /// A first snapshot's counters points, recorded to be written by either thread
+    /// ([`defer`]); `None`: written at once.
+    defer: Option<Deferred>,
     hist: Histogram<u64>,
     written: [u64; 3],
     /// Counters rollups (sum, hosts) computed in one pass over all series for the minutes
@@ -619,6 +635,7 @@ impl Table {
             out_points: [0; 2],
             rollups: LineEncoder::with_capacity(64 * 1024),
             points: PointWriter::new(),
+            defer: None,
             hist: {
                 // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
                 // to it), so clearing it per stat and minute costs no more than that needs;
@@ -781,7 +798,10 @@ impl Table {
                         field: 4,
                     }),
                 }
-                if t.out[0].len() >= t.cfg.chunk_bytes || t.out[1].len() >= t.cfg.chunk_bytes {
+                if t.out[0].len() >= t.cfg.chunk_bytes
+                    || t.out[1].len() >= t.cfg.chunk_bytes
+                    || t.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
+                {
                     t.flush(emit);
                 }
             }
@@ -795,6 +815,10 @@ impl Table {
             // and when applying is (a first snapshot) the other core parses ahead.
             let end = reader.parsable_len();
             let tail = reader.incomplete_tail();
+            // A first counters snapshot: its points are written by either thread ([`defer`]).
+            if known == 0 && kind == Kind::Counters {
+                self.defer = Some(Deferred::new(self.cfg.chunk_bytes));
+            }
             let cuts = chunk_starts(data, end, self.cfg.parse_chunk_bytes);
             let chunks = cuts.len() - 1;
             let claim = AtomicUsize::new(0);
@@ -812,6 +836,10 @@ impl Table {
             // ahead of this thread, which stores a series per row ([`prefault`]).
             let progress = Progress::new();
             let progress = &progress;
+            // Jobs of points the parse thread has written ([`defer`]; their text may still be
+            // behind rows in the channel).
+            let jobs_written = AtomicUsize::new(0);
+            let jobs_written = &jobs_written;
             let mut records = 0;
             let mut memo = Vec::with_capacity(memo_cap);
             // The memo of the chunk starting on `line`, put in place.
@@ -823,18 +851,50 @@ impl Table {
             };
             std::thread::scope(|sc| {
                 let (tx, rx) = std::sync::mpsc::channel::<Parsed<'_>>();
-                let (back, spare) = std::sync::mpsc::channel::<Vec<Ahead<'_>>>();
+                let (written_tx, written) = std::sync::mpsc::channel::<Written>();
+                let (back, spare) = std::sync::mpsc::channel::<Back<'_>>();
                 for _ in 0..AHEAD_BATCHES {
-                    let _ = back.send(vec![Ahead::Row(Row::EMPTY); AHEAD_ROWS]);
+                    let _ = back.send(Back::Batch(vec![Ahead::Row(Row::EMPTY); AHEAD_ROWS]));
                 }
                 let (mem_back, mem_spare) = std::sync::mpsc::channel::<Vec<u32>>();
                 sc.spawn(move || {
+                    // An empty batch; jobs of points handed over before it are written first
+                    // and their text handed back. `None`: the applying thread is done.
+                    // Everything handed over so far is taken first (the batches put aside),
+                    // so that a job waits for the batch being parsed, not for the batches
+                    // queued before it.
+                    let mut writer: Option<PointWriter> = None;
+                    let mut write_job = |seq: u64, mut job: Job| {
+                        let text = job.write(writer.get_or_insert_with(PointWriter::new));
+                        jobs_written.fetch_add(1, Ordering::Relaxed);
+                        written_tx.send(Written(seq, text, job)).ok()
+                    };
+                    let mut batches: Vec<Vec<Ahead<'_>>> = Vec::new();
+                    let mut next_batch = || {
+                        while let Ok(got) = spare.try_recv() {
+                            match got {
+                                Back::Batch(b) => batches.push(b),
+                                Back::Job(seq, job) => write_job(seq, job)?,
+                            }
+                        }
+                        if let Some(b) = batches.pop() {
+                            return Some(b);
+                        }
+                        loop {
+                            match spare.recv().ok()? {
+                                Back::Batch(b) => return Some(b),
+                                Back::Job(seq, job) => write_job(seq, job)?,
+                            }
+                        }
+                    };
                     // The first line of chunk `known` (lines of chunks claimed by the other
                     // thread are counted, not parsed).
                     let (mut known, mut line) = (0, 1u64);
                     loop {
                         let c = claim.fetch_add(1, Ordering::Relaxed);
                         if c >= chunks {
+                            // Jobs until the applying thread is done.
+                            while next_batch().is_some() {}
                             return;
                         }
                         line +=
@@ -845,7 +905,9 @@ impl Table {
                             p.ahead_of(progress);
                         }
                         // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
-                        let Ok(mut batch) = spare.recv() else { return };
+                        let Some(mut batch) = next_batch() else {
+                            return;
+                        };
                         let mut n = 0;
                         while reader.next_ahead_into(&mut batch[n]) {
                             n += 1;
@@ -853,7 +915,7 @@ impl Table {
                                 if let Some(p) = prefault.as_mut() {
                                     p.ahead_of(progress);
                                 }
-                                let Ok(next) = spare.recv() else { return };
+                                let Some(next) = next_batch() else { return };
                                 if tx
                                     .send(Parsed::Rows(std::mem::replace(&mut batch, next), n))
                                     .is_err()
@@ -879,6 +941,41 @@ impl Table {
                     Ahead::Quoted(start, at) => {
                         let r = quoted.quoted_line(*start, *at);
                         apply(t, r.as_ref().map_err(|e| *e));
+                    }
+                };
+                // Once a job of points holds about a chunk of text, it goes to the parse thread,
+                // or is written here while the parse thread has enough ([`defer`]).
+                let hand_off = |t: &mut Table| {
+                    let Some(d) = t.defer.as_mut() else { return };
+                    while let Ok(Written(seq, text, job)) = written.try_recv() {
+                        d.away -= 1;
+                        d.done(seq, text, job);
+                    }
+                    // At most MAX_EARLY texts wait for one the parse thread is writing.
+                    while d.early() >= Deferred::MAX_EARLY && d.away > 0 {
+                        let Ok(Written(seq, text, job)) = written.recv() else {
+                            break;
+                        };
+                        d.away -= 1;
+                        d.done(seq, text, job);
+                    }
+                    while let Some((seq, job)) = d.next_full() {
+                        let mut job =
+                            if d.sent - jobs_written.load(Ordering::Relaxed) < Deferred::MAX_AWAY {
+                                match back.send(Back::Job(seq, job)) {
+                                    Ok(()) => {
+                                        d.away += 1;
+                                        d.sent += 1;
+                                        continue;
+                                    }
+                                    Err(std::sync::mpsc::SendError(Back::Job(_, job))) => job,
+                                    Err(_) => unreachable!("a job was sent"),
+                                }
+                            } else {
+                                job
+                            };
+                        let text = job.write(&mut t.points);
+                        d.done(seq, text, job);
                     }
                 };
                 // A chunk this thread claimed: parsed into `own` (reused), applied in its turn.
@@ -915,8 +1012,11 @@ impl Table {
                         own_chunk = Some(parse_own(&mut own, c, line));
                     }
                     if let Some((_, n, recs, next, part)) = own_chunk.take_if(|o| o.0 == c) {
-                        for a in &own[..n] {
-                            apply_ahead(self, a);
+                        for rows in own[..n].chunks(AHEAD_ROWS) {
+                            for a in rows {
+                                apply_ahead(self, a);
+                            }
+                            hand_off(self);
                         }
                         let (len, at) = self.series_len_at(kind);
                         progress.publish(len - known, at != series_at);
@@ -956,7 +1056,8 @@ impl Table {
                                 }
                                 let (len, at) = self.series_len_at(kind);
                                 progress.publish(len - known, at != series_at);
-                                let _ = back.send(batch);
+                                let _ = back.send(Back::Batch(batch));
+                                hand_off(self);
                             }
                             Parsed::Chunk(n, next, part) => {
                                 records += n;
@@ -966,6 +1067,23 @@ impl Table {
                                 break;
                             }
                         }
+                    }
+                }
+                // The last job is written here, and every job away is answered.
+                hand_off(self);
+                if let Some(d) = self.defer.as_mut() {
+                    if d.job.points() > 0 {
+                        let (seq, mut job) = d.take();
+                        let text = job.write(&mut self.points);
+                        d.done(seq, text, job);
+                    }
+                    while d.away > 0 {
+                        // An error: the parse thread panicked, and the scope passes it on.
+                        let Ok(Written(seq, text, job)) = written.recv() else {
+                            break;
+                        };
+                        d.away -= 1;
+                        d.done(seq, text, job);
                     }
                 }
             });
@@ -993,7 +1111,9 @@ impl Table {
             self.settle(Kind::Samples, false);
         }
         self.settle(kind, false);
+        debug_assert!(self.defer.as_ref().is_none_or(Deferred::all_done));
         self.flush(emit);
+        self.defer = None;
         for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
             *p = a - b;
         }
@@ -1119,6 +1239,11 @@ impl Table {
 
     /// Hands out everything encoded so far.
     pub fn flush(&mut self, emit: &mut Emit<'_>) {
+        if let Some(d) = &mut self.defer {
+            for (text, n) in d.ready.drain(..) {
+                emit(Bucket::Counters, text, n);
+            }
+        }
         for (i, b) in [Bucket::Counters, Bucket::Samples].into_iter().enumerate() {
             if self.out_points[i] > 0 {
                 emit(b, self.out[i].split().freeze(), self.out_points[i]);
@@ -1392,13 +1517,15 @@ impl Table {
         }
         let nc = changed.len();
         let (st, ho) = (&self.stats, &self.hosts);
-        self.points.counters(
-            &mut self.out[0],
-            (&st.esc[s as usize], st.esc_len[s as usize] as usize),
-            (&ho.esc[h as usize], ho.esc_len[h as usize] as usize),
-            changed,
-        );
-        self.out_points[0] += nc;
+        let stat = (&st.esc[s as usize][..], st.esc_len[s as usize] as usize);
+        let host = (&ho.esc[h as usize][..], ho.esc_len[h as usize] as usize);
+        match &mut self.defer {
+            Some(d) => d.push(stat, host, changed),
+            None => {
+                self.points.counters(&mut self.out[0], stat, host, changed);
+                self.out_points[0] += nc;
+            }
+        }
         self.written[0] += nc as u64;
         for &(m, _) in changed {
             self.mark_dirty(Kind::Counters, s, m);
@@ -2095,6 +2222,67 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
                 (19, 1),
                 "pipeline {pipeline}"
             );
+        }
+    }
+
+    /// A first counters snapshot on two threads: its points are recorded in jobs that either
+    /// thread writes ([`defer`]), for any size of chunk; the counters lines come out exactly
+    /// as one thread writes them, in the same order, with a joined samples series and a bad
+    /// row alike.
+    #[test]
+    fn a_first_snapshot_on_two_threads_gives_the_same_lines_in_order() {
+        let mut data = String::new();
+        for h in 0..30u64 {
+            for s in 0..40u64 {
+                if (h, s) == (7, 3) {
+                    data += "cp7,bad,t,1652193060,x\n";
+                }
+                let vals: Vec<String> = (0..15u64)
+                    .map(|i| match (h + s + i) % 5 {
+                        0 => String::new(),
+                        _ => ((h * 1000 + s * 10 + i) * 7919 % 100_000).to_string(),
+                    })
+                    .collect();
+                let vals: Vec<&str> = vals.iter().map(String::as_str).collect();
+                data += &row(&format!("cp{h}"), &format!("stat {s}"), T, &vals);
+            }
+        }
+        let samples = row("cp1", "stat 2", T, &["1.5", "2"]);
+        let run = |pipeline: bool, chunk_bytes: usize| {
+            let mut h = Harness::new(TableConfig {
+                settle_minutes: 1000,
+                parse_ahead_bytes: if pipeline { 0 } else { usize::MAX },
+                parse_chunk_bytes: 700,
+                chunk_bytes,
+                ..TableConfig::default()
+            });
+            assert_eq!(h.feed(Kind::Samples, &samples).0, []);
+            let (got, rep) = h.feed(Kind::Counters, &data);
+            let of = |b: Bucket| -> Vec<String> {
+                got.iter()
+                    .filter(|(x, _)| *x == b)
+                    .map(|(_, l)| l.clone())
+                    .collect()
+            };
+            (
+                of(Bucket::Counters),
+                of(Bucket::Samples),
+                rep.rows,
+                rep.points,
+                rep.bad_total(),
+            )
+        };
+        let one = run(false, 256 * 1024);
+        assert_eq!((one.2, one.3, one.4), (1200, [18_000, 2, 0], 1));
+        assert_eq!(
+            one.0[..2],
+            [
+                format!("stat\\ 0,hostname=cp0 value=0i {T}"),
+                format!("stat\\ 0,hostname=cp0 value=7919i {}", T - 60),
+            ]
+        );
+        for chunk_bytes in [1, 3000, 256 * 1024] {
+            assert!(run(true, chunk_bytes) == one, "chunk_bytes {chunk_bytes}");
         }
     }
 

@@ -181,6 +181,9 @@ impl Case {
             // Chunks of one line to a few hundred: both threads claim chunks, in every order.
             parse_chunk_bytes: [1, 90, 400, 3000][rng.below(4) as usize],
             parallel_series: [0, usize::MAX][rng.below(2) as usize],
+            // Output chunks of a line to a few: a first snapshot's points are written by
+            // either thread, in jobs of every size (`table::defer`).
+            chunk_bytes: [1, 500, 256 * 1024][rng.below(3) as usize],
             ..TableConfig::default()
         };
         Case {
