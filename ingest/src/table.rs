@@ -25,7 +25,10 @@
 //! chunk itself whenever the other thread's rows are not ready, so both cores parse when
 //! parsing is the slower stage (a rewrite) and the other core parses ahead when applying is
 //! (a first snapshot). In a first snapshot the parse thread also faults in the series
-//! array's pages just ahead of the applying thread (`prefault`).
+//! array's pages just ahead of the applying thread (`prefault`), and in a first counters
+//! snapshot it writes part of the points' line protocol: the applying thread records each
+//! row's points in jobs, written by whichever thread is free and handed out in order
+//! (`defer`).
 //! A rewrite's values that repeat the previous rewrite's, shifted by one minute, are recognised
 //! by a hash of their text and not parsed or compared again ([`Row::same_tail`], checked
 //! against the series' last applied row).
