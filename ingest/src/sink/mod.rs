@@ -120,7 +120,10 @@ pub fn spawn_writer<W: Write + Send + 'static>(
 ) -> (SinkHandle, JoinHandle<std::io::Result<SinkStats>>) {
     let (handle, mut rx) = SinkHandle::channel(WRITER_QUEUE);
     let task = tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+        // Small batches are gathered; one of 64 KiB or more is written from where it is
+        // (`BufWriter` copies a batch shorter than its capacity: with 256 KiB, the chunks of
+        // a first snapshot written on two threads, a little under 256 KiB, were all copied).
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
         let mut stats = SinkStats::default();
         let mut current: Option<String> = None;
         while let Some(cmd) = rx.blocking_recv() {
