@@ -154,7 +154,7 @@ impl PointWriter {
 
     /// Appends to `out` the points `changed` (minute, count) of the stat and host whose
     /// escaped names are `stat[..sl]` and `host[..hl]`, each padded by [`NAME_PAD`] zero bytes.
-    #[inline]
+    #[inline(always)]
     pub(super) fn counters(
         &mut self,
         out: &mut BytesMut,
