@@ -760,12 +760,18 @@ fn masks16(c: &[u8]) -> (u32, u32) {
 /// [`masks16`] for fewer than 16 bytes (or any target).
 #[inline]
 fn masks(c: &[u8]) -> (u32, u32) {
-    let (mut comma, mut stop) = (0, 0);
+    bit_masks(c, |b| b == b'"' || b == b'\n')
+}
+
+/// Bits of the bytes of `c` (at most 32): (commas, bytes for which `other` holds).
+#[inline]
+fn bit_masks(c: &[u8], other: impl Fn(u8) -> bool) -> (u32, u32) {
+    let (mut comma, mut rest) = (0, 0);
     for (i, &b) in c.iter().enumerate() {
         comma |= ((b == b',') as u32) << i;
-        stop |= ((b == b'"' || b == b'\n') as u32) << i;
+        rest |= (other(b) as u32) << i;
     }
-    (comma, stop)
+    (comma, rest)
 }
 
 /// The values of a counters.csv row read by [`count_values`].
@@ -892,12 +898,7 @@ fn digit_masks16(c: &[u8]) -> (u32, u32) {
 /// [`digit_masks16`] for fewer than 16 bytes (or any target).
 #[inline]
 fn digit_masks(c: &[u8]) -> (u32, u32) {
-    let (mut comma, mut other) = (0, 0);
-    for (i, &b) in c.iter().enumerate() {
-        comma |= ((b == b',') as u32) << i;
-        other |= (!(b == b',' || b.is_ascii_digit()) as u32) << i;
-    }
-    (comma, other)
+    bit_masks(c, |b| !(b == b',' || b.is_ascii_digit()))
 }
 
 /// Host, stat, ISO time and unix time of a line whose first four commas are `c`.
