@@ -861,11 +861,10 @@ impl Table {
                 }
                 let (mem_back, mem_spare) = std::sync::mpsc::channel::<Vec<u32>>();
                 sc.spawn(move || {
-                    // An empty batch; jobs of points handed over before it are written first
-                    // and their text handed back. `None`: the applying thread is done.
-                    // Everything handed over so far is taken first (the batches put aside),
-                    // so that a job waits for the batch being parsed, not for the batches
-                    // queued before it.
+                    // `next_batch`: an empty batch to fill (`None`: the applying thread is
+                    // done). Everything handed over so far is taken first: jobs of points are
+                    // written and their text handed back, batches put aside. So a job waits
+                    // only for the batch being parsed, not for the batches queued before it.
                     let mut writer: Option<PointWriter> = None;
                     let mut write_job = |seq: u64, mut job: Job| {
                         let text = job.write(writer.get_or_insert_with(PointWriter::new));
