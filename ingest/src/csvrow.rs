@@ -785,9 +785,10 @@ struct Counts {
 
 /// The values `rest[v0..end]` of a counters.csv row when they are plain digits and commas:
 /// at most [`MAX_VALUES`] values of at most 18 digits (no overflow, below `i64::MAX`), an
-/// empty value 0. The bytes are classified 16 at a time, and a value of up to 8 digits is
-/// converted from one 8-byte word (SWAR): no branch per byte or per comma, which
-/// mispredicted on every value. `None` for anything else: the general way reads it.
+/// empty value 0. The bytes are classified 16 at a time and the commas taken from the mask,
+/// and a value of up to 8 digits is converted from one 8-byte word (SWAR): no branch per
+/// byte (a branch on each comma mispredicted on nearly every value). `None` for anything
+/// else: the general way reads it.
 #[inline]
 fn count_values(rest: &[u8], v0: usize, end: usize) -> Option<Counts> {
     let len = end - v0;

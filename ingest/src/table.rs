@@ -947,37 +947,40 @@ impl Table {
                 };
                 // Once a job of points holds about a chunk of text, it goes to the parse thread,
                 // or is written here while the parse thread has enough ([`defer`]).
+                // The parse thread's texts: those there are (`wait`: and, if none, the next
+                // one, unless none is away or the parse thread is gone).
+                let take_written = |d: &mut Deferred, wait: bool| {
+                    let got = match written.try_recv() {
+                        Ok(w) => Some(w),
+                        Err(_) if wait && d.away() > 0 => written.recv().ok(),
+                        Err(_) => None,
+                    };
+                    let Some(Written(seq, text, job)) = got else {
+                        return false;
+                    };
+                    d.answered(seq, text, job);
+                    while let Ok(Written(seq, text, job)) = written.try_recv() {
+                        d.answered(seq, text, job);
+                    }
+                    true
+                };
                 let hand_off = |t: &mut Table| {
                     let Some(d) = t.defer.as_mut() else { return };
-                    while let Ok(Written(seq, text, job)) = written.try_recv() {
-                        d.away -= 1;
-                        d.done(seq, text, job);
-                    }
+                    take_written(d, false);
                     // At most MAX_EARLY texts wait for one the parse thread is writing.
-                    while d.early() >= Deferred::MAX_EARLY && d.away > 0 {
-                        let Ok(Written(seq, text, job)) = written.recv() else {
-                            break;
-                        };
-                        d.away -= 1;
-                        d.done(seq, text, job);
-                    }
+                    while d.early() >= Deferred::MAX_EARLY && take_written(d, true) {}
                     while let Some((seq, job)) = d.next_full() {
-                        let mut job =
-                            if d.sent - jobs_written.load(Ordering::Relaxed) < Deferred::MAX_AWAY {
-                                match back.send(Back::Job(seq, job)) {
-                                    Ok(()) => {
-                                        d.away += 1;
-                                        d.sent += 1;
-                                        continue;
-                                    }
-                                    Err(std::sync::mpsc::SendError(Back::Job(_, job))) => job,
-                                    Err(_) => unreachable!("a job was sent"),
-                                }
-                            } else {
-                                job
-                            };
-                        let text = job.write(&mut t.points);
-                        d.done(seq, text, job);
+                        if !d.may_send(jobs_written.load(Ordering::Relaxed)) {
+                            d.write_here(seq, job, &mut t.points);
+                            continue;
+                        }
+                        match back.send(Back::Job(seq, job)) {
+                            Ok(()) => d.sent(),
+                            Err(std::sync::mpsc::SendError(Back::Job(seq, job))) => {
+                                d.write_here(seq, job, &mut t.points)
+                            }
+                            Err(_) => unreachable!("a job was sent"),
+                        }
                     }
                 };
                 // A chunk this thread claimed: parsed into `own` (reused), applied in its turn.
@@ -1074,19 +1077,9 @@ impl Table {
                 // The last job is written here, and every job away is answered.
                 hand_off(self);
                 if let Some(d) = self.defer.as_mut() {
-                    if d.job.points() > 0 {
-                        let (seq, mut job) = d.take();
-                        let text = job.write(&mut self.points);
-                        d.done(seq, text, job);
-                    }
-                    while d.away > 0 {
-                        // An error: the parse thread panicked, and the scope passes it on.
-                        let Ok(Written(seq, text, job)) = written.recv() else {
-                            break;
-                        };
-                        d.away -= 1;
-                        d.done(seq, text, job);
-                    }
+                    d.write_last(&mut self.points);
+                    // Stops early only if the parse thread panicked (the scope passes it on).
+                    while d.away() > 0 && take_written(d, true) {}
                 }
             });
             (records, tail, memo)

@@ -127,8 +127,8 @@ pub(super) struct Deferred {
     /// Texts in turn, to be handed out.
     pub(super) ready: VecDeque<(Bytes, usize)>,
     /// Jobs sent to the parse thread, and those of them not yet answered.
-    pub(super) sent: usize,
-    pub(super) away: usize,
+    sent: usize,
+    away: usize,
     /// Emptied jobs, for reuse.
     spare: Vec<Job>,
     /// The buffers of texts handed out (empty, sharing their memory with the text), oldest
@@ -218,6 +218,43 @@ impl Deferred {
                 self.ready.push_back(t);
             }
             self.turn += 1;
+        }
+    }
+
+    /// Whether the next job may go to the parse thread, which has written `written` of
+    /// those sent: it holds fewer than [`Deferred::MAX_AWAY`] unwritten.
+    pub(super) fn may_send(&self, written: usize) -> bool {
+        self.sent - written < Self::MAX_AWAY
+    }
+
+    /// A job was sent to the parse thread.
+    pub(super) fn sent(&mut self) {
+        self.sent += 1;
+        self.away += 1;
+    }
+
+    /// Jobs sent and not yet answered.
+    pub(super) fn away(&self) -> usize {
+        self.away
+    }
+
+    /// The parse thread's text of job `seq` ([`Deferred::done`]).
+    pub(super) fn answered(&mut self, seq: u64, text: (Bytes, usize), job: Job) {
+        self.away -= 1;
+        self.done(seq, text, job);
+    }
+
+    /// Writes job `seq` on this thread.
+    pub(super) fn write_here(&mut self, seq: u64, mut job: Job, w: &mut PointWriter) {
+        let text = job.write(w);
+        self.done(seq, text, job);
+    }
+
+    /// Writes the job being filled, if it holds points, on this thread: the snapshot's last.
+    pub(super) fn write_last(&mut self, w: &mut PointWriter) {
+        if self.job.points() > 0 {
+            let (seq, job) = self.take();
+            self.write_here(seq, job, w);
         }
     }
 
