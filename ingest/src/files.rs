@@ -17,7 +17,7 @@ use crate::csvrow::{Kind, Reason};
 use crate::follow::{FollowConfig, FollowError, Follower};
 use crate::sink::{SinkClosed, SinkHandle};
 use crate::table::TABLE_STATE;
-use crate::table::{Bucket, FileReport, Table, TableConfig, Tail, ValueOrder};
+use crate::table::{Bucket, FileReport, Phases, Table, TableConfig, Tail, ValueOrder};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::future::Future;
@@ -218,6 +218,11 @@ struct Pipeline {
 /// lost points again while the files still have them.
 const NO_SAVE_AFTER_LOSS: Duration = Duration::from_secs(17 * 60);
 
+/// Milliseconds with a tenth, for the log.
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
 fn kind_of(file: usize) -> Kind {
     if file == 0 {
         Kind::Counters
@@ -331,13 +336,15 @@ impl Pipeline {
     }
 
     /// Parses one snapshot on a blocking thread, streaming its lines to the sink. Gives the
-    /// snapshot's buffer back (emptied) for the next read.
+    /// snapshot's buffer back (emptied) for the next read. `read`: how long reading the file
+    /// took (for the log).
     async fn ingest(
         &mut self,
         file: usize,
         mut data: Vec<u8>,
         tail: Tail,
         finish: bool,
+        read: Duration,
     ) -> Result<Vec<u8>, FilesError> {
         let mut table = self.table.take().expect("table present between snapshots");
         let mut ck = self.ck.take();
@@ -355,29 +362,34 @@ impl Pipeline {
                     res = send(&rt, &sink, &mut ck, &mut unstored, cfg.bucket(b), lines, n);
                 }
             };
+            let mut phases = Phases::default();
             let rep = if data.is_empty() && finish {
                 FileReport::default()
             } else {
                 let wall = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
-                table.ingest_at(kind_of(file), &data, tail, now, wall, &mut emit)
+                let rep = table.ingest_at(kind_of(file), &data, tail, now, wall, &mut emit);
+                phases = table.last_phases();
+                rep
             };
             data.clear();
             if finish {
+                let started = std::time::Instant::now();
                 table.finish(now, &mut emit);
+                phases.rollups += started.elapsed();
             }
-            (table, rep, res, points, ck, unstored, data)
+            (table, rep, res, points, ck, unstored, data, phases)
         })
         .await;
-        let (table, rep, res, points, ck, unstored, data) = joined?;
+        let (table, rep, res, points, ck, unstored, data, phases) = joined?;
         self.table = Some(table);
         self.ck = ck;
         self.unstored = unstored;
         for (a, b) in self.stats.points.iter_mut().zip(points) {
             *a += b;
         }
-        self.report(file, &rep);
+        self.report(file, &rep, read, phases);
         res?;
         Ok(data)
     }
@@ -400,7 +412,7 @@ impl Pipeline {
         Ok(())
     }
 
-    fn report(&mut self, file: usize, rep: &FileReport) {
+    fn report(&mut self, file: usize, rep: &FileReport, read: Duration, phases: Phases) {
         let name = if file == 0 {
             &self.cfg.counters_file
         } else {
@@ -437,6 +449,9 @@ impl Pipeline {
             rollups_points = rep.points[2],
             repeats = rep.repeats,
             reparsed = rep.reparsed,
+            read_ms = ms(read),
+            rows_ms = ms(phases.rows),
+            rollups_ms = ms(phases.rollups),
             "Ingested snapshot"
         );
     }
@@ -527,7 +542,8 @@ pub async fn run_with_state(
                 } else {
                     Tail::Wait
                 };
-                let buf = p.ingest(snap.file, snap.data, tail, false).await?;
+                let read = follower.read_time(snap.file);
+                let buf = p.ingest(snap.file, snap.data, tail, false, read).await?;
                 follower.recycle(snap.file, buf);
                 p.commit(true).await?;
             }
@@ -554,6 +570,7 @@ pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, Fil
     for (i, name) in files.iter().enumerate() {
         let path = cfg.dir.join(name);
         data.clear();
+        let started = std::time::Instant::now();
         match crate::follow::read_into(&path, &mut data) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -563,7 +580,9 @@ pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, Fil
         }
         let last = i == files.len() - 1;
         if !data.is_empty() || last {
-            data = p.ingest(i, data, Tail::Complete, last).await?;
+            data = p
+                .ingest(i, data, Tail::Complete, last, started.elapsed())
+                .await?;
         }
     }
     p.sink.flush().await?;

@@ -92,6 +92,8 @@ struct FileState {
     missing: bool,
     /// The buffer to read the next snapshot of this file into (see [`Scanner::recycle`]).
     spare: Vec<u8>,
+    /// How long the last whole-file read (copy and hash) took.
+    read_time: Duration,
 }
 
 /// The synchronous core of the follower: reads files and decides what is a new snapshot.
@@ -284,6 +286,7 @@ impl Scanner {
                 tail_done: false,
                 missing: false,
                 spare: Vec::new(),
+                read_time: Duration::ZERO,
             })
             .collect();
         Scanner {
@@ -311,6 +314,11 @@ impl Scanner {
         &self.files[i].path
     }
 
+    /// How long the last whole-file read of file `i` (copy and hash) took.
+    pub fn read_time(&self, i: usize) -> Duration {
+        self.files[i].read_time
+    }
+
     /// Looks at file `i`: a snapshot when its content differs from the last one handed out, or
     /// when its unfinished last line has now been quiet long enough. `force` reads the file
     /// even when its metadata looks unchanged.
@@ -332,7 +340,10 @@ impl Scanner {
         }
         self.reads += 1;
         let mut data = std::mem::take(&mut f.spare);
-        let Ok(hash) = read_hashed(&f.path, &mut data) else {
+        let started = Instant::now();
+        let read = read_hashed(&f.path, &mut data);
+        f.read_time = started.elapsed();
+        let Ok(hash) = read else {
             f.spare = data;
             f.mark_missing();
             return None;
@@ -523,6 +534,11 @@ impl Follower {
     /// Whole-file reads so far ([`Scanner::reads`]).
     pub fn reads(&self) -> u64 {
         self.scanner.reads()
+    }
+
+    /// How long the last whole-file read of file `i` took ([`Scanner::read_time`]).
+    pub fn read_time(&self, i: usize) -> Duration {
+        self.scanner.read_time(i)
     }
 
     /// Hands back the buffer of an ingested snapshot of file `i`, for the next read of that file

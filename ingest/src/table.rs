@@ -108,25 +108,69 @@ fn sum_series(
     csum: &mut [(u64, i64)],
 ) {
     for (i, c) in cs.iter().enumerate() {
-        let mut live = c.mask & mask;
-        if c.top != top {
-            // A series behind or ahead of the file's minute: its mask bits are not the
-            // window's minutes.
-            live = 0;
-            for m in top - RING + 1..=top {
-                if mask & bit(m) != 0 && has(c.top, c.mask, m) {
-                    live |= bit(m);
-                }
+        add_series(c, (first + i) as u32, big, top, mask, csum);
+    }
+}
+
+/// Adds the counts of series `c` (id `id`) in the minutes of `mask` (as [`bit`]s of the window
+/// ending at `top`) to `csum` (sum, hosts) by `stat * RING + slot`.
+#[inline]
+fn add_series(
+    c: &CSeries,
+    id: u32,
+    big: &HashMap<u64, u64, Fx>,
+    top: i64,
+    mask: u16,
+    csum: &mut [(u64, i64)],
+) {
+    let mut live = c.mask & mask;
+    if c.top != top {
+        // A series behind or ahead of the file's minute: its mask bits are not the
+        // window's minutes.
+        live = 0;
+        for m in top - RING + 1..=top {
+            if mask & bit(m) != 0 && has(c.top, c.mask, m) {
+                live |= bit(m);
             }
         }
-        let row = &mut csum[c.stat as usize * RING as usize..][..RING as usize];
-        while live != 0 {
-            let sl = live.trailing_zeros() as usize;
-            live &= live - 1;
-            let (sum, hosts) = &mut row[sl];
-            *sum = sum.saturating_add(count(big, (first + i) as u32, c, sl));
-            *hosts += 1;
+    }
+    let row = &mut csum[c.stat as usize * RING as usize..][..RING as usize];
+    while live != 0 {
+        let sl = live.trailing_zeros() as usize;
+        live &= live - 1;
+        let (sum, hosts) = &mut row[sl];
+        *sum = sum.saturating_add(count(big, id, c, sl));
+        *hosts += 1;
+    }
+}
+
+/// Counters rollups summed while a snapshot's rows are applied (see [`Table::sum_counters`]):
+/// each series is added once its row has changed it, so the pass over every series after the
+/// rows is not needed when every series had a row.
+#[derive(Default)]
+struct RowSums {
+    /// (sum, hosts) by `stat * RING + slot`.
+    sums: Vec<(u64, i64)>,
+    /// The minutes summed (as [`bit`]s of the window ending at `top`); 0: not summing.
+    mask: u16,
+    top: i64,
+    /// Series added.
+    added: usize,
+    /// The sums hold every series (the last counters snapshot had a row for each, and no
+    /// series changed since).
+    whole: bool,
+}
+
+impl RowSums {
+    /// Adds series `c` (id `id`), just changed by its row.
+    #[inline]
+    fn add(&mut self, c: &CSeries, id: u32, big: &HashMap<u64, u64, Fx>) {
+        let need = (c.stat as usize + 1) * RING as usize;
+        if self.sums.len() < need {
+            self.sums.resize(need, (0, 0));
         }
+        add_series(c, id, big, self.top, self.mask, &mut self.sums);
+        self.added += 1;
     }
 }
 
@@ -589,11 +633,25 @@ pub struct Table {
     /// The second thread's sums ([`TableConfig::parallel_series`]).
     csum_other: Vec<(u64, i64)>,
     csum_minute: [i64; RING as usize],
+    /// Counters rollups summed while the rows are applied.
+    row_sums: RowSums,
     /// The parse stage's memo per file ([`Reader::with_memo`]).
     memo: [Vec<u32>; 2],
     /// Rows applied as repeats, and rows taken for repeats but parsed in full (see
     /// [`FileReport::repeats`]).
     repeats: [u64; 2],
+    /// Where the last snapshot's time went ([`Table::last_phases`]).
+    phases: Phases,
+}
+
+/// Wall time of the phases of one snapshot ([`Table::last_phases`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Reading the rows and applying them (parse, validation, change detection, line
+    /// protocol of the points), on one or two threads.
+    pub rows: Duration,
+    /// What follows the rows: the joins released and the rollups of settled minutes.
+    pub rollups: Duration,
 }
 
 fn k(kind: Kind) -> usize {
@@ -652,10 +710,18 @@ impl Table {
             csum: Vec::new(),
             csum_other: Vec::new(),
             csum_minute: [i64::MIN; RING as usize],
+            row_sums: RowSums::default(),
             memo: [Vec::new(), Vec::new()],
             repeats: [0; 2],
+            phases: Phases::default(),
             cfg,
         }
+    }
+
+    /// The wall time of the phases of the last [`Table::ingest_at`] (for the log and the
+    /// benchmark's breakdown).
+    pub fn last_phases(&self) -> Phases {
+        self.phases
     }
 
     /// Series known so far (counters, samples).
@@ -712,9 +778,15 @@ impl Table {
         wall: i64,
         emit: &mut Emit<'_>,
     ) -> FileReport {
+        let started = Instant::now();
         let before = self.written;
         let mut rep = FileReport::default();
         let f = k(kind);
+        if kind == Kind::Counters {
+            // The series are about to change.
+            self.row_sums.whole = false;
+            self.row_sums.mask = 0;
+        }
         let g = &mut self.gen[f];
         *g = g.wrapping_add(1);
         let gen = *g;
@@ -777,6 +849,9 @@ impl Table {
             i64::MIN => i64::MIN,
             t => t - RING,
         };
+        if kind == Kind::Counters {
+            self.start_row_sums(known == 0);
+        }
         // Rows by reference: a row is about 300 bytes, not copied again on its way.
         let mut apply = |t: &mut Table, r: Result<&Row<'_>, RowError>| match r {
             Err(e) => rep.skip(e),
@@ -1093,6 +1168,11 @@ impl Table {
                 reader.take_memo(),
             )
         };
+        let rows_done = Instant::now();
+        if kind == Kind::Counters {
+            let rs = &mut self.row_sums;
+            rs.whole = rs.mask != 0 && rs.added == self.cs.len() && rs.top == self.top[f];
+        }
         self.memo[f] = memo;
         rep.records = records;
         rep.incomplete_tail = incomplete_tail;
@@ -1109,6 +1189,10 @@ impl Table {
         debug_assert!(self.defer.as_ref().is_none_or(Deferred::all_done));
         self.flush(emit);
         self.defer = None;
+        self.phases = Phases {
+            rows: rows_done - started,
+            rollups: rows_done.elapsed(),
+        };
         for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
             *p = a - b;
         }
@@ -1417,6 +1501,9 @@ impl Table {
             changed[nc] = (m, x);
             nc += 1;
         }
+        if self.row_sums.mask != 0 {
+            self.row_sums.add(&self.cs[id as usize], id, &self.big);
+        }
         self.counters_points(h, s, link, &changed[..nc], now);
         Ok(())
     }
@@ -1494,6 +1581,9 @@ impl Table {
             nc += 1;
         }
         self.cs.push(ser);
+        if self.row_sums.mask != 0 {
+            self.row_sums.add(&self.cs[id as usize], id, &self.big);
+        }
         let cs = &self.cs;
         self.cmap.insert(key, id, |id| {
             series_key(cs[id as usize].host, cs[id as usize].stat)
@@ -1772,11 +1862,16 @@ impl Table {
         }
         let n = stats * RING as usize;
         self.csum.clear();
-        self.csum.resize(n, (0, 0));
-        if self.cs.len() >= self.cfg.parallel_series.max(2) {
+        let rs = &self.row_sums;
+        if rs.whole && rs.top == top && mask & !rs.mask == 0 {
+            // Summed while the rows were applied: every series had a row.
+            self.csum.extend_from_slice(&rs.sums);
+            self.csum.resize(n, (0, 0));
+        } else if self.cs.len() >= self.cfg.parallel_series.max(2) {
             // Two threads, one half of the series each (the pass reads every series: memory
             // bound, about 10 ms at 1,000,000 series on one core); sums saturate, so adding
             // the halves' sums gives the same.
+            self.csum.resize(n, (0, 0));
             let other = &mut self.csum_other;
             other.clear();
             other.resize(n, (0, 0));
@@ -1792,6 +1887,7 @@ impl Table {
                 x.1 += y.1;
             }
         } else {
+            self.csum.resize(n, (0, 0));
             sum_series(&self.cs, 0, &self.big, top, mask, &mut self.csum);
         }
         for m in top - RING + 1..=top {
@@ -1799,6 +1895,31 @@ impl Table {
                 self.csum_minute[slot(m)] = m;
             }
         }
+    }
+
+    /// Starts summing the counters rollups while a snapshot's rows are applied
+    /// ([`RowSums`]): the minutes the settle after the rows rolls up for the first time (every
+    /// minute of the window in a first snapshot, for the settle of all minutes that ends a
+    /// `--once` run). Sums saturate, so the order series are added in does not matter.
+    fn start_row_sums(&mut self, first: bool) {
+        let top = self.top[0];
+        let stats = self.dirty[0].len();
+        if top == i64::MIN || stats > 1 << 16 {
+            return;
+        }
+        let mut mask = 0u16;
+        for m in top - RING + 1..=top {
+            let r = self.roll[0][slot(m)];
+            if (first || top - m >= self.cfg.settle_minutes) && !(r.written && r.minute == m) {
+                mask |= bit(m);
+            }
+        }
+        let rs = &mut self.row_sums;
+        rs.sums.clear();
+        rs.sums.resize(stats * RING as usize, (0, 0));
+        rs.mask = mask;
+        rs.top = top;
+        rs.added = 0;
     }
 
     /// Minutes (as [`bit`]s) with a samples value not written yet because it waits for its
@@ -1833,7 +1954,9 @@ impl Table {
     /// Writes minute `m`'s rollups for every stat the first time, then only for changed stats.
     fn roll_minute(&mut self, kind: Kind, m: i64) {
         let f = k(kind);
-        self.sync_members(f);
+        if kind == Kind::Samples {
+            self.sync_members(f);
+        }
         let sl = slot(m);
         let b = bit(m);
         let r = self.roll[f][sl];
@@ -1860,6 +1983,9 @@ impl Table {
         if self.csum_minute[slot(m)] == m {
             (sum, hosts) = self.csum[stat * RING as usize + slot(m)];
         } else {
+            // The members are brought up to date only here: with the sums there is no need
+            // (1,000,000 series took 10-20 ms to file by stat).
+            self.sync_members(0);
             for &id in &self.members[0][stat] {
                 let c = &self.cs[id as usize];
                 if has(c.top, c.mask, m) {
