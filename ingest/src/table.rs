@@ -172,6 +172,25 @@ impl RowSums {
         add_series(c, id, big, self.top, self.mask, &mut self.sums);
         self.added += 1;
     }
+
+    /// Adds a new series of stat `stat` whose points are `changed` (minute, count): the same
+    /// as [`RowSums::add`] of it, from the values at hand.
+    #[inline]
+    fn add_new(&mut self, stat: u32, changed: &[(i64, u64)]) {
+        let need = (stat as usize + 1) * RING as usize;
+        if self.sums.len() < need {
+            self.sums.resize(need, (0, 0));
+        }
+        let row = &mut self.sums[stat as usize * RING as usize..][..RING as usize];
+        for &(m, x) in changed {
+            if m > self.top - RING && m <= self.top && self.mask & bit(m) != 0 {
+                let (sum, hosts) = &mut row[slot(m)];
+                *sum = sum.saturating_add(x);
+                *hosts += 1;
+            }
+        }
+        self.added += 1;
+    }
 }
 
 /// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the
@@ -1582,7 +1601,7 @@ impl Table {
         }
         self.cs.push(ser);
         if self.row_sums.mask != 0 {
-            self.row_sums.add(&self.cs[id as usize], id, &self.big);
+            self.row_sums.add_new(s, &changed[..nc]);
         }
         let cs = &self.cs;
         self.cmap.insert(key, id, |id| {
@@ -3039,6 +3058,37 @@ sre32-cp2-testbed,profiling.cp.CAC test.Extract Contacts,2022-05-10T16:31:00,165
                 format!("request.INVITE,file=counters sum=6i,hosts=2i {T}")
             ]
         );
+    }
+
+    #[test]
+    fn a_lagging_hosts_minutes_outside_the_window_are_not_in_the_rollups() {
+        // Every series has a row, so the rollups are the sums made while the rows were
+        // applied. cp2's row is 3 minutes behind the file's minute: its two oldest values
+        // (T-16 and T-17 minutes) are outside the window, in the ring slots of T and T-1.
+        let mut h = Harness::quiet();
+        let ones = ["1"; 15];
+        let data = format!(
+            "{}{}{}",
+            row("cp1", "s", T, &ones),
+            row("cp2", "s", T - 180, &["100"; 15]),
+            row("cp3", "s", T, &ones)
+        );
+        let (_, rep) = h.feed(Kind::Counters, &data);
+        assert_eq!((rep.rows, rep.points[0]), (3, 45));
+        let got: Vec<String> = h
+            .finish()
+            .into_iter()
+            .filter(|(b, _)| *b == Bucket::Rollups)
+            .map(|(_, l)| l)
+            .collect();
+        let mut want = vec![format!("s,file=counters sum=100i,hosts=1i {}", T - 15 * 60)];
+        for i in (3..=14).rev() {
+            want.push(format!("s,file=counters sum=102i,hosts=3i {}", T - i * 60));
+        }
+        for i in (0..=2).rev() {
+            want.push(format!("s,file=counters sum=2i,hosts=2i {}", T - i * 60));
+        }
+        assert_eq!(got, want);
     }
 
     #[test]
