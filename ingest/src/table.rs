@@ -138,9 +138,7 @@ fn add_series(
     while live != 0 {
         let sl = live.trailing_zeros() as usize;
         live &= live - 1;
-        let (sum, hosts) = &mut row[sl];
-        *sum = sum.saturating_add(count(big, id, c, sl));
-        *hosts += 1;
+        add_count(&mut row[sl], count(big, id, c, sl));
     }
 }
 
@@ -165,10 +163,7 @@ impl RowSums {
     /// Adds series `c` (id `id`), just changed by its row.
     #[inline]
     fn add(&mut self, c: &CSeries, id: u32, big: &HashMap<u64, u64, Fx>) {
-        let need = (c.stat as usize + 1) * RING as usize;
-        if self.sums.len() < need {
-            self.sums.resize(need, (0, 0));
-        }
+        self.fit(c.stat);
         add_series(c, id, big, self.top, self.mask, &mut self.sums);
         self.added += 1;
     }
@@ -177,20 +172,31 @@ impl RowSums {
     /// as [`RowSums::add`] of it, from the values at hand.
     #[inline]
     fn add_new(&mut self, stat: u32, changed: &[(i64, u64)]) {
-        let need = (stat as usize + 1) * RING as usize;
-        if self.sums.len() < need {
-            self.sums.resize(need, (0, 0));
-        }
+        self.fit(stat);
         let row = &mut self.sums[stat as usize * RING as usize..][..RING as usize];
         for &(m, x) in changed {
             if m > self.top - RING && m <= self.top && self.mask & bit(m) != 0 {
-                let (sum, hosts) = &mut row[slot(m)];
-                *sum = sum.saturating_add(x);
-                *hosts += 1;
+                add_count(&mut row[slot(m)], x);
             }
         }
         self.added += 1;
     }
+
+    /// Room for the sums of stat `stat` (a stat first seen in this snapshot).
+    #[inline]
+    fn fit(&mut self, stat: u32) {
+        let need = (stat as usize + 1) * RING as usize;
+        if self.sums.len() < need {
+            self.sums.resize(need, (0, 0));
+        }
+    }
+}
+
+/// Adds a host's count to a rollup's (sum, hosts).
+#[inline]
+fn add_count((sum, hosts): &mut (u64, i64), x: u64) {
+    *sum = sum.saturating_add(x);
+    *hosts += 1;
 }
 
 /// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the

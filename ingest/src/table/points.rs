@@ -35,12 +35,19 @@ const MAX_DIGITS: usize = 19;
 /// Bytes of a cached timestamp text (`" <unix seconds>\n"`, padded).
 const TS_TEXT: usize = 24;
 
-/// Writes the decimal digits of `x` at `dst`; returns how many.
+/// Writes the decimal digits of `x` at `dst`; returns how many. A count below 1,000 is one
+/// 4-byte copy from [`SMALL`] (the bytes after its digits are left for the caller to write
+/// over).
 ///
 /// # Safety
 /// `dst` must be valid for writing [`MAX_DIGITS`] bytes (`x <= i64::MAX`).
 #[inline]
 unsafe fn write_digits(dst: *mut u8, mut x: u64) -> usize {
+    if x < 1000 {
+        // SAFETY: 4 bytes <= MAX_DIGITS (caller's guarantee).
+        unsafe { std::ptr::copy_nonoverlapping(SMALL[x as usize].as_ptr(), dst, 4) };
+        return SMALL[x as usize][3] as usize;
+    }
     debug_assert!(x <= i64::MAX as u64);
     let n = x.checked_ilog10().unwrap_or(0) as usize + 1;
     let mut i = n;
@@ -216,21 +223,15 @@ impl PointWriter {
                 // SAFETY: each point writes at most `most` bytes from `dst0 + at`, and
                 // `at <= (points so far) * most`, within the `nc * most` bytes of spare room
                 // checked above; the sources are `pbuf` (read up to plen rounded up to 32,
-                // within its PREFIX_FAST + 64 bytes), a small count's 4 bytes (within the
-                // MAX_DIGITS bytes of digits; its last byte is written over by the `i` or the
-                // timestamp) and the cache's TS_TEXT bytes. `set_len` below covers only bytes
-                // written.
+                // within its PREFIX_FAST + 64 bytes), the digits (MAX_DIGITS bytes, of which
+                // only the count's are kept: a small count's fourth byte is written over by the
+                // `i` or the timestamp) and the cache's TS_TEXT bytes. `set_len` below covers
+                // only bytes written.
                 unsafe {
                     let dst = dst0.add(at);
                     copy_blocks(pbuf.as_ptr(), dst, plen);
                     let mut n = plen;
-                    if x < 1000 {
-                        let d = &SMALL[x as usize];
-                        std::ptr::copy_nonoverlapping(d.as_ptr(), dst.add(n), 4);
-                        n += d[3] as usize;
-                    } else {
-                        n += write_digits(dst.add(n), x);
-                    }
+                    n += write_digits(dst.add(n), x);
                     *dst.add(n) = b'i';
                     n += 1;
                     std::ptr::copy_nonoverlapping(ts.0.as_ptr(), dst.add(n), TS_TEXT);
