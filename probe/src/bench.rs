@@ -13,8 +13,9 @@
 //!   worker owns its table and socket).
 //! - classify: the shared client transaction core ([`ClientTx`]) decides retransmissions (Timer
 //!   E / A, can be turned off), timeouts and ACKs; each transaction ends exactly once as
-//!   answered (by status code), timed out or failed to send, so
-//!   `sent = answered + timed_out + send_errors` always holds.
+//!   answered (by status code), timed out or failed to send, or is abandoned when the run is
+//!   stopped ([`BenchConfig::stop_grace`] after `stop`), so
+//!   `sent = answered + timed_out + send_errors + abandoned` always holds.
 //! - report: latencies in microseconds into HDR histograms (3 significant figures, no
 //!   allocation per record), counted locally per step and per second; one message per worker per
 //!   second to the reporting thread.
@@ -40,7 +41,7 @@ use crate::dialog::{
 };
 use crate::fast::{contact_uri, decode_response, Scratch, Template, ViaTransport};
 use crate::mmsg::{wait_readable, RecvBatch, SendBatch, SendResult};
-use crate::transaction::client::{Action, ClientTx, Outcome, TransportErrorKind, TxConfig};
+use crate::transaction::client::{Action, ClientTx, Outcome, State, TransportErrorKind, TxConfig};
 use crate::transaction::key::Method;
 use crate::transaction::table::{Lookup, Slot, Table};
 use hdrhistogram::Histogram;
@@ -184,6 +185,9 @@ pub struct BenchConfig {
     /// Cap on outstanding transactions (all sockets); a request that would exceed it is not sent
     /// and counted as a send error (`outstanding_limit`).
     pub outstanding_limit: usize,
+    /// After `stop` is set: how long transactions in flight may still end; those left then
+    /// count as abandoned (so that an interrupted run exits at once, not after Timer F).
+    pub stop_grace: Duration,
 }
 
 impl BenchConfig {
@@ -204,6 +208,7 @@ impl BenchConfig {
             expected_status: method.expected_status(),
             outstanding_limit: 1_000_000,
             send_window: Duration::from_micros(100),
+            stop_grace: Duration::from_millis(250),
         }
     }
 }
@@ -231,6 +236,9 @@ pub struct Tally {
     pub status: Box<[u64; 600]>,
     pub timed_out: u64,
     pub send_errors: u64,
+    /// Transactions still in flight when the run was stopped (SIGINT/SIGTERM) and its grace
+    /// ran out: neither answered nor failed.
+    pub abandoned: u64,
     /// Requests not sent because `outstanding_limit` was reached (included in `send_errors`).
     pub limited: u64,
     /// INVITEs answered 2xx (a call accepted, alarm-worthy when the CP should be out of service),
@@ -281,6 +289,7 @@ impl Default for Tally {
             status: Box::new([0; 600]),
             timed_out: 0,
             send_errors: 0,
+            abandoned: 0,
             limited: 0,
             accepted: 0,
             byes: 0,
@@ -339,6 +348,7 @@ impl Tally {
         }
         self.timed_out += o.timed_out;
         self.send_errors += o.send_errors;
+        self.abandoned += o.abandoned;
         self.limited += o.limited;
         self.accepted += o.accepted;
         self.byes += o.byes;
@@ -416,10 +426,10 @@ pub struct StepResult {
 }
 
 impl BenchResult {
-    /// The accounting invariant: every request ended exactly once.
+    /// The accounting invariant: every request ended exactly once (or was abandoned).
     pub fn balanced(&self) -> bool {
         let t = &self.total;
-        t.sent == t.answered() + t.timed_out + t.send_errors
+        t.sent == t.answered() + t.timed_out + t.send_errors + t.abandoned
     }
 }
 
@@ -695,6 +705,8 @@ struct Worker {
     sent_since_read: u64,
     /// The last read stopped at its round limit: more may be waiting.
     read_more: bool,
+    /// When `stop` was seen (ns since the start): what is in flight a grace later is abandoned.
+    stop_ns: Option<u64>,
 }
 
 /// CLOCK_REALTIME (ns since the Unix epoch) at the monotonic instant `epoch`.
@@ -837,6 +849,7 @@ impl Worker {
             next_read_ns: 0,
             sent_since_read: 0,
             read_more: false,
+            stop_ns: None,
         })
     }
 
@@ -859,9 +872,16 @@ impl Worker {
             if now_ns >= self.next_tick_ns {
                 self.tick();
             }
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop_ns.is_none() && self.stop.load(Ordering::Relaxed) {
                 self.schedule = None;
                 self.quota = 0;
+                self.stop_ns = Some(now_ns);
+            }
+            if self
+                .stop_ns
+                .is_some_and(|t| now_ns >= t + self.eng.cfg.stop_grace.as_nanos() as u64)
+            {
+                self.eng.abandon_all();
             }
             let more = match &mut self.schedule {
                 Some(s) => s.peek().is_some(),
@@ -1799,6 +1819,29 @@ impl Engine {
             } else {
                 self.steps[step].send_errors += 1;
                 self.second.send_errors += 1;
+            }
+        }
+    }
+
+    /// The run was stopped and its grace ran out: every transaction still in flight is dropped.
+    /// A request without its outcome counts as abandoned; a BYE as a BYE failure (the call may
+    /// still be up); an INVITE that already timed out (waiting for a late final or its CANCEL)
+    /// has its outcome and is only dropped.
+    fn abandon_all(&mut self) {
+        let slots: Vec<Slot> = self.table.slots().collect();
+        for slot in slots {
+            let method = self.table.method(slot);
+            let Some(bt) = self.table.get_mut(slot) else {
+                continue;
+            };
+            let step = bt.step as usize;
+            let in_flight = matches!(bt.tx.state(), State::Calling | State::Proceeding);
+            self.remove(slot);
+            if method == Some(Method::Bye) {
+                self.bye_ended(step, ByeResult::NoAnswer);
+            } else if in_flight {
+                self.steps[step].abandoned += 1;
+                self.second.abandoned += 1;
             }
         }
     }
