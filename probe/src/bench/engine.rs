@@ -1,8 +1,10 @@
 //! The transactions of one worker and their counts: start, timers, responses, ACK, BYE and
 //! CANCEL, send failures. No socket: the worker hands it datagrams and flushes its batch.
 
+use super::counts::Counts;
+use super::logs::{Logged, Once};
 use super::timers::Timers;
-use super::{BenchConfig, Tally};
+use super::{BenchConfig, BATCH};
 use crate::dialog::{
     follow_up, record_route_values, ByeResult, Cancel, CancelEvent, FollowConfig, FollowUp,
     RouteSet,
@@ -60,43 +62,90 @@ pub(super) enum Pending {
     Cancel(Slot),
 }
 
-/// Everything of a worker but its socket: the transactions and the counts.
+/// Everything of a worker but its socket: the transactions, the messages going out, the counts.
 pub(super) struct Engine {
     pub(super) cfg: Arc<BenchConfig>,
-    pub(super) epoch: Instant,
-    /// CLOCK_REALTIME at `epoch`, ns since the Unix epoch: converts kernel receive timestamps.
-    pub(super) epoch_real_ns: u64,
-    /// The step being sent: what belongs to no transaction (late, stray, invalid) counts there.
-    pub(super) cur_step: usize,
-    pub(super) table: Table<BenchTx>,
-    pub(super) timers: Timers,
-    pub(super) tmpl: Template,
+    pub(super) clock: Clock,
+    pub(super) txs: Txs,
+    pub(super) out: Outbox,
     pub(super) txcfg: TxConfig,
     /// Timers of the CANCEL and BYE transactions (the follow-up core's).
     pub(super) follow: FollowConfig,
-    /// The Route line of the ACK and BYE of a 2xx, reused.
-    pub(super) route_buf: Vec<u8>,
+    pub(super) scratch: Scratch,
+    pub(super) counts: Counts,
+    pub(super) logged: Logged,
+}
+
+/// The run's time base: the monotonic start and the same instant on the wall clock.
+pub(super) struct Clock {
+    pub(super) epoch: Instant,
+    /// CLOCK_REALTIME at `epoch`, ns since the Unix epoch: converts kernel receive timestamps.
+    pub(super) real_ns: u64,
+}
+
+impl Clock {
+    pub(super) fn new(epoch: Instant) -> Self {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock {
+            epoch,
+            real_ns: real.saturating_sub(epoch.elapsed()).as_nanos() as u64,
+        }
+    }
+
+    /// ns since the start at `t`.
+    #[inline]
+    pub(super) fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
+/// The transactions in flight: the table, their timers, the slab of the rare ones' extras.
+pub(super) struct Txs {
+    pub(super) table: Table<BenchTx>,
+    pub(super) timers: Timers,
+    pub(super) aux: Vec<Aux>,
+    pub(super) aux_free: Vec<u32>,
+    /// The last sequence number given (Call-ID, From tag, CSeq).
+    pub(super) seq: u64,
+}
+
+impl Txs {
+    /// Room for `n` outstanding transactions up front (a closed loop knows its most: no
+    /// growth, and no copy, later).
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Txs {
+            table: Table::with_random_prefix().with_capacity(n),
+            timers: Timers::with_capacity(n),
+            aux: Vec::new(),
+            aux_free: Vec::new(),
+            seq: 0,
+        }
+    }
+}
+
+/// What is being sent: the templates, the batch and what each datagram in it is for.
+pub(super) struct Outbox {
+    pub(super) tmpl: Template,
     pub(super) txb: SendBatch,
     pub(super) pending: Vec<Pending>,
     pub(super) res: SendResult,
-    pub(super) scratch: Scratch,
-    pub(super) aux: Vec<Aux>,
-    pub(super) aux_free: Vec<u32>,
-    pub(super) steps: Vec<Tally>,
-    pub(super) second: Tally,
-    pub(super) seq: u64,
-    pub(super) peak: u64,
-    pub(super) max_lag_ns: u64,
-    pub(super) logged_invalid: bool,
-    pub(super) logged_send: bool,
-    pub(super) logged_limit: bool,
-    pub(super) logged_accepted: bool,
-    pub(super) logged_route: bool,
-    pub(super) logged_bye: bool,
+    /// The Route line of the ACK and BYE of a 2xx, reused.
+    pub(super) route_buf: Vec<u8>,
 }
 
-pub(super) fn ns_since(epoch: Instant, t: Instant) -> u64 {
-    t.saturating_duration_since(epoch).as_nanos() as u64
+impl Outbox {
+    pub(super) fn new(tmpl: Template) -> Self {
+        Outbox {
+            tmpl,
+            // Room for a round's ACKs (4 receive batches) on top of a batch of requests.
+            txb: SendBatch::new(5 * BATCH),
+            pending: Vec::with_capacity(BATCH),
+            res: SendResult::default(),
+            route_buf: Vec::with_capacity(256),
+        }
+    }
 }
 
 impl Engine {
@@ -110,20 +159,16 @@ impl Engine {
         step: usize,
         down: bool,
     ) {
-        self.max_lag_ns = self.max_lag_ns.max(now_ns.saturating_sub(sched_ns));
-        self.cur_step = step;
-        let st = &mut self.steps[step];
+        self.counts.max_lag_ns = self.counts.max_lag_ns.max(now_ns.saturating_sub(sched_ns));
+        self.counts.cur_step = step;
+        let st = self.counts.at(step);
         st.sent += 1;
         st.mark_send(now_ns);
-        self.second.sent += 1;
-        if down || self.table.len() * self.cfg.sockets >= self.cfg.outstanding_limit {
+        if down || self.txs.table.len() * self.cfg.sockets >= self.cfg.outstanding_limit {
             st.send_errors += 1;
-            self.second.send_errors += 1;
             if !down {
                 st.limited += 1;
-                self.second.limited += 1;
-                if !self.logged_limit {
-                    self.logged_limit = true;
+                if self.logged.first(Once::Limit) {
                     tracing::warn!(
                         limit = self.cfg.outstanding_limit,
                         "Bench outstanding limit reached: further requests count as send errors"
@@ -132,12 +177,12 @@ impl Engine {
             }
             return;
         }
-        self.seq += 1;
-        let seq = self.seq;
-        let tx = ClientTx::new(self.tmpl.method(), &self.txcfg, now);
+        self.txs.seq += 1;
+        let seq = self.txs.seq;
+        let tx = ClientTx::new(self.out.tmpl.method(), &self.txcfg, now);
         let wake = tx.next_wakeup();
-        let (slot, branch) = self.table.insert(
-            self.tmpl.method(),
+        let (slot, branch) = self.txs.table.insert(
+            self.out.tmpl.method(),
             BenchTx {
                 tx,
                 sched_ns,
@@ -147,33 +192,34 @@ impl Engine {
             },
         );
         if let Some(w) = wake {
-            self.timers.arm(ns_since(self.epoch, w), slot);
+            self.txs.timers.arm(self.clock.ns(w), slot);
         }
-        self.peak = self.peak.max(self.table.len() as u64);
-        self.tmpl
-            .write(self.txb.next_slot(), branch.as_bytes(), seq);
-        self.txb.commit(None);
-        self.pending.push(Pending::Request(slot));
+        self.counts.peak = self.counts.peak.max(self.txs.table.len() as u64);
+        self.out
+            .tmpl
+            .write(self.out.txb.next_slot(), branch.as_bytes(), seq);
+        self.out.txb.commit(None);
+        self.out.pending.push(Pending::Request(slot));
     }
 
     /// When the next timer of a live transaction is due; the entries of ended transactions
     /// before it are dropped, so they wake nobody.
     pub(super) fn next_live_timer(&mut self) -> Option<u64> {
-        let table = &self.table;
-        self.timers.next_live(|s| table.method(s).is_some())
+        let table = &self.txs.table;
+        self.txs.timers.next_live(|s| table.method(s).is_some())
     }
 
     /// Timer E / A, timeouts, and the timers of BYE and CANCEL transactions.
     pub(super) fn fire_timers(&mut self, now: Instant, now_ns: u64) -> bool {
         let mut any = false;
-        while !self.txb.is_full() {
-            let Some(slot) = self.timers.pop_due(now_ns) else {
+        while !self.out.txb.is_full() {
+            let Some(slot) = self.txs.timers.pop_due(now_ns) else {
                 break;
             };
-            let Some(method) = self.table.method(slot) else {
+            let Some(method) = self.txs.table.method(slot) else {
                 continue; // ended already
             };
-            let Some(bt) = self.table.get_mut(slot) else {
+            let Some(bt) = self.txs.table.get_mut(slot) else {
                 continue;
             };
             any = true;
@@ -187,22 +233,22 @@ impl Engine {
                     let seq = bt.seq;
                     let aux = bt.aux;
                     if let Some(w) = bt.tx.next_wakeup() {
-                        self.timers.arm(ns_since(self.epoch, w), slot);
+                        self.txs.timers.arm(self.clock.ns(w), slot);
                     }
-                    self.steps[step].retransmits += 1;
-                    self.second.retransmits += 1;
+                    self.counts.at(step).retransmits += 1;
                     if method == Method::Bye {
-                        let out = self.txb.next_slot();
+                        let out = self.out.txb.next_slot();
                         out.clear();
-                        out.extend_from_slice(&self.aux[aux as usize].msg);
-                        self.txb.commit(None);
-                        self.pending.push(Pending::Bye(slot));
+                        out.extend_from_slice(&self.txs.aux[aux as usize].msg);
+                        self.out.txb.commit(None);
+                        self.out.pending.push(Pending::Bye(slot));
                     } else {
-                        let branch = self.table.branch(slot);
-                        self.tmpl
-                            .write(self.txb.next_slot(), branch.as_bytes(), seq);
-                        self.txb.commit(None);
-                        self.pending.push(Pending::Request(slot));
+                        let branch = self.txs.table.branch(slot);
+                        self.out
+                            .tmpl
+                            .write(self.out.txb.next_slot(), branch.as_bytes(), seq);
+                        self.out.txb.commit(None);
+                        self.out.pending.push(Pending::Request(slot));
                     }
                 }
                 Action::Done {
@@ -217,11 +263,9 @@ impl Engine {
                     // A timeout counts in `hist_all` at the time it happened.
                     let us = (now_ns.saturating_sub(bt.sched_ns) / 1000).max(1);
                     let wake = bt.tx.next_wakeup();
-                    let st = &mut self.steps[step];
+                    let st = self.counts.at(step);
                     st.timed_out += 1;
                     st.hist_all.saturating_record(us);
-                    self.second.timed_out += 1;
-                    self.second.hist_all.saturating_record(us);
                     match follow_up(send, None) {
                         FollowUp::Cancel => self.start_cancel(slot, step, now),
                         // An INVITE stays until 64·T1 after its first send (Timer B) so that a
@@ -229,7 +273,7 @@ impl Engine {
                         // `accepted`.
                         _ if method == Method::Invite && wake.is_some() => {
                             if let Some(w) = wake {
-                                self.timers.arm(ns_since(self.epoch, w), slot);
+                                self.txs.timers.arm(self.clock.ns(w), slot);
                             }
                         }
                         _ => self.remove(slot),
@@ -237,7 +281,7 @@ impl Engine {
                 }
                 Action::Wait => {
                     if let Some(w) = bt.tx.next_wakeup() {
-                        self.timers.arm(ns_since(self.epoch, w), slot);
+                        self.txs.timers.arm(self.clock.ns(w), slot);
                     }
                 }
                 // Final and transport outcomes are handled (and the transaction removed) where
@@ -250,22 +294,22 @@ impl Engine {
 
     /// Removes a transaction and frees its [`Aux`] entry.
     pub(super) fn remove(&mut self, slot: Slot) {
-        if let Some(bt) = self.table.remove(slot) {
+        if let Some(bt) = self.txs.table.remove(slot) {
             if bt.aux != NO_AUX {
-                let a = &mut self.aux[bt.aux as usize];
+                let a = &mut self.txs.aux[bt.aux as usize];
                 a.cancel = None;
                 a.msg.clear();
-                self.aux_free.push(bt.aux);
+                self.txs.aux_free.push(bt.aux);
             }
         }
     }
 
     pub(super) fn alloc_aux(&mut self) -> u32 {
-        match self.aux_free.pop() {
+        match self.txs.aux_free.pop() {
             Some(i) => i,
             None => {
-                self.aux.push(Aux::default());
-                (self.aux.len() - 1) as u32
+                self.txs.aux.push(Aux::default());
+                (self.txs.aux.len() - 1) as u32
             }
         }
     }
@@ -276,8 +320,8 @@ impl Engine {
     pub(super) fn start_cancel(&mut self, slot: Slot, step: usize, now: Instant) {
         let i = self.alloc_aux();
         let cancel = Cancel::start(&self.follow, now);
-        let Some(bt) = self.table.get_mut(slot) else {
-            self.aux_free.push(i);
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            self.txs.aux_free.push(i);
             return;
         };
         bt.aux = i;
@@ -286,36 +330,36 @@ impl Engine {
         if let Some(w) = cancel.next_wakeup() {
             wake = Some(wake.map_or(w, |v| v.min(w)));
         }
-        self.aux[i as usize].cancel = Some(cancel);
+        self.txs.aux[i as usize].cancel = Some(cancel);
         if let Some(w) = wake {
-            self.timers.arm(ns_since(self.epoch, w), slot);
+            self.txs.timers.arm(self.clock.ns(w), slot);
         }
-        self.steps[step].cancels += 1;
-        self.second.cancels += 1;
+        self.counts.at(step).cancels += 1;
         self.send_cancel(slot, seq);
     }
 
     pub(super) fn send_cancel(&mut self, slot: Slot, seq: u64) {
         // Called with room in the batch (timers stop when it is full, responses leave room).
-        if self.txb.is_full() {
+        if self.out.txb.is_full() {
             return; // the CANCEL's Timer E sends it (UDP)
         }
-        let branch = self.table.branch(slot);
-        self.tmpl
-            .write_cancel(self.txb.next_slot(), branch.as_bytes(), seq);
-        self.txb.commit(None);
-        self.pending.push(Pending::Cancel(slot));
+        let branch = self.txs.table.branch(slot);
+        self.out
+            .tmpl
+            .write_cancel(self.out.txb.next_slot(), branch.as_bytes(), seq);
+        self.out.txb.commit(None);
+        self.out.pending.push(Pending::Cancel(slot));
     }
 
     /// A timer of a cancelled INVITE: the INVITE's end (64·T1 after the CANCEL) or the
     /// CANCEL's Timer E / Timer F. One timer entry per transaction: the earlier of the two.
     pub(super) fn cancelled_timer(&mut self, slot: Slot, now: Instant) {
-        let Some(bt) = self.table.get_mut(slot) else {
+        let Some(bt) = self.txs.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
         let seq = bt.seq;
-        let Some(c) = self.aux[bt.aux as usize].cancel.as_mut() else {
+        let Some(c) = self.txs.aux[bt.aux as usize].cancel.as_mut() else {
             self.remove(slot);
             return;
         };
@@ -324,8 +368,7 @@ impl Engine {
         {
             // No final response to the INVITE within 64·T1 of the CANCEL: give up on it.
             if c.pending() {
-                self.steps[step].cancel_failures += 1;
-                self.second.cancel_failures += 1;
+                self.counts.at(step).cancel_failures += 1;
             }
             self.remove(slot);
             return;
@@ -334,8 +377,7 @@ impl Engine {
         match c.on_timer(now) {
             CancelEvent::Retransmit => resend = true,
             CancelEvent::Failed => {
-                self.steps[step].cancel_failures += 1;
-                self.second.cancel_failures += 1;
+                self.counts.at(step).cancel_failures += 1;
             }
             _ => {}
         }
@@ -348,20 +390,17 @@ impl Engine {
             wake = Some(wake.map_or(w, |v| v.min(w)));
         }
         if let Some(w) = wake {
-            self.timers.arm(ns_since(self.epoch, w), slot);
+            self.txs.timers.arm(self.clock.ns(w), slot);
         }
         if resend {
-            self.steps[step].retransmits += 1;
-            self.second.retransmits += 1;
+            self.counts.at(step).retransmits += 1;
             self.send_cancel(slot, seq);
         }
     }
 
     pub(super) fn invalid(&mut self, why: &'static str) {
-        self.second.invalid += 1;
-        self.steps[self.cur_step].invalid += 1;
-        if !self.logged_invalid {
-            self.logged_invalid = true;
+        self.counts.current().invalid += 1;
+        if self.logged.first(Once::Invalid) {
             tracing::warn!(target = %self.cfg.target, reason = why,
                 "Bench ignores a message that is not a usable SIP response");
         }
@@ -388,38 +427,34 @@ impl Engine {
         let r = match decode_response(msg, scratch, &mut fallbacks) {
             Ok(r) => r,
             Err(e) => {
-                self.second.fallbacks += fallbacks;
-                self.steps[self.cur_step].fallbacks += fallbacks;
+                self.counts.current().fallbacks += fallbacks;
                 self.invalid(e.as_str());
                 return;
             }
         };
-        let slot = match self.table.lookup(r.branch, r.method) {
+        let slot = match self.txs.table.lookup(r.branch, r.method) {
             Lookup::Found(slot) => slot,
             Lookup::Late => {
-                self.second.late += 1;
-                self.steps[self.cur_step].late += 1;
+                self.counts.current().late += 1;
                 return;
             }
             Lookup::Stray => {
-                self.second.stray += 1;
-                self.steps[self.cur_step].stray += 1;
+                self.counts.current().stray += 1;
                 return;
             }
         };
-        let tx_method = self.table.method(slot);
-        let Some(bt) = self.table.get_mut(slot) else {
+        let tx_method = self.txs.table.method(slot);
+        let Some(bt) = self.txs.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
         let seq = bt.seq;
-        let st = &mut self.steps[step];
+        let st = self.counts.at(step);
         st.fallbacks += fallbacks;
-        self.second.fallbacks += fallbacks;
         if r.method == Method::Cancel {
             // The answer to our CANCEL (same branch as the INVITE).
             let c = (bt.aux != NO_AUX)
-                .then(|| self.aux[bt.aux as usize].cancel.as_mut())
+                .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
                 .flatten()
                 .filter(|c| c.pending());
             match c.map(|c| (c.on_response(r.status, now), c.done())) {
@@ -427,7 +462,6 @@ impl Engine {
                 Some(_) => {}
                 None => {
                     st.late += 1;
-                    self.second.late += 1;
                 }
             }
             return;
@@ -442,7 +476,6 @@ impl Engine {
         match bt.tx.on_response(r.status, now) {
             Action::Wait => {
                 st.provisional += 1;
-                self.second.provisional += 1;
             }
             Action::Done { outcome, send } => {
                 let status = outcome.status().unwrap_or(r.status);
@@ -451,9 +484,6 @@ impl Engine {
                 st.status[i] += 1;
                 st.hist.saturating_record(us);
                 st.hist_all.saturating_record(us);
-                self.second.status[i] += 1;
-                self.second.hist.saturating_record(us);
-                self.second.hist_all.saturating_record(us);
                 self.remove(slot);
                 match follow_up(send, Some(r.status)) {
                     FollowUp::AckInTx => self.ack(r.branch, seq, r.to, step),
@@ -465,12 +495,12 @@ impl Engine {
             // outcome: its final response is late.
             Action::Late { send, .. } => {
                 st.late += 1;
-                self.second.late += 1;
                 match follow_up(send, Some(r.status)) {
                     FollowUp::AckInTx => {
                         let aux = bt.aux;
                         self.ack(r.branch, seq, r.to, step);
                         let done = match self
+                            .txs
                             .aux
                             .get_mut(aux as usize)
                             .and_then(|a| a.cancel.as_mut())
@@ -496,7 +526,6 @@ impl Engine {
             }
             Action::Duplicate { send } => {
                 st.late += 1;
-                self.second.late += 1;
                 if follow_up(send, Some(r.status)) == FollowUp::AckInTx {
                     self.ack(r.branch, seq, r.to, step);
                 }
@@ -507,17 +536,17 @@ impl Engine {
 
     /// The ACK of a non-2xx final response, in its transaction.
     pub(super) fn ack(&mut self, branch: &[u8], seq: u64, to: &[u8], step: usize) {
-        self.steps[step].acks += 1;
-        self.second.acks += 1;
+        self.counts.at(step).acks += 1;
         // The batch has room for a round's ACKs; should it not, the ACK is counted as not sent
         // (the transaction is answered either way).
-        if self.txb.is_full() {
-            self.steps[step].ack_send_errors += 1;
-            self.second.ack_send_errors += 1;
+        if self.out.txb.is_full() {
+            self.counts.at(step).ack_send_errors += 1;
         } else {
-            self.tmpl.write_ack(self.txb.next_slot(), branch, seq, to);
-            self.txb.commit(None);
-            self.pending.push(Pending::Ack);
+            self.out
+                .tmpl
+                .write_ack(self.out.txb.next_slot(), branch, seq, to);
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Ack);
         }
     }
 
@@ -541,8 +570,7 @@ impl Engine {
         let rs = match RouteSet::of_2xx(rr.as_slice().iter().copied(), contact) {
             Ok(rs) => rs,
             Err(e) => {
-                if !self.logged_route {
-                    self.logged_route = true;
+                if self.logged.first(Once::Route) {
                     tracing::warn!(target = %self.cfg.target, error = %e,
                         "Bench cannot follow the route set of a 2xx: ACK and BYE go to its Contact without Route");
                 }
@@ -550,43 +578,39 @@ impl Engine {
             }
         };
         let ruri = rs.request_uri();
-        let mut route = std::mem::take(&mut self.route_buf);
+        let mut route = std::mem::take(&mut self.out.route_buf);
         route.clear();
         rs.write_route_header(&mut route);
-        self.steps[step].accepted += 1;
-        self.second.accepted += 1;
-        if !self.logged_accepted {
-            self.logged_accepted = true;
+        self.counts.at(step).accepted += 1;
+        if self.logged.first(Once::Accepted) {
             tracing::error!(target = %self.cfg.target, status = r.status,
                 "Bench INVITE accepted: ACK and BYE sent at once; further ones are only counted");
         }
         // The ACK of a 2xx is a transaction of its own: the INVITE's branch plus a suffix.
-        let ib = self.table.branch(inv);
+        let ib = self.txs.table.branch(inv);
         let mut ack_branch = [0u8; crate::transaction::table::MAX_BRANCH + 2];
         let n = ib.as_bytes().len();
         ack_branch[..n].copy_from_slice(ib.as_bytes());
         ack_branch[n..n + 2].copy_from_slice(b"-a");
-        self.steps[step].acks += 1;
-        self.second.acks += 1;
-        if self.txb.is_full() {
-            self.steps[step].ack_send_errors += 1;
-            self.second.ack_send_errors += 1;
+        self.counts.at(step).acks += 1;
+        if self.out.txb.is_full() {
+            self.counts.at(step).ack_send_errors += 1;
         } else {
-            self.tmpl.write_ack_2xx(
-                self.txb.next_slot(),
+            self.out.tmpl.write_ack_2xx(
+                self.out.txb.next_slot(),
                 ruri,
                 &ack_branch[..n + 2],
                 &route,
                 seq,
                 r.to,
             );
-            self.txb.commit(None);
-            self.pending.push(Pending::Ack);
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Ack);
         }
         let i = self.alloc_aux();
         let tx = self.follow.bye_tx(now);
         let wake = tx.next_wakeup();
-        let (slot, branch) = self.table.insert(
+        let (slot, branch) = self.txs.table.insert(
             Method::Bye,
             BenchTx {
                 tx,
@@ -596,69 +620,65 @@ impl Engine {
                 aux: i,
             },
         );
-        let m = &mut self.aux[i as usize].msg;
-        self.tmpl
+        let m = &mut self.txs.aux[i as usize].msg;
+        self.out
+            .tmpl
             .write_bye(m, ruri, branch.as_bytes(), &route, seq, r.to);
-        self.route_buf = route;
+        self.out.route_buf = route;
         if let Some(w) = wake {
-            self.timers.arm(ns_since(self.epoch, w), slot);
+            self.txs.timers.arm(self.clock.ns(w), slot);
         }
-        self.peak = self.peak.max(self.table.len() as u64);
-        self.steps[step].byes += 1;
-        self.second.byes += 1;
+        self.counts.peak = self.counts.peak.max(self.txs.table.len() as u64);
+        self.counts.at(step).byes += 1;
         // Without room now, its Timer E sends it (UDP).
-        if !self.txb.is_full() {
-            let out = self.txb.next_slot();
+        if !self.out.txb.is_full() {
+            let out = self.out.txb.next_slot();
             out.clear();
-            out.extend_from_slice(&self.aux[i as usize].msg);
-            self.txb.commit(None);
-            self.pending.push(Pending::Bye(slot));
+            out.extend_from_slice(&self.txs.aux[i as usize].msg);
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Bye(slot));
         }
     }
 
     pub(super) fn flush_udp(&mut self, fd: i32, now: Instant) {
-        if self.txb.is_empty() {
+        if self.out.txb.is_empty() {
             return;
         }
-        self.txb.send(fd, &mut self.res);
-        if self.res.unreachable > 0 {
-            let u = self.res.unreachable as u64;
-            self.steps[self.cur_step].unreachable += u;
-            self.second.unreachable += u;
+        self.out.txb.send(fd, &mut self.out.res);
+        if self.out.res.unreachable > 0 {
+            let u = self.out.res.unreachable as u64;
+            self.counts.current().unreachable += u;
         }
-        for k in 0..self.res.failed.len() {
-            let (i, ref e) = self.res.failed[k];
+        for k in 0..self.out.res.failed.len() {
+            let (i, ref e) = self.out.res.failed[k];
             let kind = TransportErrorKind::from_io(e);
-            if !self.logged_send {
-                self.logged_send = true;
+            if self.logged.first(Once::Send) {
                 tracing::warn!(target = %self.cfg.target, error = %e, "Bench send failed");
             }
-            match self.pending[i] {
+            match self.out.pending[i] {
                 Pending::Request(slot) | Pending::Bye(slot) => self.fail(slot, kind, now),
                 Pending::Cancel(slot) => self.cancel_failed(slot),
                 Pending::Ack => {
-                    self.steps[self.cur_step].ack_send_errors += 1;
-                    self.second.ack_send_errors += 1;
+                    self.counts.current().ack_send_errors += 1;
                 }
             }
         }
-        self.pending.clear();
+        self.out.pending.clear();
     }
 
     pub(super) fn cancel_failed(&mut self, slot: Slot) {
-        let Some(bt) = self.table.get_mut(slot) else {
+        let Some(bt) = self.txs.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
         let Some(c) = (bt.aux != NO_AUX)
-            .then(|| self.aux[bt.aux as usize].cancel.as_mut())
+            .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
             .flatten()
         else {
             return;
         };
         if c.on_send_error() == CancelEvent::Failed {
-            self.steps[step].cancel_failures += 1;
-            self.second.cancel_failures += 1;
+            self.counts.at(step).cancel_failures += 1;
         }
         if c.done() {
             self.remove(slot);
@@ -668,20 +688,13 @@ impl Engine {
     /// A BYE ended: only a 2xx hung the call up; a refused or unanswered BYE is counted (and
     /// logged once): the call may still be up.
     pub(super) fn bye_ended(&mut self, step: usize, res: ByeResult) {
-        let (st, sec) = (&mut self.steps[step], &mut self.second);
+        let st = self.counts.at(step);
         match res {
             ByeResult::HungUp { .. } => return,
-            ByeResult::Refused { .. } => {
-                st.bye_refused += 1;
-                sec.bye_refused += 1;
-            }
-            ByeResult::NoAnswer | ByeResult::NotSent(_) => {
-                st.bye_failures += 1;
-                sec.bye_failures += 1;
-            }
+            ByeResult::Refused { .. } => st.bye_refused += 1,
+            ByeResult::NoAnswer | ByeResult::NotSent(_) => st.bye_failures += 1,
         }
-        if !self.logged_bye {
-            self.logged_bye = true;
+        if self.logged.first(Once::Bye) {
             tracing::error!(target = %self.cfg.target, result = res.as_str(),
                 status = res.status().unwrap_or(0),
                 "Bench BYE of an accepted call failed: the call may still be up; further ones are only counted");
@@ -691,8 +704,8 @@ impl Engine {
     /// A request (or a BYE) could not be sent: its transaction ends as a send error (a BYE's as
     /// a BYE failure); a cancelled INVITE's CANCEL fails with it.
     pub(super) fn fail(&mut self, slot: Slot, kind: TransportErrorKind, now: Instant) {
-        let method = self.table.method(slot);
-        let Some(bt) = self.table.get_mut(slot) else {
+        let method = self.txs.table.method(slot);
+        let Some(bt) = self.txs.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
@@ -707,8 +720,7 @@ impl Engine {
             if method == Some(Method::Bye) {
                 self.bye_ended(step, ByeResult::NotSent(kind));
             } else {
-                self.steps[step].send_errors += 1;
-                self.second.send_errors += 1;
+                self.counts.at(step).send_errors += 1;
             }
         }
     }
@@ -718,10 +730,10 @@ impl Engine {
     /// still be up); an INVITE that already timed out (waiting for a late final or its CANCEL)
     /// has its outcome and is only dropped.
     pub(super) fn abandon_all(&mut self) {
-        let slots: Vec<Slot> = self.table.slots().collect();
+        let slots: Vec<Slot> = self.txs.table.slots().collect();
         for slot in slots {
-            let method = self.table.method(slot);
-            let Some(bt) = self.table.get_mut(slot) else {
+            let method = self.txs.table.method(slot);
+            let Some(bt) = self.txs.table.get_mut(slot) else {
                 continue;
             };
             let step = bt.step as usize;
@@ -730,8 +742,7 @@ impl Engine {
             if method == Some(Method::Bye) {
                 self.bye_ended(step, ByeResult::NoAnswer);
             } else if in_flight {
-                self.steps[step].abandoned += 1;
-                self.second.abandoned += 1;
+                self.counts.at(step).abandoned += 1;
             }
         }
     }
@@ -743,9 +754,9 @@ impl Engine {
         now: Instant,
         kind: TransportErrorKind,
     ) {
-        tracing::warn!(target = %self.cfg.target, error = %e, outstanding = self.table.len(),
+        tracing::warn!(target = %self.cfg.target, error = %e, outstanding = self.txs.table.len(),
             "Bench TCP connection lost: outstanding transactions count as send errors");
-        let slots: Vec<Slot> = self.table.slots().collect();
+        let slots: Vec<Slot> = self.txs.table.slots().collect();
         for s in slots {
             self.fail(s, kind, now);
         }

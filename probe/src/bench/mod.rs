@@ -46,8 +46,10 @@
 //! - this file: [`run`], which starts the workers and merges their seconds.
 
 mod config;
+mod counts;
 mod engine;
 mod frame;
+mod logs;
 mod schedule;
 mod tally;
 mod timers;

@@ -10,7 +10,8 @@ use std::time::Duration;
 /// Highest latency the histograms hold (longer values are clamped): one hour, in µs.
 pub(super) const HIST_MAX_US: u64 = 3_600_000_000;
 
-/// Counters of one step, one second or one whole run.
+/// Counters of one step, one second or one whole run. One field per counter (over a dozen):
+/// the summary, the JSON and the merge name each.
 #[derive(Debug, Clone)]
 pub struct Tally {
     /// Transactions started (each ends exactly once in one of the three below).
@@ -155,6 +156,67 @@ impl Tally {
             self.first_send_ns = o.first_send_ns;
         }
         self.last_send_ns = self.last_send_ns.max(o.last_send_ns);
+    }
+
+    /// Back to zero, keeping the allocations (the status array and the histograms).
+    pub(super) fn reset(&mut self) {
+        // Every field by name: a counter added later must be added here too.
+        let Tally {
+            sent,
+            status,
+            timed_out,
+            send_errors,
+            abandoned,
+            limited,
+            accepted,
+            byes,
+            bye_failures,
+            bye_refused,
+            cancels,
+            cancel_failures,
+            retransmits,
+            acks,
+            ack_send_errors,
+            provisional,
+            late,
+            stray,
+            unreachable,
+            invalid,
+            fallbacks,
+            hist,
+            hist_all,
+            first_send_ns,
+            last_send_ns,
+        } = self;
+        for c in [
+            sent,
+            timed_out,
+            send_errors,
+            abandoned,
+            limited,
+            accepted,
+            byes,
+            bye_failures,
+            bye_refused,
+            cancels,
+            cancel_failures,
+            retransmits,
+            acks,
+            ack_send_errors,
+            provisional,
+            late,
+            stray,
+            unreachable,
+            invalid,
+            fallbacks,
+            first_send_ns,
+            last_send_ns,
+        ] {
+            *c = 0;
+        }
+        status.fill(0);
+        hist.reset();
+        hist_all.reset();
     }
 
     #[inline]

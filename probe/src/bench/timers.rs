@@ -15,6 +15,13 @@ pub(super) struct Timers {
 }
 
 impl Timers {
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Timers {
+            fifo: VecDeque::with_capacity(n),
+            heap: BinaryHeap::new(),
+        }
+    }
+
     #[inline]
     pub(super) fn arm(&mut self, due: u64, slot: Slot) {
         if self.fifo.back().is_none_or(|b| b.0 <= due) {

@@ -1,18 +1,17 @@
 //! One worker thread: its socket (UDP or TCP), its [`Engine`], its share of the schedule; the
 //! loop that reads, fires timers, sends and sleeps.
 
-use super::engine::{ns_since, Engine};
+use super::counts::Counts;
+use super::engine::{Clock, Engine, Outbox, Txs};
 use super::frame::{frame, Frame};
+use super::logs::{Logged, Once};
 use super::schedule::wake_at;
 use super::tally::Tick;
-use super::timers::Timers;
 use super::{BenchConfig, BenchError, BenchTransport, Load, Schedule, Tally, BATCH};
 use crate::dialog::FollowConfig;
 use crate::fast::{Scratch, Template, ViaTransport};
-use crate::mmsg::{wait_readable, RecvBatch, SendBatch, SendResult};
+use crate::mmsg::{wait_readable, RecvBatch};
 use crate::transaction::client::{TransportErrorKind, TxConfig};
-use crate::transaction::table::Table;
-use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -50,32 +49,36 @@ pub(super) struct Worker {
     /// Closed loop: this worker's share of max_outstanding, and when to stop starting.
     pub(super) quota: usize,
     pub(super) end_ns: u64,
-    pub(super) next_tick_ns: u64,
-    pub(super) tick_no: u64,
-    pub(super) ticks: mpsc::Sender<(usize, Tick)>,
-    pub(super) id: usize,
+    pub(super) ticker: Ticker,
+    pub(super) read: ReadPolicy,
     pub(super) stop: Arc<AtomicBool>,
-    pub(super) logged_socket: bool,
-    pub(super) wakeups: u64,
-    pub(super) reads: u64,
-    /// Open loop over UDP with kernel receive timestamps: the socket is read only when answers
-    /// can be waiting ([`READ_EVERY_NS`]); otherwise at every round.
-    pub(super) lazy_reads: bool,
-    pub(super) next_read_ns: u64,
-    /// Requests sent since the last read.
-    pub(super) sent_since_read: u64,
-    /// The last read stopped at its round limit: more may be waiting.
-    pub(super) read_more: bool,
     /// When `stop` was seen (ns since the start): what is in flight a grace later is abandoned.
     pub(super) stop_ns: Option<u64>,
+    /// Times the worker slept.
+    pub(super) wakeups: u64,
 }
 
-/// CLOCK_REALTIME (ns since the Unix epoch) at the monotonic instant `epoch`.
-pub(super) fn realtime_at(epoch: Instant) -> u64 {
-    let real = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (real.saturating_sub(epoch.elapsed())).as_nanos() as u64
+/// The once-a-second report of a worker to the reporting thread.
+pub(super) struct Ticker {
+    pub(super) id: usize,
+    pub(super) tx: mpsc::Sender<(usize, Tick)>,
+    /// The second being counted, and when it ends (ns since the start).
+    pub(super) no: u64,
+    pub(super) next_ns: u64,
+}
+
+/// When the socket is read.
+pub(super) struct ReadPolicy {
+    /// Open loop over UDP with kernel receive timestamps: the socket is read only when answers
+    /// can be waiting ([`READ_EVERY_NS`]); otherwise at every round.
+    pub(super) lazy: bool,
+    pub(super) next_ns: u64,
+    /// Requests sent since the last read.
+    pub(super) sent_since: u64,
+    /// The last read stopped at its round limit: more may be waiting.
+    pub(super) more: bool,
+    /// Read system calls, those that found nothing included.
+    pub(super) calls: u64,
 }
 
 impl Worker {
@@ -146,55 +149,35 @@ impl Worker {
         Ok(Worker {
             io,
             eng: Engine {
-                epoch,
-                epoch_real_ns: realtime_at(epoch),
-                cur_step: 0,
-                // Closed loop knows its most outstanding: no growth (and no copy) later.
-                table: Table::with_random_prefix().with_capacity(quota),
-                timers: Timers {
-                    fifo: VecDeque::with_capacity(quota),
-                    heap: BinaryHeap::new(),
-                },
-                tmpl,
+                clock: Clock::new(epoch),
+                txs: Txs::with_capacity(quota),
+                out: Outbox::new(tmpl),
                 txcfg,
                 follow,
-                route_buf: Vec::with_capacity(256),
-                // Room for a round's ACKs (4 receive batches) on top of a batch of requests.
-                txb: SendBatch::new(5 * BATCH),
-                pending: Vec::with_capacity(BATCH),
-                res: SendResult::default(),
                 scratch: Scratch::default(),
-                aux: Vec::new(),
-                aux_free: Vec::new(),
-                steps: (0..nsteps).map(|_| Tally::default()).collect(),
-                second: Tally::default(),
-                seq: 0,
-                peak: 0,
-                max_lag_ns: 0,
-                logged_invalid: false,
-                logged_send: false,
-                logged_limit: false,
-                logged_accepted: false,
-                logged_route: false,
-                logged_bye: false,
+                counts: Counts::new(nsteps),
+                logged: Logged::default(),
                 cfg,
             },
             schedule,
             quota,
             end_ns,
-            next_tick_ns: 1_000_000_000,
-            tick_no: 0,
-            ticks,
-            id,
+            ticker: Ticker {
+                id,
+                tx: ticks,
+                no: 0,
+                next_ns: 1_000_000_000,
+            },
+            read: ReadPolicy {
+                lazy: lazy_reads,
+                next_ns: 0,
+                sent_since: 0,
+                more: false,
+                calls: 0,
+            },
             stop,
-            logged_socket: false,
-            wakeups: 0,
-            reads: 0,
-            lazy_reads,
-            next_read_ns: 0,
-            sent_since_read: 0,
-            read_more: false,
             stop_ns: None,
+            wakeups: 0,
         })
     }
 
@@ -204,17 +187,17 @@ impl Worker {
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
         loop {
             let now = Instant::now();
-            let now_ns = ns_since(self.eng.epoch, now);
+            let now_ns = self.eng.clock.ns(now);
             let mut work = false;
             if self.read_due(now_ns) {
                 work = self.receive(now, now_ns);
-                self.next_read_ns = now_ns + READ_EVERY_NS;
-                self.sent_since_read = 0;
+                self.read.next_ns = now_ns + READ_EVERY_NS;
+                self.read.sent_since = 0;
             }
             work |= self.eng.fire_timers(now, now_ns);
             work |= self.start_requests(now, now_ns);
             self.flush(now);
-            if now_ns >= self.next_tick_ns {
+            if now_ns >= self.ticker.next_ns {
                 self.tick();
             }
             if self.stop_ns.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -232,7 +215,7 @@ impl Worker {
                 Some(s) => s.peek().is_some(),
                 None => self.quota > 0 && now_ns < self.end_ns,
             };
-            if !more && self.eng.table.is_empty() && self.eng.txb.is_empty() {
+            if !more && self.eng.txs.table.is_empty() && self.eng.out.txb.is_empty() {
                 if let Io::Tcp { outbuf, stream, .. } = &self.io {
                     if !outbuf.is_empty() && stream.is_some() {
                         continue;
@@ -245,10 +228,10 @@ impl Worker {
                 // limit stopped it), not because something was done: a wake-up is one send and
                 // one sleep. (Closed loop reads again at once after work: at saturation the
                 // next answers are usually there, cheaper than a `ppoll` first.)
-                let due = self.sent_since_read >= BATCH as u64
+                let due = self.read.sent_since >= BATCH as u64
                     || s.peek().is_some_and(|(t, _)| t <= now_ns);
                 work = due
-                    || self.read_more
+                    || self.read.more
                     || self.eng.next_live_timer().is_some_and(|t| t <= now_ns);
             }
             if !work {
@@ -256,12 +239,13 @@ impl Worker {
             }
         }
         self.tick();
+        let (peak, max_lag_ns) = (self.eng.counts.peak, self.eng.counts.max_lag_ns);
         WorkerResult {
-            steps: self.eng.steps,
-            peak: self.eng.peak,
-            max_lag_ns: self.eng.max_lag_ns,
+            steps: self.eng.counts.into_steps(),
+            peak,
+            max_lag_ns,
             wakeups: self.wakeups,
-            reads: self.reads,
+            reads: self.read.calls,
         }
     }
 
@@ -270,10 +254,10 @@ impl Worker {
     /// a live timer is due (an answer must not time out unread), when the last read was cut
     /// short, and while the last answers drain.
     pub(super) fn read_due(&mut self, now_ns: u64) -> bool {
-        if !self.lazy_reads || self.read_more || now_ns >= self.next_read_ns {
+        if !self.read.lazy || self.read.more || now_ns >= self.read.next_ns {
             return true;
         }
-        if self.sent_since_read >= BATCH as u64 {
+        if self.read.sent_since >= BATCH as u64 {
             return true;
         }
         if self.eng.next_live_timer().is_some_and(|t| t <= now_ns) {
@@ -284,13 +268,13 @@ impl Worker {
 
     /// Waits for a response, the next send, the next timer or the next tick.
     pub(super) fn idle(&mut self, now_ns: u64, more: bool) {
-        if self.lazy_reads {
+        if self.read.lazy {
             self.wakeups += 1;
             let next_send = match &mut self.schedule {
                 Some(s) if more => s.peek().map(|(t, _)| t),
                 _ => None,
             };
-            let mut other = self.next_tick_ns.min(self.next_read_ns);
+            let mut other = self.ticker.next_ns.min(self.read.next_ns);
             if let Some(t) = self.eng.next_live_timer() {
                 other = other.min(t);
             }
@@ -302,8 +286,8 @@ impl Worker {
             std::thread::sleep(Duration::from_nanos(at - now_ns));
             return;
         }
-        let mut until = self.next_tick_ns;
-        if let Some(t) = self.eng.timers.next_due() {
+        let mut until = self.ticker.next_ns;
+        if let Some(t) = self.eng.txs.timers.next_due() {
             until = until.min(t);
         }
         if more {
@@ -343,18 +327,17 @@ impl Worker {
     }
 
     pub(super) fn tick(&mut self) {
-        let mut t = Tally::default();
-        std::mem::swap(&mut t, &mut self.eng.second);
-        let _ = self.ticks.send((
-            self.id,
+        let t = self.eng.counts.tick();
+        let _ = self.ticker.tx.send((
+            self.ticker.id,
             Tick {
-                second: self.tick_no,
+                second: self.ticker.no,
                 tally: t,
-                outstanding: self.eng.table.len() as u64,
+                outstanding: self.eng.txs.table.len() as u64,
             },
         ));
-        self.tick_no += 1;
-        self.next_tick_ns += 1_000_000_000;
+        self.ticker.no += 1;
+        self.ticker.next_ns += 1_000_000_000;
     }
 
     /// Starts the requests that are due (open loop) or allowed (closed loop).
@@ -363,7 +346,7 @@ impl Worker {
         let tcp_down = matches!(self.io, Io::Tcp { stream: None, .. });
         // At most a batch of new requests per round, so that receiving keeps up.
         let mut room = BATCH;
-        while !self.eng.txb.is_full() && room > 0 {
+        while !self.eng.out.txb.is_full() && room > 0 {
             room -= 1;
             let (sched_ns, step) = match &mut self.schedule {
                 Some(s) => match s.peek() {
@@ -374,14 +357,14 @@ impl Worker {
                     _ => break,
                 },
                 None => {
-                    if self.eng.table.len() >= self.quota || now_ns >= self.end_ns {
+                    if self.eng.txs.table.len() >= self.quota || now_ns >= self.end_ns {
                         break;
                     }
                     (now_ns, 0)
                 }
             };
             any = true;
-            self.sent_since_read += 1;
+            self.read.sent_since += 1;
             self.eng.start(now, now_ns, sched_ns, step, tcp_down);
         }
         any
@@ -394,9 +377,9 @@ impl Worker {
             Io::Udp { sock, rx } => {
                 // Drain what has arrived first (bounded): answers left in the socket buffer
                 // would age there and, past its size, be lost.
-                self.read_more = false;
+                self.read.more = false;
                 for round in 0..RECV_ROUNDS {
-                    self.reads += 1;
+                    self.read.calls += 1;
                     let n = match rx.recv(sock.as_raw_fd(), libc::MSG_DONTWAIT) {
                         Ok(n) => n,
                         Err(e) => {
@@ -406,11 +389,9 @@ impl Worker {
                                 e.raw_os_error(),
                                 Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
                             ) {
-                                self.eng.steps[self.eng.cur_step].unreachable += 1;
-                                self.eng.second.unreachable += 1;
+                                self.eng.counts.current().unreachable += 1;
                             }
-                            if !self.logged_socket {
-                                self.logged_socket = true;
+                            if self.eng.logged.first(Once::Socket) {
                                 tracing::warn!(target = %self.eng.cfg.target, error = %e,
                                     "Bench socket error");
                             }
@@ -427,7 +408,7 @@ impl Worker {
                     // 50 ms answers as 49.5 ms that way).
                     let (now, now_ns) = {
                         let t = Instant::now();
-                        (t, ns_since(self.eng.epoch, t))
+                        (t, self.eng.clock.ns(t))
                     };
                     for i in 0..n {
                         if rx.truncated(i) {
@@ -437,20 +418,20 @@ impl Worker {
                         // The kernel's arrival time, unless it is out of range (a clock step).
                         let rx_ns = rx
                             .timestamp_ns(i)
-                            .and_then(|t| t.checked_sub(self.eng.epoch_real_ns))
+                            .and_then(|t| t.checked_sub(self.eng.clock.real_ns))
                             .filter(|&t| t <= now_ns)
                             .unwrap_or(now_ns);
                         self.eng.on_response(rx.get(i), now, rx_ns);
                     }
                     // Keep room for the next batch's ACKs (and BYEs: two per accepted call).
-                    if self.eng.txb.len() + 2 * BATCH > self.eng.txb.capacity() {
+                    if self.eng.out.txb.len() + 2 * BATCH > self.eng.out.txb.capacity() {
                         self.eng.flush_udp(sock.as_raw_fd(), now);
                     }
                     // A short batch emptied the socket: spare the system call that would say so.
                     if n < BATCH {
                         break;
                     }
-                    self.read_more = round + 1 == RECV_ROUNDS;
+                    self.read.more = round + 1 == RECV_ROUNDS;
                 }
             }
             Io::Tcp {
@@ -463,7 +444,7 @@ impl Worker {
                 loop {
                     let len = inbuf.len();
                     inbuf.resize(len + 65536, 0);
-                    self.reads += 1;
+                    self.read.calls += 1;
                     match s.read(&mut inbuf[len..]) {
                         Ok(0) => {
                             inbuf.truncate(len);
@@ -491,7 +472,7 @@ impl Worker {
                 // Read after the loop's `now`: what arrived is timed from now on, never before.
                 let (now, now_ns) = if any {
                     let t = Instant::now();
-                    (t, ns_since(self.eng.epoch, t))
+                    (t, self.eng.clock.ns(t))
                 } else {
                     (now, now_ns)
                 };
@@ -529,11 +510,11 @@ impl Worker {
         match &mut self.io {
             Io::Udp { sock, .. } => self.eng.flush_udp(sock.as_raw_fd(), now),
             Io::Tcp { stream, outbuf, .. } => {
-                for i in 0..self.eng.txb.len() {
-                    outbuf.extend_from_slice(self.eng.txb.get(i));
+                for i in 0..self.eng.out.txb.len() {
+                    outbuf.extend_from_slice(self.eng.out.txb.get(i));
                 }
-                self.eng.txb.clear();
-                self.eng.pending.clear();
+                self.eng.out.txb.clear();
+                self.eng.out.pending.clear();
                 let Some(s) = stream else {
                     outbuf.clear();
                     return;
