@@ -43,8 +43,8 @@ fn assert_accounting(r: &BenchResult) {
     let t = &r.total;
     assert_eq!(
         t.sent,
-        t.answered() + t.timed_out + t.send_errors,
-        "sent = answered + timed_out + send_errors"
+        t.answered() + t.timed_out + t.send_errors + t.abandoned,
+        "sent = answered + timed_out + send_errors + abandoned"
     );
     assert!(r.balanced());
     let steps_sent: u64 = r.steps.iter().map(|s| s.tally.sent).sum();
@@ -1101,4 +1101,42 @@ fn merge_refuses_the_same_run_twice_and_runs_that_differ() {
         stdout.contains("merged 3 runs: sent 150 = answered 150"),
         "{stdout}"
     );
+}
+
+/// Issue 21, observation 5, through the library: `stop` after the schedule ended, against a
+/// socket that never answers: the run ends a grace later (not at Timer F), every request
+/// abandoned, none timed out.
+#[test]
+fn stop_abandons_what_is_in_flight_after_the_grace() {
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(
+        hole.local_addr().unwrap(),
+        BenchMethod::Options,
+        open_loop(100.0, 1),
+    );
+    cfg.timeout = Duration::from_secs(32);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1300));
+        s.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let start = std::time::Instant::now();
+    let r = bench::run(cfg, stop, &mut |_| {}).unwrap();
+    let took = start.elapsed();
+    setter.join().unwrap();
+    assert_accounting(&r);
+    let t = &r.total;
+    assert_eq!((t.sent, t.abandoned), (100, 100));
+    assert_eq!((t.answered(), t.timed_out, t.send_errors), (0, 0, 0));
+    assert_eq!(r.steps[0].tally.abandoned, 100);
+    assert_eq!(
+        r.seconds.iter().map(|s| s.tally.abandoned).sum::<u64>(),
+        100
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    drop(hole);
 }
