@@ -127,12 +127,18 @@ pub fn render(v: &Value) -> anyhow::Result<String> {
     let balanced = a["balanced"].as_bool().unwrap_or(false);
     write!(
         h,
-        "<h2>Accounting</h2>\n<p class=\"acct\" id=\"accounting\">sent <span id=\"total-sent\">{}</span> = answered <span id=\"total-answered\">{}</span> ({}) + timed_out <span id=\"total-timed_out\">{}</span> + send_errors <span id=\"total-send_errors\">{}</span> <span class=\"{}\">{}</span></p>\n",
+        "<h2>Accounting</h2>\n<p class=\"acct\" id=\"accounting\">sent <span id=\"total-sent\">{}</span> = answered <span id=\"total-answered\">{}</span> ({}) + timed_out <span id=\"total-timed_out\">{}</span> + send_errors <span id=\"total-send_errors\">{}</span>{} <span class=\"{}\">{}</span></p>\n",
         show(&a["sent"]),
         show(&a["answered"]),
         esc(&statuses.join(", ")),
         show(&a["timed_out"]),
         show(&a["send_errors"]),
+        match a["abandoned"].as_u64() {
+            Some(n) if n > 0 => {
+                format!(" + abandoned <span id=\"total-abandoned\">{n}</span>")
+            }
+            _ => String::new(),
+        },
         if balanced { "ok" } else { "bad" },
         if balanced { "OK" } else { "DOES NOT BALANCE" }
     )?;

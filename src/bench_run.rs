@@ -92,7 +92,7 @@ pub fn augment(v: &mut Value, cfg: &BenchConfig, r: &BenchResult, start: SystemT
     o.insert("start_unix_ms".into(), json!(start_ms));
     o.insert(
         "runs".into(),
-        json!([{"uri": cfg.uri, "start_unix_ms": start_ms}]),
+        json!([{"uri": cfg.uri, "start_unix_ms": start_ms, "run_id": run_id(start)}]),
     );
     if let Some(t) = o.get_mut("total").and_then(Value::as_object_mut) {
         t.insert("histogram".into(), json!(encode_hist(&r.total.hist)));
@@ -117,6 +117,135 @@ pub fn augment(v: &mut Value, cfg: &BenchConfig, r: &BenchResult, start: SystemT
             }
         }
     }
+}
+
+/// A name for one run, unique across hosts in practice: its start in ns and the process id.
+fn run_id(start: SystemTime) -> String {
+    let ns = start
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{ns:x}-{}", std::process::id())
+}
+
+/// What `bench merge` lets through: by default neither the same run twice nor runs of another
+/// target, method or rate schedule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeRules {
+    /// Count a run as often as it is given.
+    pub allow_duplicates: bool,
+    /// Merge runs of different targets, methods or rate schedules.
+    pub allow_mixed: bool,
+}
+
+/// The runs a summary holds: their `run_id`s (a merged summary lists each input's), or for a
+/// summary without any, its whole text.
+fn run_ids(v: &Value) -> Vec<String> {
+    let ids: Vec<String> = v["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["run_id"].as_str().map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        vec![v.to_string()]
+    } else {
+        ids
+    }
+}
+
+/// The rate schedule of a summary: open loop or not, and each step's (rate, duration in s).
+fn schedule(v: &Value) -> Vec<(Option<f64>, f64)> {
+    v["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| (s["rate"].as_f64(), s["duration_s"].as_f64().unwrap_or(0.0)))
+        .collect()
+}
+
+fn show_schedule(s: &[(Option<f64>, f64)]) -> String {
+    let dur = |d: f64| humantime::format_duration(Duration::from_secs_f64(d.max(0.0))).to_string();
+    match s {
+        [(None, d)] => format!("closed loop for {}", dur(*d)),
+        [(_, d), rest @ ..] if rest.iter().all(|r| r.1 == *d) => format!(
+            "{} step{} of {}",
+            s.len(),
+            if s.len() == 1 { "" } else { "s" },
+            dur(*d)
+        ),
+        _ => s.iter().map(|r| dur(r.1)).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// Whether two schedules are the same one, each host sending its own share: as many steps, of
+/// the same durations, open or closed alike, the rates of one a fixed multiple of the other's.
+fn same_schedule(a: &[(Option<f64>, f64)], b: &[(Option<f64>, f64)]) -> bool {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| !close(x.1, y.1)) {
+        return false;
+    }
+    let mut factor = None;
+    a.iter().zip(b).all(|(x, y)| match (x.0, y.0) {
+        (None, None) => true,
+        (Some(x), Some(y)) if x > 0.0 => {
+            let f = y / x;
+            close(*factor.get_or_insert(f), f)
+        }
+        _ => false,
+    })
+}
+
+/// Refuses (unless `rules` allow it) a run given twice, and a run whose target, method or rate
+/// schedule is not the first run's: merging those adds what cannot be added. `runs` are
+/// (file name, summary).
+pub fn check_mergeable(runs: &[(String, Value)], rules: MergeRules) -> anyhow::Result<()> {
+    let Some((first_name, first)) = runs.first() else {
+        bail!("nothing to merge");
+    };
+    let mut seen: std::collections::HashMap<String, &str> = Default::default();
+    for (name, v) in runs {
+        if !rules.allow_duplicates {
+            for id in run_ids(v) {
+                if let Some(earlier) = seen.insert(id, name) {
+                    bail!(
+                        "{name} is the same run as {earlier} (give --allow-duplicates to count it twice)"
+                    );
+                }
+            }
+        }
+        if rules.allow_mixed {
+            continue;
+        }
+        for key in ["target", "method"] {
+            let (a, b) = (&first[key], &v[key]);
+            if a != b {
+                bail!(
+                    "{name} has another {key} ({}, not {}) than {first_name} (give --allow-mixed to merge them anyway)",
+                    b.as_str().unwrap_or("none"),
+                    a.as_str().unwrap_or("none")
+                );
+            }
+        }
+        let (a, b) = (schedule(first), schedule(v));
+        if !same_schedule(&a, &b) {
+            let shown = if show_schedule(&a) == show_schedule(&b) {
+                let rates = |s: &[(Option<f64>, f64)]| {
+                    s.iter()
+                        .map(|r| r.0.map_or("-".into(), |x| format!("{x}/s")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!("rates {}, not in proportion to {}", rates(&b), rates(&a))
+            } else {
+                format!("{}, not {}", show_schedule(&b), show_schedule(&a))
+            };
+            bail!(
+                "{name} has another rate schedule ({shown}) than {first_name} (give --allow-mixed to merge them anyway)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The wall-clock second (Unix, rounded to the nearest) in which second `s` of a run began.
@@ -384,9 +513,9 @@ pub fn merge(runs: &[Value]) -> anyhow::Result<Value> {
     }
     let balanced = accounting["sent"].as_u64()
         == Some(
-            ["answered", "timed_out", "send_errors"]
+            ["answered", "timed_out", "send_errors", "abandoned"]
                 .iter()
-                .map(|k| accounting[*k].as_u64().unwrap_or(0))
+                .map(|k| accounting.get(*k).and_then(Value::as_u64).unwrap_or(0))
                 .sum(),
         );
     accounting.insert("balanced".into(), json!(balanced));
@@ -416,6 +545,18 @@ pub fn merge(runs: &[Value]) -> anyhow::Result<Value> {
     let mut uniq = uris.clone();
     uniq.dedup();
     out.insert("uri".into(), json!(uniq.join(" ")));
+    // Mixed runs (`--allow-mixed`) name every target and method.
+    for key in ["target", "method"] {
+        let mut all: Vec<&str> = Vec::new();
+        for v in runs.iter().filter_map(|r| r[key].as_str()) {
+            if !all.contains(&v) {
+                all.push(v);
+            }
+        }
+        if !all.is_empty() {
+            out.insert(key.into(), json!(all.join(" ")));
+        }
+    }
     out.insert("runs".into(), Value::Array(list));
     out.insert("merged".into(), json!(runs.len()));
     out.insert("start_unix_ms".into(), json!(start));
@@ -502,6 +643,61 @@ mod tests {
         assert_eq!(read[0].0, Duration::from_millis(1_700_000_000_250));
         assert_eq!(read[1].0, Duration::from_millis(1_700_000_001_250));
         assert_eq!(read[1].1, h);
+    }
+
+    #[test]
+    fn schedules_merge_when_one_is_a_multiple_of_the_other() {
+        let ramp = [(Some(100.0), 1.0), (Some(200.0), 1.0)];
+        assert!(same_schedule(
+            &ramp,
+            &[(Some(50.0), 1.0), (Some(100.0), 1.0)]
+        ));
+        assert!(!same_schedule(
+            &ramp,
+            &[(Some(100.0), 1.0), (Some(100.0), 1.0)]
+        ));
+        assert!(!same_schedule(
+            &ramp,
+            &[(Some(100.0), 1.0), (Some(200.0), 2.0)]
+        ));
+        assert!(!same_schedule(&ramp, &[(Some(100.0), 1.0)]));
+        assert!(same_schedule(&[(None, 10.0)], &[(None, 10.0)]));
+        assert!(!same_schedule(&[(None, 10.0)], &[(Some(5.0), 10.0)]));
+        let run = |rates: &[f64], id: &str| {
+            json!({"target": "127.0.0.1:5060", "method": "options",
+                   "runs": [{"run_id": id}],
+                   "steps": rates.iter().map(|r| json!({"rate": r, "duration_s": 1.0})).collect::<Vec<_>>()})
+        };
+        let named = |v: Vec<Value>| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, v)| (format!("r{i}"), v))
+                .collect::<Vec<_>>()
+        };
+        let strict = MergeRules::default();
+        check_mergeable(
+            &named(vec![run(&[1.0, 2.0], "x"), run(&[3.0, 6.0], "y")]),
+            strict,
+        )
+        .unwrap();
+        let e = check_mergeable(
+            &named(vec![run(&[1.0, 2.0], "x"), run(&[3.0, 3.0], "y")]),
+            strict,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r1 has another rate schedule (rates 3/s, 3/s, not in proportion to 1/s, 2/s) than r0 \
+             (give --allow-mixed to merge them anyway)"
+        );
+        // A merged summary holds its inputs' ids: merging it with one of them counts it twice.
+        let mut merged = run(&[2.0], "x");
+        merged["runs"] = json!([{"run_id": "x"}, {"run_id": "y"}]);
+        let e = check_mergeable(&named(vec![run(&[1.0], "y"), merged]), strict).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "r1 is the same run as r0 (give --allow-duplicates to count it twice)"
+        );
     }
 
     #[test]

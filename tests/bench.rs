@@ -43,8 +43,8 @@ fn assert_accounting(r: &BenchResult) {
     let t = &r.total;
     assert_eq!(
         t.sent,
-        t.answered() + t.timed_out + t.send_errors,
-        "sent = answered + timed_out + send_errors"
+        t.answered() + t.timed_out + t.send_errors + t.abandoned,
+        "sent = answered + timed_out + send_errors + abandoned"
     );
     assert!(r.balanced());
     let steps_sent: u64 = r.steps.iter().map(|s| s.tally.sent).sum();
@@ -353,6 +353,7 @@ fn binary_end_to_end_with_json_csv_and_histogram() {
         .arg(format!("sip:{addr}"))
         .args(["--rate", "2000", "--duration", "2s", "--sockets", "2"])
         .args(["--timeout", "1s", "--no-retransmit"])
+        .args(["--max-failed-share", "0.05"])
         .arg("--json")
         .arg(&json)
         .arg("--csv")
@@ -871,4 +872,271 @@ fn timeouts_count_in_the_percentiles_and_a_ramp_that_never_held_fails() {
         stdout.contains("latency counting timeouts at their timeout (300 values): p50 "),
         "{stdout}"
     );
+}
+
+/// Runs the `srewatch bench` binary to its end: (exit code, stdout, stderr).
+fn bench_binary(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = util::srewatch().arg("bench").args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 21, observation 5: `bench` exits 1 when calls failed (SIPp's rule), unless
+/// `--max-failed-share` tolerates their share.
+#[test]
+fn failed_calls_exit_1_unless_their_share_is_tolerated() {
+    let resp = responder(|c| c.drop_every = 20);
+    let uri = format!("sip:{}", resp.local_addr());
+    let base = [
+        uri.as_str(),
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--timeout",
+        "300ms",
+        "--no-retransmit",
+    ];
+    // 10 of 200 dropped by the responder: 5 % failed.
+    let (code, stdout, stderr) = bench_binary(&base);
+    assert_eq!(code, Some(1), "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("accounting: sent 200 = answered 190 (200: 190) + timed_out 10"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "srewatch bench: 10 of 200 calls failed (5.000%), more than --max-failed-share 0 (exit 1)"
+        ),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) =
+        bench_binary(&[&base[..], &["--max-failed-share", "0.05"]].concat());
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+    assert!(stdout.contains("+ timed_out 10"), "{stdout}");
+    let (code, _, stderr) = bench_binary(&[&base[..], &["--max-failed-share", "0.049"]].concat());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("10 of 200 calls failed (5.000%), more than --max-failed-share 0.049"),
+        "{stderr}"
+    );
+    assert_eq!(resp.stop().dropped, 30);
+
+    // Every call failed (nothing listens): exit 1, not 0.
+    let port = util::free_udp_tcp_port();
+    let (code, stdout, stderr) = bench_binary(&[
+        &format!("sip:127.0.0.1:{port}"),
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--timeout",
+        "300ms",
+        "--no-retransmit",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains("50 of 50 calls failed (100.000%)"),
+        "{stderr}"
+    );
+}
+
+/// Issue 21, observation 5: SIGINT 2 s into `--rate 100 --duration 5s` against a closed port
+/// stops sending and exits within a second (not after Timer F), counting the transactions in
+/// flight as abandoned; the accounting still balances.
+#[test]
+fn ctrl_c_stops_within_a_second_and_counts_in_flight_as_abandoned() {
+    let dir = util::tempdir();
+    let json = dir.path().join("out.json");
+    let port = util::free_udp_tcp_port();
+    let mut cmd = util::srewatch();
+    cmd.arg("bench")
+        .arg(format!("sip:127.0.0.1:{port}"))
+        .args(["--rate", "100", "--duration", "5s", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let signalled = std::time::Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "bench still running 10 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = signalled.elapsed();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < Duration::from_secs(1),
+        "exited {took:?} after SIGINT\n{stderr}"
+    );
+    // Abandoned calls are not failed calls: nothing timed out or failed to send.
+    assert_eq!(status.code(), Some(0), "{stderr}\n{stdout}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let acc = &v["accounting"];
+    let sent = acc["sent"].as_u64().unwrap();
+    // About 2 s at 100/s, none after the signal.
+    assert!((150..=230).contains(&sent), "{acc}");
+    assert_eq!(acc["abandoned"].as_u64(), Some(sent), "{acc}");
+    assert_eq!(
+        (acc["answered"].as_u64(), acc["timed_out"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(acc["balanced"], true);
+    assert_eq!(v["total"]["abandoned"].as_u64(), Some(sent));
+    assert!(
+        stdout.contains(&format!(
+            "accounting: sent {sent} = answered 0 () + timed_out 0 + send_errors 0 + abandoned {sent}  OK"
+        )),
+        "{stdout}"
+    );
+}
+
+/// Issue 21, observation 5: `bench merge` refuses the same run twice (`--allow-duplicates`
+/// overrides) and runs of another target, method or rate schedule (`--allow-mixed`).
+#[test]
+fn merge_refuses_the_same_run_twice_and_runs_that_differ() {
+    let r1 = responder(|c| c.invite_status = 503);
+    let r2 = responder(|_| {});
+    let dir = util::tempdir();
+    let path = |n: &str| dir.path().join(format!("{n}.json"));
+    let runs: [(&str, SocketAddr, &[&str]); 6] = [
+        ("a", r1.local_addr(), &["--rate", "50", "--duration", "1s"]),
+        ("b", r1.local_addr(), &["--rate", "50", "--duration", "1s"]),
+        // The same shape at another rate (another host's share) merges.
+        ("b2", r1.local_addr(), &["--rate", "25", "--duration", "1s"]),
+        (
+            "c",
+            r1.local_addr(),
+            &["--rate", "50", "--duration", "1s", "--method", "invite-503"],
+        ),
+        ("d", r1.local_addr(), &["--ramp", "50:100:50:1s"]),
+        ("e", r2.local_addr(), &["--rate", "50", "--duration", "1s"]),
+    ];
+    let mut children = Vec::new();
+    for (name, addr, args) in &runs {
+        let mut c = util::srewatch();
+        c.arg("bench")
+            .arg(format!("sip:{addr}"))
+            .args(*args)
+            .args(["--timeout", "1s", "--json"])
+            .arg(path(name))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        children.push(c.spawn().unwrap());
+    }
+    for mut c in children {
+        assert_eq!(c.wait().unwrap().code(), Some(0));
+    }
+    let merge = |names: &[&str], flags: &[&str]| {
+        let out = util::srewatch()
+            .args(["bench", "merge"])
+            .args(names.iter().map(|n| path(n)))
+            .args(flags)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = merge(&["a", "b", "b2"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("merged 3 runs: sent 125 = answered 125"),
+        "{stdout}"
+    );
+
+    // Refusals are errors: exit 2 with the reason.
+    let (code, stdout, stderr) = merge(&["a", "b", "a"], &[]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is the same run as {} (give --allow-duplicates to count it twice)",
+            path("a").display(),
+            path("a").display()
+        )),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = merge(&["a", "a"], &["--allow-duplicates"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("merged 2 runs: sent 100 = answered 100"),
+        "{stdout}"
+    );
+
+    let refused = |other: &str, what: &str| {
+        let (code, stdout, stderr) = merge(&["a", other], &[]);
+        assert_eq!(code, Some(2), "{stdout}");
+        assert!(
+            stderr.contains(&format!(
+                "{} has another {what} than {} (give --allow-mixed to merge them anyway)",
+                path(other).display(),
+                path("a").display()
+            )),
+            "{stderr}"
+        );
+    };
+    refused("c", "method (invite-503, not options)");
+    refused("d", "rate schedule (2 steps of 1s, not 1 step of 1s)");
+    refused(
+        "e",
+        &format!("target ({}, not {})", r2.local_addr(), r1.local_addr()),
+    );
+    let (code, stdout, stderr) = merge(&["a", "c", "e"], &["--allow-mixed"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("merged 3 runs: sent 150 = answered 150"),
+        "{stdout}"
+    );
+}
+
+/// Issue 21, observation 5, through the library: `stop` after the schedule ended, against a
+/// socket that never answers: the run ends a grace later (not at Timer F), every request
+/// abandoned, none timed out.
+#[test]
+fn stop_abandons_what_is_in_flight_after_the_grace() {
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(
+        hole.local_addr().unwrap(),
+        BenchMethod::Options,
+        open_loop(100.0, 1),
+    );
+    cfg.timeout = Duration::from_secs(32);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1300));
+        s.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let start = std::time::Instant::now();
+    let r = bench::run(cfg, stop, &mut |_| {}).unwrap();
+    let took = start.elapsed();
+    setter.join().unwrap();
+    assert_accounting(&r);
+    let t = &r.total;
+    assert_eq!((t.sent, t.abandoned), (100, 100));
+    assert_eq!((t.answered(), t.timed_out, t.send_errors), (0, 0, 0));
+    assert_eq!(r.steps[0].tally.abandoned, 100);
+    assert_eq!(
+        r.seconds.iter().map(|s| s.tally.abandoned).sum::<u64>(),
+        100
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    drop(hole);
 }

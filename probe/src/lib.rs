@@ -23,7 +23,9 @@
 //!   `tracker` (sans-IO classification, events, alarms, VIP ownership, per-minute HDR summaries).
 //! - [`fast`]: the hot-path codec for the bench: request templates patched in place and a
 //!   response scanner that reads status, top branch and CSeq without a full parse.
-//! - [`bench`]: the open/closed-loop load generator with HDR latency recording.
+//! - [`bench`](mod@bench): the open/closed-loop load generator with HDR latency recording, by
+//!   stage: `config`, `schedule`, `worker` (a thread's socket and loop), `engine` (its
+//!   transactions), `timers`, `frame`, `tally`.
 //! - [`responder`]: a stateless UAS for lab tests and for measuring the bench's own ceiling.
 //! - [`mmsg`]: batched UDP I/O (recvmmsg/sendmmsg) for the bench and the responder.
 

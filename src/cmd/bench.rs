@@ -4,11 +4,13 @@
 //!
 //! One status line per second on stderr, a summary table on stdout at the end, and optionally
 //! the same as JSON, a per-second CSV series and the latency histogram in HdrHistogram's
-//! percentile-distribution format. SIGINT/SIGTERM end the schedule early; outstanding
-//! transactions still get their outcome, so the accounting stays exact.
+//! percentile-distribution format. SIGINT/SIGTERM stop sending; what is still in flight a
+//! quarter of a second later counts as abandoned, so the run ends at once and the accounting
+//! stays exact.
 //!
-//! Exit code: 0; 1 calls accepted in `invite-503` mode; 2 a ramp in which no step held; 3 the
-//! accounting did not balance (a bug).
+//! Exit code (SIPp's rule for failed calls): 0; 1 calls failed (more than
+//! `--max-failed-share` of those sent, one-step runs) or calls accepted in `invite-503` mode;
+//! 2 a ramp in which no step held (or an error); 3 the accounting did not balance (a bug).
 //!
 //! `--report FILE.html` (or `bench report RUN.json -o FILE.html`) draws the run
 //! ([`crate::bench_report`]); `--histogram-log FILE` writes per-second HdrHistogram interval
@@ -87,6 +89,10 @@ pub struct Args {
     /// A ramp step holds while its failures stay at or under this fraction.
     #[arg(long, default_value_t = 0.001)]
     max_failures: f64,
+    /// A run (not a ramp) exits 1 when more than this fraction of its calls failed (timed out,
+    /// not sent, or answered with another status); 0: any failed call.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    max_failed_share: f64,
     /// Most transactions outstanding at once; requests beyond it count as send errors.
     #[arg(long, default_value_t = 1_000_000)]
     outstanding_limit: usize,
@@ -142,6 +148,12 @@ enum Sub {
         /// Write the merged per-second histograms as an interval log to FILE.
         #[arg(long, value_name = "FILE")]
         histogram_log: Option<PathBuf>,
+        /// Count a run given twice (or inside a merged run given too) as often as it is given.
+        #[arg(long)]
+        allow_duplicates: bool,
+        /// Merge runs of different targets, methods or rate schedules.
+        #[arg(long)]
+        allow_mixed: bool,
     },
 }
 
@@ -179,6 +191,12 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
     }
     let uri = a.uri.clone().unwrap_or_default();
     let addr = target(&uri)?;
+    if !(0.0..=1.0).contains(&a.max_failed_share) {
+        bail!(
+            "--max-failed-share {} is not a share between 0 and 1",
+            a.max_failed_share
+        );
+    }
     let load = match (&a.ramp, a.rate, a.max_outstanding) {
         (Some(r), _, _) => Load::Open(parse_ramp(r).map_err(anyhow::Error::msg)?),
         (None, Some(rate), _) => Load::Open(vec![Step {
@@ -224,7 +242,7 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    stop_on_signal(stop.clone());
+    stop_on_signal(stop.clone(), cfg.stop_grace);
     eprintln!(
         "srewatch bench {} ({addr}) method={} transport={} sockets={} retransmit={} timeout={}",
         uri,
@@ -286,21 +304,40 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
         eprintln!("srewatch bench: accounting does not balance (a bug): see the summary");
         return Ok(ExitCode::from(3));
     }
-    Ok(ExitCode::from(exit_code(&shown, &result)))
+    Ok(ExitCode::from(exit_code(
+        &shown,
+        &result,
+        a.max_failed_share,
+    )))
 }
 
 /// 1: calls were accepted in `invite-503` mode (an alarm); 2: a ramp in which no step held;
-/// else 0 (3, accounting that does not balance, is checked before).
-fn exit_code(cfg: &BenchConfig, r: &BenchResult) -> u8 {
-    if cfg.method == BenchMethod::Invite503 && r.total.accepted > 0 {
+/// 1: a run of one step in which more than `max_failed_share` of the calls failed (SIPp exits
+/// non-zero when calls failed; a ramp is judged by its steps); else 0 (3, accounting that does
+/// not balance, is checked before). Abandoned calls (stopped by a signal) are not failures.
+fn exit_code(cfg: &BenchConfig, r: &BenchResult, max_failed_share: f64) -> u8 {
+    let t = &r.total;
+    let failed = t.failures(cfg.expected_status);
+    if cfg.method == BenchMethod::Invite503 && t.accepted > 0 {
         eprintln!(
             "srewatch bench: {} calls accepted by a CP expected to refuse them (exit 1)",
-            r.total.accepted
+            t.accepted
         );
         1
-    } else if r.steps.len() > 1 && highest_held(cfg, r).is_none() {
-        eprintln!("srewatch bench: no step of the ramp held (exit 2)");
-        2
+    } else if r.steps.len() > 1 {
+        if highest_held(cfg, r).is_none() {
+            eprintln!("srewatch bench: no step of the ramp held (exit 2)");
+            2
+        } else {
+            0
+        }
+    } else if failed > 0 && failed as f64 > max_failed_share * t.sent as f64 {
+        eprintln!(
+            "srewatch bench: {failed} of {} calls failed ({:.3}%), more than --max-failed-share {max_failed_share} (exit 1)",
+            t.sent,
+            100.0 * failed as f64 / t.sent as f64
+        );
+        1
     } else {
         0
     }
@@ -321,20 +358,34 @@ fn sub_command(sub: Sub) -> anyhow::Result<ExitCode> {
             report,
             json,
             histogram_log,
+            allow_duplicates,
+            allow_mixed,
         } => {
             let mut all = Vec::new();
             for r in &runs {
-                all.push(bench_run::load(r)?);
+                all.push((r.display().to_string(), bench_run::load(r)?));
             }
+            bench_run::check_mergeable(
+                &all,
+                bench_run::MergeRules {
+                    allow_duplicates,
+                    allow_mixed,
+                },
+            )?;
+            let all: Vec<_> = all.into_iter().map(|(_, v)| v).collect();
             let m = bench_run::merge(&all)?;
             let t = &m["accounting"];
             println!(
-                "merged {} runs: sent {} = answered {} + timed_out {} + send_errors {}  {}",
+                "merged {} runs: sent {} = answered {} + timed_out {} + send_errors {}{}  {}",
                 runs.len(),
                 t["sent"],
                 t["answered"],
                 t["timed_out"],
                 t["send_errors"],
+                match t["abandoned"].as_u64() {
+                    Some(n) if n > 0 => format!(" + abandoned {n}"),
+                    _ => String::new(),
+                },
                 if t["balanced"] == true {
                     "OK"
                 } else {
@@ -376,7 +427,7 @@ fn create(p: &PathBuf) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
 }
 
 /// Sets `stop` on SIGINT or SIGTERM (from a helper thread with its own small runtime).
-fn stop_on_signal(stop: Arc<AtomicBool>) {
+fn stop_on_signal(stop: Arc<AtomicBool>, grace: Duration) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -394,7 +445,10 @@ fn stop_on_signal(stop: Arc<AtomicBool>) {
                 _ = term.recv() => {}
             }
         });
-        eprintln!("srewatch bench: stopping, waiting for outstanding transactions");
+        eprintln!(
+            "srewatch bench: stopping: no new requests; what is still in flight in {} counts as abandoned",
+            humantime::format_duration(grace)
+        );
         stop.store(true, Ordering::Relaxed);
     });
 }
@@ -559,12 +613,17 @@ fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::R
         .collect();
     writeln!(
         w,
-        "accounting: sent {} = answered {} ({}) + timed_out {} + send_errors {}{}  {}",
+        "accounting: sent {} = answered {} ({}) + timed_out {} + send_errors {}{}{}  {}",
         t.sent,
         t.answered(),
         statuses.join(", "),
         t.timed_out,
         t.send_errors,
+        if t.abandoned > 0 {
+            format!(" + abandoned {}", t.abandoned)
+        } else {
+            String::new()
+        },
         if t.limited > 0 {
             format!(" (outstanding limit {})", t.limited)
         } else {
@@ -657,6 +716,7 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
         "by_status": t.by_status().iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "timed_out": t.timed_out,
         "send_errors": t.send_errors,
+        "abandoned": t.abandoned,
         "outstanding_limited": t.limited,
         "failures": t.failures(expected),
         "accepted": t.accepted,
@@ -715,6 +775,7 @@ fn to_json(cfg: &BenchConfig, r: &BenchResult) -> serde_json::Value {
             "answered": t.answered(),
             "timed_out": t.timed_out,
             "send_errors": t.send_errors,
+            "abandoned": t.abandoned,
             "balanced": r.balanced(),
         },
         "total": tally_json(t, cfg.expected_status),

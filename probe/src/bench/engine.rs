@@ -1,0 +1,783 @@
+//! The transactions of one worker and their counts: start, timers, responses, ACK, BYE and
+//! CANCEL, send failures. No socket: the worker hands it datagrams and flushes its batch.
+
+use super::counts::Counts;
+use super::logs::{Logged, Once};
+use super::timers::Timers;
+use super::{BenchConfig, BATCH};
+use crate::dialog::{
+    follow_up, record_route_values, ByeResult, Cancel, CancelEvent, FollowConfig, FollowUp,
+    RouteSet,
+};
+use crate::fast::{contact_uri, decode_response, Scratch, Template};
+use crate::mmsg::{SendBatch, SendResult};
+use crate::transaction::client::{Action, ClientTx, Outcome, State, TransportErrorKind, TxConfig};
+use crate::transaction::key::Method;
+use crate::transaction::table::{Lookup, Slot, Table};
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A transaction in flight: the shared core's state plus the bench's bookkeeping.
+#[derive(Debug)]
+pub struct BenchTx {
+    pub tx: ClientTx,
+    /// Scheduled send time, ns since the start: latency is measured from here.
+    pub sched_ns: u64,
+    /// Goes into Call-ID, From tag and CSeq (and the same again on retransmission).
+    pub seq: u64,
+    pub step: u32,
+    /// Index in the worker's `Aux` slab ([`NO_AUX`] for none): a BYE's message, or the
+    /// CANCEL of an INVITE. Fits in what would be padding.
+    pub aux: u32,
+}
+
+/// No `Aux` entry.
+pub const NO_AUX: u32 = u32::MAX;
+
+/// What the rare transactions need beside their table entry, in a slab whose entries (and
+/// buffers) are reused: a BYE's message (for its retransmissions), or the CANCEL transaction of
+/// an INVITE (`None` once it ended).
+#[derive(Default)]
+pub(super) struct Aux {
+    pub(super) cancel: Option<Cancel>,
+    pub(super) msg: Vec<u8>,
+}
+
+/// Bytes per outstanding transaction in the table (entry, value and free-list slot), plus one
+/// timer entry.
+pub const fn bytes_per_outstanding() -> usize {
+    crate::transaction::table::entry_size::<BenchTx>()
+        + std::mem::size_of::<u32>()
+        + std::mem::size_of::<(u64, Slot)>()
+}
+
+/// What a pending datagram in the send batch is for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Pending {
+    Request(Slot),
+    Ack,
+    Bye(Slot),
+    /// The CANCEL of the INVITE at this slot.
+    Cancel(Slot),
+}
+
+/// Everything of a worker but its socket: the transactions, the messages going out, the counts.
+pub(super) struct Engine {
+    pub(super) cfg: Arc<BenchConfig>,
+    pub(super) clock: Clock,
+    pub(super) txs: Txs,
+    pub(super) out: Outbox,
+    pub(super) txcfg: TxConfig,
+    /// Timers of the CANCEL and BYE transactions (the follow-up core's).
+    pub(super) follow: FollowConfig,
+    pub(super) scratch: Scratch,
+    pub(super) counts: Counts,
+    pub(super) logged: Logged,
+}
+
+/// The run's time base: the monotonic start and the same instant on the wall clock.
+pub(super) struct Clock {
+    pub(super) epoch: Instant,
+    /// CLOCK_REALTIME at `epoch`, ns since the Unix epoch: converts kernel receive timestamps.
+    pub(super) real_ns: u64,
+}
+
+impl Clock {
+    pub(super) fn new(epoch: Instant) -> Self {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Clock {
+            epoch,
+            real_ns: real.saturating_sub(epoch.elapsed()).as_nanos() as u64,
+        }
+    }
+
+    /// ns since the start at `t`.
+    #[inline]
+    pub(super) fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
+/// The transactions in flight: the table, their timers, the slab of the rare ones' extras.
+pub(super) struct Txs {
+    pub(super) table: Table<BenchTx>,
+    pub(super) timers: Timers,
+    pub(super) aux: Vec<Aux>,
+    pub(super) aux_free: Vec<u32>,
+    /// The last sequence number given (Call-ID, From tag, CSeq).
+    pub(super) seq: u64,
+}
+
+impl Txs {
+    /// Room for `n` outstanding transactions up front (a closed loop knows its most: no
+    /// growth, and no copy, later).
+    pub(super) fn with_capacity(n: usize) -> Self {
+        Txs {
+            table: Table::with_random_prefix().with_capacity(n),
+            timers: Timers::with_capacity(n),
+            aux: Vec::new(),
+            aux_free: Vec::new(),
+            seq: 0,
+        }
+    }
+}
+
+/// What is being sent: the templates, the batch and what each datagram in it is for.
+pub(super) struct Outbox {
+    pub(super) tmpl: Template,
+    pub(super) txb: SendBatch,
+    pub(super) pending: Vec<Pending>,
+    pub(super) res: SendResult,
+    /// The Route line of the ACK and BYE of a 2xx, reused.
+    pub(super) route_buf: Vec<u8>,
+}
+
+impl Outbox {
+    pub(super) fn new(tmpl: Template) -> Self {
+        Outbox {
+            tmpl,
+            // Room for a round's ACKs (4 receive batches) on top of a batch of requests.
+            txb: SendBatch::new(5 * BATCH),
+            pending: Vec::with_capacity(BATCH),
+            res: SendResult::default(),
+            route_buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl Engine {
+    /// Starts one transaction scheduled at `sched_ns` (or counts it as a send error).
+    #[inline]
+    pub(super) fn start(
+        &mut self,
+        now: Instant,
+        now_ns: u64,
+        sched_ns: u64,
+        step: usize,
+        down: bool,
+    ) {
+        self.counts.max_lag_ns = self.counts.max_lag_ns.max(now_ns.saturating_sub(sched_ns));
+        self.counts.cur_step = step;
+        let st = self.counts.at(step);
+        st.sent += 1;
+        st.mark_send(now_ns);
+        if down || self.txs.table.len() * self.cfg.sockets >= self.cfg.outstanding_limit {
+            st.send_errors += 1;
+            if !down {
+                st.limited += 1;
+                if self.logged.first(Once::Limit) {
+                    tracing::warn!(
+                        limit = self.cfg.outstanding_limit,
+                        "Bench outstanding limit reached: further requests count as send errors"
+                    );
+                }
+            }
+            return;
+        }
+        self.txs.seq += 1;
+        let seq = self.txs.seq;
+        let tx = ClientTx::new(self.out.tmpl.method(), &self.txcfg, now);
+        let wake = tx.next_wakeup();
+        let (slot, branch) = self.txs.table.insert(
+            self.out.tmpl.method(),
+            BenchTx {
+                tx,
+                sched_ns,
+                seq,
+                step: step as u32,
+                aux: NO_AUX,
+            },
+        );
+        if let Some(w) = wake {
+            self.txs.timers.arm(self.clock.ns(w), slot);
+        }
+        self.counts.peak = self.counts.peak.max(self.txs.table.len() as u64);
+        self.out
+            .tmpl
+            .write(self.out.txb.next_slot(), branch.as_bytes(), seq);
+        self.out.txb.commit(None);
+        self.out.pending.push(Pending::Request(slot));
+    }
+
+    /// When the next timer of a live transaction is due; the entries of ended transactions
+    /// before it are dropped, so they wake nobody.
+    pub(super) fn next_live_timer(&mut self) -> Option<u64> {
+        let table = &self.txs.table;
+        self.txs.timers.next_live(|s| table.method(s).is_some())
+    }
+
+    /// Timer E / A, timeouts, and the timers of BYE and CANCEL transactions.
+    pub(super) fn fire_timers(&mut self, now: Instant, now_ns: u64) -> bool {
+        let mut any = false;
+        while !self.out.txb.is_full() {
+            let Some(slot) = self.txs.timers.pop_due(now_ns) else {
+                break;
+            };
+            let Some(method) = self.txs.table.method(slot) else {
+                continue; // ended already
+            };
+            let Some(bt) = self.txs.table.get_mut(slot) else {
+                continue;
+            };
+            any = true;
+            let step = bt.step as usize;
+            if bt.aux != NO_AUX && method == Method::Invite {
+                self.cancelled_timer(slot, now);
+                continue;
+            }
+            match bt.tx.on_timer(now) {
+                Action::Retransmit => {
+                    let seq = bt.seq;
+                    let aux = bt.aux;
+                    if let Some(w) = bt.tx.next_wakeup() {
+                        self.txs.timers.arm(self.clock.ns(w), slot);
+                    }
+                    self.counts.at(step).retransmits += 1;
+                    if method == Method::Bye {
+                        let out = self.out.txb.next_slot();
+                        out.clear();
+                        out.extend_from_slice(&self.txs.aux[aux as usize].msg);
+                        self.out.txb.commit(None);
+                        self.out.pending.push(Pending::Bye(slot));
+                    } else {
+                        let branch = self.txs.table.branch(slot);
+                        self.out
+                            .tmpl
+                            .write(self.out.txb.next_slot(), branch.as_bytes(), seq);
+                        self.out.txb.commit(None);
+                        self.out.pending.push(Pending::Request(slot));
+                    }
+                }
+                Action::Done {
+                    outcome: Outcome::Timeout { .. },
+                    send,
+                } => {
+                    if method == Method::Bye {
+                        self.bye_ended(step, ByeResult::NoAnswer);
+                        self.remove(slot);
+                        continue;
+                    }
+                    // A timeout counts in `hist_all` at the time it happened.
+                    let us = (now_ns.saturating_sub(bt.sched_ns) / 1000).max(1);
+                    let wake = bt.tx.next_wakeup();
+                    let st = self.counts.at(step);
+                    st.timed_out += 1;
+                    st.hist_all.saturating_record(us);
+                    match follow_up(send, None) {
+                        FollowUp::Cancel => self.start_cancel(slot, step, now),
+                        // An INVITE stays until 64·T1 after its first send (Timer B) so that a
+                        // late final is still ACKed, and a late 2xx ACKed, hung up and counted
+                        // `accepted`.
+                        _ if method == Method::Invite && wake.is_some() => {
+                            if let Some(w) = wake {
+                                self.txs.timers.arm(self.clock.ns(w), slot);
+                            }
+                        }
+                        _ => self.remove(slot),
+                    }
+                }
+                Action::Wait => {
+                    if let Some(w) = bt.tx.next_wakeup() {
+                        self.txs.timers.arm(self.clock.ns(w), slot);
+                    }
+                }
+                // Final and transport outcomes are handled (and the transaction removed) where
+                // they happen, so nothing else is live here.
+                _ => self.remove(slot),
+            }
+        }
+        any
+    }
+
+    /// Removes a transaction and frees its [`Aux`] entry.
+    pub(super) fn remove(&mut self, slot: Slot) {
+        if let Some(bt) = self.txs.table.remove(slot) {
+            if bt.aux != NO_AUX {
+                let a = &mut self.txs.aux[bt.aux as usize];
+                a.cancel = None;
+                a.msg.clear();
+                self.txs.aux_free.push(bt.aux);
+            }
+        }
+    }
+
+    pub(super) fn alloc_aux(&mut self) -> u32 {
+        match self.txs.aux_free.pop() {
+            Some(i) => i,
+            None => {
+                self.txs.aux.push(Aux::default());
+                (self.txs.aux.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The INVITE at `slot` timed out with only provisional responses: CANCEL it (its own
+    /// non-INVITE transaction, same branch) and keep the entry for the CANCEL's answer and the
+    /// INVITE's final response (a 487) to ACK.
+    pub(super) fn start_cancel(&mut self, slot: Slot, step: usize, now: Instant) {
+        let i = self.alloc_aux();
+        let cancel = Cancel::start(&self.follow, now);
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            self.txs.aux_free.push(i);
+            return;
+        };
+        bt.aux = i;
+        let seq = bt.seq;
+        let mut wake = bt.tx.next_wakeup();
+        if let Some(w) = cancel.next_wakeup() {
+            wake = Some(wake.map_or(w, |v| v.min(w)));
+        }
+        self.txs.aux[i as usize].cancel = Some(cancel);
+        if let Some(w) = wake {
+            self.txs.timers.arm(self.clock.ns(w), slot);
+        }
+        self.counts.at(step).cancels += 1;
+        self.send_cancel(slot, seq);
+    }
+
+    pub(super) fn send_cancel(&mut self, slot: Slot, seq: u64) {
+        // Called with room in the batch (timers stop when it is full, responses leave room).
+        if self.out.txb.is_full() {
+            return; // the CANCEL's Timer E sends it (UDP)
+        }
+        let branch = self.txs.table.branch(slot);
+        self.out
+            .tmpl
+            .write_cancel(self.out.txb.next_slot(), branch.as_bytes(), seq);
+        self.out.txb.commit(None);
+        self.out.pending.push(Pending::Cancel(slot));
+    }
+
+    /// A timer of a cancelled INVITE: the INVITE's end (64·T1 after the CANCEL) or the
+    /// CANCEL's Timer E / Timer F. One timer entry per transaction: the earlier of the two.
+    pub(super) fn cancelled_timer(&mut self, slot: Slot, now: Instant) {
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            return;
+        };
+        let step = bt.step as usize;
+        let seq = bt.seq;
+        let Some(c) = self.txs.aux[bt.aux as usize].cancel.as_mut() else {
+            self.remove(slot);
+            return;
+        };
+        if bt.tx.next_wakeup().is_some_and(|w| w <= now)
+            && bt.tx.on_timer(now) == Action::Terminated
+        {
+            // No final response to the INVITE within 64·T1 of the CANCEL: give up on it.
+            if c.pending() {
+                self.counts.at(step).cancel_failures += 1;
+            }
+            self.remove(slot);
+            return;
+        }
+        let mut resend = false;
+        match c.on_timer(now) {
+            CancelEvent::Retransmit => resend = true,
+            CancelEvent::Failed => {
+                self.counts.at(step).cancel_failures += 1;
+            }
+            _ => {}
+        }
+        if c.done() {
+            self.remove(slot);
+            return;
+        }
+        let mut wake = bt.tx.next_wakeup();
+        if let Some(w) = c.next_wakeup() {
+            wake = Some(wake.map_or(w, |v| v.min(w)));
+        }
+        if let Some(w) = wake {
+            self.txs.timers.arm(self.clock.ns(w), slot);
+        }
+        if resend {
+            self.counts.at(step).retransmits += 1;
+            self.send_cancel(slot, seq);
+        }
+    }
+
+    pub(super) fn invalid(&mut self, why: &'static str) {
+        self.counts.current().invalid += 1;
+        if self.logged.first(Once::Invalid) {
+            tracing::warn!(target = %self.cfg.target, reason = why,
+                "Bench ignores a message that is not a usable SIP response");
+        }
+    }
+
+    /// One response datagram or TCP message: match, classify, record, ACK.
+    #[inline]
+    pub(super) fn on_response(&mut self, msg: &[u8], now: Instant, now_ns: u64) {
+        // Moved out for the call (no allocation) so that the response can borrow it.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.on_response_in(msg, &mut scratch, now, now_ns);
+        self.scratch = scratch;
+    }
+
+    #[inline]
+    pub(super) fn on_response_in(
+        &mut self,
+        msg: &[u8],
+        scratch: &mut Scratch,
+        now: Instant,
+        now_ns: u64,
+    ) {
+        let mut fallbacks = 0;
+        let r = match decode_response(msg, scratch, &mut fallbacks) {
+            Ok(r) => r,
+            Err(e) => {
+                self.counts.current().fallbacks += fallbacks;
+                self.invalid(e.as_str());
+                return;
+            }
+        };
+        let slot = match self.txs.table.lookup(r.branch, r.method) {
+            Lookup::Found(slot) => slot,
+            Lookup::Late => {
+                self.counts.current().late += 1;
+                return;
+            }
+            Lookup::Stray => {
+                self.counts.current().stray += 1;
+                return;
+            }
+        };
+        let tx_method = self.txs.table.method(slot);
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            return;
+        };
+        let step = bt.step as usize;
+        let seq = bt.seq;
+        let st = self.counts.at(step);
+        st.fallbacks += fallbacks;
+        if r.method == Method::Cancel {
+            // The answer to our CANCEL (same branch as the INVITE).
+            let c = (bt.aux != NO_AUX)
+                .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
+                .flatten()
+                .filter(|c| c.pending());
+            match c.map(|c| (c.on_response(r.status, now), c.done())) {
+                Some((_, true)) => self.remove(slot),
+                Some(_) => {}
+                None => {
+                    st.late += 1;
+                }
+            }
+            return;
+        }
+        if tx_method == Some(Method::Bye) {
+            if let Some(res) = ByeResult::of(&bt.tx.on_response(r.status, now)) {
+                self.remove(slot);
+                self.bye_ended(step, res);
+            }
+            return;
+        }
+        match bt.tx.on_response(r.status, now) {
+            Action::Wait => {
+                st.provisional += 1;
+            }
+            Action::Done { outcome, send } => {
+                let status = outcome.status().unwrap_or(r.status);
+                let us = (now_ns.saturating_sub(bt.sched_ns) / 1000).max(1);
+                let i = (status as usize).saturating_sub(100).min(599);
+                st.status[i] += 1;
+                st.hist.saturating_record(us);
+                st.hist_all.saturating_record(us);
+                self.remove(slot);
+                match follow_up(send, Some(r.status)) {
+                    FollowUp::AckInTx => self.ack(r.branch, seq, r.to, step),
+                    FollowUp::Accept => self.hang_up(msg, slot, &r, seq, step, now, now_ns),
+                    _ => {}
+                }
+            }
+            // Only an INVITE that timed out (cancelled or not) is still in the table after its
+            // outcome: its final response is late.
+            Action::Late { send, .. } => {
+                st.late += 1;
+                match follow_up(send, Some(r.status)) {
+                    FollowUp::AckInTx => {
+                        let aux = bt.aux;
+                        self.ack(r.branch, seq, r.to, step);
+                        let done = match self
+                            .txs
+                            .aux
+                            .get_mut(aux as usize)
+                            .and_then(|a| a.cancel.as_mut())
+                        {
+                            Some(c) => {
+                                c.on_invite_final();
+                                c.done()
+                            }
+                            None => true,
+                        };
+                        if done {
+                            self.remove(slot);
+                        }
+                    }
+                    FollowUp::Accept => {
+                        // The call was accepted after all (after the timeout, or a 2xx that
+                        // crossed the CANCEL).
+                        self.remove(slot);
+                        self.hang_up(msg, slot, &r, seq, step, now, now_ns);
+                    }
+                    _ => {}
+                }
+            }
+            Action::Duplicate { send } => {
+                st.late += 1;
+                if follow_up(send, Some(r.status)) == FollowUp::AckInTx {
+                    self.ack(r.branch, seq, r.to, step);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The ACK of a non-2xx final response, in its transaction.
+    pub(super) fn ack(&mut self, branch: &[u8], seq: u64, to: &[u8], step: usize) {
+        self.counts.at(step).acks += 1;
+        // The batch has room for a round's ACKs; should it not, the ACK is counted as not sent
+        // (the transaction is answered either way).
+        if self.out.txb.is_full() {
+            self.counts.at(step).ack_send_errors += 1;
+        } else {
+            self.out
+                .tmpl
+                .write_ack(self.out.txb.next_slot(), branch, seq, to);
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Ack);
+        }
+    }
+
+    /// A 2xx to the INVITE of `inv` (already removed): ACK it with a branch of its own and hang
+    /// up at once with a BYE, a transaction of its own. Counted as `accepted`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn hang_up(
+        &mut self,
+        msg: &[u8],
+        inv: Slot,
+        r: &crate::fast::Response<'_>,
+        seq: u64,
+        step: usize,
+        now: Instant,
+        now_ns: u64,
+    ) {
+        // The route set of the 2xx: Record-Route reversed into Route, the Contact as
+        // Request-URI (loose routing) or the first route (strict).
+        let contact = contact_uri(msg);
+        let rr = record_route_values(msg);
+        let rs = match RouteSet::of_2xx(rr.as_slice().iter().copied(), contact) {
+            Ok(rs) => rs,
+            Err(e) => {
+                if self.logged.first(Once::Route) {
+                    tracing::warn!(target = %self.cfg.target, error = %e,
+                        "Bench cannot follow the route set of a 2xx: ACK and BYE go to its Contact without Route");
+                }
+                RouteSet::direct(contact)
+            }
+        };
+        let ruri = rs.request_uri();
+        let mut route = std::mem::take(&mut self.out.route_buf);
+        route.clear();
+        rs.write_route_header(&mut route);
+        self.counts.at(step).accepted += 1;
+        if self.logged.first(Once::Accepted) {
+            tracing::error!(target = %self.cfg.target, status = r.status,
+                "Bench INVITE accepted: ACK and BYE sent at once; further ones are only counted");
+        }
+        // The ACK of a 2xx is a transaction of its own: the INVITE's branch plus a suffix.
+        let ib = self.txs.table.branch(inv);
+        let mut ack_branch = [0u8; crate::transaction::table::MAX_BRANCH + 2];
+        let n = ib.as_bytes().len();
+        ack_branch[..n].copy_from_slice(ib.as_bytes());
+        ack_branch[n..n + 2].copy_from_slice(b"-a");
+        self.counts.at(step).acks += 1;
+        if self.out.txb.is_full() {
+            self.counts.at(step).ack_send_errors += 1;
+        } else {
+            self.out.tmpl.write_ack_2xx(
+                self.out.txb.next_slot(),
+                ruri,
+                &ack_branch[..n + 2],
+                &route,
+                seq,
+                r.to,
+            );
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Ack);
+        }
+        let i = self.alloc_aux();
+        let tx = self.follow.bye_tx(now);
+        let wake = tx.next_wakeup();
+        let (slot, branch) = self.txs.table.insert(
+            Method::Bye,
+            BenchTx {
+                tx,
+                sched_ns: now_ns,
+                seq,
+                step: step as u32,
+                aux: i,
+            },
+        );
+        let m = &mut self.txs.aux[i as usize].msg;
+        self.out
+            .tmpl
+            .write_bye(m, ruri, branch.as_bytes(), &route, seq, r.to);
+        self.out.route_buf = route;
+        if let Some(w) = wake {
+            self.txs.timers.arm(self.clock.ns(w), slot);
+        }
+        self.counts.peak = self.counts.peak.max(self.txs.table.len() as u64);
+        self.counts.at(step).byes += 1;
+        // Without room now, its Timer E sends it (UDP).
+        if !self.out.txb.is_full() {
+            let out = self.out.txb.next_slot();
+            out.clear();
+            out.extend_from_slice(&self.txs.aux[i as usize].msg);
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Bye(slot));
+        }
+    }
+
+    pub(super) fn flush_udp(&mut self, fd: i32, now: Instant) {
+        if self.out.txb.is_empty() {
+            return;
+        }
+        self.out.txb.send(fd, &mut self.out.res);
+        if self.out.res.unreachable > 0 {
+            let u = self.out.res.unreachable as u64;
+            self.counts.current().unreachable += u;
+        }
+        for k in 0..self.out.res.failed.len() {
+            let (i, ref e) = self.out.res.failed[k];
+            let kind = TransportErrorKind::from_io(e);
+            if self.logged.first(Once::Send) {
+                tracing::warn!(target = %self.cfg.target, error = %e, "Bench send failed");
+            }
+            match self.out.pending[i] {
+                Pending::Request(slot) | Pending::Bye(slot) => self.fail(slot, kind, now),
+                Pending::Cancel(slot) => self.cancel_failed(slot),
+                Pending::Ack => {
+                    self.counts.current().ack_send_errors += 1;
+                }
+            }
+        }
+        self.out.pending.clear();
+    }
+
+    pub(super) fn cancel_failed(&mut self, slot: Slot) {
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            return;
+        };
+        let step = bt.step as usize;
+        let Some(c) = (bt.aux != NO_AUX)
+            .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
+            .flatten()
+        else {
+            return;
+        };
+        if c.on_send_error() == CancelEvent::Failed {
+            self.counts.at(step).cancel_failures += 1;
+        }
+        if c.done() {
+            self.remove(slot);
+        }
+    }
+
+    /// A BYE ended: only a 2xx hung the call up; a refused or unanswered BYE is counted (and
+    /// logged once): the call may still be up.
+    pub(super) fn bye_ended(&mut self, step: usize, res: ByeResult) {
+        let st = self.counts.at(step);
+        match res {
+            ByeResult::HungUp { .. } => return,
+            ByeResult::Refused { .. } => st.bye_refused += 1,
+            ByeResult::NoAnswer | ByeResult::NotSent(_) => st.bye_failures += 1,
+        }
+        if self.logged.first(Once::Bye) {
+            tracing::error!(target = %self.cfg.target, result = res.as_str(),
+                status = res.status().unwrap_or(0),
+                "Bench BYE of an accepted call failed: the call may still be up; further ones are only counted");
+        }
+    }
+
+    /// A request (or a BYE) could not be sent: its transaction ends as a send error (a BYE's as
+    /// a BYE failure); a cancelled INVITE's CANCEL fails with it.
+    pub(super) fn fail(&mut self, slot: Slot, kind: TransportErrorKind, now: Instant) {
+        let method = self.txs.table.method(slot);
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            return;
+        };
+        let step = bt.step as usize;
+        if bt.aux != NO_AUX && method == Some(Method::Invite) {
+            // Outcome reported already (timed out): only its CANCEL is left.
+            self.cancel_failed(slot);
+            self.remove(slot);
+            return;
+        }
+        if let Action::Done { .. } = bt.tx.on_transport_error(kind, now) {
+            self.remove(slot);
+            if method == Some(Method::Bye) {
+                self.bye_ended(step, ByeResult::NotSent(kind));
+            } else {
+                self.counts.at(step).send_errors += 1;
+            }
+        }
+    }
+
+    /// The run was stopped and its grace ran out: every transaction still in flight is dropped.
+    /// A request without its outcome counts as abandoned; a BYE as a BYE failure (the call may
+    /// still be up); an INVITE that already timed out (waiting for a late final or its CANCEL)
+    /// has its outcome and is only dropped.
+    pub(super) fn abandon_all(&mut self) {
+        let slots: Vec<Slot> = self.txs.table.slots().collect();
+        for slot in slots {
+            let method = self.txs.table.method(slot);
+            let Some(bt) = self.txs.table.get_mut(slot) else {
+                continue;
+            };
+            let step = bt.step as usize;
+            let in_flight = matches!(bt.tx.state(), State::Calling | State::Proceeding);
+            self.remove(slot);
+            if method == Some(Method::Bye) {
+                self.bye_ended(step, ByeResult::NoAnswer);
+            } else if in_flight {
+                self.counts.at(step).abandoned += 1;
+            }
+        }
+    }
+
+    /// The TCP connection is gone: every outstanding transaction failed.
+    pub(super) fn connection_lost(
+        &mut self,
+        e: &io::Error,
+        now: Instant,
+        kind: TransportErrorKind,
+    ) {
+        tracing::warn!(target = %self.cfg.target, error = %e, outstanding = self.txs.table.len(),
+            "Bench TCP connection lost: outstanding transactions count as send errors");
+        let slots: Vec<Slot> = self.txs.table.slots().collect();
+        for s in slots {
+            self.fail(s, kind, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_per_outstanding_transaction_fits() {
+        eprintln!(
+            "table entry {} + free list 4 + timer 16 = {} bytes per outstanding transaction",
+            crate::transaction::table::entry_size::<BenchTx>(),
+            bytes_per_outstanding()
+        );
+        assert!(
+            bytes_per_outstanding() <= 256,
+            "{}",
+            bytes_per_outstanding()
+        );
+    }
+}
