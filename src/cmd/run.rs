@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(invalid) => {
             for p in &invalid.0 {
-                eprintln!("{p}");
+                eprintln!("{}{p}", crate::journal_prefix(tracing::Level::ERROR));
             }
             tracing::error!(
                 problems = invalid.0.len(),
