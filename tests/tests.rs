@@ -12,6 +12,7 @@ mod ingest_restart;
 mod kamailio_fixture;
 mod kamailio_stats;
 mod ops_conventions;
+mod ops_prometheus;
 mod ops_report;
 mod probe;
 mod probe_cluster;

@@ -427,6 +427,7 @@ fn svc_metrics(
                 )
             }),
             influx: influx.clone(),
+            spool_max_bytes: cfg.influxdb.as_ref().map(|i| i.spool_max_bytes),
             polls: pollers.as_ref().map(|p| p.stats()),
             probes: cfg.service.probe.then(|| probes.clone()),
         },
