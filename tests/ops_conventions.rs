@@ -245,3 +245,72 @@ fn check_names_another_source_address() {
         "{out}"
     );
 }
+
+/// `srewatch run` without `[influxdb]` says once, at start, where its points go: stdout (the
+/// journal under systemd) or the `--out` file; with no configuration file at all it says that
+/// too.
+#[test]
+fn run_without_influxdb_says_where_points_go() {
+    let dir = util::tempdir();
+    let empty = dir.path().join("srewatch.toml");
+    std::fs::write(
+        &empty,
+        "[service]\ningest = false\nkamailio = false\nprobe = false\n",
+    )
+    .unwrap();
+    let out_file = dir.path().join("points.lp");
+    let mut cases = vec![
+        (
+            Some(empty.clone()),
+            None,
+            format!(
+                " WARN No [influxdb] configured: points are written as line protocol to stdout (under systemd: the journal), not stored config={}",
+                empty.display()
+            ),
+        ),
+        (
+            Some(empty.clone()),
+            Some(out_file.clone()),
+            format!(
+                " WARN No [influxdb] configured: points are written as line protocol to {}, not stored config={}",
+                out_file.display(),
+                empty.display()
+            ),
+        ),
+    ];
+    if !std::path::Path::new("/etc/srewatch/srewatch.toml").exists() {
+        cases.push((
+            None,
+            None,
+            " WARN No [influxdb] configured: points are written as line protocol to stdout (under systemd: the journal), not stored config=none (/etc/srewatch/srewatch.toml not found)".to_string(),
+        ));
+    }
+    for (i, (cfg, out, want)) in cases.into_iter().enumerate() {
+        let log = dir.path().join(format!("run-{i}.log"));
+        let mut cmd = util::srewatch();
+        cmd.arg("run")
+            .env_remove("SREWATCH_CONFIG")
+            .env_remove("JOURNAL_STREAM")
+            .current_dir(dir.path());
+        if let Some(c) = &cfg {
+            cmd.arg("--config").arg(c);
+        }
+        if let Some(o) = &out {
+            cmd.arg("--out").arg(o);
+        }
+        let mut svc = Proc::spawn("srewatch run", cmd, &log);
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        wait_for(Duration::from_secs(20), "the service to be ready", || {
+            read().contains("Service ready")
+        });
+        svc.terminate(Duration::from_secs(10)).expect("stops");
+        let text = read();
+        let warns: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+        assert_eq!(warns.len(), 1, "{text}");
+        assert!(
+            warns[0].ends_with(&want),
+            "{:?}\nwanted the end {want:?}",
+            warns[0]
+        );
+    }
+}

@@ -150,6 +150,18 @@ async fn service(
             (h, Box::pin(async move { Ok(t.await?) }), Some(stats))
         }
         None => {
+            let to = match out.as_deref() {
+                Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+                _ => "stdout (under systemd: the journal)".to_string(),
+            };
+            let config = path.as_ref().map_or_else(
+                || format!("none ({} not found)", config::DEFAULT_PATH),
+                |p| p.display().to_string(),
+            );
+            tracing::warn!(
+                %config,
+                "No [influxdb] configured: points are written as line protocol to {to}, not stored"
+            );
             let w: Box<dyn Write + Send> = match out.as_deref() {
                 None => Box::new(std::io::stdout()),
                 Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout()),
