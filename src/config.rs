@@ -46,6 +46,7 @@ pub struct ServiceConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: std::time::Duration,
     /// Serve `/metrics` (Prometheus text format) on this address; off when absent.
+    #[serde(deserialize_with = "crate::metrics::listen_address")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 

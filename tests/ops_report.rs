@@ -631,7 +631,7 @@ fn metrics_scraped_by_prometheus() {
     );
     let rtt = one(
         prom,
-        "srewatch_probe_rtt_seconds{target=\"cp1\",role=\"cp\"}",
+        "srewatch_probe_last_rtt_seconds{target=\"cp1\",role=\"cp\"}",
     )
     .unwrap();
     assert!(rtt > 0.0 && rtt < 0.3, "rtt {rtt}");
@@ -639,13 +639,13 @@ fn metrics_scraped_by_prometheus() {
     wait_value(prom, &state("down"), 1.0, long);
     // One state per target at a time.
     assert_eq!(
-        one(prom, "count(srewatch_probe_state{target=\"cp1\"})"),
+        one(prom, "count(srewatch_probe_state{target=\"cp1\"} == 1)"),
         Some(1.0)
     );
     let _resp = responder(dir.path(), sip_port);
     wait_value(prom, &state("in_service"), 1.0, long);
     assert_eq!(
-        one(prom, "count(srewatch_probe_state{target=\"cp1\"})"),
+        one(prom, "count(srewatch_probe_state{target=\"cp1\"} == 1)"),
         Some(1.0)
     );
     // Sent = answered + lost, as counters.

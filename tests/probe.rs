@@ -394,5 +394,5 @@ fn check_exit_codes() {
     let (code, line) = check(&["http://x"]);
     assert_eq!(code, 3, "{line}");
     let (code, _) = check(&[&uri, "--expect", "404"]);
-    assert_eq!(code, 2, "clap refuses bad values with exit code 2");
+    assert_eq!(code, 3, "bad arguments are UNKNOWN");
 }

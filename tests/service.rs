@@ -234,7 +234,7 @@ impl Run {
         ));
         let mut cmd = util::srewatch();
         cmd.arg("run").arg("--config").arg(config).args(extra);
-        // journald style: no colours, no timestamps.
+        // journald style: no colours, no timestamps, `<N>` priority prefixes.
         cmd.env("JOURNAL_STREAM", "0:0").env_remove("NOTIFY_SOCKET");
         for (k, v) in env {
             cmd.env(k, v);
@@ -754,7 +754,7 @@ fn unusable_spool_counts_drops_and_keeps_running() {
     run.stop();
     let log = run.log();
     // One clear error, naming the directory and why, not one per batch.
-    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("ERROR")).collect();
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("<3>ERROR")).collect();
     assert_eq!(errors.len(), 1, "{log}");
     assert!(
         errors[0].contains("Spool unusable")

@@ -11,6 +11,8 @@ mod ingest_influx;
 mod ingest_restart;
 mod kamailio_fixture;
 mod kamailio_stats;
+mod ops_conventions;
+mod ops_prometheus;
 mod ops_report;
 mod probe;
 mod probe_cluster;

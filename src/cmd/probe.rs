@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// One OPTIONS (and optionally INVITE) check with Nagios plugin exit codes:
-    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad arguments included, reason on stdout).
     Check(CheckArgs),
     /// Probe every `[[probe.target]]` of the configuration and write bucket `probe`.
     Run(RunArgs),
@@ -21,14 +21,20 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
-    /// `sip:host[:port][;transport=udp|tcp]`.
+    /// `sip:host[:port][;transport=udp|tcp]` (the user part goes in --user).
     pub uri: String,
     /// The status code that means OK: 200 (in service) or 503 (out of service).
     #[arg(long, default_value_t = 200, value_parser = parse_expect)]
     pub expect: u16,
-    /// Give up after this long.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Give up after this long (with a unit: 2s, 500ms).
+    #[arg(short, long, default_value = "2s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// WARNING when the OPTIONS RTT exceeds this many seconds (e.g. 0.2 or 200ms).
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub warning: Option<f64>,
+    /// CRITICAL when the OPTIONS RTT exceeds this many seconds.
+    #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub critical: Option<f64>,
     /// Also send an INVITE (no SDP); with --expect 503 it must be answered 503 too.
     #[arg(long)]
     pub invite: bool,
@@ -43,6 +49,31 @@ fn parse_expect(s: &str) -> Result<u16, String> {
         "503" => Ok(503),
         _ => Err(format!("{s:?}: expected 200 or 503")),
     }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    if s.parse::<f64>().is_ok() {
+        return Err(format!("{s:?} has no unit: write e.g. {s}s"));
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be more than 0"));
+    }
+    Ok(d)
+}
+
+/// A threshold in seconds: a plain number (`0.2`, Nagios' habit) or a duration (`200ms`).
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let secs = match s.parse::<f64>() {
+        Ok(v) => v,
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|_| format!("{s:?}: expected seconds (0.2) or a duration (200ms)"))?
+            .as_secs_f64(),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?}: must be more than 0 seconds"));
+    }
+    Ok(secs)
 }
 
 #[derive(clap::Args)]
@@ -68,7 +99,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 const OK: u8 = 0;
 const WARNING: u8 = 1;
 const CRITICAL: u8 = 2;
-const UNKNOWN: u8 = 3;
+/// Also the exit code of bad arguments (main turns clap's errors of `probe check` into it).
+pub const UNKNOWN: u8 = 3;
 
 fn check(a: CheckArgs) -> ExitCode {
     match check_inner(&a) {
@@ -84,6 +116,17 @@ fn check(a: CheckArgs) -> ExitCode {
 }
 
 fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
+    if let (Some(w), Some(c)) = (a.warning, a.critical) {
+        if w > c {
+            anyhow::bail!("--warning {w} is above --critical {c}");
+        }
+    }
+    if let Some((user, rest)) = a.uri.strip_prefix("sip:").and_then(|r| r.split_once('@')) {
+        anyhow::bail!(
+            "{:?} has a user part: give it with --user {user} and the URI as sip:{rest}",
+            a.uri
+        );
+    }
     let mut t = TargetConfig::new("check", &a.uri, Role::Cp);
     t.timeout = a.timeout;
     // One probe: the next would come only after the check is over.
@@ -185,12 +228,19 @@ fn verdict(
             .unwrap_or_else(|| "U".into())
     };
     let rtt = o.rtt.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let limit = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     let mut perf = format!(
-        "rtt={};;;0 retransmits={};;;0 status={}",
+        "rtt={};{};{};0 retransmits={};;;0 status={}",
         secs(o),
+        limit(a.warning),
+        limit(a.critical),
         o.retransmits,
         status(o)
     );
+    if o.status.is_some() {
+        // 1 when the answer came from another address than the probed one (a CP on 0.0.0.0).
+        perf.push_str(&format!(" other_source={}", u8::from(o.source.is_some())));
+    }
     let accepted = inv.is_some_and(|i| matches!(i.status, Some(200..=299)));
     if let Some(i) = inv {
         perf.push_str(&format!(
@@ -234,6 +284,10 @@ fn verdict(
             None => {}
         }
     };
+    let from = o
+        .source
+        .map(|src| format!(" from {src} (not the probed address)"))
+        .unwrap_or_default();
     let (code, what) = match o.status {
         None => (
             CRITICAL,
@@ -244,15 +298,22 @@ fn verdict(
         ),
         Some(s) if s != a.expect => {
             let mut code = CRITICAL;
-            let mut what = format!("{} answered {s}, expected {}", a.uri, a.expect);
+            let mut what = format!("{} answered {s}{from}, expected {}", a.uri, a.expect);
             invite_what(&mut code, &mut what);
             (code, what)
         }
         Some(s) => {
             let mut code = if o.retransmits > 0 { WARNING } else { OK };
-            let mut what = format!("{} answered {s} in {:.3} ms", a.uri, rtt * 1000.0);
+            let mut what = format!("{} answered {s}{from} in {:.3} ms", a.uri, rtt * 1000.0);
             if o.retransmits > 0 {
                 what.push_str(&format!(" after {} retransmissions", o.retransmits));
+            }
+            if let Some(c) = a.critical.filter(|c| rtt > *c) {
+                code = CRITICAL;
+                what.push_str(&format!(" (RTT above the critical {c} s)"));
+            } else if let Some(w) = a.warning.filter(|w| rtt > *w) {
+                code = code.max(WARNING);
+                what.push_str(&format!(" (RTT above the warning {w} s)"));
             }
             if a.invite && inv.is_none() {
                 code = CRITICAL;

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(invalid) => {
             for p in &invalid.0 {
-                eprintln!("{p}");
+                eprintln!("{}{p}", crate::journal_prefix(tracing::Level::ERROR));
             }
             tracing::error!(
                 problems = invalid.0.len(),
@@ -150,6 +150,18 @@ async fn service(
             (h, Box::pin(async move { Ok(t.await?) }), Some(stats))
         }
         None => {
+            let to = match out.as_deref() {
+                Some(p) if p.as_os_str() != "-" => p.display().to_string(),
+                _ => "stdout (under systemd: the journal)".to_string(),
+            };
+            let config = path.as_ref().map_or_else(
+                || format!("none ({} not found)", config::DEFAULT_PATH),
+                |p| p.display().to_string(),
+            );
+            tracing::warn!(
+                %config,
+                "No [influxdb] configured: points are written as line protocol to {to}, not stored"
+            );
             let w: Box<dyn Write + Send> = match out.as_deref() {
                 None => Box::new(std::io::stdout()),
                 Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout()),
@@ -427,6 +439,7 @@ fn svc_metrics(
                 )
             }),
             influx: influx.clone(),
+            spool_max_bytes: cfg.influxdb.as_ref().map(|i| i.spool_max_bytes),
             polls: pollers.as_ref().map(|p| p.stats()),
             probes: cfg.service.probe.then(|| probes.clone()),
         },

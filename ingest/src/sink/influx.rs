@@ -334,6 +334,14 @@ impl InfluxStats {
         }
     }
 
+    /// A copy of the write-latency histogram (microseconds), for a Prometheus histogram.
+    pub fn write_latency_histogram(&self) -> Histogram<u64> {
+        match self.write_latency.lock() {
+            Ok(h) => h.clone(),
+            Err(_) => Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static bounds"),
+        }
+    }
+
     pub fn snapshot(&self) -> InfluxSnapshot {
         InfluxSnapshot {
             points_written: self.points_written.load(Relaxed),
