@@ -15,4 +15,5 @@ mod ops_report;
 mod probe;
 mod probe_cluster;
 mod service;
+mod service_isolation;
 mod sink;

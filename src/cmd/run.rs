@@ -215,6 +215,8 @@ async fn service(
             shard: cfg.probe.shard.clone(),
             target: own,
         };
+        // Only a bad URI or a duplicate name (refused by the check already) can fail here; a
+        // target that does not resolve is that target's alarm, retried by the monitor.
         let (rx, handle) = monitor::spawn(&pcfg)
             .await
             .context("cannot start probing")?;
@@ -247,7 +249,14 @@ async fn service(
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            Some(crate::metrics::serve(addr, m, shutdown)?)
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register_collector(Box::new(m));
+            if let Some(p) = &probing {
+                registry.register_collector(Box::new(crate::metrics_server::ProbeSetups(
+                    p.handle.setups(),
+                )));
+            }
+            Some(crate::metrics_server::serve(addr, registry, shutdown)?)
         }
         None => None,
     };
@@ -468,12 +477,19 @@ impl Service {
             ));
         }
         if let Some(p) = &self.probing {
-            parts.push(format!(
+            let mut line = format!(
                 "probes: {}/{} answered, {} targets",
                 p.counts.answered.load(Relaxed),
                 p.counts.sent.load(Relaxed),
                 p.handle.targets().count()
-            ));
+            );
+            let failing = p.handle.setups().failing();
+            if failing > 0 {
+                line.push_str(&format!(
+                    " ({failing} not started: unresolved or no socket)"
+                ));
+            }
+            parts.push(line);
         }
         if let Some(k) = &self.pollers {
             let s = self.poll_stats.snapshot();
@@ -551,6 +567,10 @@ impl Service {
                 &[("host", host)],
                 &[
                     ("targets", Field::Int(p.handle.targets().count() as i64)),
+                    (
+                        "targets_not_started",
+                        Field::Int(p.handle.setups().failing() as i64),
+                    ),
                     ("sent", Field::Int(p.counts.sent.load(Relaxed) as i64)),
                     (
                         "answered",
