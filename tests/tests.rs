@@ -4,6 +4,7 @@
 mod util;
 
 mod bench;
+mod config_check;
 mod dialog;
 mod ingest_e2e;
 mod ingest_files;

@@ -86,6 +86,14 @@ fn credentials_from(cfg: &mut Config, dir: Option<&std::ffi::OsStr>) {
     }
 }
 
+/// The permission bits of a token file that its group or others may read (as ssh refuses a
+/// private key they can read); none when only its owner can, or it cannot be read at all.
+fn loose_token_file(p: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
 type SinkTask = Pin<Box<dyn Future<Output = anyhow::Result<SinkStats>> + Send>>;
 
 /// Probe results counted by the reporter task.
@@ -133,6 +141,15 @@ async fn service(
     apply_credentials(&mut cfg);
     if let Some(p) = &path {
         tracing::info!(config = %p.display(), "Loaded configuration");
+    }
+    if let Some(t) = cfg.influxdb.as_ref().and_then(|i| i.token_file.as_deref()) {
+        if let Some(mode) = loose_token_file(t) {
+            tracing::warn!(
+                file = %t.display(),
+                mode = %format!("{mode:04o}"),
+                "InfluxDB token file is readable by group or others; chmod 600 it, or give it with LoadCredential=influx-token:FILE"
+            );
+        }
     }
     let notifier = Notifier::from_env();
     // Signals first, so a SIGTERM during start-up is not lost.
@@ -743,6 +760,24 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_file_readable_by_others_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "secret\n").unwrap();
+        let mode = |m: u32| {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+            loose_token_file(&p)
+        };
+        assert_eq!(mode(0o600), None);
+        assert_eq!(mode(0o400), None);
+        assert_eq!(mode(0o640), Some(0o640));
+        assert_eq!(mode(0o604), Some(0o604));
+        assert_eq!(mode(0o644), Some(0o644));
+        assert_eq!(loose_token_file(&dir.path().join("none")), None);
+    }
 
     #[test]
     fn token_from_credentials_directory() {
