@@ -246,3 +246,21 @@ fn idle_metrics_clients_cannot_starve_the_files() {
     );
     run.stop();
 }
+
+/// `probe check` of a name that does not resolve is still UNKNOWN at once (the monitor retries
+/// such a target; the check does not wait for it).
+#[test]
+fn probe_check_of_an_unresolvable_host_is_unknown() {
+    let start = Instant::now();
+    let out = util::srewatch()
+        .args(["probe", "check", "sip:no-such-cp.invalid:5090"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.starts_with("SIP UNKNOWN: cannot resolve no-such-cp.invalid: "),
+        "{stdout}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}

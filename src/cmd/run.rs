@@ -4,8 +4,9 @@
 //! (InfluxDB when `[influxdb]` is configured, else line protocol to stdout or `--out FILE`).
 //!
 //! - Start: the configuration is checked exactly as `srewatch config check` does (refused with
-//!   file:line); the sink, the spool, the probe sockets and the pollers are opened; then
-//!   `READY=1` goes to systemd.
+//!   file:line); the sink, the spool, the probe targets and the pollers are started (a probe
+//!   target that does not resolve is that target's alarm, retried: never a reason to exit);
+//!   then `READY=1` goes to systemd. A group- or world-readable token file is warned about.
 //! - Every `service.health_interval`: srewatch's own health points to `service.health_bucket`
 //!   and a one-line `STATUS=`. `WATCHDOG=1` every half `WatchdogSec=`.
 //! - SIGHUP: the file is read again. A bad file is refused (each problem logged with file:line)

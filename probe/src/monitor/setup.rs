@@ -153,11 +153,7 @@ pub(crate) async fn start(
             .send(FromProber::SetupFailed {
                 target: name.clone(),
                 failure,
-                reason: format!(
-                    "{reason}; retried every {}s to {}s",
-                    RETRY_FIRST.as_secs(),
-                    RETRY_MAX.as_secs()
-                ),
+                reason,
             })
             .await;
         failed = true;
