@@ -40,12 +40,15 @@ pub struct Connections {
     open: AtomicU64,
 }
 
+/// One sample: its labels and its value.
+type Sample = (Vec<(&'static str, String)>, Box<dyn EncodeMetric>);
+
 fn encode_one(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     kind: MetricType,
-    samples: &[(Vec<(&'static str, String)>, Box<dyn EncodeMetric>)],
+    samples: &[Sample],
 ) -> Result<(), std::fmt::Error> {
     let mut m = e.encode_descriptor(name, help, None, kind)?;
     for (labels, v) in samples {
@@ -97,7 +100,7 @@ pub struct ProbeSetups(pub Arc<probe::monitor::setup::Setups>);
 impl Collector for ProbeSetups {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let all = self.0.snapshot();
-        let started: Vec<_> = all
+        let started: Vec<Sample> = all
             .iter()
             .map(|(n, s)| {
                 let v: Box<dyn EncodeMetric> =
@@ -112,7 +115,7 @@ impl Collector for ProbeSetups {
             MetricType::Gauge,
             &started,
         )?;
-        let failures: Vec<_> = all
+        let failures: Vec<Sample> = all
             .iter()
             .flat_map(|(n, s)| {
                 [
