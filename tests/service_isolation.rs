@@ -264,3 +264,42 @@ fn probe_check_of_an_unresolvable_host_is_unknown() {
     );
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+/// The soft limit of open descriptors is raised to the hard one at start (systemd gives 1024
+/// soft, 524288 hard).
+#[test]
+fn open_file_limit_is_raised_to_the_hard_limit() {
+    // The child inherits this process's limits: a soft limit of 1024 under a higher hard one
+    // (nextest runs each test in its own process; 1024 is room enough for a test binary).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    assert!(lim.rlim_max > 1024, "hard limit {}", lim.rlim_max);
+    let hard = lim.rlim_max;
+    lim.rlim_cur = 1024;
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let dir = util::tempdir();
+    let (_, cfg) = files_only(dir.path(), "");
+    let out = dir.path().join("out.lp");
+    let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", run.proc.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        (v[3], v[4]),
+        (&*hard.to_string(), &*hard.to_string()),
+        "{line}"
+    );
+    assert!(
+        run.log()
+            .contains(&format!("Raised the open-file limit from=1024 to={hard}")),
+        "{}",
+        run.log()
+    );
+    run.stop();
+}

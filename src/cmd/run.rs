@@ -95,6 +95,27 @@ fn loose_token_file(p: &Path) -> Option<u32> {
     (mode & 0o044 != 0).then_some(mode)
 }
 
+/// Raises the soft limit of open descriptors to the hard one (systemd's default is 1024 soft,
+/// 524288 hard; nothing here uses `select()`), so files, sockets and `/metrics` clients have
+/// room. Logged when it changes.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let from = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::info!(from, to = lim.rlim_max, "Raised the open-file limit");
+        }
+    }
+}
+
 type SinkTask = Pin<Box<dyn Future<Output = anyhow::Result<SinkStats>> + Send>>;
 
 /// Probe results counted by the reporter task.
@@ -143,6 +164,7 @@ async fn service(
     if let Some(p) = &path {
         tracing::info!(config = %p.display(), "Loaded configuration");
     }
+    raise_nofile();
     if let Some(t) = cfg.influxdb.as_ref().and_then(|i| i.token_file.as_deref()) {
         if let Some(mode) = loose_token_file(t) {
             tracing::warn!(
