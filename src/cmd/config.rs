@@ -45,31 +45,55 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `file:line: warning: ...` for each probe target whose host does not resolve now.
+/// `file:line: warning: ...` for each probe target whose host does not resolve now. The names
+/// are looked up together, so the check takes at most [`RESOLVE_WAIT`] however many there are
+/// (it runs as `ExecStartPre=`, possibly while DNS is down at boot).
 fn warnings(cfg: &Config, path: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    let mut out = Vec::new();
+    let mut lookups = tokio::task::JoinSet::new();
     for (i, t) in cfg.probe.target.iter().enumerate() {
         let Ok(uri) = probe::message::TargetUri::parse(&t.uri) else {
             continue;
         };
-        let lookup =
-            async { tokio::time::timeout(RESOLVE_WAIT, probe::monitor::resolve(&uri)).await };
-        let why = match rt.block_on(lookup) {
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {}s", RESOLVE_WAIT.as_secs()),
-        };
-        let key = format!("probe.target[{i}].uri");
-        out.push(format!(
-            "{}:{}: warning: {key}: {} does not resolve now ({why}); srewatch run starts and retries it",
-            path.display(),
-            config::locate(&text, &key),
-            uri.host
-        ));
+        lookups.spawn_on(
+            async move {
+                let r = tokio::time::timeout(RESOLVE_WAIT, probe::monitor::resolve(&uri)).await;
+                let why = match r {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no answer within {}s", RESOLVE_WAIT.as_secs())),
+                };
+                (i, uri.host, why)
+            },
+            rt.handle(),
+        );
     }
+    let mut failed: Vec<(usize, String, String)> = rt.block_on(async {
+        let mut failed = Vec::new();
+        while let Some(r) = lookups.join_next().await {
+            if let Ok((i, host, Some(why))) = r {
+                failed.push((i, host, why));
+            }
+        }
+        failed
+    });
+    failed.sort();
+    let out = failed
+        .into_iter()
+        .map(|(i, host, why)| {
+            let key = format!("probe.target[{i}].uri");
+            format!(
+                "{}:{}: warning: {key}: {host} does not resolve now ({why}); srewatch run starts and retries it",
+                path.display(),
+                config::locate(&text, &key),
+            )
+        })
+        .collect();
+    // Lookups still blocked in the resolver are not waited for.
+    rt.shutdown_background();
     Ok(out)
 }
