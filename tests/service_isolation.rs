@@ -133,8 +133,15 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
 
     // SIGHUP adds another unresolvable target: added, alarmed and retried, not skipped.
     std::fs::write(&cfg, format!("{base}{}", target("cpy", "sip:cpy.invalid"))).unwrap();
+    let before = failures("cpx");
     hup(&run);
     run.wait_log("Configuration reloaded", Duration::from_secs(5));
+    // The reload also makes cpx try again at once (its next attempt was 4 s away).
+    wait_until(
+        Duration::from_millis(1500),
+        "cpx tried again at the reload",
+        || failures("cpx") > before,
+    );
     run.wait_log(
         "Alarm raised target=cpy role=cp alarm=unresolved detail=cannot resolve cpy.invalid:",
         Duration::from_secs(5),

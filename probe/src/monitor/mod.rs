@@ -588,6 +588,8 @@ pub struct MonitorHandle {
 struct RunningProber {
     cfg: TargetConfig,
     stop: watch::Sender<bool>,
+    /// Wakes the task out of a wait between two failed starts.
+    retry: Arc<tokio::sync::Notify>,
     task: JoinHandle<()>,
 }
 
@@ -607,6 +609,14 @@ impl MonitorHandle {
     /// The targets being probed (or being started), in the order they were added.
     pub fn targets(&self) -> impl Iterator<Item = &TargetConfig> {
         self.probers.iter().map(|p| &p.cfg)
+    }
+
+    /// Targets not started yet (name not resolved, no socket) try again now instead of at the
+    /// end of their backoff.
+    pub fn retry_now(&self) {
+        for p in &self.probers {
+            p.retry.notify_one();
+        }
     }
 
     /// How each target's start went: its address, or why it is not probed yet.
@@ -647,8 +657,10 @@ impl MonitorHandle {
     /// Makes the probed targets those of `targets`: removes the ones no longer there or whose
     /// configuration changed, adds the new ones; the unchanged keep their state. Returns the
     /// names removed and added; a target with a bad URI is reported and skipped (one that does
-    /// not resolve is added, and retried by its own task).
+    /// not resolve is added, and retried by its own task). Targets not started yet try again
+    /// at once ([`MonitorHandle::retry_now`]).
     pub async fn reconcile(&mut self, targets: &[TargetConfig]) -> Reconciled {
+        self.retry_now();
         let mut r = Reconciled::default();
         let stale: Vec<String> = self
             .probers
@@ -697,6 +709,7 @@ fn start(
     setups: &Arc<setup::Setups>,
 ) -> RunningProber {
     let (stop, stop_rx) = watch::channel(false);
+    let retry = Arc::new(tokio::sync::Notify::new());
     let task = tokio::spawn(setup::start(
         t.clone(),
         uri,
@@ -704,10 +717,12 @@ fn start(
         to_tracker.clone(),
         stop_rx,
         setups.clone(),
+        retry.clone(),
     ));
     RunningProber {
         cfg: t.clone(),
         stop,
+        retry,
         task,
     }
 }
@@ -1051,6 +1066,10 @@ alive_codes = [100]
         assert_eq!(setups["cp1"].addr, Some(([127, 0, 0, 1], 9).into()));
         assert_eq!(setups["cp1"].failing, None);
         assert_eq!(handle.setups().failing(), 1);
+        // A reload makes the next attempt now rather than at 7 s.
+        handle.retry_now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(handle.setups().snapshot()["cpx"].resolve_failures, 4);
         handle.stop().await;
     }
 }

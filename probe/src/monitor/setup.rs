@@ -4,8 +4,9 @@
 //! A target that cannot start is a state of that target, never an error of the monitor: the
 //! tracker raises one alarm (`unresolved` or `socket_failed`, with the reason) and clears it
 //! when the target starts; [`Setups`] counts every failed attempt for the caller's metrics.
-//! Attempts are [`RETRY_FIRST`] apart, doubling up to [`RETRY_MAX`]; a lookup that takes longer
-//! than [`RESOLVE_TIMEOUT`] counts as failed.
+//! Attempts are [`RETRY_FIRST`] apart, doubling up to [`RETRY_MAX`]
+//! ([`MonitorHandle::retry_now`], called on every reconcile, makes the next one at once); a
+//! lookup that takes longer than [`RESOLVE_TIMEOUT`] counts as failed.
 
 use super::*;
 use std::collections::BTreeMap;
@@ -89,7 +90,8 @@ impl Setups {
     }
 }
 
-/// Resolves, opens and runs one target until `stop` turns true.
+/// Resolves, opens and runs one target until `stop` turns true; `retry` cuts a wait between
+/// two attempts short (a reload).
 pub(crate) async fn start(
     cfg: TargetConfig,
     uri: TargetUri,
@@ -97,6 +99,7 @@ pub(crate) async fn start(
     out: mpsc::Sender<FromProber>,
     mut stop: watch::Receiver<bool>,
     setups: Arc<Setups>,
+    retry: Arc<tokio::sync::Notify>,
 ) {
     let name: Arc<str> = Arc::from(cfg.name.as_str());
     let mut wait = RETRY_FIRST;
@@ -159,6 +162,7 @@ pub(crate) async fn start(
         failed = true;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = retry.notified() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         wait = (wait * 2).min(RETRY_MAX);
