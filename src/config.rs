@@ -283,14 +283,15 @@ fn validate(cfg: &Config, text: &str, file: &Path) -> Vec<Problem> {
         if h.is_empty() {
             continue;
         }
-        if let Some(first) = hostnames.insert(h, n) {
-            hostnames.insert(h, first);
+        if let Some(&first) = hostnames.get(h) {
             found.push((
                 format!("kamailio[{n}].hostname"),
                 format!(
                     "{h:?} is also the hostname of kamailio[{first}]: their series would collide"
                 ),
             ));
+        } else {
+            hostnames.insert(h, n);
         }
     }
     if let Some(i) = &cfg.influxdb {
