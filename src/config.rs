@@ -178,18 +178,123 @@ pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), Invalid> {
     }
 }
 
-/// Parses and validates one document.
+/// Parses and validates one document, reporting every problem it can find in one go: each
+/// syntax or type error with its line (the lines it covers are blanked and the document parsed
+/// again, up to [`MAX_PARSE_ERRORS`]), then every bad value of what did parse. Problems are in
+/// line order.
 pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
-    let cfg: Config = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-        Invalid(vec![Problem {
-            file: file.to_path_buf(),
-            line,
-            reason: e.message().to_string(),
-        }])
-    })?;
+    let mut problems = Vec::new();
+    let mut doc = text.to_string();
+    let mut blanked = Vec::new();
+    let cfg = loop {
+        match toml::from_str::<Config>(&doc) {
+            Ok(cfg) => break Some(cfg),
+            Err(e) => {
+                let span = e.span();
+                problems.push(Problem {
+                    file: file.to_path_buf(),
+                    line: span.as_ref().map(|s| line_of(&doc, s.start)).unwrap_or(0),
+                    reason: e.message().trim_end().to_string(),
+                });
+                let next = span.and_then(|s| blank_lines(&doc, s));
+                match next {
+                    Some((next, lines)) if problems.len() < MAX_PARSE_ERRORS => {
+                        doc = next;
+                        blanked.extend(lines);
+                    }
+                    _ => break None,
+                }
+            }
+        }
+    };
+    if let Some(cfg) = &cfg {
+        // A value missing only because its line was skipped is not a second problem.
+        problems.extend(
+            validate(cfg, &doc, file)
+                .into_iter()
+                .filter(|p| !(is_header(&doc, p.line) && section_has(&doc, p.line, &blanked))),
+        );
+    }
+    problems.sort_by_key(|p| p.line);
+    match cfg {
+        Some(cfg) if problems.is_empty() => Ok(cfg),
+        _ => Err(Invalid(problems)),
+    }
+}
+
+/// At most this many syntax and type errors are reported from one file.
+pub const MAX_PARSE_ERRORS: usize = 50;
+
+/// `doc` with the lines `span` touches made empty (line numbers kept), and those lines
+/// (1-based); `None` when they already were empty (nothing left to skip). A span starting on a
+/// table header (a missing key) takes the whole table.
+fn blank_lines(doc: &str, span: std::ops::Range<usize>) -> Option<(String, Vec<usize>)> {
+    let first = line_of(doc, span.start);
+    let mut last = line_of(doc, span.end.max(span.start + 1) - 1).max(first);
+    let lines: Vec<&str> = doc.split('\n').collect();
+    if is_header(doc, first) {
+        last = first;
+        while last < lines.len() && !lines[last].trim_start().starts_with('[') {
+            last += 1;
+        }
+    }
+    let range = first..=last.min(lines.len());
+    if lines[first - 1..range.end().to_owned()]
+        .iter()
+        .all(|l| l.trim().is_empty())
+    {
+        return None;
+    }
+    let out: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if range.contains(&(i + 1)) { "" } else { *l })
+        .collect();
+    Some((out.join("\n"), range.collect()))
+}
+
+/// Whether 1-based `line` of `doc` is a table header.
+fn is_header(doc: &str, line: usize) -> bool {
+    line > 0
+        && doc
+            .split('\n')
+            .nth(line - 1)
+            .is_some_and(|l| l.trim_start().starts_with('['))
+}
+
+/// Whether the table whose header is on `header` holds one of `lines`.
+fn section_has(doc: &str, header: usize, lines: &[usize]) -> bool {
+    let end = doc
+        .split('\n')
+        .enumerate()
+        .skip(header)
+        .find(|(_, l)| l.trim_start().starts_with('['))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(usize::MAX);
+    lines.iter().any(|&l| l > header && l < end)
+}
+
+/// Every bad value of a parsed document, each with the line `locate` finds in `text`.
+fn validate(cfg: &Config, text: &str, file: &Path) -> Vec<Problem> {
     let mut found: Vec<(String, String)> = Vec::new();
     found.extend(cfg.ingest.validate());
+    let mut hostnames = std::collections::HashMap::new();
+    for (n, k) in cfg.kamailio.iter().enumerate() {
+        let h = k.hostname.trim();
+        if h.is_empty() {
+            continue;
+        }
+        if let Some(&first) = hostnames.get(h) {
+            found.push((
+                format!("kamailio[{n}].hostname"),
+                format!(
+                    "{h:?} is also the hostname of kamailio[{first}]: their series would collide"
+                ),
+            ));
+        } else {
+            hostnames.insert(h, n);
+        }
+    }
     if let Some(i) = &cfg.influxdb {
         found.extend(i.validate());
     }
@@ -226,19 +331,14 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, Invalid> {
             ));
         }
     }
-    if found.is_empty() {
-        return Ok(cfg);
-    }
-    Err(Invalid(
-        found
-            .into_iter()
-            .map(|(path, reason)| Problem {
-                file: file.to_path_buf(),
-                line: locate(text, &path),
-                reason: format!("{path}: {reason}"),
-            })
-            .collect(),
-    ))
+    found
+        .into_iter()
+        .map(|(path, reason)| Problem {
+            file: file.to_path_buf(),
+            line: locate(text, &path),
+            reason: format!("{path}: {reason}"),
+        })
+        .collect()
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -342,8 +442,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                "x.toml:6: probe.shard: shard \"3/2\": need 1 <= K <= N",
                 "x.toml:3: service.health_interval: must be at least 1s",
+                "x.toml:6: probe.shard: shard \"3/2\": need 1 <= K <= N",
             ]
         );
         let ok = parse(
@@ -382,6 +482,52 @@ mod tests {
                 "x.toml:6: probe.target[0].alive_codes: 503 always means out of service; it cannot mean alive",
             ]
         );
+    }
+
+    /// Issue 22, observation 8: a file with 9 problems (a syntax error, an unknown key, a
+    /// wrong type, a missing key and bad values) lists all 8 in one run, in line order.
+    #[test]
+    fn every_problem_of_a_file_in_one_run() {
+        let doc = r#"[ingest]
+bogus = 1
+[service]
+health_interval = "100ms"
+shutdown_deadline = 7
+[probe]
+shard = "3/2"
+[[probe.target]]
+name = "cp1"
+uri = "http://x"
+down_after = 0
+[[probe.target]]
+name = "cp2"
+[[kamailio]]
+hostname = "k1"
+address = "http://127.0.0.1:6171/RPC"
+[[kamailio]]
+hostname = "k1"
+address = "http://127.0.0.1:6172/RPC"
+[[kamailio]]
+hostname = "k3"
+address = = "x"
+"#;
+        let err = parse(doc, Path::new("x.toml")).unwrap_err();
+        let lines: Vec<usize> = err.0.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [2, 4, 5, 7, 10, 11, 12, 18, 22], "{err}");
+        let text = err.to_string();
+        for needle in [
+            "x.toml:2: unknown field `bogus`",
+            "x.toml:4: service.health_interval: must be at least 1s",
+            "x.toml:5: invalid type: integer `7`",
+            "x.toml:7: probe.shard:",
+            "x.toml:10: probe.target[0].uri:",
+            "x.toml:11: probe.target[0].down_after: 0: must be between 1 and 100",
+            "x.toml:12: missing field `uri`",
+            "x.toml:18: kamailio[1].hostname: \"k1\" is also the hostname of kamailio[0]: their series would collide",
+            "x.toml:22: ",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in\n{text}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod bench_run;
 mod cmd;
 mod config;
 mod metrics;
+mod metrics_server;
 mod notify;
 mod report;
 mod shard;

@@ -7,7 +7,7 @@
 //! packet). Probe outputs are folded into a small per-target table by the probe reporter.
 //! Label values come from the code's own `as_str()` lists (every CSV rejection reason, every
 //! service state), so a new reason appears without a change here. The exposition format is
-//! `prometheus-client`'s; the HTTP server is hyper's (already in the tree through reqwest).
+//! `prometheus-client`'s; the HTTP server is [`crate::metrics_server`].
 
 use ingest::csvrow::Reason;
 use ingest::files::FilesStats;
@@ -21,7 +21,6 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -696,57 +695,6 @@ pub fn render(registry: &Registry) -> String {
     let mut s = String::new();
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut s, registry);
     s
-}
-
-/// Binds `addr` (before READY=1, so a bad address stops the start) and serves `GET /metrics`
-/// until `shutdown` resolves.
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    use hyper::service::{make_service_fn, service_fn};
-    use hyper::{Body, Method, Response, StatusCode};
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(metrics));
-    let registry = Arc::new(registry);
-    let make = make_service_fn(move |_| {
-        let registry = registry.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(service_fn(move |req: hyper::Request<Body>| {
-                let registry = registry.clone();
-                async move {
-                    let resp = if req.uri().path() != "/metrics" {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Body::from("not found; try /metrics\n"))
-                    } else if req.method() != Method::GET && req.method() != Method::HEAD {
-                        Response::builder()
-                            .status(StatusCode::METHOD_NOT_ALLOWED)
-                            .body(Body::empty())
-                    } else {
-                        Response::builder()
-                            .header(
-                                hyper::header::CONTENT_TYPE,
-                                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                            )
-                            .body(Body::from(render(&registry)))
-                    };
-                    Ok::<_, std::convert::Infallible>(resp.expect("static response"))
-                }
-            }))
-        }
-    });
-    let server = hyper::Server::try_bind(&addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen for /metrics on {addr}: {e}"))?
-        .serve(make)
-        .with_graceful_shutdown(shutdown);
-    tracing::info!(address = %addr, "Serving /metrics");
-    Ok(tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "The /metrics server failed");
-        }
-    }))
 }
 
 #[cfg(test)]

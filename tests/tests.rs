@@ -4,6 +4,7 @@
 mod util;
 
 mod bench;
+mod config_check;
 mod dialog;
 mod ingest_e2e;
 mod ingest_files;
@@ -17,4 +18,5 @@ mod ops_report;
 mod probe;
 mod probe_cluster;
 mod service;
+mod service_isolation;
 mod sink;

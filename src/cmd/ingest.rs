@@ -15,7 +15,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// Configuration file (default /etc/srewatch/srewatch.toml when it exists).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "SREWATCH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Directory of counters.csv and samples.csv (overrides `ingest.dir`).
     #[arg(long, value_name = "DIR")]

@@ -170,6 +170,15 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
                 None => rx.recv().await,
             };
             let Some(o) = o else { break };
+            // The name does not resolve, or no socket: a local failure (UNKNOWN), not retried.
+            if let Output::Alarm(al) = &o {
+                use probe::monitor::AlarmKind::{SocketFailed, Unresolved};
+                if al.active && matches!(al.kind, Unresolved | SocketFailed) {
+                    let why = al.message.clone();
+                    handle.stop().await;
+                    anyhow::bail!(why);
+                }
+            }
             if let Output::Result(r) = o {
                 match r.method {
                     Method::Invite if r.late => {

@@ -4,8 +4,9 @@
 //! (InfluxDB when `[influxdb]` is configured, else line protocol to stdout or `--out FILE`).
 //!
 //! - Start: the configuration is checked exactly as `srewatch config check` does (refused with
-//!   file:line); the sink, the spool, the probe sockets and the pollers are opened; then
-//!   `READY=1` goes to systemd.
+//!   file:line); the sink, the spool, the probe targets and the pollers are started (a probe
+//!   target that does not resolve is that target's alarm, retried: never a reason to exit);
+//!   then `READY=1` goes to systemd. A group- or world-readable token file is warned about.
 //! - Every `service.health_interval`: srewatch's own health points to `service.health_bucket`
 //!   and a one-line `STATUS=`. `WATCHDOG=1` every half `WatchdogSec=`.
 //! - SIGHUP: the file is read again. A bad file is refused (each problem logged with file:line)
@@ -86,6 +87,35 @@ fn credentials_from(cfg: &mut Config, dir: Option<&std::ffi::OsStr>) {
     }
 }
 
+/// The permission bits of a token file that its group or others may read (as ssh refuses a
+/// private key they can read); none when only its owner can, or it cannot be read at all.
+fn loose_token_file(p: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+/// Raises the soft limit of open descriptors to the hard one (systemd's default is 1024 soft,
+/// 524288 hard; nothing here uses `select()`), so files, sockets and `/metrics` clients have
+/// room. Logged when it changes.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let from = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            tracing::info!(from, to = lim.rlim_max, "Raised the open-file limit");
+        }
+    }
+}
+
 type SinkTask = Pin<Box<dyn Future<Output = anyhow::Result<SinkStats>> + Send>>;
 
 /// Probe results counted by the reporter task.
@@ -133,6 +163,16 @@ async fn service(
     apply_credentials(&mut cfg);
     if let Some(p) = &path {
         tracing::info!(config = %p.display(), "Loaded configuration");
+    }
+    raise_nofile();
+    if let Some(t) = cfg.influxdb.as_ref().and_then(|i| i.token_file.as_deref()) {
+        if let Some(mode) = loose_token_file(t) {
+            tracing::warn!(
+                file = %t.display(),
+                mode = %format!("{mode:04o}"),
+                "InfluxDB token file is readable by group or others; chmod 600 it, or give it with LoadCredential=influx-token:FILE"
+            );
+        }
     }
     let notifier = Notifier::from_env();
     // Signals first, so a SIGTERM during start-up is not lost.
@@ -227,6 +267,8 @@ async fn service(
             shard: cfg.probe.shard.clone(),
             target: own,
         };
+        // Only a bad URI or a duplicate name (refused by the check already) can fail here; a
+        // target that does not resolve is that target's alarm, retried by the monitor.
         let (rx, handle) = monitor::spawn(&pcfg)
             .await
             .context("cannot start probing")?;
@@ -259,7 +301,14 @@ async fn service(
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            Some(crate::metrics::serve(addr, m, shutdown)?)
+            let mut registry = prometheus_client::registry::Registry::default();
+            registry.register_collector(Box::new(m));
+            if let Some(p) = &probing {
+                registry.register_collector(Box::new(crate::metrics_server::ProbeSetups(
+                    p.handle.setups(),
+                )));
+            }
+            Some(crate::metrics_server::serve(addr, registry, shutdown)?)
         }
         None => None,
     };
@@ -481,12 +530,19 @@ impl Service {
             ));
         }
         if let Some(p) = &self.probing {
-            parts.push(format!(
+            let mut line = format!(
                 "probes: {}/{} answered, {} targets",
                 p.counts.answered.load(Relaxed),
                 p.counts.sent.load(Relaxed),
                 p.handle.targets().count()
-            ));
+            );
+            let failing = p.handle.setups().failing();
+            if failing > 0 {
+                line.push_str(&format!(
+                    " ({failing} not started: unresolved or no socket)"
+                ));
+            }
+            parts.push(line);
         }
         if let Some(k) = &self.pollers {
             let s = self.poll_stats.snapshot();
@@ -564,6 +620,10 @@ impl Service {
                 &[("host", host)],
                 &[
                     ("targets", Field::Int(p.handle.targets().count() as i64)),
+                    (
+                        "targets_not_started",
+                        Field::Int(p.handle.setups().failing() as i64),
+                    ),
                     ("sent", Field::Int(p.counts.sent.load(Relaxed) as i64)),
                     (
                         "answered",
@@ -736,6 +796,24 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_file_readable_by_others_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "secret\n").unwrap();
+        let mode = |m: u32| {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+            loose_token_file(&p)
+        };
+        assert_eq!(mode(0o600), None);
+        assert_eq!(mode(0o400), None);
+        assert_eq!(mode(0o640), Some(0o640));
+        assert_eq!(mode(0o604), Some(0o604));
+        assert_eq!(mode(0o644), Some(0o644));
+        assert_eq!(loose_token_file(&dir.path().join("none")), None);
+    }
 
     #[test]
     fn token_from_credentials_directory() {

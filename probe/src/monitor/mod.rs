@@ -5,12 +5,15 @@
 //! - [`prober`]: one task per target: schedules OPTIONS every interval, sends and retransmits
 //!   through the transaction core, matches responses, runs the out-of-service INVITE check and
 //!   closes every INVITE correctly (ACK, CANCEL, ACK+BYE).
+//! - [`setup`]: starting one target: its host resolved and its socket opened, retried with
+//!   backoff; a target that cannot start is that target's alarm, never the monitor's error.
 //! - [`tracker`]: sans-IO classification of results into states, events on every change,
 //!   alarms (raised once, cleared once), VIP ownership by fingerprint, per-minute HDR summaries.
 //!
 //! [`spawn`] wires them: probers → tracker → the caller's channel of [`Output`].
 
 pub mod prober;
+pub mod setup;
 pub mod tracker;
 
 use crate::message::{TargetUri, Transport};
@@ -465,6 +468,10 @@ pub enum AlarmKind {
     /// The BYE of an accepted call got no 2xx (refused, no answer, not sent): the call may
     /// still be up. Cleared by a later BYE answered 2xx.
     ByeFailed,
+    /// The target's host name does not resolve (retried with backoff; cleared once probed).
+    Unresolved,
+    /// The socket towards the target cannot be opened (retried; cleared once probed).
+    SocketFailed,
 }
 
 impl AlarmKind {
@@ -476,6 +483,8 @@ impl AlarmKind {
             AlarmKind::InviteNot503 => "invite_not_503",
             AlarmKind::CallAccepted => "call_accepted",
             AlarmKind::ByeFailed => "bye_failed",
+            AlarmKind::Unresolved => "unresolved",
+            AlarmKind::SocketFailed => "socket_failed",
         }
     }
 }
@@ -538,6 +547,14 @@ pub(crate) enum FromProber {
     Add(TargetConfig),
     /// A target removed while running (after its prober ended): its window is summarised.
     Remove(Arc<str>),
+    /// An attempt to start the target failed ([`setup`]); it is retried.
+    SetupFailed {
+        target: Arc<str>,
+        failure: setup::Failure,
+        reason: String,
+    },
+    /// The target started after failed attempts.
+    Started(Arc<str>),
 }
 
 /// Errors starting the monitor.
@@ -545,17 +562,6 @@ pub(crate) enum FromProber {
 pub enum MonitorError {
     #[error("target {target}: bad URI: {reason}")]
     Uri { target: String, reason: String },
-    #[error("target {target}: cannot resolve {host}: {source}")]
-    Resolve {
-        target: String,
-        host: String,
-        source: std::io::Error,
-    },
-    #[error("target {target}: cannot open a socket: {source}")]
-    Socket {
-        target: String,
-        source: std::io::Error,
-    },
     #[error("target {target}: a target of that name is already probed")]
     Duplicate { target: String },
 }
@@ -564,8 +570,6 @@ impl MonitorError {
     pub fn as_str(&self) -> &'static str {
         match self {
             MonitorError::Uri { .. } => "bad_uri",
-            MonitorError::Resolve { .. } => "resolve",
-            MonitorError::Socket { .. } => "socket",
             MonitorError::Duplicate { .. } => "duplicate",
         }
     }
@@ -578,11 +582,14 @@ pub struct MonitorHandle {
     /// Per target: its configuration, its own stop switch and its task, in configuration order.
     probers: Vec<RunningProber>,
     tracker: JoinHandle<()>,
+    setups: Arc<setup::Setups>,
 }
 
 struct RunningProber {
     cfg: TargetConfig,
     stop: watch::Sender<bool>,
+    /// Wakes the task out of a wait between two failed starts.
+    retry: Arc<tokio::sync::Notify>,
     task: JoinHandle<()>,
 }
 
@@ -599,9 +606,22 @@ impl MonitorHandle {
         let _ = self.tracker.await;
     }
 
-    /// The targets being probed, in the order they were added.
+    /// The targets being probed (or being started), in the order they were added.
     pub fn targets(&self) -> impl Iterator<Item = &TargetConfig> {
         self.probers.iter().map(|p| &p.cfg)
+    }
+
+    /// Targets not started yet (name not resolved, no socket) try again now instead of at the
+    /// end of their backoff.
+    pub fn retry_now(&self) {
+        for p in &self.probers {
+            p.retry.notify_one();
+        }
+    }
+
+    /// How each target's start went: its address, or why it is not probed yet.
+    pub fn setups(&self) -> Arc<setup::Setups> {
+        self.setups.clone()
     }
 
     /// Starts probing one more target; the others keep their state and windows. A target of
@@ -610,11 +630,10 @@ impl MonitorHandle {
         if self.probers.iter().any(|p| p.cfg.name == t.name) {
             return Err(MonitorError::Duplicate { target: t.name });
         }
-        let p = open(&t, &self.rule, &self.to_tracker).await?;
+        let uri = parse_uri(&t)?;
         let _ = self.to_tracker.send(FromProber::Add(t.clone())).await;
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(p.run(stop_rx));
-        self.probers.push(RunningProber { cfg: t, stop, task });
+        let p = start(&t, uri, &self.rule, &self.to_tracker, &self.setups);
+        self.probers.push(p);
         Ok(())
     }
 
@@ -627,6 +646,7 @@ impl MonitorHandle {
         let p = self.probers.remove(i);
         let _ = p.stop.send(true);
         let _ = p.task.await;
+        self.setups.forget(name);
         let _ = self
             .to_tracker
             .send(FromProber::Remove(Arc::from(name)))
@@ -636,8 +656,11 @@ impl MonitorHandle {
 
     /// Makes the probed targets those of `targets`: removes the ones no longer there or whose
     /// configuration changed, adds the new ones; the unchanged keep their state. Returns the
-    /// names removed and added; a target that cannot be started is reported and skipped.
+    /// names removed and added; a target with a bad URI is reported and skipped (one that does
+    /// not resolve is added, and retried by its own task). Targets not started yet try again
+    /// at once ([`MonitorHandle::retry_now`]).
     pub async fn reconcile(&mut self, targets: &[TargetConfig]) -> Reconciled {
+        self.retry_now();
         let mut r = Reconciled::default();
         let stale: Vec<String> = self
             .probers
@@ -670,54 +693,69 @@ pub struct Reconciled {
     pub failed: Vec<MonitorError>,
 }
 
-async fn open(
-    t: &TargetConfig,
-    rule: &FingerprintRule,
-    to_tracker: &mpsc::Sender<FromProber>,
-) -> Result<prober::Prober, MonitorError> {
-    let uri = TargetUri::parse(&t.uri).map_err(|e| MonitorError::Uri {
+fn parse_uri(t: &TargetConfig) -> Result<TargetUri, MonitorError> {
+    TargetUri::parse(&t.uri).map_err(|e| MonitorError::Uri {
         target: t.name.clone(),
         reason: e.0,
-    })?;
-    let addr = resolve(&uri).await.map_err(|e| MonitorError::Resolve {
-        target: t.name.clone(),
-        host: uri.host.clone(),
-        source: e,
-    })?;
-    prober::Prober::open(t.clone(), uri, addr, rule.clone(), to_tracker.clone())
-        .await
-        .map_err(|e| MonitorError::Socket {
-            target: t.name.clone(),
-            source: e,
-        })
+    })
 }
 
-/// Resolves the targets, opens their sockets and starts probing. Outputs arrive on the
-/// returned channel until [`MonitorHandle::stop`]. Targets can be added and removed while
-/// running ([`MonitorHandle::add`], [`MonitorHandle::remove`], [`MonitorHandle::reconcile`]).
+/// Starts one target's task: resolve and open (retried, see [`setup`]), then probe.
+fn start(
+    t: &TargetConfig,
+    uri: TargetUri,
+    rule: &FingerprintRule,
+    to_tracker: &mpsc::Sender<FromProber>,
+    setups: &Arc<setup::Setups>,
+) -> RunningProber {
+    let (stop, stop_rx) = watch::channel(false);
+    let retry = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(setup::start(
+        t.clone(),
+        uri,
+        rule.clone(),
+        to_tracker.clone(),
+        stop_rx,
+        setups.clone(),
+        retry.clone(),
+    ));
+    RunningProber {
+        cfg: t.clone(),
+        stop,
+        retry,
+        task,
+    }
+}
+
+/// Starts probing the targets: each resolves and opens its socket in its own task (a target
+/// that cannot is retried and alarmed, see [`setup`]). Outputs arrive on the returned channel
+/// until [`MonitorHandle::stop`]. Targets can be added and removed while running
+/// ([`MonitorHandle::add`], [`MonitorHandle::remove`], [`MonitorHandle::reconcile`]). Errors
+/// only for a bad URI or a duplicate name, which `validate()` already refuses.
 pub async fn spawn(
     cfg: &ProbeConfig,
 ) -> Result<(mpsc::Receiver<Output>, MonitorHandle), MonitorError> {
     let rule = cfg.fingerprint_rule();
     let (to_tracker, from_probers) = mpsc::channel(1024);
     let (out_tx, out_rx) = mpsc::channel(1024);
-    let mut probers = Vec::new();
-    for t in &cfg.target {
-        if probers.iter().any(|p: &RunningProber| p.cfg.name == t.name) {
+    let setups = Arc::new(setup::Setups::default());
+    let mut uris = Vec::new();
+    for (i, t) in cfg.target.iter().enumerate() {
+        if cfg.target[..i].iter().any(|o| o.name == t.name) {
             return Err(MonitorError::Duplicate {
                 target: t.name.clone(),
             });
         }
-        let p = open(t, &rule, &to_tracker).await?;
-        let (stop, stop_rx) = watch::channel(false);
-        probers.push(RunningProber {
-            cfg: t.clone(),
-            stop,
-            task: tokio::spawn(p.run(stop_rx)),
-        });
+        uris.push(parse_uri(t)?);
     }
     let tracker = tracker::Tracker::new(&cfg.target);
     let tracker = tokio::spawn(tracker.run(from_probers, out_tx));
+    let probers = cfg
+        .target
+        .iter()
+        .zip(uris)
+        .map(|(t, uri)| start(t, uri, &rule, &to_tracker, &setups))
+        .collect();
     Ok((
         out_rx,
         MonitorHandle {
@@ -725,6 +763,7 @@ pub async fn spawn(
             to_tracker,
             probers,
             tracker,
+            setups,
         },
     ))
 }
@@ -974,5 +1013,63 @@ alive_codes = [100]
                 ),
             ]
         );
+    }
+
+    /// Issue 22, observation 2: a target whose name does not resolve is a state of that
+    /// target (an alarm naming the reason, retried), never an error of the monitor; the other
+    /// targets are probed meanwhile.
+    #[tokio::test]
+    async fn unresolvable_target_is_its_own_state() {
+        let cfg = ProbeConfig {
+            target: vec![
+                TargetConfig::new("cpx", "sip:no-such-cp.invalid:5090", Role::Cp),
+                TargetConfig {
+                    interval: Duration::from_millis(100),
+                    timeout: Duration::from_millis(50),
+                    ..TargetConfig::new("cp1", "sip:127.0.0.1:9", Role::Cp)
+                },
+            ],
+            ..Default::default()
+        };
+        let (mut rx, handle) = spawn(&cfg)
+            .await
+            .expect("an unresolvable target does not stop the monitor");
+        let (mut alarms, mut cp1_results) = (Vec::new(), 0);
+        let end = tokio::time::Instant::now() + Duration::from_millis(3500);
+        while let Ok(Some(o)) = tokio::time::timeout_at(end, rx.recv()).await {
+            match o {
+                Output::Alarm(a) if &*a.target == "cpx" => alarms.push(a),
+                Output::Result(r) if &*r.target == "cp1" => cp1_results += 1,
+                _ => {}
+            }
+        }
+        // Raised once, naming the host, though retried at 1 s and 2 s.
+        assert_eq!(alarms.len(), 1, "{alarms:?}");
+        assert_eq!(alarms[0].kind.as_str(), "unresolved");
+        assert!(alarms[0].active);
+        assert!(
+            alarms[0]
+                .message
+                .starts_with("cannot resolve no-such-cp.invalid:"),
+            "{}",
+            alarms[0].message
+        );
+        assert!(cp1_results >= 20, "cp1 probed {cp1_results} times");
+        // Attempts at 0 s, 1 s and 3 s (the wait doubles), each counted.
+        let setups = handle.setups().snapshot();
+        assert_eq!(setups["cpx"].resolve_failures, 3, "{setups:?}");
+        assert_eq!(setups["cpx"].addr, None);
+        assert_eq!(
+            setups["cpx"].failing.as_ref().map(|f| f.0),
+            Some(setup::Failure::Resolve)
+        );
+        assert_eq!(setups["cp1"].addr, Some(([127, 0, 0, 1], 9).into()));
+        assert_eq!(setups["cp1"].failing, None);
+        assert_eq!(handle.setups().failing(), 1);
+        // A reload makes the next attempt now rather than at 7 s.
+        handle.retry_now();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(handle.setups().snapshot()["cpx"].resolve_failures, 4);
+        handle.stop().await;
     }
 }

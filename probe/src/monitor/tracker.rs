@@ -519,6 +519,30 @@ impl Tracker {
         set_alarm(t, AlarmKind::InviteNot503, wrong, r.at, msg, out);
     }
 
+    /// A target's start failed (`failure`, raising its alarm with `reason` once) or it started
+    /// (`None`, clearing the alarms of failed starts).
+    pub fn on_setup(
+        &mut self,
+        target: &str,
+        failure: Option<setup::Failure>,
+        reason: String,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(&i) = self.by_name.get(target) else {
+            return;
+        };
+        let t = &mut self.targets[i];
+        let at = SystemTime::now();
+        for f in [setup::Failure::Resolve, setup::Failure::Socket] {
+            if Some(f) != failure {
+                set_alarm(t, f.alarm(), false, at, "started".into(), out);
+            }
+        }
+        if let Some(f) = failure {
+            set_alarm(t, f.alarm(), true, at, reason, out);
+        }
+    }
+
     /// Summaries of the open windows (at shutdown).
     pub fn flush(&mut self, out: &mut Vec<Output>) {
         for t in &mut self.targets {
@@ -546,6 +570,14 @@ impl Tracker {
                 FromProber::Rx { target, stats } => self.on_rx(&target, &stats),
                 FromProber::Add(c) => self.add(&c),
                 FromProber::Remove(name) => self.remove(&name, &mut out),
+                FromProber::SetupFailed {
+                    target,
+                    failure,
+                    reason,
+                } => self.on_setup(&target, Some(failure), reason, &mut out),
+                FromProber::Started(target) => {
+                    self.on_setup(&target, None, String::new(), &mut out)
+                }
             }
             for o in out.drain(..) {
                 log(&o);
@@ -1241,6 +1273,42 @@ mod tests {
                 false,
                 "cp2, which answered the VIP, is no longer probed"
             )]
+        );
+    }
+
+    /// A failed start raises its alarm once (later failures of the same kind are quiet); a
+    /// change of cause swaps the alarm; the start clears it.
+    #[test]
+    fn failed_starts_raise_one_alarm_and_the_start_clears_it() {
+        use setup::Failure::{Resolve, Socket};
+        let mut t = Tracker::new(&[TargetConfig::new("cpx", "sip:x.invalid", Role::Cp)]);
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            t.on_setup(
+                "cpx",
+                Some(Resolve),
+                "cannot resolve x.invalid".into(),
+                &mut out,
+            );
+        }
+        t.on_setup("cpx", Some(Socket), "no route".into(), &mut out);
+        t.on_setup("cpx", None, String::new(), &mut out);
+        t.on_setup("nobody", Some(Resolve), "x".into(), &mut out);
+        let got: Vec<(&str, bool, &str)> = out
+            .iter()
+            .map(|o| match o {
+                Output::Alarm(a) => (a.kind.as_str(), a.active, a.message.as_str()),
+                o => panic!("{o:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("unresolved", true, "cannot resolve x.invalid"),
+                ("unresolved", false, "started"),
+                ("socket_failed", true, "no route"),
+                ("socket_failed", false, "started"),
+            ]
         );
     }
 }
