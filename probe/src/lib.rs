@@ -5,6 +5,8 @@
 //!
 //! ## Layout
 //! - [`consts`]: RFC 3261 timers (T1, T2, T4, 64·T1) and protocol constants, in one place.
+//! - [`sip`]: the SIP codec: one header-line iterator, one borrowed response reader, one
+//!   request reader, one stream framer, one request writer, one error type, one `Transport`.
 //! - [`message`]: building requests (OPTIONS, INVITE, ACK, CANCEL, BYE) and parsing responses
 //!   with rsip; garbage is a typed error, never a panic.
 //! - [`transaction`]: the sans-IO client transaction core shared by the monitor and the bench:
@@ -35,5 +37,6 @@ pub mod message;
 pub mod mmsg;
 pub mod monitor;
 pub mod responder;
+pub mod sip;
 pub mod transaction;
 pub mod transport;

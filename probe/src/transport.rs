@@ -7,13 +7,15 @@
 //!   `IP_RECVERR` makes an ICMP port or host unreachable come back as `ECONNREFUSED` /
 //!   `EHOSTUNREACH` on the next receive (the error queue is drained), reported as a
 //!   [`TransportErrorKind`], never as a status code. TCP:
-//!   a connection opened on first send and re-opened after it closes, with Content-Length framing.
+//!   a connection opened on first send and re-opened after it closes, framed by the codec's
+//!   one framer ([`crate::sip::frame()`]); a stream that cannot be framed is closed.
 //! - [`RxStats`]: counts of what was received and ignored (garbage, oversized, malformed,
 //!   not ours, stray, late, duplicate, other Call-ID), kept locally and read once per window.
 //! - [`accept`]: the pure check of one received message (parse, then the matching rules).
 
 use crate::consts::MAX_RESPONSE;
-use crate::message::{check_response, parse_response, Discard, ParseError, Response, Transport};
+use crate::message::{check_response, Discard, ParseError, Response, Transport};
+use crate::sip::Frame;
 use crate::transaction::TransportErrorKind;
 use bytes::{Buf, BytesMut};
 use std::io;
@@ -101,9 +103,9 @@ pub fn accept(buf: &[u8], local: SocketAddr) -> Result<Response, Ignored> {
     if buf.len() > MAX_RESPONSE {
         return Err(Ignored::Parse(ParseError::Oversized));
     }
-    let r = parse_response(buf).map_err(Ignored::Parse)?;
+    let r = crate::sip::read_response(buf).map_err(Ignored::Parse)?;
     check_response(&r, local).map_err(Ignored::Discard)?;
-    Ok(r)
+    Ok(Response::of(&r, buf))
 }
 
 /// A receive buffer big enough to notice an oversized datagram.
@@ -265,23 +267,28 @@ impl Endpoint {
                 }
             },
             Conn::Tcp { stream, buf, .. } => loop {
-                if let Some(n) = frame_len(buf) {
-                    let keep = n.min(out.len());
-                    out[..keep].copy_from_slice(&buf[..keep]);
-                    if n <= buf.len() {
+                match crate::sip::frame(buf, MAX_RESPONSE) {
+                    Frame::Complete(n) => {
+                        out[..n].copy_from_slice(&buf[..n]);
                         buf.advance(n);
-                    } else {
-                        // Oversized frame: report it and drop the connection (we cannot skip
-                        // a body we refuse to buffer).
+                        return Ok((n, from));
+                    }
+                    Frame::Invalid(e) => {
+                        // Cannot be framed: drop the connection (nothing after it can be
+                        // found). What was buffered goes to the caller to be counted:
+                        // oversized, or refused by the reader like a datagram.
+                        let keep = buf.len().min(out.len());
+                        out[..keep].copy_from_slice(&buf[..keep]);
                         buf.clear();
                         *stream = None;
+                        let n = if e == ParseError::Oversized {
+                            MAX_RESPONSE + 1
+                        } else {
+                            keep
+                        };
+                        return Ok((n, from));
                     }
-                    let n = if n > MAX_RESPONSE {
-                        MAX_RESPONSE + 1
-                    } else {
-                        n
-                    };
-                    return Ok((n, from));
+                    Frame::Incomplete => {}
                 }
                 let Some(s) = stream.as_mut() else {
                     return std::future::pending().await;
@@ -366,56 +373,9 @@ fn drain_error_queue(sock: &UdpSocket) {
     }
 }
 
-/// Length of the first whole message in a TCP stream buffer (headers + Content-Length body);
-/// `None` while incomplete. A header block or body beyond [`MAX_RESPONSE`] is returned as is so
-/// the caller can count it as oversized.
-pub fn frame_len(buf: &[u8]) -> Option<usize> {
-    // Keep-alive CRLFs between messages (RFC 5626) are skipped as empty frames.
-    if buf.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    let end = match memchr::memmem::find(buf, b"\r\n\r\n") {
-        Some(i) => i + 4,
-        None if buf.len() > MAX_RESPONSE => return Some(buf.len()),
-        None => return None,
-    };
-    let mut body = 0usize;
-    for line in buf[..end].split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let v = line[colon + 1..].trim_ascii();
-            body = std::str::from_utf8(v)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            break;
-        }
-    }
-    let total = end.saturating_add(body);
-    if total > MAX_RESPONSE {
-        return Some(total);
-    }
-    (buf.len() >= total).then_some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tcp_framing() {
-        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
-        assert_eq!(frame_len(m), Some(40));
-        assert_eq!(frame_len(&m[..39]), None);
-        assert_eq!(frame_len(b"SIP/2.0 200 OK\r\nl: 0\r\n\r\n"), Some(24));
-        assert_eq!(frame_len(b"SIP/2.0 200 OK\r\n"), None);
-        assert_eq!(frame_len(b"\r\n\r\nSIP"), Some(2));
-        let huge = b"SIP/2.0 200 OK\r\nContent-Length: 999999\r\n\r\n";
-        assert_eq!(frame_len(huge), Some(huge.len() + 999_999));
-    }
 
     #[test]
     fn stats_count_by_reason() {
