@@ -16,3 +16,5 @@ mod probe;
 mod probe_cluster;
 mod service;
 mod sink;
+mod sip_codec;
+mod sip_conformance;

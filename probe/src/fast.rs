@@ -353,8 +353,10 @@ pub type DecodeError = crate::sip::Error;
 #[derive(Debug, Default)]
 pub struct Scratch;
 
-/// The codec's response reader seen through the bench's fields. A CSeq method the bench never
-/// sends is `BadHeader("CSeq")` (the prober counts it as stray: neither takes it as an answer).
+/// The codec's response reader seen through the bench's fields, with the prober's rule that
+/// a response with more than one Via is not for us (RFC 3261 §8.1.3.3; here
+/// `BadHeader("Via")`). A CSeq method the bench never sends is `BadHeader("CSeq")` (the
+/// prober counts it as stray: neither takes it as an answer).
 /// `_fallbacks` is never incremented: there is no second parser any more.
 #[inline]
 pub fn decode_response<'a>(
@@ -363,6 +365,9 @@ pub fn decode_response<'a>(
     _fallbacks: &mut u64,
 ) -> Result<Response<'a>, DecodeError> {
     let r = crate::sip::read_response(buf)?;
+    if r.vias != 1 {
+        return Err(DecodeError::BadHeader("Via"));
+    }
     Ok(Response {
         status: r.status,
         branch: r.via.branch,

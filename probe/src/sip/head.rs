@@ -9,7 +9,8 @@
 //! - LWS may stand before and after the colon; names are case-insensitive; the compact forms
 //!   of §7.3.3 resolve to the same [`Name`] as the long ones.
 //! - The head ends at the first empty line; [`Headers::body_start`] then says where the body is.
-//!   Bytes that end before that line are [`Error::Truncated`]; a line with no colon, with a name
+//!   A datagram may also end right after a whole header line (no body). Other bytes that end
+//!   before the empty line are [`Error::Truncated`]; a line with no colon, with a name
 //!   that is not a token, or a fold with nothing before it is [`Error::BadLine`].
 
 use super::value::{is_token, trim};
@@ -84,6 +85,9 @@ pub struct Headers<'a> {
     pos: usize,
     body: Option<usize>,
     done: bool,
+    /// A datagram may end right after its last header line (no empty line): the head ends
+    /// there, with no body. A stream must show the empty line.
+    datagram: bool,
 }
 
 /// The end of the line at `pos` (without CR) and the start of the next, if a LF ends it.
@@ -98,22 +102,26 @@ fn line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
     Some((end, nl + 1))
 }
 
-/// The start line of a message and an iterator over its headers.
+/// The start line of a datagram and an iterator over its headers.
 /// `Err(Truncated)` when there is not even one whole line.
 #[inline]
 pub fn split(buf: &[u8]) -> Result<(&[u8], Headers<'_>), Error> {
     let (end, next) = line(buf, 0).ok_or(Error::Truncated)?;
-    Ok((&buf[..end], Headers::at(buf, next)))
+    let mut h = Headers::at(buf, next);
+    h.datagram = true;
+    Ok((&buf[..end], h))
 }
 
 impl<'a> Headers<'a> {
-    /// The headers of `buf` starting at byte `pos` (the start of the first header line).
+    /// The headers of `buf` starting at byte `pos` (the start of the first header line), read
+    /// as a stream: the head ends only at an empty line.
     pub fn at(buf: &'a [u8], pos: usize) -> Headers<'a> {
         Headers {
             buf,
             pos,
             body: None,
             done: false,
+            datagram: false,
         }
     }
 
@@ -139,6 +147,11 @@ impl<'a> Iterator for Headers<'a> {
         let buf = self.buf;
         let start = self.pos;
         let Some((end, next)) = line(buf, start) else {
+            if self.datagram && start == buf.len() {
+                self.done = true;
+                self.body = Some(start);
+                return None;
+            }
             return self.fail(Error::Truncated);
         };
         if end == start {
@@ -222,7 +235,8 @@ mod tests {
             all(b"SIP/2.0 200 OK\r\nA B: y\r\n\r\n").2,
             Some(Error::BadLine)
         );
-        assert_eq!(all(b"SIP/2.0 200 OK\r\nA: y\r\n").2, Some(Error::Truncated));
+        assert_eq!(all(b"SIP/2.0 200 OK\r\nA: y").2, Some(Error::Truncated));
+        assert_eq!(all(b"SIP/2.0 200 OK\r\nA: y\r\n").1, Some(22));
         assert_eq!(split(b"SIP/2.0 200 OK").unwrap_err(), Error::Truncated);
     }
 
