@@ -270,3 +270,24 @@ fn probe_check_against_variant_uas() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The variants answering [`Req::fixed`] are kept as files in `fixtures/sip/variants/` for the
+/// codec's differential test against rsip in `probe` (which cannot see this table); they must
+/// be what the table builds. `SREWATCH_WRITE_FIXTURES=1` rewrites them.
+#[test]
+fn variant_fixtures_are_current() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sip/variants");
+    let write = std::env::var_os("SREWATCH_WRITE_FIXTURES").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    for (name, _) in VARIANTS {
+        let p = dir.join(format!("{name}.sip"));
+        let bytes = variant(name, &Req::fixed());
+        if write {
+            std::fs::write(&p, &bytes).unwrap();
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{}", p.display());
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), VARIANTS.len());
+}

@@ -10,7 +10,8 @@
 //!   of §7.3.3 resolve to the same [`Name`] as the long ones.
 //! - The head ends at the first empty line; [`Headers::body_start`] then says where the body is.
 //!   A datagram may also end right after a whole header line (no body). Other bytes that end
-//!   before the empty line are [`Error::Truncated`]; a line with no colon, with a name
+//!   before the empty line are [`Error::Truncated`]; a CR that does not end a line, a line
+//!   with no colon, with a name
 //!   that is not a token, or a fold with nothing before it is [`Error::BadLine`].
 
 use super::value::{is_token, trim};
@@ -162,6 +163,10 @@ impl<'a> Iterator for Headers<'a> {
         if matches!(buf[start], b' ' | b'\t') {
             return self.fail(Error::BadLine);
         }
+        // A CR is only allowed before the LF that ends a line.
+        if memchr::memchr(b'\r', &buf[start..end]).is_some() {
+            return self.fail(Error::BadLine);
+        }
         let Some(colon) = memchr::memchr(b':', &buf[start..end]) else {
             return self.fail(Error::BadLine);
         };
@@ -175,6 +180,9 @@ impl<'a> Iterator for Headers<'a> {
             let Some((e, n)) = line(buf, p) else {
                 return self.fail(Error::Truncated);
             };
+            if memchr::memchr(b'\r', &buf[p..e]).is_some() {
+                return self.fail(Error::BadLine);
+            }
             vend = e;
             p = n;
         }

@@ -18,6 +18,8 @@
 pub mod build;
 pub mod frame;
 pub mod head;
+#[cfg(test)]
+mod oracle;
 pub mod request;
 pub mod response;
 pub mod value;

@@ -95,7 +95,7 @@ pub fn read_request(buf: &[u8]) -> Result<Request<'_>, Error> {
     let from = from.ok_or(Error::MissingHeader("From"))?;
     let to = to.ok_or(Error::MissingHeader("To"))?;
     let call_id = call_id.ok_or(Error::MissingHeader("Call-ID"))?;
-    if call_id.is_empty() || call_id.iter().any(|&c| value::is_lws(c)) {
+    if call_id.is_empty() || !call_id.iter().all(|&c| c > b' ' && c < 0x7f) {
         return Err(Error::BadHeader("Call-ID"));
     }
     let (cseq, m) =

@@ -172,7 +172,7 @@ pub fn read_response(buf: &[u8]) -> Result<Response<'_>, Error> {
     let (cseq, cseq_method) =
         value::cseq(cseq.ok_or(Error::MissingHeader("CSeq"))?).ok_or(Error::BadHeader("CSeq"))?;
     let call_id = call_id.ok_or(Error::MissingHeader("Call-ID"))?;
-    if call_id.is_empty() || call_id.iter().any(|&c| value::is_lws(c)) {
+    if call_id.is_empty() || !call_id.iter().all(|&c| c > b' ' && c < 0x7f) {
         return Err(Error::BadHeader("Call-ID"));
     }
     let to = to.ok_or(Error::MissingHeader("To"))?;
