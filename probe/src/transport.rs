@@ -455,6 +455,44 @@ mod tests {
         );
     }
 
+    /// Observation 4 of issue 21: one framer with one rule. Over TCP a Content-Length that is
+    /// not a number, or a second one, makes the stream unframeable: the message is refused
+    /// (counted as malformed), not read with a guessed length.
+    #[tokio::test]
+    async fn tcp_bad_or_duplicate_content_length_is_refused() {
+        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKa\r\n\
+                    Call-ID: c\r\nCSeq: 1 OPTIONS\r\nTo: <sip:a>;tag=t\r\n";
+        for (cl, n) in [
+            ("Content-Length: x\r\n", 0),
+            ("Content-Length: 0\r\nContent-Length: 4\r\n", 1),
+        ] {
+            let msg = format!("{head}{cl}\r\nbody");
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let (mut s, _) = l.accept().unwrap();
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b);
+                s.write_all(msg.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+            });
+            let mut ep = Endpoint::open(addr, Transport::Tcp, Duration::from_secs(1))
+                .await
+                .unwrap();
+            ep.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await.unwrap();
+            let mut buf = recv_buffer();
+            let (len, _) = tokio::time::timeout(Duration::from_secs(2), ep.recv(&mut buf))
+                .await
+                .expect("a frame within 2 s")
+                .unwrap();
+            let mut s = RxStats::default();
+            s.count(accept(&buf[..len], ep.local()).unwrap_err());
+            assert_eq!(s.malformed, 1, "case {n}");
+            server.join().unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn tcp_connect_refused() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
