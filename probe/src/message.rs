@@ -1,13 +1,16 @@
-//! Requests built and responses parsed with rsip (RFC 3261 sections 8.1.1, 9.1, 11, 17.1.1.3).
+//! The prober's requests and responses (RFC 3261 sections 8.1.1, 9.1, 11, 17.1.1.3), on top of
+//! the codec ([`crate::sip`]).
 //!
 //! - [`TargetUri`]: `sip:host[:port][;transport=udp|tcp]` from the configuration.
-//! - [`Leg`]: one call leg (Call-ID, From tag, URIs, sent-by) and the requests built from it:
-//!   OPTIONS, INVITE (no SDP), ACK (non-2xx: same branch; 2xx: new branch), CANCEL, BYE.
-//! - [`Response`]: what the prober needs from a response (status, top Via, CSeq, Call-ID, To
-//!   tag, Retry-After, Server, Contact), from [`parse_response`]; malformed input is a
-//!   [`ParseError`], never a panic.
+//! - [`Leg`]: one call leg (Call-ID, From tag, URIs, sent-by) and the requests built from it
+//!   with the codec's request writer: OPTIONS, INVITE (no SDP), ACK (non-2xx: same branch;
+//!   2xx: new branch), CANCEL, BYE.
+//! - [`Response`]: the owned copy the prober keeps of what the codec's reader read (status, top
+//!   Via, CSeq, Call-ID, To tag, Retry-After, Server, Contact, Record-Route), from
+//!   [`parse_response`]; malformed input is a [`ParseError`] (the codec's error), never a panic.
 //! - [`check_response`]: the matching rules that discard a response before it reaches a
-//!   transaction (more than one Via, a sent-by we did not use, another Call-ID).
+//!   transaction and before anything is copied (more than one Via, a sent-by we did not use;
+//!   the caller checks the Call-ID).
 
 use crate::consts::BRANCH_MAGIC;
 use crate::transaction::Method;
