@@ -107,7 +107,7 @@ fn parse(c: &mut Criterion) {
             black_box((r.status, r.via.branch.len(), r.cseq))
         })
     });
-    let mut scratch = Scratch;
+    let mut scratch = Scratch::default();
     g.bench_function("bench_view", |b| {
         b.iter(|| {
             let r = decode_response(black_box(KAMAILIO_200), &mut scratch, &mut 0).unwrap();

@@ -383,7 +383,7 @@ mod tests {
             t.write(&mut out, branch.as_bytes(), i);
             c.send(&out).unwrap();
             if let Ok(len) = c.recv(&mut buf) {
-                let resp = decode_response(&buf[..len], &mut Scratch, &mut 0).unwrap();
+                let resp = decode_response(&buf[..len], &mut Scratch::default(), &mut 0).unwrap();
                 assert_eq!(resp.branch, branch.as_bytes());
                 codes.push(resp.status);
                 if method == Method::Invite {

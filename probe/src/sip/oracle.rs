@@ -126,7 +126,7 @@ fn prober_and_bench_agree() {
             .ok()
             .filter(|r| r.vias == 1)
             .and_then(|r| Some((r.status, r.branch.clone(), r.cseq, r.method?)));
-        let b = crate::fast::decode_response(&buf, &mut crate::fast::Scratch, &mut 0)
+        let b = crate::fast::decode_response(&buf, &mut crate::fast::Scratch::default(), &mut 0)
             .ok()
             .map(|r| {
                 let branch = String::from_utf8_lossy(r.branch).into_owned();

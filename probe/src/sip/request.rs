@@ -78,10 +78,8 @@ pub fn read_request(buf: &[u8]) -> Result<Request<'_>, Error> {
             Name::To if to.is_none() => to = Some(h.value),
             Name::CallId if call_id.is_none() => call_id = Some(h.value),
             Name::CSeq if cseq.is_none() => cseq = Some(h.value),
-            Name::MaxForwards => {
-                if !value::number(h.value).is_some_and(|n| n <= 255) {
-                    return Err(Error::BadHeader("Max-Forwards"));
-                }
+            Name::MaxForwards if value::number(h.value).is_none_or(|n| n > 255) => {
+                return Err(Error::BadHeader("Max-Forwards"));
             }
             Name::ContentLength => cl.add(h.value)?,
             _ => {}
