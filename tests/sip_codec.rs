@@ -291,3 +291,49 @@ fn variant_fixtures_are_current() {
     }
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), VARIANTS.len());
 }
+
+/// The same variants end to end through `srewatch bench`: it counts as answered exactly the
+/// variants `probe check` accepts (the wrong Call-ID aside: the bench matches by branch only).
+#[test]
+fn bench_against_variant_uas_agrees_with_probe_check() {
+    let dir = util::tempdir();
+    let mut wrong = Vec::new();
+    for (name, want) in VARIANTS {
+        let (addr, h) = variant_uas(name);
+        let json = dir.path().join(format!("{name}.json"));
+        let out = util::srewatch()
+            .arg("bench")
+            .arg(format!("sip:{addr}"))
+            .args(["--rate", "20", "--duration", "1s", "--timeout", "300ms"])
+            .args(["--no-retransmit", "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .send_to(b"STOP", addr)
+            .unwrap();
+        h.join().unwrap();
+        let Ok(text) = std::fs::read(&json) else {
+            wrong.push(format!(
+                "{name}: no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let acc = &v["accounting"];
+        let (sent, answered) = (
+            acc["sent"].as_u64().unwrap(),
+            acc["answered"].as_u64().unwrap(),
+        );
+        let answers = want.is_some() || *name == "wrong_call_id";
+        let expect = if answers { sent } else { 0 };
+        if sent != 20 || answered != expect {
+            wrong.push(format!(
+                "{name}: sent {sent} answered {answered}, want {expect}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
