@@ -222,11 +222,11 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
     let mut scratch = Vec::with_capacity(1500);
     let mut logged_invalid = false;
     let mut logged_send = false;
-    // The Contact of a 2xx to INVITE (§13.3.1.4): this socket's address.
-    let contact = match sock.local_addr() {
-        Ok(a) => format!("sip:srewatch-responder@{a}").into_bytes(),
-        Err(_) => cfg.listen.to_string().into_bytes(),
-    };
+    // The Contact of a 2xx to INVITE (§13.3.1.4): this socket's address; bound to a wildcard
+    // address, the host the request was sent to (its Request-URI's) with this socket's port.
+    let bound = sock.local_addr().unwrap_or(cfg.listen);
+    let fixed_contact = format!("sip:srewatch-responder@{bound}").into_bytes();
+    let mut wild_contact = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let mut local = ResponderStats::default();
         // Send what is due.
@@ -314,8 +314,18 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
                 }
             }
             let tag = to_tag_of(&req);
-            let contact = (req.method() == Some(Method::Invite) && (200..300).contains(&status))
-                .then_some(contact.as_slice());
+            let contact = if !(req.method() == Some(Method::Invite) && (200..300).contains(&status))
+            {
+                None
+            } else if bound.ip().is_unspecified() {
+                wild_contact.clear();
+                wild_contact.extend_from_slice(b"sip:srewatch-responder@");
+                wild_contact.extend_from_slice(uri_host(req.uri).unwrap_or(b"127.0.0.1"));
+                wild_contact.extend_from_slice(format!(":{}", bound.port()).as_bytes());
+                Some(wild_contact.as_slice())
+            } else {
+                Some(fixed_contact.as_slice())
+            };
             if cfg.delay.is_zero() {
                 let slot = tx.next_slot();
                 write_response(slot, &req, status, reason(status), &tag, contact);
@@ -335,6 +345,28 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
         flush(&mut tx, fd, &mut res, &mut local, &mut logged_send);
         shared.add(&local);
     }
+}
+
+/// The host of a `sip:`/`sips:` Request-URI (an IPv6 reference with its brackets).
+fn uri_host(uri: &[u8]) -> Option<&[u8]> {
+    let rest = uri
+        .strip_prefix(b"sip:")
+        .or_else(|| uri.strip_prefix(b"sips:"))?;
+    let end = rest
+        .iter()
+        .position(|&c| matches!(c, b';' | b'?'))
+        .unwrap_or(rest.len());
+    let hostport = &rest[..end];
+    let hostport = match hostport.iter().rposition(|&c| c == b'@') {
+        Some(at) => &hostport[at + 1..],
+        None => hostport,
+    };
+    let host = if hostport.starts_with(b"[") {
+        &hostport[..=hostport.iter().position(|&c| c == b']')?]
+    } else {
+        hostport.split(|&c| c == b':').next()?
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn flush(
@@ -428,6 +460,17 @@ mod tests {
                 send_errors: 0,
             }
         );
+    }
+
+    #[test]
+    fn request_uri_hosts() {
+        assert_eq!(
+            uri_host(b"sip:u@10.0.0.1:5060;transport=udp"),
+            Some(&b"10.0.0.1"[..])
+        );
+        assert_eq!(uri_host(b"sip:[::1]:5060"), Some(&b"[::1]"[..]));
+        assert_eq!(uri_host(b"sips:host.example"), Some(&b"host.example"[..]));
+        assert_eq!(uri_host(b"tel:+1"), None);
     }
 
     #[test]
