@@ -8,7 +8,7 @@
 //! - [`response`]: the borrowed response reader [`read_response`] used by the prober, the
 //!   bench and the differential tests; nothing is copied for the fields they use.
 //! - [`request`]: the borrowed request reader [`read_request`] of the responder.
-//! - [`frame`]: the stream framer [`frame()`] (check before parse) used by every TCP reader.
+//! - [`mod@frame`]: the Content-Length rule and the stream framer [`frame()`] (check before parse) used by every TCP reader.
 //! - [`build`]: the request writer [`build::write_request`] used by the prober's
 //!   [`Leg`](crate::message::Leg) and the bench's [`Template`](crate::fast::Template), and the
 //!   response writer of the responder.

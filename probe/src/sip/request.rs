@@ -4,7 +4,7 @@
 //! Refused: a request line that is not `Method SP Request-URI SP SIP/2.0` with single spaces,
 //! a URI in angle brackets, a missing Via, From, To, Call-ID or CSeq, a CSeq whose method is
 //! not the request's or whose number is not a 32-bit number, a Max-Forwards that is not a
-//! number up to 255, the Content-Length rule of [`super::frame`], and a body shorter than
+//! number up to 255, the Content-Length rule of [`mod@super::frame`], and a body shorter than
 //! Content-Length. There is no limit on the number of headers or Via values.
 
 use super::frame::ContentLength;
