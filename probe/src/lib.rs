@@ -25,7 +25,7 @@
 //!   `tracker` (sans-IO classification, events, alarms, VIP ownership, per-minute HDR summaries).
 //! - [`fast`]: the bench's request templates (rendered by [`sip`]'s writer, patched in place)
 //!   and thin views of [`sip`]'s response reader for the bench.
-//! - [`bench`]: the open/closed-loop load generator with HDR latency recording.
+//! - [`mod@bench`]: the open/closed-loop load generator with HDR latency recording.
 //! - [`responder`]: a stateless UAS for lab tests and for measuring the bench's own ceiling.
 //! - [`mmsg`]: batched UDP I/O (recvmmsg/sendmmsg) for the bench and the responder.
 
