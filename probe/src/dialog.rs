@@ -638,7 +638,7 @@ mod tests {
         assert_eq!(rr.as_slice().len(), 3);
         let rs = RouteSet::of_2xx(
             rr.as_slice().iter().copied(),
-            crate::fast::contact_uri(m.as_bytes()),
+            crate::sip::contact_uri(m.as_bytes()),
         )
         .unwrap();
         assert!(!rs.is_strict());
@@ -659,7 +659,7 @@ mod tests {
         let rr = record_route_values(m.as_bytes());
         let rs = RouteSet::of_2xx(
             rr.as_slice().iter().copied(),
-            crate::fast::contact_uri(m.as_bytes()),
+            crate::sip::contact_uri(m.as_bytes()),
         )
         .unwrap();
         assert!(rs.is_strict());
@@ -673,7 +673,7 @@ mod tests {
     fn rs_of<'a>(m: &'a str) -> RouteSet<'a> {
         let rr = record_route_values(m.as_bytes());
         let v: Vec<&'a [u8]> = rr.as_slice().to_vec();
-        RouteSet::of_2xx(v, crate::fast::contact_uri(m.as_bytes())).unwrap()
+        RouteSet::of_2xx(v, crate::sip::contact_uri(m.as_bytes())).unwrap()
     }
 
     /// RFC 3261 12.2.1.1 / 8.1.2: the ACK and BYE go to the first route (loose or strict),
@@ -781,7 +781,7 @@ mod tests {
             assert!(rr.as_slice().len() <= 3);
             let _ = RouteSet::of_2xx(
                 rr.as_slice().iter().copied(),
-                crate::fast::contact_uri(&m[..i]),
+                crate::sip::contact_uri(&m[..i]),
             );
             let mut f = m.clone();
             f[i] = b",<>\";\r\n"[i % 6];

@@ -379,18 +379,10 @@ pub fn decode_response<'a>(
     })
 }
 
-/// The URI of the first Contact of a message (inside `<>`, or up to `;`/`,`), for the
-/// Request-URI of the ACK and BYE of a 2xx; read with the codec's header iterator (folded
-/// lines, compact `m`). `None` when there is no usable Contact (the caller then uses the
-/// INVITE's Request-URI) or the head does not read.
+/// The URI of the first Contact of a message: [`crate::sip::contact_uri`], kept here for the
+/// bench.
 pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
-    let (_, headers) = crate::sip::head::split(buf).ok()?;
-    let h = headers
-        .map_while(Result::ok)
-        .find(|h| h.kind == crate::sip::Name::Contact)?;
-    crate::sip::value::values(h.value)
-        .next()
-        .and_then(crate::sip::value::uri)
+    crate::sip::contact_uri(buf)
 }
 
 /// The reason phrase for the status codes the responder sends.

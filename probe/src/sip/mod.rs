@@ -101,6 +101,19 @@ impl Error {
     }
 }
 
+/// The URI of the first Contact of a message (inside `<>`, or up to `;`/`,`), for the
+/// Request-URI of the ACK and BYE of a 2xx; read with the header iterator (folded lines,
+/// compact `m`), from a head that need not read as a whole response. `None` when there is no
+/// usable Contact (the caller then uses the INVITE's Request-URI) or the head does not read
+/// up to it.
+pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
+    let (_, headers) = head::split(buf).ok()?;
+    let h = headers
+        .map_while(Result::ok)
+        .find(|h| h.kind == Name::Contact)?;
+    value::values(h.value).next().and_then(value::uri)
+}
+
 /// `SIP/2.0`, case-insensitive (§7.1).
 pub(crate) fn is_version(v: &[u8]) -> bool {
     v.eq_ignore_ascii_case(b"SIP/2.0")
