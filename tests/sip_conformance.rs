@@ -1,16 +1,29 @@
-//! RFC 4475 torture messages (fixtures/sip/rfc4475, byte-exact from reSIProcate's test data)
-//! through the responder (observation 3 of issue 21) and through the prober's reader.
+//! RFC 4475 torture messages through the responder (observation 3 of issue 21) and through the
+//! prober's reader. The messages are not part of this repository (they are other people's
+//! material): the tests read them, byte-exact, from `probe::sip::rfc4475_dir()`
+//! (`SREWATCH_RFC4475_DIR`, else `shared/reference/rfc4475` beside the checkout); see
+//! `fixtures/sip/rfc4475.md`. Without them each test says so on stderr and checks nothing.
 
 use probe::responder::{Responder, ResponderConfig};
 use std::net::UdpSocket;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/sip/rfc4475")
-        .join(format!("{name}.dat"));
+fn fixture(dir: &Path, name: &str) -> Vec<u8> {
+    let p = dir.join(format!("{name}.dat"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The directory of the RFC 4475 messages, or `None` (said on stderr) when they are absent.
+fn messages() -> Option<PathBuf> {
+    let d = probe::sip::rfc4475_dir();
+    if d.is_none() {
+        eprintln!(
+            "RFC 4475 messages not present: {}",
+            probe::sip::RFC4475_HINT
+        );
+    }
+    d
 }
 
 /// §3.1.1: the valid requests, with the status the responder answers (OPTIONS and INVITE
@@ -81,11 +94,12 @@ fn status(answer: &[u8]) -> u16 {
 /// Observation 3: every valid request of RFC 4475 §3.1.1 gets an answer.
 #[test]
 fn responder_answers_every_rfc4475_valid_request() {
+    let Some(dir) = messages() else { return };
     let r = responder();
     let c = client(&r);
     let mut got = Vec::new();
     for (name, _) in VALID_REQUESTS {
-        got.push((*name, ask(&c, &fixture(name)).map(|a| status(&a))));
+        got.push((*name, ask(&c, &fixture(&dir, name)).map(|a| status(&a))));
     }
     let want: Vec<(&str, Option<u16>)> =
         VALID_REQUESTS.iter().map(|(n, s)| (*n, Some(*s))).collect();
@@ -98,16 +112,20 @@ fn responder_answers_every_rfc4475_valid_request() {
 /// answered; nothing crashes and the responder answers a valid request afterwards.
 #[test]
 fn responder_refuses_rfc4475_invalid_requests() {
+    let Some(dir) = messages() else { return };
     let r = responder();
     let c = client(&r);
     let mut answered = Vec::new();
     for name in REFUSED_REQUESTS.iter().chain(OTHER_INVALID) {
-        if ask(&c, &fixture(name)).is_some() {
+        if ask(&c, &fixture(&dir, name)).is_some() {
             answered.push(*name);
         }
     }
     assert_eq!(answered, OTHER_INVALID);
-    assert_eq!(ask(&c, &fixture("lwsdisp")).map(|a| status(&a)), Some(200));
+    assert_eq!(
+        ask(&c, &fixture(&dir, "lwsdisp")).map(|a| status(&a)),
+        Some(200)
+    );
     let s = r.stop();
     assert_eq!(s.invalid, REFUSED_REQUESTS.len() as u64);
 }
@@ -151,9 +169,10 @@ fn responder_invite_200_has_contact_and_a_to_tag_per_call() {
 /// overlarge scalars and a status code out of range are refused.
 #[test]
 fn rfc4475_responses_through_the_prober_reader() {
+    let Some(dir) = messages() else { return };
     let mut got = Vec::new();
     for name in ["unreason", "noreason", "bcast", "scalarlg", "bigcode"] {
-        let r = probe::message::parse_response(&fixture(name));
+        let r = probe::message::parse_response(&fixture(&dir, name));
         got.push((name, r.map(|r| (r.status, r.cseq)).map_err(|e| e.as_str())));
     }
     assert_eq!(

@@ -13,6 +13,8 @@
 //!   [`Leg`](crate::message::Leg) and the bench's [`Template`](crate::fast::Template), and the
 //!   response writer of the responder.
 //!
+//! - `rfc4475`: where the conformance tests find the RFC 4475 torture messages.
+//!
 //! One error type, [`Error`], for everything that refuses bytes; one [`Transport`].
 
 pub mod build;
@@ -22,12 +24,14 @@ pub mod head;
 mod oracle;
 pub mod request;
 pub mod response;
+mod rfc4475;
 pub mod value;
 
 pub use frame::{frame, Frame};
 pub use head::{Header, Headers, Name};
 pub use request::{read_request, Request};
 pub use response::{read_response, Response, Via};
+pub use rfc4475::{rfc4475_dir, RFC4475_HINT};
 
 /// The transport a target is probed over (and the one named in a Via).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 
 fn inputs() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dirs: [PathBuf; 3] = [
+    let mut dirs: Vec<PathBuf> = vec![
         root.join("../fixtures/sip/variants"),
-        root.join("../fixtures/sip/rfc4475"),
         root.join("fuzz/corpus/parse_response"),
     ];
+    match super::rfc4475_dir() {
+        Some(d) => dirs.push(d),
+        None => eprintln!("RFC 4475 messages not present: {}", super::RFC4475_HINT),
+    }
     let mut out = Vec::new();
     for d in dirs {
         for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
