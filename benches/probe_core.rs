@@ -20,7 +20,7 @@ Content-Length: 0\r\n\r\n";
 fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_response");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("rsip", |b| {
+    g.bench_function("codec_owned", |b| {
         b.iter(|| parse_response(black_box(RESPONSE)).unwrap())
     });
     g.finish();

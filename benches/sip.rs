@@ -1,13 +1,12 @@
 //! Hot paths of the bench: building a request from its template, reading a response with the
-//! fast path and with a full rsip parse, and a transaction's life in the table (insert, match,
-//! remove). Run with `cargo bench --bench sip`; figures in docs/bench.md.
+//! codec (the full reader and the bench's view of it), the responder's answer, and a
+//! transaction's life in the table (insert, match, remove). Run with `cargo bench --bench sip`; figures in docs/bench.md.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use probe::bench::BenchTx;
-use probe::fast::{
-    parse_response, reason, scan_request, scan_response, write_response, Scratch, Template,
-    ViaTransport,
-};
+use probe::fast::{decode_response, reason, Scratch, Template, ViaTransport};
+use probe::sip::build::{to_tag_of, write_response};
+use probe::sip::{read_request, read_response};
 use probe::transaction::{ClientTx, Lookup, Method, Table, TxConfig};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -102,16 +101,16 @@ fn build(c: &mut Criterion) {
 fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("response");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("fast_path", |b| {
+    g.bench_function("read_response", |b| {
         b.iter(|| {
-            let r = scan_response(black_box(KAMAILIO_200)).unwrap();
-            black_box((r.status, r.branch.len(), r.cseq))
+            let r = read_response(black_box(KAMAILIO_200)).unwrap();
+            black_box((r.status, r.via.branch.len(), r.cseq))
         })
     });
     let mut scratch = Scratch::default();
-    g.bench_function("rsip_full_parse", |b| {
+    g.bench_function("bench_view", |b| {
         b.iter(|| {
-            let r = parse_response(black_box(KAMAILIO_200), &mut scratch).unwrap();
+            let r = decode_response(black_box(KAMAILIO_200), &mut scratch, &mut 0).unwrap();
             black_box((r.status, r.branch.len(), r.cseq))
         })
     });
@@ -122,8 +121,8 @@ fn parse(c: &mut Criterion) {
     let mut out = Vec::with_capacity(1500);
     g.bench_function("responder_answer", |b| {
         b.iter(|| {
-            let r = scan_request(black_box(&req)).unwrap();
-            write_response(&mut out, &r, 200, reason(200));
+            let r = read_request(black_box(&req)).unwrap();
+            write_response(&mut out, &r, 200, reason(200), &to_tag_of(&r), None);
             black_box(out.len())
         })
     });

@@ -20,3 +20,5 @@ mod probe_cluster;
 mod service;
 mod service_isolation;
 mod sink;
+mod sip_codec;
+mod sip_conformance;

@@ -28,7 +28,7 @@
 //! BYE each get a branch of their own; the ACK of a non-2xx and the CANCEL reuse the INVITE's.
 
 use crate::consts::{T1, T2};
-use crate::message::Transport;
+use crate::sip::Transport;
 use crate::transaction::key::Method;
 use crate::transaction::{Action, ClientTx, Outcome, Send, TransportErrorKind, TxConfig};
 use std::net::{IpAddr, SocketAddr};
@@ -542,42 +542,25 @@ pub fn next_hop_of(uri: &[u8], default: Transport) -> Result<NextHop<'_>, HopErr
     })
 }
 
-/// The Record-Route values of a response head, top first, each `<uri>;params` (the values of
-/// one header line split at commas outside quotes and angle brackets). Lenient like
-/// [`crate::fast::contact_uri`]: CRLF or LF line ends, folded lines skipped. At most
-/// [`MAX_ROUTES`] + 1 values are returned (enough to tell that there were too many).
+/// The Record-Route values of a message head, top first, each `<uri>;params` (the values of
+/// one header split at commas outside quotes and angle brackets), read with the codec's header
+/// iterator (folded lines included). At most [`MAX_ROUTES`] + 1 values are returned (enough to
+/// tell that there were too many); a head that does not read gives the values before the fault.
 pub fn record_route_values(msg: &[u8]) -> RecordRoutes<'_> {
-    let head_end = memchr::memmem::find(msg, b"\r\n\r\n")
-        .or_else(|| memchr::memmem::find(msg, b"\n\n"))
-        .unwrap_or(msg.len());
     let mut out = RecordRoutes {
         vals: [&[]; MAX_ROUTES + 1],
         n: 0,
     };
-    for line in msg[..head_end].split(|&c| c == b'\n').skip(1) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            continue;
-        }
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        if !trim(&line[..colon]).eq_ignore_ascii_case(b"record-route") {
-            continue;
-        }
-        let mut v = &line[colon + 1..];
-        while !v.is_empty() {
-            let end = value_end(v);
-            if out.n == out.vals.len() {
-                return out;
-            }
-            let one = trim(&v[..end]);
-            if !one.is_empty() {
-                out.vals[out.n] = one;
-                out.n += 1;
-            }
-            v = if end < v.len() { &v[end + 1..] } else { &[] };
-        }
+    let Ok((_, headers)) = crate::sip::head::split(msg) else {
+        return out;
+    };
+    let rr = headers
+        .map_while(Result::ok)
+        .filter(|h| h.kind == crate::sip::Name::RecordRoute)
+        .flat_map(|h| crate::sip::value::values(h.value));
+    for (slot, v) in out.vals.iter_mut().zip(rr) {
+        *slot = v;
+        out.n += 1;
     }
     out
 }
@@ -593,21 +576,6 @@ impl<'a> RecordRoutes<'a> {
     pub fn as_slice(&self) -> &[&'a [u8]] {
         &self.vals[..self.n]
     }
-}
-
-/// End of the first comma-separated value of a header (a comma outside quotes and `<>`).
-fn value_end(v: &[u8]) -> usize {
-    let (mut quoted, mut angle) = (false, false);
-    for (i, &c) in v.iter().enumerate() {
-        match c {
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => angle = true,
-            b'>' if !quoted => angle = false,
-            b',' if !quoted && !angle => return i,
-            _ => {}
-        }
-    }
-    v.len()
 }
 
 /// The URI of a name-addr (`"x" <uri>;p`) or addr-spec (`uri;p`) value.
@@ -670,7 +638,7 @@ mod tests {
         assert_eq!(rr.as_slice().len(), 3);
         let rs = RouteSet::of_2xx(
             rr.as_slice().iter().copied(),
-            crate::fast::contact_uri(m.as_bytes()),
+            crate::sip::contact_uri(m.as_bytes()),
         )
         .unwrap();
         assert!(!rs.is_strict());
@@ -691,7 +659,7 @@ mod tests {
         let rr = record_route_values(m.as_bytes());
         let rs = RouteSet::of_2xx(
             rr.as_slice().iter().copied(),
-            crate::fast::contact_uri(m.as_bytes()),
+            crate::sip::contact_uri(m.as_bytes()),
         )
         .unwrap();
         assert!(rs.is_strict());
@@ -705,7 +673,7 @@ mod tests {
     fn rs_of<'a>(m: &'a str) -> RouteSet<'a> {
         let rr = record_route_values(m.as_bytes());
         let v: Vec<&'a [u8]> = rr.as_slice().to_vec();
-        RouteSet::of_2xx(v, crate::fast::contact_uri(m.as_bytes())).unwrap()
+        RouteSet::of_2xx(v, crate::sip::contact_uri(m.as_bytes())).unwrap()
     }
 
     /// RFC 3261 12.2.1.1 / 8.1.2: the ACK and BYE go to the first route (loose or strict),
@@ -813,7 +781,7 @@ mod tests {
             assert!(rr.as_slice().len() <= 3);
             let _ = RouteSet::of_2xx(
                 rr.as_slice().iter().copied(),
-                crate::fast::contact_uri(&m[..i]),
+                crate::sip::contact_uri(&m[..i]),
             );
             let mut f = m.clone();
             f[i] = b",<>\";\r\n"[i % 6];

@@ -5,8 +5,10 @@
 //!
 //! ## Layout
 //! - [`consts`]: RFC 3261 timers (T1, T2, T4, 64·T1) and protocol constants, in one place.
-//! - [`message`]: building requests (OPTIONS, INVITE, ACK, CANCEL, BYE) and parsing responses
-//!   with rsip; garbage is a typed error, never a panic.
+//! - [`sip`]: the SIP codec: one header-line iterator, one borrowed response reader, one
+//!   request reader, one stream framer, one request writer, one error type, one `Transport`.
+//! - [`message`]: the prober's requests (OPTIONS, INVITE, ACK, CANCEL, BYE) and the owned copy
+//!   of a response it keeps, both through [`sip`]; garbage is a typed error, never a panic.
 //! - [`transaction`]: the sans-IO client transaction core shared by the monitor and the bench:
 //!   keys (top Via branch + CSeq method), Timer E/A schedules, the slot table whose branches
 //!   encode slot and generation (O(1) matching), and the INVITE / non-INVITE state machines.
@@ -21,8 +23,8 @@
 //! - [`monitor`]: the periodic prober: configuration and typed outputs; `prober` (one task per
 //!   target: schedule, send, match, the out-of-service INVITE check with ACK/CANCEL/ACK+BYE) and
 //!   `tracker` (sans-IO classification, events, alarms, VIP ownership, per-minute HDR summaries).
-//! - [`fast`]: the hot-path codec for the bench: request templates patched in place and a
-//!   response scanner that reads status, top branch and CSeq without a full parse.
+//! - [`fast`]: the bench's request templates (rendered by [`sip`]'s writer, patched in place)
+//!   and thin views of [`sip`]'s response reader for the bench.
 //! - [`bench`](mod@bench): the open/closed-loop load generator with HDR latency recording, by
 //!   stage: `config`, `schedule`, `worker` (a thread's socket and loop), `engine` (its
 //!   transactions), `timers`, `frame`, `tally`.
@@ -37,5 +39,6 @@ pub mod message;
 pub mod mmsg;
 pub mod monitor;
 pub mod responder;
+pub mod sip;
 pub mod transaction;
 pub mod transport;

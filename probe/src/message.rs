@@ -1,49 +1,23 @@
-//! Requests built and responses parsed with rsip (RFC 3261 sections 8.1.1, 9.1, 11, 17.1.1.3).
+//! The prober's requests and responses (RFC 3261 sections 8.1.1, 9.1, 11, 17.1.1.3), on top of
+//! the codec ([`crate::sip`]).
 //!
 //! - [`TargetUri`]: `sip:host[:port][;transport=udp|tcp]` from the configuration.
-//! - [`Leg`]: one call leg (Call-ID, From tag, URIs, sent-by) and the requests built from it:
-//!   OPTIONS, INVITE (no SDP), ACK (non-2xx: same branch; 2xx: new branch), CANCEL, BYE.
-//! - [`Response`]: what the prober needs from a response (status, top Via, CSeq, Call-ID, To
-//!   tag, Retry-After, Server, Contact), from [`parse_response`]; malformed input is a
-//!   [`ParseError`], never a panic.
+//! - [`Leg`]: one call leg (Call-ID, From tag, URIs, sent-by) and the requests built from it
+//!   with the codec's request writer: OPTIONS, INVITE (no SDP), ACK (non-2xx: same branch;
+//!   2xx: new branch), CANCEL, BYE.
+//! - [`Response`]: the owned copy the prober keeps of what the codec's reader read (status, top
+//!   Via, CSeq, Call-ID, To tag, Retry-After, Server, Contact, Record-Route), from
+//!   [`parse_response`]; malformed input is a [`ParseError`] (the codec's error), never a panic.
 //! - [`check_response`]: the matching rules that discard a response before it reaches a
-//!   transaction (more than one Via, a sent-by we did not use, another Call-ID).
+//!   transaction and before anything is copied (more than one Via, a sent-by we did not use;
+//!   the caller checks the Call-ID).
 
-use crate::consts::{BRANCH_MAGIC, MAX_DATAGRAM, MAX_FORWARDS};
+use crate::consts::BRANCH_MAGIC;
 use crate::transaction::Method;
-use rsip::headers::UntypedHeader;
 use std::fmt;
 use std::net::SocketAddr;
 
-/// The transport a target is probed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    #[default]
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    /// As written in a Via: `UDP`, `TCP`.
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        }
-    }
-
-    pub fn is_reliable(self) -> bool {
-        self == Transport::Tcp
-    }
-}
+pub use crate::sip::Transport;
 
 /// A target SIP URI: host (IP address or name), port (default 5060), transport (default UDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,75 +171,44 @@ impl Leg {
         }
     }
 
-    /// The request as an rsip message.
-    pub fn build(&self, p: &Parts<'_>) -> rsip::Request {
-        use rsip::headers::*;
-        use rsip::Header as H;
-        let method = match p.method {
-            Method::Options => rsip::Method::Options,
-            Method::Invite => rsip::Method::Invite,
-            Method::Ack => rsip::Method::Ack,
-            Method::Cancel => rsip::Method::Cancel,
-            Method::Bye => rsip::Method::Bye,
-        };
-        let ruri = p.request_uri.unwrap_or(&self.request_uri);
-        // A Contact that does not parse falls back to the leg's own Request-URI (always valid:
-        // it comes from a checked TargetUri).
-        let uri = rsip::Uri::try_from(ruri)
-            .or_else(|_| rsip::Uri::try_from(self.request_uri.as_str()))
-            .unwrap_or_default();
+    /// The request's bytes, written by the codec's one request writer.
+    pub fn encode(&self, p: &Parts<'_>) -> Vec<u8> {
+        use crate::sip::build::{write_request, RequestHead, RouteLine};
+        // A Request-URI that cannot stand on a request line falls back to the leg's own
+        // (always valid: it comes from a checked TargetUri).
+        let ruri = p
+            .request_uri
+            .filter(|u| !u.is_empty() && u.bytes().all(|c| c > b' ' && c < 0x7f))
+            .unwrap_or(&self.request_uri);
         let to = match p.to_tag {
             Some(t) => format!("<{}>;tag={t}", self.to_uri),
             None => format!("<{}>", self.to_uri),
         };
-        let mut h: Vec<H> = vec![
-            H::Via(Via::new(format!(
-                "SIP/2.0/{} {};rport;branch={}",
-                self.transport.via_name(),
-                fmt_hostport(self.local),
-                p.branch
-            ))),
-            H::MaxForwards(MaxForwards::new(MAX_FORWARDS.to_string())),
-        ];
-        if let Some(r) = p.route {
-            h.push(H::Route(Route::new(r)));
-        }
-        h.extend([
-            H::From(From::new(format!(
-                "<{}>;tag={}",
-                self.from_uri, self.from_tag
-            ))),
-            H::To(To::new(to)),
-            H::CallId(CallId::new(self.call_id.clone())),
-            H::CSeq(CSeq::new(format!("{} {}", p.cseq, p.method.as_str()))),
-        ]);
-        if matches!(p.method, Method::Invite) {
-            h.push(H::Contact(Contact::new(format!(
-                "<sip:srewatch@{};transport={}>",
-                fmt_hostport(self.local),
-                self.transport.as_str()
-            ))));
-        }
-        if matches!(p.method, Method::Options | Method::Invite) {
-            h.push(H::Accept(Accept::new("application/sdp")));
-        }
-        h.push(H::UserAgent(UserAgent::new(concat!(
-            "srewatch/",
-            env!("CARGO_PKG_VERSION")
-        ))));
-        h.push(H::ContentLength(ContentLength::new("0")));
-        rsip::Request {
-            method,
-            uri,
-            version: rsip::Version::V2,
-            headers: h.into(),
-            body: Vec::new(),
-        }
-    }
-
-    /// The request's bytes.
-    pub fn encode(&self, p: &Parts<'_>) -> Vec<u8> {
-        self.build(p).to_string().into_bytes()
+        let contact = format!(
+            "<sip:srewatch@{};transport={}>",
+            fmt_hostport(self.local),
+            self.transport.as_str()
+        );
+        let mut out = Vec::with_capacity(512);
+        write_request(
+            &mut out,
+            &RequestHead {
+                method: p.method.as_str(),
+                uri: ruri,
+                transport: self.transport,
+                sent_by: &fmt_hostport(self.local),
+                branch: p.branch,
+                route: p.route.map_or(RouteLine::None, RouteLine::Value),
+                from: &format!("<{}>;tag={}", self.from_uri, self.from_tag),
+                to: &to,
+                call_id: &self.call_id,
+                cseq: &p.cseq.to_string(),
+                contact: matches!(p.method, Method::Invite).then_some(contact.as_str()),
+                accept_sdp: matches!(p.method, Method::Options | Method::Invite),
+                user_agent: concat!("srewatch/", env!("CARGO_PKG_VERSION")),
+            },
+        );
+        out
     }
 
     /// The initial request of this leg (`Options` or `Invite`).
@@ -354,38 +297,11 @@ fn fmt_hostport(a: SocketAddr) -> String {
     format!("{}:{}", fmt_host(a), a.port())
 }
 
-/// A response that does not parse or lacks what transaction matching needs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error("empty datagram")]
-    Empty,
-    #[error("datagram larger than {MAX_DATAGRAM} bytes")]
-    Oversized,
-    #[error("not a SIP message")]
-    NotSip,
-    #[error("a request, not a response")]
-    NotResponse,
-    #[error("missing {0} header")]
-    MissingHeader(&'static str),
-    #[error("malformed {0} header")]
-    BadHeader(&'static str),
-}
+/// Why a response was refused: the codec's one error type.
+pub use crate::sip::Error as ParseError;
 
-impl ParseError {
-    /// A short fixed name usable as a metric label.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ParseError::Empty => "empty",
-            ParseError::Oversized => "oversized",
-            ParseError::NotSip => "not_sip",
-            ParseError::NotResponse => "not_response",
-            ParseError::MissingHeader(_) => "missing_header",
-            ParseError::BadHeader(_) => "bad_header",
-        }
-    }
-}
-
-/// What the prober reads from a response.
+/// What the prober keeps of a response (owned: it outlives the receive buffer), copied from
+/// the codec's borrowed [`crate::sip::Response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
@@ -409,234 +325,50 @@ pub struct Response {
     /// The Record-Route values, top first, each as received (`<uri>;params`); more than
     /// [`crate::dialog::MAX_ROUTES`] are cut to one more than that.
     pub record_route: Vec<String>,
-    headers: Vec<(String, String)>,
+    /// The message, for [`Response::header`].
+    raw: Vec<u8>,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 impl Response {
+    /// The owned copy of what `r` (read from `raw`) holds.
+    pub fn of(r: &crate::sip::Response<'_>, raw: &[u8]) -> Response {
+        Response {
+            status: r.status,
+            vias: r.vias,
+            branch: text(r.via.branch),
+            sent_by_host: text(r.via.host),
+            sent_by_port: r.via.port,
+            cseq: r.cseq,
+            method: r.method,
+            call_id: text(r.call_id),
+            to_tag: r.to_tag.map(text),
+            retry_after: r.retry_after,
+            server: r.server.map(text),
+            contact: r.contact.map(text),
+            record_route: r
+                .record_route()
+                .take(crate::dialog::MAX_ROUTES + 1)
+                .map(text)
+                .collect(),
+            raw: raw.to_vec(),
+        }
+    }
+
     /// The value of the first header named `name` (case-insensitive), from any header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        let v = crate::sip::read_response(&self.raw).ok()?.header(name)?;
+        std::str::from_utf8(v).ok()
     }
 }
 
-/// Parses one response. Never panics: any malformed input is a [`ParseError`].
+/// Reads one response with the codec's reader. Never panics: any malformed input is a
+/// [`ParseError`].
 pub fn parse_response(buf: &[u8]) -> Result<Response, ParseError> {
-    if buf.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ParseError::Empty);
-    }
-    if buf.len() > MAX_DATAGRAM {
-        return Err(ParseError::Oversized);
-    }
-    // Check before parse: a response starts with the SIP version.
-    if !buf.starts_with(b"SIP/2.0 ") {
-        return Err(if is_request_line(buf) {
-            ParseError::NotResponse
-        } else {
-            ParseError::NotSip
-        });
-    }
-    let msg = rsip::Response::try_from(buf).map_err(|_| ParseError::NotSip)?;
-    let status: u16 = msg.status_code.code();
-    if !(100..=699).contains(&status) {
-        return Err(ParseError::NotSip);
-    }
-    let mut vias = 0usize;
-    let mut top_via: Option<&str> = None;
-    let mut cseq: Option<&str> = None;
-    let mut call_id: Option<&str> = None;
-    let mut to: Option<&str> = None;
-    let mut retry_after = None;
-    let mut server = None;
-    let mut contact = None;
-    let mut headers = Vec::new();
-    enum K {
-        Via,
-        CSeq,
-        CallId,
-        To,
-        RetryAfter,
-        Server,
-        Contact,
-        Other,
-    }
-    for h in msg.headers.iter() {
-        use rsip::Header as H;
-        // Compact forms (RFC 3261 section 7.3.3) come through as unknown headers.
-        let (k, v) = match h {
-            H::Via(v) => (K::Via, v.value()),
-            H::CSeq(v) => (K::CSeq, v.value()),
-            H::CallId(v) => (K::CallId, v.value()),
-            H::To(v) => (K::To, v.value()),
-            H::RetryAfter(v) => (K::RetryAfter, v.value()),
-            H::Server(v) => (K::Server, v.value()),
-            H::Contact(v) => (K::Contact, v.value()),
-            H::Other(n, v) => {
-                let k = match n.as_str() {
-                    "v" | "V" => K::Via,
-                    "i" | "I" => K::CallId,
-                    "t" | "T" => K::To,
-                    "m" | "M" => K::Contact,
-                    _ => {
-                        headers.push((n.clone(), v.trim().to_string()));
-                        K::Other
-                    }
-                };
-                (k, v.as_str())
-            }
-            _ => continue,
-        };
-        match k {
-            K::Via => {
-                if top_via.is_none() {
-                    top_via = Some(v);
-                }
-                vias += count_values(v);
-            }
-            K::CSeq if cseq.is_none() => cseq = Some(v),
-            K::CallId if call_id.is_none() => call_id = Some(v),
-            K::To if to.is_none() => to = Some(v),
-            K::RetryAfter if retry_after.is_none() => retry_after = leading_number(v),
-            K::Server if server.is_none() => server = Some(v.trim().to_string()),
-            K::Contact if contact.is_none() => contact = contact_uri(v),
-            _ => {}
-        }
-    }
-    let top_via = top_via.ok_or(ParseError::MissingHeader("Via"))?;
-    let (sent_by_host, sent_by_port, branch) = parse_via(top_via)?;
-    let cseq = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
-    let (num, m) = cseq
-        .trim()
-        .split_once(|c: char| c.is_ascii_whitespace())
-        .ok_or(ParseError::BadHeader("CSeq"))?;
-    let cseq: u32 = num.parse().map_err(|_| ParseError::BadHeader("CSeq"))?;
-    let method = Method::from_bytes(m.trim().as_bytes());
-    let call_id = call_id
-        .ok_or(ParseError::MissingHeader("Call-ID"))?
-        .trim()
-        .to_string();
-    if call_id.is_empty() {
-        return Err(ParseError::BadHeader("Call-ID"));
-    }
-    let to = to.ok_or(ParseError::MissingHeader("To"))?;
-    let to_tag = param(after_uri(to), "tag").map(str::to_string);
-    if let Some(s) = &server {
-        headers.push(("Server".into(), s.clone()));
-    }
-    Ok(Response {
-        status,
-        vias,
-        branch,
-        sent_by_host,
-        sent_by_port,
-        cseq,
-        method,
-        call_id,
-        to_tag,
-        retry_after,
-        server,
-        contact,
-        record_route: crate::dialog::record_route_values(buf)
-            .as_slice()
-            .iter()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect(),
-        headers,
-    })
-}
-
-fn is_request_line(buf: &[u8]) -> bool {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or(b"");
-    line.windows(8).any(|w| w == b"SIP/2.0\r") || line.ends_with(b"SIP/2.0")
-}
-
-/// Values of a header line separated by commas outside quotes and angle brackets.
-fn count_values(v: &str) -> usize {
-    let (mut n, mut quoted, mut angle) = (1, false, false);
-    for c in v.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => n += 1,
-            _ => {}
-        }
-    }
-    n
-}
-
-fn leading_number(v: &str) -> Option<u32> {
-    let v = v.trim();
-    let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    v[..end].parse().ok()
-}
-
-/// The part of a From/To/Contact value after its URI (where its parameters are).
-fn after_uri(v: &str) -> &str {
-    match v.find('>') {
-        Some(i) => &v[i + 1..],
-        None => v.find(';').map_or("", |i| &v[i..]),
-    }
-}
-
-fn contact_uri(v: &str) -> Option<String> {
-    let v = v.trim();
-    let uri = match (v.find('<'), v.find('>')) {
-        (Some(a), Some(b)) if a < b => &v[a + 1..b],
-        _ => v.split(';').next().unwrap_or(""),
-    };
-    (!uri.is_empty() && uri != "*").then(|| uri.to_string())
-}
-
-/// `;name=value` from a parameter list (case-insensitive name).
-fn param<'a>(params: &'a str, name: &str) -> Option<&'a str> {
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim())
-            .filter(|v| !v.is_empty())
-    })
-}
-
-/// `SIP/2.0/UDP host[:port];params` → (host, port, branch).
-fn parse_via(v: &str) -> Result<(String, Option<u16>, String), ParseError> {
-    let first = v.split(',').next().unwrap_or("").trim();
-    let (proto, rest) = first
-        .split_once(|c: char| c.is_ascii_whitespace())
-        .ok_or(ParseError::BadHeader("Via"))?;
-    if !proto.to_ascii_uppercase().starts_with("SIP/2.0/") {
-        return Err(ParseError::BadHeader("Via"));
-    }
-    let rest = rest.trim();
-    let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
-    let hostport = hostport.trim();
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or(ParseError::BadHeader("Via"))?;
-        (format!("[{h}]"), after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (hostport.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(ParseError::BadHeader("Via"));
-    }
-    let port = match port {
-        Some(p) => Some(
-            p.trim()
-                .parse::<u16>()
-                .map_err(|_| ParseError::BadHeader("Via"))?,
-        ),
-        None => None,
-    };
-    let branch = param(&format!(";{params}"), "branch")
-        .ok_or(ParseError::BadHeader("Via"))?
-        .to_string();
-    Ok((host, port, branch))
+    crate::sip::read_response(buf).map(|r| Response::of(&r, buf))
 }
 
 /// Why a well-formed response is not for us.
@@ -665,14 +397,22 @@ impl Discard {
 
 /// The checks that need only the response and our sent-by (the Call-ID is checked by the
 /// caller once the branch found a transaction).
-pub fn check_response(r: &Response, local: SocketAddr) -> Result<(), Discard> {
+pub fn check_response(r: &crate::sip::Response<'_>, local: SocketAddr) -> Result<(), Discard> {
     if r.vias != 1 {
         return Err(Discard::ManyVias);
     }
-    if !r.branch.starts_with(BRANCH_MAGIC) {
+    if !r.via.branch.starts_with(BRANCH_MAGIC.as_bytes()) {
         return Err(Discard::NoMagicCookie);
     }
-    if r.sent_by_host != fmt_host(local) || r.sent_by_port != Some(local.port()) {
+    let host = r.via.host;
+    let host = host
+        .strip_prefix(b"[")
+        .and_then(|h| h.strip_suffix(b"]"))
+        .unwrap_or(host);
+    let ip = std::str::from_utf8(host)
+        .ok()
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    if ip != Some(local.ip()) || r.via.port != Some(local.port()) {
         return Err(Discard::ForeignSentBy);
     }
     Ok(())
@@ -737,7 +477,7 @@ mod tests {
         assert_eq!(
             got,
             "OPTIONS sip:127.0.0.1:5070 SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:40000;rport;branch=z9hG4bKx-0-0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKx-0-0;rport\r\n\
              Max-Forwards: 70\r\n\
              From: <sip:srewatch@127.0.0.1>;tag=ftag\r\n\
              To: <sip:127.0.0.1:5070>\r\n\
@@ -756,8 +496,7 @@ mod tests {
         l.from_tag = "ftag".into();
         l.call_id = "cid".into();
         let inv = text(l.initial(Method::Invite, "z9hG4bKb"));
-        // rsip writes the transport parameter in upper case.
-        assert!(inv.starts_with("INVITE sip:monitor@127.0.0.1:5070;transport=TCP SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;rport;branch=z9hG4bKb\r\n"), "{inv}");
+        assert!(inv.starts_with("INVITE sip:monitor@127.0.0.1:5070;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bKb;rport\r\n"), "{inv}");
         assert!(
             inv.contains("\r\nTo: <sip:monitor@127.0.0.1:5070>\r\n"),
             "{inv}"
@@ -769,13 +508,13 @@ mod tests {
         );
         assert!(inv.ends_with("Content-Length: 0\r\n\r\n"), "{inv}");
         let ack = text(l.ack_non_2xx("z9hG4bKb", Some("tt")));
-        assert!(ack.starts_with("ACK sip:monitor@127.0.0.1:5070;transport=TCP SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;rport;branch=z9hG4bKb\r\n"), "{ack}");
+        assert!(ack.starts_with("ACK sip:monitor@127.0.0.1:5070;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:40000;branch=z9hG4bKb;rport\r\n"), "{ack}");
         assert!(ack.contains("\r\nTo: <sip:monitor@127.0.0.1:5070>;tag=tt\r\n"));
         assert!(ack.contains("\r\nCSeq: 1 ACK\r\n"));
         assert!(!ack.contains("Accept"));
         let cancel = text(l.cancel("z9hG4bKb"));
-        assert!(cancel.starts_with("CANCEL sip:monitor@127.0.0.1:5070;transport=TCP SIP/2.0\r\n"));
-        assert!(cancel.contains("branch=z9hG4bKb\r\n"));
+        assert!(cancel.starts_with("CANCEL sip:monitor@127.0.0.1:5070;transport=tcp SIP/2.0\r\n"));
+        assert!(cancel.contains("branch=z9hG4bKb;rport\r\n"));
         assert!(cancel.contains("\r\nTo: <sip:monitor@127.0.0.1:5070>\r\n"));
         assert!(cancel.contains("\r\nCSeq: 1 CANCEL\r\n"));
         let bye = text(l.bye("z9hG4bKc", Some("tt"), Some("sip:uas@127.0.0.1:5999"), None));
@@ -795,7 +534,12 @@ mod tests {
             "{bye}"
         );
         assert!(bye.contains("\r\nCSeq: 2 BYE\r\n"));
-        assert!(bye.contains("branch=z9hG4bKc\r\n"));
+        assert!(bye.contains("branch=z9hG4bKc;rport\r\n"));
+    }
+
+    fn check(m: &str, local: &str) -> Result<(), Discard> {
+        let r = crate::sip::read_response(m.as_bytes()).unwrap();
+        check_response(&r, local.parse().unwrap())
     }
 
     const KAMAILIO_503: &str = "SIP/2.0 503 Service Unavailable\r\n\
@@ -828,12 +572,9 @@ mod tests {
         assert_eq!(r.server.as_deref(), Some("srewatch-test-cp cp1"));
         assert_eq!(r.header("x-node"), Some("cp1"));
         assert_eq!(r.header("server"), Some("srewatch-test-cp cp1"));
+        assert_eq!(check(KAMAILIO_503, "127.0.0.1:40000"), Ok(()));
         assert_eq!(
-            check_response(&r, "127.0.0.1:40000".parse().unwrap()),
-            Ok(())
-        );
-        assert_eq!(
-            check_response(&r, "127.0.0.1:40001".parse().unwrap()),
+            check(KAMAILIO_503, "127.0.0.1:40001"),
             Err(Discard::ForeignSentBy)
         );
     }
@@ -846,23 +587,14 @@ mod tests {
         );
         let r = parse_response(two.as_bytes()).unwrap();
         assert_eq!(r.vias, 2);
-        assert_eq!(
-            check_response(&r, "127.0.0.1:40000".parse().unwrap()),
-            Err(Discard::ManyVias)
-        );
+        assert_eq!(check(&two, "127.0.0.1:40000"), Err(Discard::ManyVias));
         let comma = KAMAILIO_503.replace(
             "received=127.0.0.1\r\n",
             "received=127.0.0.1, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKo\r\n",
         );
         assert_eq!(parse_response(comma.as_bytes()).unwrap().vias, 2);
         let old = KAMAILIO_503.replace("branch=z9hG4bKab-1-2", "branch=1234");
-        assert_eq!(
-            check_response(
-                &parse_response(old.as_bytes()).unwrap(),
-                "127.0.0.1:40000".parse().unwrap()
-            ),
-            Err(Discard::NoMagicCookie)
-        );
+        assert_eq!(check(&old, "127.0.0.1:40000"), Err(Discard::NoMagicCookie));
     }
 
     #[test]
@@ -875,7 +607,7 @@ mod tests {
             Err(ParseError::NotResponse)
         );
         assert_eq!(
-            parse_response(&vec![b'a'; MAX_DATAGRAM + 1]),
+            parse_response(&vec![b'a'; crate::consts::MAX_DATAGRAM + 1]),
             Err(ParseError::Oversized)
         );
         let no_via = KAMAILIO_503.replace("Via:", "X-Via:");

@@ -1,7 +1,11 @@
 //! A stateless SIP UAS for lab tests and for measuring the bench's own ceiling.
 //!
 //! Answers OPTIONS with the chosen status and INVITE with the chosen INVITE status (no
-//! provisional response), absorbs ACKs, answers BYE 200 and other methods 501. Several
+//! provisional response), absorbs ACKs, answers BYE 200 and other methods 501. Requests are
+//! read by the codec ([`crate::sip::read_request`]: folded lines, compact forms, any number of
+//! Via headers; a body shorter than its Content-Length is not answered). A 2xx to INVITE
+//! carries a Contact (the socket's address) and every answer a To tag of its call (a hash of
+//! Call-ID and From tag: the same for retransmissions, another for every call). Several
 //! threads, each with its own `SO_REUSEPORT` UDP socket on the same address, move datagrams in
 //! batches with `recvmmsg`/`sendmmsg`. Optional: a fixed delay before each answer, and
 //! dropping every n-th request (deterministic fault injection for tests; ACKs are never
@@ -9,8 +13,10 @@
 //!
 //! Counters are kept per thread and added to the shared atomics once per batch.
 
-use crate::fast::{reason, scan_request, write_response};
+use crate::fast::reason;
 use crate::mmsg::{wait_readable, RawAddr, RecvBatch, SendBatch, SendResult};
+use crate::sip::build::{to_tag_of, write_response};
+use crate::sip::read_request;
 use crate::transaction::key::Method;
 use std::collections::VecDeque;
 use std::io;
@@ -216,6 +222,11 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
     let mut scratch = Vec::with_capacity(1500);
     let mut logged_invalid = false;
     let mut logged_send = false;
+    // The Contact of a 2xx to INVITE (§13.3.1.4): this socket's address; bound to a wildcard
+    // address, the host the request was sent to (its Request-URI's) with this socket's port.
+    let bound = sock.local_addr().unwrap_or(cfg.listen);
+    let fixed_contact = format!("sip:srewatch-responder@{bound}").into_bytes();
+    let mut wild_contact = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let mut local = ResponderStats::default();
         // Send what is due.
@@ -260,7 +271,7 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
         for i in 0..n {
             local.received += 1;
             let dgram = rx.get(i);
-            let req = match scan_request(dgram) {
+            let req = match read_request(dgram) {
                 Ok(r) if !rx.truncated(i) => r,
                 Ok(_) | Err(_) => {
                     local.invalid += 1;
@@ -302,12 +313,25 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
                     continue;
                 }
             }
+            let tag = to_tag_of(&req);
+            let contact = if !(req.method() == Some(Method::Invite) && (200..300).contains(&status))
+            {
+                None
+            } else if bound.ip().is_unspecified() {
+                wild_contact.clear();
+                wild_contact.extend_from_slice(b"sip:srewatch-responder@");
+                wild_contact.extend_from_slice(uri_host(req.uri).unwrap_or(b"127.0.0.1"));
+                wild_contact.extend_from_slice(format!(":{}", bound.port()).as_bytes());
+                Some(wild_contact.as_slice())
+            } else {
+                Some(fixed_contact.as_slice())
+            };
             if cfg.delay.is_zero() {
                 let slot = tx.next_slot();
-                write_response(slot, &req, status, reason(status));
+                write_response(slot, &req, status, reason(status), &tag, contact);
                 tx.commit(Some(rx.addr(i)));
             } else {
-                write_response(&mut scratch, &req, status, reason(status));
+                write_response(&mut scratch, &req, status, reason(status), &tag, contact);
                 let mut bytes = spare.pop().unwrap_or_default();
                 bytes.clear();
                 bytes.extend_from_slice(&scratch);
@@ -321,6 +345,28 @@ fn serve(sock: UdpSocket, cfg: ResponderConfig, stop: &AtomicBool, shared: &Shar
         flush(&mut tx, fd, &mut res, &mut local, &mut logged_send);
         shared.add(&local);
     }
+}
+
+/// The host of a `sip:`/`sips:` Request-URI (an IPv6 reference with its brackets).
+fn uri_host(uri: &[u8]) -> Option<&[u8]> {
+    let rest = uri
+        .strip_prefix(b"sip:")
+        .or_else(|| uri.strip_prefix(b"sips:"))?;
+    let end = rest
+        .iter()
+        .position(|&c| matches!(c, b';' | b'?'))
+        .unwrap_or(rest.len());
+    let hostport = &rest[..end];
+    let hostport = match hostport.iter().rposition(|&c| c == b'@') {
+        Some(at) => &hostport[at + 1..],
+        None => hostport,
+    };
+    let host = if hostport.starts_with(b"[") {
+        &hostport[..=hostport.iter().position(|&c| c == b']')?]
+    } else {
+        hostport.split(|&c| c == b':').next()?
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 fn flush(
@@ -347,7 +393,7 @@ fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::{scan_response, Template, ViaTransport};
+    use crate::fast::{decode_response, Scratch, Template, ViaTransport};
 
     fn exchange(r: &Responder, method: Method, n: u64) -> (UdpSocket, Template, Vec<u16>) {
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -369,7 +415,7 @@ mod tests {
             t.write(&mut out, branch.as_bytes(), i);
             c.send(&out).unwrap();
             if let Ok(len) = c.recv(&mut buf) {
-                let resp = scan_response(&buf[..len]).unwrap();
+                let resp = decode_response(&buf[..len], &mut Scratch::default(), &mut 0).unwrap();
                 assert_eq!(resp.branch, branch.as_bytes());
                 codes.push(resp.status);
                 if method == Method::Invite {
@@ -414,6 +460,17 @@ mod tests {
                 send_errors: 0,
             }
         );
+    }
+
+    #[test]
+    fn request_uri_hosts() {
+        assert_eq!(
+            uri_host(b"sip:u@10.0.0.1:5060;transport=udp"),
+            Some(&b"10.0.0.1"[..])
+        );
+        assert_eq!(uri_host(b"sip:[::1]:5060"), Some(&b"[::1]"[..]));
+        assert_eq!(uri_host(b"sips:host.example"), Some(&b"host.example"[..]));
+        assert_eq!(uri_host(b"tel:+1"), None);
     }
 
     #[test]

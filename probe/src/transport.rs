@@ -7,13 +7,15 @@
 //!   `IP_RECVERR` makes an ICMP port or host unreachable come back as `ECONNREFUSED` /
 //!   `EHOSTUNREACH` on the next receive (the error queue is drained), reported as a
 //!   [`TransportErrorKind`], never as a status code. TCP:
-//!   a connection opened on first send and re-opened after it closes, with Content-Length framing.
+//!   a connection opened on first send and re-opened after it closes, framed by the codec's
+//!   one framer ([`crate::sip::frame()`]); a stream that cannot be framed is closed.
 //! - [`RxStats`]: counts of what was received and ignored (garbage, oversized, malformed,
 //!   not ours, stray, late, duplicate, other Call-ID), kept locally and read once per window.
 //! - [`accept`]: the pure check of one received message (parse, then the matching rules).
 
 use crate::consts::MAX_RESPONSE;
-use crate::message::{check_response, parse_response, Discard, ParseError, Response, Transport};
+use crate::message::{check_response, Discard, ParseError, Response, Transport};
+use crate::sip::Frame;
 use crate::transaction::TransportErrorKind;
 use bytes::{Buf, BytesMut};
 use std::io;
@@ -101,9 +103,9 @@ pub fn accept(buf: &[u8], local: SocketAddr) -> Result<Response, Ignored> {
     if buf.len() > MAX_RESPONSE {
         return Err(Ignored::Parse(ParseError::Oversized));
     }
-    let r = parse_response(buf).map_err(Ignored::Parse)?;
+    let r = crate::sip::read_response(buf).map_err(Ignored::Parse)?;
     check_response(&r, local).map_err(Ignored::Discard)?;
-    Ok(r)
+    Ok(Response::of(&r, buf))
 }
 
 /// A receive buffer big enough to notice an oversized datagram.
@@ -265,23 +267,28 @@ impl Endpoint {
                 }
             },
             Conn::Tcp { stream, buf, .. } => loop {
-                if let Some(n) = frame_len(buf) {
-                    let keep = n.min(out.len());
-                    out[..keep].copy_from_slice(&buf[..keep]);
-                    if n <= buf.len() {
+                match crate::sip::frame(buf, MAX_RESPONSE) {
+                    Frame::Complete(n) => {
+                        out[..n].copy_from_slice(&buf[..n]);
                         buf.advance(n);
-                    } else {
-                        // Oversized frame: report it and drop the connection (we cannot skip
-                        // a body we refuse to buffer).
+                        return Ok((n, from));
+                    }
+                    Frame::Invalid(e) => {
+                        // Cannot be framed: drop the connection (nothing after it can be
+                        // found). What was buffered goes to the caller to be counted:
+                        // oversized, or refused by the reader like a datagram.
+                        let keep = buf.len().min(out.len());
+                        out[..keep].copy_from_slice(&buf[..keep]);
                         buf.clear();
                         *stream = None;
+                        let n = if e == ParseError::Oversized {
+                            MAX_RESPONSE + 1
+                        } else {
+                            keep
+                        };
+                        return Ok((n, from));
                     }
-                    let n = if n > MAX_RESPONSE {
-                        MAX_RESPONSE + 1
-                    } else {
-                        n
-                    };
-                    return Ok((n, from));
+                    Frame::Incomplete => {}
                 }
                 let Some(s) = stream.as_mut() else {
                     return std::future::pending().await;
@@ -366,56 +373,9 @@ fn drain_error_queue(sock: &UdpSocket) {
     }
 }
 
-/// Length of the first whole message in a TCP stream buffer (headers + Content-Length body);
-/// `None` while incomplete. A header block or body beyond [`MAX_RESPONSE`] is returned as is so
-/// the caller can count it as oversized.
-pub fn frame_len(buf: &[u8]) -> Option<usize> {
-    // Keep-alive CRLFs between messages (RFC 5626) are skipped as empty frames.
-    if buf.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    let end = match memchr::memmem::find(buf, b"\r\n\r\n") {
-        Some(i) => i + 4,
-        None if buf.len() > MAX_RESPONSE => return Some(buf.len()),
-        None => return None,
-    };
-    let mut body = 0usize;
-    for line in buf[..end].split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = line[..colon].trim_ascii();
-        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let v = line[colon + 1..].trim_ascii();
-            body = std::str::from_utf8(v)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            break;
-        }
-    }
-    let total = end.saturating_add(body);
-    if total > MAX_RESPONSE {
-        return Some(total);
-    }
-    (buf.len() >= total).then_some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tcp_framing() {
-        let m = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP/2.0";
-        assert_eq!(frame_len(m), Some(40));
-        assert_eq!(frame_len(&m[..39]), None);
-        assert_eq!(frame_len(b"SIP/2.0 200 OK\r\nl: 0\r\n\r\n"), Some(24));
-        assert_eq!(frame_len(b"SIP/2.0 200 OK\r\n"), None);
-        assert_eq!(frame_len(b"\r\n\r\nSIP"), Some(2));
-        let huge = b"SIP/2.0 200 OK\r\nContent-Length: 999999\r\n\r\n";
-        assert_eq!(frame_len(huge), Some(huge.len() + 999_999));
-    }
 
     #[test]
     fn stats_count_by_reason() {
@@ -493,6 +453,44 @@ mod tests {
             (&buf[..n], from),
             (&b"hello"[..], other.local_addr().unwrap())
         );
+    }
+
+    /// Observation 4 of issue 21: one framer with one rule. Over TCP a Content-Length that is
+    /// not a number, or a second one, makes the stream unframeable: the message is refused
+    /// (counted as malformed), not read with a guessed length.
+    #[tokio::test]
+    async fn tcp_bad_or_duplicate_content_length_is_refused() {
+        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bKa\r\n\
+                    Call-ID: c\r\nCSeq: 1 OPTIONS\r\nTo: <sip:a>;tag=t\r\n";
+        for (cl, n) in [
+            ("Content-Length: x\r\n", 0),
+            ("Content-Length: 0\r\nContent-Length: 4\r\n", 1),
+        ] {
+            let msg = format!("{head}{cl}\r\nbody");
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let server = std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let (mut s, _) = l.accept().unwrap();
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b);
+                s.write_all(msg.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+            });
+            let mut ep = Endpoint::open(addr, Transport::Tcp, Duration::from_secs(1))
+                .await
+                .unwrap();
+            ep.send(b"OPTIONS sip:x SIP/2.0\r\n\r\n").await.unwrap();
+            let mut buf = recv_buffer();
+            let (len, _) = tokio::time::timeout(Duration::from_secs(2), ep.recv(&mut buf))
+                .await
+                .expect("a frame within 2 s")
+                .unwrap();
+            let mut s = RxStats::default();
+            s.count(accept(&buf[..len], ep.local()).unwrap_err());
+            assert_eq!(s.malformed, 1, "case {n}");
+            server.join().unwrap();
+        }
     }
 
     #[tokio::test]

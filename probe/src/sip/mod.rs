@@ -1,0 +1,124 @@
+//! The SIP codec: the one place where SIP bytes are read and requests are written.
+//!
+//! - [`head`]: the header-line iterator ([`Headers`]): CRLF or bare LF line ends, folded lines
+//!   (RFC 3261 §7.3.1) joined into one value, LWS around the colon, case-insensitive names and
+//!   compact forms (§7.3.3) resolved to a [`Name`].
+//! - [`value`]: LWS-aware readers of header values (comma-separated values, `;params`, the
+//!   Via sent-protocol and sent-by, CSeq, name-addr tags and URIs).
+//! - [`response`]: the borrowed response reader [`read_response`] used by the prober, the
+//!   bench and the differential tests; nothing is copied for the fields they use.
+//! - [`request`]: the borrowed request reader [`read_request`] of the responder.
+//! - [`mod@frame`]: the Content-Length rule and the stream framer [`frame()`] (check before parse) used by every TCP reader.
+//! - [`build`]: the request writer [`build::write_request`] used by the prober's
+//!   [`Leg`](crate::message::Leg) and the bench's [`Template`](crate::fast::Template), and the
+//!   response writer of the responder.
+//!
+//! - `rfc4475`: where the conformance tests find the RFC 4475 torture messages.
+//!
+//! One error type, [`Error`], for everything that refuses bytes; one [`Transport`].
+
+pub mod build;
+pub mod frame;
+pub mod head;
+#[cfg(test)]
+mod oracle;
+pub mod request;
+pub mod response;
+mod rfc4475;
+pub mod value;
+
+pub use frame::{frame, Frame};
+pub use head::{Header, Headers, Name};
+pub use request::{read_request, Request};
+pub use response::{read_response, Response, Via};
+pub use rfc4475::{rfc4475_dir, RFC4475_HINT};
+
+/// The transport a target is probed over (and the one named in a Via).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// As written in a Via: `UDP`, `TCP`.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// As written in a URI parameter: `udp`, `tcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    pub fn is_reliable(self) -> bool {
+        self == Transport::Tcp
+    }
+}
+
+/// Why bytes were not read as a SIP message (or not as one a transaction can use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("empty message")]
+    Empty,
+    #[error("message larger than the limit")]
+    Oversized,
+    #[error("not a SIP message")]
+    NotSip,
+    #[error("a request, not a response")]
+    NotResponse,
+    #[error("a response, not a request")]
+    NotRequest,
+    #[error("malformed header line")]
+    BadLine,
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("malformed {0} header")]
+    BadHeader(&'static str),
+    /// The head has no blank line, or the body is shorter than its Content-Length (§18.3).
+    #[error("truncated message")]
+    Truncated,
+}
+
+impl Error {
+    /// A short fixed name usable as a metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Error::Empty => "empty",
+            Error::Oversized => "oversized",
+            Error::NotSip => "not_sip",
+            Error::NotResponse => "not_response",
+            Error::NotRequest => "not_request",
+            Error::BadLine => "bad_line",
+            Error::MissingHeader(_) => "missing_header",
+            Error::BadHeader(_) => "bad_header",
+            Error::Truncated => "truncated",
+        }
+    }
+}
+
+/// The URI of the first Contact of a message (inside `<>`, or up to `;`/`,`), for the
+/// Request-URI of the ACK and BYE of a 2xx; read with the header iterator (folded lines,
+/// compact `m`), from a head that need not read as a whole response. `None` when there is no
+/// usable Contact (the caller then uses the INVITE's Request-URI) or the head does not read
+/// up to it.
+pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
+    let (_, headers) = head::split(buf).ok()?;
+    let h = headers
+        .map_while(Result::ok)
+        .find(|h| h.kind == Name::Contact)?;
+    value::values(h.value).next().and_then(value::uri)
+}
+
+/// `SIP/2.0`, case-insensitive (§7.1).
+pub(crate) fn is_version(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"SIP/2.0")
+}
