@@ -16,3 +16,4 @@ mod probe;
 mod probe_cluster;
 mod service;
 mod sink;
+mod sink_isolation;

@@ -12,7 +12,9 @@
 //! Dropping every handle closes the sink: the task writes out what it holds and returns its
 //! [`SinkStats`].
 
+pub mod http_body;
 pub mod influx;
+pub mod lanes;
 pub mod spool;
 
 use bytes::Bytes;
