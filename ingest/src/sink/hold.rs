@@ -76,7 +76,7 @@ impl Writer {
     /// After a failure: the batches in memory whose bucket cannot be sent go to the spool in
     /// order while it has room; each bucket's first one that does not fit, and all its later
     /// ones, stay in memory, parked.
-    pub(super) fn to_spool_blocked(&mut self) {
+    pub(super) fn spool_blocked(&mut self) {
         let mut stuck: HashSet<String> = HashSet::new();
         let mut keep = VecDeque::with_capacity(self.ready.len());
         while let Some(mut r) = self.ready.pop_front() {

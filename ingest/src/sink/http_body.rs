@@ -30,25 +30,20 @@ pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Body {
     let announced = resp.content_length();
     let mut buf = BytesMut::new();
     let mut cut_at = None;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                let room = max - buf.len();
-                if c.len() > room {
-                    buf.extend_from_slice(&c[..room]);
-                    cut_at = Some(buf.len());
-                    break;
-                }
-                buf.extend_from_slice(&c);
-                if buf.len() == max {
-                    // Exactly at the cap: cut unless the server said that was all.
-                    if announced != Some(max as u64) {
-                        cut_at = Some(max);
-                    }
-                    break;
-                }
+    while let Ok(Some(c)) = resp.chunk().await {
+        let room = max - buf.len();
+        if c.len() > room {
+            buf.extend_from_slice(&c[..room]);
+            cut_at = Some(buf.len());
+            break;
+        }
+        buf.extend_from_slice(&c);
+        if buf.len() == max {
+            // Exactly at the cap: cut unless the server said that was all.
+            if announced != Some(max as u64) {
+                cut_at = Some(max);
             }
-            Ok(None) | Err(_) => break,
+            break;
         }
     }
     Body {

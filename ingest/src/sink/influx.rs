@@ -8,13 +8,19 @@
 //! 2. **sends** each batch as `POST {url}/api/v2/write?org=..&bucket=..&precision=s` with
 //!    `Authorization: Token ..` and a gzip body, one request at a time, in order, while it keeps
 //!    taking new lines;
-//! 3. on **400/413/422** bisects the batch until the rejected lines stand alone, drops only those
-//!    and counts them (the server's message is logged once per batch);
-//! 4. on a **network error, timeout, 429 or 5xx**, or on **401/403/404** (token, org or bucket
-//!    refused: logged once as an error), writes the batch and everything after it to the spool,
+//! 3. on **400/422** bisects the batch until the rejected lines stand alone, drops only those
+//!    and counts them (the server's message is logged once per batch); on **413** bisects down
+//!    to [`TOO_LARGE_FLOOR`], then keeps the data and backs off (logged once, naming the body
+//!    size the server refused);
+//! 4. on a **network error, timeout, 429, 5xx or a redirect to another host**, writes the batch
+//!    and those after it to the spool while it has room, keeps the rest in memory (`hold.rs`),
 //!    waits (exponential backoff with jitter, or `Retry-After` when the server sends one) and
-//!    replays the spool oldest first; new batches queue behind the spool until it is empty, so
-//!    the order of each bucket is kept.
+//!    replays the spool oldest first, then memory; each bucket's order is kept;
+//! 5. on **401/403/404** (token, org or bucket refused) holds back only that bucket
+//!    ([`super::lanes`]): its batches wait in the spool or in memory and are retried with their
+//!    own backoff, while the other buckets keep flowing.
+//!
+//! Error bodies are read up to [`super::http_body::ERROR_BODY_MAX`] bytes.
 //!
 //! The `influxdb2` crate is not used for the writes: its public write calls cannot send a body
 //! that is already gzip-encoded (the `Content-Encoding` header is only set when the crate encodes
@@ -1319,7 +1325,7 @@ impl Writer {
                     seq,
                     parked: false,
                 });
-                self.to_spool_blocked();
+                self.spool_blocked();
             }
             (Source::Spool { seq }, None) => {
                 if let Some(s) = self.spool.spool.as_mut() {

@@ -27,6 +27,11 @@
 //!
 //! A file that is torn (`.tmp` left by a crash), short, long, or fails its CRC is counted, logged
 //! and moved to `corrupt/` inside the spool directory for inspection; it never stops the sink.
+//! A file removed by someone else is "gone" (a warning, its points counted as lost), not corrupt;
+//! a spool directory removed while running is recreated at the next write.
+//!
+//! Replay can skip buckets ([`Spool::read_first`]): a refused bucket's batches wait while the
+//! others' are sent, each bucket still oldest first.
 //!
 //! The spool is bounded by `max_bytes` (sum of file sizes): before a new batch is written, the
 //! oldest batches are deleted until it fits, and their points are counted as dropped. A directory
