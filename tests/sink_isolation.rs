@@ -150,12 +150,17 @@ async fn restart_with_a_full_spool_keeps_the_live_data() {
     assert_eq!(task.await.unwrap().points_dropped, 0);
 }
 
-/// Obs 5: the spool unusable (a regular file where the directory should be) and a 3 s outage:
-/// the batches wait in memory and all arrive, in order, when the server answers again.
+/// Obs 5: the spool unusable (a regular file where the directory should be) and an outage of
+/// `SREWATCH_TEST_OUTAGE_S` seconds (default 3) while 20 points are written every 100 ms: the
+/// batches wait in memory and all arrive, in order, when the server answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_spool_and_an_outage_lose_nothing_while_memory_lasts() {
     let dir = tempdir();
-    let up_at = Instant::now() + Duration::from_secs(3);
+    let outage: u64 = std::env::var("SREWATCH_TEST_OUTAGE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let up_at = Instant::now() + Duration::from_secs(outage);
     let double = Double::start(Arc::new(move |_: &Seen, _| {
         if Instant::now() < up_at {
             (503, vec![], String::new())
@@ -167,28 +172,29 @@ async fn unusable_spool_and_an_outage_lose_nothing_while_memory_lasts() {
     let spool = dir.path().join("spool");
     std::fs::write(&spool, b"").unwrap();
     let (h, task, stats) = start(config(&double.url, &spool));
-    let (all, good) = numbered(600, None);
-    let mut at = 0;
-    for k in 0..30 {
-        let n = 20;
-        let end = at
-            + good[k * n..(k + 1) * n]
-                .iter()
-                .map(|l| l.len() + 1)
-                .sum::<usize>();
+    let mut good = Vec::new();
+    while Instant::now() < up_at + Duration::from_millis(300) {
+        let mut text = String::new();
+        for _ in 0..20 {
+            let i = good.len();
+            let line = format!("m,hostname=cp1 value={i}i {}", 60 * (i + 1));
+            text.push_str(&line);
+            text.push('\n');
+            good.push(line);
+        }
         let t = Instant::now();
-        h.write("counters", all.slice(at..end), n).await.unwrap();
+        h.write("counters", Bytes::from(text), 20).await.unwrap();
         h.flush().await.unwrap();
         assert!(
             t.elapsed() < Duration::from_secs(1),
             "a flush waited for the outage"
         );
-        at = end;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let s = wait_for(&stats, "600 points written", |s| s.points_written == 600).await;
+    let n = good.len() as u64;
+    let s = wait_for(&stats, "every point written", |s| s.points_written == n).await;
     eprintln!(
-        "unusable spool, 3 s outage: points lost {}",
+        "unusable spool, {outage} s outage: points lost {} of {n}",
         s.points_spool_dropped
     );
     assert_eq!((s.points_spool_dropped, s.memory_points), (0, 0), "{s:#?}");
