@@ -504,6 +504,35 @@ impl Collector for Metrics {
                     g(max),
                 )?;
             }
+            gauge(
+                e,
+                "srewatch_sink_memory_points",
+                "Points waiting in memory (behind the spool, for a refused bucket, or while the spool cannot take them).",
+                g(s.memory_points),
+            )?;
+            counter(
+                e,
+                "srewatch_sink_requests_too_large",
+                "Requests answered 413 at the splitting floor (the data was kept).",
+                one(s.too_large),
+            )?;
+            gauge(
+                e,
+                "srewatch_sink_bucket_refused",
+                "1 while InfluxDB refuses writes to the bucket (label status: 401, 403, 404); its batches wait, the other buckets flow.",
+                s.buckets.iter().filter_map(|(b, v)| {
+                    let st = v.refused?;
+                    Some((vec![("bucket", b.clone()), ("status", st.to_string())], 1.0))
+                }),
+            )?;
+            counter(
+                e,
+                "srewatch_sink_bucket_points_lost",
+                "Points lost per bucket: neither the server, the memory buffer nor the spool could keep them.",
+                s.buckets
+                    .iter()
+                    .map(|(b, v)| (vec![("bucket", b.clone())], v.points_lost)),
+            )?;
             let (buckets, sum) = write_buckets(&i.write_latency_histogram(), &WRITE_BOUNDS);
             histogram(
                 e,

@@ -420,3 +420,103 @@ fn restart_with_a_host_missing_keeps_the_stored_rollups() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("Table state restored"), "log:\n{text}");
 }
+
+/// Issue 22, observation 1, through the real service: `srewatch run` against InfluxDB 1.6 with
+/// the guide's buckets `counters`, `samples` and `rollups` but not the health bucket
+/// (`srewatch`). The health points are refused (404); the counters points of the file and of
+/// its rewrite arrive all the same, the refusal is logged once for that bucket, and `/metrics`
+/// names the bucket and the answer.
+#[test]
+fn run_without_the_health_bucket_still_delivers_the_files() {
+    let dir = tempdir();
+    let ix = Influx::start(dir.path(), &["counters", "samples", "rollups"]);
+    let data = dir.path().join("sre");
+    std::fs::create_dir(&data).unwrap();
+    let metrics_port = crate::util::free_tcp_port();
+    let cfg = dir.path().join("srewatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\nprobe = false\nkamailio = false\nhealth_interval = \"1s\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
+             [ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\njoin_wait = \"1s\"\nsettle_time = \"1m\"\n\n\
+             [influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_INFLUX_TEST_TOKEN_UNSET\"\nspool_dir = \"{}\"\n\
+             batch_max_delay = \"20ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\n",
+            data.display(),
+            ix.url(),
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = srewatch();
+    cmd.arg("run").arg("--config").arg(&cfg);
+    let log = dir.path().join("run.log");
+    let _p = Proc::spawn("srewatch run", cmd, &log);
+    // Let the first health points be refused before the files are written (`InfluxDB refuse`
+    // is also how the sink before per-bucket delivery logged it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("InfluxDB refuse")
+    {
+        assert!(Instant::now() < deadline, "no refusal logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = data.join("counters.csv");
+    let inv = "profiling.cp.INVITE";
+    let (h1, h2) = ([("hostname", "cp1")], [("hostname", "cp2")]);
+    write(
+        &c,
+        &[
+            row("cp1", inv, T0, &["4", "10"]),
+            row("cp2", inv, T0, &["2", "3"]),
+        ],
+    );
+    wait_for(&ix, "counters", &key(inv, &h1, T0), "value", 4.0, "T0");
+    // The rewrite revises every point.
+    let t0 = Instant::now();
+    write(
+        &c,
+        &[
+            row("cp1", inv, T0, &["7", "11"]),
+            row("cp2", inv, T0, &["5", "6"]),
+        ],
+    );
+    wait_for(&ix, "counters", &key(inv, &h2, TM), "value", 6.0, "rewrite");
+    let want: BTreeMap<Key, Fields> = [
+        (key(inv, &h1, T0), 7.0),
+        (key(inv, &h1, TM), 11.0),
+        (key(inv, &h2, T0), 5.0),
+        (key(inv, &h2, TM), 6.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, fields(&[("value", v)])))
+    .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ix.points("counters") != want {
+        assert!(Instant::now() < deadline, "{:#?}", ix.points("counters"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "srewatch run without the srewatch bucket: the rewrite's 4 counters points stored {:?} after it",
+        t0.elapsed()
+    );
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let (status, body) = crate::util::victoria::http(addr, "GET", "/metrics", b"").unwrap();
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("srewatch_sink_bucket_refused{bucket=\"srewatch\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("srewatch_sink_bucket_refused{bucket=\"counters\""),
+        "{text}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refusals = text
+        .lines()
+        .filter(|l| l.contains("InfluxDB refuses writes to bucket") && l.contains("srewatch"))
+        .count();
+    assert_eq!(refusals, 1, "{text}");
+    assert!(text.contains("InfluxDB accepts writes to bucket"), "{text}");
+}

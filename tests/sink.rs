@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 /// A minute an hour ago: inside VictoriaMetrics' retention, aligned like the CSV points.
-fn base_minute() -> i64 {
+pub(crate) fn base_minute() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -26,7 +26,7 @@ fn base_minute() -> i64 {
     now / 60 * 60 - 3600
 }
 
-fn config(url: &str, spool: &Path) -> InfluxConfig {
+pub(crate) fn config(url: &str, spool: &Path) -> InfluxConfig {
     InfluxConfig {
         url: url.to_string(),
         org: "sre".into(),
@@ -42,13 +42,20 @@ fn config(url: &str, spool: &Path) -> InfluxConfig {
     }
 }
 
-fn start(cfg: InfluxConfig) -> (SinkHandle, JoinHandle<SinkStats>, Arc<InfluxStats>) {
+pub(crate) fn start(cfg: InfluxConfig) -> (SinkHandle, JoinHandle<SinkStats>, Arc<InfluxStats>) {
     spawn_with_stats(cfg).expect("sink starts")
 }
 
 /// `n` counters points `name,hostname=HOST value=Ki T` for minutes `from..from+n`, value = minute
 /// index * 10 + `k0`.
-fn counter_lines(name: &str, host: &str, from: usize, n: usize, k0: i64, base: i64) -> Bytes {
+pub(crate) fn counter_lines(
+    name: &str,
+    host: &str,
+    from: usize,
+    n: usize,
+    k0: i64,
+    base: i64,
+) -> Bytes {
     let mut s = String::new();
     for i in from..from + n {
         s.push_str(&format!(
@@ -79,7 +86,7 @@ async fn write_counters(
 }
 
 /// Polls the live counters until `f` holds, or panics after 10 s.
-async fn wait_for(
+pub(crate) async fn wait_for(
     stats: &InfluxStats,
     what: &str,
     f: impl Fn(&InfluxSnapshot) -> bool,
@@ -98,7 +105,7 @@ async fn wait_for(
     }
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
@@ -315,25 +322,26 @@ async fn spool_survives_a_restart_of_the_sink() {
 
 /// One request as the test double saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    at: Instant,
-    target: String,
-    headers: BTreeMap<String, String>,
-    lines: Vec<String>,
+pub(crate) struct Seen {
+    pub at: Instant,
+    pub target: String,
+    pub headers: BTreeMap<String, String>,
+    pub lines: Vec<String>,
 }
 
-type Policy = Arc<dyn Fn(&Seen, usize) -> (u16, Vec<(String, String)>, String) + Send + Sync>;
+pub(crate) type Policy =
+    Arc<dyn Fn(&Seen, usize) -> (u16, Vec<(String, String)>, String) + Send + Sync>;
 
 /// An HTTP/1.1 server on 127.0.0.1 (keep-alive, gzip bodies decoded) answering by `policy`
 /// (given the request and its index); records every request and the lines it answered 204 to.
-struct Double {
-    url: String,
+pub(crate) struct Double {
+    pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     accepted: Arc<Mutex<Vec<String>>>,
 }
 
 impl Double {
-    async fn start(policy: Policy) -> Double {
+    pub async fn start(policy: Policy) -> Double {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -351,11 +359,11 @@ impl Double {
         }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
-    fn accepted(&self) -> Vec<String> {
+    pub fn accepted(&self) -> Vec<String> {
         self.accepted.lock().unwrap().clone()
     }
 }
@@ -442,11 +450,11 @@ async fn serve(
     }
 }
 
-fn ok() -> (u16, Vec<(String, String)>, String) {
+pub(crate) fn ok() -> (u16, Vec<(String, String)>, String) {
     (204, vec![], String::new())
 }
 
-fn numbered(n: usize, bad: Option<usize>) -> (Bytes, Vec<String>) {
+pub(crate) fn numbered(n: usize, bad: Option<usize>) -> (Bytes, Vec<String>) {
     let all: Vec<String> = (0..n)
         .map(|i| {
             if Some(i) == bad {
@@ -675,6 +683,8 @@ async fn full_spool_drops_the_oldest_batches() {
     let mut cfg = config(&double.url, &dir.path().join("spool"));
     cfg.batch_max_bytes = 1024;
     cfg.spool_max_bytes = 2048;
+    // Memory holds the newest 3 batches (900 bytes) that the spool cannot take.
+    cfg.memory_max_bytes = 1024;
     cfg.retry_base = Duration::from_millis(400);
     cfg.retry_max = Duration::from_millis(400);
     let (h, task, stats) = start(cfg);
@@ -692,7 +702,7 @@ async fn full_spool_drops_the_oldest_batches() {
             .collect()
     };
     let mut all = Vec::new();
-    for b in 0..10 {
+    for b in 0..20 {
         let mut text = String::new();
         for l in 0..3 {
             let (v, t) = (b * 3 + l, 60 * (b * 3 + l + 1));
@@ -713,23 +723,29 @@ async fn full_spool_drops_the_oldest_batches() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
         .map(|e| e.metadata().unwrap().len())
         .sum();
-    // Whole batches, the oldest dropped, every point either spooled or counted.
+    // Whole batches, the oldest dropped, every point either spooled, in memory or counted.
     let kept = s.spool_batches;
-    assert!((1..10).contains(&kept), "{s:#?}");
+    assert!((1..17).contains(&kept), "{s:#?}");
+    assert_eq!((s.memory_batches, s.memory_points), (3, 9), "{s:#?}");
     assert_eq!(
         (s.spool_bytes, s.spool_points, s.points_spool_dropped),
-        (on_disk, 3 * kept, 30 - 3 * kept),
+        (on_disk, 3 * kept, 60 - 9 - 3 * kept),
         "{s:#?}"
     );
     assert!(on_disk <= 2048);
     // The dropped points are lines 0..dropped: minutes 1..=dropped.
-    let dropped = 30 - 3 * kept as i64;
+    let dropped = 60 - 9 - 3 * kept as i64;
     assert_eq!(
         (s.spool_dropped_oldest, s.spool_dropped_newest),
         (60, 60 * dropped)
     );
+    let c = &s.buckets["counters"];
+    assert_eq!(
+        (c.points_lost, c.lost_oldest, c.lost_newest),
+        (dropped as u64, 60, 60 * dropped)
+    );
     status.store(204, Ordering::SeqCst);
-    let kept_points = 3 * kept;
+    let kept_points = 3 * kept + 9;
     wait_for(&stats, "the spooled points written", |s| {
         s.points_written == kept_points
     })
@@ -739,8 +755,10 @@ async fn full_spool_drops_the_oldest_batches() {
     assert_eq!(task.await.unwrap().points_dropped, dropped as u64);
 }
 
+/// An unusable spool: the batches the server does not take wait in memory (the flush does not
+/// wait for them) and are delivered, in order, when it answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unusable_spool_dir_counts_drops_and_keeps_running() {
+async fn unusable_spool_dir_holds_batches_in_memory_and_keeps_running() {
     let dir = tempdir();
     let status = Arc::new(AtomicU16::new(500));
     let s2 = status.clone();
@@ -752,24 +770,29 @@ async fn unusable_spool_dir_counts_drops_and_keeps_running() {
     let spool = dir.path().join("spool");
     std::fs::write(&spool, b"").unwrap();
     let (h, task, stats) = start(config(&double.url, &spool));
-    let (lines, _) = numbered(5, None);
+    let (lines, mut good) = numbered(5, None);
     h.write("counters", lines, 5).await.unwrap();
     h.flush().await.unwrap();
     let s = stats.snapshot();
     assert_eq!(
-        (s.points_spool_dropped, s.points_written, s.spool_batches),
-        (5, 0, 0),
+        (
+            s.points_spool_dropped,
+            s.points_written,
+            s.spool_batches,
+            s.memory_points
+        ),
+        (0, 0, 0, 5),
         "{s:#?}"
     );
     status.store(204, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(250)).await; // past the backoff
-    let (lines, good) = numbered(3, None);
+    let (lines, good3) = numbered(3, None);
     h.write("counters", lines, 3).await.unwrap();
-    let s = wait_for(&stats, "3 points written", |s| s.points_written == 3).await;
-    assert_eq!(s.points_spool_dropped, 5);
+    let s = wait_for(&stats, "8 points written", |s| s.points_written == 8).await;
+    assert_eq!((s.points_spool_dropped, s.memory_points), (0, 0));
+    good.extend(good3);
     assert_eq!(double.accepted(), good);
     drop(h);
-    assert_eq!(task.await.unwrap().points_dropped, 5);
+    assert_eq!(task.await.unwrap().points_dropped, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

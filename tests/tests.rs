@@ -20,5 +20,6 @@ mod probe_cluster;
 mod service;
 mod service_isolation;
 mod sink;
+mod sink_isolation;
 mod sip_codec;
 mod sip_conformance;

@@ -560,6 +560,14 @@ impl Service {
                 s.spool_points,
                 s.points_spool_dropped + s.points_rejected
             ));
+            let refused: Vec<String> = s
+                .buckets
+                .iter()
+                .filter_map(|(b, v)| Some(format!("{b} ({})", v.refused?)))
+                .collect();
+            if !refused.is_empty() {
+                parts.push(format!("influxdb refuses buckets: {}", refused.join(", ")));
+            }
         }
         parts.join("; ")
     }
@@ -662,6 +670,13 @@ impl Service {
                     ("spool_batches", Field::Int(s.spool_batches as i64)),
                     ("spool_points", Field::Int(s.spool_points as i64)),
                     ("spool_bytes", Field::Int(s.spool_bytes as i64)),
+                    ("memory_points", Field::Int(s.memory_points as i64)),
+                    (
+                        "buckets_refused",
+                        Field::Int(
+                            s.buckets.values().filter(|v| v.refused.is_some()).count() as i64
+                        ),
+                    ),
                     (
                         "write_latency_p50_ms",
                         Field::Float(ms(s.write_latency.p50_us)),

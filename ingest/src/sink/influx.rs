@@ -8,13 +8,19 @@
 //! 2. **sends** each batch as `POST {url}/api/v2/write?org=..&bucket=..&precision=s` with
 //!    `Authorization: Token ..` and a gzip body, one request at a time, in order, while it keeps
 //!    taking new lines;
-//! 3. on **400/413/422** bisects the batch until the rejected lines stand alone, drops only those
-//!    and counts them (the server's message is logged once per batch);
-//! 4. on a **network error, timeout, 429 or 5xx**, or on **401/403/404** (token, org or bucket
-//!    refused: logged once as an error), writes the batch and everything after it to the spool,
+//! 3. on **400/422** bisects the batch until the rejected lines stand alone, drops only those
+//!    and counts them (the server's message is logged once per batch); on **413** bisects down
+//!    to [`TOO_LARGE_FLOOR`], then keeps the data and backs off (logged once, naming the body
+//!    size the server refused);
+//! 4. on a **network error, timeout, 429, 5xx or a redirect to another host**, writes the batch
+//!    and those after it to the spool while it has room, keeps the rest in memory (`hold.rs`),
 //!    waits (exponential backoff with jitter, or `Retry-After` when the server sends one) and
-//!    replays the spool oldest first; new batches queue behind the spool until it is empty, so
-//!    the order of each bucket is kept.
+//!    replays the spool oldest first, then memory; each bucket's order is kept;
+//! 5. on **401/403/404** (token, org or bucket refused) holds back only that bucket
+//!    ([`super::lanes`]): its batches wait in the spool or in memory and are retried with their
+//!    own backoff, while the other buckets keep flowing.
+//!
+//! Error bodies are read up to [`super::http_body::ERROR_BODY_MAX`] bytes.
 //!
 //! The `influxdb2` crate is not used for the writes: its public write calls cannot send a body
 //! that is already gzip-encoded (the `Content-Encoding` header is only set when the crate encodes
@@ -23,18 +29,20 @@
 //!
 //! [`spool`]: super::spool
 
-use super::spool::{Evicted, Spool, SpoolError};
+use super::http_body::{read_capped, same_origin_redirects, ERROR_BODY_MAX};
+use super::lanes::{BucketView, BucketViews, Lanes};
+use super::spool::{time_range, Evicted, Spool, SpoolError};
 use super::{Batch, Command, Flushed, SinkHandle, SinkStats};
 use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use serde::Deserialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -46,7 +54,8 @@ pub const DEFAULT_TOKEN_ENV: &str = "SREWATCH_INFLUX_TOKEN";
 /// Longest `Retry-After` honoured; a larger value is clamped to this.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
-/// `[influxdb]` section. Every key has a default.
+/// `[influxdb]` section. Every key has a default. One struct for the section (more than 12
+/// fields): each key is one setting of the same sink, read by serde in one place.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InfluxConfig {
@@ -82,6 +91,11 @@ pub struct InfluxConfig {
     /// Size of the spool on disk at most; the oldest batches are dropped (and counted) beyond.
     /// Default 1 GiB: about 44 h of outage at 20,000 rows per file (`scripts/spool-per-hour`).
     pub spool_max_bytes: u64,
+    /// Line-protocol bytes held in memory at most for batches the server or the spool cannot
+    /// take now (a refused bucket, or an outage while the spool is full or unusable). Beyond
+    /// it, the oldest such batches go to the spool anyway (deleting its oldest batches) or, if
+    /// it is unusable, are lost and counted per bucket.
+    pub memory_max_bytes: u64,
     /// State directory (checkpoint of what the server has acknowledged, Kamailio windows);
     /// `SPOOL_DIR/state` when not set.
     pub state_dir: Option<PathBuf>,
@@ -112,6 +126,7 @@ impl Default for InfluxConfig {
             retry_max: Duration::from_secs(60),
             spool_dir: PathBuf::from("/var/lib/srewatch/spool"),
             spool_max_bytes: 1 << 30,
+            memory_max_bytes: 64 << 20,
             state_dir: None,
             db_param: false,
             close_timeout: Duration::from_secs(5),
@@ -202,6 +217,12 @@ impl InfluxConfig {
                 "must be at least twice batch_max_bytes".into(),
             );
         }
+        if self.memory_max_bytes < self.batch_max_bytes as u64 {
+            no(
+                "memory_max_bytes",
+                "must be at least batch_max_bytes".into(),
+            );
+        }
         bad
     }
 }
@@ -245,6 +266,10 @@ pub struct InfluxStats {
     spool_dropped_newest: AtomicI64,
     write_latency: Mutex<Histogram<u64>>,
     request_latency: Mutex<Histogram<u64>>,
+    memory_batches: AtomicU64,
+    memory_points: AtomicU64,
+    too_large: AtomicU64,
+    buckets: BucketViews,
 }
 
 /// A copy of [`InfluxStats`] at one moment.
@@ -279,6 +304,14 @@ pub struct InfluxSnapshot {
     pub write_latency: Latency,
     /// HTTP round trips of accepted requests.
     pub request_latency: Latency,
+    /// Batches and points waiting in memory (behind the spool, for a refused bucket, or while
+    /// the spool cannot take them).
+    pub memory_batches: u64,
+    pub memory_points: u64,
+    /// Requests answered 413 at the splitting floor (the data was kept, not dropped).
+    pub too_large: u64,
+    /// Per bucket: refused or not, points written and lost.
+    pub buckets: BTreeMap<String, BucketView>,
 }
 
 /// Latency summary in microseconds.
@@ -331,6 +364,10 @@ impl InfluxStats {
             spool_dropped_newest: AtomicI64::new(0),
             write_latency: histogram(),
             request_latency: histogram(),
+            memory_batches: AtomicU64::new(0),
+            memory_points: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
+            buckets: BucketViews::default(),
         }
     }
 
@@ -360,6 +397,10 @@ impl InfluxStats {
             spool_dropped_newest: self.spool_dropped_newest.load(Relaxed),
             write_latency: summary(&self.write_latency),
             request_latency: summary(&self.request_latency),
+            memory_batches: self.memory_batches.load(Relaxed),
+            memory_points: self.memory_points.load(Relaxed),
+            too_large: self.too_large.load(Relaxed),
+            buckets: self.buckets.lock().map(|b| b.clone()).unwrap_or_default(),
         }
     }
 }
@@ -402,13 +443,14 @@ pub fn spawn_with_stats(
         }
         None => None,
     };
+    let mut write_url = reqwest::Url::parse(&cfg.url)
+        .map_err(|e| StartError::Config(format!("influxdb.url: {e}")))?;
     let client = reqwest::Client::builder()
         .connect_timeout(cfg.connect_timeout)
         .timeout(cfg.request_timeout)
         .pool_idle_timeout(Duration::from_secs(30))
+        .redirect(same_origin_redirects(&write_url))
         .build()?;
-    let mut write_url = reqwest::Url::parse(&cfg.url)
-        .map_err(|e| StartError::Config(format!("influxdb.url: {e}")))?;
     let base = write_url.path().trim_end_matches('/').to_owned();
     write_url.set_path(&format!("{base}/api/v2/write"));
     let stats = Arc::new(InfluxStats::new());
@@ -421,6 +463,8 @@ pub fn spawn_with_stats(
         gzip: cfg.gzip,
         db_param: cfg.db_param,
         stats: stats.clone(),
+        warned_cut: AtomicBool::new(false),
+        warned_redirect: AtomicBool::new(false),
     });
     let (handle, rx) = SinkHandle::channel(64);
     let writer = Writer::new(cfg, http, spool, stats.clone());
@@ -462,6 +506,12 @@ enum Failure {
     },
     /// 401/403/404: token, org or bucket refused.
     Refused { status: u16, message: String },
+    /// 413 for a piece at the splitting floor: the server's body limit is below `sent` bytes.
+    TooLarge {
+        sent: usize,
+        lines: usize,
+        message: String,
+    },
 }
 
 enum Answer {
@@ -470,9 +520,15 @@ enum Answer {
     Reject {
         status: u16,
         message: String,
+        /// Request body bytes (after gzip).
+        sent: usize,
     },
     Fail(Failure),
 }
+
+/// A piece answered 413 is not split below this many line-protocol bytes (or one line): the
+/// server then refuses any body, and the data is kept instead of being sent line by line.
+pub const TOO_LARGE_FLOOR: usize = 1024;
 
 struct Http {
     client: reqwest::Client,
@@ -482,6 +538,9 @@ struct Http {
     gzip: bool,
     db_param: bool,
     stats: Arc<InfluxStats>,
+    /// An error body was cut / a redirect to another host was not followed (logged once).
+    warned_cut: AtomicBool,
+    warned_redirect: AtomicBool,
 }
 
 impl Http {
@@ -509,6 +568,7 @@ impl Http {
         } else {
             lines.clone()
         };
+        let sent = body.len();
         self.stats.bytes_sent.fetch_add(body.len() as u64, Relaxed);
         self.stats.requests.fetch_add(1, Relaxed);
         let start = Instant::now();
@@ -528,12 +588,36 @@ impl Http {
             return Answer::Accepted;
         }
         let retry_after = resp.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-        let mut message = resp.text().await.unwrap_or_default();
+        if status.is_redirection() {
+            // Only a redirect to another origin comes back here (see `same_origin_redirects`).
+            self.stats.request_failures.fetch_add(1, Relaxed);
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            if !self.warned_redirect.swap(true, Relaxed) {
+                tracing::error!(url = %self.write_url, status = status.as_u16(), location = %to, "InfluxDB answered a redirect to another host; not followed (the data and the token stay here); keeping the data and retrying");
+            }
+            return Answer::Fail(Failure::Transient {
+                retry_after,
+                why: format!("HTTP {status}: redirect to {to} not followed"),
+            });
+        }
+        let body = read_capped(resp, ERROR_BODY_MAX).await;
+        if let Some(at) = body.cut_at {
+            if !self.warned_cut.swap(true, Relaxed) {
+                tracing::warn!(status = status.as_u16(), read = at, announced = ?body.announced, "InfluxDB error body longer than the cap; read only its first bytes (further cuts are not logged)");
+            }
+        }
+        let mut message = body.text;
         truncate(&mut message, 300);
         match status.as_u16() {
             400 | 413 | 422 => Answer::Reject {
                 status: status.as_u16(),
                 message,
+                sent,
             },
             401 | 403 | 404 => {
                 self.stats.refused.fetch_add(1, Relaxed);
@@ -671,7 +755,24 @@ async fn deliver(http: Arc<Http>, bucket: String, lines: Bytes) -> Delivery {
                 d.points += count_lines(&piece) as u64;
                 d.bytes += piece.len() as u64;
             }
-            Answer::Reject { status, message } => {
+            Answer::Reject {
+                status: 413,
+                message,
+                sent,
+            } if count_lines(&piece) <= 1 || piece.len() <= TOO_LARGE_FLOOR => {
+                http.stats.too_large.fetch_add(1, Relaxed);
+                let lines_len = piece.len();
+                let f = Failure::TooLarge {
+                    sent,
+                    lines: lines_len,
+                    message,
+                };
+                d.rest = Some((rest_of(&lines, piece, &stack), f));
+                break;
+            }
+            Answer::Reject {
+                status, message, ..
+            } => {
                 let n = count_lines(&piece);
                 if n <= 1 {
                     d.rejected += n as u64;
@@ -689,29 +790,32 @@ async fn deliver(http: Arc<Http>, bucket: String, lines: Bytes) -> Delivery {
                 }
             }
             Answer::Fail(f) => {
-                // The pieces left are adjacent slices of `lines` ending at its end, so the rest
-                // is the tail of `lines` from this piece on; rebuilt by copying if not.
-                let offset = (piece.as_ptr() as usize).wrapping_sub(lines.as_ptr() as usize);
-                let rest = if stack.is_empty() {
-                    piece
-                } else if offset < lines.len()
-                    && lines.len() - offset
-                        == piece.len() + stack.iter().map(Bytes::len).sum::<usize>()
-                {
-                    lines.slice(offset..)
-                } else {
-                    let mut m = BytesMut::from(&piece[..]);
-                    for p in stack.iter().rev() {
-                        m.extend_from_slice(p);
-                    }
-                    m.freeze()
-                };
-                d.rest = Some((rest, f));
+                d.rest = Some((rest_of(&lines, piece, &stack), f));
                 break;
             }
         }
     }
     d
+}
+
+/// The lines not delivered: `piece` and the pieces on `stack`. They are adjacent slices of
+/// `lines` ending at its end, so the rest is the tail of `lines` from `piece` on; rebuilt by
+/// copying if not.
+fn rest_of(lines: &Bytes, piece: Bytes, stack: &[Bytes]) -> Bytes {
+    let offset = (piece.as_ptr() as usize).wrapping_sub(lines.as_ptr() as usize);
+    if stack.is_empty() {
+        piece
+    } else if offset < lines.len()
+        && lines.len() - offset == piece.len() + stack.iter().map(Bytes::len).sum::<usize>()
+    {
+        lines.slice(offset..)
+    } else {
+        let mut m = BytesMut::from(&piece[..]);
+        for p in stack.iter().rev() {
+            m.extend_from_slice(p);
+        }
+        m.freeze()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,7 +834,7 @@ fn note_range(stats: &InfluxStats, ev: &Evicted) {
 }
 
 /// A timestamp's minute as RFC 3339 (`2026-11-30T04:12:00Z`), `unknown` when not recorded.
-fn minute(t: i64) -> String {
+pub(crate) fn minute(t: i64) -> String {
     if t == i64::MAX || t == i64::MIN || t < 0 {
         return "unknown".into();
     }
@@ -752,7 +856,9 @@ struct SpoolSlot {
     full: Option<Evicted>,
     corrupt_seen: u64,
     corrupt_points_seen: u64,
-    /// Points dropped because the spool could not take them (see [`Flushed::unstored`]).
+    gone_points_seen: u64,
+    /// Points a flush was answered for without the server or the spool having them: lost, or
+    /// held in memory only (see [`Flushed::unstored`]).
     unstored: u64,
 }
 
@@ -766,6 +872,7 @@ impl SpoolSlot {
             full: None,
             corrupt_seen: 0,
             corrupt_points_seen: 0,
+            gone_points_seen: 0,
             unstored: 0,
         };
         match Spool::open(dir, max_bytes) {
@@ -797,20 +904,70 @@ impl SpoolSlot {
         }
     }
 
-    fn push(&mut self, bucket: &str, lines: &[u8], points: usize, stats: &InfluxStats) {
+    fn has_bucket(&self, bucket: &str) -> bool {
+        self.spool.as_ref().is_some_and(|s| s.has_bucket(bucket))
+    }
+
+    /// The spool, reopened if it could not be opened before.
+    fn reopen(&mut self, stats: &InfluxStats) {
         if self.spool.is_none() {
             if let Ok((s, ev)) = Spool::open(&self.dir, self.max_bytes) {
                 stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
                 self.spool = Some(s);
             }
         }
+    }
+
+    fn unusable(&self) -> SpoolError {
+        SpoolError::Dir {
+            path: self.dir.clone(),
+            source: std::io::Error::other("cannot open spool directory"),
+        }
+    }
+
+    /// Spools a batch if it fits without deleting older ones; false (nothing lost) if the spool
+    /// is full or unusable.
+    fn push_within(
+        &mut self,
+        bucket: &str,
+        lines: &[u8],
+        points: usize,
+        stats: &InfluxStats,
+    ) -> bool {
+        self.reopen(stats);
+        let result = match self.spool.as_mut() {
+            Some(s) => s.push_within(bucket, lines, points),
+            None => Err(self.unusable()),
+        };
+        let stored = match result {
+            Ok(stored) => {
+                if stored && self.failing {
+                    tracing::info!(dir = %self.dir.display(), "Spool writable again");
+                    self.failing = false;
+                }
+                stored
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(error = %e, bucket, points, "Cannot spool batch; holding batches in memory (up to memory_max_bytes) until the server or the spool takes them");
+                    self.failing = true;
+                }
+                false
+            }
+        };
+        self.sync_stats(stats);
+        stored
+    }
+
+    /// Spools a batch, deleting the oldest ones for room. False if the spool is unusable (the
+    /// batch is then lost: counted in `points_spool_dropped`, the caller counts it per bucket).
+    fn push(&mut self, bucket: &str, lines: &[u8], points: usize, stats: &InfluxStats) -> bool {
+        self.reopen(stats);
         let result = match self.spool.as_mut() {
             Some(s) => s.push(bucket, lines, points),
-            None => Err(SpoolError::Dir {
-                path: self.dir.clone(),
-                source: std::io::Error::other("cannot open spool directory"),
-            }),
+            None => Err(self.unusable()),
         };
+        let stored = result.is_ok();
         match result {
             Ok(ev) => {
                 if self.failing {
@@ -831,7 +988,6 @@ impl SpoolSlot {
             }
             Err(e) => {
                 stats.points_spool_dropped.fetch_add(points as u64, Relaxed);
-                self.unstored += points as u64;
                 if !self.failing {
                     tracing::error!(error = %e, bucket, points, "Cannot spool batch; dropped it (further drops are counted, not logged)");
                     self.failing = true;
@@ -839,6 +995,7 @@ impl SpoolSlot {
             }
         }
         self.sync_stats(stats);
+        stored
     }
 
     /// Logs, once per episode, everything the full spool dropped.
@@ -849,10 +1006,16 @@ impl SpoolSlot {
     }
 
     fn sync_stats(&mut self, stats: &InfluxStats) {
-        let (batches, bytes, points, corrupt) = match &self.spool {
-            Some(s) => (s.len() as u64, s.bytes(), s.points(), s.corrupt()),
-            None => (0, 0, 0, Default::default()),
+        let (batches, bytes, points, corrupt, gone) = match &self.spool {
+            Some(s) => (s.len() as u64, s.bytes(), s.points(), s.corrupt(), s.gone()),
+            None => (0, 0, 0, Default::default(), Default::default()),
         };
+        if gone.points > self.gone_points_seen {
+            stats
+                .points_spool_dropped
+                .fetch_add(gone.points - self.gone_points_seen, Relaxed);
+            self.gone_points_seen = gone.points;
+        }
         if batches == 0 {
             self.summarise("Spool emptied");
         }
@@ -876,7 +1039,10 @@ impl SpoolSlot {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The writer task
+// The writer task (its memory buffer: `hold.rs`)
+
+#[path = "hold.rs"]
+mod hold;
 
 struct Pending {
     bucket: String,
@@ -892,6 +1058,9 @@ struct Ready {
     points: usize,
     since: Instant,
     seq: u64,
+    /// Held in memory because its bucket cannot be sent now and the spool could not take it:
+    /// flushes no longer wait for it, and its points are counted in `unstored`.
+    parked: bool,
 }
 
 enum Source {
@@ -913,15 +1082,25 @@ enum Event {
     CloseTimeout,
 }
 
+/// The writer task's state (more than 12 fields: batching, the memory buffer, the spool, the
+/// per-bucket lanes and the server's state are all owned by this one task).
 struct Writer {
     cfg: InfluxConfig,
     http: Arc<Http>,
     stats: Arc<InfluxStats>,
     spool: SpoolSlot,
+    lanes: Lanes,
     pending: Vec<Pending>,
+    /// The memory buffer: batches cut and not yet sent, spooled or dropped. For each bucket,
+    /// its spooled batches are older than its batches here.
     ready: VecDeque<Ready>,
     ready_bytes: usize,
+    /// Of which parked (see [`Ready::parked`]).
+    parked_bytes: usize,
+    /// Back-pressure on producers when this many bytes wait to be sent.
     ready_limit: usize,
+    /// The bucket of the batch in flight when it came from memory (its bucket's oldest there).
+    sending_direct: Option<String>,
     /// Batches cut so far; the last one settled (sent, spooled or dropped).
     cut_seq: u64,
     done_seq: u64,
@@ -931,7 +1110,7 @@ struct Writer {
     attempt: u32,
     backoff_until: Option<Instant>,
     warned_transient: bool,
-    warned_refused: bool,
+    warned_too_large: bool,
 }
 
 impl Writer {
@@ -942,15 +1121,19 @@ impl Writer {
         stats: Arc<InfluxStats>,
     ) -> Writer {
         let ready_limit = cfg.batch_max_bytes * 8;
+        let lanes = Lanes::new(stats.buckets.clone(), cfg.retry_base, cfg.retry_max);
         Writer {
             cfg,
             http,
             stats,
             spool,
+            lanes,
             pending: Vec::new(),
             ready: VecDeque::new(),
             ready_bytes: 0,
+            parked_bytes: 0,
             ready_limit,
+            sending_direct: None,
             cut_seq: 0,
             done_seq: 0,
             flushes: Vec::new(),
@@ -958,7 +1141,7 @@ impl Writer {
             attempt: 0,
             backoff_until: None,
             warned_transient: false,
-            warned_refused: false,
+            warned_too_large: false,
         }
     }
 
@@ -996,11 +1179,13 @@ impl Writer {
                 .map(|p| p.since + self.cfg.batch_max_delay)
                 .min();
             let backoff = if inflight.is_none() {
-                self.backoff_until
+                self.backoff_until.or_else(|| self.next_lane_retry())
             } else {
                 None
             };
-            let accepting = open && self.ready_bytes < self.ready_limit;
+            let accepting = open
+                && self.ready_bytes - self.parked_bytes < self.ready_limit
+                && (self.ready_bytes as u64) < self.cfg.memory_max_bytes;
             let closing = close_by.filter(|_| self.backoff_until.is_none());
             let ev = tokio::select! {
                 d = async { inflight.as_mut().expect("guarded").fut.as_mut().await }, if inflight.is_some() => Event::Done(d),
@@ -1044,8 +1229,13 @@ impl Writer {
                     let f = inflight.take().expect("a delivery was in flight");
                     self.settle(f.source, f.bucket, d);
                 }
-                Event::BackoffOver => self.backoff_until = None,
+                Event::BackoffOver => {
+                    if self.backoff_until.is_some_and(|t| t <= Instant::now()) {
+                        self.backoff_until = None;
+                    }
+                }
             }
+            self.sync_memory();
             self.answer_flushes();
         }
         self.answer_flushes();
@@ -1069,8 +1259,17 @@ impl Writer {
             }
             return None;
         }
+        if !open {
+            self.spool_at_close();
+        }
+        let now = Instant::now();
         if open && !self.spool.is_empty() {
-            let front = self.spool.spool.as_mut().and_then(Spool::read_front);
+            let lanes = &self.lanes;
+            let front = self
+                .spool
+                .spool
+                .as_mut()
+                .and_then(|s| s.read_first(|b| lanes.sendable(b, now)));
             self.spool.sync_stats(&self.stats);
             if let Some(b) = front {
                 let fut = Box::pin(deliver(self.http.clone(), b.bucket.clone(), b.lines));
@@ -1081,8 +1280,12 @@ impl Writer {
                 });
             }
         }
-        let r = self.ready.pop_front()?;
-        self.ready_bytes -= r.lines.len();
+        let i = self
+            .ready
+            .iter()
+            .position(|r| self.lanes.sendable(&r.bucket, now))?;
+        let r = self.take_ready(i);
+        self.sending_direct = Some(r.bucket.clone());
         let fut = Box::pin(deliver(self.http.clone(), r.bucket.clone(), r.lines));
         Some(InFlight {
             source: Source::Direct {
@@ -1104,18 +1307,33 @@ impl Writer {
             }
         }
         let progressed = d.points > 0 || d.rejected > 0;
+        if progressed || d.rest.is_none() {
+            self.lanes.accepted(&bucket, d.points);
+        }
+        if matches!(source, Source::Direct { .. }) {
+            self.sending_direct = None;
+        }
         match (source, d.rest) {
             (Source::Direct { seq, since }, None) => {
                 record(&self.stats.write_latency, since.elapsed());
                 self.done_seq = self.done_seq.max(seq);
                 self.recovered();
             }
-            (Source::Direct { seq, .. }, Some((rest, f))) => {
-                self.failed(f);
-                let n = count_lines(&rest);
-                self.spool.push(&bucket, &rest, n, &self.stats);
-                self.done_seq = self.done_seq.max(seq);
-                self.spool_ready();
+            (Source::Direct { seq, since }, Some((rest, f))) => {
+                self.failed(&bucket, f);
+                // Back to the front of memory (the oldest of its bucket outside the spool),
+                // then to the spool with the others that cannot be sent, as room allows.
+                let points = count_lines(&rest);
+                self.ready_bytes += rest.len();
+                self.ready.push_front(Ready {
+                    bucket,
+                    lines: rest,
+                    points,
+                    since,
+                    seq,
+                    parked: false,
+                });
+                self.spool_blocked();
             }
             (Source::Spool { seq }, None) => {
                 if let Some(s) = self.spool.spool.as_mut() {
@@ -1135,10 +1353,11 @@ impl Writer {
                         s.release();
                     }
                 }
-                self.failed(f);
+                self.failed(&bucket, f);
             }
         }
         self.spool.sync_stats(&self.stats);
+        self.note_evicted();
     }
 
     fn recovered(&mut self) {
@@ -1149,10 +1368,14 @@ impl Writer {
         self.attempt = 0;
         self.backoff_until = None;
         self.warned_transient = false;
-        self.warned_refused = false;
     }
 
-    fn failed(&mut self, f: Failure) {
+    fn failed(&mut self, bucket: &str, f: Failure) {
+        if let Failure::Refused { status, message } = &f {
+            // This bucket only: its lane waits, the others keep flowing.
+            self.lanes.refused(bucket, *status, message);
+            return;
+        }
         self.down = true;
         let delay = match &f {
             // At least what the server asked for; never a busy loop on `Retry-After: 0`.
@@ -1180,23 +1403,19 @@ impl Writer {
                     tracing::debug!(error = %why, retry_in = ?delay, "InfluxDB write failed again");
                 }
             }
-            Failure::Refused { status, message } => {
-                if !self.warned_refused {
-                    tracing::error!(url = %self.cfg.url, org = %self.cfg.org, status, message = %message, retry_in = ?delay, "InfluxDB refused the write (check the token, org and bucket); keeping the data in the spool and retrying");
-                    self.warned_refused = true;
+            Failure::TooLarge {
+                sent,
+                lines,
+                message,
+            } => {
+                if !self.warned_too_large {
+                    tracing::error!(url = %self.cfg.url, body_bytes = sent, line_protocol_bytes = lines, floor = TOO_LARGE_FLOOR, message = %message, retry_in = ?delay, "InfluxDB refuses request bodies as too large (413) even at the splitting floor: the server's body limit (nginx client_max_body_size, InfluxDB max-body-size) is below body_bytes; keeping the data and retrying (further 413s are counted in too_large)");
+                    self.warned_too_large = true;
                 } else {
-                    tracing::debug!(status, retry_in = ?delay, "InfluxDB refused the write again");
+                    tracing::debug!(body_bytes = sent, retry_in = ?delay, "InfluxDB answered 413 again");
                 }
             }
-        }
-    }
-
-    /// Moves every ready batch to the spool, in order.
-    fn spool_ready(&mut self) {
-        while let Some(r) = self.ready.pop_front() {
-            self.ready_bytes -= r.lines.len();
-            self.spool.push(&r.bucket, &r.lines, r.points, &self.stats);
-            self.done_seq = self.done_seq.max(r.seq);
+            Failure::Refused { .. } => unreachable!("handled above"),
         }
     }
 
@@ -1293,19 +1512,11 @@ impl Writer {
             points: p.points,
             since: p.since,
             seq: self.cut_seq,
+            parked: false,
         };
         p.bytes = 0;
         p.points = 0;
-        // Behind the spool while it holds anything; to the spool while the server is failing,
-        // unless the spool itself is failing and empty: then the batch waits in memory (bounded
-        // by back-pressure) for the next attempt, which is what finds out the server is back.
-        if !self.spool.is_empty() || (self.down && !self.spool.failing) {
-            self.spool.push(&r.bucket, &r.lines, r.points, &self.stats);
-            self.done_seq = self.done_seq.max(r.seq);
-        } else {
-            self.ready_bytes += r.lines.len();
-            self.ready.push_back(r);
-        }
+        self.place(r);
     }
 }
 
@@ -1528,6 +1739,8 @@ mod tests {
             gzip: false,
             db_param: false,
             stats: stats.clone(),
+            warned_cut: AtomicBool::new(false),
+            warned_redirect: AtomicBool::new(false),
         });
         let spool = SpoolSlot::open(dir, 1 << 30, &stats).unwrap();
         Writer::new(cfg, http, spool, stats)

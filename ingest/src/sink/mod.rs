@@ -12,7 +12,9 @@
 //! Dropping every handle closes the sink: the task writes out what it holds and returns its
 //! [`SinkStats`].
 
+pub mod http_body;
 pub mod influx;
+pub mod lanes;
 pub mod spool;
 
 use bytes::Bytes;
@@ -74,8 +76,8 @@ impl SinkHandle {
         self.flush_acked().await.map(|_| ())
     }
 
-    /// [`SinkHandle::flush`], also telling how many points the sink has lost so far without
-    /// the server or the spool taking them (a spool that could not be written). A producer
+    /// [`SinkHandle::flush`], also telling how many points so far were not stored by the server
+    /// or the spool when their flush was answered ([`Flushed::unstored`]). A producer
     /// that records what was acknowledged compares it with the previous answer: if it grew,
     /// the lines since then are not all stored (see [`crate::checkpoint`]).
     pub async fn flush_acked(&self) -> Result<Flushed, SinkClosed> {
@@ -91,9 +93,11 @@ impl SinkHandle {
 /// The answer to a flush.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Flushed {
-    /// Points lost since the sink started because neither the server nor the spool took them
-    /// (not counting lines the server rejected on their own, nor old batches evicted from a
-    /// full spool, which had been stored).
+    /// Points since the sink started that neither the server nor the spool had when a flush was
+    /// answered: lost, or held in memory only because the server (or their bucket) was failing
+    /// and the spool could not take them (they may still be delivered later). Not counting
+    /// lines the server rejected on their own, nor old batches evicted from a full spool,
+    /// which had been stored.
     pub unstored: u64,
 }
 

@@ -27,6 +27,11 @@
 //!
 //! A file that is torn (`.tmp` left by a crash), short, long, or fails its CRC is counted, logged
 //! and moved to `corrupt/` inside the spool directory for inspection; it never stops the sink.
+//! A file removed by someone else is "gone" (a warning, its points counted as lost), not corrupt;
+//! a spool directory removed while running is recreated at the next write.
+//!
+//! Replay can skip buckets ([`Spool::read_first`]): a refused bucket's batches wait while the
+//! others' are sent, each bucket still oldest first.
 //!
 //! The spool is bounded by `max_bytes` (sum of file sizes): before a new batch is written, the
 //! oldest batches are deleted until it fits, and their points are counted as dropped. A directory
@@ -150,6 +155,12 @@ pub struct Spool {
     busy: Option<u64>,
     /// Files set aside since open (including at open).
     corrupt: Corrupt,
+    /// Files removed by someone else since open (their points are lost).
+    gone: Corrupt,
+    /// Batches waiting per bucket: a bucket's new batch goes behind its spooled ones.
+    per_bucket: std::collections::HashMap<String, usize>,
+    /// Batches deleted for room, per bucket, not yet taken by [`Spool::take_evicted`].
+    evicted_log: Vec<(String, Evicted)>,
     _lock: File,
 }
 
@@ -184,6 +195,9 @@ impl Spool {
             next_seq: 1,
             busy: None,
             corrupt: Corrupt::default(),
+            gone: Corrupt::default(),
+            per_bucket: Default::default(),
+            evicted_log: Vec::new(),
             _lock: lock,
         };
         let mut found = Vec::new();
@@ -207,8 +221,10 @@ impl Spool {
                 Ok(e) => {
                     spool.bytes += e.size;
                     spool.points += u64::from(e.points);
+                    *spool.per_bucket.entry(e.bucket.clone()).or_default() += 1;
                     spool.entries.push_back(Entry { seq, ..e });
                 }
+                Err(_) if is_gone(&dir.join(&name)) => spool.note_gone(&name, 0),
                 Err(why) => spool.set_aside(&name, &why, 0),
             }
             spool.next_seq = seq + 1;
@@ -245,6 +261,36 @@ impl Spool {
         self.corrupt
     }
 
+    /// Files found removed by someone else since open.
+    pub fn gone(&self) -> Corrupt {
+        self.gone
+    }
+
+    /// Whether batches of `bucket` are waiting.
+    pub fn has_bucket(&self, bucket: &str) -> bool {
+        self.per_bucket.get(bucket).is_some_and(|&n| n > 0)
+    }
+
+    /// The batches deleted for room since the last call, per bucket, in the order deleted.
+    pub fn take_evicted(&mut self) -> Vec<(String, Evicted)> {
+        std::mem::take(&mut self.evicted_log)
+    }
+
+    /// Like [`Spool::push`] but never deletes a batch for room: `Ok(false)` (nothing written)
+    /// when the batch does not fit in what is left.
+    pub fn push_within(
+        &mut self,
+        bucket: &str,
+        lines: &[u8],
+        points: usize,
+    ) -> Result<bool, SpoolError> {
+        if self.bytes >= self.max_bytes {
+            return Ok(false);
+        }
+        self.push_inner(bucket, lines, points, false)
+            .map(|e| e.is_some())
+    }
+
     /// Writes one batch behind all the others. Deletes the oldest batches (never the one handed
     /// out by [`Spool::read_front`]) when the spool would exceed its size.
     pub fn push(
@@ -253,6 +299,18 @@ impl Spool {
         lines: &[u8],
         points: usize,
     ) -> Result<Evicted, SpoolError> {
+        self.push_inner(bucket, lines, points, true)
+            .map(|e| e.unwrap_or_default())
+    }
+
+    /// [`Spool::push`]; without `evict`, `Ok(None)` when the batch does not fit.
+    fn push_inner(
+        &mut self,
+        bucket: &str,
+        lines: &[u8],
+        points: usize,
+        evict: bool,
+    ) -> Result<Option<Evicted>, SpoolError> {
         if bucket.len() > u16::MAX as usize || lines.len() > u32::MAX as usize {
             return Err(SpoolError::TooLarge {
                 size: lines.len() as u64,
@@ -267,11 +325,15 @@ impl Spool {
                 max: self.max_bytes,
             });
         }
+        if !evict && self.bytes + size > self.max_bytes {
+            return Ok(None);
+        }
         let (oldest, newest) = time_range(lines);
         let evicted = self.make_room(size);
         let seq = self.next_seq;
         self.write_file(seq, bucket, &body, lines.len(), points, (oldest, newest))?;
         self.next_seq += 1;
+        *self.per_bucket.entry(bucket.to_owned()).or_default() += 1;
         self.entries.push_back(Entry {
             seq,
             bucket: bucket.to_owned(),
@@ -282,17 +344,25 @@ impl Spool {
         });
         self.bytes += size;
         self.points += points as u64;
-        Ok(evicted)
+        Ok(Some(evicted))
     }
 
     /// Reads the oldest batch and marks it busy (not evicted until settled with
     /// [`Spool::pop_front`], [`Spool::replace_front`] or [`Spool::release`]). Corrupt files met
     /// on the way are set aside and counted; the next good batch is returned.
     pub fn read_front(&mut self) -> Option<Spooled> {
+        self.read_first(|_| true)
+    }
+
+    /// Reads the oldest batch of a bucket `wanted` accepts and marks it busy, as
+    /// [`Spool::read_front`]: each bucket's batches still come out oldest first.
+    pub fn read_first(&mut self, wanted: impl Fn(&str) -> bool) -> Option<Spooled> {
         loop {
-            let e = self.entries.front()?.clone();
+            let i = self.entries.iter().position(|e| wanted(&e.bucket))?;
+            let e = self.entries[i].clone();
             let name = file_name(e.seq);
-            match read_batch(&self.dir.join(&name)) {
+            let path = self.dir.join(&name);
+            match read_batch(&path) {
                 Ok((bucket, lines, points)) => {
                     self.busy = Some(e.seq);
                     return Some(Spooled {
@@ -303,20 +373,24 @@ impl Spool {
                     });
                 }
                 Err(why) => {
-                    self.forget_front();
-                    self.set_aside(&name, &why, u64::from(e.points));
+                    self.forget(i);
+                    if is_gone(&path) {
+                        self.note_gone(&name, u64::from(e.points));
+                    } else {
+                        self.set_aside(&name, &why, u64::from(e.points));
+                    }
                 }
             }
         }
     }
 
-    /// The busy front batch was delivered: deletes it.
+    /// The busy batch was delivered: deletes it.
     pub fn pop_front(&mut self, seq: u64) -> io::Result<()> {
         self.busy = None;
-        if self.entries.front().map(|e| e.seq) != Some(seq) {
+        let Some(i) = self.entries.iter().position(|e| e.seq == seq) else {
             return Ok(());
-        }
-        self.forget_front();
+        };
+        self.forget(i);
         match fs::remove_file(self.dir.join(file_name(seq))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -331,12 +405,10 @@ impl Spool {
         points: usize,
     ) -> Result<(), SpoolError> {
         self.busy = None;
-        let Some(front) = self.entries.front().cloned() else {
+        let Some(i) = self.entries.iter().position(|e| e.seq == seq) else {
             return Ok(());
         };
-        if front.seq != seq {
-            return Ok(());
-        }
+        let front = self.entries[i].clone();
         if points == 0 {
             let _ = self.pop_front(seq);
             return Ok(());
@@ -345,7 +417,7 @@ impl Spool {
         let range = time_range(lines);
         self.write_file(seq, &front.bucket, &body, lines.len(), points, range)?;
         let size = (HEADER + front.bucket.len() + body.len()) as u64;
-        let e = self.entries.front_mut().expect("front checked above");
+        let e = &mut self.entries[i];
         self.bytes = self.bytes - e.size + size;
         self.points = self.points - u64::from(e.points) + points as u64;
         e.size = size;
@@ -359,11 +431,28 @@ impl Spool {
         self.busy = None;
     }
 
-    fn forget_front(&mut self) {
-        if let Some(e) = self.entries.pop_front() {
+    fn forget(&mut self, i: usize) {
+        if let Some(e) = self.entries.remove(i) {
             self.bytes -= e.size;
             self.points -= u64::from(e.points);
+            self.count_out(&e.bucket);
         }
+    }
+
+    fn count_out(&mut self, bucket: &str) {
+        if let Some(n) = self.per_bucket.get_mut(bucket) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_bucket.remove(bucket);
+            }
+        }
+    }
+
+    /// A batch file removed by someone else: counted and logged as gone, not corrupt.
+    fn note_gone(&mut self, name: &str, points: u64) {
+        self.gone.files += 1;
+        self.gone.points += points;
+        tracing::warn!(file = %self.dir.join(name).display(), points, "Spool file gone (removed by someone else); its points are lost");
     }
 
     /// Deletes the oldest batches (skipping the busy one) until `extra` more bytes fit.
@@ -380,12 +469,15 @@ impl Spool {
             let _ = fs::remove_file(self.dir.join(file_name(e.seq)));
             self.bytes -= e.size;
             self.points -= u64::from(e.points);
-            ev.merge(&Evicted {
+            self.count_out(&e.bucket);
+            let one = Evicted {
                 batches: 1,
                 points: u64::from(e.points),
                 oldest: e.oldest,
                 newest: e.newest,
-            });
+            };
+            ev.merge(&one);
+            self.evicted_log.push((e.bucket, one));
         }
         ev
     }
@@ -418,7 +510,14 @@ impl Spool {
         crc.update(lines);
         head[8..12].copy_from_slice(&crc.sum().to_le_bytes());
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = match File::create(&tmp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.dir.exists() => {
+                    fs::create_dir_all(&self.dir)?;
+                    tracing::warn!(dir = %self.dir.display(), "Spool directory was gone (removed by someone else); recreated it");
+                    File::create(&tmp)?
+                }
+                r => r?,
+            };
             f.write_all(&head)?;
             f.write_all(bucket.as_bytes())?;
             f.write_all(lines)?;
@@ -450,6 +549,11 @@ impl Spool {
             }
         }
     }
+}
+
+/// Whether `path` no longer exists (removed by someone else).
+fn is_gone(path: &Path) -> bool {
+    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
 fn file_name(seq: u64) -> String {
@@ -589,7 +693,7 @@ fn compress(lines: &[u8]) -> Vec<u8> {
 }
 
 /// Oldest and newest timestamp (the last field of each line); `(i64::MAX, i64::MIN)` if none.
-fn time_range(lines: &[u8]) -> (i64, i64) {
+pub(crate) fn time_range(lines: &[u8]) -> (i64, i64) {
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
     for line in lines.split(|&b| b == b'\n') {
         let Some(sp) = memchr::memrchr(b' ', line) else {
@@ -927,6 +1031,75 @@ mod tests {
             Spool::open(dir.path(), 1 << 20),
             Err(SpoolError::Locked { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_removed_by_someone_else_is_gone_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push("b", b"a v=1i 60\n", 1).unwrap();
+        s.push("b", b"b v=2i 120\n", 1).unwrap();
+        fs::remove_file(dir.path().join(file_name(1))).unwrap();
+        let f = s.read_front().unwrap();
+        assert_eq!((f.seq, &f.lines[..]), (2, &b"b v=2i 120\n"[..]));
+        assert_eq!(s.corrupt(), Corrupt::default());
+        assert_eq!(
+            s.gone(),
+            Corrupt {
+                files: 1,
+                points: 1
+            }
+        );
+        assert!(!dir.path().join(CORRUPT_DIR).exists());
+    }
+
+    #[test]
+    fn a_removed_spool_directory_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let (mut s, _) = Spool::open(&spool, 1 << 20).unwrap();
+        fs::remove_dir_all(&spool).unwrap();
+        s.push("b", b"a v=1i 60\n", 1).unwrap();
+        assert_eq!(batch_files(&spool), vec![file_name(1)]);
+        assert_eq!(
+            drain(&mut s),
+            vec![("b".to_string(), "a v=1i 60\n".to_string())]
+        );
+    }
+
+    #[test]
+    fn read_first_skips_other_buckets_and_keeps_each_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push("held", b"h v=1i 60\n", 1).unwrap();
+        s.push("c", b"c v=1i 60\n", 1).unwrap();
+        s.push("held", b"h v=2i 120\n", 1).unwrap();
+        s.push("c", b"c v=2i 120\n", 1).unwrap();
+        assert!(s.has_bucket("held") && s.has_bucket("c") && !s.has_bucket("x"));
+        let mut got = Vec::new();
+        while let Some(f) = s.read_first(|b| b != "held") {
+            got.push(String::from_utf8(f.lines.to_vec()).unwrap());
+            s.pop_front(f.seq).unwrap();
+        }
+        assert_eq!(got, vec!["c v=1i 60\n", "c v=2i 120\n"]);
+        assert!(!s.has_bucket("c"));
+        assert_eq!((s.len(), s.points()), (2, 2));
+        let f = s.read_first(|_| true).unwrap();
+        assert_eq!(&f.lines[..], b"h v=1i 60\n");
+    }
+
+    #[test]
+    fn push_within_never_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Spool::open(dir.path(), 300).unwrap();
+        assert!(s.push_within("b", b"a v=1i 60\n", 1).unwrap());
+        let before = (s.len(), s.bytes());
+        let big: String = (0..40)
+            .map(|i| format!("m{i} v={i}i {}\n", i * 60))
+            .collect();
+        assert!(!s.push_within("b", big.as_bytes(), 40).unwrap());
+        assert_eq!((s.len(), s.bytes()), before);
+        assert!(s.take_evicted().is_empty());
     }
 
     #[test]
