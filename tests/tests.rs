@@ -5,6 +5,7 @@ mod util;
 
 mod bench;
 mod dialog;
+mod file_access;
 mod ingest_e2e;
 mod ingest_files;
 mod ingest_influx;
