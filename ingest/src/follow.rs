@@ -33,7 +33,7 @@
 
 mod read;
 
-pub use read::{access_context, FileProblem, ReadError};
+pub use read::{access_context, open_regular, FileProblem, ReadError};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
