@@ -179,8 +179,9 @@ mod tests {
             format!("read {}: not a regular file (fifo)", fifo.display())
         );
         assert!(errs.iter().all(|e| e == &errs[0]), "{errs:?}");
-        // The runtime's own threads (worker, one blocking thread) and this test's thread.
-        assert!(peak <= before + 4, "threads {before} -> {peak}");
+        // This test's thread, the runtime's worker and a few blocking threads (a read's thread
+        // may not be idle yet when the next read starts); a blocked read per poll would be 20.
+        assert!(peak <= before + 8, "threads {before} -> {peak}");
     }
 
     #[test]

@@ -231,6 +231,8 @@ pub enum FetchError {
     Http(u16),
     #[error("connection closed before the whole reply arrived")]
     ShortRead,
+    #[error("reply larger than {0} bytes: cut there, the rest discarded")]
+    TooLarge(usize),
     #[error(transparent)]
     Packet(#[from] binrpc::PacketError),
     #[error(transparent)]
@@ -245,6 +247,7 @@ impl FetchError {
             FetchError::Timeout(_) => "timeout",
             FetchError::Http(_) => "http_status",
             FetchError::ShortRead => "truncated",
+            FetchError::TooLarge(_) => "too_large",
             FetchError::Packet(binrpc::PacketError::Fault { .. }) => "rpc_error",
             FetchError::Packet(binrpc::PacketError::Truncated(_)) => "truncated",
             FetchError::Packet(_) => "malformed",
