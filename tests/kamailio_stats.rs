@@ -589,3 +589,34 @@ fn kamailio_poll_default_hostnames_distinct_on_one_host() {
         .collect();
     assert_eq!(up, want, "{text}");
 }
+
+/// Observation: a Kamailio `file` target that is a FIFO leaked one blocked thread per poll and
+/// SIGTERM never finished. `srewatch run` polling a FIFO every 200 ms for 2 s: one log line
+/// naming the cause, and SIGTERM ends it with exit code 0.
+#[test]
+fn kamailio_file_target_fifo_then_sigterm_finishes() {
+    let dir = util::tempdir();
+    let fifo = dir.path().join("kamctl-stats.json");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\nprobe = false\ningest = false\nhealth_interval = \"1h\"\n\n\
+             [[kamailio]]\nhostname = \"cp1\"\naddress = \"{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nmax_backoff = \"200ms\"\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let mut run = crate::service::Run::ready(dir.path(), &cfg, &[], &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", run.proc.pid()))
+        .unwrap()
+        .count();
+    assert!(threads < 20, "{threads} threads after 10 polls of a FIFO");
+    run.stop();
+    let log = run.log();
+    assert_eq!(log.matches("not a regular file (fifo)").count(), 1, "{log}");
+}
