@@ -89,7 +89,7 @@ fn file_access_unreadable_file_as_another_user_is_loud_and_counted() {
     std::fs::write(
         &cfg,
         format!(
-            "[service]\nprobe = false\nkamailio = false\nhealth_interval = \"1h\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
+            "[service]\nprobe = false\nkamailio = false\nhealth_interval = \"1s\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n\
              [ingest]\ndir = \"{}\"\ndebounce = \"30ms\"\nrescan_interval = \"200ms\"\nquiet_time = \"1s\"\n",
             data.display()
         ),
@@ -182,6 +182,21 @@ fn file_access_unreadable_file_as_another_user_is_loud_and_counted() {
     assert_eq!(sample(&metrics(addr), problems), Some(2.0));
     let st = svc.terminate(Duration::from_secs(15));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", read_log());
+    // The health points (every second; the output is flushed at exit) said it too.
+    let lp = std::fs::read_to_string(&out).unwrap();
+    let health: Vec<&str> = lp
+        .lines()
+        .filter(|l| l.starts_with("srewatch_file,") && l.contains(",file=counters.csv "))
+        .collect();
+    for want in [
+        "problems=1i,problem=\"permission_denied\"",
+        "problems=2i,problem=\"not_a_regular_file\"",
+    ] {
+        assert!(
+            health.iter().any(|l| l.contains(want)),
+            "{want}: {health:#?}"
+        );
+    }
 }
 
 /// `srewatch ingest --once` on a directory whose counters.csv is `what`: (exit code, log), with
