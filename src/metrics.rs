@@ -430,6 +430,27 @@ impl Collector for Metrics {
             )?;
             counter(
                 e,
+                "srewatch_file_problems",
+                "Times a CSV file could not be read, per file (counted when a problem starts or its cause changes).",
+                (0..2).map(|i| (file(i), f.problems[i])),
+            )?;
+            gauge(
+                e,
+                "srewatch_file_problem",
+                "1 while a CSV file exists but cannot be read, by cause (permission_denied, not_a_regular_file, too_many_open_files, too_large, io_error).",
+                (0..2).flat_map(|i| {
+                    let names = names.clone();
+                    let now = f.problem[i].map(|p| p.cause());
+                    ingest::follow::FileProblem::CAUSES.into_iter().map(move |c| {
+                        (
+                            vec![("file", names[i].clone()), ("cause", c.to_string())],
+                            if now == Some(c) { 1.0 } else { 0.0 },
+                        )
+                    })
+                }),
+            )?;
+            counter(
+                e,
                 "srewatch_ingest_points",
                 "Points made from the CSV files, per bucket kind.",
                 ["counters", "samples", "rollups"]

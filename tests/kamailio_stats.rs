@@ -527,3 +527,96 @@ fn cli_polls_real_kamailio_for_a_while() {
         && p.tag("hostname") == Some("bin")
         && p.tag("stat") == Some("core:rcv_requests_options")));
 }
+
+/// Observation: `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC` and
+/// `tcp:127.0.0.1:99999` passed `config check` and became file targets. Now each is named with
+/// file and line.
+#[test]
+fn kamailio_config_check_refuses_addresses_that_cannot_work() {
+    let dir = util::tempdir();
+    let cfg = dir.path().join("srewatch.toml");
+    std::fs::write(
+        &cfg,
+        "[[kamailio]]\nhostname = \"a\"\naddress = \"tcp:127.0.0.1\"\n\n\
+         [[kamailio]]\nhostname = \"b\"\naddress = \"htp://127.0.0.1:6171/RPC\"\n\n\
+         [[kamailio]]\nhostname = \"c\"\naddress = \"tcp:127.0.0.1:99999\"\n\n\
+         [[kamailio]]\nhostname = \"d\"\naddress = \"tcp:127.0.0.1:2046\"\n",
+    )
+    .unwrap();
+    let out = util::srewatch()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let f = cfg.display();
+    for want in [
+        format!("{f}:3: kamailio[0].address: `127.0.0.1` has no port (HOST:PORT)"),
+        format!("{f}:7: kamailio[1].address: unknown scheme `htp` in `htp://127.0.0.1:6171/RPC`"),
+        format!(
+            "{f}:11: kamailio[2].address: port 99999 of `127.0.0.1:99999` is out of range (1-65535)"
+        ),
+    ] {
+        assert!(text.contains(&want), "want {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("kamailio[3]"), "{text}");
+}
+
+/// Observation: `kamailio poll` tagged two targets on one host both `127.0.0.1`. Against a real
+/// Kamailio polled over JSON-RPC and BINRPC tcp (both on 127.0.0.1), the default tags are
+/// distinct: `127.0.0.1:HTTP_PORT` and `127.0.0.1:CTL_PORT`.
+#[test]
+fn kamailio_poll_default_hostnames_distinct_on_one_host() {
+    let dir = util::tempdir();
+    let kam = Kamailio::start(&dir.path().join("kamailio"), Default::default());
+    let out = util::srewatch()
+        .args(["kamailio", "poll", "--once"])
+        .arg(kam.jsonrpc_url())
+        .arg(format!("tcp:127.0.0.1:{}", kam.ctl_port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let up: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter(|l| l.starts_with("kamailio_up,"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    let want: std::collections::BTreeSet<String> = [kam.http_port, kam.ctl_port]
+        .iter()
+        .map(|p| format!("kamailio_up,hostname=127.0.0.1:{p}"))
+        .collect();
+    assert_eq!(up, want, "{text}");
+}
+
+/// Observation: a Kamailio `file` target that is a FIFO leaked one blocked thread per poll and
+/// SIGTERM never finished. `srewatch run` polling a FIFO every 200 ms for 2 s: one log line
+/// naming the cause, and SIGTERM ends it with exit code 0.
+#[test]
+fn kamailio_file_target_fifo_then_sigterm_finishes() {
+    let dir = util::tempdir();
+    let fifo = dir.path().join("kamctl-stats.json");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\nprobe = false\ningest = false\nhealth_interval = \"1h\"\n\n\
+             [[kamailio]]\nhostname = \"cp1\"\naddress = \"{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\nmax_backoff = \"200ms\"\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let mut run = crate::service::Run::ready(dir.path(), &cfg, &[], &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", run.proc.pid()))
+        .unwrap()
+        .count();
+    assert!(threads < 20, "{threads} threads after 10 polls of a FIFO");
+    run.stop();
+    let log = run.log();
+    assert_eq!(log.matches("not a regular file (fifo)").count(), 1, "{log}");
+}

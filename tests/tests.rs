@@ -6,6 +6,7 @@ mod util;
 mod bench;
 mod config_check;
 mod dialog;
+mod file_access;
 mod ingest_e2e;
 mod ingest_files;
 mod ingest_influx;

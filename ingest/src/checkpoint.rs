@@ -49,7 +49,8 @@ pub const FILES_CHECKPOINT: &str = "ingest.checkpoint";
 #[derive(Debug)]
 pub struct StateDir {
     dir: PathBuf,
-    _lock: File,
+    /// The `flock`ed lock file (replaced when the directory is recreated).
+    lock: std::sync::Mutex<File>,
 }
 
 /// The state directory cannot be used.
@@ -63,6 +64,15 @@ pub enum StateError {
 
 impl StateDir {
     pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        let lock = Self::create_and_lock(dir)?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+            lock: std::sync::Mutex::new(lock),
+        })
+    }
+
+    /// Creates `dir` if missing and takes its lock file's `flock`.
+    fn create_and_lock(dir: &Path) -> Result<File, StateError> {
         let err = |source| StateError::Dir {
             path: dir.to_path_buf(),
             source,
@@ -80,10 +90,25 @@ impl StateDir {
                 path: dir.to_path_buf(),
             });
         }
-        Ok(StateDir {
-            dir: dir.to_path_buf(),
-            _lock: lock,
-        })
+        Ok(lock)
+    }
+
+    /// The directory was removed while in use (an operator, a cleanup job): creates it again
+    /// and takes its lock again (logged once per removal), so the next writes succeed instead
+    /// of failing at every snapshot.
+    fn recreate(&self) -> io::Result<()> {
+        if self.dir.is_dir() {
+            return Ok(());
+        }
+        let lock = Self::create_and_lock(&self.dir).map_err(|e| match e {
+            StateError::Dir { source, .. } => source,
+            e @ StateError::Locked { .. } => io::Error::other(e.to_string()),
+        })?;
+        if let Ok(mut l) = self.lock.lock() {
+            *l = lock;
+        }
+        tracing::warn!(dir = %self.dir.display(), "State directory was removed while running; created it again");
+        Ok(())
     }
 
     /// [`StateDir::open`] for a service: a directory another process holds is an error (two
@@ -119,7 +144,13 @@ impl StateDir {
         let tmp = self.dir.join(format!(".{name}.new"));
         let dst = self.dir.join(name);
         let r = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = match File::create(&tmp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.recreate()?;
+                    File::create(&tmp)?
+                }
+                r => r?,
+            };
             let t = fill(&mut f)?;
             f.sync_all()?;
             fs::rename(&tmp, &dst)?;
@@ -485,6 +516,26 @@ mod tests {
 
     fn text(b: &Bytes) -> &str {
         std::str::from_utf8(b).unwrap()
+    }
+
+    /// Observation: a state directory deleted while running was never recreated (a warning at
+    /// every snapshot). Now the next write creates it again, with its lock held again.
+    #[test]
+    fn checkpoint_state_dir_deleted_while_running_is_recreated() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        let st = StateDir::open(&dir).unwrap();
+        st.write_atomic("a", b"1").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        st.write_atomic("b", b"2").unwrap();
+        assert_eq!(st.read("b").unwrap(), Some(b"2".to_vec()));
+        st.write_atomic("b", b"3").unwrap();
+        assert_eq!(st.read("b").unwrap(), Some(b"3".to_vec()));
+        // The new directory is locked again: a second srewatch cannot take it.
+        assert!(matches!(
+            StateDir::open(&dir),
+            Err(StateError::Locked { .. })
+        ));
     }
 
     #[test]

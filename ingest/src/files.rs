@@ -14,7 +14,7 @@
 
 use crate::checkpoint::{Checkpoint, StateDir, FILES_CHECKPOINT};
 use crate::csvrow::{Kind, Reason};
-use crate::follow::{FollowConfig, FollowError, Follower};
+use crate::follow::{FileProblem, FollowConfig, FollowError, Followed, Follower, ReadError};
 use crate::sink::{SinkClosed, SinkHandle};
 use crate::table::TABLE_STATE;
 use crate::table::{Bucket, FileReport, Phases, Table, TableConfig, Tail, ValueOrder};
@@ -59,10 +59,16 @@ pub struct FilesConfig {
     /// A file is read this long after the last event of a burst.
     #[serde(with = "humantime_serde")]
     pub debounce: Duration,
+    /// A file larger than this many bytes is refused (and never read past it).
+    pub max_file_bytes: u64,
     pub counters_bucket: String,
     pub samples_bucket: String,
     pub rollups_bucket: String,
 }
+
+/// Default [`FilesConfig::max_file_bytes`]: 512 MiB (a 1,000,000-row counters.csv is about
+/// 116 MB).
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
 
 impl Default for FilesConfig {
     fn default() -> Self {
@@ -77,6 +83,7 @@ impl Default for FilesConfig {
             future_tolerance: Duration::from_secs(5 * 60),
             rescan_interval: Duration::from_secs(10),
             debounce: Duration::from_millis(250),
+            max_file_bytes: MAX_FILE_BYTES,
             counters_bucket: "counters".into(),
             samples_bucket: "samples".into(),
             rollups_bucket: "rollups".into(),
@@ -126,6 +133,12 @@ impl FilesConfig {
                 );
             }
         }
+        if self.max_file_bytes < 1024 {
+            add(
+                "max_file_bytes",
+                format!("must be at least 1024, got {}", self.max_file_bytes),
+            );
+        }
         for (k, v) in [
             ("counters_bucket", &self.counters_bucket),
             ("samples_bucket", &self.samples_bucket),
@@ -170,11 +183,6 @@ pub enum FilesError {
     Follow(#[from] FollowError),
     #[error("the sink has stopped")]
     Sink(#[from] SinkClosed),
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("ingest task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -189,6 +197,19 @@ pub struct FilesStats {
     pub points: [u64; 3],
     /// Points not sent again because the checkpoint shows the server already has them.
     pub points_skipped: u64,
+    /// Per file: why it cannot be read now (`None`: readable or not there yet).
+    pub problem: [Option<FileProblem>; 2],
+    /// Per file: problems that started (or changed cause) so far.
+    pub problems: [u64; 2],
+}
+
+impl FilesStats {
+    fn set_problems(&mut self, p: &[(Option<FileProblem>, u64)]) {
+        for (i, (now, count)) in p.iter().take(2).enumerate() {
+            self.problem[i] = *now;
+            self.problems[i] = *count;
+        }
+    }
 }
 
 /// Lines sent and not yet acknowledged after which a snapshot waits for the sink's
@@ -520,6 +541,7 @@ pub async fn run_with_state(
         debounce: cfg.debounce,
         rescan: cfg.rescan_interval,
         quiet: cfg.quiet_time,
+        max_bytes: cfg.max_file_bytes,
     };
     let mut follower = Follower::new(&cfg.dir, &names, fcfg)?;
     tracing::info!(dir = %cfg.dir.display(), counters = %cfg.counters_file, samples = %cfg.samples_file, "Following files");
@@ -536,7 +558,17 @@ pub async fn run_with_state(
             .map(tokio::time::Instant::from_std);
         tokio::select! {
             _ = &mut shutdown => break,
-            snap = follower.next() => {
+            ev = follower.next_event() => {
+                let snap = match ev {
+                    Followed::Snapshot(s) => s,
+                    Followed::Problems => {
+                        p.stats.set_problems(&follower.problems());
+                        if let Ok(mut l) = live.lock() {
+                            l.clone_from(&p.stats);
+                        }
+                        continue;
+                    }
+                };
                 let tail = if snap.tail_complete {
                     Tail::Quiet
                 } else {
@@ -560,8 +592,10 @@ pub async fn run_with_state(
     Ok(p.stats)
 }
 
-/// Reads both files once (a missing file is logged and skipped), writes every point and every
-/// minute's rollups, flushes the sink. A last row without a newline counts as complete.
+/// Reads both files once (a missing file is logged and skipped; a file that cannot be read is
+/// logged as an error with its cause, counted in [`FilesStats::problems`] and skipped), writes
+/// every point and every minute's rollups, flushes the sink. A last row without a newline
+/// counts as complete.
 pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, FilesError> {
     let cfg = Arc::new(cfg.clone());
     let mut p = Pipeline::new(cfg.clone(), sink);
@@ -571,12 +605,18 @@ pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, Fil
         let path = cfg.dir.join(name);
         data.clear();
         let started = std::time::Instant::now();
-        match crate::follow::read_into(&path, &mut data) {
+        match crate::follow::read_into(&path, &mut data, cfg.max_file_bytes) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ReadError::Missing) => {
                 tracing::warn!(file = %path.display(), "File not found, skipped");
             }
-            Err(source) => return Err(FilesError::Read { path, source }),
+            Err(ReadError::Problem(e)) => {
+                p.stats.problem[i] = Some(e);
+                p.stats.problems[i] += 1;
+                let access = (e == FileProblem::PermissionDenied)
+                    .then(|| crate::follow::access_context(&path));
+                tracing::error!(file = %path.display(), cause = e.cause(), access, hint = e.hint(), "Cannot read file, skipped: {e}");
+            }
         }
         let last = i == files.len() - 1;
         if !data.is_empty() || last {

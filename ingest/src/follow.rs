@@ -21,10 +21,19 @@
 //!   `tail_complete` (quiet), and the table's completeness rule decides whether that line is a
 //!   whole row ([`crate::table::Table::ingest_at`], [`crate::table::Tail::Quiet`]);
 //! - a missing file is waited for quietly (one log line when it goes missing, one when it is back);
+//! - a file that exists but cannot be read (permission denied, not a regular file, too many open
+//!   files, larger than the cap) is a [`FileProblem`]: one ERROR with the cause and a hint when
+//!   it starts or its cause changes, one INFO when the file is readable again, and the current
+//!   problem per file in [`Follower::problems`]; nothing is opened that could block, and no more
+//!   than the cap is read (see [`read`]);
 //! - a file is read into a retained buffer: the caller hands each snapshot's buffer back
 //!   ([`Follower::recycle`]) once it is ingested, so a rewrite is read into memory that is
 //!   already mapped (no fresh zeroed pages per snapshot), and a read whose content is unchanged
 //!   keeps its buffer for the next one.
+
+mod read;
+
+pub use read::{access_context, open_regular, FileProblem, ReadError};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -38,6 +47,8 @@ pub struct FollowConfig {
     pub debounce: Duration,
     pub rescan: Duration,
     pub quiet: Duration,
+    /// A file larger than this is refused ([`FileProblem::TooLarge`]).
+    pub max_bytes: u64,
 }
 
 /// The whole content of one file at one moment.
@@ -90,6 +101,10 @@ struct FileState {
     tail_since: Option<Instant>,
     tail_done: bool,
     missing: bool,
+    /// Why the file cannot be read now, if it exists but cannot be.
+    problem: Option<FileProblem>,
+    /// Problems that started (or changed cause) so far.
+    problems: u64,
     /// The buffer to read the next snapshot of this file into (see [`Scanner::recycle`]).
     spare: Vec<u8>,
     /// How long the last whole-file read (copy and hash) took.
@@ -100,6 +115,8 @@ struct FileState {
 pub struct Scanner {
     files: Vec<FileState>,
     quiet: Duration,
+    /// Largest file read.
+    max_bytes: u64,
     /// Whole-file reads so far.
     reads: u64,
 }
@@ -130,29 +147,31 @@ const READ_CHUNK: u64 = 1 << 20;
 const SPLIT_READ: usize = 8 << 20;
 
 /// Reads the whole file at `path` into `buf` (replacing its content), reusing its capacity.
-pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut f = open_for(path, buf)?;
-    let len = buf
-        .capacity()
-        .min(f.metadata().map_or(0, |m| m.len() as usize));
+/// Only a regular file of at most `max` bytes is read (see [`read`]).
+pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>, max: u64) -> Result<(), ReadError> {
+    let (f, len) = open_for(path, buf, max)?;
+    let len = buf.capacity().min(len as usize);
     if len >= SPLIT_READ {
         if read_split(&f, len, buf, false)?.is_some() {
             return Ok(());
         }
         buf.clear();
     }
-    f.read_to_end(buf)?;
+    f.take(max.saturating_add(1)).read_to_end(buf)?;
+    if buf.len() as u64 > max {
+        buf.clear();
+        return Err(ReadError::Problem(FileProblem::TooLarge { max }));
+    }
     Ok(())
 }
 
 /// [`read_into`], returning the content's 64-bit XXH3 (as `xxh3_64` of the whole content),
 /// computed chunk by chunk as it is read: each chunk is hashed while it is still in the CPU's
 /// cache instead of in a second pass over the whole buffer.
-pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64> {
-    let mut f = open_for(path, buf)?;
-    let len = buf
-        .capacity()
-        .min(f.metadata().map_or(0, |m| m.len() as usize));
+/// Only a regular file of at most `max` bytes is read (see [`read`]).
+pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>, max: u64) -> Result<u64, ReadError> {
+    let (mut f, len) = open_for(path, buf, max)?;
+    let len = buf.capacity().min(len as usize);
     if len >= SPLIT_READ {
         if let Some(h) = read_split(&f, len, buf, true)? {
             return Ok(h);
@@ -165,6 +184,10 @@ pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<u64
         let at = buf.len();
         if (&mut f).take(READ_CHUNK).read_to_end(buf)? == 0 {
             break;
+        }
+        if buf.len() as u64 > max {
+            buf.clear();
+            return Err(ReadError::Problem(FileProblem::TooLarge { max }));
         }
         h.update(&buf[at..]);
     }
@@ -253,12 +276,12 @@ fn read_split(
     Ok(Some(join_halves(first, second)))
 }
 
-/// Opens `path` and empties `buf`, sized for the file. A file that does not grow while it is
-/// read is then read without growing the buffer (read_to_end probes for the end without
-/// reserving more).
-fn open_for(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<std::fs::File> {
-    let f = std::fs::File::open(path)?;
-    let len = f.metadata().map_or(0, |m| m.len() as usize);
+/// Opens `path` (a regular file of at most `max` bytes, [`read::open_regular`]) and empties
+/// `buf`, sized for the file. A file that does not grow while it is read is then read without
+/// growing the buffer (read_to_end probes for the end without reserving more).
+fn open_for(path: &Path, buf: &mut Vec<u8>, max: u64) -> Result<(std::fs::File, u64), ReadError> {
+    let (f, file_len) = read::open_regular(path, max)?;
+    let len = file_len as usize;
     buf.clear();
     if buf.capacity() < len {
         // Dropped before the new one is allocated (growing it would copy the old bytes), with
@@ -271,7 +294,7 @@ fn open_for(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<std::fs::File> {
         *buf = Vec::new();
         buf.reserve_exact(len);
     }
-    Ok(f)
+    Ok((f, file_len))
 }
 
 impl Scanner {
@@ -285,6 +308,8 @@ impl Scanner {
                 tail_since: None,
                 tail_done: false,
                 missing: false,
+                problem: None,
+                problems: 0,
                 spare: Vec::new(),
                 read_time: Duration::ZERO,
             })
@@ -292,8 +317,21 @@ impl Scanner {
         Scanner {
             files,
             quiet,
+            max_bytes: u64::MAX,
             reads: 0,
         }
+    }
+
+    /// Refuses files larger than `max` bytes ([`FileProblem::TooLarge`]).
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max;
+        self
+    }
+
+    /// Per file: the problem it has now (`None`: readable or missing) and how many problems
+    /// started or changed cause so far.
+    pub fn problems(&self) -> Vec<(Option<FileProblem>, u64)> {
+        self.files.iter().map(|f| (f.problem, f.problems)).collect()
     }
 
     /// Whole-file reads so far (each costs a copy and a hash of the file).
@@ -324,11 +362,18 @@ impl Scanner {
     /// even when its metadata looks unchanged.
     pub fn check(&mut self, i: usize, now: Instant, force: bool) -> Option<Snapshot> {
         let quiet = self.quiet;
+        let max = self.max_bytes;
         let f = &mut self.files[i];
         let meta = match std::fs::metadata(&f.path) {
-            Ok(m) if m.is_file() => Meta::of(&m),
-            Ok(_) | Err(_) => {
-                f.mark_missing();
+            Ok(m) => match read::check_meta(&m, max) {
+                Ok(()) => Meta::of(&m),
+                Err(p) => {
+                    f.mark_problem(p);
+                    return None;
+                }
+            },
+            Err(e) => {
+                f.mark_error(ReadError::from(e));
                 return None;
             }
         };
@@ -341,16 +386,22 @@ impl Scanner {
         self.reads += 1;
         let mut data = std::mem::take(&mut f.spare);
         let started = Instant::now();
-        let read = read_hashed(&f.path, &mut data);
+        let read = read_hashed(&f.path, &mut data, max);
         f.read_time = started.elapsed();
-        let Ok(hash) = read else {
-            f.spare = data;
-            f.mark_missing();
-            return None;
+        let hash = match read {
+            Ok(h) => h,
+            Err(e) => {
+                f.spare = data;
+                f.mark_error(e);
+                return None;
+            }
         };
         if f.missing {
             f.missing = false;
             tracing::info!(file = %f.path.display(), "File is back");
+        }
+        if let Some(p) = f.problem.take() {
+            tracing::info!(file = %f.path.display(), was = %p, "File is readable again");
         }
         f.meta = Some(meta);
         let ends_nl = data.is_empty() || data.last() == Some(&b'\n');
@@ -401,11 +452,55 @@ impl Scanner {
 
 impl FileState {
     fn mark_missing(&mut self) {
+        self.problem = None;
         if !self.missing {
             self.missing = true;
             tracing::info!(file = %self.path.display(), "Waiting for file");
         }
         self.meta = None;
+    }
+
+    fn mark_error(&mut self, e: ReadError) {
+        match e {
+            ReadError::Missing => self.mark_missing(),
+            ReadError::Problem(p) => self.mark_problem(p),
+        }
+    }
+
+    /// The file exists but cannot be read: logged when the problem starts or its cause
+    /// changes, not at every rescan.
+    fn mark_problem(&mut self, p: FileProblem) {
+        self.meta = None;
+        self.missing = false;
+        if self.problem == Some(p) {
+            return;
+        }
+        self.problem = Some(p);
+        self.problems += 1;
+        let file = self.path.display();
+        match p {
+            FileProblem::PermissionDenied => tracing::error!(
+                %file,
+                cause = p.cause(),
+                access = %read::access_context(&self.path),
+                hint = p.hint(),
+                "Cannot read file: permission denied"
+            ),
+            FileProblem::Io(_) => tracing::warn!(
+                %file,
+                cause = p.cause(),
+                error = %p,
+                hint = p.hint(),
+                "Cannot read file"
+            ),
+            _ => tracing::error!(
+                %file,
+                cause = p.cause(),
+                error = %p,
+                hint = p.hint(),
+                "Cannot read file: {p}"
+            ),
+        }
     }
 }
 
@@ -453,6 +548,16 @@ pub struct Follower {
     /// Per file: (first, last) event of the current burst.
     dirty: Vec<Option<(Instant, Instant)>>,
     queue: std::collections::VecDeque<Snapshot>,
+    /// [`Scanner::problems`] as last reported by [`Follower::next_event`].
+    reported: Vec<(Option<FileProblem>, u64)>,
+}
+
+/// What [`Follower::next_event`] saw.
+#[derive(Debug)]
+pub enum Followed {
+    Snapshot(Snapshot),
+    /// A file's problem started, changed or ended: see [`Follower::problems`].
+    Problems,
 }
 
 impl Follower {
@@ -461,7 +566,7 @@ impl Follower {
     pub fn new(dir: &Path, names: &[String], cfg: FollowConfig) -> Result<Self, FollowError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut f = Follower {
-            scanner: Scanner::new(dir, names, cfg.quiet),
+            scanner: Scanner::new(dir, names, cfg.quiet).with_max_bytes(cfg.max_bytes),
             dir: dir.to_path_buf(),
             names: names.to_vec(),
             tx,
@@ -472,6 +577,7 @@ impl Follower {
             next_rescan: Instant::now(),
             dirty: vec![None; names.len()],
             queue: Default::default(),
+            reported: vec![(None, 0); names.len()],
             cfg,
         };
         f.watch();
@@ -536,6 +642,11 @@ impl Follower {
         self.scanner.reads()
     }
 
+    /// Per file: its problem now and how many so far ([`Scanner::problems`]).
+    pub fn problems(&self) -> Vec<(Option<FileProblem>, u64)> {
+        self.scanner.problems()
+    }
+
     /// How long the last whole-file read of file `i` took ([`Scanner::read_time`]).
     pub fn read_time(&self, i: usize) -> Duration {
         self.scanner.read_time(i)
@@ -550,8 +661,23 @@ impl Follower {
     /// The next snapshot. Cancel-safe: a snapshot read but not yet returned stays queued.
     pub async fn next(&mut self) -> Snapshot {
         loop {
-            if let Some(s) = self.queue.pop_front() {
+            if let Followed::Snapshot(s) = self.next_event().await {
                 return s;
+            }
+        }
+    }
+
+    /// The next snapshot, or a change of a file's problem ([`Follower::problems`]).
+    /// Cancel-safe like [`Follower::next`].
+    pub async fn next_event(&mut self) -> Followed {
+        loop {
+            if let Some(s) = self.queue.pop_front() {
+                return Followed::Snapshot(s);
+            }
+            let problems = self.scanner.problems();
+            if problems != self.reported {
+                self.reported = problems;
+                return Followed::Problems;
             }
             let mut deadline = self.next_rescan;
             let max_wait = self.cfg.debounce * 8;
@@ -762,18 +888,18 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             std::fs::write(&path, &data).unwrap();
             let mut buf = Vec::new();
-            let h = read_hashed(&path, &mut buf).unwrap();
+            let h = read_hashed(&path, &mut buf, u64::MAX).unwrap();
             assert_eq!(buf, data);
             assert_eq!(h, content_hash(&data), "len {len}");
             // Again into the same buffer, and without the hash.
-            let h = read_hashed(&path, &mut buf).unwrap();
+            let h = read_hashed(&path, &mut buf, u64::MAX).unwrap();
             assert_eq!(
                 (buf.len(), h),
                 (data.len(), content_hash(&data)),
                 "len {len}"
             );
             let mut plain = vec![1, 2, 3];
-            read_into(&path, &mut plain).unwrap();
+            read_into(&path, &mut plain, u64::MAX).unwrap();
             assert!(plain == data, "len {len}");
         }
     }
@@ -829,6 +955,78 @@ mod tests {
         assert_eq!(second.as_ptr(), ptr, "read into the recycled buffer");
     }
 
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// A FIFO, then a file over the cap, then a good file: each problem is recorded once (not
+    /// at every check) and the good file is read. Nothing blocks on the FIFO.
+    #[test]
+    fn follow_problems_are_recorded_once_per_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counters.csv");
+        mkfifo(&path);
+        let mut sc =
+            Scanner::new(dir.path(), &names(), Duration::from_secs(1)).with_max_bytes(1024);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(sc.check(0, now, true), None);
+        }
+        assert_eq!(
+            sc.problems(),
+            vec![(Some(FileProblem::NotRegular("fifo")), 1), (None, 0)]
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, vec![b'x'; 1025]).unwrap();
+        assert_eq!(sc.check(0, now, true), None);
+        assert_eq!(sc.check(0, now, true), None);
+        assert_eq!(
+            sc.problems()[0],
+            (Some(FileProblem::TooLarge { max: 1024 }), 2)
+        );
+        std::fs::write(&path, b"a\n").unwrap();
+        assert_eq!(sc.check(0, now, true).unwrap().data, b"a\n");
+        assert_eq!(sc.problems()[0], (None, 2));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(sc.check(0, now, true), None);
+        assert_eq!(
+            sc.problems()[0],
+            (Some(FileProblem::NotRegular("directory")), 3)
+        );
+    }
+
+    /// Out of descriptors: "too many open files", not "waiting for file".
+    #[test]
+    fn follow_problem_too_many_open_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("counters.csv"), b"a\n").unwrap();
+        let mut sc = Scanner::new(dir.path(), &names(), Duration::from_secs(1));
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain rlimit calls on a local struct.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) };
+        let low = libc::rlimit {
+            rlim_cur: 128.min(old.rlim_cur),
+            rlim_max: old.rlim_max,
+        };
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) };
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+        }
+        let got = sc.check(0, Instant::now(), true);
+        drop(held);
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) };
+        assert_eq!(got, None);
+        assert_eq!(sc.problems()[0], (Some(FileProblem::TooManyOpenFiles), 1));
+        assert_eq!(sc.check(0, Instant::now(), true).unwrap().data, b"a\n");
+    }
+
     #[test]
     fn missing_file_then_created() {
         let dir = tempfile::tempdir().unwrap();
@@ -859,6 +1057,7 @@ mod tests {
             debounce: Duration::from_millis(100),
             rescan: Duration::from_secs(3600),
             quiet: Duration::from_secs(5),
+            max_bytes: u64::MAX,
         };
         std::fs::write(dir.path().join("counters.csv"), b"h,a,t,60,1\nh,b,t,60,2").unwrap();
         let mut f = Follower::new(dir.path(), &names(), cfg).unwrap();
@@ -884,6 +1083,7 @@ mod tests {
             debounce: Duration::from_millis(100),
             rescan: Duration::from_secs(10),
             quiet: Duration::from_secs(1),
+            max_bytes: u64::MAX,
         };
         let mut f = Follower::new(&dir, &names(), cfg).unwrap();
         assert_eq!(next_within(&mut f, Duration::from_secs(5)).await, None);
@@ -904,6 +1104,7 @@ mod tests {
             debounce: Duration::from_millis(0),
             rescan: Duration::from_secs(3600),
             quiet: Duration::from_secs(3600),
+            max_bytes: u64::MAX,
         };
         let mut f = Follower::new(dir.path(), &names(), cfg).unwrap();
         let wait = Duration::from_secs(5);
@@ -930,6 +1131,7 @@ mod tests {
             debounce: Duration::from_millis(30),
             rescan: Duration::from_secs(3600),
             quiet: Duration::from_secs(3600),
+            max_bytes: u64::MAX,
         };
         let mut f = Follower::new(dir.path(), &names(), cfg).unwrap();
         let wait = Duration::from_secs(5);
@@ -992,6 +1194,7 @@ mod tests {
             debounce: Duration::from_millis(30),
             rescan: Duration::from_millis(300),
             quiet: Duration::from_secs(60),
+            max_bytes: u64::MAX,
         };
         let mut f = Follower::new(&dir, &names(), cfg).unwrap();
         std::fs::write(dir.join("counters.csv"), b"a\n").unwrap();

@@ -89,6 +89,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             points_dropped = written.points_dropped,
             "Ingest finished"
         );
+        // A file that exists but could not be read (logged with its cause) fails the run.
+        if stats.problems.iter().sum::<u64>() > 0 {
+            return Ok(ExitCode::from(1));
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

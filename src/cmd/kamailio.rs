@@ -46,15 +46,20 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 
 fn poll(a: PollArgs) -> anyhow::Result<ExitCode> {
     let mut targets = Vec::new();
-    for (n, t) in a.targets.iter().enumerate() {
-        let (name, addr) = match t.split_once('=') {
+    let split: Vec<(Option<&str>, &str)> = a
+        .targets
+        .iter()
+        .map(|t| match t.split_once('=') {
             Some((name, addr)) if !name.contains(':') && !name.contains('/') => (Some(name), addr),
             _ => (None, t.as_str()),
-        };
+        })
+        .collect();
+    // Default hostname tags distinct across the targets (HOST, else HOST:PORT).
+    let addrs: Vec<&str> = split.iter().map(|(_, a)| *a).collect();
+    let defaults = kamailio::default_hostnames(&addrs);
+    for (n, (t, (name, addr))) in a.targets.iter().zip(split).enumerate() {
         let mut cfg = TargetConfig::for_address(addr);
-        if let Some(name) = name {
-            cfg.hostname = name.to_string();
-        }
+        cfg.hostname = name.map_or_else(|| defaults[n].clone(), str::to_string);
         cfg.interval = a.interval;
         cfg.timeout = a.timeout.min(a.interval);
         cfg.max_backoff = cfg.max_backoff.max(a.interval);

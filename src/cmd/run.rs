@@ -528,6 +528,15 @@ impl Service {
                 "files: {} rows, {bad} rejected",
                 f.rows[0] + f.rows[1]
             ));
+            let names = [
+                &self.cfg.ingest.counters_file,
+                &self.cfg.ingest.samples_file,
+            ];
+            for (name, p) in names.iter().zip(f.problem) {
+                if let Some(p) = p {
+                    parts.push(format!("{name} unreadable: {p}"));
+                }
+            }
         }
         if let Some(p) = &self.probing {
             let mut line = format!(
@@ -617,6 +626,11 @@ impl Service {
                         ("rows", Field::Int(f.rows[i] as i64)),
                         ("rejected", Field::Int(f.bad[i].iter().sum::<u64>() as i64)),
                         ("points", Field::Int(f.points[i] as i64)),
+                        ("problems", Field::Int(f.problems[i] as i64)),
+                        (
+                            "problem",
+                            Field::Str(f.problem[i].map_or("", |p| p.cause())),
+                        ),
                     ],
                     ts,
                 );

@@ -14,14 +14,41 @@ pub fn detect(buf: &[u8]) -> Format {
     }
 }
 
-/// Reads `path` into `out` and says which format it holds.
+/// Largest file read (as a BINRPC reply: [`super::binrpc::MAX_BODY`]).
+pub const MAX_FILE: usize = super::binrpc::MAX_BODY;
+
+/// Reads `path` into `out` and says which format it holds. Only a regular file of at most
+/// [`MAX_FILE`] bytes is read: it is opened with `O_NONBLOCK` and checked with `fstat` first
+/// ([`crate::follow::open_regular`]), so a FIFO, a device or a directory fails the poll at once
+/// instead of leaving a blocked thread behind at every poll (and a runtime that cannot stop).
 pub async fn fetch(path: &Path, out: &mut Vec<u8>) -> Result<Format, FetchError> {
-    let data = tokio::fs::read(path)
-        .await
-        .map_err(|e| FetchError::Io(format!("read {}: {e}", path.display())))?;
-    out.clear();
-    out.extend_from_slice(&data);
+    let p = path.to_path_buf();
+    let mut buf = std::mem::take(out);
+    let (buf, r) = tokio::task::spawn_blocking(move || {
+        let r = read_capped(&p, &mut buf);
+        (buf, r)
+    })
+    .await
+    .map_err(|e| FetchError::Io(format!("read {}: {e}", path.display())))?;
+    *out = buf;
+    r.map_err(|e| FetchError::Io(format!("read {}: {e}", path.display())))?;
     Ok(detect(out))
+}
+
+/// Reads the whole regular file `path` (at most [`MAX_FILE`] bytes) into `out`.
+fn read_capped(path: &Path, out: &mut Vec<u8>) -> Result<(), crate::follow::ReadError> {
+    use crate::follow::{FileProblem, ReadError};
+    use std::io::Read;
+    let (f, _) = crate::follow::open_regular(path, MAX_FILE as u64)?;
+    out.clear();
+    f.take(MAX_FILE as u64 + 1).read_to_end(out)?;
+    if out.len() > MAX_FILE {
+        out.clear();
+        return Err(ReadError::Problem(FileProblem::TooLarge {
+            max: MAX_FILE as u64,
+        }));
+    }
+    Ok(())
 }
 
 /// What [`read_all`] found: statistics, lines that are not, and the reply's own error.
@@ -98,6 +125,63 @@ mod tests {
                 "usrloc"
             ]
         );
+    }
+
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").unwrap().count()
+    }
+
+    /// Observation: a `file` target that is a FIFO leaked one blocked thread per poll, and the
+    /// runtime (SIGTERM) never finished. Now every poll fails at once with the cause, no thread
+    /// is left behind, and the runtime shuts down.
+    #[test]
+    fn kamailio_file_target_fifo_leaves_no_thread_and_shuts_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stats.json");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let before = threads();
+        let fifo2 = fifo.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut errs = Vec::new();
+            let mut peak = 0;
+            rt.block_on(async {
+                let mut buf = Vec::new();
+                for _ in 0..20 {
+                    let r = tokio::time::timeout(
+                        std::time::Duration::from_millis(50),
+                        fetch(&fifo2, &mut buf),
+                    )
+                    .await;
+                    errs.push(match r {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(_)) => "read".into(),
+                        Err(_) => "timeout".into(),
+                    });
+                    peak = peak.max(threads());
+                }
+            });
+            drop(rt);
+            done_tx.send((errs, peak)).unwrap();
+        });
+        let (errs, peak) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the runtime did not shut down (a blocked read thread)");
+        assert_eq!(
+            errs[0],
+            format!("read {}: not a regular file (fifo)", fifo.display())
+        );
+        assert!(errs.iter().all(|e| e == &errs[0]), "{errs:?}");
+        // This test's thread, the runtime's worker and a few blocking threads (a read's thread
+        // may not be idle yet when the next read starts); a blocked read per poll would be 20.
+        assert!(peak <= before + 8, "threads {before} -> {peak}");
     }
 
     #[test]

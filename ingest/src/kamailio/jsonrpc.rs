@@ -12,6 +12,10 @@
 
 use super::FetchError;
 
+/// Largest reply body read (as BINRPC's [`super::binrpc::MAX_BODY`]): a longer one is cut
+/// there ([`FetchError::TooLarge`]), and the statistics before the cut are used.
+pub const MAX_REPLY: usize = super::binrpc::MAX_BODY;
+
 /// The request body for `stats.get_statistics all`.
 pub fn request_body(id: u64) -> String {
     format!(r#"{{"jsonrpc":"2.0","method":"stats.get_statistics","params":["all"],"id":{id}}}"#)
@@ -323,7 +327,8 @@ impl Client {
         }
     }
 
-    /// Sends `stats.get_statistics all` and returns the raw reply body.
+    /// Sends `stats.get_statistics all` and returns the raw reply body, at most [`MAX_REPLY`]
+    /// bytes of it.
     pub async fn fetch(&mut self, out: &mut Vec<u8>) -> Result<(), FetchError> {
         self.id += 1;
         let resp = self
@@ -340,6 +345,12 @@ impl Client {
         let mut resp = resp;
         loop {
             match resp.chunk().await {
+                Ok(Some(c)) if c.len() > MAX_REPLY - out.len() => {
+                    // Cut at the cap; the connection is dropped with the rest unread.
+                    let room = MAX_REPLY - out.len();
+                    out.extend_from_slice(&c[..room]);
+                    return Err(FetchError::TooLarge(MAX_REPLY));
+                }
                 Ok(Some(c)) => out.extend_from_slice(&c),
                 Ok(None) => break,
                 Err(_) if !out.is_empty() => return Err(FetchError::ShortRead),
@@ -357,6 +368,48 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Observation: a 1.5 GB JSON-RPC reply was read whole (1.77 GB RSS). Against a fault
+    /// server streaming a 40 MiB reply, the body is cut at 16 MiB (like BINRPC), the cut is an
+    /// error of its own, and the whole statistics before the cut are still there.
+    #[tokio::test]
+    async fn kamailio_jsonrpc_reply_is_capped() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let line = "\"core:s = 1\",".repeat(1024);
+        let total = 40usize << 20;
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = c.read(&mut req).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n{{\"jsonrpc\":\"2.0\",\"result\":["
+            );
+            c.write_all(head.as_bytes()).await.unwrap();
+            let mut sent = 0;
+            while sent < total {
+                if c.write_all(line.as_bytes()).await.is_err() {
+                    return sent;
+                }
+                sent += line.len();
+            }
+            sent
+        });
+        let mut client = Client::new(reqwest::Client::new(), &format!("http://{addr}/RPC"));
+        let mut out = Vec::new();
+        let r = client.fetch(&mut out).await;
+        let max = super::super::binrpc::MAX_BODY;
+        assert_eq!(r.map_err(|e| e.as_str()), Err("too_large"));
+        assert_eq!(out.len(), max);
+        let mut n = 0;
+        let _ = scan_reply(&out, &mut Vec::new(), &mut |_| n += 1, &mut || {});
+        // `{"jsonrpc":"2.0","result":[` (27 bytes), then 13 bytes a statistic.
+        assert_eq!(n, (max - 27 + 1) / 13);
+        drop(client);
+        let sent = server.await.unwrap();
+        assert!(sent < total, "the server could send all {sent} bytes");
+    }
 
     fn scan(body: &[u8]) -> (Vec<String>, usize, Result<(), ReplyError>) {
         let mut lines = Vec::new();

@@ -1,6 +1,7 @@
 //! Kamailio statistics: source → parse → window → encode, per target.
 //!
 //! ## Layout
+//! - [`address`]: which transport an address means, whether it can work, default hostnames.
 //! - [`jsonrpc`], [`binrpc`], [`import`]: sources. JSON-RPC 2.0 over HTTP (`xhttp` +
 //!   `jsonrpcs`), BINRPC over the `ctl` socket (unix, tcp, udp), and a saved `kamctl stats` JSON
 //!   file. Each fetches one reply into a reused buffer.
@@ -15,6 +16,7 @@
 //! The schema (measurements `kamailio_counter`, `kamailio_gauge`, `kamailio_target`,
 //! `kamailio_up`) is described in `docs/kamailio.md`.
 
+pub mod address;
 pub mod binrpc;
 pub mod classify;
 pub mod import;
@@ -24,6 +26,7 @@ pub mod parse;
 pub mod poll;
 pub mod window;
 
+pub use address::{default_hostname, default_hostnames};
 pub use poll::{spawn_pollers, PollStats, Pollers};
 
 use serde::Deserialize;
@@ -46,15 +49,9 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// The transport an address implies when `transport` is not given.
+    /// The transport an address implies when `transport` is not given ([`address::infer`]).
     pub fn infer(address: &str) -> Transport {
-        if address.starts_with("http://") || address.starts_with("https://") {
-            Transport::Jsonrpc
-        } else if binrpc::Endpoint::parse(address).is_some() {
-            Transport::Binrpc
-        } else {
-            Transport::File
-        }
+        address::infer(address)
     }
 }
 
@@ -149,29 +146,8 @@ impl TargetConfig {
         if self.address.is_empty() {
             add("address", "required".into());
         } else {
-            match self.transport() {
-                Transport::Jsonrpc => {
-                    if !(self.address.starts_with("http://")
-                        || self.address.starts_with("https://"))
-                    {
-                        add(
-                            "address",
-                            format!("`{}` is not an http:// or https:// URL", self.address),
-                        );
-                    }
-                }
-                Transport::Binrpc => {
-                    if binrpc::Endpoint::parse(&self.address).is_none() {
-                        add(
-                            "address",
-                            format!(
-                                "`{}` is not unix:PATH, tcp:HOST:PORT or udp:HOST:PORT",
-                                self.address
-                            ),
-                        );
-                    }
-                }
-                Transport::File => {}
+            if let Some(why) = address::check(self.transport(), &self.address) {
+                add("address", why);
             }
         }
         if self.interval < Duration::from_millis(100) {
@@ -218,27 +194,30 @@ impl TargetConfig {
     }
 }
 
-/// `cp1` for `http://cp1:5071/RPC`, `127.0.0.1:2046` for `tcp:127.0.0.1:2046`, the file stem
-/// for a file.
-pub fn default_hostname(address: &str) -> String {
-    if let Some(rest) = address
-        .strip_prefix("http://")
-        .or_else(|| address.strip_prefix("https://"))
-    {
-        let hostport = rest.split('/').next().unwrap_or(rest);
-        return hostport
-            .rsplit_once(':')
-            .map_or(hostport, |(h, _)| h)
-            .to_string();
+/// Checks every target ([`TargetConfig::validate`]) and that no two share a `hostname` (their
+/// series would collide): every problem, as (key such as `kamailio[1].hostname`, reason).
+pub fn validate_targets(targets: &[TargetConfig]) -> Vec<(String, String)> {
+    let mut bad = Vec::new();
+    for (n, t) in targets.iter().enumerate() {
+        bad.extend(
+            t.validate()
+                .into_iter()
+                .map(|(k, r)| (format!("kamailio[{n}].{k}"), r)),
+        );
+        if let Some(first) = targets[..n]
+            .iter()
+            .position(|o| !t.hostname.is_empty() && o.hostname == t.hostname)
+        {
+            bad.push((
+                format!("kamailio[{n}].hostname"),
+                format!(
+                    "`{}` is also the hostname of kamailio[{first}]; their series would collide",
+                    t.hostname
+                ),
+            ));
+        }
     }
-    match binrpc::Endpoint::parse(address) {
-        Some(binrpc::Endpoint::Tcp(a)) | Some(binrpc::Endpoint::Udp(a)) => a,
-        Some(binrpc::Endpoint::Unix(p)) => p.display().to_string(),
-        None => std::path::Path::new(address)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| address.to_string()),
-    }
+    bad
 }
 
 /// Why a poll got no usable reply (or only part of one).
@@ -252,6 +231,8 @@ pub enum FetchError {
     Http(u16),
     #[error("connection closed before the whole reply arrived")]
     ShortRead,
+    #[error("reply larger than {0} bytes: cut there, the rest discarded")]
+    TooLarge(usize),
     #[error(transparent)]
     Packet(#[from] binrpc::PacketError),
     #[error(transparent)]
@@ -266,6 +247,7 @@ impl FetchError {
             FetchError::Timeout(_) => "timeout",
             FetchError::Http(_) => "http_status",
             FetchError::ShortRead => "truncated",
+            FetchError::TooLarge(_) => "too_large",
             FetchError::Packet(binrpc::PacketError::Fault { .. }) => "rpc_error",
             FetchError::Packet(binrpc::PacketError::Truncated(_)) => "truncated",
             FetchError::Packet(_) => "malformed",
@@ -384,9 +366,38 @@ mod tests {
     }
 
     #[test]
+    fn kamailio_validate_targets_names_every_problem_and_duplicates() {
+        let t = |h: &str, a: &str| TargetConfig {
+            hostname: h.into(),
+            address: a.into(),
+            ..TargetConfig::default()
+        };
+        let bad = validate_targets(&[
+            t("cp1", "tcp:127.0.0.1"),
+            t("cp2", "htp://127.0.0.1:6171/RPC"),
+            t("cp1", "tcp:127.0.0.1:99999"),
+            t("cp3", "http://127.0.0.1:6171/RPC"),
+        ]);
+        let keys: Vec<&str> = bad.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "kamailio[0].address",
+                "kamailio[1].address",
+                "kamailio[2].address",
+                "kamailio[2].hostname"
+            ]
+        );
+        assert_eq!(
+            bad[3].1,
+            "`cp1` is also the hostname of kamailio[0]; their series would collide"
+        );
+    }
+
+    #[test]
     fn default_hostnames() {
         assert_eq!(default_hostname("http://cp1:5071/RPC"), "cp1");
-        assert_eq!(default_hostname("tcp:127.0.0.1:2046"), "127.0.0.1:2046");
+        assert_eq!(default_hostname("tcp:127.0.0.1:2046"), "127.0.0.1");
         assert_eq!(
             default_hostname("fixtures/kamailio/kamctl-stats.json"),
             "kamctl-stats"

@@ -311,7 +311,9 @@ impl Source {
         match self {
             Source::Json(c) => match c.fetch(buf).await {
                 Ok(()) => Ok(Format::Json),
-                Err(FetchError::ShortRead) => Err((FetchError::ShortRead, Some(Format::Json))),
+                Err(e @ (FetchError::ShortRead | FetchError::TooLarge(_))) => {
+                    Err((e, Some(Format::Json)))
+                }
                 Err(e) => Err((e, None)),
             },
             Source::Bin(c) => match c.fetch(buf).await {
@@ -325,6 +327,10 @@ impl Source {
         }
     }
 }
+
+/// Reply buffer kept between polls (a Kamailio's whole statistics are 10-50 KiB); a buffer
+/// that grew past 4x this (and 4x its reply) is given back after the poll.
+const KEEP_BUF: usize = 256 << 10;
 
 /// Kinds of bad input, each logged once per target.
 #[derive(Clone, Copy)]
@@ -566,12 +572,17 @@ impl TargetPoller {
                 scan_err = Some(e);
             }
         }
+        // A large reply (or a cut one) does not keep its memory: the next poll's buffer is
+        // sized for what replies usually are.
+        if self.buf.capacity() > 4 * self.buf.len().max(KEEP_BUF) {
+            self.buf = Vec::with_capacity(KEEP_BUF);
+        }
         let err = fetch_err.or(scan_err);
         if let Some(e) = &err {
             let kind = match e.as_str() {
                 "rpc_error" => Some((Bad::Rpc, &self.stats.rpc_errors)),
                 "malformed" => Some((Bad::Malformed, &self.stats.malformed_replies)),
-                "truncated" => Some((Bad::Truncated, &self.stats.truncated_replies)),
+                "truncated" | "too_large" => Some((Bad::Truncated, &self.stats.truncated_replies)),
                 _ => None,
             };
             if let Some((k, counter)) = kind {
