@@ -278,32 +278,9 @@ fn section_has(doc: &str, header: usize, lines: &[usize]) -> bool {
 fn validate(cfg: &Config, text: &str, file: &Path) -> Vec<Problem> {
     let mut found: Vec<(String, String)> = Vec::new();
     found.extend(cfg.ingest.validate());
-    let mut hostnames = std::collections::HashMap::new();
-    for (n, k) in cfg.kamailio.iter().enumerate() {
-        let h = k.hostname.trim();
-        if h.is_empty() {
-            continue;
-        }
-        if let Some(&first) = hostnames.get(h) {
-            found.push((
-                format!("kamailio[{n}].hostname"),
-                format!(
-                    "{h:?} is also the hostname of kamailio[{first}]: their series would collide"
-                ),
-            ));
-        } else {
-            hostnames.insert(h, n);
-        }
-    }
+    found.extend(ingest::kamailio::validate_targets(&cfg.kamailio));
     if let Some(i) = &cfg.influxdb {
         found.extend(i.validate());
-    }
-    for (n, k) in cfg.kamailio.iter().enumerate() {
-        found.extend(
-            k.validate()
-                .into_iter()
-                .map(|(p, r)| (format!("kamailio[{n}].{p}"), r)),
-        );
     }
     found.extend(
         cfg.probe

@@ -211,7 +211,7 @@ pub fn validate_targets(targets: &[TargetConfig]) -> Vec<(String, String)> {
             bad.push((
                 format!("kamailio[{n}].hostname"),
                 format!(
-                    "`{}` is also the hostname of kamailio[{first}]; their series would collide",
+                    "{:?} is also the hostname of kamailio[{first}]: their series would collide",
                     t.hostname
                 ),
             ));
@@ -390,7 +390,7 @@ mod tests {
         );
         assert_eq!(
             bad[3].1,
-            "`cp1` is also the hostname of kamailio[0]; their series would collide"
+            "\"cp1\" is also the hostname of kamailio[0]: their series would collide"
         );
     }
 
