@@ -27,7 +27,20 @@
 //!   rewrites each row every minute with the values shifted by one and only the newest one or
 //!   two new ([`Row::same_tail`]; the consumer checks the full hash against its series).
 
+mod memo;
+mod numbers;
+mod quoted;
+mod split;
+
+pub use memo::KEEP_MASK;
+pub use numbers::{parse_average, parse_count};
+
+pub(crate) use crate::table::Ahead;
 use memchr::memchr;
+use memo::{build_with_memo, newest_two, tail_hash};
+#[cfg(test)]
+use numbers::count_values;
+use split::{line_parts, split_line};
 
 /// The most values a row may carry.
 pub const MAX_VALUES: usize = 15;
@@ -205,24 +218,12 @@ pub struct RowError {
     pub field: u8,
 }
 
-/// A record read by [`Reader::next_ahead`], which can run ahead of the consumer on another
-/// thread: everything but a quoted line borrows only the snapshot.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(clippy::large_enum_variant)] // rows travel in reused batches: boxing would allocate per row
-pub enum Ahead<'a> {
-    Row(Row<'a>),
-    Bad(RowError),
-    /// A line with a double quote: its fields are unescaped into a scratch buffer, so the
-    /// consumer reads it with [`Reader::quoted_line`] (start byte, 1-based line).
-    Quoted(usize, u64),
-}
-
 /// Reads the rows of one snapshot.
 pub struct Reader<'a> {
     data: &'a [u8],
-    pos: usize,
-    end: usize,
-    line: u64,
+    pub(crate) pos: usize,
+    pub(crate) end: usize,
+    pub(crate) line: u64,
     kind: Kind,
     records: u64,
     scratch: Vec<u8>,
@@ -271,27 +272,6 @@ impl<'a> Reader<'a> {
             self.last_time = (f, parse_time(f));
         }
         self.last_time.1
-    }
-
-    /// A reader of the lines of `data[start..end]` only, the first of them line `line`
-    /// (1-based) of `data`: `start` is the start of a line, and `end` the start of a line or
-    /// the end of the part of `data` that is read as rows ([`Reader::parsable_len`] of a
-    /// reader of the whole snapshot). Several such readers over consecutive ranges read the
-    /// same records as one reader over the whole, with the same lines and bytes, so a
-    /// snapshot can be read on several threads.
-    pub fn range(data: &'a [u8], kind: Kind, start: usize, end: usize, line: u64) -> Self {
-        debug_assert!(start <= end && end <= data.len());
-        Reader {
-            pos: start,
-            end,
-            line,
-            ..Reader::new(data, kind, true)
-        }
-    }
-
-    /// The line the next record starts on (1-based).
-    pub fn next_line(&self) -> u64 {
-        self.line
     }
 
     /// Remembers each row's [`Row::keep`] by line in a memo (returned by
@@ -343,13 +323,6 @@ impl<'a> Reader<'a> {
             Ahead::Bad(e) => Some(Err(e)),
             Ahead::Quoted(start, line) => Some(self.quoted_line(start, line)),
         }
-    }
-
-    /// The next record, rows borrowed from the snapshot only; a line with quotes is left to
-    /// [`Reader::quoted_line`] (the records count includes it).
-    pub fn next_ahead(&mut self) -> Option<Ahead<'a>> {
-        let mut a = Ahead::Row(Row::EMPTY);
-        self.next_ahead_into(&mut a).then_some(a)
     }
 
     /// [`Reader::next_ahead`] into `slot` (a row is written in place: a batch of rows is
@@ -431,135 +404,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The fast path of a memo hit (newest first): the line at the start of `rest` is read
-    /// as a row in `slot` if the text after its `v1` hashes to `hint` (see
-    /// [`Reader::with_memo`]). Only the fixed fields and the two newest values are split
-    /// and parsed; the rest of the line is hashed, not split. `false` (nothing consumed):
-    /// read the line the general way.
-    #[inline]
-    fn repeat(&mut self, rest: &'a [u8], hint: u32, slot: &mut Ahead<'a>) -> bool {
-        // The commas ending host, stat, ISO time, unix time, v0 and v1 (none: a quote, fewer
-        // than 6 values, or near the end of the data: the general way).
-        let Some((commas, line_end, next, last_comma)) = line_parts::<6>(rest) else {
-            return false;
-        };
-        let v2 = commas[5] + 1;
-        let Some(time) = self.time_of(&rest[commas[2] + 1..commas[3]]) else {
-            return false;
-        };
-        let minute = time.div_euclid(60);
-        let same = tail_hash(&rest[v2..line_end], minute);
-        if same as u32 != hint {
-            return false;
-        }
-        // `v1` up to the comma before the last value (`v1` alone with 3 values).
-        let keep = tail_hash(&rest[commas[4] + 1..last_comma], minute + 1);
-        let (k, line_no, byte) = self.take_line(next);
-        let r = row_slot(slot);
-        let fields = head_fields(rest, &commas);
-        let v = [
-            &rest[commas[3] + 1..commas[4]],
-            &rest[commas[4] + 1..commas[5]],
-        ];
-        let res = head_into_at(&fields, Some(time), line_no, byte, r).and_then(|()| {
-            for (i, f) in v.iter().enumerate() {
-                let p = match self.kind {
-                    Kind::Counters => parse_count(f),
-                    Kind::Samples => parse_average(f),
-                };
-                r.values[i] = p.map_err(|e| err(e, line_no, byte, FIXED + i + 1))?;
-            }
-            Ok(())
-        });
-        match res {
-            Ok(()) => {
-                // The older values repeat text already read: left out (`len` 2).
-                r.len = 2;
-                r.keep = keep;
-                r.same_tail = same;
-                r.values_text = &rest[commas[3] + 1..line_end];
-                self.remember(k, keep as u32);
-            }
-            Err(e) => {
-                self.remember(k, 0);
-                *slot = Ahead::Bad(e);
-            }
-        }
-        true
-    }
-
-    /// The fast path of a counters.csv row: the fixed fields are split, and the values are
-    /// classified and converted together ([`count_values`]) instead of being split first
-    /// and parsed one by one. `false` (nothing consumed) for
-    /// anything but plain digits and commas after the time (a sign, a quote, a long number, too
-    /// many values, ...): the general way reads it and reports the exact error.
-    #[inline]
-    fn counts_row(&mut self, rest: &'a [u8], slot: &mut Ahead<'a>) -> bool {
-        // The commas ending host, stat, ISO time and unix time.
-        let Some((commas, line_end, next, _)) = line_parts::<4>(rest) else {
-            return false;
-        };
-        let v0 = commas[3] + 1;
-        let text = &rest[v0..line_end];
-        let Some(Counts {
-            vals,
-            n,
-            commas: at,
-        }) = count_values(rest, v0, line_end)
-        else {
-            return false;
-        };
-        // The commas: `comma(0)` after v0, `comma(1)` after v1, `comma(nc - 1)` before the
-        // last value, `comma(nc - 2)` before that one (used with 3 values or more).
-        let nc = n - 1;
-        let comma = |i: usize| at[i] as usize;
-        let (k, line_no, byte) = self.take_line(next);
-        let r = row_slot(slot);
-        let fields = head_fields(rest, &commas);
-        let time = self.time_of(fields[3]);
-        if let Err(e) = head_into_at(&fields, time, line_no, byte, r) {
-            self.remember(k, 0);
-            *slot = Ahead::Bad(e);
-            return true;
-        }
-        for (slot, &x) in r.values.iter_mut().zip(&vals[..n]) {
-            *slot = Value::Int(x);
-        }
-        r.len = n as u8;
-        if self.memo.is_some() {
-            let minute = r.time.div_euclid(60);
-            let mut keep = 0;
-            if n >= 3 {
-                // v1 up to the comma before the last value.
-                keep = tail_hash(&text[comma(0) + 1..comma(nc - 1)], minute + 1);
-                let hint = self.hints.get(k).copied().unwrap_or(0);
-                if hint != 0 {
-                    // As `build_with_memo`: a repeat's older values are left out, so the
-                    // table takes them as repeated (or reads them again from the text).
-                    let older = if self.newest_first {
-                        &text[comma(1) + 1..]
-                    } else {
-                        &text[..comma(nc - 2)]
-                    };
-                    let same = tail_hash(older, minute);
-                    if same as u32 == hint {
-                        let newest = newest_two(n, self.newest_first);
-                        for (i, v) in r.values[..n].iter_mut().enumerate() {
-                            if !newest.contains(&i) {
-                                *v = Value::Missing;
-                            }
-                        }
-                        r.same_tail = same;
-                    }
-                }
-            }
-            r.keep = keep;
-            r.values_text = text;
-            self.remember(k, keep as u32);
-        }
-        true
-    }
-
     /// Counts the line at the current position as a record whose next line starts `next`
     /// bytes on: its line index (line - 1, the memo's index), line number and byte offset.
     #[inline]
@@ -586,320 +430,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-
-    /// Reads the line with quotes at byte `start` (line `line_no`) that
-    /// [`Reader::next_ahead`] of a reader over the same snapshot returned as
-    /// [`Ahead::Quoted`], into this reader's scratch buffer.
-    pub fn quoted_line(&mut self, start: usize, line_no: u64) -> Result<Row<'_>, RowError> {
-        self.quoted(start, line_no)
-            .expect("a quoted line always reads as a row or an error")
-    }
-
-    /// The slow path: a line with at least one double quote, parsed field by field into the
-    /// scratch buffer. One record per line: a quoted field that does not close before the end
-    /// of its line makes that line an [`Reason::UnclosedQuote`], and the next line parses
-    /// normally.
-    fn quoted(&mut self, start: usize, line_no: u64) -> Option<Result<Row<'_>, RowError>> {
-        let (line_end, next) = match memchr(b'\n', &self.data[start..self.end]) {
-            Some(i) => (start + i, start + i + 1),
-            None => (self.end, self.end),
-        };
-        let data = &self.data[..line_end];
-        self.pos = self.pos.max(next);
-        self.line = self.line.max(line_no + 1);
-        self.scratch.clear();
-        let mut ranges = [(0usize, 0usize); MAX_FIELDS];
-        let mut n = 0;
-        let mut too_many = false;
-        let mut i = start;
-        loop {
-            let field_start = self.scratch.len();
-            if i < data.len() && data[i] == b'"' {
-                i += 1;
-                loop {
-                    match memchr(b'"', &data[i..]) {
-                        Some(q) => {
-                            self.scratch.extend_from_slice(&data[i..i + q]);
-                            i += q + 1;
-                            if i < data.len() && data[i] == b'"' {
-                                self.scratch.push(b'"');
-                                i += 1;
-                            } else {
-                                break;
-                            }
-                        }
-                        None => {
-                            return Some(Err(err(Reason::UnclosedQuote, line_no, start, n + 1)));
-                        }
-                    }
-                }
-            }
-            // Unquoted, or anything after the closing quote up to the separator: literal.
-            while i < data.len() && data[i] != b',' {
-                self.scratch.push(data[i]);
-                i += 1;
-            }
-            if n < MAX_FIELDS {
-                ranges[n] = (field_start, self.scratch.len());
-                n += 1;
-            } else {
-                too_many = true;
-            }
-            if i >= data.len() {
-                break;
-            }
-            i += 1; // comma
-        }
-        // A CR before the row's newline belongs to the line ending.
-        if let Some(last) = n.checked_sub(1) {
-            let (a, b) = ranges[last];
-            if b > a && self.scratch[b - 1] == b'\r' {
-                ranges[last].1 -= 1;
-            }
-        }
-        if too_many {
-            return Some(Err(err(Reason::TooManyValues, line_no, start, 0)));
-        }
-        let mut fields: [&[u8]; MAX_FIELDS] = [&[]; MAX_FIELDS];
-        for (f, &(a, b)) in fields.iter_mut().zip(&ranges[..n]) {
-            *f = &self.scratch[a..b];
-        }
-        Some(build(&fields[..n], self.kind, line_no, start))
-    }
-}
-
-/// The first `N` commas of the line at the start of `rest`, where the line ends (without the
-/// CR of a CRLF), where the next one starts, and its last comma (the `N`th if none follows),
-/// in one pass 16 bytes at a time. `None` (a line the general way reads) when a double quote
-/// comes before the line's end, the line has fewer than `N` commas, or fewer than 16 bytes
-/// are left before the `N`th comma.
-#[inline]
-fn line_parts<const N: usize>(rest: &[u8]) -> Option<([usize; N], usize, usize, usize)> {
-    let mut commas = [0usize; N];
-    let mut found = 0;
-    let mut last = 0;
-    let mut base = 0;
-    loop {
-        let whole = base + 16 <= rest.len();
-        if !whole && found < N {
-            return None;
-        }
-        let (comma, stop) = if whole {
-            masks16(&rest[base..])
-        } else {
-            masks(&rest[base..])
-        };
-        // Commas before the first quote or newline of the block.
-        let before = match stop {
-            0 => u32::MAX,
-            _ => {
-                let t = stop.trailing_zeros() as usize;
-                if rest[base + t] == b'"' {
-                    return None;
-                }
-                (1 << t) - 1
-            }
-        };
-        let mut m = comma & before;
-        while found < N && m != 0 {
-            commas[found] = base + m.trailing_zeros() as usize;
-            m &= m - 1;
-            found += 1;
-        }
-        if m != 0 {
-            last = base + 31 - m.leading_zeros() as usize;
-        }
-        if stop != 0 || !whole {
-            if found < N {
-                return None;
-            }
-            let (end, next) = match stop {
-                0 => (rest.len(), rest.len()),
-                _ => {
-                    let e = base + stop.trailing_zeros() as usize;
-                    (e, e + 1)
-                }
-            };
-            let from = commas[N - 1] + 1;
-            let end = if end > from && rest[end - 1] == b'\r' {
-                end - 1
-            } else {
-                end
-            };
-            return Some((commas, end, next, last.max(commas[N - 1])));
-        }
-        base += 16;
-    }
-}
-
-/// Bits of the 16 bytes at `c`: (commas, double quotes and newlines).
-#[inline(always)]
-fn masks16(c: &[u8]) -> (u32, u32) {
-    debug_assert!(c.len() >= 16);
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is enabled (cfg), and `c` has at least 16 readable bytes.
-        unsafe {
-            let v = _mm_loadu_si128(c.as_ptr() as *const __m128i);
-            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
-            let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-            let nl = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8));
-            (
-                _mm_movemask_epi8(comma) as u32,
-                _mm_movemask_epi8(_mm_or_si128(quote, nl)) as u32,
-            )
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        masks(&c[..16])
-    }
-}
-
-/// [`masks16`] for fewer than 16 bytes (or any target).
-#[inline]
-fn masks(c: &[u8]) -> (u32, u32) {
-    bit_masks(c, |b| b == b'"' || b == b'\n')
-}
-
-/// Bits of the bytes of `c` (at most 32): (commas, bytes for which `other` holds).
-#[inline]
-fn bit_masks(c: &[u8], other: impl Fn(u8) -> bool) -> (u32, u32) {
-    let (mut comma, mut rest) = (0, 0);
-    for (i, &b) in c.iter().enumerate() {
-        comma |= ((b == b',') as u32) << i;
-        rest |= (other(b) as u32) << i;
-    }
-    (comma, rest)
-}
-
-/// The values of a counters.csv row read by [`count_values`].
-struct Counts {
-    vals: [u64; MAX_VALUES],
-    /// Values (commas + 1).
-    n: usize,
-    /// The offsets of the commas between them, from the first value's start.
-    commas: [u16; MAX_VALUES],
-}
-
-/// The values `rest[v0..end]` of a counters.csv row when they are plain digits and commas:
-/// at most [`MAX_VALUES`] values of at most 18 digits (no overflow, below `i64::MAX`), an
-/// empty value 0. The bytes are classified 16 at a time and the commas taken from the mask,
-/// and a value of up to 8 digits is converted from one 8-byte word (SWAR): no branch per
-/// byte (a branch on each comma mispredicted on nearly every value). `None` for anything
-/// else: the general way reads it.
-#[inline]
-fn count_values(rest: &[u8], v0: usize, end: usize) -> Option<Counts> {
-    let len = end - v0;
-    if len > 20 * MAX_VALUES {
-        return None;
-    }
-    let mut c = Counts {
-        vals: [0; MAX_VALUES],
-        n: 0,
-        commas: [0; MAX_VALUES],
-    };
-    let mut nc = 0;
-    let mut base = 0;
-    while base < len {
-        let at = v0 + base;
-        let (comma, other) = if at + 16 <= rest.len() {
-            digit_masks16(&rest[at..])
-        } else {
-            digit_masks(&rest[at..rest.len().min(at + 16)])
-        };
-        let valid = if len - base >= 16 {
-            0xffff
-        } else {
-            (1u32 << (len - base)) - 1
-        };
-        let mut m = comma & valid;
-        if other & valid != 0 || nc + m.count_ones() as usize >= MAX_VALUES {
-            return None;
-        }
-        while m != 0 {
-            c.commas[nc] = (base + m.trailing_zeros() as usize) as u16;
-            nc += 1;
-            m &= m - 1;
-        }
-        base += 16;
-    }
-    let mut from = v0;
-    for i in 0..=nc {
-        let to = if i == nc {
-            end
-        } else {
-            v0 + c.commas[i] as usize
-        };
-        c.vals[i] = digits(rest, from, to)?;
-        from = to + 1;
-    }
-    c.n = nc + 1;
-    Some(c)
-}
-
-/// The number `rest[from..to]`, all ASCII digits (checked by the caller), empty 0; `None`
-/// above 18 digits.
-#[inline(always)]
-fn digits(rest: &[u8], from: usize, to: usize) -> Option<u64> {
-    let n = to - from;
-    if n <= 8 && to >= 8 {
-        // The 8 bytes ending at `to`, the bytes before the number made '0'.
-        let w = u64::from_le_bytes(rest[to - 8..to].try_into().expect("8 bytes"));
-        let before = u64::MAX.checked_shr(8 * n as u32).unwrap_or(0);
-        Some(eight_digits(
-            (w & !before) | (0x3030_3030_3030_3030 & before),
-        ))
-    } else if n <= 18 {
-        let mut v = 0u64;
-        for &b in &rest[from..to] {
-            v = v * 10 + (b - b'0') as u64;
-        }
-        Some(v)
-    } else {
-        None
-    }
-}
-
-/// Eight ASCII digits, the first in the lowest byte, as a number.
-#[inline(always)]
-fn eight_digits(w: u64) -> u64 {
-    let w = (w & 0x0f0f_0f0f_0f0f_0f0f).wrapping_mul(2561) >> 8;
-    let w = (w & 0x00ff_00ff_00ff_00ff).wrapping_mul(6_553_601) >> 16;
-    (w & 0x0000_ffff_0000_ffff).wrapping_mul(42_949_672_960_001) >> 32
-}
-
-/// Bits of the 16 bytes at `c`: (commas, bytes neither a comma nor an ASCII digit).
-#[inline(always)]
-fn digit_masks16(c: &[u8]) -> (u32, u32) {
-    debug_assert!(c.len() >= 16);
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is enabled (cfg), and `c` has at least 16 readable bytes.
-        unsafe {
-            let v = _mm_loadu_si128(c.as_ptr() as *const __m128i);
-            let comma = _mm_cmpeq_epi8(v, _mm_set1_epi8(b',' as i8));
-            // Signed compares: bytes of 0x80 and above are negative, so not digits.
-            let digit = _mm_and_si128(
-                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'0' as i8 - 1)),
-                _mm_cmplt_epi8(v, _mm_set1_epi8(b'9' as i8 + 1)),
-            );
-            let ok = _mm_movemask_epi8(_mm_or_si128(comma, digit)) as u32;
-            (_mm_movemask_epi8(comma) as u32, !ok & 0xffff)
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        digit_masks(&c[..16])
-    }
-}
-
-/// [`digit_masks16`] for fewer than 16 bytes (or any target).
-#[inline]
-fn digit_masks(c: &[u8]) -> (u32, u32) {
-    bit_masks(c, |b| !(b == b',' || b.is_ascii_digit()))
 }
 
 /// Host, stat, ISO time and unix time of a line whose first four commas are `c`.
@@ -921,99 +451,6 @@ fn row_slot<'s, 'a>(slot: &'s mut Ahead<'a>) -> &'s mut Row<'a> {
     }
     let Ahead::Row(r) = slot else { unreachable!() };
     r
-}
-
-/// One line split at its commas by [`split_line`].
-struct Split {
-    /// Offset of the line's newline (`None`: the line runs to the end of the data).
-    newline: Option<usize>,
-    /// The line has a double quote: the fields are not split (see [`Reader::quoted_line`]).
-    quoted: bool,
-    /// The line is empty (a CR before the newline counts as part of the line ending).
-    blank: bool,
-    /// Fields stored (at most [`MAX_FIELDS`]).
-    fields: usize,
-    /// More than [`MAX_FIELDS`] fields.
-    too_many: bool,
-}
-
-/// Bit `i` set where byte `i` of the 16 at `c` is a comma, a double quote or a newline.
-#[inline(always)]
-fn specials16(c: &[u8]) -> u32 {
-    let (comma, stop) = masks16(c);
-    comma | stop
-}
-
-/// [`specials16`] for fewer than 16 bytes (or any target).
-#[inline]
-fn specials(c: &[u8]) -> u32 {
-    let (comma, stop) = masks(c);
-    comma | stop
-}
-
-/// Splits the first line of `rest` at its commas into `fields`, in one pass over its bytes
-/// 16 at a time (commas, quotes and the newline found together), without the CR of a CRLF
-/// ending. A line with a quote is only measured.
-#[inline]
-fn split_line<'a>(rest: &'a [u8], fields: &mut [&'a [u8]; MAX_FIELDS]) -> Split {
-    let mut sp = Split {
-        newline: None,
-        quoted: false,
-        blank: false,
-        fields: 0,
-        too_many: false,
-    };
-    let mut from = 0;
-    let mut base = 0;
-    let end = loop {
-        if base >= rest.len() {
-            break rest.len();
-        }
-        let mut m = if base + 16 <= rest.len() {
-            specials16(&rest[base..])
-        } else {
-            specials(&rest[base..])
-        };
-        let mut end = None;
-        while m != 0 {
-            let j = base + m.trailing_zeros() as usize;
-            m &= m - 1;
-            match rest[j] {
-                b',' => {
-                    if sp.fields == MAX_FIELDS - 1 {
-                        sp.too_many = true;
-                    } else if !sp.too_many {
-                        fields[sp.fields] = &rest[from..j];
-                        sp.fields += 1;
-                        from = j + 1;
-                    }
-                }
-                b'\n' => {
-                    end = Some(j);
-                    break;
-                }
-                _ => {
-                    sp.quoted = true;
-                    sp.newline = memchr(b'\n', &rest[j..]).map(|i| j + i);
-                    return sp;
-                }
-            }
-        }
-        if let Some(j) = end {
-            sp.newline = Some(j);
-            break j;
-        }
-        base += 16;
-    };
-    let line_end = if end > 0 && rest[end - 1] == b'\r' {
-        end - 1
-    } else {
-        end
-    };
-    sp.blank = line_end == 0;
-    fields[sp.fields] = &rest[from.min(line_end)..line_end];
-    sp.fields += 1;
-    sp
 }
 
 fn err(reason: Reason, line: u64, byte: usize, field: usize) -> RowError {
@@ -1112,82 +549,6 @@ fn span<'a>(line: &'a [u8], first: &[u8], last: &[u8]) -> &'a [u8] {
     &line[a..b]
 }
 
-/// A hash of `text` and `minute`, never 0.
-#[inline]
-fn tail_hash(text: &[u8], minute: i64) -> u64 {
-    let h = xxhash_rust::xxh3::xxh3_64_with_seed(text, minute as u64) & KEEP_MASK;
-    h | (h == 0) as u64
-}
-
-/// [`Row::keep`] and [`Row::same_tail`] are 48-bit hashes (they fit in a series' padding): a
-/// row taken for a repeat of a series' previous row whose text differs is accepted with a
-/// chance of 2^-48 (at 1,000,000 such rows a minute, once in about 500 years).
-pub const KEEP_MASK: u64 = (1 << 48) - 1;
-
-/// [`build_into`] for a reader with a memo (see [`Reader::with_memo`]): computes
-/// [`Row::keep`], and when the text of all values but the two newest hashes to `hint` (the low
-/// 32 bits of the previous snapshot's `keep` at this position), parses only the two newest.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn build_with_memo<'a>(
-    line: &'a [u8],
-    fields: &[&'a [u8]],
-    kind: Kind,
-    line_no: u64,
-    byte: usize,
-    hint: u32,
-    newest_first: bool,
-    r: &mut Row<'a>,
-) -> Result<(), RowError> {
-    let n = fields.len().saturating_sub(FIXED);
-    let time = if n >= 3 { parse_time(fields[3]) } else { None };
-    let Some(time) = time else {
-        // Fewer than 3 values, or a bad time (reported by `build_into`): no memo.
-        return build_into(fields, kind, line_no, byte, r);
-    };
-    let v = &fields[FIXED..];
-    let minute = time.div_euclid(60);
-    let keep = tail_hash(span(line, v[1], v[n - 2]), minute + 1);
-    let values_text = span(line, v[0], v[n - 1]);
-    let same = if hint == 0 {
-        0
-    } else if newest_first {
-        tail_hash(span(line, v[2], v[n - 1]), minute)
-    } else {
-        tail_hash(span(line, v[0], v[n - 3]), minute)
-    };
-    if same == 0 || same as u32 != hint {
-        build_into(fields, kind, line_no, byte, r)?;
-    } else {
-        // The two newest values only: the rest repeats text already read.
-        head_into(fields, line_no, byte, r)?;
-        let newest = newest_two(n, newest_first);
-        r.values[..n].fill(Value::Missing);
-        for i in newest {
-            let p = match kind {
-                Kind::Counters => parse_count(v[i]),
-                Kind::Samples => parse_average(v[i]),
-            };
-            r.values[i] = p.map_err(|e| err(e, line_no, byte, FIXED + i + 1))?;
-        }
-        r.len = n as u8;
-        r.same_tail = same;
-    }
-    r.keep = keep;
-    r.values_text = values_text;
-    Ok(())
-}
-
-/// The indices of the two newest of a row's `n` values (`n >= 2`), which a repeat parses.
-#[inline]
-fn newest_two(n: usize, newest_first: bool) -> [usize; 2] {
-    if newest_first {
-        [0, 1]
-    } else {
-        [n - 2, n - 1]
-    }
-}
-
 /// All values of a row from [`Row::values_text`] (for a row whose parse stage left some out,
 /// [`Row::same_tail`]), with the number of values.
 pub fn parse_values(text: &[u8], kind: Kind) -> Result<([Value; MAX_VALUES], usize), Reason> {
@@ -1243,76 +604,6 @@ fn parse_time(f: &[u8]) -> Option<i64> {
         v = v * 10 + d as i64;
     }
     Some(v)
-}
-
-/// A count: empty is 0; digits only; at most `i64::MAX`.
-pub fn parse_count(f: &[u8]) -> Result<Value, Reason> {
-    if f.is_empty() {
-        return Ok(Value::Int(0));
-    }
-    if f[0] == b'-' {
-        return Err(if f.len() > 1 && f[1..].iter().all(u8::is_ascii_digit) {
-            Reason::Negative
-        } else {
-            Reason::BadNumber
-        });
-    }
-    if f.len() <= 18 {
-        // At most 10^18 - 1: no overflow to check.
-        let mut v: u64 = 0;
-        for &b in f {
-            let d = b.wrapping_sub(b'0');
-            if d > 9 {
-                return Err(Reason::BadNumber);
-            }
-            v = v * 10 + d as u64;
-        }
-        return Ok(Value::Int(v));
-    }
-    let mut v: u64 = 0;
-    for &b in f {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return Err(Reason::BadNumber);
-        }
-        v = match v.checked_mul(10).and_then(|v| v.checked_add(d as u64)) {
-            Some(v) => v,
-            None => return Err(Reason::Overflow),
-        };
-    }
-    if v > i64::MAX as u64 {
-        return Err(Reason::Overflow);
-    }
-    Ok(Value::Int(v))
-}
-
-/// An average: empty is no data; a plain decimal (optionally with an exponent), finite, >= 0.
-pub fn parse_average(f: &[u8]) -> Result<Value, Reason> {
-    if f.is_empty() {
-        return Ok(Value::Missing);
-    }
-    let (neg, body) = match f[0] {
-        b'-' => (true, &f[1..]),
-        _ => (false, f),
-    };
-    let ok_start = matches!(body.first(), Some(b'0'..=b'9' | b'.'));
-    if !ok_start
-        || !body
-            .iter()
-            .all(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
-    {
-        return Err(Reason::BadNumber);
-    }
-    // Only ASCII from here on.
-    let s = std::str::from_utf8(body).map_err(|_| Reason::BadNumber)?;
-    let v: f64 = s.parse().map_err(|_| Reason::BadNumber)?;
-    if !v.is_finite() {
-        return Err(Reason::Overflow);
-    }
-    if neg && v != 0.0 {
-        return Err(Reason::Negative);
-    }
-    Ok(Value::Float(v))
 }
 
 #[cfg(test)]

@@ -35,14 +35,16 @@
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 
+mod ahead;
 mod defer;
 mod points;
 mod prefault;
 mod state;
 
+pub use ahead::Ahead;
 pub use state::TABLE_STATE;
 
-use crate::csvrow::{parse_values, same_name, Ahead, Kind, Reader, Reason, Row, RowError, Value};
+use crate::csvrow::{parse_values, same_name, Kind, Reader, Reason, Row, RowError, Value};
 use crate::lineproto::{Field, LineEncoder};
 use bytes::{Bytes, BytesMut};
 use defer::{Deferred, Job};
