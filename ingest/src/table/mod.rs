@@ -38,6 +38,7 @@
 mod ahead;
 mod defer;
 mod join;
+mod pipeline;
 mod points;
 mod prefault;
 mod rollups;
@@ -50,7 +51,9 @@ pub use series::FxHasher;
 pub use state::TABLE_STATE;
 
 use join::*;
+use pipeline::{Apply, Chunks};
 use rollups::*;
+use rows::Rows;
 use series::*;
 
 use crate::csvrow::{parse_values, same_name, Kind, Reader, Reason, Row, RowError, Value};
@@ -65,49 +68,6 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-/// Rows per batch handed from the parse stage to the table (about 86 KB), and batches in
-/// circulation (allocated once per snapshot by the applying thread, handed back and forth):
-/// room for the parse thread to read a whole chunk ([`TableConfig::parse_chunk_bytes`])
-/// ahead while the applying thread reads one of its own.
-const AHEAD_ROWS: usize = 256;
-const AHEAD_BATCHES: usize = 16;
-
-/// What the parse thread hands over: a batch of rows (with how many are filled), or the end
-/// of a chunk (its records, the line after it and its memo).
-enum Parsed<'a> {
-    Rows(Vec<Ahead<'a>>, usize),
-    Chunk(u64, u64, Vec<u32>),
-}
-
-/// The text of a job of counters points ([`defer`]) written by the parse thread: its number,
-/// text and points, and the emptied job. On a channel of its own, not behind rows.
-struct Written(u64, (Bytes, usize), Job);
-
-/// What the applying thread hands the parse thread: an empty batch to fill, or a job of
-/// counters points to write ([`defer`]).
-enum Back<'a> {
-    Batch(Vec<Ahead<'a>>),
-    Job(u64, Job),
-}
-
-/// The starts of the chunks of about `size` bytes of whole lines that `data[..end]` is cut
-/// into, and `end` last.
-fn chunk_starts(data: &[u8], end: usize, size: usize) -> Vec<usize> {
-    let mut cuts = vec![0];
-    let mut at = 0;
-    while end - at > size {
-        match memchr::memchr(b'\n', &data[at + size.max(1) - 1..end]) {
-            Some(i) if at + size.max(1) + i < end => {
-                at += size.max(1) + i;
-                cuts.push(at);
-            }
-            _ => break,
-        }
-    }
-    cuts.push(end);
-    cuts
-}
 
 /// Minutes kept per series: the 15 of a file plus one, so a minute is still known when the
 /// other file is one rewrite ahead.
@@ -487,7 +447,7 @@ impl Table {
         }
         // A first snapshot: the array's spare room, and where it is (see `prefault`).
         let series_at = self.series_len_at(kind).1;
-        let mut prefault = (known == 0).then(|| match kind {
+        let prefault = (known == 0).then(|| match kind {
             Kind::Counters => Prefault::spare(&mut self.cs),
             Kind::Samples => Prefault::spare(&mut self.ss),
         });
@@ -529,321 +489,38 @@ impl Table {
         if kind == Kind::Counters {
             self.start_row_sums(known == 0);
         }
-        // Rows by reference: a row is about 300 bytes, not copied again on its way.
-        let mut apply = |t: &mut Table, r: Result<&Row<'_>, RowError>| match r {
-            Err(e) => rep.skip(e),
-            Ok(row) => {
-                let m = row.minute() / 60;
-                let res = if m > latest {
-                    Err(Reason::Future)
-                } else if m <= oldest {
-                    Err(Reason::TooOld)
-                } else {
-                    match kind {
-                        Kind::Counters => t.counters_row(row, gen, now),
-                        Kind::Samples => t.samples_row(row, gen, now),
-                    }
-                };
-                match res {
-                    Ok(()) => rep.rows += 1,
-                    Err(reason) => rep.skip(RowError {
-                        reason,
-                        line: row.line,
-                        byte: row.byte,
-                        field: 4,
-                    }),
-                }
-                if t.out[0].len() >= t.cfg.chunk_bytes
-                    || t.out[1].len() >= t.cfg.chunk_bytes
-                    || t.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
-                {
-                    t.flush(emit);
-                }
-            }
+        // A first counters snapshot: its points are written by either thread ([`defer`]).
+        if pipelined && known == 0 && kind == Kind::Counters {
+            self.defer = Some(Deferred::new(self.cfg.chunk_bytes));
+        }
+        let chunk_bytes = self.cfg.parse_chunk_bytes;
+        let mut rows = Rows {
+            t: self,
+            rep: &mut rep,
+            emit,
+            kind,
+            gen,
+            now,
+            latest,
+            oldest,
         };
         let (records, incomplete_tail, memo) = if pipelined {
-            // Both cores: the snapshot is cut into chunks of whole lines, read in order. A
-            // scoped thread claims the next chunk and parses its rows (borrowed from the
-            // snapshot) into batches; this thread applies the chunks in file order, and a chunk
-            // nobody has claimed when its turn comes it claims, parses and applies itself. So
-            // when parsing is the slower stage (a rewrite, mostly repeats) both cores parse,
-            // and when applying is (a first snapshot) the other core parses ahead.
-            let end = reader.parsable_len();
-            let tail = reader.incomplete_tail();
-            // A first counters snapshot: its points are written by either thread ([`defer`]).
-            if known == 0 && kind == Kind::Counters {
-                self.defer = Some(Deferred::new(self.cfg.chunk_bytes));
-            }
-            let cuts = chunk_starts(data, end, self.cfg.parse_chunk_bytes);
-            let chunks = cuts.len() - 1;
-            let claim = AtomicUsize::new(0);
-            let (claim, cuts, prev) = (&claim, &cuts[..], &prev[..]);
-            let read_chunk = move |c: usize, line: u64, memo: Vec<u32>| {
-                let r = Reader::range(data, kind, cuts[c], cuts[c + 1], line);
-                if memo_on {
-                    r.with_memo(prev, memo, newest_first)
-                } else {
-                    r
-                }
+            let chunks = Chunks {
+                data,
+                tail_ok,
+                kind,
+                chunk_bytes,
+                memo_on,
+                prev: &prev,
+                newest_first,
+                memo_cap,
+                prefault,
+                known,
+                series_at,
             };
-            let mut quoted = Reader::new(data, kind, tail_ok);
-            // A first snapshot: the parse thread faults in the series array's pages just
-            // ahead of this thread, which stores a series per row ([`prefault`]).
-            let progress = Progress::new();
-            let progress = &progress;
-            // Jobs of points the parse thread has written ([`defer`]; their text may still be
-            // behind rows in the channel).
-            let jobs_written = AtomicUsize::new(0);
-            let jobs_written = &jobs_written;
-            let mut records = 0;
-            let mut memo = Vec::with_capacity(memo_cap);
-            // The memo of the chunk starting on `line`, put in place.
-            let add_memo = |memo: &mut Vec<u32>, line: u64, part: &[u32]| {
-                if memo_on && !part.is_empty() {
-                    memo.resize(line as usize - 1, 0);
-                    memo.extend_from_slice(part);
-                }
-            };
-            std::thread::scope(|sc| {
-                let (tx, rx) = std::sync::mpsc::channel::<Parsed<'_>>();
-                let (written_tx, written) = std::sync::mpsc::channel::<Written>();
-                let (back, spare) = std::sync::mpsc::channel::<Back<'_>>();
-                for _ in 0..AHEAD_BATCHES {
-                    let _ = back.send(Back::Batch(vec![Ahead::Row(Row::EMPTY); AHEAD_ROWS]));
-                }
-                let (mem_back, mem_spare) = std::sync::mpsc::channel::<Vec<u32>>();
-                sc.spawn(move || {
-                    // `next_batch`: an empty batch to fill (`None`: the applying thread is
-                    // done). Everything handed over so far is taken first: jobs of points are
-                    // written and their text handed back, batches put aside. So a job waits
-                    // only for the batch being parsed, not for the batches queued before it.
-                    let mut writer: Option<PointWriter> = None;
-                    let mut write_job = |seq: u64, mut job: Job| {
-                        let text = job.write(writer.get_or_insert_with(PointWriter::new));
-                        jobs_written.fetch_add(1, Ordering::Relaxed);
-                        written_tx.send(Written(seq, text, job)).ok()
-                    };
-                    let mut batches: Vec<Vec<Ahead<'_>>> = Vec::new();
-                    let mut next_batch = || {
-                        while let Ok(got) = spare.try_recv() {
-                            match got {
-                                Back::Batch(b) => batches.push(b),
-                                Back::Job(seq, job) => write_job(seq, job)?,
-                            }
-                        }
-                        if let Some(b) = batches.pop() {
-                            return Some(b);
-                        }
-                        loop {
-                            match spare.recv().ok()? {
-                                Back::Batch(b) => return Some(b),
-                                Back::Job(seq, job) => write_job(seq, job)?,
-                            }
-                        }
-                    };
-                    // The first line of chunk `known` (lines of chunks claimed by the other
-                    // thread are counted, not parsed).
-                    let (mut known, mut line) = (0, 1u64);
-                    loop {
-                        let c = claim.fetch_add(1, Ordering::Relaxed);
-                        if c >= chunks {
-                            // Jobs until the applying thread is done.
-                            while next_batch().is_some() {}
-                            return;
-                        }
-                        line +=
-                            memchr::memchr_iter(b'\n', &data[cuts[known]..cuts[c]]).count() as u64;
-                        let mut reader =
-                            read_chunk(c, line, mem_spare.try_recv().unwrap_or_default());
-                        if let Some(p) = prefault.as_mut() {
-                            p.ahead_of(progress);
-                        }
-                        // Waits for an empty batch: memory in flight stays AHEAD_BATCHES batches.
-                        let Some(mut batch) = next_batch() else {
-                            return;
-                        };
-                        let mut n = 0;
-                        while reader.next_ahead_into(&mut batch[n]) {
-                            n += 1;
-                            if n == AHEAD_ROWS {
-                                if let Some(p) = prefault.as_mut() {
-                                    p.ahead_of(progress);
-                                }
-                                let Some(next) = next_batch() else { return };
-                                if tx
-                                    .send(Parsed::Rows(std::mem::replace(&mut batch, next), n))
-                                    .is_err()
-                                {
-                                    return;
-                                }
-                                n = 0;
-                            }
-                        }
-                        let _ = tx.send(Parsed::Rows(batch, n));
-                        line = reader.next_line();
-                        known = c + 1;
-                        let done = Parsed::Chunk(reader.records(), line, reader.take_memo());
-                        if tx.send(done).is_err() {
-                            return;
-                        }
-                    }
-                });
-                // Records in file order, whoever parsed them.
-                let mut apply_ahead = |t: &mut Table, a: &Ahead<'_>| match a {
-                    Ahead::Row(r) => apply(t, Ok(r)),
-                    Ahead::Bad(e) => apply(t, Err(*e)),
-                    Ahead::Quoted(start, at) => {
-                        let r = quoted.quoted_line(*start, *at);
-                        apply(t, r.as_ref().map_err(|e| *e));
-                    }
-                };
-                // Once a job of points holds about a chunk of text, it goes to the parse thread,
-                // or is written here while the parse thread has enough ([`defer`]).
-                // The parse thread's texts: those there are (`wait`: and, if none, the next
-                // one, unless none is away or the parse thread is gone).
-                let take_written = |d: &mut Deferred, wait: bool| {
-                    let got = match written.try_recv() {
-                        Ok(w) => Some(w),
-                        Err(_) if wait && d.away() > 0 => written.recv().ok(),
-                        Err(_) => None,
-                    };
-                    let Some(Written(seq, text, job)) = got else {
-                        return false;
-                    };
-                    d.answered(seq, text, job);
-                    while let Ok(Written(seq, text, job)) = written.try_recv() {
-                        d.answered(seq, text, job);
-                    }
-                    true
-                };
-                let hand_off = |t: &mut Table| {
-                    let Some(d) = t.defer.as_mut() else { return };
-                    take_written(d, false);
-                    // At most MAX_EARLY texts wait for one the parse thread is writing.
-                    while d.early() >= Deferred::MAX_EARLY && take_written(d, true) {}
-                    while let Some((seq, job)) = d.next_full() {
-                        if !d.may_send(jobs_written.load(Ordering::Relaxed)) {
-                            d.write_here(seq, job, &mut t.points);
-                            continue;
-                        }
-                        match back.send(Back::Job(seq, job)) {
-                            Ok(()) => d.sent(),
-                            Err(std::sync::mpsc::SendError(Back::Job(seq, job))) => {
-                                d.write_here(seq, job, &mut t.points)
-                            }
-                            Err(_) => unreachable!("a job was sent"),
-                        }
-                    }
-                };
-                // A chunk this thread claimed: parsed into `own` (reused), applied in its turn.
-                let mut own: Vec<Ahead<'_>> = Vec::new();
-                let mut own_chunk: Option<(usize, usize, u64, u64, Vec<u32>)> = None;
-                let parse_own = |own: &mut Vec<_>, c: usize, line: u64| {
-                    let mut reader = read_chunk(c, line, Vec::new());
-                    let mut n = 0;
-                    loop {
-                        if n == own.len() {
-                            own.push(Ahead::Row(Row::EMPTY));
-                        }
-                        if !reader.next_ahead_into(&mut own[n]) {
-                            break;
-                        }
-                        n += 1;
-                    }
-                    (
-                        c,
-                        n,
-                        reader.records(),
-                        reader.next_line(),
-                        reader.take_memo(),
-                    )
-                };
-                // The first line of chunk `c`.
-                let mut line = 1u64;
-                for c in 0..chunks {
-                    if own_chunk.is_none()
-                        && claim
-                            .compare_exchange(c, c + 1, Ordering::Relaxed, Ordering::Relaxed)
-                            .is_ok()
-                    {
-                        own_chunk = Some(parse_own(&mut own, c, line));
-                    }
-                    if let Some((_, n, recs, next, part)) = own_chunk.take_if(|o| o.0 == c) {
-                        for rows in own[..n].chunks(AHEAD_ROWS) {
-                            for a in rows {
-                                apply_ahead(self, a);
-                            }
-                            hand_off(self);
-                        }
-                        let (len, at) = self.series_len_at(kind);
-                        progress.publish(len - known, at != series_at);
-                        records += recs;
-                        add_memo(&mut memo, line, &part);
-                        line = next;
-                        continue;
-                    }
-                    // The other thread's: while none of its rows are ready, this thread
-                    // parses the next chunk nobody has claimed (one at a time).
-                    loop {
-                        let parsed = match rx.try_recv() {
-                            Ok(p) => p,
-                            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                                if own_chunk.is_none() {
-                                    let c2 = claim.fetch_add(1, Ordering::Relaxed);
-                                    if c2 < chunks {
-                                        let at = line
-                                            + memchr::memchr_iter(b'\n', &data[cuts[c]..cuts[c2]])
-                                                .count()
-                                                as u64;
-                                        own_chunk = Some(parse_own(&mut own, c2, at));
-                                        continue;
-                                    }
-                                }
-                                match rx.recv() {
-                                    Ok(p) => p,
-                                    Err(_) => break,
-                                }
-                            }
-                            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                        };
-                        match parsed {
-                            Parsed::Rows(batch, n) => {
-                                for a in &batch[..n] {
-                                    apply_ahead(self, a);
-                                }
-                                let (len, at) = self.series_len_at(kind);
-                                progress.publish(len - known, at != series_at);
-                                let _ = back.send(Back::Batch(batch));
-                                hand_off(self);
-                            }
-                            Parsed::Chunk(n, next, part) => {
-                                records += n;
-                                add_memo(&mut memo, line, &part);
-                                let _ = mem_back.send(part);
-                                line = next;
-                                break;
-                            }
-                        }
-                    }
-                }
-                // The last job is written here, and every job away is answered.
-                hand_off(self);
-                if let Some(d) = self.defer.as_mut() {
-                    d.write_last(&mut self.points);
-                    // Stops early only if the parse thread panicked (the scope passes it on).
-                    while d.away() > 0 && take_written(d, true) {}
-                }
-            });
-            (records, tail, memo)
+            pipeline::pipelined(reader, chunks, &mut rows)
         } else {
-            while let Some(r) = reader.next() {
-                apply(self, r.as_ref().map_err(|e| *e));
-            }
-            (
-                reader.records(),
-                reader.incomplete_tail(),
-                reader.take_memo(),
-            )
+            pipeline::sequential(reader, &mut rows)
         };
         let rows_done = Instant::now();
         if kind == Kind::Counters {

@@ -297,3 +297,62 @@ impl Table {
         }
     }
 }
+
+/// A snapshot's rows applied to the table, fed by either driver ([`Apply`]): each row is
+/// validated before it changes any state (its minute neither beyond `latest` nor at or
+/// before `oldest`), then applied; the report counts rows and skips.
+pub(super) struct Rows<'t, 'r, 'e> {
+    pub(super) t: &'t mut Table,
+    pub(super) rep: &'r mut FileReport,
+    pub(super) emit: &'r mut Emit<'e>,
+    pub(super) kind: Kind,
+    pub(super) gen: u32,
+    pub(super) now: Instant,
+    pub(super) latest: i64,
+    pub(super) oldest: i64,
+}
+
+impl Apply for Rows<'_, '_, '_> {
+    #[inline]
+    fn apply(&mut self, r: Result<&Row<'_>, RowError>) {
+        let t = &mut *self.t;
+        let row = match r {
+            Err(e) => return self.rep.skip(e),
+            Ok(row) => row,
+        };
+        let m = row.minute() / 60;
+        let res = if m > self.latest {
+            Err(Reason::Future)
+        } else if m <= self.oldest {
+            Err(Reason::TooOld)
+        } else {
+            match self.kind {
+                Kind::Counters => t.counters_row(row, self.gen, self.now),
+                Kind::Samples => t.samples_row(row, self.gen, self.now),
+            }
+        };
+        match res {
+            Ok(()) => self.rep.rows += 1,
+            Err(reason) => self.rep.skip(RowError {
+                reason,
+                line: row.line,
+                byte: row.byte,
+                field: 4,
+            }),
+        }
+        if t.out[0].len() >= t.cfg.chunk_bytes
+            || t.out[1].len() >= t.cfg.chunk_bytes
+            || t.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
+        {
+            t.flush(self.emit);
+        }
+    }
+
+    fn series_len_at(&self) -> (usize, usize) {
+        self.t.series_len_at(self.kind)
+    }
+
+    fn deferred(&mut self) -> (Option<&mut Deferred>, &mut PointWriter) {
+        (self.t.defer.as_mut(), &mut self.t.points)
+    }
+}

@@ -1,6 +1,7 @@
 //! The window on hand-written snapshots: change detection, the join, rollups, the
 //! completeness rule, the parse-ahead pipeline and the saved state.
 
+use super::pipeline::chunk_starts;
 use super::*;
 
 const T: i64 = 1652193060; // 2022-05-10T14:31:00Z, the guide's counters.csv rows
