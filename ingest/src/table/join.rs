@@ -18,7 +18,7 @@ impl Table {
         now: Instant,
     ) -> Result<(), Reason> {
         let h = self.host_id(row.host);
-        let pred = self.last[1].wrapping_add(1) as usize;
+        let pred = self.files[1].last.wrapping_add(1) as usize;
         let id = match self.ss.get(pred) {
             Some(c)
                 if c.host == h
@@ -69,20 +69,20 @@ impl Table {
                 }
             }
         };
-        self.last[1] = id;
+        self.files[1].last = id;
         let t = row.minute() / 60;
         if self.ss[id as usize].seen == gen {
             return Err(Reason::Duplicate);
         }
         let full;
-        let values = match self.same_tail(row, self.ss[id as usize].keep, self.ss[id as usize].top)
-        {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Samples)?;
-                &full.0[..full.1]
-            }
-        };
+        let values =
+            match self.same_tail(1, row, self.ss[id as usize].keep, self.ss[id as usize].top) {
+                Some(v) => v,
+                None => {
+                    full = parse_values(row.values_text, Kind::Samples)?;
+                    &full.0[..full.1]
+                }
+            };
         self.advance_horizon(Kind::Samples, t);
         let n = values.len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];
@@ -154,7 +154,7 @@ impl Table {
                 let counters_past = if ser.link != NONE {
                     self.cs[ser.link as usize].top >= m
                 } else {
-                    self.top[0] >= m
+                    self.files[0].top >= m
                 };
                 if !(counters_past || expired || self.cfg.join_wait.is_zero()) {
                     if ser.emitted & b == 0 {
@@ -210,7 +210,7 @@ impl Table {
         if self.pending.is_empty() {
             return;
         }
-        let (ss, cs, top) = (&self.ss, &self.cs, self.top[0]);
+        let (ss, cs, top) = (&self.ss, &self.cs, self.files[0].top);
         let mut due = Vec::new();
         self.pending.retain(|p| {
             let ser = &ss[p.sid as usize];

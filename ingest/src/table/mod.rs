@@ -45,6 +45,7 @@ mod rollups;
 mod rows;
 mod series;
 mod state;
+mod window;
 
 pub use ahead::Ahead;
 pub use series::FxHasher;
@@ -55,6 +56,7 @@ use pipeline::{Apply, Chunks};
 use rollups::*;
 use rows::Rows;
 use series::*;
+use window::{file_minute, FileWindow, Minutes};
 
 use crate::csvrow::{parse_values, same_name, Kind, Reader, Reason, Row, RowError, Value};
 use crate::lineproto::{Field, LineEncoder};
@@ -236,19 +238,9 @@ pub struct Table {
     /// Per stat id: ring slots whose written rollup is out of date, per file.
     dirty: [Vec<u16>; 2],
     roll: [[RollSlot; RING as usize]; 2],
-    /// The file's newest minute, per file: the minute most of its valid rows carry in the
-    /// latest snapshot (settling is counted from it; one odd row cannot move it).
-    top: [i64; 2],
-    /// The newest minute any series of the file holds: minutes older than this minus
-    /// [`RING`] have left the rings, so their rollups are written before it moves.
-    horizon: [i64; 2],
-    /// Per file: a snapshot ended in a newline once (the platform ends its rows with one),
-    /// and the record count of the last snapshot.
-    ends_nl: [bool; 2],
-    last_records: [u64; 2],
-    gen: [u32; 2],
-    /// Series of the previous row, per file; host of the previous row.
-    last: [u32; 2],
+    /// Per file: its window (newest minute, horizon, memo, ...).
+    files: [FileWindow; 2],
+    /// Host of the previous row.
     last_host: u32,
     /// Per stat id: the stat of the counters row that last followed one of its rows (a
     /// guess at the next row's stat, checked by name).
@@ -272,11 +264,6 @@ pub struct Table {
     csum_minute: [i64; RING as usize],
     /// Counters rollups summed while the rows are applied.
     row_sums: RowSums,
-    /// The parse stage's memo per file ([`Reader::with_memo`]).
-    memo: [Vec<u32>; 2],
-    /// Rows applied as repeats, and rows taken for repeats but parsed in full (see
-    /// [`FileReport::repeats`]).
-    repeats: [u64; 2],
     /// Where the last snapshot's time went ([`Table::last_phases`]).
     phases: Phases,
 }
@@ -317,12 +304,7 @@ impl Table {
             members_upto: [0; 2],
             dirty: [Vec::new(), Vec::new()],
             roll: [empty, empty],
-            top: [i64::MIN; 2],
-            horizon: [i64::MIN; 2],
-            ends_nl: [false; 2],
-            last_records: [0; 2],
-            gen: [0; 2],
-            last: [NONE; 2],
+            files: [FileWindow::new(), FileWindow::new()],
             last_host: NONE,
             stat_after: Vec::new(),
             pending: VecDeque::new(),
@@ -348,8 +330,6 @@ impl Table {
             csum_other: Vec::new(),
             csum_minute: [i64::MIN; RING as usize],
             row_sums: RowSums::default(),
-            memo: [Vec::new(), Vec::new()],
-            repeats: [0; 2],
             phases: Phases::default(),
             cfg,
         }
@@ -424,7 +404,7 @@ impl Table {
             self.row_sums.whole = false;
             self.row_sums.mask = 0;
         }
-        let g = &mut self.gen[f];
+        let g = &mut self.files[f].gen;
         *g = g.wrapping_add(1);
         let gen = *g;
         // First snapshot of a file: size the series array once instead of growing it.
@@ -452,18 +432,18 @@ impl Table {
             Kind::Samples => Prefault::spare(&mut self.ss),
         });
         if data.last() == Some(&b'\n') {
-            self.ends_nl[f] = true;
+            self.files[f].ends_nl = true;
         }
         let tail_ok = match tail {
             Tail::Wait => false,
             Tail::Complete => true,
-            Tail::Quiet => self.tail_is_complete(kind, data),
+            Tail::Quiet => self.files[f].tail_is_complete(kind, data),
         };
         let latest = wall.div_euclid(60) + self.cfg.future_minutes;
         let newest_first = self.cfg.value_order == ValueOrder::NewestFirst;
         // The previous snapshot's memo is read while this one's is written (sized once:
         // growing it would hold both sizes at once).
-        let prev = std::mem::take(&mut self.memo[f]);
+        let prev = std::mem::take(&mut self.files[f].memo);
         let memo_on = self.cfg.skip_repeats;
         let memo_cap = if memo_on {
             prev.len() + prev.len() / 16 + 16
@@ -475,16 +455,16 @@ impl Table {
         if memo_on && !pipelined {
             reader = reader.with_memo(&prev, Vec::with_capacity(memo_cap), newest_first);
         }
-        let repeats_before = self.repeats;
+        let repeats_before = (self.files[f].repeats, self.files[f].reparsed);
         if let Some((m, n, total)) = file_minute(&data[..reader.parsable_len()], kind, latest) {
             // Back only with a strict majority: a few odd rows (or half a file) cannot.
-            if m >= self.top[f] || 2 * n > total {
+            if m >= self.files[f].top || 2 * n > total {
                 self.set_file_minute(kind, m);
             }
         }
-        let oldest = match self.top[f] {
-            i64::MIN => i64::MIN,
-            t => t - RING,
+        let minutes = Minutes {
+            latest,
+            oldest: self.files[f].oldest(),
         };
         if kind == Kind::Counters {
             self.start_row_sums(known == 0);
@@ -501,8 +481,7 @@ impl Table {
             kind,
             gen,
             now,
-            latest,
-            oldest,
+            minutes,
         };
         let (records, incomplete_tail, memo) = if pipelined {
             let chunks = Chunks {
@@ -525,13 +504,13 @@ impl Table {
         let rows_done = Instant::now();
         if kind == Kind::Counters {
             let rs = &mut self.row_sums;
-            rs.whole = rs.mask != 0 && rs.added == self.cs.len() && rs.top == self.top[f];
+            rs.whole = rs.mask != 0 && rs.added == self.cs.len() && rs.top == self.files[f].top;
         }
-        self.memo[f] = memo;
+        self.files[f].memo = memo;
         rep.records = records;
         rep.incomplete_tail = incomplete_tail;
         if rep.incomplete_tail == 0 {
-            self.last_records[f] = rep.records;
+            self.files[f].last_records = rep.records;
         }
         if kind == Kind::Counters {
             self.release_pending(now);
@@ -550,39 +529,9 @@ impl Table {
         for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
             *p = a - b;
         }
-        rep.repeats = self.repeats[0] - repeats_before[0];
-        rep.reparsed = self.repeats[1] - repeats_before[1];
+        rep.repeats = self.files[f].repeats - repeats_before.0;
+        rep.reparsed = self.files[f].reparsed - repeats_before.1;
         rep
-    }
-
-    /// The completeness rule for a quiet file's last line without a newline (see
-    /// [`Table::ingest_at`]).
-    fn tail_is_complete(&self, kind: Kind, data: &[u8]) -> bool {
-        let f = k(kind);
-        if data.last() == Some(&b'\n') || data.is_empty() {
-            return true;
-        }
-        if self.ends_nl[f] {
-            return false;
-        }
-        let Some(nl) = memchr::memrchr(b'\n', data) else {
-            return self.last_records[f] <= 1;
-        };
-        let prev_start = data[..nl]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let values = |line: &[u8]| {
-            Reader::new(line, kind, true)
-                .next()
-                .and_then(|r| r.ok().map(|r| r.values().len()))
-        };
-        let (prev, last) = (values(&data[prev_start..=nl]), values(&data[nl + 1..]));
-        if prev.is_none() || prev != last {
-            return false;
-        }
-        let records = memchr::memchr_iter(b'\n', data).count() as u64 + 1;
-        records >= self.last_records[f]
     }
 
     /// Sets the file's newest minute from a snapshot. A move back by a whole window or more is
@@ -590,12 +539,12 @@ impl Table {
     /// now, and the file is followed from its new minutes.
     fn set_file_minute(&mut self, kind: Kind, m: i64) {
         let f = k(kind);
-        let old = self.top[f];
+        let old = self.files[f].top;
         if old != i64::MIN && m + RING <= old {
             self.settle(kind, true);
-            self.horizon[f] = m;
+            self.files[f].horizon = m;
         }
-        self.top[f] = m;
+        self.files[f].top = m;
         self.advance_horizon(kind, m);
     }
 
@@ -603,7 +552,7 @@ impl Table {
     /// leave the rings, so that a jump of several minutes loses none.
     fn advance_horizon(&mut self, kind: Kind, t: i64) {
         let f = k(kind);
-        let old = self.horizon[f];
+        let old = self.files[f].horizon;
         if t <= old {
             return;
         }
@@ -612,7 +561,7 @@ impl Table {
                 self.roll_minute(kind, m);
             }
         }
-        self.horizon[f] = t;
+        self.files[f].horizon = t;
     }
 
     /// Writes samples values whose wait for the counters value is over.
@@ -670,61 +619,6 @@ impl Table {
             Kind::Samples => (self.ss.len(), self.ss.as_ptr() as usize),
         }
     }
-}
-
-/// Rows read to find a large file's newest minute (evenly spread over the file).
-const MINUTE_SAMPLE: usize = 1024;
-
-/// The minute most valid rows of a snapshot carry (ties: the newest), ignoring rows after
-/// `latest`, with how many of the rows read carry it and how many were valid; `None` without a
-/// valid row. A snapshot of up to [`MINUTE_SAMPLE`] lines is read
-/// whole, a larger one at [`MINUTE_SAMPLE`] evenly spread lines.
-fn file_minute(data: &[u8], kind: Kind, latest: i64) -> Option<(i64, usize, usize)> {
-    let mut mins: Vec<i64> = Vec::with_capacity(MINUTE_SAMPLE);
-    let mut take = |line: &[u8]| {
-        if let Some(Ok(row)) = Reader::new(line, kind, true).next() {
-            let t = row.minute() / 60;
-            if t <= latest {
-                mins.push(t);
-            }
-        }
-    };
-    let lines = memchr::memchr_iter(b'\n', data)
-        .take(MINUTE_SAMPLE + 1)
-        .count();
-    if lines <= MINUTE_SAMPLE {
-        data.split(|&b| b == b'\n').for_each(&mut take);
-    } else {
-        let mut last = usize::MAX;
-        for i in 0..MINUTE_SAMPLE {
-            let off = i * data.len() / MINUTE_SAMPLE;
-            let start = match off {
-                0 => 0,
-                o => match memchr::memchr(b'\n', &data[o - 1..]) {
-                    Some(j) => o + j,
-                    None => break,
-                },
-            };
-            if start >= data.len() || start == last {
-                continue;
-            }
-            last = start;
-            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |j| start + j);
-            take(&data[start..end]);
-        }
-    }
-    mins.sort_unstable();
-    let (mut best, mut best_n) = (None, 0);
-    let mut i = 0;
-    while i < mins.len() {
-        let j = mins[i..].iter().take_while(|&&m| m == mins[i]).count();
-        if j >= best_n {
-            best = Some(mins[i]);
-            best_n = j;
-        }
-        i += j;
-    }
-    best.map(|m| (m, best_n, mins.len()))
 }
 
 /// The fuzz target's checks on arbitrary bytes (`ingest/fuzz`, and the corpus replay in the

@@ -136,7 +136,7 @@ impl Table {
     /// the oldest minute of the window, which is about to be forgotten.
     pub(super) fn settle(&mut self, kind: Kind, all: bool) {
         let f = k(kind);
-        let top = self.top[f];
+        let top = self.files[f].top;
         if top == i64::MIN {
             return;
         }
@@ -218,7 +218,7 @@ impl Table {
     /// minute of the window in a first snapshot, for the settle of all minutes that ends a
     /// `--once` run). Sums saturate, so the order series are added in does not matter.
     pub(super) fn start_row_sums(&mut self, first: bool) {
-        let top = self.top[0];
+        let top = self.files[0].top;
         let stats = self.dirty[0].len();
         if top == i64::MIN || stats > 1 << 16 {
             return;
@@ -244,7 +244,7 @@ impl Table {
         let mut mask = 0;
         // Only minutes of the file's window: a value of a host gone for 16 minutes or more,
         // still waiting (a long `join_wait`), must not hold up the minute of the same ring slot.
-        let floor = self.top[1].saturating_sub(RING);
+        let floor = self.files[1].top.saturating_sub(RING);
         for p in &self.pending {
             let s = &self.ss[p.sid as usize];
             if p.minute > floor && has(s.top, s.mask, p.minute) && s.emitted & bit(p.minute) == 0 {

@@ -24,6 +24,7 @@ impl Table {
     #[inline]
     pub(super) fn same_tail<'r>(
         &mut self,
+        f: usize,
         row: &'r Row<'_>,
         keep: u64,
         top: i64,
@@ -34,10 +35,10 @@ impl Table {
         // The clock-step reset (a row a whole window back) forgets the ring: never with a
         // repeat, whose minute is one after the last row's.
         if keep == row.same_tail && row.minute() / 60 + RING > top {
-            self.repeats[0] += 1;
+            self.files[f].repeats += 1;
             Some(row.values())
         } else {
-            self.repeats[1] += 1;
+            self.files[f].reparsed += 1;
             None
         }
     }
@@ -61,7 +62,7 @@ impl Table {
         let h = self.host_id(row.host);
         // Rows come in the same order every minute: try the series after the previous row's
         // before hashing the stat name and looking the series up.
-        let pred = self.last[0].wrapping_add(1) as usize;
+        let pred = self.files[0].last.wrapping_add(1) as usize;
         let (id, s) = match self.cs.get(pred) {
             Some(c)
                 if c.host == h
@@ -76,7 +77,10 @@ impl Table {
                 // Hosts list their stats in the same order: try the stat that followed the
                 // previous row's last time before hashing the name (a first snapshot of 500
                 // hosts x 2,000 stats looks up 2,000 names, not 1,000,000).
-                let prev = self.cs.get(self.last[0] as usize).map_or(NONE, |c| c.stat);
+                let prev = self
+                    .cs
+                    .get(self.files[0].last as usize)
+                    .map_or(NONE, |c| c.stat);
                 let s = match self.stat_after.get(prev as usize) {
                     Some(&p)
                         if p != NONE
@@ -108,20 +112,24 @@ impl Table {
                 }
             }
         };
-        self.last[0] = id;
+        self.files[0].last = id;
         let t = row.minute() / 60;
         if self.cs[id as usize].seen == gen {
             return Err(Reason::Duplicate);
         }
         let full;
-        let values =
-            match self.same_tail(row, self.cs[id as usize].keep(), self.cs[id as usize].top) {
-                Some(v) => v,
-                None => {
-                    full = parse_values(row.values_text, Kind::Counters)?;
-                    &full.0[..full.1]
-                }
-            };
+        let values = match self.same_tail(
+            0,
+            row,
+            self.cs[id as usize].keep(),
+            self.cs[id as usize].top,
+        ) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Counters)?;
+                &full.0[..full.1]
+            }
+        };
         self.advance_horizon(Kind::Counters, t);
         let order_n = values.len();
         let order = self.cfg.value_order;
@@ -191,7 +199,7 @@ impl Table {
         now: Instant,
     ) -> Result<(), Reason> {
         let full;
-        let values = match self.same_tail(row, 0, i64::MIN) {
+        let values = match self.same_tail(0, row, 0, i64::MIN) {
             Some(v) => v,
             None => {
                 full = parse_values(row.values_text, Kind::Counters)?;
@@ -258,7 +266,7 @@ impl Table {
         self.cmap.insert(key, id, |id| {
             series_key(cs[id as usize].host, cs[id as usize].stat)
         });
-        self.last[0] = id;
+        self.files[0].last = id;
         self.counters_points(h, s, link, &changed[..nc], now);
         Ok(())
     }
@@ -299,8 +307,8 @@ impl Table {
 }
 
 /// A snapshot's rows applied to the table, fed by either driver ([`Apply`]): each row is
-/// validated before it changes any state (its minute neither beyond `latest` nor at or
-/// before `oldest`), then applied; the report counts rows and skips.
+/// validated before it changes any state ([`Minutes::check`], then duplicates), then
+/// applied; the report counts rows and skips.
 pub(super) struct Rows<'t, 'r, 'e> {
     pub(super) t: &'t mut Table,
     pub(super) rep: &'r mut FileReport,
@@ -308,8 +316,7 @@ pub(super) struct Rows<'t, 'r, 'e> {
     pub(super) kind: Kind,
     pub(super) gen: u32,
     pub(super) now: Instant,
-    pub(super) latest: i64,
-    pub(super) oldest: i64,
+    pub(super) minutes: Minutes,
 }
 
 impl Apply for Rows<'_, '_, '_> {
@@ -320,17 +327,13 @@ impl Apply for Rows<'_, '_, '_> {
             Err(e) => return self.rep.skip(e),
             Ok(row) => row,
         };
-        let m = row.minute() / 60;
-        let res = if m > self.latest {
-            Err(Reason::Future)
-        } else if m <= self.oldest {
-            Err(Reason::TooOld)
-        } else {
-            match self.kind {
+        let res = self
+            .minutes
+            .check(row.minute() / 60)
+            .and_then(|()| match self.kind {
                 Kind::Counters => t.counters_row(row, self.gen, self.now),
                 Kind::Samples => t.samples_row(row, self.gen, self.now),
-            }
-        };
+            });
         match res {
             Ok(()) => self.rep.rows += 1,
             Err(reason) => self.rep.skip(RowError {

@@ -175,10 +175,10 @@ impl Table {
         w.u32(self.cfg.source.len() as u32);
         w.buf.extend_from_slice(self.cfg.source.as_bytes());
         for f in 0..2 {
-            w.i64(self.top[f]);
-            w.i64(self.horizon[f]);
-            w.u8(self.ends_nl[f] as u8);
-            w.u64(self.last_records[f]);
+            w.i64(self.files[f].top);
+            w.i64(self.files[f].horizon);
+            w.u8(self.files[f].ends_nl as u8);
+            w.u64(self.files[f].last_records);
             for r in &self.roll[f] {
                 w.i64(r.minute);
                 w.u8(r.written as u8);
@@ -267,10 +267,10 @@ impl Table {
         }
         let mut t = Table::new(cfg);
         for f in 0..2 {
-            t.top[f] = r.i64()?;
-            t.horizon[f] = r.i64()?;
-            t.ends_nl[f] = r.u8()? != 0;
-            t.last_records[f] = r.u64()?;
+            t.files[f].top = r.i64()?;
+            t.files[f].horizon = r.i64()?;
+            t.files[f].ends_nl = r.u8()? != 0;
+            t.files[f].last_records = r.u64()?;
             for sl in 0..RING as usize {
                 let minute = r.i64()?;
                 let written = r.u8()? != 0;
@@ -305,7 +305,7 @@ impl Table {
         // A series whose newest minute has left the window (a host gone for good) is not
         // restored: it holds nothing the window needs, and a restart keeps forgetting such
         // series, as it did before the table state was saved.
-        let horizon = t.horizon;
+        let horizon = [t.files[0].horizon, t.files[1].horizon];
         let gone =
             |f: usize, top: i64| horizon[f] != i64::MIN && top <= horizon[f].saturating_sub(RING);
         for _ in 0..n {

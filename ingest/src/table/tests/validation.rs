@@ -169,7 +169,7 @@ fn odd_rows_are_rejected_and_cannot_steer_the_file() {
         ]
     );
     assert_eq!(
-        t.top[0],
+        t.files[0].top,
         (T + 60) / 60,
         "the file's minute is the one most rows carry"
     );
