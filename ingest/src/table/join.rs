@@ -19,7 +19,7 @@ impl Table {
     ) -> Result<(), Reason> {
         let h = self.host_id(row.host);
         let pred = self.files[1].last.wrapping_add(1) as usize;
-        let id = match self.ss.get(pred) {
+        let id = match self.series.ss.get(pred) {
             Some(c)
                 if c.host == h
                     && same_name(
@@ -32,22 +32,23 @@ impl Table {
             _ => {
                 let s = self.stats.id(row.stat, &mut self.name_enc, false);
                 let key = series_key(h, s);
-                let (cs, ss) = (&self.cs, &self.ss);
+                let (cs, ss) = (&self.series.cs, &self.series.ss);
                 let skey = |id: u32| series_key(ss[id as usize].host, ss[id as usize].stat);
-                match self.smap.get(key, skey) {
+                match self.series.smap.get(key, skey) {
                     Some(id) => id,
                     None => {
-                        let id = self.ss.len() as u32;
+                        let id = self.series.ss.len() as u32;
                         let link = self
+                            .series
                             .cmap
                             .get(key, |id| {
                                 series_key(cs[id as usize].host, cs[id as usize].stat)
                             })
                             .unwrap_or(NONE);
                         if link != NONE {
-                            self.cs[link as usize].link = id;
+                            self.series.cs[link as usize].link = id;
                         }
-                        self.ss.push(SSeries {
+                        self.series.ss.push(SSeries {
                             host: h,
                             stat: s,
                             link,
@@ -59,8 +60,8 @@ impl Table {
                             occ: [NO_OCC; RING as usize],
                             keep: 0,
                         });
-                        let ss = &self.ss;
-                        self.smap.insert(key, id, |id| {
+                        let ss = &self.series.ss;
+                        self.series.smap.insert(key, id, |id| {
                             series_key(ss[id as usize].host, ss[id as usize].stat)
                         });
                         self.ensure_stat(s);
@@ -71,25 +72,29 @@ impl Table {
         };
         self.files[1].last = id;
         let t = row.minute() / 60;
-        if self.ss[id as usize].seen == gen {
+        if self.series.ss[id as usize].seen == gen {
             return Err(Reason::Duplicate);
         }
         let full;
-        let values =
-            match self.same_tail(1, row, self.ss[id as usize].keep, self.ss[id as usize].top) {
-                Some(v) => v,
-                None => {
-                    full = parse_values(row.values_text, Kind::Samples)?;
-                    &full.0[..full.1]
-                }
-            };
+        let values = match self.same_tail(
+            1,
+            row,
+            self.series.ss[id as usize].keep,
+            self.series.ss[id as usize].top,
+        ) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Samples)?;
+                &full.0[..full.1]
+            }
+        };
         self.advance_horizon(Kind::Samples, t);
         let n = values.len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];
         let mut nc = 0;
         {
             let order = self.cfg.value_order;
-            let ser = &mut self.ss[id as usize];
+            let ser = &mut self.series.ss[id as usize];
             ser.seen = gen;
             ser.keep = row.keep;
             if t + RING <= ser.top {
@@ -132,7 +137,7 @@ impl Table {
     /// Writes the samples point of (series, minute) if it is due, or queues it to wait for the
     /// counters value.
     pub(super) fn try_sample(&mut self, sid: u32, m: i64, now: Instant, expired: bool) {
-        let ser = &self.ss[sid as usize];
+        let ser = &self.series.ss[sid as usize];
         if !has(ser.top, ser.mask, m) {
             return;
         }
@@ -140,8 +145,8 @@ impl Table {
         let b = bit(m);
         let a = ser.avg[sl];
         let joined = if ser.link != NONE {
-            let c = &self.cs[ser.link as usize];
-            has(c.top, c.mask, m).then(|| count(&self.big, ser.link, c, sl))
+            let c = &self.series.cs[ser.link as usize];
+            has(c.top, c.mask, m).then(|| count(&self.series.big, ser.link, c, sl))
         } else {
             None
         };
@@ -152,7 +157,7 @@ impl Table {
             None if ser.occ[sl] != NO_OCC => ser.occ[sl],
             None => {
                 let counters_past = if ser.link != NONE {
-                    self.cs[ser.link as usize].top >= m
+                    self.series.cs[ser.link as usize].top >= m
                 } else {
                     self.files[0].top >= m
                 };
@@ -177,7 +182,7 @@ impl Table {
             return; // not representable in line protocol; the row's values were finite
         }
         // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
-        let out = &mut self.out[1];
+        let out = &mut self.out.buf[1];
         out.extend_from_slice(self.stats.esc(ser.stat));
         out.extend_from_slice(b",hostname=");
         out.extend_from_slice(self.hosts.esc(ser.host));
@@ -193,10 +198,10 @@ impl Table {
         out.extend_from_slice(b" ");
         out.extend_from_slice(itoa::Buffer::new().format(m * 60).as_bytes());
         out.extend_from_slice(b"\n");
-        self.out_points[1] += 1;
-        self.written[1] += 1;
+        self.out.points_n[1] += 1;
+        self.out.written[1] += 1;
         let stat = ser.stat;
-        let ser = &mut self.ss[sid as usize];
+        let ser = &mut self.series.ss[sid as usize];
         ser.emitted |= b;
         ser.occ[sl] = occ;
         self.mark_dirty(Kind::Samples, stat, m);
@@ -210,7 +215,7 @@ impl Table {
         if self.pending.is_empty() {
             return;
         }
-        let (ss, cs, top) = (&self.ss, &self.cs, self.files[0].top);
+        let (ss, cs, top) = (&self.series.ss, &self.series.cs, self.files[0].top);
         let mut due = Vec::new();
         self.pending.retain(|p| {
             let ser = &ss[p.sid as usize];

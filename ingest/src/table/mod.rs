@@ -224,48 +224,31 @@ pub struct Table {
     hosts: Names,
     stats: Names,
     name_enc: LineEncoder,
-    cmap: SeriesIndex,
-    smap: SeriesIndex,
-    cs: Vec<CSeries>,
-    /// Counts of `u32::MAX` and above, by (series, slot).
-    big: HashMap<u64, u64, Fx>,
-    ss: Vec<SSeries>,
-    /// Series of each stat id, per file: ids below `members_upto` (a new series is added in
-    /// one pass when the members are next needed, [`Table::sync_members`], not by a random
-    /// write per new row).
-    members: [Vec<Vec<u32>>; 2],
-    members_upto: [usize; 2],
-    /// Per stat id: ring slots whose written rollup is out of date, per file.
-    dirty: [Vec<u16>; 2],
-    roll: [[RollSlot; RING as usize]; 2],
-    /// Per file: its window (newest minute, horizon, memo, ...).
-    files: [FileWindow; 2],
     /// Host of the previous row.
     last_host: u32,
-    /// Per stat id: the stat of the counters row that last followed one of its rows (a
-    /// guess at the next row's stat, checked by name).
-    stat_after: Vec<u32>,
+    series: Series,
+    /// Per file: its window (newest minute, horizon, memo, ...).
+    files: [FileWindow; 2],
+    /// Samples values waiting for their counters value ([`TableConfig::join_wait`]).
     pending: VecDeque<Pending>,
-    out: [BytesMut; 2],
-    out_points: [usize; 2],
-    rollups: LineEncoder,
+    rollups: Rollups,
+    out: Out,
+    /// Where the last snapshot's time went ([`Table::last_phases`]).
+    phases: Phases,
+}
+
+/// What the table has written and not yet handed out: the points' line protocol per bucket,
+/// and the counts of points written.
+struct Out {
+    /// Counters and samples points' text, and how many points each holds.
+    buf: [BytesMut; 2],
+    points_n: [usize; 2],
     points: PointWriter,
     /// A first snapshot's counters points, recorded to be written by either thread
     /// ([`defer`]); `None`: written at once.
     defer: Option<Deferred>,
-    hist: Histogram<u64>,
+    /// Points written since the table was created (counters, samples, rollups).
     written: [u64; 3],
-    /// Counters rollups (sum, hosts) computed in one pass over all series for the minutes
-    /// being settled for the first time, by `stat * RING + slot`; valid for the slots whose
-    /// minute is in `csum_minute` (see [`Table::sum_counters`]).
-    csum: Vec<(u64, i64)>,
-    /// The second thread's sums ([`TableConfig::parallel_series`]).
-    csum_other: Vec<(u64, i64)>,
-    csum_minute: [i64; RING as usize],
-    /// Counters rollups summed while the rows are applied.
-    row_sums: RowSums,
-    /// Where the last snapshot's time went ([`Table::last_phases`]).
-    phases: Phases,
 }
 
 /// Wall time of the phases of one snapshot ([`Table::last_phases`]).
@@ -287,49 +270,25 @@ fn k(kind: Kind) -> usize {
 
 impl Table {
     pub fn new(cfg: TableConfig) -> Self {
-        let empty = [RollSlot {
-            minute: i64::MIN,
-            written: false,
-        }; RING as usize];
         Table {
             hosts: Names::default(),
             stats: Names::default(),
             name_enc: LineEncoder::with_capacity(256),
-            cmap: SeriesIndex::default(),
-            smap: SeriesIndex::default(),
-            cs: Vec::new(),
-            big: HashMap::default(),
-            ss: Vec::new(),
-            members: [Vec::new(), Vec::new()],
-            members_upto: [0; 2],
-            dirty: [Vec::new(), Vec::new()],
-            roll: [empty, empty],
-            files: [FileWindow::new(), FileWindow::new()],
             last_host: NONE,
-            stat_after: Vec::new(),
+            series: Series::default(),
+            files: [FileWindow::new(), FileWindow::new()],
             pending: VecDeque::new(),
-            out: [
-                BytesMut::with_capacity(cfg.chunk_bytes + 4096),
-                BytesMut::with_capacity(cfg.chunk_bytes + 4096),
-            ],
-            out_points: [0; 2],
-            rollups: LineEncoder::with_capacity(64 * 1024),
-            points: PointWriter::new(),
-            defer: None,
-            hist: {
-                // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
-                // to it), so clearing it per stat and minute costs no more than that needs;
-                // the buckets, hence the quantiles, are those of the 1..HDR_HIGH histogram.
-                let mut h =
-                    Histogram::new_with_bounds(1, 2048, HDR_SIGFIG).expect("valid HDR bounds");
-                h.auto(true);
-                h
+            rollups: Rollups::new(),
+            out: Out {
+                buf: [
+                    BytesMut::with_capacity(cfg.chunk_bytes + 4096),
+                    BytesMut::with_capacity(cfg.chunk_bytes + 4096),
+                ],
+                points_n: [0; 2],
+                points: PointWriter::new(),
+                defer: None,
+                written: [0; 3],
             },
-            written: [0; 3],
-            csum: Vec::new(),
-            csum_other: Vec::new(),
-            csum_minute: [i64::MIN; RING as usize],
-            row_sums: RowSums::default(),
             phases: Phases::default(),
             cfg,
         }
@@ -343,12 +302,12 @@ impl Table {
 
     /// Series known so far (counters, samples).
     pub fn series(&self) -> (usize, usize) {
-        (self.cs.len(), self.ss.len())
+        (self.series.cs.len(), self.series.ss.len())
     }
 
     /// Points written since the table was created (counters, samples, rollups).
     pub fn points_written(&self) -> [u64; 3] {
-        self.written
+        self.out.written
     }
 
     /// Reads one whole-file snapshot and writes what is new or changed, with the wall clock
@@ -396,21 +355,21 @@ impl Table {
         emit: &mut Emit<'_>,
     ) -> FileReport {
         let started = Instant::now();
-        let before = self.written;
+        let before = self.out.written;
         let mut rep = FileReport::default();
         let f = k(kind);
         if kind == Kind::Counters {
             // The series are about to change.
-            self.row_sums.whole = false;
-            self.row_sums.mask = 0;
+            self.rollups.row_sums.whole = false;
+            self.rollups.row_sums.mask = 0;
         }
         let g = &mut self.files[f].gen;
         *g = g.wrapping_add(1);
         let gen = *g;
         // First snapshot of a file: size the series array once instead of growing it.
         let known = match kind {
-            Kind::Counters => self.cs.len(),
-            Kind::Samples => self.ss.len(),
+            Kind::Counters => self.series.cs.len(),
+            Kind::Samples => self.series.ss.len(),
         };
         if known == 0 {
             // Rows estimated from the first 64 KiB, with a quarter more: counting every
@@ -421,15 +380,15 @@ impl Table {
             let rows = (data.len() as u128 * lines as u128 * 5 / 4 / sample.len().max(1) as u128)
                 .min(data.len() as u128 / 2 + 1) as usize;
             match kind {
-                Kind::Counters => self.cs.reserve_exact(rows),
-                Kind::Samples => self.ss.reserve_exact(rows),
+                Kind::Counters => self.series.cs.reserve_exact(rows),
+                Kind::Samples => self.series.ss.reserve_exact(rows),
             }
         }
         // A first snapshot: the array's spare room, and where it is (see `prefault`).
         let series_at = self.series_len_at(kind).1;
         let prefault = (known == 0).then(|| match kind {
-            Kind::Counters => Prefault::spare(&mut self.cs),
-            Kind::Samples => Prefault::spare(&mut self.ss),
+            Kind::Counters => Prefault::spare(&mut self.series.cs),
+            Kind::Samples => Prefault::spare(&mut self.series.ss),
         });
         if data.last() == Some(&b'\n') {
             self.files[f].ends_nl = true;
@@ -471,7 +430,7 @@ impl Table {
         }
         // A first counters snapshot: its points are written by either thread ([`defer`]).
         if pipelined && known == 0 && kind == Kind::Counters {
-            self.defer = Some(Deferred::new(self.cfg.chunk_bytes));
+            self.out.defer = Some(Deferred::new(self.cfg.chunk_bytes));
         }
         let chunk_bytes = self.cfg.parse_chunk_bytes;
         let mut rows = Rows {
@@ -503,8 +462,9 @@ impl Table {
         };
         let rows_done = Instant::now();
         if kind == Kind::Counters {
-            let rs = &mut self.row_sums;
-            rs.whole = rs.mask != 0 && rs.added == self.cs.len() && rs.top == self.files[f].top;
+            let rs = &mut self.rollups.row_sums;
+            rs.whole =
+                rs.mask != 0 && rs.added == self.series.cs.len() && rs.top == self.files[f].top;
         }
         self.files[f].memo = memo;
         rep.records = records;
@@ -519,14 +479,18 @@ impl Table {
             self.settle(Kind::Samples, false);
         }
         self.settle(kind, false);
-        debug_assert!(self.defer.as_ref().is_none_or(Deferred::all_done));
+        debug_assert!(self.out.defer.as_ref().is_none_or(Deferred::all_done));
         self.flush(emit);
-        self.defer = None;
+        self.out.defer = None;
         self.phases = Phases {
             rows: rows_done - started,
             rollups: rows_done.elapsed(),
         };
-        for (p, (a, b)) in rep.points.iter_mut().zip(self.written.iter().zip(before)) {
+        for (p, (a, b)) in rep
+            .points
+            .iter_mut()
+            .zip(self.out.written.iter().zip(before))
+        {
             *p = a - b;
         }
         rep.repeats = self.files[f].repeats - repeats_before.0;
@@ -594,29 +558,29 @@ impl Table {
 
     /// Hands out everything encoded so far.
     pub fn flush(&mut self, emit: &mut Emit<'_>) {
-        if let Some(d) = &mut self.defer {
+        if let Some(d) = &mut self.out.defer {
             for (text, n) in d.ready.drain(..) {
                 emit(Bucket::Counters, text, n);
             }
         }
         for (i, b) in [Bucket::Counters, Bucket::Samples].into_iter().enumerate() {
-            if self.out_points[i] > 0 {
-                emit(b, self.out[i].split().freeze(), self.out_points[i]);
-                self.out_points[i] = 0;
-                self.out[i].reserve(self.cfg.chunk_bytes + 4096);
+            if self.out.points_n[i] > 0 {
+                emit(b, self.out.buf[i].split().freeze(), self.out.points_n[i]);
+                self.out.points_n[i] = 0;
+                self.out.buf[i].reserve(self.cfg.chunk_bytes + 4096);
             }
         }
-        if self.rollups.lines() > 0 {
-            let n = self.rollups.lines();
-            emit(Bucket::Rollups, self.rollups.take(), n);
+        if self.rollups.enc.lines() > 0 {
+            let n = self.rollups.enc.lines();
+            emit(Bucket::Rollups, self.rollups.enc.take(), n);
         }
     }
 
     /// The length of the series array of `kind`, and its address.
     fn series_len_at(&self, kind: Kind) -> (usize, usize) {
         match kind {
-            Kind::Counters => (self.cs.len(), self.cs.as_ptr() as usize),
-            Kind::Samples => (self.ss.len(), self.ss.as_ptr() as usize),
+            Kind::Counters => (self.series.cs.len(), self.series.cs.as_ptr() as usize),
+            Kind::Samples => (self.series.ss.len(), self.series.ss.as_ptr() as usize),
         }
     }
 }

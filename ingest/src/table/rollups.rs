@@ -124,9 +124,9 @@ pub(super) fn write_float(buf: &mut BytesMut, f: f64) {
 impl Table {
     pub(super) fn mark_dirty(&mut self, kind: Kind, stat: u32, m: i64) {
         let f = k(kind);
-        let r = self.roll[f][slot(m)];
+        let r = self.rollups.roll[f][slot(m)];
         if r.written && r.minute == m {
-            self.dirty[f][stat as usize] |= bit(m);
+            self.rollups.dirty[f][stat as usize] |= bit(m);
         }
     }
 
@@ -148,7 +148,7 @@ impl Table {
         if kind == Kind::Counters {
             let mut first = 0u16;
             for m in top - RING + 1..=top {
-                let r = self.roll[f][slot(m)];
+                let r = self.rollups.roll[f][slot(m)];
                 if (all || top - m >= self.cfg.settle_minutes) && !(r.written && r.minute == m) {
                     first |= bit(m);
                 }
@@ -163,7 +163,7 @@ impl Table {
                 self.roll_minute(kind, m);
             }
         }
-        self.csum_minute = [i64::MIN; RING as usize];
+        self.rollups.csum_minute = [i64::MIN; RING as usize];
     }
 
     /// Computes the counters rollups of the minutes in `mask` (as [`bit`]s of the window
@@ -171,44 +171,51 @@ impl Table {
     /// [`Table::roll_counters`]: a first write rolls up every stat, and the series of one stat
     /// are spread over the whole table (one cache miss per series and minute otherwise).
     pub(super) fn sum_counters(&mut self, top: i64, mask: u16) {
-        let stats = self.dirty[0].len();
+        let stats = self.rollups.dirty[0].len();
         // Per-stat scratch of 16 x 16 bytes: beyond 64k stats, roll up stat by stat.
         if mask == 0 || stats > 1 << 16 {
             return;
         }
         let n = stats * RING as usize;
-        self.csum.clear();
-        let rs = &self.row_sums;
+        self.rollups.csum.clear();
+        let rs = &self.rollups.row_sums;
         if rs.whole && rs.top == top && mask & !rs.mask == 0 {
             // Summed while the rows were applied: every series had a row.
-            self.csum.extend_from_slice(&rs.sums);
-            self.csum.resize(n, (0, 0));
-        } else if self.cs.len() >= self.cfg.parallel_series.max(2) {
+            self.rollups.csum.extend_from_slice(&rs.sums);
+            self.rollups.csum.resize(n, (0, 0));
+        } else if self.series.cs.len() >= self.cfg.parallel_series.max(2) {
             // Two threads, one half of the series each (the pass reads every series: memory
             // bound, about 10 ms at 1,000,000 series on one core); sums saturate, so adding
             // the halves' sums gives the same.
-            self.csum.resize(n, (0, 0));
-            let other = &mut self.csum_other;
+            self.rollups.csum.resize(n, (0, 0));
+            let other = &mut self.rollups.csum_other;
             other.clear();
             other.resize(n, (0, 0));
-            let mid = self.cs.len() / 2;
-            let (a, b) = self.cs.split_at(mid);
-            let (big, csum) = (&self.big, &mut self.csum);
+            let mid = self.series.cs.len() / 2;
+            let (a, b) = self.series.cs.split_at(mid);
+            let (big, csum) = (&self.series.big, &mut self.rollups.csum);
             std::thread::scope(|sc| {
                 sc.spawn(|| sum_series(b, mid, big, top, mask, other));
                 sum_series(a, 0, big, top, mask, csum);
             });
-            for (x, y) in self.csum.iter_mut().zip(&self.csum_other) {
+            for (x, y) in self.rollups.csum.iter_mut().zip(&self.rollups.csum_other) {
                 x.0 = x.0.saturating_add(y.0);
                 x.1 += y.1;
             }
         } else {
-            self.csum.resize(n, (0, 0));
-            sum_series(&self.cs, 0, &self.big, top, mask, &mut self.csum);
+            self.rollups.csum.resize(n, (0, 0));
+            sum_series(
+                &self.series.cs,
+                0,
+                &self.series.big,
+                top,
+                mask,
+                &mut self.rollups.csum,
+            );
         }
         for m in top - RING + 1..=top {
             if mask & bit(m) != 0 {
-                self.csum_minute[slot(m)] = m;
+                self.rollups.csum_minute[slot(m)] = m;
             }
         }
     }
@@ -219,18 +226,18 @@ impl Table {
     /// `--once` run). Sums saturate, so the order series are added in does not matter.
     pub(super) fn start_row_sums(&mut self, first: bool) {
         let top = self.files[0].top;
-        let stats = self.dirty[0].len();
+        let stats = self.rollups.dirty[0].len();
         if top == i64::MIN || stats > 1 << 16 {
             return;
         }
         let mut mask = 0u16;
         for m in top - RING + 1..=top {
-            let r = self.roll[0][slot(m)];
+            let r = self.rollups.roll[0][slot(m)];
             if (first || top - m >= self.cfg.settle_minutes) && !(r.written && r.minute == m) {
                 mask |= bit(m);
             }
         }
-        let rs = &mut self.row_sums;
+        let rs = &mut self.rollups.row_sums;
         rs.sums.clear();
         rs.sums.resize(stats * RING as usize, (0, 0));
         rs.mask = mask;
@@ -246,7 +253,7 @@ impl Table {
         // still waiting (a long `join_wait`), must not hold up the minute of the same ring slot.
         let floor = self.files[1].top.saturating_sub(RING);
         for p in &self.pending {
-            let s = &self.ss[p.sid as usize];
+            let s = &self.series.ss[p.sid as usize];
             if p.minute > floor && has(s.top, s.mask, p.minute) && s.emitted & bit(p.minute) == 0 {
                 mask |= bit(p.minute);
             }
@@ -256,15 +263,15 @@ impl Table {
 
     /// Adds the series created since the last call to `members`, in id order.
     pub(super) fn sync_members(&mut self, f: usize) {
-        let n = [self.cs.len(), self.ss.len()][f];
-        for id in self.members_upto[f]..n {
+        let n = [self.series.cs.len(), self.series.ss.len()][f];
+        for id in self.rollups.members_upto[f]..n {
             let stat = match f {
-                0 => self.cs[id].stat,
-                _ => self.ss[id].stat,
+                0 => self.series.cs[id].stat,
+                _ => self.series.ss[id].stat,
             };
-            self.members[f][stat as usize].push(id as u32);
+            self.rollups.members[f][stat as usize].push(id as u32);
         }
-        self.members_upto[f] = n;
+        self.rollups.members_upto[f] = n;
     }
 
     /// Writes minute `m`'s rollups for every stat the first time, then only for changed stats.
@@ -275,17 +282,17 @@ impl Table {
         }
         let sl = slot(m);
         let b = bit(m);
-        let r = self.roll[f][sl];
+        let r = self.rollups.roll[f][sl];
         let first = !(r.written && r.minute == m);
         if first {
-            self.roll[f][sl] = RollSlot {
+            self.rollups.roll[f][sl] = RollSlot {
                 minute: m,
                 written: true,
             };
         }
-        for stat in 0..self.dirty[f].len() {
-            if first || self.dirty[f][stat] & b != 0 {
-                self.dirty[f][stat] &= !b;
+        for stat in 0..self.rollups.dirty[f].len() {
+            if first || self.rollups.dirty[f][stat] & b != 0 {
+                self.rollups.dirty[f][stat] &= !b;
                 match kind {
                     Kind::Counters => self.roll_counters(stat, m),
                     Kind::Samples => self.roll_samples(stat, m),
@@ -296,16 +303,16 @@ impl Table {
 
     pub(super) fn roll_counters(&mut self, stat: usize, m: i64) {
         let (mut sum, mut hosts) = (0u64, 0i64);
-        if self.csum_minute[slot(m)] == m {
-            (sum, hosts) = self.csum[stat * RING as usize + slot(m)];
+        if self.rollups.csum_minute[slot(m)] == m {
+            (sum, hosts) = self.rollups.csum[stat * RING as usize + slot(m)];
         } else {
             // The members are brought up to date only here: with the sums there is no need
             // (filing 1,000,000 new series by stat took about 20 ms).
             self.sync_members(0);
-            for &id in &self.members[0][stat] {
-                let c = &self.cs[id as usize];
+            for &id in &self.rollups.members[0][stat] {
+                let c = &self.series.cs[id as usize];
                 if has(c.top, c.mask, m) {
-                    sum = sum.saturating_add(count(&self.big, id, c, slot(m)));
+                    sum = sum.saturating_add(count(&self.series.big, id, c, slot(m)));
                     hosts += 1;
                 }
             }
@@ -317,13 +324,13 @@ impl Table {
             ("sum", Field::Int(sum.min(i64::MAX as u64) as i64)),
             ("hosts", Field::Int(hosts)),
         ];
-        if self.rollups.push(
+        if self.rollups.enc.push(
             &self.stats.raw[stat],
             &[("file", "counters")],
             &fields,
             m * 60,
         ) {
-            self.written[2] += 1;
+            self.out.written[2] += 1;
         }
     }
 
@@ -334,8 +341,8 @@ impl Table {
     /// occurrences carries no weight; when no host has any weight, each host counts once).
     pub(super) fn roll_samples(&mut self, stat: usize, m: i64) {
         let sl = slot(m);
-        let ss = &self.ss;
-        if !self.members[1][stat].iter().any(|&id| {
+        let ss = &self.series.ss;
+        if !self.rollups.members[1][stat].iter().any(|&id| {
             let s = &ss[id as usize];
             has(s.top, s.mask, m)
         }) {
@@ -344,12 +351,12 @@ impl Table {
         let (mut hosts, mut occ_total) = (0i64, 0u64);
         let (mut wsum, mut wtotal, mut max, mut min) = (0f64, 0u64, f64::NAN, f64::NAN);
         for unweighted in [false, true] {
-            if !self.hist.is_empty() {
-                self.hist.reset();
+            if !self.rollups.hist.is_empty() {
+                self.rollups.hist.reset();
             }
             (hosts, occ_total, wsum, wtotal, max, min) = (0, 0, 0.0, 0, f64::NAN, f64::NAN);
-            for &id in &self.members[1][stat] {
-                let s = &self.ss[id as usize];
+            for &id in &self.rollups.members[1][stat] {
+                let s = &self.series.ss[id as usize];
                 if !has(s.top, s.mask, m) {
                     continue;
                 }
@@ -371,7 +378,7 @@ impl Table {
                 max = if max.is_nan() { a } else { max.max(a) };
                 min = if min.is_nan() { a } else { min.min(a) };
                 let v = ((a * HDR_SCALE).round() as u64).min(HDR_HIGH);
-                let _ = self.hist.record_n(v, w);
+                let _ = self.rollups.hist.record_n(v, w);
             }
             if wtotal > 0 || hosts == 0 {
                 break;
@@ -392,18 +399,73 @@ impl Table {
                 Field::Int(occ_total.min(i64::MAX as u64) as i64),
             ),
             ("mean", Field::Float(wsum / wtotal as f64)),
-            ("p50", Field::Float(q(&self.hist, 0.50))),
-            ("p90", Field::Float(q(&self.hist, 0.90))),
-            ("p99", Field::Float(q(&self.hist, 0.99))),
+            ("p50", Field::Float(q(&self.rollups.hist, 0.50))),
+            ("p90", Field::Float(q(&self.rollups.hist, 0.90))),
+            ("p99", Field::Float(q(&self.rollups.hist, 0.99))),
             ("max", Field::Float(max)),
         ];
-        if self.rollups.push(
+        if self.rollups.enc.push(
             &self.stats.raw[stat],
             &[("file", "samples")],
             &fields,
             m * 60,
         ) {
-            self.written[2] += 1;
+            self.out.written[2] += 1;
+        }
+    }
+}
+
+/// The rollups' state: which series belong to each stat, which written minutes are out of
+/// date, the minute slots, the sums of counters and the histogram of samples, and the rollups'
+/// line protocol.
+pub(super) struct Rollups {
+    /// Series of each stat id, per file: ids below `members_upto` (a new series is added in
+    /// one pass when the members are next needed, [`Table::sync_members`], not by a random
+    /// write per new row).
+    pub(super) members: [Vec<Vec<u32>>; 2],
+    pub(super) members_upto: [usize; 2],
+    /// Per stat id: ring slots whose written rollup is out of date, per file.
+    pub(super) dirty: [Vec<u16>; 2],
+    pub(super) roll: [[RollSlot; RING as usize]; 2],
+    pub(super) hist: Histogram<u64>,
+    /// Counters rollups (sum, hosts) computed in one pass over all series for the minutes
+    /// being settled for the first time, by `stat * RING + slot`; valid for the slots whose
+    /// minute is in `csum_minute` (see [`Table::sum_counters`]).
+    pub(super) csum: Vec<(u64, i64)>,
+    /// The second thread's sums ([`TableConfig::parallel_series`]).
+    pub(super) csum_other: Vec<(u64, i64)>,
+    pub(super) csum_minute: [i64; RING as usize],
+    /// Counters rollups summed while the rows are applied.
+    pub(super) row_sums: RowSums,
+    /// The rollups' line protocol.
+    pub(super) enc: LineEncoder,
+}
+
+impl Rollups {
+    pub(super) fn new() -> Self {
+        let empty = [RollSlot {
+            minute: i64::MIN,
+            written: false,
+        }; RING as usize];
+        Rollups {
+            members: [Vec::new(), Vec::new()],
+            members_upto: [0; 2],
+            dirty: [Vec::new(), Vec::new()],
+            roll: [empty, empty],
+            hist: {
+                // Grows to the largest average recorded (at most HDR_HIGH, values are clamped
+                // to it), so clearing it per stat and minute costs no more than that needs;
+                // the buckets, hence the quantiles, are those of the 1..HDR_HIGH histogram.
+                let mut h =
+                    Histogram::new_with_bounds(1, 2048, HDR_SIGFIG).expect("valid HDR bounds");
+                h.auto(true);
+                h
+            },
+            csum: Vec::new(),
+            csum_other: Vec::new(),
+            csum_minute: [i64::MIN; RING as usize],
+            row_sums: RowSums::default(),
+            enc: LineEncoder::with_capacity(64 * 1024),
         }
     }
 }

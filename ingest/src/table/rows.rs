@@ -46,9 +46,9 @@ impl Table {
     pub(super) fn ensure_stat(&mut self, s: u32) {
         let n = s as usize + 1;
         for f in 0..2 {
-            if self.members[f].len() < n {
-                self.members[f].resize_with(n, Vec::new);
-                self.dirty[f].resize(n, 0);
+            if self.rollups.members[f].len() < n {
+                self.rollups.members[f].resize_with(n, Vec::new);
+                self.rollups.dirty[f].resize(n, 0);
             }
         }
     }
@@ -63,7 +63,7 @@ impl Table {
         // Rows come in the same order every minute: try the series after the previous row's
         // before hashing the stat name and looking the series up.
         let pred = self.files[0].last.wrapping_add(1) as usize;
-        let (id, s) = match self.cs.get(pred) {
+        let (id, s) = match self.series.cs.get(pred) {
             Some(c)
                 if c.host == h
                     && same_name(
@@ -78,10 +78,11 @@ impl Table {
                 // previous row's last time before hashing the name (a first snapshot of 500
                 // hosts x 2,000 stats looks up 2,000 names, not 1,000,000).
                 let prev = self
+                    .series
                     .cs
                     .get(self.files[0].last as usize)
                     .map_or(NONE, |c| c.stat);
-                let s = match self.stat_after.get(prev as usize) {
+                let s = match self.series.stat_after.get(prev as usize) {
                     Some(&p)
                         if p != NONE
                             && same_name(
@@ -94,19 +95,19 @@ impl Table {
                     _ => {
                         let s = self.stats.id(row.stat, &mut self.name_enc, false);
                         if prev != NONE {
-                            if self.stat_after.len() <= prev as usize {
-                                self.stat_after.resize(prev as usize + 1, NONE);
+                            if self.series.stat_after.len() <= prev as usize {
+                                self.series.stat_after.resize(prev as usize + 1, NONE);
                             }
-                            self.stat_after[prev as usize] = s;
+                            self.series.stat_after[prev as usize] = s;
                         }
                         s
                     }
                 };
                 let key = series_key(h, s);
                 self.ensure_stat(s);
-                let cs = &self.cs;
+                let cs = &self.series.cs;
                 let ckey = |id: u32| series_key(cs[id as usize].host, cs[id as usize].stat);
-                match self.cmap.get(key, ckey) {
+                match self.series.cmap.get(key, ckey) {
                     Some(id) => (id, s),
                     None => return self.new_counters_series(row, h, s, gen, now),
                 }
@@ -114,15 +115,15 @@ impl Table {
         };
         self.files[0].last = id;
         let t = row.minute() / 60;
-        if self.cs[id as usize].seen == gen {
+        if self.series.cs[id as usize].seen == gen {
             return Err(Reason::Duplicate);
         }
         let full;
         let values = match self.same_tail(
             0,
             row,
-            self.cs[id as usize].keep(),
-            self.cs[id as usize].top,
+            self.series.cs[id as usize].keep(),
+            self.series.cs[id as usize].top,
         ) {
             Some(v) => v,
             None => {
@@ -133,7 +134,7 @@ impl Table {
         self.advance_horizon(Kind::Counters, t);
         let order_n = values.len();
         let order = self.cfg.value_order;
-        let ser = &mut self.cs[id as usize];
+        let ser = &mut self.series.cs[id as usize];
         ser.seen = gen;
         ser.set_keep(row.keep);
         if t + RING <= ser.top {
@@ -159,7 +160,7 @@ impl Table {
             let b = bit(m);
             if ser.mask & b != 0 {
                 let same = match ser.vals[sl] {
-                    BIG => self.big.get(&big_key(id, sl)) == Some(&x),
+                    BIG => self.series.big.get(&big_key(id, sl)) == Some(&x),
                     v => v as u64 == x,
                 };
                 if same {
@@ -168,10 +169,10 @@ impl Table {
             }
             if x >= BIG as u64 {
                 ser.vals[sl] = BIG;
-                self.big.insert(big_key(id, sl), x);
+                self.series.big.insert(big_key(id, sl), x);
             } else {
                 if ser.vals[sl] == BIG {
-                    self.big.remove(&big_key(id, sl));
+                    self.series.big.remove(&big_key(id, sl));
                 }
                 ser.vals[sl] = x as u32;
             }
@@ -179,8 +180,10 @@ impl Table {
             changed[nc] = (m, x);
             nc += 1;
         }
-        if self.row_sums.mask != 0 {
-            self.row_sums.add(&self.cs[id as usize], id, &self.big);
+        if self.rollups.row_sums.mask != 0 {
+            self.rollups
+                .row_sums
+                .add(&self.series.cs[id as usize], id, &self.series.big);
         }
         self.counters_points(h, s, link, &changed[..nc], now);
         Ok(())
@@ -208,20 +211,21 @@ impl Table {
         };
         let t = row.minute() / 60;
         self.advance_horizon(Kind::Counters, t);
-        let id = self.cs.len() as u32;
+        let id = self.series.cs.len() as u32;
         let key = series_key(h, s);
-        let link = if self.smap.is_empty() {
+        let link = if self.series.smap.is_empty() {
             NONE
         } else {
-            let ss = &self.ss;
-            self.smap
+            let ss = &self.series.ss;
+            self.series
+                .smap
                 .get(key, |id| {
                     series_key(ss[id as usize].host, ss[id as usize].stat)
                 })
                 .unwrap_or(NONE)
         };
         if link != NONE {
-            self.ss[link as usize].link = id;
+            self.series.ss[link as usize].link = id;
         }
         let mut ser = CSeries {
             host: h,
@@ -250,7 +254,7 @@ impl Table {
             }
             if x >= BIG as u64 {
                 ser.vals[sl] = BIG;
-                self.big.insert(big_key(id, sl), x);
+                self.series.big.insert(big_key(id, sl), x);
             } else {
                 ser.vals[sl] = x as u32;
             }
@@ -258,12 +262,12 @@ impl Table {
             changed[nc] = (m, x);
             nc += 1;
         }
-        self.cs.push(ser);
-        if self.row_sums.mask != 0 {
-            self.row_sums.add_new(s, &changed[..nc]);
+        self.series.cs.push(ser);
+        if self.rollups.row_sums.mask != 0 {
+            self.rollups.row_sums.add_new(s, &changed[..nc]);
         }
-        let cs = &self.cs;
-        self.cmap.insert(key, id, |id| {
+        let cs = &self.series.cs;
+        self.series.cmap.insert(key, id, |id| {
             series_key(cs[id as usize].host, cs[id as usize].stat)
         });
         self.files[0].last = id;
@@ -289,14 +293,16 @@ impl Table {
         let (st, ho) = (&self.stats, &self.hosts);
         let stat = (&st.esc[s as usize][..], st.esc_len[s as usize] as usize);
         let host = (&ho.esc[h as usize][..], ho.esc_len[h as usize] as usize);
-        match &mut self.defer {
+        match &mut self.out.defer {
             Some(d) => d.push(stat, host, changed),
             None => {
-                self.points.counters(&mut self.out[0], stat, host, changed);
-                self.out_points[0] += nc;
+                self.out
+                    .points
+                    .counters(&mut self.out.buf[0], stat, host, changed);
+                self.out.points_n[0] += nc;
             }
         }
-        self.written[0] += nc as u64;
+        self.out.written[0] += nc as u64;
         for &(m, _) in changed {
             self.mark_dirty(Kind::Counters, s, m);
             if link != NONE {
@@ -343,9 +349,9 @@ impl Apply for Rows<'_, '_, '_> {
                 field: 4,
             }),
         }
-        if t.out[0].len() >= t.cfg.chunk_bytes
-            || t.out[1].len() >= t.cfg.chunk_bytes
-            || t.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
+        if t.out.buf[0].len() >= t.cfg.chunk_bytes
+            || t.out.buf[1].len() >= t.cfg.chunk_bytes
+            || t.out.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
         {
             t.flush(self.emit);
         }
@@ -356,6 +362,6 @@ impl Apply for Rows<'_, '_, '_> {
     }
 
     fn deferred(&mut self) -> (Option<&mut Deferred>, &mut PointWriter) {
-        (self.t.defer.as_mut(), &mut self.t.points)
+        (self.t.out.defer.as_mut(), &mut self.t.out.points)
     }
 }

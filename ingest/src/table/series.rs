@@ -249,3 +249,18 @@ pub(super) fn advance(top: &mut i64, mask: &mut u16, t: i64) {
     }
     *top = t;
 }
+
+/// Both files' series: the index and the array of each, counts too large for the ring, and
+/// the guess at the next counters row's stat.
+#[derive(Default)]
+pub(super) struct Series {
+    pub(super) cmap: SeriesIndex,
+    pub(super) smap: SeriesIndex,
+    pub(super) cs: Vec<CSeries>,
+    /// Counts of `u32::MAX` and above, by (series, slot).
+    pub(super) big: HashMap<u64, u64, Fx>,
+    pub(super) ss: Vec<SSeries>,
+    /// Per stat id: the stat of the counters row that last followed one of its rows (a
+    /// guess at the next row's stat, checked by name).
+    pub(super) stat_after: Vec<u32>,
+}

@@ -471,7 +471,7 @@ fn counts_above_u32_are_exact() {
             format!("s,hostname=cp1 value={}i {}", big + 2, T - 60)
         ]
     );
-    assert_eq!(h.table.big.len(), 2);
+    assert_eq!(h.table.series.big.len(), 2);
 }
 
 #[test]
