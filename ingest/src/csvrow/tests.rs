@@ -231,7 +231,7 @@ fn bad_averages() {
     );
 }
 
-/// Observation 2 of issue 9: a stray `"` before one value of a middle row makes that one
+/// A stray `"` before one value of a middle row makes that one
 /// line bad (`unclosed_quote`); every other line parses, and every line is accounted for.
 #[test]
 fn a_stray_quote_spoils_one_line_only() {

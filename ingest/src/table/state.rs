@@ -1,4 +1,4 @@
-//! The table's state, saved and restored across a restart (issue 9).
+//! The table's state, saved and restored across a restart.
 //!
 //! A restarted srewatch must behave as if it had never stopped: a host missing from the current
 //! files (vanished, or its row spoiled by a stray quote), or samples.csv a rewrite behind
