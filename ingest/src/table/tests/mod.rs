@@ -6,6 +6,7 @@ use super::*;
 
 mod basics;
 mod fuzz_corpus;
+mod layout;
 mod model;
 mod repeats;
 mod validation;
