@@ -19,19 +19,23 @@
 //! beside them); the series after the previous row's is tried first (rows come in the same
 //! order every minute), else one lookup in the row's host's index; per-series state lives in
 //! flat arrays; lines are written straight into reused per-bucket buffers handed out in chunks.
-//! Nothing is allocated per row once a series exists. A large snapshot
-//! ([`TableConfig::parse_ahead_bytes`]) is cut into chunks of whole lines: a second thread
-//! parses the next free chunk, this one applies the chunks in file order and parses a free
-//! chunk itself whenever the other thread's rows are not ready, so both cores parse when
-//! parsing is the slower stage (a rewrite) and the other core parses ahead when applying is
-//! (a first snapshot). In a first snapshot the parse thread also faults in the series
-//! array's pages just ahead of the applying thread (`prefault`), and in a first counters
-//! snapshot it writes part of the points' line protocol: the applying thread records each
-//! row's points in jobs, written by whichever thread is free and handed out in order
-//! (`defer`).
-//! A rewrite's values that repeat the previous rewrite's, shifted by one minute, are recognised
-//! by a hash of their text and not parsed or compared again ([`Row::same_tail`], checked
-//! against the series' last applied row).
+//! Nothing is allocated per row once a series exists. A rewrite's values that repeat the
+//! previous rewrite's, shifted by one minute, are recognised by a hash of their text and not
+//! parsed or compared again ([`Row::same_tail`], checked against the series' last applied row).
+//!
+//! `Table` is a façade over one type per concern:
+//! - `window`: one `FileWindow` per file (its newest minute, horizon, memo, the completeness
+//!   rule) and `Minutes`, the check of a row's minute made before the row changes any state;
+//! - `series`: `Names` (interned host and stat names) and `Series` (both files' index, series
+//!   arrays and rings);
+//! - `rows`: the per-row work of counters.csv, and `Rows`, which validates, applies and counts
+//!   each record of a snapshot; `join`: the samples rows and the join wait;
+//! - `rollups`: `Rollups`, the per-minute rollups; `points`: the points' line protocol
+//!   (`Out` holds what is written and not yet handed out);
+//! - `pipeline`: the drivers of a snapshot's rows over one `Apply` trait: `sequential`, and
+//!   `pipelined` for a large snapshot ([`TableConfig::parse_ahead_bytes`]) on two threads,
+//!   with the parse-ahead reader in `ahead`, and `prefault` and `defer` for a first snapshot;
+//! - `state`: the table saved and restored across a restart.
 //!
 //! State is bounded: 16 minutes per series, 16 minute slots for rollups, one histogram.
 

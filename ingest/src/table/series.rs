@@ -54,7 +54,7 @@ pub(super) struct Names {
     pub(super) map: HashMap<Box<[u8]>, u32, Fx>,
     pub(super) raw: Vec<Box<str>>,
     /// Escaped forms, each followed by [`points::NAME_PAD`] zero bytes (copied in whole 32-byte
-    /// blocks, [`points::copy_blocks`]); their lengths in `esc_len`.
+    /// blocks, `points::copy_blocks`); their lengths in `esc_len`.
     pub(super) esc: Vec<Box<[u8]>>,
     pub(super) esc_len: Vec<u32>,
 }
@@ -148,7 +148,7 @@ pub(super) struct CSeries {
     pub(super) seen: u32,
     pub(super) top: i64,
     pub(super) mask: u16,
-    /// Counts; [`BIG`] means the count is in [`Table::big`].
+    /// Counts; [`BIG`] means the count is in [`Series::big`].
     pub(super) vals: [u32; RING as usize],
     /// [`Row::keep`] of the last row applied (0: unknown; 48 bits, low 32 here, high 16 in
     /// `keep_hi`, in what would be padding: the series stays 96 bytes): a row whose
