@@ -38,8 +38,6 @@ pub use numbers::{parse_average, parse_count};
 pub(crate) use crate::table::Ahead;
 use memchr::memchr;
 use memo::{build_with_memo, newest_two, tail_hash};
-#[cfg(test)]
-use numbers::count_values;
 use split::{line_parts, split_line};
 
 /// The most values a row may carry.

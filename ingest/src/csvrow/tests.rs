@@ -1,6 +1,7 @@
 //! The CSV kernel against hand-written rows, the general path against the fast ones, and the
 //! memo of rewrites.
 
+use super::numbers::count_values;
 use super::*;
 
 /// host, stat, time, values, line

@@ -29,9 +29,14 @@ fn sources(prefix: &str) -> Vec<(PathBuf, String)> {
     out
 }
 
-/// The part of a file before its test module.
+/// The part of a file before its test module (`#[cfg(test)]` then `mod`).
 fn before_tests(text: &str) -> Vec<&str> {
-    text.lines().take_while(|l| *l != "#[cfg(test)]").collect()
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0] == "#[cfg(test)]" && w[1].starts_with("mod "))
+        .unwrap_or(lines.len());
+    lines[..end].to_vec()
 }
 
 /// The name of the field a line of a struct declares, if it declares one.
