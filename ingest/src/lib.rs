@@ -6,13 +6,19 @@
 //! - [`follow`]: source. Watches the directory of `counters.csv` / `samples.csv` (notify, plus a
 //!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot.
 //! - [`csvrow`]: parse. The pure CSV kernel: `&[u8]` in, borrowed rows out, no I/O, no
-//!   allocation per row; bad rows are typed errors with line and byte.
+//!   allocation per row; bad rows are typed errors with line and byte. One file per path:
+//!   `split` (commas 16 bytes at a time), `numbers` (counts converted together), `memo` (rows
+//!   a rewrite repeats), `quoted` (the slow path).
 //! - [`table`]: window. Row validation before any state changes (future, too old, duplicate;
 //!   the file's minute from the majority of valid rows), the completeness rule for a last line
 //!   without newline, change detection across snapshots (a point is emitted only when it is new
 //!   or changed), the counters/samples join, and the per-minute HDR rollups, with a schema in
-//!   which no write leaves a stale field in InfluxDB. `table::state` saves and restores the
-//!   table across a restart.
+//!   which no write leaves a stale field in InfluxDB. A façade over one type per concern:
+//!   `window` (`FileWindow`: a file's minute, horizon, memo and the row checks), `series`
+//!   (names and rings), `rows` and `join` (the per-row work), `rollups`, `points` (the
+//!   output), `pipeline` (the sequential and the two-thread driver of a snapshot's rows, with
+//!   the parse-ahead API in `ahead`); `table::state` saves and restores the table across a
+//!   restart.
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.

@@ -1,4 +1,4 @@
-//! The table's state, saved and restored across a restart (issue 9).
+//! The table's state, saved and restored across a restart.
 //!
 //! A restarted srewatch must behave as if it had never stopped: a host missing from the current
 //! files (vanished, or its row spoiled by a stray quote), or samples.csv a rewrite behind
@@ -175,11 +175,11 @@ impl Table {
         w.u32(self.cfg.source.len() as u32);
         w.buf.extend_from_slice(self.cfg.source.as_bytes());
         for f in 0..2 {
-            w.i64(self.top[f]);
-            w.i64(self.horizon[f]);
-            w.u8(self.ends_nl[f] as u8);
-            w.u64(self.last_records[f]);
-            for r in &self.roll[f] {
+            w.i64(self.files[f].top);
+            w.i64(self.files[f].horizon);
+            w.u8(self.files[f].ends_nl as u8);
+            w.u64(self.files[f].last_records);
+            for r in &self.rollups.roll[f] {
                 w.i64(r.minute);
                 w.u8(r.written as u8);
             }
@@ -187,14 +187,14 @@ impl Table {
         w.names(&self.hosts);
         w.names(&self.stats);
         for f in 0..2 {
-            w.u32(self.dirty[f].len() as u32);
-            for &d in &self.dirty[f] {
+            w.u32(self.rollups.dirty[f].len() as u32);
+            for &d in &self.rollups.dirty[f] {
                 w.u16(d);
                 w.spill(false);
             }
         }
-        w.u32(self.cs.len() as u32);
-        for (id, c) in self.cs.iter().enumerate() {
+        w.u32(self.series.cs.len() as u32);
+        for (id, c) in self.series.cs.iter().enumerate() {
             w.u32(c.host);
             w.u32(c.stat);
             w.i64(c.top);
@@ -202,13 +202,19 @@ impl Table {
             for sl in slots(c.mask) {
                 w.u32(c.vals[sl]);
                 if c.vals[sl] == BIG {
-                    w.u64(self.big.get(&big_key(id as u32, sl)).copied().unwrap_or(0));
+                    w.u64(
+                        self.series
+                            .big
+                            .get(&big_key(id as u32, sl))
+                            .copied()
+                            .unwrap_or(0),
+                    );
                 }
             }
             w.spill(false);
         }
-        w.u32(self.ss.len() as u32);
-        for s in &self.ss {
+        w.u32(self.series.ss.len() as u32);
+        for s in &self.series.ss {
             w.u32(s.host);
             w.u32(s.stat);
             w.i64(s.top);
@@ -267,14 +273,14 @@ impl Table {
         }
         let mut t = Table::new(cfg);
         for f in 0..2 {
-            t.top[f] = r.i64()?;
-            t.horizon[f] = r.i64()?;
-            t.ends_nl[f] = r.u8()? != 0;
-            t.last_records[f] = r.u64()?;
+            t.files[f].top = r.i64()?;
+            t.files[f].horizon = r.i64()?;
+            t.files[f].ends_nl = r.u8()? != 0;
+            t.files[f].last_records = r.u64()?;
             for sl in 0..RING as usize {
                 let minute = r.i64()?;
                 let written = r.u8()? != 0;
-                t.roll[f][sl] = RollSlot { minute, written };
+                t.rollups.roll[f][sl] = RollSlot { minute, written };
             }
         }
         for (host, names) in [(true, r.names()?), (false, r.names()?)] {
@@ -295,21 +301,21 @@ impl Table {
                 return Err("more rollup entries than stats");
             }
             for stat in 0..n {
-                t.dirty[f][stat] = r.u16()?;
+                t.rollups.dirty[f][stat] = r.u16()?;
             }
         }
         let ckey = |cs: &[CSeries], id: u32| series_key(cs[id as usize].host, cs[id as usize].stat);
         let skey = |ss: &[SSeries], id: u32| series_key(ss[id as usize].host, ss[id as usize].stat);
         let n = r.count(18)?;
-        t.cs.reserve_exact(n);
+        t.series.cs.reserve_exact(n);
         // A series whose newest minute has left the window (a host gone for good) is not
         // restored: it holds nothing the window needs, and a restart keeps forgetting such
         // series, as it did before the table state was saved.
-        let horizon = t.horizon;
+        let horizon = [t.files[0].horizon, t.files[1].horizon];
         let gone =
             |f: usize, top: i64| horizon[f] != i64::MIN && top <= horizon[f].saturating_sub(RING);
         for _ in 0..n {
-            let id = t.cs.len() as u32;
+            let id = t.series.cs.len() as u32;
             let (host, stat, top, mask) = (r.u32()?, r.u32()?, r.i64()?, r.u16()?);
             if host >= nh || stat >= ns {
                 return Err("series name out of range");
@@ -337,22 +343,22 @@ impl Table {
             }
             for sl in slots(mask) {
                 if c.vals[sl] == BIG {
-                    t.big.insert(big_key(id, sl), big[sl]);
+                    t.series.big.insert(big_key(id, sl), big[sl]);
                 }
             }
             let key = series_key(host, stat);
-            if t.cmap.get(key, |i| ckey(&t.cs, i)).is_some() {
+            if t.series.cmap.get(key, |i| ckey(&t.series.cs, i)).is_some() {
                 return Err("duplicate counters series");
             }
-            t.cs.push(c);
-            t.cmap.insert(key, id, |i| ckey(&t.cs, i));
+            t.series.cs.push(c);
+            t.series.cmap.insert(key, id, |i| ckey(&t.series.cs, i));
         }
         let n = r.count(20)?;
-        t.ss.reserve_exact(n);
+        t.series.ss.reserve_exact(n);
         // Saved samples series id -> restored id (NONE: not restored).
         let mut sids = Vec::with_capacity(n);
         for _ in 0..n {
-            let id = t.ss.len() as u32;
+            let id = t.series.ss.len() as u32;
             let (host, stat, top, mask, emitted) =
                 (r.u32()?, r.u32()?, r.i64()?, r.u16()?, r.u16()?);
             if host >= nh || stat >= ns {
@@ -368,9 +374,13 @@ impl Table {
             }
             sids.push(id);
             let key = series_key(host, stat);
-            let link = t.cmap.get(key, |i| ckey(&t.cs, i)).unwrap_or(NONE);
+            let link = t
+                .series
+                .cmap
+                .get(key, |i| ckey(&t.series.cs, i))
+                .unwrap_or(NONE);
             if link != NONE {
-                t.cs[link as usize].link = id;
+                t.series.cs[link as usize].link = id;
             }
             let mut s = SSeries {
                 host,
@@ -388,11 +398,11 @@ impl Table {
                 s.avg[sl] = f64::from_bits(vals[sl].0);
                 s.occ[sl] = vals[sl].1;
             }
-            if t.smap.get(key, |i| skey(&t.ss, i)).is_some() {
+            if t.series.smap.get(key, |i| skey(&t.series.ss, i)).is_some() {
                 return Err("duplicate samples series");
             }
-            t.ss.push(s);
-            t.smap.insert(key, id, |i| skey(&t.ss, i));
+            t.series.ss.push(s);
+            t.series.smap.insert(key, id, |i| skey(&t.series.ss, i));
         }
         let n = r.count(20)?;
         let wall_ms = wall
@@ -445,7 +455,7 @@ impl Table {
             }
             Ok(Some(data)) => match Table::restore(cfg.clone(), &data, now, wall) {
                 Ok(t) => {
-                    tracing::info!(file = %path.display(), counters_series = t.cs.len(), samples_series = t.ss.len(), "Table state restored");
+                    tracing::info!(file = %path.display(), counters_series = t.series.cs.len(), samples_series = t.series.ss.len(), "Table state restored");
                     return t;
                 }
                 Err(OTHER_SOURCE) => {
@@ -564,7 +574,10 @@ mod tests {
             saved,
             "restore then save is the identity"
         );
-        assert_eq!((b.cs.len(), b.ss.len(), b.pending.len()), (3, 2, 2));
+        assert_eq!(
+            (b.series.cs.len(), b.series.ss.len(), b.pending.len()),
+            (3, 2, 2)
+        );
         // The same next snapshots and ticks emit the same lines: nothing again, cp3 kept.
         let next = [
             row("cp1", "inv", T + 120, &["2", "6", "9", "10"]),
@@ -653,12 +666,18 @@ mod tests {
         for k in 1..=17 {
             outs[0].extend(rewrite(&mut t, k));
         }
-        assert_eq!((t.cs.len(), t.ss.len(), t.pending.len()), (2, 2, 1));
+        assert_eq!(
+            (t.series.cs.len(), t.series.ss.len(), t.pending.len()),
+            (2, 2, 1)
+        );
         let saved = t.save_state(now, wall);
         // cp9's newest minutes (T, T+60) are 16 or more minutes behind each file's: it has left
         // the window.
         let mut b = Table::restore(cfg(), &saved, now, wall).unwrap();
-        assert_eq!((b.cs.len(), b.ss.len(), b.pending.len()), (1, 1, 0));
+        assert_eq!(
+            (b.series.cs.len(), b.series.ss.len(), b.pending.len()),
+            (1, 1, 0)
+        );
         for (i, x) in [&mut t, &mut b].into_iter().enumerate() {
             outs[i] = rewrite(x, 18);
         }
@@ -690,7 +709,7 @@ mod tests {
             now,
             wall,
         );
-        assert_eq!(b.map(|b| b.cs.len()).ok(), Some(1));
+        assert_eq!(b.map(|b| b.series.cs.len()).ok(), Some(1));
         for other in ["/srv/other\ncounters.csv\nsamples.csv", ""] {
             let b = Table::restore(with(other), &saved, now, wall);
             assert_eq!(b.err(), Some(OTHER_SOURCE), "{other:?}");

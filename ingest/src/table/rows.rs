@@ -1,0 +1,367 @@
+//! The per-row work: a row's series found (the series after the previous row's first, else
+//! one lookup), its values compared with the ring, and its changed points written.
+
+use super::*;
+
+impl Table {
+    /// The host id, usually the previous row's (rows are grouped by host).
+    #[inline]
+    pub(super) fn host_id(&mut self, host: &str) -> u32 {
+        let last = self.last_host as usize;
+        if last < self.hosts.raw.len()
+            && same_name(self.hosts.raw[last].as_bytes(), host.as_bytes())
+        {
+            return self.last_host;
+        }
+        self.last_host = self.hosts.id(host, &mut self.name_enc, true);
+        self.last_host
+    }
+
+    /// The values of `row` to apply to a series whose last applied row had [`Row::keep`]
+    /// `keep` and whose newest minute is `top`: the row's own (all but the two newest left out
+    /// when they repeat that row, [`Row::same_tail`]), or `None` when the parse stage left
+    /// values out that this series has not seen (read them with [`parse_values`]).
+    #[inline]
+    pub(super) fn same_tail<'r>(
+        &mut self,
+        f: usize,
+        row: &'r Row<'_>,
+        keep: u64,
+        top: i64,
+    ) -> Option<&'r [Value]> {
+        if row.same_tail == 0 {
+            return Some(row.values());
+        }
+        // The clock-step reset (a row a whole window back) forgets the ring: never with a
+        // repeat, whose minute is one after the last row's.
+        if keep == row.same_tail && row.minute() / 60 + RING > top {
+            self.files[f].repeats += 1;
+            Some(row.values())
+        } else {
+            self.files[f].reparsed += 1;
+            None
+        }
+    }
+
+    pub(super) fn ensure_stat(&mut self, s: u32) {
+        let n = s as usize + 1;
+        for f in 0..2 {
+            if self.rollups.members[f].len() < n {
+                self.rollups.members[f].resize_with(n, Vec::new);
+                self.rollups.dirty[f].resize(n, 0);
+            }
+        }
+    }
+
+    pub(super) fn counters_row(
+        &mut self,
+        row: &Row<'_>,
+        gen: u32,
+        now: Instant,
+    ) -> Result<(), Reason> {
+        let h = self.host_id(row.host);
+        // Rows come in the same order every minute: try the series after the previous row's
+        // before hashing the stat name and looking the series up.
+        let pred = self.files[0].last.wrapping_add(1) as usize;
+        let (id, s) = match self.series.cs.get(pred) {
+            Some(c)
+                if c.host == h
+                    && same_name(
+                        self.stats.raw[c.stat as usize].as_bytes(),
+                        row.stat.as_bytes(),
+                    ) =>
+            {
+                (pred as u32, c.stat)
+            }
+            _ => {
+                // Hosts list their stats in the same order: try the stat that followed the
+                // previous row's last time before hashing the name (a first snapshot of 500
+                // hosts x 2,000 stats looks up 2,000 names, not 1,000,000).
+                let prev = self
+                    .series
+                    .cs
+                    .get(self.files[0].last as usize)
+                    .map_or(NONE, |c| c.stat);
+                let s = match self.series.stat_after.get(prev as usize) {
+                    Some(&p)
+                        if p != NONE
+                            && same_name(
+                                self.stats.raw[p as usize].as_bytes(),
+                                row.stat.as_bytes(),
+                            ) =>
+                    {
+                        p
+                    }
+                    _ => {
+                        let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                        if prev != NONE {
+                            if self.series.stat_after.len() <= prev as usize {
+                                self.series.stat_after.resize(prev as usize + 1, NONE);
+                            }
+                            self.series.stat_after[prev as usize] = s;
+                        }
+                        s
+                    }
+                };
+                let key = series_key(h, s);
+                self.ensure_stat(s);
+                let cs = &self.series.cs;
+                let ckey = |id: u32| series_key(cs[id as usize].host, cs[id as usize].stat);
+                match self.series.cmap.get(key, ckey) {
+                    Some(id) => (id, s),
+                    None => return self.new_counters_series(row, h, s, gen, now),
+                }
+            }
+        };
+        self.files[0].last = id;
+        let t = row.minute() / 60;
+        if self.series.cs[id as usize].seen == gen {
+            return Err(Reason::Duplicate);
+        }
+        let full;
+        let values = match self.same_tail(
+            0,
+            row,
+            self.series.cs[id as usize].keep(),
+            self.series.cs[id as usize].top,
+        ) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Counters)?;
+                &full.0[..full.1]
+            }
+        };
+        self.advance_horizon(Kind::Counters, t);
+        let order_n = values.len();
+        let order = self.cfg.value_order;
+        let ser = &mut self.series.cs[id as usize];
+        ser.seen = gen;
+        ser.set_keep(row.keep);
+        if t + RING <= ser.top {
+            // The file went back a whole window (clock step): follow it from this row.
+            ser.top = t;
+            ser.mask = 0;
+        }
+        advance(&mut ser.top, &mut ser.mask, t);
+        let link = ser.link;
+        let floor = ser.top - RING;
+        let mut changed = [(0i64, 0u64); crate::csvrow::MAX_VALUES];
+        let mut nc = 0;
+        for (i, v) in values.iter().enumerate() {
+            let m = minute_of(order, t, i, order_n);
+            if m <= floor {
+                continue;
+            }
+            let x = match *v {
+                Value::Int(x) => x,
+                _ => continue,
+            };
+            let sl = slot(m);
+            let b = bit(m);
+            if ser.mask & b != 0 {
+                let same = match ser.vals[sl] {
+                    BIG => self.series.big.get(&big_key(id, sl)) == Some(&x),
+                    v => v as u64 == x,
+                };
+                if same {
+                    continue;
+                }
+            }
+            if x >= BIG as u64 {
+                ser.vals[sl] = BIG;
+                self.series.big.insert(big_key(id, sl), x);
+            } else {
+                if ser.vals[sl] == BIG {
+                    self.series.big.remove(&big_key(id, sl));
+                }
+                ser.vals[sl] = x as u32;
+            }
+            ser.mask |= b;
+            changed[nc] = (m, x);
+            nc += 1;
+        }
+        if self.rollups.row_sums.mask != 0 {
+            self.rollups
+                .row_sums
+                .add(&self.series.cs[id as usize], id, &self.series.big);
+        }
+        self.counters_points(h, s, link, &changed[..nc], now);
+        Ok(())
+    }
+
+    /// A row of a series not seen before: the series is put together here and stored once
+    /// (no read of the fresh memory it goes to), and every value is a new point.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn new_counters_series(
+        &mut self,
+        row: &Row<'_>,
+        h: u32,
+        s: u32,
+        gen: u32,
+        now: Instant,
+    ) -> Result<(), Reason> {
+        let full;
+        let values = match self.same_tail(0, row, 0, i64::MIN) {
+            Some(v) => v,
+            None => {
+                full = parse_values(row.values_text, Kind::Counters)?;
+                &full.0[..full.1]
+            }
+        };
+        let t = row.minute() / 60;
+        self.advance_horizon(Kind::Counters, t);
+        let id = self.series.cs.len() as u32;
+        let key = series_key(h, s);
+        let link = if self.series.smap.is_empty() {
+            NONE
+        } else {
+            let ss = &self.series.ss;
+            self.series
+                .smap
+                .get(key, |id| {
+                    series_key(ss[id as usize].host, ss[id as usize].stat)
+                })
+                .unwrap_or(NONE)
+        };
+        if link != NONE {
+            self.series.ss[link as usize].link = id;
+        }
+        let mut ser = CSeries {
+            host: h,
+            stat: s,
+            link,
+            seen: gen,
+            top: t,
+            mask: 0,
+            vals: [0; RING as usize],
+            keep_lo: row.keep as u32,
+            keep_hi: (row.keep >> 32) as u16,
+        };
+        let order = self.cfg.value_order;
+        let n = values.len();
+        let mut changed = [(0i64, 0u64); crate::csvrow::MAX_VALUES];
+        let mut nc = 0;
+        for (i, v) in values.iter().enumerate() {
+            let m = minute_of(order, t, i, n);
+            let x = match *v {
+                Value::Int(x) if m > t - RING => x,
+                _ => continue,
+            };
+            let sl = slot(m);
+            if ser.mask & bit(m) != 0 {
+                continue;
+            }
+            if x >= BIG as u64 {
+                ser.vals[sl] = BIG;
+                self.series.big.insert(big_key(id, sl), x);
+            } else {
+                ser.vals[sl] = x as u32;
+            }
+            ser.mask |= bit(m);
+            changed[nc] = (m, x);
+            nc += 1;
+        }
+        self.series.cs.push(ser);
+        if self.rollups.row_sums.mask != 0 {
+            self.rollups.row_sums.add_new(s, &changed[..nc]);
+        }
+        let cs = &self.series.cs;
+        self.series.cmap.insert(key, id, |id| {
+            series_key(cs[id as usize].host, cs[id as usize].stat)
+        });
+        self.files[0].last = id;
+        self.counters_points(h, s, link, &changed[..nc], now);
+        Ok(())
+    }
+
+    /// Writes the counters points `changed` (minute, count) of host `h` and stat `s`, marks
+    /// their rollups and joins the samples series `link`.
+    #[inline]
+    pub(super) fn counters_points(
+        &mut self,
+        h: u32,
+        s: u32,
+        link: u32,
+        changed: &[(i64, u64)],
+        now: Instant,
+    ) {
+        if changed.is_empty() {
+            return;
+        }
+        let nc = changed.len();
+        let (st, ho) = (&self.stats, &self.hosts);
+        let stat = (&st.esc[s as usize][..], st.esc_len[s as usize] as usize);
+        let host = (&ho.esc[h as usize][..], ho.esc_len[h as usize] as usize);
+        match &mut self.out.defer {
+            Some(d) => d.push(stat, host, changed),
+            None => {
+                self.out
+                    .points
+                    .counters(&mut self.out.buf[0], stat, host, changed);
+                self.out.points_n[0] += nc;
+            }
+        }
+        self.out.written[0] += nc as u64;
+        for &(m, _) in changed {
+            self.mark_dirty(Kind::Counters, s, m);
+            if link != NONE {
+                self.try_sample(link, m, now, false);
+            }
+        }
+    }
+}
+
+/// A snapshot's rows applied to the table, fed by either driver ([`Apply`]): each row is
+/// validated before it changes any state ([`Minutes::check`], then duplicates), then
+/// applied; the report counts rows and skips.
+pub(super) struct Rows<'t, 'r, 'e> {
+    pub(super) t: &'t mut Table,
+    pub(super) rep: &'r mut FileReport,
+    pub(super) emit: &'r mut Emit<'e>,
+    pub(super) kind: Kind,
+    pub(super) gen: u32,
+    pub(super) now: Instant,
+    pub(super) minutes: Minutes,
+}
+
+impl Apply for Rows<'_, '_, '_> {
+    #[inline]
+    fn apply(&mut self, r: Result<&Row<'_>, RowError>) {
+        let t = &mut *self.t;
+        let row = match r {
+            Err(e) => return self.rep.skip(e),
+            Ok(row) => row,
+        };
+        let res = self
+            .minutes
+            .check(row.minute() / 60)
+            .and_then(|()| match self.kind {
+                Kind::Counters => t.counters_row(row, self.gen, self.now),
+                Kind::Samples => t.samples_row(row, self.gen, self.now),
+            });
+        match res {
+            Ok(()) => self.rep.rows += 1,
+            Err(reason) => self.rep.skip(RowError {
+                reason,
+                line: row.line,
+                byte: row.byte,
+                field: 4,
+            }),
+        }
+        if t.out.buf[0].len() >= t.cfg.chunk_bytes
+            || t.out.buf[1].len() >= t.cfg.chunk_bytes
+            || t.out.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
+        {
+            t.flush(self.emit);
+        }
+    }
+
+    fn series_len_at(&self) -> (usize, usize) {
+        self.t.series_len_at(self.kind)
+    }
+
+    fn deferred(&mut self) -> (Option<&mut Deferred>, &mut PointWriter) {
+        (self.t.out.defer.as_mut(), &mut self.t.out.points)
+    }
+}

@@ -1,0 +1,12 @@
+//! The table's tests: the window on hand-written snapshots (`basics`), validation before any
+//! state changes (`validation`), the memo of rewrites against a table that parses every value
+//! (`repeats`), the model-based test (`model`) and the fuzz corpus replayed (`fuzz_corpus`).
+
+use super::*;
+
+mod basics;
+mod fuzz_corpus;
+mod layout;
+mod model;
+mod repeats;
+mod validation;
