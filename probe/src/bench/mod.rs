@@ -38,17 +38,16 @@
 //! Files, by stage:
 //! - `config`: the settings ([`BenchConfig`], [`Load`], [`parse_ramp`]) and their validation;
 //! - `schedule`: open-loop send times ([`Schedule`]) and when an idle worker wakes;
-//! - `worker`: one thread's socket (UDP or TCP) and its loop: read, fire timers, send, sleep;
+//! - `worker`: one thread's socket (UDP or TCP, framed by [`crate::sip::frame()`]) and its
+//!   loop: read, fire timers, send, sleep;
 //! - `engine`: that worker's transactions (start, timers, responses, ACK, BYE, CANCEL);
 //! - `timers`: their timer queue;
-//! - `frame`: SIP framing over TCP;
 //! - `tally`: the counts ([`Tally`]), the result ([`BenchResult`]) and the percentile output;
 //! - this file: [`run`], which starts the workers and merges their seconds.
 
 mod config;
 mod counts;
 mod engine;
-mod frame;
 mod logs;
 mod schedule;
 mod tally;

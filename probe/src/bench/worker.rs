@@ -3,7 +3,6 @@
 
 use super::counts::Counts;
 use super::engine::{Clock, Engine, Outbox, Txs};
-use super::frame::{frame, Frame};
 use super::logs::{Logged, Once};
 use super::schedule::wake_at;
 use super::tally::Tick;
@@ -11,6 +10,7 @@ use super::{BenchConfig, BenchError, BenchTransport, Load, Schedule, Tally, BATC
 use crate::dialog::FollowConfig;
 use crate::fast::{Scratch, Template, ViaTransport};
 use crate::mmsg::{wait_readable, RecvBatch};
+use crate::sip::{frame, Frame};
 use crate::transaction::client::{TransportErrorKind, TxConfig};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -478,13 +478,15 @@ impl Worker {
                 };
                 let mut at = 0;
                 loop {
-                    match frame(&inbuf[at..]) {
+                    // The codec's framer, with the prober's limit: both frame a stream alike.
+                    match frame(&inbuf[at..], crate::consts::MAX_RESPONSE) {
                         Frame::Complete(n) => {
                             self.eng.on_response(&inbuf[at..at + n], now, now_ns);
                             at += n;
                         }
+                        Frame::KeepAlive(n) => at += n,
                         Frame::Incomplete => break,
-                        Frame::Invalid => {
+                        Frame::Invalid(_) => {
                             self.eng.invalid("bad TCP framing");
                             at = inbuf.len();
                             closed = Some(io::Error::other("bad framing"));
