@@ -180,9 +180,8 @@ fn prober(buf: &[u8], r: &Req) -> Option<(u16, String)> {
 
 /// The bench's verdict: what its reader keeps, with the branch and method lookup it makes.
 fn bench(buf: &[u8], r: &Req) -> Option<(u16, String)> {
-    let mut scratch = probe::fast::Scratch::default();
-    let m = probe::fast::decode_response(buf, &mut scratch, &mut 0).ok()?;
-    (m.branch == r.branch.as_bytes() && m.method == probe::transaction::Method::Options).then(
+    let (m, method) = probe::bench::read_answer(buf).ok()?;
+    (m.via.branch == r.branch.as_bytes() && method == probe::transaction::Method::Options).then(
         || {
             let to = String::from_utf8_lossy(m.to).into_owned();
             let tag = to.split(";tag=").nth(1).unwrap_or("").to_string();

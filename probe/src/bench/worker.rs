@@ -8,8 +8,9 @@ use super::schedule::wake_at;
 use super::tally::Tick;
 use super::{BenchConfig, BenchError, BenchTransport, Load, Schedule, Tally, BATCH};
 use crate::dialog::FollowConfig;
-use crate::fast::{Scratch, Template, ViaTransport};
+use crate::fast::Template;
 use crate::mmsg::{wait_readable, RecvBatch};
+use crate::sip::Transport;
 use crate::sip::{frame, Frame};
 use crate::transaction::client::{TransportErrorKind, TxConfig};
 use std::io::{self, Read, Write};
@@ -104,7 +105,7 @@ impl Worker {
                     tracing::warn!(error = %e, "Bench cannot get receive timestamps; using read times");
                     stamped = false;
                 }
-                (Io::Udp { sock: s, rx }, local, ViaTransport::Udp)
+                (Io::Udp { sock: s, rx }, local, Transport::Udp)
             }
             BenchTransport::Tcp => {
                 let s = TcpStream::connect_timeout(&cfg.target, Duration::from_secs(3))
@@ -117,7 +118,7 @@ impl Worker {
                     inbuf: Vec::with_capacity(1 << 16),
                     outbuf: Vec::with_capacity(1 << 16),
                 };
-                (io, local, ViaTransport::Tcp)
+                (io, local, Transport::Tcp)
             }
         };
         let k = cfg.sockets;
@@ -154,7 +155,6 @@ impl Worker {
                 out: Outbox::new(tmpl),
                 txcfg,
                 follow,
-                scratch: Scratch::default(),
                 counts: Counts::new(nsteps),
                 logged: Logged::default(),
                 cfg,
