@@ -180,9 +180,8 @@ fn prober(buf: &[u8], r: &Req) -> Option<(u16, String)> {
 
 /// The bench's verdict: what its reader keeps, with the branch and method lookup it makes.
 fn bench(buf: &[u8], r: &Req) -> Option<(u16, String)> {
-    let mut scratch = probe::fast::Scratch::default();
-    let m = probe::fast::decode_response(buf, &mut scratch, &mut 0).ok()?;
-    (m.branch == r.branch.as_bytes() && m.method == probe::transaction::Method::Options).then(
+    let (m, method) = probe::bench::read_answer(buf).ok()?;
+    (m.via.branch == r.branch.as_bytes() && method == probe::transaction::Method::Options).then(
         || {
             let to = String::from_utf8_lossy(m.to).into_owned();
             let tag = to.split(";tag=").nth(1).unwrap_or("").to_string();
@@ -332,6 +331,144 @@ fn bench_against_variant_uas_agrees_with_probe_check() {
         if sent != 20 || answered != expect {
             wrong.push(format!(
                 "{name}: sent {sent} answered {answered}, want {expect}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Byte streams for the one framer: each answers a request over TCP, written in pieces (the
+/// framer sees it split across reads), with the verdict both readers must give.
+const STREAMS: &[(&str, bool)] = &[
+    ("plain", true),
+    ("keepalive_first", true),
+    ("body_split", true),
+    ("missing_content_length", true),
+    ("folded_content_length", true),
+    ("lf_line_ends", true),
+    ("bad_content_length", false),
+    ("signed_content_length", false),
+    ("duplicate_content_length", false),
+];
+
+/// The bytes of stream case `name` answering `r`, and where they are cut into writes.
+fn stream_case(name: &str, r: &Req) -> (Vec<u8>, Vec<usize>) {
+    let variant_name = match name {
+        "lf_line_ends" | "duplicate_content_length" => name,
+        _ => "plain",
+    };
+    let text = String::from_utf8(variant(variant_name, r)).unwrap();
+    let text = text.replacen("SIP/2.0/UDP", "SIP/2.0/TCP", 1);
+    let cl = "Content-Length: 0\r\n";
+    let text = match name {
+        "keepalive_first" => format!("\r\n\r\n{text}"),
+        "body_split" => text.replacen(cl, "Content-Length: 10\r\n", 1) + "abcdefghij",
+        "missing_content_length" => text.replacen(cl, "", 1),
+        "folded_content_length" => text.replacen(cl, "Content-Length:\r\n 0\r\n", 1),
+        "bad_content_length" => text.replacen(cl, "Content-Length: x\r\n", 1),
+        "signed_content_length" => text.replacen(cl, "Content-Length: +0\r\n", 1),
+        _ => text,
+    };
+    let n = text.len();
+    (text.into_bytes(), vec![1, n / 3, n / 2, n - 3])
+}
+
+/// A UAS over TCP that answers every OPTIONS with stream case `name`, each answer written in
+/// pieces with pauses between them (a fault server: the bytes and their cuts are the point).
+fn stream_uas(name: &'static str) -> (SocketAddr, thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let req: Vec<u8> = buf.drain(..end + 4).collect();
+                let text = String::from_utf8_lossy(&req).into_owned();
+                if text.starts_with("STOP") {
+                    return;
+                }
+                if !text.starts_with("OPTIONS ") {
+                    continue;
+                }
+                let (bytes, cuts) = stream_case(name, &Req::of(&text));
+                let mut at = 0;
+                for cut in cuts.into_iter().chain([bytes.len()]) {
+                    if s.write_all(&bytes[at..cut]).is_err() {
+                        return;
+                    }
+                    at = cut;
+                    thread::sleep(Duration::from_millis(15));
+                }
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    (addr, h)
+}
+
+/// Observation 4 of issue 21 (one framer): `probe check` and `bench` over TCP frame the same
+/// byte streams alike (bad, signed, duplicate, folded and missing Content-Length; LF line
+/// ends; a keep-alive first; every answer split across reads): both take the answer, or
+/// neither does.
+#[test]
+fn tcp_streams_framed_alike_by_probe_check_and_bench() {
+    let dir = util::tempdir();
+    let mut wrong = Vec::new();
+    for &(name, answered) in STREAMS {
+        let (addr, h) = stream_uas(name);
+        let uri = format!("sip:{addr};transport=tcp");
+        let out = util::srewatch()
+            .args(["probe", "check", &uri, "--timeout", "1s"])
+            .output()
+            .unwrap();
+        h.join().unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let prober = code == 0 && line.starts_with(&format!("SIP OK: {uri} answered 200 in "));
+        if prober != answered || (!answered && code != 2) {
+            wrong.push(format!("probe check {name}: exit {code}: {line}"));
+        }
+
+        let (addr, h) = stream_uas(name);
+        let json = dir.path().join(format!("{name}.json"));
+        let out = util::srewatch()
+            .arg("bench")
+            .arg(format!("sip:{addr}"))
+            .args(["--transport", "tcp", "--rate", "5", "--duration", "1s"])
+            .args(["--timeout", "500ms", "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        h.join().unwrap();
+        let Ok(text) = std::fs::read(&json) else {
+            wrong.push(format!(
+                "bench {name}: no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let acc = &v["accounting"];
+        let got = (
+            acc["sent"].as_u64(),
+            acc["answered"].as_u64(),
+            v["total"]["invalid"].as_u64(),
+        );
+        // A stream that cannot be framed is closed at the first answer, as the prober closes
+        // it: nothing is answered and one message is counted invalid.
+        let want = if answered { (5, 5, 0) } else { (5, 0, 1) };
+        let want = (Some(want.0), Some(want.1), Some(want.2));
+        if got != want {
+            wrong.push(format!(
+                "bench {name}: sent/answered/invalid {got:?}, want {want:?}"
             ));
         }
     }

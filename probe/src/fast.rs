@@ -1,19 +1,17 @@
-//! The bench's request templates, and the thin wrappers over the codec ([`crate::sip`]) that
-//! the bench calls.
+//! The bench's request templates.
 //!
 //! - [`Template`]: a request rendered once per socket by the codec's request writer
 //!   ([`crate::sip::build::write_request`]). Per request it is copied into the send buffer with
 //!   the branch (from the transaction [`Table`](crate::transaction::Table)) spliced in, and the
 //!   Call-ID, From tag and CSeq number patched in place (fixed-width fields).
 //!   [`Template::write_ack`] does the same for the ACK of a non-2xx final response.
-//! - [`decode_response`] and [`contact_uri`]: the codec's one response reader
-//!   ([`crate::sip::read_response`]) seen through the fields the bench uses, so the bench and
-//!   the prober give the same verdict on the same bytes. [`Scratch`] and the fallback counter
-//!   remain only for the bench's signature: nothing falls back any more.
+//!
+//! The bench reads responses with the codec's one reader ([`crate::sip::read_response`]).
 //! - [`reason`]: the reason phrases of the responder.
 //!
 //! Figures: `cargo bench --bench sip` (see docs/bench.md).
 
+use crate::sip::Transport;
 use crate::transaction::key::Method;
 use std::net::SocketAddr;
 
@@ -47,9 +45,6 @@ fn put_cseq(out: &mut [u8], n: u32, add: u32) {
         v /= 10;
     }
 }
-
-/// The transport named in the Via header: the codec's one [`Transport`](crate::sip::Transport).
-pub type ViaTransport = crate::sip::Transport;
 
 /// A fixed-width field patched per request.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +152,7 @@ impl Template {
         method: Method,
         uri: &str,
         local: SocketAddr,
-        transport: ViaTransport,
+        transport: Transport,
         nonce: u32,
     ) -> Template {
         let req = Parts::split(
@@ -201,7 +196,7 @@ impl Template {
         method: Method,
         uri: &str,
         local: SocketAddr,
-        transport: ViaTransport,
+        transport: Transport,
         nonce: u32,
         to: Option<&str>,
     ) -> String {
@@ -334,57 +329,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
 
-/// The fields of a response the bench needs, borrowed from the datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Response<'a> {
-    pub status: u16,
-    /// The branch parameter of the top Via.
-    pub branch: &'a [u8],
-    pub cseq: u32,
-    pub method: Method,
-    /// The To header value (with its tag), needed to build the ACK of a non-2xx.
-    pub to: &'a [u8],
-}
-
-/// Why a datagram was not read as a response: the codec's one error type.
-pub type DecodeError = crate::sip::Error;
-
-/// Kept for the bench's signature; the codec needs no scratch space.
-#[derive(Debug, Default)]
-pub struct Scratch {
-    _none: (),
-}
-
-/// The codec's response reader seen through the bench's fields, with the prober's rule that
-/// a response with more than one Via is not for us (RFC 3261 §8.1.3.3; here
-/// `BadHeader("Via")`). A CSeq method the bench never sends is `BadHeader("CSeq")` (the
-/// prober counts it as stray: neither takes it as an answer).
-/// `_fallbacks` is never incremented: there is no second parser any more.
-#[inline]
-pub fn decode_response<'a>(
-    buf: &'a [u8],
-    _scratch: &mut Scratch,
-    _fallbacks: &mut u64,
-) -> Result<Response<'a>, DecodeError> {
-    let r = crate::sip::read_response(buf)?;
-    if r.vias != 1 {
-        return Err(DecodeError::BadHeader("Via"));
-    }
-    Ok(Response {
-        status: r.status,
-        branch: r.via.branch,
-        cseq: r.cseq,
-        method: r.method.ok_or(DecodeError::BadHeader("CSeq"))?,
-        to: r.to,
-    })
-}
-
-/// The URI of the first Contact of a message: [`crate::sip::contact_uri`], kept here for the
-/// bench.
-pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
-    crate::sip::contact_uri(buf)
-}
-
 /// The reason phrase for the status codes the responder sends.
 pub fn reason(status: u16) -> &'static str {
     match status {
@@ -411,13 +355,7 @@ mod tests {
     }
 
     fn template(m: Method) -> Template {
-        Template::new(
-            m,
-            "sip:127.0.0.1:5060",
-            local(),
-            ViaTransport::Udp,
-            0xdeadbeef,
-        )
+        Template::new(m, "sip:127.0.0.1:5060", local(), Transport::Udp, 0xdeadbeef)
     }
 
     #[test]
@@ -538,30 +476,6 @@ mod tests {
         assert!(!template(Method::Options).write_cancel(&mut bye, b"x", 1));
     }
 
-    #[test]
-    fn contact_uri_of_a_2xx() {
-        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n";
-        let with = |c: &str| format!("{head}{c}CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
-        let m = with("Contact: \"CP\" <sip:cp@10.0.0.1:5060;transport=udp>;expires=60\r\n");
-        assert_eq!(
-            contact_uri(m.as_bytes()),
-            Some(&b"sip:cp@10.0.0.1:5060;transport=udp"[..])
-        );
-        let m = with("m: sip:cp@10.0.0.1;expires=60\r\n");
-        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.1"[..]));
-        let m = with("");
-        assert_eq!(contact_uri(m.as_bytes()), None);
-        let m = with("Contact: *\r\n");
-        assert_eq!(contact_uri(m.as_bytes()), None);
-        // Bare LF line ends, a folded line before it.
-        let m = "SIP/2.0 200 OK\nSubject: a\n b\nm:<sip:cp@10.0.0.2>\n\n";
-        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.2"[..]));
-        // Not in the body.
-        let m = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\nContact: <sip:x@y>\r\n";
-        assert_eq!(contact_uri(m.as_bytes()), None);
-        assert_eq!(contact_uri(b"garbage"), None);
-    }
-
     /// The bench's request carries what the table hands out, and the answer finds it again.
     #[test]
     fn table_branch_round_trip() {
@@ -575,8 +489,11 @@ mod tests {
         let req = read_request(&out).unwrap();
         let mut resp = Vec::new();
         build::write_response(&mut resp, &req, 200, "OK", b"t1", None);
-        let r = decode_response(&resp, &mut Scratch::default(), &mut 0).unwrap();
-        assert_eq!(table.lookup(r.branch, r.method), Lookup::Found(slot));
+        let r = crate::sip::read_response(&resp).unwrap();
+        assert_eq!(
+            table.lookup(r.via.branch, r.method.unwrap()),
+            Lookup::Found(slot)
+        );
     }
 
     const KAMAILIO_200: &[u8] = b"SIP/2.0 200 OK\r\n\
@@ -590,35 +507,21 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn reads_a_kamailio_answer() {
-        let r = decode_response(KAMAILIO_200, &mut Scratch::default(), &mut 0).unwrap();
+        let r = crate::sip::read_response(KAMAILIO_200).unwrap();
         assert_eq!(
-            r,
-            Response {
-                status: 200,
-                branch: b"z9hG4bKdeadbeef000000010000002a",
-                cseq: 1_000_000_007,
-                method: Method::Options,
-                to: b"<sip:127.0.0.1:5060>;tag=a6a1c5f60faecf035a1ae5b6e96e979a-1fa2",
-            }
+            (r.status, r.vias, r.via.branch, r.cseq, r.method),
+            (
+                200,
+                1,
+                &b"z9hG4bKdeadbeef000000010000002a"[..],
+                1_000_000_007,
+                Some(Method::Options)
+            )
         );
-    }
-
-    #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        for g in [
-            &b""[..],
-            b"SIP/2.0 ",
-            b"SIP/2.0 2x0 OK\r\n\r\n",
-            b"\xff\xfe\x00garbage",
-            b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n",
-            b"OPTIONS sip:a SIP/2.0\r\n\r\n",
-        ] {
-            assert!(decode_response(g, &mut Scratch::default(), &mut 0).is_err());
-        }
-        // Every prefix of a good message is handled without panicking.
-        for i in 0..KAMAILIO_200.len() {
-            let _ = decode_response(&KAMAILIO_200[..i], &mut Scratch::default(), &mut 0);
-        }
+        assert_eq!(
+            r.to,
+            b"<sip:127.0.0.1:5060>;tag=a6a1c5f60faecf035a1ae5b6e96e979a-1fa2"
+        );
     }
 
     #[test]
@@ -632,16 +535,16 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(r.method(), Some(Method::Invite));
         let mut out = Vec::new();
         build::write_response(&mut out, &r, 503, reason(503), b"t9", None);
-        let resp = decode_response(&out, &mut Scratch::default(), &mut 0).unwrap();
+        let resp = crate::sip::read_response(&out).unwrap();
         assert_eq!(resp.status, 503);
-        assert_eq!(resp.branch, branch);
+        assert_eq!(resp.via.branch, branch);
         assert_eq!(resp.cseq, 1_000_000_009);
-        assert_eq!(resp.method, Method::Invite);
+        assert_eq!(resp.method, Some(Method::Invite));
         assert_eq!(resp.to, b"<sip:127.0.0.1:5060>;tag=t9");
 
         // The ACK: same branch, Call-ID, tag, CSeq number; To from the response.
         let mut ack = Vec::new();
-        assert!(t.write_ack(&mut ack, resp.branch, 9, resp.to));
+        assert!(t.write_ack(&mut ack, resp.via.branch, 9, resp.to));
         let a = rsip::Request::try_from(ack.as_slice()).unwrap();
         let text = String::from_utf8(ack.clone()).unwrap();
         assert_eq!(a.method, rsip::Method::Ack);

@@ -23,11 +23,11 @@
 //! - [`monitor`]: the periodic prober: configuration and typed outputs; `prober` (one task per
 //!   target: schedule, send, match, the out-of-service INVITE check with ACK/CANCEL/ACK+BYE) and
 //!   `tracker` (sans-IO classification, events, alarms, VIP ownership, per-minute HDR summaries).
-//! - [`fast`]: the bench's request templates (rendered by [`sip`]'s writer, patched in place)
-//!   and thin views of [`sip`]'s response reader for the bench.
+//! - [`fast`]: the bench's request templates (rendered by [`sip`]'s writer, patched in place).
 //! - [`bench`](mod@bench): the open/closed-loop load generator with HDR latency recording, by
-//!   stage: `config`, `schedule`, `worker` (a thread's socket and loop), `engine` (its
-//!   transactions), `timers`, `frame`, `tally`.
+//!   stage: `config`, `schedule`, `worker` (a thread's socket and loop, TCP framed by
+//!   [`sip::frame()`]), `engine` (its transactions; responses read by [`sip`]'s one reader),
+//!   `timers`, `tally`.
 //! - [`responder`]: a stateless UAS for lab tests and for measuring the bench's own ceiling.
 //! - [`mmsg`]: batched UDP I/O (recvmmsg/sendmmsg) for the bench and the responder.
 

@@ -393,7 +393,8 @@ fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fast::{decode_response, Scratch, Template, ViaTransport};
+    use crate::fast::Template;
+    use crate::sip::{read_response, Transport};
 
     fn exchange(r: &Responder, method: Method, n: u64) -> (UdpSocket, Template, Vec<u16>) {
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -404,7 +405,7 @@ mod tests {
             method,
             "sip:127.0.0.1",
             c.local_addr().unwrap(),
-            ViaTransport::Udp,
+            Transport::Udp,
             1,
         );
         let mut out = Vec::new();
@@ -415,8 +416,8 @@ mod tests {
             t.write(&mut out, branch.as_bytes(), i);
             c.send(&out).unwrap();
             if let Ok(len) = c.recv(&mut buf) {
-                let resp = decode_response(&buf[..len], &mut Scratch::default(), &mut 0).unwrap();
-                assert_eq!(resp.branch, branch.as_bytes());
+                let resp = read_response(&buf[..len]).unwrap();
+                assert_eq!(resp.via.branch, branch.as_bytes());
                 codes.push(resp.status);
                 if method == Method::Invite {
                     assert!(t.write_ack(&mut out, branch.as_bytes(), i, resp.to));

@@ -288,6 +288,10 @@ impl Endpoint {
                         };
                         return Ok((n, from));
                     }
+                    Frame::KeepAlive(n) => {
+                        buf.advance(n);
+                        continue;
+                    }
                     Frame::Incomplete => {}
                 }
                 let Some(s) = stream.as_mut() else {

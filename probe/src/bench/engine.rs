@@ -9,8 +9,9 @@ use crate::dialog::{
     follow_up, record_route_values, ByeResult, Cancel, CancelEvent, FollowConfig, FollowUp,
     RouteSet,
 };
-use crate::fast::{contact_uri, decode_response, Scratch, Template};
+use crate::fast::Template;
 use crate::mmsg::{SendBatch, SendResult};
+use crate::sip::{read_response, Error, Response};
 use crate::transaction::client::{Action, ClientTx, Outcome, State, TransportErrorKind, TxConfig};
 use crate::transaction::key::Method;
 use crate::transaction::table::{Lookup, Slot, Table};
@@ -71,9 +72,22 @@ pub(super) struct Engine {
     pub(super) txcfg: TxConfig,
     /// Timers of the CANCEL and BYE transactions (the follow-up core's).
     pub(super) follow: FollowConfig,
-    pub(super) scratch: Scratch,
     pub(super) counts: Counts,
     pub(super) logged: Logged,
+}
+
+/// The codec's one response reader ([`read_response`]) with the prober's rules for an answer
+/// to us: exactly one Via (RFC 3261 §8.1.3.3; else `BadHeader("Via")`) and a CSeq method the
+/// bench sends (else `BadHeader("CSeq")`; the prober counts it as stray: neither takes it as
+/// an answer).
+#[inline]
+pub fn read_answer(msg: &[u8]) -> Result<(Response<'_>, Method), Error> {
+    let r = read_response(msg)?;
+    if r.vias != 1 {
+        return Err(Error::BadHeader("Via"));
+    }
+    let method = r.method.ok_or(Error::BadHeader("CSeq"))?;
+    Ok((r, method))
 }
 
 /// The run's time base: the monotonic start and the same instant on the wall clock.
@@ -409,30 +423,14 @@ impl Engine {
     /// One response datagram or TCP message: match, classify, record, ACK.
     #[inline]
     pub(super) fn on_response(&mut self, msg: &[u8], now: Instant, now_ns: u64) {
-        // Moved out for the call (no allocation) so that the response can borrow it.
-        let mut scratch = std::mem::take(&mut self.scratch);
-        self.on_response_in(msg, &mut scratch, now, now_ns);
-        self.scratch = scratch;
-    }
-
-    #[inline]
-    pub(super) fn on_response_in(
-        &mut self,
-        msg: &[u8],
-        scratch: &mut Scratch,
-        now: Instant,
-        now_ns: u64,
-    ) {
-        let mut fallbacks = 0;
-        let r = match decode_response(msg, scratch, &mut fallbacks) {
+        let (r, method) = match read_answer(msg) {
             Ok(r) => r,
             Err(e) => {
-                self.counts.current().fallbacks += fallbacks;
                 self.invalid(e.as_str());
                 return;
             }
         };
-        let slot = match self.txs.table.lookup(r.branch, r.method) {
+        let slot = match self.txs.table.lookup(r.via.branch, method) {
             Lookup::Found(slot) => slot,
             Lookup::Late => {
                 self.counts.current().late += 1;
@@ -450,8 +448,7 @@ impl Engine {
         let step = bt.step as usize;
         let seq = bt.seq;
         let st = self.counts.at(step);
-        st.fallbacks += fallbacks;
-        if r.method == Method::Cancel {
+        if method == Method::Cancel {
             // The answer to our CANCEL (same branch as the INVITE).
             let c = (bt.aux != NO_AUX)
                 .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
@@ -486,7 +483,7 @@ impl Engine {
                 st.hist_all.saturating_record(us);
                 self.remove(slot);
                 match follow_up(send, Some(r.status)) {
-                    FollowUp::AckInTx => self.ack(r.branch, seq, r.to, step),
+                    FollowUp::AckInTx => self.ack(r.via.branch, seq, r.to, step),
                     FollowUp::Accept => self.hang_up(msg, slot, &r, seq, step, now, now_ns),
                     _ => {}
                 }
@@ -498,7 +495,7 @@ impl Engine {
                 match follow_up(send, Some(r.status)) {
                     FollowUp::AckInTx => {
                         let aux = bt.aux;
-                        self.ack(r.branch, seq, r.to, step);
+                        self.ack(r.via.branch, seq, r.to, step);
                         let done = match self
                             .txs
                             .aux
@@ -527,7 +524,7 @@ impl Engine {
             Action::Duplicate { send } => {
                 st.late += 1;
                 if follow_up(send, Some(r.status)) == FollowUp::AckInTx {
-                    self.ack(r.branch, seq, r.to, step);
+                    self.ack(r.via.branch, seq, r.to, step);
                 }
             }
             _ => {}
@@ -557,7 +554,7 @@ impl Engine {
         &mut self,
         msg: &[u8],
         inv: Slot,
-        r: &crate::fast::Response<'_>,
+        r: &Response<'_>,
         seq: u64,
         step: usize,
         now: Instant,
@@ -565,7 +562,7 @@ impl Engine {
     ) {
         // The route set of the 2xx: Record-Route reversed into Route, the Contact as
         // Request-URI (loose routing) or the first route (strict).
-        let contact = contact_uri(msg);
+        let contact = r.contact;
         let rr = record_route_values(msg);
         let rs = match RouteSet::of_2xx(rr.as_slice().iter().copied(), contact) {
             Ok(rs) => rs,
@@ -779,5 +776,52 @@ mod tests {
             "{}",
             bytes_per_outstanding()
         );
+    }
+    const KAMAILIO_200: &[u8] = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKdeadbeef000000010000002a;rport=40000;received=127.0.0.1\r\n\
+From: <sip:srewatch-bench@127.0.0.1>;tag=00000007\r\n\
+To: <sip:127.0.0.1:5060>;tag=a6a1c5f60faecf035a1ae5b6e96e979a-1fa2\r\n\
+Call-ID: 0000000000000007-deadbeef@127.0.0.1\r\n\
+CSeq: 1000000007 OPTIONS\r\n\
+Server: srewatch-test-cp cp1\r\n\
+Content-Length: 0\r\n\r\n";
+
+    /// The bench's reading of an answer: the codec's reader, one Via, a method it sends.
+    #[test]
+    fn answers_read_and_refused() {
+        let (r, m) = read_answer(KAMAILIO_200).unwrap();
+        assert_eq!(
+            (r.status, r.via.branch, r.cseq, m),
+            (
+                200,
+                &b"z9hG4bKdeadbeef000000010000002a"[..],
+                1_000_000_007,
+                Method::Options
+            )
+        );
+        let text = std::str::from_utf8(KAMAILIO_200).unwrap();
+        let two_vias = text.replacen(
+            "\r\nFrom:",
+            "\r\nVia: SIP/2.0/UDP 10.0.0.9;branch=z9hG4bKother\r\nFrom:",
+            1,
+        );
+        let err = |m: &str| read_answer(m.as_bytes()).err();
+        assert_eq!(err(&two_vias), Some(Error::BadHeader("Via")));
+        let register = text.replacen("OPTIONS", "REGISTER", 1);
+        assert_eq!(err(&register), Some(Error::BadHeader("CSeq")));
+        for g in [
+            &b""[..],
+            b"SIP/2.0 ",
+            b"SIP/2.0 2x0 OK\r\n\r\n",
+            b"\xff\xfe\x00garbage",
+            b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n",
+            b"OPTIONS sip:a SIP/2.0\r\n\r\n",
+        ] {
+            assert!(read_answer(g).is_err());
+        }
+        // Every prefix of a good message is handled without panicking.
+        for i in 0..KAMAILIO_200.len() {
+            let _ = read_answer(&KAMAILIO_200[..i]);
+        }
     }
 }

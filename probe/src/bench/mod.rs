@@ -8,8 +8,8 @@
 //!   *scheduled* time (no coordinated omission). Closed loop starts a request when one ends.
 //! - send: [`Template`](crate::fast::Template) patched per request into a
 //!   [`SendBatch`](crate::mmsg::SendBatch), one `sendmmsg` per batch.
-//! - match: `recvmmsg`, [`decode_response`](crate::fast::decode_response) (fast path, rsip for
-//!   anything unusual), then the transaction [`Table`](crate::transaction::table::Table): an index and a comparison, no lock (each
+//! - match: `recvmmsg`, [`read_answer`] (the codec's one reader,
+//!   [`read_response`](crate::sip::read_response), with the prober's one-Via rule), then the transaction [`Table`](crate::transaction::table::Table): an index and a comparison, no lock (each
 //!   worker owns its table and socket).
 //! - classify: the shared client transaction core ([`ClientTx`](crate::transaction::client::ClientTx)) decides retransmissions (Timer
 //!   E / A, can be turned off), timeouts and ACKs; each transaction ends exactly once as
@@ -38,17 +38,16 @@
 //! Files, by stage:
 //! - `config`: the settings ([`BenchConfig`], [`Load`], [`parse_ramp`]) and their validation;
 //! - `schedule`: open-loop send times ([`Schedule`]) and when an idle worker wakes;
-//! - `worker`: one thread's socket (UDP or TCP) and its loop: read, fire timers, send, sleep;
+//! - `worker`: one thread's socket (UDP or TCP, framed by [`crate::sip::frame()`]) and its
+//!   loop: read, fire timers, send, sleep;
 //! - `engine`: that worker's transactions (start, timers, responses, ACK, BYE, CANCEL);
 //! - `timers`: their timer queue;
-//! - `frame`: SIP framing over TCP;
 //! - `tally`: the counts ([`Tally`]), the result ([`BenchResult`]) and the percentile output;
 //! - this file: [`run`], which starts the workers and merges their seconds.
 
 mod config;
 mod counts;
 mod engine;
-mod frame;
 mod logs;
 mod schedule;
 mod tally;
@@ -56,7 +55,7 @@ mod timers;
 mod worker;
 
 pub use config::{parse_ramp, BenchConfig, BenchError, BenchMethod, BenchTransport, Load, Step};
-pub use engine::{bytes_per_outstanding, BenchTx, NO_AUX};
+pub use engine::{bytes_per_outstanding, read_answer, BenchTx, NO_AUX};
 pub use schedule::Schedule;
 pub use tally::{write_percentile_distribution, BenchResult, Second, StepResult, Tally};
 

@@ -3,14 +3,15 @@
 
 use super::counts::Counts;
 use super::engine::{Clock, Engine, Outbox, Txs};
-use super::frame::{frame, Frame};
 use super::logs::{Logged, Once};
 use super::schedule::wake_at;
 use super::tally::Tick;
 use super::{BenchConfig, BenchError, BenchTransport, Load, Schedule, Tally, BATCH};
 use crate::dialog::FollowConfig;
-use crate::fast::{Scratch, Template, ViaTransport};
+use crate::fast::Template;
 use crate::mmsg::{wait_readable, RecvBatch};
+use crate::sip::Transport;
+use crate::sip::{frame, Frame};
 use crate::transaction::client::{TransportErrorKind, TxConfig};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -104,7 +105,7 @@ impl Worker {
                     tracing::warn!(error = %e, "Bench cannot get receive timestamps; using read times");
                     stamped = false;
                 }
-                (Io::Udp { sock: s, rx }, local, ViaTransport::Udp)
+                (Io::Udp { sock: s, rx }, local, Transport::Udp)
             }
             BenchTransport::Tcp => {
                 let s = TcpStream::connect_timeout(&cfg.target, Duration::from_secs(3))
@@ -117,7 +118,7 @@ impl Worker {
                     inbuf: Vec::with_capacity(1 << 16),
                     outbuf: Vec::with_capacity(1 << 16),
                 };
-                (io, local, ViaTransport::Tcp)
+                (io, local, Transport::Tcp)
             }
         };
         let k = cfg.sockets;
@@ -154,7 +155,6 @@ impl Worker {
                 out: Outbox::new(tmpl),
                 txcfg,
                 follow,
-                scratch: Scratch::default(),
                 counts: Counts::new(nsteps),
                 logged: Logged::default(),
                 cfg,
@@ -478,13 +478,15 @@ impl Worker {
                 };
                 let mut at = 0;
                 loop {
-                    match frame(&inbuf[at..]) {
+                    // The codec's framer, with the prober's limit: both frame a stream alike.
+                    match frame(&inbuf[at..], crate::consts::MAX_RESPONSE) {
                         Frame::Complete(n) => {
                             self.eng.on_response(&inbuf[at..at + n], now, now_ns);
                             at += n;
                         }
+                        Frame::KeepAlive(n) => at += n,
                         Frame::Incomplete => break,
-                        Frame::Invalid => {
+                        Frame::Invalid(_) => {
                             self.eng.invalid("bad TCP framing");
                             at = inbuf.len();
                             closed = Some(io::Error::other("bad framing"));

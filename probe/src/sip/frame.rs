@@ -45,8 +45,11 @@ impl ContentLength {
 /// What the start of a stream buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame {
-    /// A whole message (or a keep-alive CRLF, RFC 5626) of this many bytes.
+    /// A whole message of this many bytes.
     Complete(usize),
+    /// A keep-alive line end between messages (RFC 5626 §3.5.1) of this many bytes: skipped by
+    /// every reader, never read as a message nor counted as one.
+    KeepAlive(usize),
     /// Not yet a whole message: read more.
     Incomplete,
     /// Cannot be framed: the connection must be closed. `Oversized` when the head or the
@@ -58,10 +61,10 @@ pub enum Frame {
 /// Checks before parse: only the head's lines and Content-Length are read.
 pub fn frame(buf: &[u8], max: usize) -> Frame {
     if buf.starts_with(b"\r\n") {
-        return Frame::Complete(2);
+        return Frame::KeepAlive(2);
     }
     if buf.starts_with(b"\n") {
-        return Frame::Complete(1);
+        return Frame::KeepAlive(1);
     }
     let Some(first) = memchr::memchr(b'\n', buf) else {
         return incomplete(buf, max);
@@ -115,7 +118,8 @@ mod tests {
             Frame::Complete(24)
         );
         assert_eq!(frame(b"SIP/2.0 200 OK\r\n", 100), Frame::Incomplete);
-        assert_eq!(frame(b"\r\n\r\nSIP", 100), Frame::Complete(2));
+        assert_eq!(frame(b"\r\n\r\nSIP", 100), Frame::KeepAlive(2));
+        assert_eq!(frame(b"\nSIP", 100), Frame::KeepAlive(1));
         // Folded Content-Length, LF line ends, no Content-Length.
         assert_eq!(
             frame(b"SIP/2.0 200 OK\nl:\n 2\n\nab", 100),

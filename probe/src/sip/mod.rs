@@ -122,3 +122,32 @@ pub fn contact_uri(buf: &[u8]) -> Option<&[u8]> {
 pub(crate) fn is_version(v: &[u8]) -> bool {
     v.eq_ignore_ascii_case(b"SIP/2.0")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_uri_of_a_2xx() {
+        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n";
+        let with = |c: &str| format!("{head}{c}CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+        let m = with("Contact: \"CP\" <sip:cp@10.0.0.1:5060;transport=udp>;expires=60\r\n");
+        assert_eq!(
+            contact_uri(m.as_bytes()),
+            Some(&b"sip:cp@10.0.0.1:5060;transport=udp"[..])
+        );
+        let m = with("m: sip:cp@10.0.0.1;expires=60\r\n");
+        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.1"[..]));
+        let m = with("");
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        let m = with("Contact: *\r\n");
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        // Bare LF line ends, a folded line before it.
+        let m = "SIP/2.0 200 OK\nSubject: a\n b\nm:<sip:cp@10.0.0.2>\n\n";
+        assert_eq!(contact_uri(m.as_bytes()), Some(&b"sip:cp@10.0.0.2"[..]));
+        // Not in the body.
+        let m = "SIP/2.0 200 OK\r\nCSeq: 1 INVITE\r\n\r\nContact: <sip:x@y>\r\n";
+        assert_eq!(contact_uri(m.as_bytes()), None);
+        assert_eq!(contact_uri(b"garbage"), None);
+    }
+}

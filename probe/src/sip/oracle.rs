@@ -129,12 +129,10 @@ fn prober_and_bench_agree() {
             .ok()
             .filter(|r| r.vias == 1)
             .and_then(|r| Some((r.status, r.branch.clone(), r.cseq, r.method?)));
-        let b = crate::fast::decode_response(&buf, &mut crate::fast::Scratch::default(), &mut 0)
-            .ok()
-            .map(|r| {
-                let branch = String::from_utf8_lossy(r.branch).into_owned();
-                (r.status, branch, r.cseq, r.method)
-            });
+        let b = crate::bench::read_answer(&buf).ok().map(|(r, method)| {
+            let branch = String::from_utf8_lossy(r.via.branch).into_owned();
+            (r.status, branch, r.cseq, method)
+        });
         answers += usize::from(p.is_some());
         if p != b {
             differ.push(format!("{name}: prober {p:?} bench {b:?}"));
