@@ -8,6 +8,8 @@
 //! | `probe_summary` | target, role           | count, lost, loss, retransmits, rtt_p50_ms, rtt_p90_ms, rtt_p99_ms, rtt_max_ms, ignored, stray, late, duplicate, garbage, oversized, malformed, not_ours, other_call_id, source_mismatch |
 //! | `probe_event`   | target, role, kind     | from, to, status |
 //! | `probe_alarm`   | target, role, alarm    | active, message |
+//!
+//! RTTs are milliseconds to the microsecond (`rtt_ms=0.908`), `loss` a ratio to 6 decimals.
 
 use ingest::{Field, LineEncoder};
 use probe::monitor::{EventKind, Output};
@@ -20,8 +22,9 @@ fn secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
+/// Milliseconds to the microsecond (see `ingest::lineproto`: no float noise in the points).
 fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    ingest::lineproto::millis(d)
 }
 
 /// Appends the point(s) for one output.
@@ -70,7 +73,7 @@ pub fn encode(o: &Output, enc: &mut LineEncoder) {
             let loss = if s.count == 0 {
                 0.0
             } else {
-                s.lost as f64 / s.count as f64
+                ingest::lineproto::round_to(s.lost as f64 / s.count as f64, 6)
             };
             let rx = &s.rx;
             enc.push(
@@ -201,7 +204,7 @@ mod tests {
             retry_after: None,
             owner: Some(Arc::from(probe::monitor::AMBIGUOUS)),
             source: Some("127.0.0.1:5060".parse().unwrap()),
-            ..r
+            ..r.clone()
         };
         assert_eq!(
             text(&Output::Result(v)),
@@ -232,6 +235,30 @@ mod tests {
             max: Duration::from_millis(4),
             rx: Default::default(),
         };
+        // Issue 23, observation 7: RTTs in ms to the microsecond, no float noise; the loss
+        // ratio to 6 decimals.
+        let noisy = Summary {
+            count: 3,
+            lost: 1,
+            p50: Duration::from_micros(908),
+            p90: Duration::from_nanos(1_499_600),
+            p99: Duration::from_micros(2_003),
+            max: Duration::from_micros(2_003),
+            ..s.clone()
+        };
+        assert_eq!(
+            text(&Output::Summary(noisy)),
+            "probe_summary,target=cp1,role=cp count=3i,lost=1i,loss=0.333333,retransmits=2i,rtt_p50_ms=0.908,rtt_p90_ms=1.5,rtt_p99_ms=2.003,rtt_max_ms=2.003,ignored=0i,stray=0i,late=0i,duplicate=0i,garbage=0i,oversized=0i,malformed=0i,not_ours=0i,other_call_id=0i,source_mismatch=0i 1700000000\n"
+        );
+        let r908 = ProbeResult {
+            rtt: Some(Duration::from_nanos(908_400)),
+            retry_after: None,
+            ..r.clone()
+        };
+        assert_eq!(
+            text(&Output::Result(r908)),
+            "probe,target=cp1,role=cp,method=OPTIONS state=\"out_of_service\",state_code=0i,retransmits=1i,status=503i,rtt_ms=0.908 1700000000\n"
+        );
         assert_eq!(
             text(&Output::Summary(s)),
             "probe_summary,target=cp1,role=cp count=4i,lost=1i,loss=0.25,retransmits=2i,rtt_p50_ms=1,rtt_p90_ms=2,rtt_p99_ms=3,rtt_max_ms=4,ignored=0i,stray=0i,late=0i,duplicate=0i,garbage=0i,oversized=0i,malformed=0i,not_ours=0i,other_call_id=0i,source_mismatch=0i 1700000000\n"

@@ -13,6 +13,7 @@ mod ingest_influx;
 mod ingest_restart;
 mod kamailio_fixture;
 mod kamailio_stats;
+mod numbers;
 mod ops_conventions;
 mod ops_prometheus;
 mod ops_report;

@@ -16,8 +16,35 @@
 //! them); a point left with no field is not written at all and `push` returns `false`.
 //!
 //! Timestamps are whole seconds: every batch is written with `precision=s`.
+//!
+//! Floats are written in the shortest form that reads back as the same `f64` (`ryu`). A value
+//! computed in binary floating point (`0.000908 s * 1000`) is not the decimal it stands for
+//! (`0.9079999999999999`), so measured values are rounded to their real precision where they are
+//! made: [`millis`] for durations (milliseconds to the microsecond), [`round_to`] for rates and
+//! ratios. The rounded value is the `f64` nearest to a short decimal, and is written as that
+//! decimal (`0.908`).
 
 use bytes::{Bytes, BytesMut};
+use std::time::Duration;
+
+/// `x` rounded to `decimals` places after the point: the `f64` nearest to that decimal, so it
+/// is written as the short decimal. Values too large for the rounding (over 2^53 units of the
+/// last place) are returned unchanged.
+pub fn round_to(x: f64, decimals: i32) -> f64 {
+    let p = 10f64.powi(decimals);
+    let scaled = x * p;
+    if !scaled.is_finite() || scaled.abs() >= 9_007_199_254_740_992.0 {
+        return x;
+    }
+    scaled.round() / p
+}
+
+/// A duration in milliseconds, to the microsecond (the precision of the probes' and pollers'
+/// clocks as written): 908 µs is `0.908`, 1 ms 499.6 µs is `1.5`.
+pub fn millis(d: Duration) -> f64 {
+    let us = d.as_nanos().saturating_add(500) / 1000;
+    us.min(u64::MAX as u128) as f64 / 1000.0
+}
 
 /// One field value, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -270,6 +297,41 @@ mod tests {
                 0
             ),
             "m big=1e20,neg=-5i 0\n"
+        );
+    }
+
+    /// Issue 23, observation 7: `rtt_p50_ms=0.9079999999999999`. 908 µs times 1000 in binary
+    /// floating point is not 0.908; [`millis`] and [`round_to`] give the nearest `f64` to the
+    /// decimal, written as the decimal.
+    #[test]
+    fn measured_values_written_at_their_precision() {
+        let d = Duration::from_micros(908);
+        assert_eq!(
+            one(
+                "m",
+                &[],
+                &[("v", Field::Float(d.as_secs_f64() * 1000.0))],
+                0
+            ),
+            "m v=0.9079999999999999 0\n"
+        );
+        assert_eq!(
+            one("m", &[], &[("rtt_p50_ms", Field::Float(millis(d)))], 0),
+            "m rtt_p50_ms=0.908 0\n"
+        );
+        // Nanoseconds round to the microsecond.
+        let fields = [
+            ("a", Field::Float(millis(Duration::from_nanos(1_499_600)))),
+            ("b", Field::Float(millis(Duration::from_nanos(912_345)))),
+            ("c", Field::Float(millis(Duration::from_secs(2)))),
+            ("d", Field::Float(round_to(145.0 / 30.0, 3))),
+            ("e", Field::Float(round_to(7.0 * 1000.0 / 1399.0, 3))),
+            ("f", Field::Float(round_to(1.0 / 3.0, 4))),
+            ("g", Field::Float(round_to(1e300, 3))),
+        ];
+        assert_eq!(
+            one("m", &[], &fields, 0),
+            "m a=1.5,b=0.912,c=2000,d=4.833,e=5.004,f=0.3333,g=1e300 0\n"
         );
     }
 

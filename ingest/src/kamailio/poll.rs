@@ -652,7 +652,7 @@ impl TargetPoller {
             m.insert(self.cfg.hostname.clone(), up);
         }
         let rtt_field = rtt.filter(|_| up).map_or(("", Field::Int(0)), |r| {
-            ("rtt_ms", Field::Float(r.as_secs_f64() * 1000.0))
+            ("rtt_ms", Field::Float(crate::lineproto::millis(r)))
         });
         self.enc.push(
             M_UP,

@@ -18,7 +18,7 @@
 
 use super::classify::{Classifier, Kind};
 use super::parse::Stat;
-use crate::lineproto::{Field, LineEncoder};
+use crate::lineproto::{round_to, Field, LineEncoder};
 use hdrhistogram::Histogram;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -40,6 +40,9 @@ pub const DEFAULT_HISTOGRAMS: &[&str] = &[
 
 /// Rates go into the histograms in thousandths per second.
 const HIST_SCALE: f64 = 1000.0;
+/// Rates are written to the thousandth per second, the histograms' resolution (`rate=4.833`,
+/// not `4.833333333333333`).
+const RATE_DECIMALS: i32 = 3;
 
 /// FNV-1a: statistic names are short and trusted enough; much cheaper than SipHash.
 #[derive(Default)]
@@ -329,7 +332,10 @@ impl Window {
                         if s.covered_ms > 0 {
                             fields[2] = (
                                 "rate",
-                                Field::Float(s.increase as f64 * 1000.0 / s.covered_ms as f64),
+                                Field::Float(round_to(
+                                    s.increase as f64 * 1000.0 / s.covered_ms as f64,
+                                    RATE_DECIMALS,
+                                )),
                             );
                         }
                     }
@@ -339,7 +345,10 @@ impl Window {
                                 |v: u64| Field::Float(h.median_equivalent(v) as f64 / HIST_SCALE);
                             fields[3] = ("rate_p50", q(h.value_at_quantile(0.5)));
                             fields[4] = ("rate_p99", q(h.value_at_quantile(0.99)));
-                            fields[5] = ("rate_max", Field::Float(s.rate_max));
+                            fields[5] = (
+                                "rate_max",
+                                Field::Float(round_to(s.rate_max, RATE_DECIMALS)),
+                            );
                         }
                         h.reset();
                         s.rate_max = 0.0;
@@ -619,11 +628,10 @@ mod tests {
         w.flush("cp1", &mut e);
         assert_eq!(w.restarts_total(), 1);
         let t = text(&mut e);
-        // rcv: 100 + 30 + 15 = 145 over 30 s; fwd: 50 + 600 + 10 = 660 over 30 s.
+        // rcv: 100 + 30 + 15 = 145 over 30 s; fwd: 50 + 600 + 10 = 660 over 30 s. Rates to the
+        // thousandth per second (issue 23, observation 7: not 4.833333333333333).
         assert!(
-            t.contains(
-                "stat=core:rcv_requests total=45i,increase=145i,rate=4.833333333333333,rate_p50="
-            ),
+            t.contains("stat=core:rcv_requests total=45i,increase=145i,rate=4.833,rate_p50="),
             "{t}"
         );
         assert!(
