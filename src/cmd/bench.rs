@@ -73,6 +73,10 @@ pub struct Args {
     /// Sockets, each with its own thread.
     #[arg(long, default_value_t = 1)]
     sockets: usize,
+    /// Send from this local address (and port): `ADDR` or `ADDR:PORT` (a fixed port needs
+    /// --sockets 1). The Via and Contact name it.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
+    source: Option<probe::transport::Source>,
     /// Do not retransmit (Timer E / A) over UDP: for pure-throughput runs.
     #[arg(long)]
     no_retransmit: bool,
@@ -158,6 +162,10 @@ enum Sub {
 }
 
 /// `sip:[user@]host[:port][;params]` to (Request-URI, address).
+fn parse_source(s: &str) -> Result<probe::transport::Source, String> {
+    s.parse()
+}
+
 fn target(uri: &str) -> anyhow::Result<SocketAddr> {
     let rest = uri
         .strip_prefix("sip:")
@@ -219,6 +227,7 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
         TransportArg::Tcp => BenchTransport::Tcp,
     };
     cfg.sockets = a.sockets;
+    cfg.source = a.source;
     cfg.retransmit = !a.no_retransmit;
     cfg.timeout = a.timeout;
     cfg.p99_bound = a.p99_max;
@@ -244,8 +253,9 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), cfg.stop_grace);
     eprintln!(
-        "srewatch bench {} ({addr}) method={} transport={} sockets={} retransmit={} timeout={}",
+        "srewatch bench {} ({addr}{}) method={} transport={} sockets={} retransmit={} timeout={}",
         uri,
+        cfg.source.map(|s| format!(" from {s}")).unwrap_or_default(),
         method_name(method),
         transport_name(cfg.transport),
         cfg.sockets,
@@ -763,6 +773,7 @@ fn to_json(cfg: &BenchConfig, r: &BenchResult) -> serde_json::Value {
         "method": method_name(cfg.method),
         "transport": transport_name(cfg.transport),
         "sockets": cfg.sockets,
+        "source": cfg.source.map(|s| s.to_string()),
         "retransmit": cfg.retransmit,
         "timeout_s": cfg.timeout.as_secs_f64(),
         "expected_status": cfg.expected_status,
