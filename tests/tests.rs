@@ -22,3 +22,4 @@ mod service_isolation;
 mod sink;
 mod sip_codec;
 mod sip_conformance;
+mod source_address;
