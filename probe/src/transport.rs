@@ -590,6 +590,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn source_parses_and_shows_as_written() {
+        for (text, shown) in [
+            ("10.1.2.3", "10.1.2.3"),
+            ("10.1.2.3:5070", "10.1.2.3:5070"),
+            ("10.1.2.3:0", "10.1.2.3"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:5070", "[2001:db8::1]:5070"),
+        ] {
+            assert_eq!(text.parse::<Source>().unwrap().to_string(), shown);
+        }
+        for bad in ["", "signalling", "10.1.2.3:99999", "10.1.2.3:", "[::1]"] {
+            assert!(bad.parse::<Source>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn source_of_another_family_is_refused_with_its_name() {
+        let src: Source = "::1".parse().unwrap();
+        let e = Endpoint::open_from(
+            ([127, 0, 0, 1], 9).into(),
+            Transport::Udp,
+            Duration::from_secs(1),
+            Some(src),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "cannot bind source ::1: not of the address family of 127.0.0.1:9"
+        );
+    }
+
     #[tokio::test]
     async fn tcp_connect_refused() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

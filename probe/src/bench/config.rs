@@ -232,6 +232,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fixed_source_port_needs_one_socket() {
+        let mut cfg = BenchConfig::new(
+            "sip:127.0.0.1",
+            "127.0.0.1:5060".parse().unwrap(),
+            BenchMethod::Options,
+            Load::Open(vec![Step {
+                rate: 10.0,
+                duration: Duration::from_secs(1),
+            }]),
+        );
+        cfg.source = Some("127.0.0.2:5070".parse().unwrap());
+        assert!(validate(&cfg).is_ok());
+        cfg.sockets = 2;
+        assert_eq!(
+            validate(&cfg).unwrap_err().to_string(),
+            "invalid bench configuration: source 127.0.0.2:5070 has a fixed port: it can be \
+             bound by one socket, not 2"
+        );
+        cfg.source = Some("127.0.0.2".parse().unwrap());
+        assert!(validate(&cfg).is_ok());
+        cfg.source = Some("::1".parse().unwrap());
+        assert_eq!(
+            validate(&cfg).unwrap_err().to_string(),
+            "invalid bench configuration: source ::1 is not of the address family of the \
+             target 127.0.0.1:5060"
+        );
+    }
+
+    #[test]
     fn ramp_parses() {
         let v = parse_ramp("1000:3000:1000:2s").unwrap();
         assert_eq!(
