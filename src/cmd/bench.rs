@@ -46,6 +46,19 @@ enum MethodArg {
     Invite503,
 }
 
+/// Where the bench sends from (boxed in [`Args`], a variant of the command enum, to keep it
+/// small).
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// Sockets, each with its own thread.
+    #[arg(long, default_value_t = 1)]
+    sockets: usize,
+    /// Send from this local address (and port): `ADDR` or `ADDR:PORT` (a fixed port needs
+    /// --sockets 1). The Via and Contact name it.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
+    source: Option<String>,
+}
+
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
@@ -70,13 +83,8 @@ pub struct Args {
     transport: TransportArg,
     #[arg(long, value_enum, default_value = "options")]
     method: MethodArg,
-    /// Sockets, each with its own thread.
-    #[arg(long, default_value_t = 1)]
-    sockets: usize,
-    /// Send from this local address (and port): `ADDR` or `ADDR:PORT` (a fixed port needs
-    /// --sockets 1). The Via and Contact name it.
-    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
-    source: Option<probe::transport::Source>,
+    #[command(flatten)]
+    net: Box<SocketArgs>,
     /// Do not retransmit (Timer E / A) over UDP: for pure-throughput runs.
     #[arg(long)]
     no_retransmit: bool,
@@ -162,8 +170,10 @@ enum Sub {
 }
 
 /// `sip:[user@]host[:port][;params]` to (Request-URI, address).
-fn parse_source(s: &str) -> Result<probe::transport::Source, String> {
-    s.parse()
+/// Checks `--source` (kept as text: the arguments stay small; parsed again in [`run`]).
+fn parse_source(s: &str) -> Result<String, String> {
+    s.parse::<probe::transport::Source>()?;
+    Ok(s.to_string())
 }
 
 fn target(uri: &str) -> anyhow::Result<SocketAddr> {
@@ -226,8 +236,14 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
         TransportArg::Udp => BenchTransport::Udp,
         TransportArg::Tcp => BenchTransport::Tcp,
     };
-    cfg.sockets = a.sockets;
-    cfg.source = a.source;
+    cfg.sockets = a.net.sockets;
+    cfg.source = a
+        .net
+        .source
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     cfg.retransmit = !a.no_retransmit;
     cfg.timeout = a.timeout;
     cfg.p99_bound = a.p99_max;
