@@ -35,11 +35,19 @@ impl std::str::FromStr for Source {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Source, String> {
-        if let Ok(a) = s.parse::<SocketAddr>() {
+        let a = match (s.parse::<SocketAddr>(), s.parse::<IpAddr>()) {
+            (Ok(a), _) => Some(a),
+            (_, Ok(ip)) => Some(SocketAddr::new(ip, 0)),
+            _ => None,
+        };
+        if let Some(a) = a {
+            if a.ip().is_unspecified() || a.ip().is_multicast() {
+                return Err(format!(
+                    "{s:?}: one unicast address of this host is needed (the Via and Contact \
+                     name it)"
+                ));
+            }
             return Ok(Source(a));
-        }
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Source(SocketAddr::new(ip, 0)));
         }
         Err(format!(
             "{s:?}: expected an IP address with an optional port, e.g. 10.1.2.3, 10.1.2.3:5070 \
@@ -601,7 +609,16 @@ mod tests {
         ] {
             assert_eq!(text.parse::<Source>().unwrap().to_string(), shown);
         }
-        for bad in ["", "signalling", "10.1.2.3:99999", "10.1.2.3:", "[::1]"] {
+        for bad in [
+            "",
+            "signalling",
+            "10.1.2.3:99999",
+            "10.1.2.3:",
+            "[::1]",
+            "0.0.0.0",
+            "[::]:5070",
+            "224.0.0.1",
+        ] {
             assert!(bad.parse::<Source>().is_err(), "{bad}");
         }
     }
