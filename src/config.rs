@@ -110,14 +110,14 @@ impl Config {
             .unwrap_or_default()
     }
 
-    /// The probe targets this instance owns under `probe.shard`.
+    /// The probe targets this instance owns under `probe.shard`, with the `[probe]` defaults
+    /// (`source`) applied.
     pub fn own_probe_targets(&self) -> Vec<probe::monitor::TargetConfig> {
         let shard = self.shard();
         self.probe
-            .target
-            .iter()
+            .effective_targets()
+            .into_iter()
             .filter(|t| shard.owns(&t.name))
-            .cloned()
             .collect()
     }
 }

@@ -70,6 +70,7 @@ async fn probe_once(uri: &str, timeout: Duration) -> Vec<Output> {
     let cfg = ProbeConfig {
         fingerprint: None,
         shard: None,
+        source: None,
         target: vec![t],
     };
     let (mut rx, handle) = monitor::spawn(&cfg).await.unwrap();

@@ -55,6 +55,7 @@ async fn cp_in_service_out_of_service_down_and_up() {
     let cfg = ProbeConfig {
         fingerprint: None,
         shard: None,
+        source: None,
         target: vec![target("cp1", &k.sip_uri(), Role::Cp)],
     };
     let (mut rx, handle) = monitor::spawn(&cfg).await.unwrap();

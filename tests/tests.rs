@@ -25,3 +25,4 @@ mod sink;
 mod sink_isolation;
 mod sip_codec;
 mod sip_conformance;
+mod source_address;

@@ -1,13 +1,14 @@
 //! UDP and TCP transports for one target, and the checks every received message goes through
 //! before it may reach a transaction.
 //!
-//! - [`Endpoint`]: one socket per target. UDP: a socket bound to an ephemeral port of the
-//!   address the route to the target uses, *not* connected, so that an answer from another
+//! - [`Endpoint`]: one socket per target. UDP: a socket bound to the configured [`Source`]
+//!   (else an ephemeral port of the address the route to the target uses), *not* connected, so that an answer from another
 //!   address of the target (a CP listening on `0.0.0.0`) is received and its source reported;
 //!   `IP_RECVERR` makes an ICMP port or host unreachable come back as `ECONNREFUSED` /
 //!   `EHOSTUNREACH` on the next receive (the error queue is drained), reported as a
 //!   [`TransportErrorKind`], never as a status code. TCP:
-//!   a connection opened on first send and re-opened after it closes, framed by the codec's
+//!   a connection opened on first send (from the [`Source`], if any) and re-opened after it
+//!   closes, framed by the codec's
 //!   one framer ([`crate::sip::frame()`]); a stream that cannot be framed is closed.
 //! - [`RxStats`]: counts of what was received and ignored (garbage, oversized, malformed,
 //!   not ours, stray, late, duplicate, other Call-ID), kept locally and read once per window.
@@ -19,10 +20,69 @@ use crate::sip::Frame;
 use crate::transaction::TransportErrorKind;
 use bytes::{Buf, BytesMut};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+
+/// The local address and port a probe or the bench sends from (`ADDR`, `ADDR:PORT`, or
+/// `[V6ADDR]:PORT`; port 0 or none = any free port): on a multi-homed node, the address of
+/// the signalling network. The Via sent-by and the Contact name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source(pub SocketAddr);
+
+impl std::str::FromStr for Source {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Source, String> {
+        let a = match (s.parse::<SocketAddr>(), s.parse::<IpAddr>()) {
+            (Ok(a), _) => Some(a),
+            (_, Ok(ip)) => Some(SocketAddr::new(ip, 0)),
+            _ => None,
+        };
+        if let Some(a) = a {
+            if a.ip().is_unspecified() || a.ip().is_multicast() {
+                return Err(format!(
+                    "{s:?}: one unicast address of this host is needed (the Via and Contact \
+                     name it)"
+                ));
+            }
+            return Ok(Source(a));
+        }
+        Err(format!(
+            "{s:?}: expected an IP address with an optional port, e.g. 10.1.2.3, 10.1.2.3:5070 \
+             or [2001:db8::1]:5070"
+        ))
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.port() == 0 {
+            write!(f, "{}", self.0.ip())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl Source {
+    /// Checks that the source can reach `target` (same address family).
+    pub fn towards(self, target: SocketAddr) -> io::Result<SocketAddr> {
+        if self.0.is_ipv4() != target.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot bind source {self}: not of the address family of {target}"),
+            ));
+        }
+        Ok(self.0)
+    }
+
+    /// `e` with the source named, for the target's state or the bench's error.
+    pub fn bind_error(self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("cannot bind source {self}: {e}"))
+    }
+}
 
 /// What was received and ignored, counted locally.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +179,7 @@ enum Conn {
         stream: Option<TcpStream>,
         buf: BytesMut,
         connect_timeout: Duration,
+        source: Option<SocketAddr>,
     },
 }
 
@@ -131,13 +192,26 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Opens the socket for `target`. UDP binds and connects at once; TCP connects on the first
-    /// [`Endpoint::connect`] or [`Endpoint::send`].
+    /// Opens the socket for `target` from the address the route to it uses.
     pub async fn open(
         target: SocketAddr,
         transport: Transport,
         connect_timeout: Duration,
     ) -> io::Result<Endpoint> {
+        Endpoint::open_from(target, transport, connect_timeout, None).await
+    }
+
+    /// Opens the socket for `target`, bound to `source` if given. UDP binds at once; TCP
+    /// checks at once that `source` can be bound (so that an address not on this host or a
+    /// port in use is an error here, not a failed probe) and connects on the first
+    /// [`Endpoint::connect`] or [`Endpoint::send`].
+    pub async fn open_from(
+        target: SocketAddr,
+        transport: Transport,
+        connect_timeout: Duration,
+        source: Option<Source>,
+    ) -> io::Result<Endpoint> {
+        let bind = source.map(|s| s.towards(target)).transpose()?;
         let unspecified: SocketAddr = if target.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {
@@ -145,11 +219,18 @@ impl Endpoint {
         };
         match transport {
             Transport::Udp => {
-                // The source address the kernel would use towards the target (no packet sent).
-                let route = std::net::UdpSocket::bind(unspecified)?;
-                route.connect(target)?;
-                let sock = std::net::UdpSocket::bind((route.local_addr()?.ip(), 0))?;
-                drop(route);
+                let sock = match (source, bind) {
+                    (Some(s), Some(b)) => {
+                        std::net::UdpSocket::bind(b).map_err(|e| s.bind_error(e))?
+                    }
+                    _ => {
+                        // The source address the kernel would use towards the target (no
+                        // packet sent).
+                        let route = std::net::UdpSocket::bind(unspecified)?;
+                        route.connect(target)?;
+                        std::net::UdpSocket::bind((route.local_addr()?.ip(), 0))?
+                    }
+                };
                 set_recverr(&sock, target.is_ipv4())?;
                 sock.set_nonblocking(true)?;
                 let sock = UdpSocket::from_std(sock)?;
@@ -161,16 +242,22 @@ impl Endpoint {
                     local,
                 })
             }
-            Transport::Tcp => Ok(Endpoint {
-                target,
-                transport,
-                conn: Conn::Tcp {
-                    stream: None,
-                    buf: BytesMut::with_capacity(8192),
-                    connect_timeout,
-                },
-                local: unspecified,
-            }),
+            Transport::Tcp => {
+                if let (Some(s), Some(b)) = (source, bind) {
+                    tcp_socket(b).map_err(|e| s.bind_error(e))?;
+                }
+                Ok(Endpoint {
+                    target,
+                    transport,
+                    conn: Conn::Tcp {
+                        stream: None,
+                        buf: BytesMut::with_capacity(8192),
+                        connect_timeout,
+                        source: bind,
+                    },
+                    local: bind.unwrap_or(unspecified),
+                })
+            }
         }
     }
 
@@ -193,16 +280,21 @@ impl Endpoint {
             stream,
             buf,
             connect_timeout,
+            source,
         } = &mut self.conn
         {
             if stream.is_none() {
-                let s =
-                    match tokio::time::timeout(*connect_timeout, TcpStream::connect(self.target))
-                        .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(_)) | Err(_) => return Err(TransportErrorKind::ConnectFailed),
-                    };
+                let (target, src) = (self.target, *source);
+                let connect = async move {
+                    match src {
+                        Some(b) => tcp_socket(b)?.connect(target).await,
+                        None => TcpStream::connect(target).await,
+                    }
+                };
+                let s = match tokio::time::timeout(*connect_timeout, connect).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(_)) | Err(_) => return Err(TransportErrorKind::ConnectFailed),
+                };
                 let _ = s.set_nodelay(true);
                 self.local = s
                     .local_addr()
@@ -316,6 +408,19 @@ impl Endpoint {
             },
         }
     }
+}
+
+/// A TCP socket bound to `addr`, not connected. `SO_REUSEADDR`: a fixed source port can be
+/// bound again while the previous connection from it is in TIME_WAIT.
+fn tcp_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
+    let s = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    s.set_reuseaddr(true)?;
+    s.bind(addr)?;
+    Ok(s)
 }
 
 /// Asks the kernel to report ICMP errors on an unconnected UDP socket (`IP_RECVERR` /
@@ -495,6 +600,49 @@ mod tests {
             assert_eq!(s.malformed, 1, "case {n}");
             server.join().unwrap();
         }
+    }
+
+    #[test]
+    fn source_parses_and_shows_as_written() {
+        for (text, shown) in [
+            ("10.1.2.3", "10.1.2.3"),
+            ("10.1.2.3:5070", "10.1.2.3:5070"),
+            ("10.1.2.3:0", "10.1.2.3"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:5070", "[2001:db8::1]:5070"),
+        ] {
+            assert_eq!(text.parse::<Source>().unwrap().to_string(), shown);
+        }
+        for bad in [
+            "",
+            "signalling",
+            "10.1.2.3:99999",
+            "10.1.2.3:",
+            "[::1]",
+            "0.0.0.0",
+            "[::]:5070",
+            "224.0.0.1",
+        ] {
+            assert!(bad.parse::<Source>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn source_of_another_family_is_refused_with_its_name() {
+        let src: Source = "::1".parse().unwrap();
+        let e = Endpoint::open_from(
+            ([127, 0, 0, 1], 9).into(),
+            Transport::Udp,
+            Duration::from_secs(1),
+            Some(src),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "cannot bind source ::1: not of the address family of 127.0.0.1:9"
+        );
     }
 
     #[tokio::test]

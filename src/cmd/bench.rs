@@ -46,6 +46,19 @@ enum MethodArg {
     Invite503,
 }
 
+/// Where the bench sends from (boxed in [`Args`], a variant of the command enum, to keep it
+/// small).
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// Sockets, each with its own thread.
+    #[arg(long, default_value_t = 1)]
+    sockets: usize,
+    /// Send from this local address (and port): `ADDR` or `ADDR:PORT` (a fixed port needs
+    /// --sockets 1). The Via and Contact name it.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_source)]
+    source: Option<String>,
+}
+
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
@@ -70,9 +83,8 @@ pub struct Args {
     transport: TransportArg,
     #[arg(long, value_enum, default_value = "options")]
     method: MethodArg,
-    /// Sockets, each with its own thread.
-    #[arg(long, default_value_t = 1)]
-    sockets: usize,
+    #[command(flatten)]
+    net: Box<SocketArgs>,
     /// Do not retransmit (Timer E / A) over UDP: for pure-throughput runs.
     #[arg(long)]
     no_retransmit: bool,
@@ -158,6 +170,12 @@ enum Sub {
 }
 
 /// `sip:[user@]host[:port][;params]` to (Request-URI, address).
+/// Checks `--source` (kept as text: the arguments stay small; parsed again in [`run`]).
+fn parse_source(s: &str) -> Result<String, String> {
+    s.parse::<probe::transport::Source>()?;
+    Ok(s.to_string())
+}
+
 fn target(uri: &str) -> anyhow::Result<SocketAddr> {
     let rest = uri
         .strip_prefix("sip:")
@@ -218,7 +236,14 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
         TransportArg::Udp => BenchTransport::Udp,
         TransportArg::Tcp => BenchTransport::Tcp,
     };
-    cfg.sockets = a.sockets;
+    cfg.sockets = a.net.sockets;
+    cfg.source = a
+        .net
+        .source
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     cfg.retransmit = !a.no_retransmit;
     cfg.timeout = a.timeout;
     cfg.p99_bound = a.p99_max;
@@ -244,8 +269,9 @@ pub fn run(mut a: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), cfg.stop_grace);
     eprintln!(
-        "srewatch bench {} ({addr}) method={} transport={} sockets={} retransmit={} timeout={}",
+        "srewatch bench {} ({addr}{}) method={} transport={} sockets={} retransmit={} timeout={}",
         uri,
+        cfg.source.map(|s| format!(" from {s}")).unwrap_or_default(),
         method_name(method),
         transport_name(cfg.transport),
         cfg.sockets,
@@ -763,6 +789,7 @@ fn to_json(cfg: &BenchConfig, r: &BenchResult) -> serde_json::Value {
         "method": method_name(cfg.method),
         "transport": transport_name(cfg.transport),
         "sockets": cfg.sockets,
+        "source": cfg.source.map(|s| s.to_string()),
         "retransmit": cfg.retransmit,
         "timeout_s": cfg.timeout.as_secs_f64(),
         "expected_status": cfg.expected_status,

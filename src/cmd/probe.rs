@@ -41,6 +41,10 @@ pub struct CheckArgs {
     /// User part of the Request-URI (e.g. monitor).
     #[arg(long)]
     pub user: Option<String>,
+    /// Send from this local address (and port): `ADDR` or `ADDR:PORT`, e.g. the signalling
+    /// network's address of a multi-homed node. The Via and Contact name it.
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub source: Option<String>,
 }
 
 fn parse_expect(s: &str) -> Result<u16, String> {
@@ -137,9 +141,11 @@ fn check_inner(a: &CheckArgs) -> anyhow::Result<(u8, String)> {
         InviteProbe::Never
     };
     t.user = a.user.clone();
+    t.source = a.source.clone();
     let cfg = ProbeConfig {
         fingerprint: None,
         shard: None,
+        source: None,
         target: vec![t],
     };
     if let Some((key, reason)) = cfg.validate().into_iter().next() {

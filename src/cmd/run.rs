@@ -265,6 +265,7 @@ async fn service(
         let pcfg = ProbeConfig {
             fingerprint: cfg.probe.fingerprint.clone(),
             shard: cfg.probe.shard.clone(),
+            source: cfg.probe.source.clone(),
             target: own,
         };
         // Only a bad URI or a duplicate name (refused by the check already) can fail here; a

@@ -92,6 +92,7 @@ pub fn parse_ramp(s: &str) -> Result<Vec<Step>, String> {
     Ok(v)
 }
 
+/// Every setting of one run: one field per `srewatch bench` option (hence more than a dozen).
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     /// Request-URI, e.g. `sip:127.0.0.1:5060`.
@@ -125,6 +126,9 @@ pub struct BenchConfig {
     /// After `stop` is set: how long transactions in flight may still end; those left then
     /// count as abandoned (so that an interrupted run exits at once, not after Timer F).
     pub stop_grace: Duration,
+    /// Local address (and port) every socket sends from; none = the route's address. A fixed
+    /// port needs `sockets` 1 (one socket can be bound to it).
+    pub source: Option<crate::transport::Source>,
 }
 
 impl BenchConfig {
@@ -146,6 +150,7 @@ impl BenchConfig {
             outstanding_limit: 1_000_000,
             send_window: Duration::from_micros(100),
             stop_grace: Duration::from_millis(250),
+            source: None,
         }
     }
 }
@@ -182,6 +187,20 @@ pub(super) fn validate(cfg: &BenchConfig) -> Result<(), BenchError> {
     if cfg.timeout.is_zero() {
         return bad("timeout must be above zero".into());
     }
+    if let Some(s) = cfg.source {
+        if s.0.port() != 0 && cfg.sockets > 1 {
+            return bad(format!(
+                "source {s} has a fixed port: it can be bound by one socket, not {}",
+                cfg.sockets
+            ));
+        }
+        if s.0.is_ipv4() != cfg.target.is_ipv4() {
+            return bad(format!(
+                "source {s} is not of the address family of the target {}",
+                cfg.target
+            ));
+        }
+    }
     match &cfg.load {
         Load::Open(steps) => {
             if steps.is_empty() {
@@ -211,6 +230,35 @@ pub(super) fn validate(cfg: &BenchConfig) -> Result<(), BenchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_source_port_needs_one_socket() {
+        let mut cfg = BenchConfig::new(
+            "sip:127.0.0.1",
+            "127.0.0.1:5060".parse().unwrap(),
+            BenchMethod::Options,
+            Load::Open(vec![Step {
+                rate: 10.0,
+                duration: Duration::from_secs(1),
+            }]),
+        );
+        cfg.source = Some("127.0.0.2:5070".parse().unwrap());
+        assert!(validate(&cfg).is_ok());
+        cfg.sockets = 2;
+        assert_eq!(
+            validate(&cfg).unwrap_err().to_string(),
+            "invalid bench configuration: source 127.0.0.2:5070 has a fixed port: it can be \
+             bound by one socket, not 2"
+        );
+        cfg.source = Some("127.0.0.2".parse().unwrap());
+        assert!(validate(&cfg).is_ok());
+        cfg.source = Some("::1".parse().unwrap());
+        assert_eq!(
+            validate(&cfg).unwrap_err().to_string(),
+            "invalid bench configuration: source ::1 is not of the address family of the \
+             target 127.0.0.1:5060"
+        );
+    }
 
     #[test]
     fn ramp_parses() {

@@ -13,6 +13,7 @@ use crate::mmsg::{wait_readable, RecvBatch};
 use crate::sip::Transport;
 use crate::sip::{frame, Frame};
 use crate::transaction::client::{TransportErrorKind, TxConfig};
+use crate::transport::Source;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -97,7 +98,7 @@ impl Worker {
         let mut stamped = true;
         let (io, local, via) = match cfg.transport {
             BenchTransport::Udp => {
-                let s = udp_socket(cfg.target).map_err(sock_err)?;
+                let s = udp_socket(cfg.target, cfg.source).map_err(sock_err)?;
                 let local = s.local_addr().map_err(sock_err)?;
                 let rx = RecvBatch::new(BATCH, RECV_SLOT);
                 // Latency ends when the kernel got the answer, not when this thread read it.
@@ -108,8 +109,7 @@ impl Worker {
                 (Io::Udp { sock: s, rx }, local, Transport::Udp)
             }
             BenchTransport::Tcp => {
-                let s = TcpStream::connect_timeout(&cfg.target, Duration::from_secs(3))
-                    .map_err(sock_err)?;
+                let s = tcp_connect(cfg.target, cfg.source).map_err(sock_err)?;
                 s.set_nodelay(true).map_err(sock_err)?;
                 s.set_nonblocking(true).map_err(sock_err)?;
                 let local = s.local_addr().map_err(sock_err)?;
@@ -558,7 +558,8 @@ pub(super) struct WorkerResult {
     pub(super) reads: u64,
 }
 
-pub(super) fn udp_socket(target: SocketAddr) -> io::Result<UdpSocket> {
+/// A UDP socket connected to `target`, bound to `source` if given.
+pub(super) fn udp_socket(target: SocketAddr, source: Option<Source>) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(
         Domain::for_address(target),
@@ -566,12 +567,44 @@ pub(super) fn udp_socket(target: SocketAddr) -> io::Result<UdpSocket> {
         Some(Protocol::UDP),
     )?;
     crate::mmsg::deep_buffers(&s);
-    let any: SocketAddr = if target.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    s.bind(&any.into())?;
+    bind(&s, target, source)?;
     s.connect(&target.into())?;
     Ok(s.into())
+}
+
+/// A TCP connection to `target` (within 3 s), from `source` if given.
+fn tcp_connect(target: SocketAddr, source: Option<Source>) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let timeout = Duration::from_secs(3);
+    let Some(src) = source else {
+        return TcpStream::connect_timeout(&target, timeout);
+    };
+    let s = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    // A fixed source port can be bound again while its last connection is in TIME_WAIT.
+    s.set_reuse_address(true)?;
+    bind(&s, target, Some(src))?;
+    s.connect_timeout(&target.into(), timeout)?;
+    Ok(s.into())
+}
+
+/// Binds `s` to `source` (the error names it), else to any address of the target's family.
+fn bind(s: &socket2::Socket, target: SocketAddr, source: Option<Source>) -> io::Result<()> {
+    match source {
+        Some(src) => {
+            let addr = src.towards(target)?;
+            s.bind(&addr.into()).map_err(|e| src.bind_error(e))
+        }
+        None => {
+            let any: SocketAddr = if target.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            s.bind(&any.into())
+        }
+    }
 }

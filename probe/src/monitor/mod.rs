@@ -18,7 +18,7 @@ pub mod tracker;
 
 use crate::message::{TargetUri, Transport};
 use crate::transaction::{Method, TransportErrorKind};
-use crate::transport::RxStats;
+use crate::transport::{RxStats, Source};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -35,10 +35,14 @@ pub struct ProbeConfig {
     /// `"K/N"`: this instance probes only its share of the targets (checked and applied by the
     /// service, see `srewatch run`); none = every target.
     pub shard: Option<String>,
+    /// `ADDR[:PORT]` every target sends from unless it sets its own `source` (a multi-homed
+    /// node: the signalling network's address); none = the address of the route to the target.
+    pub source: Option<String>,
     pub target: Vec<TargetConfig>,
 }
 
-/// One `[[probe.target]]`.
+/// One `[[probe.target]]`: one field per key of the table (the TOML maps onto it one to one,
+/// hence more than a dozen fields).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
@@ -78,6 +82,10 @@ pub struct TargetConfig {
     /// way it is matched, counted (`source_mismatch`) and its source written (`source`).
     #[serde(default = "yes")]
     pub accept_other_source: bool,
+    /// `ADDR[:PORT]` to send from (the Via sent-by and Contact name it); default: `[probe]
+    /// source`, else the address of the route to the target.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 fn one() -> u32 {
@@ -117,7 +125,20 @@ impl TargetConfig {
             up_after: 1,
             alive_codes: default_alive_codes(),
             accept_other_source: true,
+            source: None,
         }
+    }
+
+    /// The parsed `source` (an invalid one, refused by `validate()`, is an error here).
+    pub fn source_addr(&self) -> std::io::Result<Option<Source>> {
+        self.source
+            .as_deref()
+            .map(|s| {
+                s.parse::<Source>().map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("source {e}"))
+                })
+            })
+            .transpose()
     }
 
     /// The state one OPTIONS answer (or none) shows: an alive code → in service, 503 → out of
@@ -268,6 +289,17 @@ impl ProbeConfig {
                 out.push(("fingerprint".to_string(), e));
             }
         }
+        let default_source = match self.source.as_deref().map(str::parse::<Source>) {
+            Some(Err(e)) => {
+                out.push(("source".to_string(), e));
+                None
+            }
+            Some(Ok(s)) => Some(("source".to_string(), s)),
+            None => None,
+        };
+        // A fixed source port can be bound once per transport.
+        let mut fixed_ports: std::collections::HashMap<(std::net::SocketAddr, bool), String> =
+            Default::default();
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.target.iter().enumerate() {
             let mut bad = |key: &str, reason: String| {
@@ -337,8 +369,46 @@ impl ProbeConfig {
                     bad("invite_uri", format!("{u:?} is not a sip: URI"));
                 }
             }
+            let source = match t.source.as_deref().map(str::parse::<Source>) {
+                Some(Err(e)) => {
+                    bad("source", e);
+                    None
+                }
+                Some(Ok(s)) => Some((format!("target[{i}].source"), s)),
+                None => default_source.clone(),
+            };
+            if let (Some((key, s)), Ok(uri)) = (source, TargetUri::parse(&t.uri)) {
+                if s.0.port() != 0 {
+                    let owner = fixed_ports
+                        .entry((s.0, uri.transport.is_reliable()))
+                        .or_insert_with(|| t.name.clone());
+                    if owner != &t.name {
+                        let reason = format!(
+                            "{s}: target {owner:?} sends from this port already (a fixed port \
+                             serves one target per transport)"
+                        );
+                        // The target's own key if it set one, else the [probe] default.
+                        if t.source.is_some() {
+                            bad("source", reason);
+                        } else {
+                            out.push((key, reason));
+                        }
+                    }
+                }
+            }
         }
         out
+    }
+
+    /// The targets with the `[probe]` defaults applied (`source`).
+    pub fn effective_targets(&self) -> Vec<TargetConfig> {
+        self.target
+            .iter()
+            .map(|t| TargetConfig {
+                source: t.source.clone().or_else(|| self.source.clone()),
+                ..t.clone()
+            })
+            .collect()
     }
 }
 
@@ -748,10 +818,10 @@ pub async fn spawn(
         }
         uris.push(parse_uri(t)?);
     }
-    let tracker = tracker::Tracker::new(&cfg.target);
+    let targets = cfg.effective_targets();
+    let tracker = tracker::Tracker::new(&targets);
     let tracker = tokio::spawn(tracker.run(from_probers, out_tx));
-    let probers = cfg
-        .target
+    let probers = targets
         .iter()
         .zip(uris)
         .map(|(t, uri)| start(t, uri, &rule, &to_tracker, &setups))

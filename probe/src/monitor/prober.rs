@@ -83,7 +83,7 @@ impl Prober {
         rule: FingerprintRule,
         out: mpsc::Sender<FromProber>,
     ) -> std::io::Result<Prober> {
-        let ep = Endpoint::open(addr, uri.transport, cfg.timeout).await?;
+        let ep = Endpoint::open_from(addr, uri.transport, cfg.timeout, cfg.source_addr()?).await?;
         Ok(Prober {
             name: Arc::from(cfg.name.as_str()),
             txcfg: TxConfig::new(cfg.timeout, uri.transport.is_reliable()),
@@ -811,6 +811,7 @@ mod tests {
         ProbeConfig {
             fingerprint: None,
             shard: None,
+            source: None,
             target: vec![t],
         }
     }
