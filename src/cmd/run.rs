@@ -26,7 +26,6 @@ use ingest::sink::influx::InfluxStats;
 use ingest::{Field, LineEncoder, SinkHandle, SinkStats};
 use probe::monitor::{self, MonitorHandle, Output, ProbeConfig};
 use std::future::Future;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -202,15 +201,7 @@ async fn service(
                 %config,
                 "No [influxdb] configured: points are written as line protocol to {to}, not stored"
             );
-            let w: Box<dyn Write + Send> = match out.as_deref() {
-                None => Box::new(std::io::stdout()),
-                Some(p) if p.as_os_str() == "-" => Box::new(std::io::stdout()),
-                Some(p) => Box::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("cannot create {}", p.display()))?,
-                ),
-            };
-            let (h, t) = ingest::sink::spawn_writer(w);
+            let (h, t) = ingest::sink::spawn_writer(super::line_output(out.as_deref())?);
             (h, Box::pin(async move { Ok(t.await??) }), None)
         }
     };
