@@ -367,12 +367,30 @@ fn example_configuration_passes_check() {
 #[test]
 fn sd_notify_ready_watchdog_status_stopping() {
     let dir = util::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sd_notify_protocol(dir.path(), sock, sock_path.to_str().unwrap());
+}
+
+/// `NOTIFY_SOCKET=@name`: an abstract socket (`sd_notify(3)`), as systemd may hand out.
+#[test]
+fn sd_notify_to_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let dir = util::tempdir();
+    let name = format!("srewatch-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    sd_notify_protocol(dir.path(), sock, &format!("@{name}"));
+}
+
+/// Starts `srewatch run` with `NOTIFY_SOCKET=notify_socket` (bound by `sock`) and
+/// `WATCHDOG_USEC=200000`; checks READY, WATCHDOG every 100 ms, STATUS every second, and
+/// STOPPING on SIGTERM.
+fn sd_notify_protocol(dir: &Path, sock: UnixDatagram, notify_socket: &str) {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let cfg = dir.path().join("s.toml");
+    let cfg = dir.join("s.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -381,13 +399,13 @@ fn sd_notify_ready_watchdog_status_stopping() {
         ),
     )
     .unwrap();
-    let out = dir.path().join("out.lp");
+    let out = dir.join("out.lp");
     let mut run = Run::start(
-        dir.path(),
+        dir,
         &cfg,
         &["--out", out.to_str().unwrap()],
         &[
-            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("NOTIFY_SOCKET", notify_socket),
             ("WATCHDOG_USEC", "200000"),
         ],
     );
