@@ -33,8 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -217,17 +218,13 @@ async fn service(
         None => None,
     };
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let files_live = Arc::new(Mutex::new(FilesStats::default()));
     let mut files_task = if cfg.service.ingest {
-        let mut stop = stop_rx.clone();
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
         Some(tokio::spawn(ingest::files::run_with_state(
             cfg.ingest.clone(),
             sink.clone(),
-            shutdown,
+            stop.clone().cancelled_owned(),
             files_live.clone(),
             state.clone(),
         )))
@@ -288,10 +285,6 @@ async fn service(
 
     let metrics_task = match svc_metrics(&cfg, &files_live, &influx, &pollers, &probe_metrics) {
         Some((addr, m)) => {
-            let mut stop = stop_rx.clone();
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
             let mut registry = prometheus_client::registry::Registry::default();
             registry.register_collector(Box::new(m));
             if let Some(p) = &probing {
@@ -299,7 +292,11 @@ async fn service(
                     p.handle.setups(),
                 )));
             }
-            Some(crate::metrics_server::serve(addr, registry, shutdown)?)
+            Some(crate::metrics_server::serve(
+                addr,
+                registry,
+                stop.clone().cancelled_owned(),
+            )?)
         }
         None => None,
     };
@@ -367,7 +364,7 @@ async fn service(
     let _ = svc.notifier.stopping();
     let deadline = svc.cfg.service.shutdown_deadline;
     let done = tokio::time::timeout(deadline, async {
-        let _ = stop_tx.send(true);
+        stop.cancel();
         if let Some(t) = files_task.take() {
             match t.await {
                 Ok(Ok(_)) => {}

@@ -22,8 +22,9 @@ use crate::transport::RxStats;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// `[probe]` section with its `[[probe.target]]` tables.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -587,7 +588,8 @@ pub struct MonitorHandle {
 
 struct RunningProber {
     cfg: TargetConfig,
-    stop: watch::Sender<bool>,
+    /// Cancelled to stop the target; dropping it (the handle dropped) stops it too.
+    stop: DropGuard,
     /// Wakes the task out of a wait between two failed starts.
     retry: Arc<tokio::sync::Notify>,
     task: JoinHandle<()>,
@@ -597,7 +599,7 @@ impl MonitorHandle {
     /// Stops probing, lets the tracker emit the last summaries, and waits for all tasks.
     pub async fn stop(self) {
         for p in &self.probers {
-            let _ = p.stop.send(true);
+            p.stop.token().cancel();
         }
         for p in self.probers {
             let _ = p.task.await;
@@ -644,7 +646,7 @@ impl MonitorHandle {
             return false;
         };
         let p = self.probers.remove(i);
-        let _ = p.stop.send(true);
+        p.stop.token().cancel();
         let _ = p.task.await;
         self.setups.forget(name);
         let _ = self
@@ -708,20 +710,20 @@ fn start(
     to_tracker: &mpsc::Sender<FromProber>,
     setups: &Arc<setup::Setups>,
 ) -> RunningProber {
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let retry = Arc::new(tokio::sync::Notify::new());
     let task = tokio::spawn(setup::start(
         t.clone(),
         uri,
         rule.clone(),
         to_tracker.clone(),
-        stop_rx,
+        stop.clone(),
         setups.clone(),
         retry.clone(),
     ));
     RunningProber {
         cfg: t.clone(),
-        stop,
+        stop: stop.drop_guard(),
         retry,
         task,
     }
