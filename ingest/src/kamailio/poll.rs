@@ -741,6 +741,35 @@ mod tests {
         assert_eq!((ups("a"), ups("b"), ups("c")), (3, 3, 2), "{text}");
     }
 
+    /// Dropping a `PollerSet` without `shutdown` stops its targets too (their stop switches
+    /// are drop guards): the last sink sender goes, so the channel closes.
+    #[tokio::test(start_paused = true)]
+    async fn dropping_a_poller_set_stops_its_targets() {
+        let (sink, mut rx) = SinkHandle::channel(4096);
+        let mut cfg = TargetConfig::for_address("unix:/nonexistent/srewatch/ctl.sock");
+        cfg.hostname = "cp9".into();
+        // 5 s before a minute boundary: ticks at +5 s, +15 s, +25 s.
+        let mut set = PollerSet::new(sink, Clock::tokio_at(1_652_193_055_000));
+        set.add(cfg);
+        tokio::time::sleep(Duration::from_millis(30_001)).await;
+        drop(set);
+        let mut text = String::new();
+        let drained = tokio::time::timeout(Duration::from_secs(3600), async {
+            while let Some(cmd) = rx.recv().await {
+                if let Command::Write(b) = cmd {
+                    text.push_str(std::str::from_utf8(&b.lines).unwrap());
+                }
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the target kept running: {text}");
+        let ups = text
+            .lines()
+            .filter(|l| l.starts_with("kamailio_up"))
+            .count();
+        assert_eq!(ups, 3, "{text}");
+    }
+
     /// A dead node under paused time: `up=0` on every aligned tick, attempts backing off
     /// 1, 2, 4, then every 6 intervals (the 60 s cap), and a target line per minute.
     #[tokio::test(start_paused = true)]
