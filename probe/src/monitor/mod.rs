@@ -1017,6 +1017,40 @@ alive_codes = [100]
         );
     }
 
+    /// Dropping the handle without `stop` stops the targets too (their stop switches are drop
+    /// guards): the probers end, then the tracker, and the output channel closes.
+    #[tokio::test]
+    async fn dropping_the_handle_stops_the_targets() {
+        let cfg = ProbeConfig {
+            target: vec![TargetConfig {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(50),
+                ..TargetConfig::new("cp1", "sip:127.0.0.1:9", Role::Cp)
+            }],
+            ..Default::default()
+        };
+        let (mut rx, handle) = spawn(&cfg).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if let Some(Output::Result(r)) = rx.recv().await {
+                    break r;
+                }
+            }
+        })
+        .await
+        .expect("a result within 2 s");
+        assert_eq!(&*first.target, "cp1");
+        drop(handle);
+        let closed = tokio::time::timeout(Duration::from_secs(2), async {
+            while rx.recv().await.is_some() {}
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the target kept probing after the handle was dropped"
+        );
+    }
+
     /// Issue 22, observation 2: a target whose name does not resolve is a state of that
     /// target (an alarm naming the reason, retried), never an error of the monitor; the other
     /// targets are probed meanwhile.
