@@ -1,7 +1,11 @@
-//! The systemd notification protocol (`sd_notify(3)`), spoken directly: one datagram per state
-//! change to the `AF_UNIX` socket named by `$NOTIFY_SOCKET` (a path, or `@name` for the abstract
-//! namespace). Outside systemd (`$NOTIFY_SOCKET` unset) every call is a no-op.
+//! The systemd notification protocol (`sd_notify(3)`) with the `sd-notify` crate: its messages
+//! ([`NotifyState`]), `$WATCHDOG_USEC` / `$WATCHDOG_PID` and the monotonic clock for
+//! `RELOADING=1`. The datagram itself is sent here, to the `AF_UNIX` socket named by
+//! `$NOTIFY_SOCKET`, because the crate's `notify()` connects to that name as a path and so cannot
+//! reach an abstract one (`@name`, which `sd_notify(3)` allows). Outside systemd
+//! (`$NOTIFY_SOCKET` unset) every call is a no-op.
 
+use sd_notify::NotifyState;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
@@ -19,14 +23,7 @@ impl Notifier {
             .ok()
             .filter(|p| !p.is_empty())
             .and_then(|path| UnixDatagram::unbound().ok().map(|s| (s, path)));
-        let pid_ok = std::env::var("WATCHDOG_PID")
-            .ok()
-            .is_none_or(|p| p.parse::<u32>().ok() == Some(std::process::id()));
-        let watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&us| us > 0 && pid_ok)
-            .map(Duration::from_micros);
+        let watchdog = sd_notify::watchdog_enabled().filter(|d| !d.is_zero());
         Notifier { sock, watchdog }
     }
 
@@ -40,52 +37,46 @@ impl Notifier {
         self.watchdog.map(|d| d / 2)
     }
 
-    /// Sends newline-separated `KEY=VALUE` assignments.
-    pub fn send(&self, state: &str) -> io::Result<()> {
+    /// Sends the states as one datagram, one `KEY=VALUE` a line.
+    pub fn send(&self, states: &[NotifyState]) -> io::Result<()> {
         let Some((sock, path)) = &self.sock else {
             return Ok(());
         };
+        let msg = states
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Some(name) = path.strip_prefix('@') {
             use std::os::linux::net::SocketAddrExt;
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            sock.send_to_addr(state.as_bytes(), &addr)?;
+            sock.send_to_addr(msg.as_bytes(), &addr)?;
         } else {
-            sock.send_to(state.as_bytes(), path)?;
+            sock.send_to(msg.as_bytes(), path)?;
         }
         Ok(())
     }
 
     pub fn ready(&self, status: &str) -> io::Result<()> {
-        self.send(&format!("READY=1\nSTATUS={}", one_line(status)))
+        self.send(&[NotifyState::Ready, NotifyState::Status(&one_line(status))])
     }
 
     pub fn status(&self, status: &str) -> io::Result<()> {
-        self.send(&format!("STATUS={}", one_line(status)))
+        self.send(&[NotifyState::Status(&one_line(status))])
     }
 
     pub fn watchdog(&self) -> io::Result<()> {
-        self.send("WATCHDOG=1")
+        self.send(&[NotifyState::Watchdog])
     }
 
     /// `RELOADING=1` with the `MONOTONIC_USEC=` systemd 253+ asks for.
     pub fn reloading(&self) -> io::Result<()> {
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()))
+        self.send(&[NotifyState::Reloading, NotifyState::monotonic_usec_now()?])
     }
 
     pub fn stopping(&self) -> io::Result<()> {
-        self.send("STOPPING=1")
+        self.send(&[NotifyState::Stopping])
     }
-}
-
-/// `CLOCK_MONOTONIC` in microseconds.
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
 }
 
 fn one_line(s: &str) -> String {
@@ -111,16 +102,20 @@ mod tests {
         n.ready("up\n2 targets").unwrap();
         n.watchdog().unwrap();
         n.stopping().unwrap();
+        n.reloading().unwrap();
         let mut buf = [0u8; 256];
         let mut got = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             let len = server.recv(&mut buf).unwrap();
             got.push(String::from_utf8(buf[..len].to_vec()).unwrap());
         }
+        let reload = got.pop().unwrap();
         assert_eq!(
             got,
             ["READY=1\nSTATUS=up 2 targets", "WATCHDOG=1", "STOPPING=1"]
         );
+        let usec = reload.strip_prefix("RELOADING=1\nMONOTONIC_USEC=").unwrap();
+        assert!(usec.parse::<u64>().unwrap() > 0, "{reload:?}");
         assert_eq!(n.watchdog_interval(), Some(Duration::from_secs(5)));
     }
 

@@ -9,7 +9,7 @@ use ingest::sink::{spawn_writer, MemoryWriter, SinkHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -63,7 +63,7 @@ struct Run {
     out: MemoryWriter,
     sink: SinkHandle,
     writer: tokio::task::JoinHandle<std::io::Result<ingest::SinkStats>>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     pollers: ingest::kamailio::Pollers,
 }
 
@@ -71,8 +71,8 @@ impl Run {
     fn start(targets: Vec<TargetConfig>) -> Run {
         let out = MemoryWriter::default();
         let (sink, writer) = spawn_writer(out.clone());
-        let (stop, rx) = watch::channel(false);
-        let pollers = spawn_pollers(targets, sink.clone(), rx);
+        let stop = CancellationToken::new();
+        let pollers = spawn_pollers(targets, sink.clone(), stop.clone());
         Run {
             out,
             sink,
@@ -117,7 +117,7 @@ impl Run {
     }
 
     async fn finish(mut self) -> (Vec<Point>, ingest::kamailio::poll::PollCounts) {
-        self.stop.send(true).unwrap();
+        self.stop.cancel();
         (&mut self.pollers.task).await.unwrap();
         let counts = self.pollers.stats.snapshot();
         let points = self.points().await;

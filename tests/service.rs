@@ -367,12 +367,30 @@ fn example_configuration_passes_check() {
 #[test]
 fn sd_notify_ready_watchdog_status_stopping() {
     let dir = util::tempdir();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sd_notify_protocol(dir.path(), sock, sock_path.to_str().unwrap());
+}
+
+/// `NOTIFY_SOCKET=@name`: an abstract socket (`sd_notify(3)`), as systemd may hand out.
+#[test]
+fn sd_notify_to_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let dir = util::tempdir();
+    let name = format!("srewatch-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    sd_notify_protocol(dir.path(), sock, &format!("@{name}"));
+}
+
+/// Starts `srewatch run` with `NOTIFY_SOCKET=notify_socket` (bound by `sock`) and
+/// `WATCHDOG_USEC=200000`; checks READY, WATCHDOG every 100 ms, STATUS every second, and
+/// STOPPING on SIGTERM.
+fn sd_notify_protocol(dir: &Path, sock: UnixDatagram, notify_socket: &str) {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let cfg = dir.path().join("s.toml");
+    let cfg = dir.join("s.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -381,13 +399,13 @@ fn sd_notify_ready_watchdog_status_stopping() {
         ),
     )
     .unwrap();
-    let out = dir.path().join("out.lp");
+    let out = dir.join("out.lp");
     let mut run = Run::start(
-        dir.path(),
+        dir,
         &cfg,
         &["--out", out.to_str().unwrap()],
         &[
-            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("NOTIFY_SOCKET", notify_socket),
             ("WATCHDOG_USEC", "200000"),
         ],
     );
@@ -782,6 +800,65 @@ fn unusable_spool_holds_batches_in_memory_and_keeps_running() {
     assert_eq!((stored, dropped), (produced, 0), "log:\n{log}");
 }
 
+/// The points of bucket `counters` in line protocol written by `--out`, keyed by
+/// (`stat/host`, time); a point written twice must carry the same value.
+fn counters_in_lp(lp: &str) -> BTreeMap<(String, i64), i64> {
+    let mut got: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut bucket = "";
+    for line in lp.lines() {
+        if let Some(b) = line.strip_prefix("# bucket: ") {
+            bucket = b;
+            continue;
+        }
+        if bucket != "counters" {
+            continue;
+        }
+        // stat0,hostname=cp1 value=123i 1700000000
+        let (series, rest) = line.split_once(" value=").unwrap();
+        let (v, t) = rest.split_once("i ").unwrap();
+        let (stat, host) = series.split_once(",hostname=").unwrap();
+        let key = (format!("{stat}/{host}"), t.parse().unwrap());
+        let v: i64 = v.parse().unwrap();
+        if let Some(old) = got.insert(key.clone(), v) {
+            assert_eq!(old, v, "{key:?} written with two values");
+        }
+    }
+    got
+}
+
+/// `--out FILE` appends for `run` as for `ingest`: what the file held before is kept, and
+/// a second start adds its points after the first one's.
+#[test]
+fn run_out_file_is_appended_to() {
+    let dir = util::tempdir();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(&cfg, format!("{}{}", ingest_section(&data), FILES_ONLY)).unwrap();
+    let out = dir.path().join("out.lp");
+    std::fs::write(&out, "# written before srewatch started\n").unwrap();
+    let file = data.join("counters.csv");
+    let m0 = base_minute();
+    for m in [m0, m0 + 1] {
+        let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
+        replace(&file, &counters_csv(m));
+        std::thread::sleep(Duration::from_millis(300));
+        run.stop();
+    }
+    let lp = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        lp.starts_with("# written before srewatch started\n# bucket: "),
+        "{lp}"
+    );
+    // Each start writes its health report once at shutdown: two starts, two reports.
+    let reports = lp
+        .lines()
+        .filter(|l| l.starts_with("srewatch_service,"))
+        .count();
+    assert_eq!(reports, 2, "{lp}");
+    assert_eq!(counters_in_lp(&lp), expected(m0, m0 + 1));
+}
+
 #[test]
 fn csv_replaced_truncated_deleted_while_read() {
     let dir = util::tempdir();
@@ -823,27 +900,7 @@ fn csv_replaced_truncated_deleted_while_read() {
     }
     run.stop();
     let lp = std::fs::read_to_string(&out).unwrap();
-    let mut got: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    let mut bucket = "";
-    for line in lp.lines() {
-        if let Some(b) = line.strip_prefix("# bucket: ") {
-            bucket = b;
-            continue;
-        }
-        if bucket != "counters" {
-            continue;
-        }
-        // stat0,hostname=cp1 value=123i 1700000000
-        let (series, rest) = line.split_once(" value=").unwrap();
-        let (v, t) = rest.split_once("i ").unwrap();
-        let (stat, host) = series.split_once(",hostname=").unwrap();
-        let key = (format!("{stat}/{host}"), t.parse().unwrap());
-        let v: i64 = v.parse().unwrap();
-        if let Some(old) = got.insert(key.clone(), v) {
-            assert_eq!(old, v, "{key:?} written with two values");
-        }
-    }
-    assert_eq!(got, expected(m0, m0 + 8));
+    assert_eq!(counters_in_lp(&lp), expected(m0, m0 + 8));
     let health: Vec<&str> = lp
         .lines()
         .filter(|l| l.starts_with("srewatch_file,") && l.contains("file=counters.csv"))

@@ -79,10 +79,10 @@ fn poll(a: PollArgs) -> anyhow::Result<ExitCode> {
             let s = kamailio::poll::poll_once(targets, sink.clone()).await;
             s.snapshot()
         } else {
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let pollers = kamailio::spawn_pollers(targets, sink.clone(), stop_rx);
+            let stop = tokio_util::sync::CancellationToken::new();
+            let pollers = kamailio::spawn_pollers(targets, sink.clone(), stop.clone());
             wait_for_stop(a.duration).await;
-            let _ = stop_tx.send(true);
+            stop.cancel();
             pollers.task.await.context("pollers")?;
             pollers.stats.snapshot()
         };

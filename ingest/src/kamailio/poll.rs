@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Counters over the pollers' life (all targets), for the service's own metrics.
 #[derive(Debug, Default)]
@@ -87,12 +87,11 @@ pub struct Pollers {
     pub stats: Arc<PollStats>,
 }
 
-/// Starts one polling task per target. Setting `shutdown` to `true` (or dropping its sender)
-/// stops them.
+/// Starts one polling task per target. Cancelling `shutdown` stops them.
 pub fn spawn_pollers(
     targets: Vec<TargetConfig>,
     sink: SinkHandle,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Pollers {
     spawn_pollers_with_clock(targets, sink, shutdown, Clock::System)
 }
@@ -132,7 +131,7 @@ impl Clock {
 pub fn spawn_pollers_with_clock(
     targets: Vec<TargetConfig>,
     sink: SinkHandle,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     clock: Clock,
 ) -> Pollers {
     let stats = Arc::new(PollStats::default());
@@ -158,7 +157,9 @@ pub struct PollerSet {
     sink: SinkHandle,
     stats: Arc<PollStats>,
     clock: Clock,
-    running: Vec<(TargetConfig, watch::Sender<bool>, JoinHandle<()>)>,
+    /// Per target: its configuration, its stop switch (dropping it stops the target too) and
+    /// its task.
+    running: Vec<(TargetConfig, DropGuard, JoinHandle<()>)>,
     state: Option<Arc<StateDir>>,
 }
 
@@ -194,7 +195,7 @@ impl PollerSet {
 
     /// Starts polling one more target.
     pub fn add(&mut self, cfg: TargetConfig) {
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
         let mut t = TargetPoller::new(
             cfg.clone(),
             self.http.clone(),
@@ -202,8 +203,8 @@ impl PollerSet {
             self.stats.clone(),
         );
         t.state = self.state.clone();
-        let task = tokio::spawn(t.run(stop_rx, self.clock));
-        self.running.push((cfg, stop, task));
+        let task = tokio::spawn(t.run(stop.clone(), self.clock));
+        self.running.push((cfg, stop.drop_guard(), task));
     }
 
     /// Stops the first target equal to `cfg` (it writes its partial minute first).
@@ -212,7 +213,7 @@ impl PollerSet {
             return false;
         };
         let (c, stop, task) = self.running.remove(i);
-        let _ = stop.send(true);
+        stop.token().cancel();
         let _ = task.await;
         if let Ok(mut m) = self.stats.up.lock() {
             m.remove(&c.hostname);
@@ -250,7 +251,7 @@ impl PollerSet {
     /// Stops every target (each writes its partial minute) and waits for them.
     pub async fn shutdown(mut self) {
         for (_, stop, _) in &self.running {
-            let _ = stop.send(true);
+            stop.token().cancel();
         }
         for (_, _, task) in self.running.drain(..) {
             let _ = task.await;
@@ -463,7 +464,7 @@ impl TargetPoller {
         .await;
     }
 
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>, clock: Clock) {
+    async fn run(mut self, shutdown: CancellationToken, clock: Clock) {
         let every = self.cfg.interval.as_millis().max(1) as i64;
         self.restore(clock.now_ms());
         loop {
@@ -472,14 +473,9 @@ impl TargetPoller {
             let wait = Duration::from_millis((next - now) as u64);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                r = shutdown.changed() => {
-                    if r.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                    continue;
-                }
+                _ = shutdown.cancelled() => break,
             }
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 break;
             }
             if self.skip > 0 {
@@ -756,6 +752,35 @@ mod tests {
         assert_eq!((ups("a"), ups("b"), ups("c")), (3, 3, 2), "{text}");
     }
 
+    /// Dropping a `PollerSet` without `shutdown` stops its targets too (their stop switches
+    /// are drop guards): the last sink sender goes, so the channel closes.
+    #[tokio::test(start_paused = true)]
+    async fn dropping_a_poller_set_stops_its_targets() {
+        let (sink, mut rx) = SinkHandle::channel(4096);
+        let mut cfg = TargetConfig::for_address("unix:/nonexistent/srewatch/ctl.sock");
+        cfg.hostname = "cp9".into();
+        // 5 s before a minute boundary: ticks at +5 s, +15 s, +25 s.
+        let mut set = PollerSet::new(sink, Clock::tokio_at(1_652_193_055_000));
+        set.add(cfg);
+        tokio::time::sleep(Duration::from_millis(30_001)).await;
+        drop(set);
+        let mut text = String::new();
+        let drained = tokio::time::timeout(Duration::from_secs(3600), async {
+            while let Some(cmd) = rx.recv().await {
+                if let Command::Write(b) = cmd {
+                    text.push_str(std::str::from_utf8(&b.lines).unwrap());
+                }
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the target kept running: {text}");
+        let ups = text
+            .lines()
+            .filter(|l| l.starts_with("kamailio_up"))
+            .count();
+        assert_eq!(ups, 3, "{text}");
+    }
+
     /// A dead node under paused time: `up=0` on every aligned tick, attempts backing off
     /// 1, 2, 4, then every 6 intervals (the 60 s cap), and a target line per minute.
     #[tokio::test(start_paused = true)]
@@ -763,12 +788,12 @@ mod tests {
         let (sink, mut rx) = SinkHandle::channel(4096);
         let mut cfg = TargetConfig::for_address("unix:/nonexistent/srewatch/ctl.sock");
         cfg.hostname = "cp9".into();
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = CancellationToken::new();
         // 5 s before a minute boundary: the first tick is at 14:31:00.
         let base = 1_652_193_055_000;
-        let p = spawn_pollers_with_clock(vec![cfg], sink, stop_rx, Clock::tokio_at(base));
+        let p = spawn_pollers_with_clock(vec![cfg], sink, stop.clone(), Clock::tokio_at(base));
         tokio::time::sleep(Duration::from_millis(300_001)).await;
-        stop.send(true).unwrap();
+        stop.cancel();
         p.task.await.unwrap();
         let c = p.stats.snapshot();
         assert_eq!(

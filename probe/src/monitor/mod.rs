@@ -22,8 +22,9 @@ use crate::transport::{RxStats, Source};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// `[probe]` section with its `[[probe.target]]` tables.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -657,7 +658,8 @@ pub struct MonitorHandle {
 
 struct RunningProber {
     cfg: TargetConfig,
-    stop: watch::Sender<bool>,
+    /// Cancelled to stop the target; dropping it (the handle dropped) stops it too.
+    stop: DropGuard,
     /// Wakes the task out of a wait between two failed starts.
     retry: Arc<tokio::sync::Notify>,
     task: JoinHandle<()>,
@@ -667,7 +669,7 @@ impl MonitorHandle {
     /// Stops probing, lets the tracker emit the last summaries, and waits for all tasks.
     pub async fn stop(self) {
         for p in &self.probers {
-            let _ = p.stop.send(true);
+            p.stop.token().cancel();
         }
         for p in self.probers {
             let _ = p.task.await;
@@ -714,7 +716,7 @@ impl MonitorHandle {
             return false;
         };
         let p = self.probers.remove(i);
-        let _ = p.stop.send(true);
+        p.stop.token().cancel();
         let _ = p.task.await;
         self.setups.forget(name);
         let _ = self
@@ -778,20 +780,20 @@ fn start(
     to_tracker: &mpsc::Sender<FromProber>,
     setups: &Arc<setup::Setups>,
 ) -> RunningProber {
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let retry = Arc::new(tokio::sync::Notify::new());
     let task = tokio::spawn(setup::start(
         t.clone(),
         uri,
         rule.clone(),
         to_tracker.clone(),
-        stop_rx,
+        stop.clone(),
         setups.clone(),
         retry.clone(),
     ));
     RunningProber {
         cfg: t.clone(),
-        stop,
+        stop: stop.drop_guard(),
         retry,
         task,
     }
@@ -1082,6 +1084,40 @@ alive_codes = [100]
                     "100 is not a final SIP status".to_string()
                 ),
             ]
+        );
+    }
+
+    /// Dropping the handle without `stop` stops the targets too (their stop switches are drop
+    /// guards): the probers end, then the tracker, and the output channel closes.
+    #[tokio::test]
+    async fn dropping_the_handle_stops_the_targets() {
+        let cfg = ProbeConfig {
+            target: vec![TargetConfig {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(50),
+                ..TargetConfig::new("cp1", "sip:127.0.0.1:9", Role::Cp)
+            }],
+            ..Default::default()
+        };
+        let (mut rx, handle) = spawn(&cfg).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                if let Some(Output::Result(r)) = rx.recv().await {
+                    break r;
+                }
+            }
+        })
+        .await
+        .expect("a result within 2 s");
+        assert_eq!(&*first.target, "cp1");
+        drop(handle);
+        let closed = tokio::time::timeout(Duration::from_secs(2), async {
+            while rx.recv().await.is_some() {}
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the target kept probing after the handle was dropped"
         );
     }
 

@@ -103,9 +103,9 @@ impl Prober {
         })
     }
 
-    /// Probes until `stop` turns true; then waits for the outstanding probes to be reported
+    /// Probes until `stop` is cancelled; then waits for the outstanding probes to be reported
     /// (at most one timeout) and ends.
-    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let mut buf = recv_buffer();
         let mut next_probe = TokioInstant::now();
         let mut minute = minute_now();
@@ -132,7 +132,7 @@ impl Prober {
             let ev = tokio::select! {
                 r = self.ep.recv(&mut buf) => Ev::Recv(r),
                 _ = tokio::time::sleep_until(wake.max(now)) => Ev::Timer,
-                _ = stop.changed(), if stopping.is_none() => Ev::Stop,
+                _ = stop.cancelled(), if stopping.is_none() => Ev::Stop,
             };
             match ev {
                 Ev::Recv(Ok((n, from))) => {

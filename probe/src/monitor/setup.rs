@@ -90,14 +90,14 @@ impl Setups {
     }
 }
 
-/// Resolves, opens and runs one target until `stop` turns true; `retry` cuts a wait between
+/// Resolves, opens and runs one target until `stop` is cancelled; `retry` cuts a wait between
 /// two attempts short (a reload).
 pub(crate) async fn start(
     cfg: TargetConfig,
     uri: TargetUri,
     rule: FingerprintRule,
     out: mpsc::Sender<FromProber>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     setups: Arc<Setups>,
     retry: Arc<tokio::sync::Notify>,
 ) {
@@ -163,7 +163,7 @@ pub(crate) async fn start(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = retry.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         wait = (wait * 2).min(RETRY_MAX);
     };
