@@ -165,54 +165,24 @@ pub(super) fn gzip(data: &[u8]) -> Bytes {
     Bytes::from(enc.finish().unwrap_or_default())
 }
 
-/// `Retry-After: <seconds>` or `Retry-After: <IMF-fixdate>` (RFC 9110), clamped to
-/// [0, `RETRY_AFTER_MAX`]. Anything else is ignored (the backoff applies).
+/// `Retry-After: <seconds>` or `Retry-After: <HTTP-date>` (RFC 9110: IMF-fixdate, or the
+/// obsolete RFC 850 and asctime forms), clamped to [0, `RETRY_AFTER_MAX`]. Anything else is
+/// ignored (the backoff applies).
 pub(super) fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
+    retry_after_at(v, std::time::SystemTime::now())
+}
+
+/// [`parse_retry_after`] with the current time given.
+pub(super) fn retry_after_at(v: &HeaderValue, now: std::time::SystemTime) -> Option<Duration> {
     let text = v.to_str().ok()?.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(RETRY_AFTER_MAX));
     }
-    let at = parse_imf_fixdate(text)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs() as i64;
-    Some(Duration::from_secs(at.saturating_sub(now).max(0) as u64).min(RETRY_AFTER_MAX))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` to Unix seconds.
-pub(super) fn parse_imf_fixdate(s: &str) -> Option<i64> {
-    let (_, rest) = s.split_once(", ")?;
-    let mut it = rest.split(' ');
-    let day: i64 = it.next()?.parse().ok()?;
-    let mon = it.next()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == mon)? as i64
-        + 1;
-    let year: i64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|x| x.parse::<i64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    if it.next()? != "GMT"
-        || it.next().is_some()
-        || !(1..=31).contains(&day)
-        || h > 23
-        || m > 59
-        || sec > 60
-    {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).ok();
+    let at = secs(httpdate::parse_http_date(text).ok()?)?.as_secs();
+    // In whole seconds from the current second; a date in the past means now.
+    let wait = at.saturating_sub(secs(now)?.as_secs());
+    Some(Duration::from_secs(wait).min(RETRY_AFTER_MAX))
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {

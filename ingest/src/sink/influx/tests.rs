@@ -118,60 +118,65 @@ fn retry_after_seconds() {
     assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
 }
 
+/// `Retry-After` values read at a fixed moment (2015-10-21 07:28:00 UTC): the delta-seconds
+/// and IMF-fixdate forms, as the sink has always read them.
 #[test]
-fn imf_fixdate() {
+fn retry_after_values() {
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+    let at = |v: &'static str| retry_after_at(&HeaderValue::from_static(v), now);
+    let s = Duration::from_secs;
+    assert_eq!(at("2"), Some(s(2)));
+    assert_eq!(at(" 0 "), Some(s(0)));
+    assert_eq!(at("3600"), Some(s(3600)));
+    assert_eq!(at("3601"), Some(RETRY_AFTER_MAX));
+    assert_eq!(at("99999999"), Some(RETRY_AFTER_MAX));
+    assert_eq!(at("Wed, 21 Oct 2015 07:28:00 GMT"), Some(s(0)));
+    assert_eq!(at("Wed, 21 Oct 2015 07:30:00 GMT"), Some(s(120)));
+    assert_eq!(at(" Wed, 21 Oct 2015 07:28:59 GMT "), Some(s(59)));
+    assert_eq!(at("Wed, 21 Oct 2015 08:28:01 GMT"), Some(RETRY_AFTER_MAX));
+    assert_eq!(at("Thu, 22 Oct 2015 00:00:00 GMT"), Some(RETRY_AFTER_MAX));
+    assert_eq!(at("Sun, 06 Nov 1994 08:49:37 GMT"), Some(s(0)));
+    assert_eq!(at("Thu, 01 Jan 1970 00:00:00 GMT"), Some(s(0)));
+    // Not a Retry-After value: the backoff applies.
+    assert_eq!(at("soon"), None);
+    assert_eq!(at("-5"), None);
+    assert_eq!(at("1.5"), None);
+    assert_eq!(at("Wed, 21 Oct 2015 07:28:00 UTC"), None);
+    assert_eq!(at("Wed, 21 Foo 2015 07:28:00 GMT"), None);
+    assert_eq!(at("Wed, 21 Oct 2015 07:28 GMT"), None);
+    assert_eq!(at("Wed, 21 Oct 2015 25:28:00 GMT"), None);
+    // Across a leap day.
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(1_835_481_599 - 1_800);
+    let at = |v: &'static str| retry_after_at(&HeaderValue::from_static(v), now);
+    assert_eq!(at("Tue, 29 Feb 2028 23:59:59 GMT"), Some(s(1_800)));
+    assert_eq!(at("Wed, 01 Mar 2028 00:00:00 GMT"), Some(s(1_801)));
+}
+
+/// RFC 9110 (5.6.7): a recipient reads the two obsolete HTTP-date forms too, RFC 850 and
+/// asctime.
+#[test]
+fn retry_after_obsolete_date_forms() {
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+    let at = |v: &'static str| retry_after_at(&HeaderValue::from_static(v), now);
     assert_eq!(
-        parse_imf_fixdate("Sun, 06 Nov 1994 08:49:37 GMT"),
-        Some(784111777)
+        at("Wednesday, 21-Oct-15 07:30:00 GMT"),
+        Some(Duration::from_secs(120))
     );
     assert_eq!(
-        parse_imf_fixdate("Wed, 21 Oct 2015 07:28:00 GMT"),
-        Some(1445412480)
+        at("Wed Oct 21 07:30:00 2015"),
+        Some(Duration::from_secs(120))
     );
-    assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-    assert_eq!(
-        parse_imf_fixdate("Tue, 29 Feb 2028 23:59:59 GMT"),
-        Some(1835481599)
-    );
-    assert_eq!(parse_imf_fixdate("Wed, 21 Oct 2015 07:28:00 UTC"), None);
-    assert_eq!(parse_imf_fixdate("Wed, 21 Foo 2015 07:28:00 GMT"), None);
-    assert_eq!(parse_imf_fixdate("Wed, 21 Oct 2015 07:28 GMT"), None);
-    // In the future: the wait up to that moment.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let later = imf(now + 120);
+}
+
+/// A date in the future: the wait up to that moment, from the clock.
+#[test]
+fn retry_after_date_in_the_future() {
+    let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
     let d = parse_retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
     assert!(
         d <= Duration::from_secs(120) && d >= Duration::from_secs(118),
         "{later}: {d:?}"
     );
-}
-
-/// Unix seconds to IMF-fixdate (naive inverse, for the test above).
-fn imf(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let names = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "Mon, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
-        names[(m - 1) as usize],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 #[test]
