@@ -11,6 +11,16 @@
 //!
 //! Dropping every handle closes the sink: the task writes out what it holds and returns its
 //! [`SinkStats`].
+//!
+//! ## Layout
+//! - this file: the handle, [`Batch`], [`Flushed`] and the stdout/file writer;
+//! - [`influx`]: the InfluxDB sink, one module per concern: `config` (the `[influxdb]`
+//!   section), `stats` (live counters), `http` (one request and its answer), `batch`
+//!   (bisection, cutting lines to fit), `spool_slot` (the spool or why it is unusable),
+//!   `writer` (the task; `writer/hold.rs` its memory buffer);
+//! - [`lanes`]: per-bucket state, so a refused bucket is held back alone;
+//! - [`http_body`]: bounded error bodies and the same-host redirect policy;
+//! - [`spool`]: the on-disk spool.
 
 pub mod http_body;
 pub mod influx;
