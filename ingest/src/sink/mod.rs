@@ -114,7 +114,7 @@ pub struct Flushed {
 /// Batches queued for [`spawn_writer`]'s thread (about 2 MiB of 256 KiB chunks). A local
 /// writer gains nothing from a longer queue; with 64, `ingest --once --out /dev/null` of a
 /// 1,000,000-row first snapshot, whose two threads keep both cores busy, held up to 16 MiB
-/// of line protocol queued while the writer thread waited for a core (issue 10).
+/// of line protocol queued while the writer thread waited for a core.
 pub const WRITER_QUEUE: usize = 8;
 
 /// What a sink did over its life.

@@ -1,6 +1,6 @@
 //! One batch delivered: bisection on rejected lines, and cutting lines to fit a batch.
 
-use super::http::*;
+use super::http::{truncate, Answer, Failure, Http, TOO_LARGE_FLOOR};
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! One write request: URL, headers, gzip body, and what the answer means.
 
-use super::stats::*;
+use super::stats::{record, InfluxStats};
 use crate::sink::http_body::{read_capped, ERROR_BODY_MAX};
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};

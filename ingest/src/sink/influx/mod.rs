@@ -38,13 +38,13 @@ mod stats;
 mod tests;
 mod writer;
 
-use http::*;
-use spool_slot::*;
-use writer::*;
-
 use super::http_body::same_origin_redirects;
 use super::spool::SpoolError;
 use super::{SinkHandle, SinkStats};
+use http::Http;
+use spool_slot::SpoolSlot;
+use writer::Writer;
+
 pub use config::{InfluxConfig, DEFAULT_TOKEN_ENV};
 pub use http::TOO_LARGE_FLOOR;
 use reqwest::header::HeaderValue;

@@ -1,6 +1,7 @@
 //! The spool, or the reason it cannot be used (retried on the next push).
 
-use super::{stats::*, StartError};
+use super::stats::InfluxStats;
+use super::StartError;
 use crate::sink::spool::{Evicted, Spool, SpoolError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Live counters of the InfluxDB sink, shared with whoever reports health.
+/// Live counters of the InfluxDB sink, shared with whoever reports health. One field per
+/// exported figure (more than 12 fields): each is one counter of the same sink, updated by
+/// the writer and read together by [`InfluxStats::snapshot`].
 #[derive(Debug)]
 pub struct InfluxStats {
     pub(super) points_written: AtomicU64,
@@ -32,7 +34,8 @@ pub struct InfluxStats {
     pub(super) buckets: BucketViews,
 }
 
-/// A copy of [`InfluxStats`] at one moment.
+/// A copy of [`InfluxStats`] at one moment (more than 12 fields: one per exported figure,
+/// as in [`InfluxStats`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct InfluxSnapshot {
     /// Points the server accepted.

@@ -1,6 +1,10 @@
 //! The writer task: batching, sending, spooling, flushes (its memory buffer: `hold.rs`).
 
-use super::{batch::*, config::*, http::*, spool_slot::*, stats::*};
+use super::batch::{count_lines, deliver, fit, Delivery};
+use super::config::InfluxConfig;
+use super::http::{Failure, Http, TOO_LARGE_FLOOR};
+use super::spool_slot::SpoolSlot;
+use super::stats::{record, InfluxStats};
 use crate::sink::lanes::Lanes;
 use crate::sink::spool::time_range;
 use crate::sink::{Batch, Command, Flushed, SinkStats};
