@@ -19,9 +19,11 @@
 //!   (bisection, cutting lines to fit), `spool_slot` (the spool or why it is unusable),
 //!   `writer` (the task; `writer/hold.rs` its memory buffer);
 //! - [`lanes`]: per-bucket state, so a refused bucket is held back alone;
+//! - `backoff`: the exponential backoff with jitter that the writer and each lane use;
 //! - [`http_body`]: bounded error bodies and the same-host redirect policy;
 //! - [`spool`]: the on-disk spool.
 
+mod backoff;
 pub mod http_body;
 pub mod influx;
 pub mod lanes;

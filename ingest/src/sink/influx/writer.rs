@@ -5,6 +5,7 @@ use super::config::InfluxConfig;
 use super::http::{Failure, Http, TOO_LARGE_FLOOR};
 use super::spool_slot::SpoolSlot;
 use super::stats::{record, InfluxStats};
+use crate::sink::backoff;
 use crate::sink::lanes::Lanes;
 use crate::sink::spool::time_range;
 use crate::sink::{Batch, Command, Flushed, SinkStats};
@@ -359,14 +360,7 @@ impl Writer {
                 retry_after: Some(ra),
                 ..
             } => (*ra).max(self.cfg.retry_base),
-            _ => {
-                let exp = self
-                    .cfg
-                    .retry_base
-                    .saturating_mul(1u32 << self.attempt.min(20))
-                    .min(self.cfg.retry_max);
-                exp.mul_f64(0.5 + 0.5 * rand::random::<f64>())
-            }
+            _ => backoff::delay(self.cfg.retry_base, self.cfg.retry_max, self.attempt),
         };
         self.attempt = self.attempt.saturating_add(1);
         self.backoff_until = Some(Instant::now() + delay);
