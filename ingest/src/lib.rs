@@ -26,7 +26,8 @@
 //! - [`kamailio`]: source + parse + window for Kamailio statistics (JSON-RPC over HTTP, BINRPC
 //!   over the `ctl` socket, saved `kamctl stats` output) with counter/gauge semantics.
 //! - [`lineproto`]: encode. Line protocol written into a reused buffer with exact escaping.
-//! - [`sink`]: sink. stdout/file writer, and the InfluxDB 2 writer with its on-disk spool.
+//! - [`sink`]: sink. stdout/file writer, and the InfluxDB 2 writer with its on-disk spool
+//!   (`sink::influx`: config, stats, http, batch, spool slot, writer).
 
 pub mod checkpoint;
 pub mod csvrow;

@@ -119,11 +119,7 @@ impl Lanes {
     pub(crate) fn refused(&mut self, bucket: &str, status: u16, message: &str) -> Duration {
         let lane = self.lanes.entry(bucket.to_owned()).or_default();
         let attempt = lane.held.map_or(0, |(_, n, _)| n);
-        let delay = self
-            .retry_base
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.retry_max)
-            .mul_f64(0.5 + 0.5 * rand::random::<f64>());
+        let delay = super::backoff::delay(self.retry_base, self.retry_max, attempt);
         let changed = lane.held.map(|(s, _, _)| s) != Some(status);
         if changed {
             tracing::error!(

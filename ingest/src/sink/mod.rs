@@ -11,7 +11,19 @@
 //!
 //! Dropping every handle closes the sink: the task writes out what it holds and returns its
 //! [`SinkStats`].
+//!
+//! ## Layout
+//! - this file: the handle, [`Batch`], [`Flushed`] and the stdout/file writer;
+//! - [`influx`]: the InfluxDB sink, one module per concern: `config` (the `[influxdb]`
+//!   section), `stats` (live counters), `http` (one request and its answer), `batch`
+//!   (bisection, cutting lines to fit), `spool_slot` (the spool or why it is unusable),
+//!   `writer` (the task; `writer/hold.rs` its memory buffer);
+//! - [`lanes`]: per-bucket state, so a refused bucket is held back alone;
+//! - `backoff`: the exponential backoff with jitter that the writer and each lane use;
+//! - [`http_body`]: bounded error bodies and the same-host redirect policy;
+//! - [`spool`]: the on-disk spool.
 
+mod backoff;
 pub mod http_body;
 pub mod influx;
 pub mod lanes;
@@ -104,7 +116,7 @@ pub struct Flushed {
 /// Batches queued for [`spawn_writer`]'s thread (about 2 MiB of 256 KiB chunks). A local
 /// writer gains nothing from a longer queue; with 64, `ingest --once --out /dev/null` of a
 /// 1,000,000-row first snapshot, whose two threads keep both cores busy, held up to 16 MiB
-/// of line protocol queued while the writer thread waited for a core (issue 10).
+/// of line protocol queued while the writer thread waited for a core.
 pub const WRITER_QUEUE: usize = 8;
 
 /// What a sink did over its life.

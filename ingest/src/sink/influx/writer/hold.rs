@@ -1,6 +1,6 @@
 //! The writer's memory buffer: where a batch goes when it is cut, and what happens to batches
 //! that cannot be sent now (global outage, or a refused bucket) when the spool cannot take
-//! them. A child module of `influx` (it works on the writer's private state).
+//! them. A child module of `influx::writer` (it works on the writer's private state).
 //!
 //! Rules, for each bucket: its spooled batches are older than its batches in memory, which are
 //! older than its pending lines, so replaying the spool first and memory next keeps its order
