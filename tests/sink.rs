@@ -685,8 +685,10 @@ async fn full_spool_drops_the_oldest_batches() {
     cfg.spool_max_bytes = 2048;
     // Memory holds the newest 3 batches (900 bytes) that the spool cannot take.
     cfg.memory_max_bytes = 1024;
-    cfg.retry_base = Duration::from_millis(400);
-    cfg.retry_max = Duration::from_millis(400);
+    // No retry while the 20 batches are written, even on a loaded machine: a retry takes the
+    // oldest spooled batch out while it is in flight, and the overflow would drop newer ones.
+    cfg.retry_base = Duration::from_secs(3);
+    cfg.retry_max = Duration::from_secs(3);
     let (h, task, stats) = start(cfg);
     // Each batch: 3 lines of exactly 100 bytes, padded with pseudo-random letters so that the
     // spool's compression cannot fit them all: the spool holds only the newest few.
