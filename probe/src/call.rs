@@ -115,13 +115,14 @@ pub enum Output {
     Late {
         status: u16,
     },
-    /// An accepted INVITE's held result with its BYE's.
+    /// An accepted INVITE's held result with its BYE's (`result` read from `bye`).
     Accepted {
         invite: Outcome,
-        bye: ByeResult,
+        bye: Outcome,
+        result: ByeResult,
     },
     /// A BYE's result when the INVITE's was not held.
-    Bye(ByeResult),
+    Bye(Outcome, ByeResult),
     /// The CANCEL's final status, or [`CancelEvent::Failed`].
     Cancel(CancelEvent),
     /// Call [`Call::handle_timeout`] at this instant; `None`: the call is over.
@@ -250,10 +251,25 @@ impl Call {
         if let Some(o) = self.out.pop_front() {
             return o;
         }
+        Output::Timeout(self.next_timeout())
+    }
+
+    /// When [`Call::handle_timeout`] is next due; `None` once the call is over.
+    pub fn next_timeout(&self) -> Option<Instant> {
         let cancel = self.cancel.as_ref().and_then(Cancel::next_wakeup);
         let bye = self.bye.as_ref().and_then(ClientTx::next_wakeup);
         let invite = self.invite.as_ref().and_then(ClientTx::next_wakeup);
-        Output::Timeout([cancel, bye, invite].into_iter().flatten().min())
+        [cancel, bye, invite].into_iter().flatten().min()
+    }
+
+    /// A result is still to come: the INVITE's, or the BYE's with the INVITE's held.
+    pub fn unreported(&self) -> bool {
+        use crate::transaction::State;
+        self.held.is_some()
+            || self
+                .invite
+                .as_ref()
+                .is_some_and(|tx| matches!(tx.state(), State::Calling | State::Proceeding))
     }
 
     fn hop(&self) -> Dest {
@@ -349,11 +365,15 @@ impl Call {
                 let d = self.ack_dest.unwrap_or(Dest::Target);
                 self.out.push_back(Output::Transmit(Msg::ByeAgain, d));
             }
-            Action::Done { .. } => {
-                if let Some(bye) = ByeResult::of(&a) {
+            Action::Done { outcome, .. } => {
+                if let Some(result) = ByeResult::of(&a) {
                     self.out.push_back(match self.held.take() {
-                        Some(invite) => Output::Accepted { invite, bye },
-                        None => Output::Bye(bye),
+                        Some(invite) => Output::Accepted {
+                            invite,
+                            bye: outcome,
+                            result,
+                        },
+                        None => Output::Bye(outcome, result),
                     });
                 }
                 // Its retransmitted finals need no answer: drop it.

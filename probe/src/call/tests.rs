@@ -116,7 +116,8 @@ fn retransmitted_2xx_is_acked_again_along_the_route_set_and_the_result_waits_for
         r.recv(1600, 200, "BYE"),
         vec![Output::Accepted {
             invite: final_(200, 40),
-            bye: ByeResult::HungUp { status: 200 },
+            bye: final_(200, 1560),
+            result: ByeResult::HungUp { status: 200 },
         }]
     );
     // The INVITE is kept for 64·T1 after its 2xx (Timer M), then the call is over.
@@ -143,7 +144,10 @@ fn bench_settings_report_at_once_and_count_a_retransmitted_2xx_late() {
     );
     assert_eq!(
         r.recv(600, 200, "BYE"),
-        vec![Output::Bye(ByeResult::HungUp { status: 200 })]
+        vec![Output::Bye(
+            final_(200, 570),
+            ByeResult::HungUp { status: 200 }
+        )]
     );
     assert!(r.over());
 }
@@ -163,7 +167,11 @@ fn lost_bye_is_retransmitted_on_timer_e_and_ends_without_answer() {
                 2100,
                 Output::Accepted {
                     invite: final_(200, 100),
-                    bye: ByeResult::NoAnswer,
+                    bye: Outcome::Timeout {
+                        retransmits: 2,
+                        provisional: None,
+                    },
+                    result: ByeResult::NoAnswer,
                 }
             ),
         ]
@@ -178,7 +186,8 @@ fn bye_refused_is_reported_with_the_invite() {
         r.recv(150, 481, "BYE"),
         vec![Output::Accepted {
             invite: final_(200, 100),
-            bye: ByeResult::Refused { status: 481 },
+            bye: final_(481, 50),
+            result: ByeResult::Refused { status: 481 },
         }]
     );
 }
@@ -213,7 +222,10 @@ fn cancel_racing_a_2xx_acks_and_hangs_up_the_late_2xx() {
     // Nothing held: the INVITE's result went out at its deadline.
     assert_eq!(
         r.recv(2030, 200, "BYE"),
-        vec![Output::Bye(ByeResult::HungUp { status: 200 })]
+        vec![Output::Bye(
+            final_(200, 20),
+            ByeResult::HungUp { status: 200 }
+        )]
     );
 }
 
@@ -247,7 +259,10 @@ fn late_2xx_after_the_cancels_487_is_acked_and_hung_up() {
     );
     assert_eq!(
         r.recv(2060, 200, "BYE"),
-        vec![Output::Bye(ByeResult::HungUp { status: 200 })]
+        vec![Output::Bye(
+            final_(200, 20),
+            ByeResult::HungUp { status: 200 }
+        )]
     );
 }
 
