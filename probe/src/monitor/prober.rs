@@ -5,7 +5,8 @@
 //! Via branch + CSeq method, checked for the Call-ID (one from another address than the probed
 //! one is used, counted and reported as `source`), classified by the target's `alive_codes`,
 //! and handed to the transaction; retransmits, timeouts and the INVITE check follow the
-//! [`Action`]s it returns. An INVITE is always closed by the follow-up core ([`crate::dialog`]):
+//! [`Action`]s it returns. An INVITE is always closed by the call core ([`crate::call`], its
+//! route set from [`crate::dialog`]):
 //! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once
 //! along its route set, sent to the next hop the core names ([`RouteSet::next_hop`]: the
 //! first route or the Contact; the INVITE's result is reported with the BYE's own), and an
