@@ -129,13 +129,20 @@ pub enum Output {
     Timeout(Option<Instant>),
 }
 
-/// One INVITE and what finishes it. More than a few fields: the three transactions of a call
-/// (INVITE, CANCEL, BYE) and where its results wait.
+/// One INVITE and what finishes it: its transaction inline, the rest (CANCEL, BYE, outputs
+/// waiting) boxed once something happens, so that a call in the bench's table costs little
+/// more than a transaction. The CANCEL's and BYE's timers ([`FollowConfig`]) are the driver's,
+/// passed to each `handle_*`.
 #[derive(Debug)]
 pub struct Call {
-    settings: CallSettings,
-    follow: FollowConfig,
     invite: Option<ClientTx>,
+    rare: Option<Box<Rare>>,
+    settings: CallSettings,
+}
+
+/// What a call needs once it gets a final answer or a deadline.
+#[derive(Debug, Default)]
+struct Rare {
     cancel: Option<Cancel>,
     bye: Option<ClientTx>,
     /// Where the 2xx's ACK went, for its re-ACK.
@@ -145,19 +152,21 @@ pub struct Call {
 }
 
 impl Call {
-    /// An INVITE first sent at `now`, with its transaction's timers (`tx`) and the CANCEL's and
-    /// BYE's (`follow`).
-    pub fn new(settings: CallSettings, tx: &TxConfig, follow: FollowConfig, now: Instant) -> Call {
+    /// An INVITE first sent at `now`, with its transaction's timers (`tx`).
+    pub fn new(settings: CallSettings, tx: &TxConfig, now: Instant) -> Call {
         Call {
-            settings,
-            follow,
             invite: Some(ClientTx::new(Method::Invite, tx, now)),
-            cancel: None,
-            bye: None,
-            ack_dest: None,
-            held: None,
-            out: VecDeque::new(),
+            rare: None,
+            settings,
         }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn push(&mut self, o: Output) {
+        self.rare().out.push_back(o);
     }
 
     pub fn settings(&self) -> &CallSettings {
@@ -170,29 +179,35 @@ impl Call {
     }
 
     /// A response matched to this call, at `now`.
-    pub fn handle_response(&mut self, r: &Response<'_>, now: Instant) {
-        self.handle_status(r.method, r.status, now);
+    pub fn handle_response(&mut self, r: &Response<'_>, follow: &FollowConfig, now: Instant) {
+        self.handle_status(r.method, r.status, follow, now);
     }
 
     /// A response of `status` to the request of `method` of this call, at `now`.
-    pub fn handle_status(&mut self, method: Option<Method>, status: u16, now: Instant) {
+    pub fn handle_status(
+        &mut self,
+        method: Option<Method>,
+        status: u16,
+        follow: &FollowConfig,
+        now: Instant,
+    ) {
         match method {
             Some(Method::Invite) => match &mut self.invite {
                 Some(tx) => {
                     let a = tx.on_response(status, now);
-                    self.on_invite(a, Some(status), now);
+                    self.on_invite(a, Some(status), follow, now);
                 }
-                None if status >= 200 => self.out.push_back(Output::Late { status }),
+                None if status >= 200 => self.push(Output::Late { status }),
                 None => {}
             },
             Some(Method::Cancel) => {
-                if let Some(c) = &mut self.cancel {
+                if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
                     let e = c.on_response(status, now);
                     self.on_cancel(e);
                 }
             }
             Some(Method::Bye) => {
-                if let Some(tx) = &mut self.bye {
+                if let Some(tx) = self.rare.as_deref_mut().and_then(|r| r.bye.as_mut()) {
                     let a = tx.on_response(status, now);
                     self.on_bye(a);
                 }
@@ -202,12 +217,12 @@ impl Call {
     }
 
     /// A tick at `now` (at or after the instant asked for).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(c) = &mut self.cancel {
+    pub fn handle_timeout(&mut self, follow: &FollowConfig, now: Instant) {
+        if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
             let e = c.on_timer(now);
             self.on_cancel(e);
         }
-        if let Some(tx) = &mut self.bye {
+        if let Some(tx) = self.rare.as_deref_mut().and_then(|r| r.bye.as_mut()) {
             if tx.next_wakeup().is_some_and(|t| t <= now) {
                 let a = tx.on_timer(now);
                 self.on_bye(a);
@@ -216,28 +231,34 @@ impl Call {
         if let Some(tx) = &mut self.invite {
             if tx.next_wakeup().is_some_and(|t| t <= now) {
                 let a = tx.on_timer(now);
-                self.on_invite(a, None, now);
+                self.on_invite(a, None, follow, now);
             }
         }
     }
 
     /// Sending the request of `method` failed.
-    pub fn handle_send_error(&mut self, method: Method, kind: TransportErrorKind, now: Instant) {
+    pub fn handle_send_error(
+        &mut self,
+        method: Method,
+        kind: TransportErrorKind,
+        follow: &FollowConfig,
+        now: Instant,
+    ) {
         match method {
             Method::Invite => {
                 if let Some(tx) = &mut self.invite {
                     let a = tx.on_transport_error(kind, now);
-                    self.on_invite(a, None, now);
+                    self.on_invite(a, None, follow, now);
                 }
             }
             Method::Bye => {
-                if let Some(tx) = &mut self.bye {
+                if let Some(tx) = self.rare.as_deref_mut().and_then(|r| r.bye.as_mut()) {
                     let a = tx.on_transport_error(kind, now);
                     self.on_bye(a);
                 }
             }
             Method::Cancel => {
-                if let Some(c) = &mut self.cancel {
+                if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
                     let e = c.on_send_error();
                     self.on_cancel(e);
                 }
@@ -248,7 +269,7 @@ impl Call {
 
     /// The next thing to do; [`Output::Timeout`] when nothing is queued.
     pub fn poll_output(&mut self) -> Output {
-        if let Some(o) = self.out.pop_front() {
+        if let Some(o) = self.rare.as_deref_mut().and_then(|r| r.out.pop_front()) {
             return o;
         }
         Output::Timeout(self.next_timeout())
@@ -256,8 +277,13 @@ impl Call {
 
     /// When [`Call::handle_timeout`] is next due; `None` once the call is over.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let cancel = self.cancel.as_ref().and_then(Cancel::next_wakeup);
-        let bye = self.bye.as_ref().and_then(ClientTx::next_wakeup);
+        let rare = self.rare.as_deref();
+        let cancel = rare
+            .and_then(|r| r.cancel.as_ref())
+            .and_then(Cancel::next_wakeup);
+        let bye = rare
+            .and_then(|r| r.bye.as_ref())
+            .and_then(ClientTx::next_wakeup);
         let invite = self.invite.as_ref().and_then(ClientTx::next_wakeup);
         [cancel, bye, invite].into_iter().flatten().min()
     }
@@ -265,7 +291,7 @@ impl Call {
     /// A result is still to come: the INVITE's, or the BYE's with the INVITE's held.
     pub fn unreported(&self) -> bool {
         use crate::transaction::State;
-        self.held.is_some()
+        self.rare.as_deref().is_some_and(|r| r.held.is_some())
             || self
                 .invite
                 .as_ref()
@@ -279,27 +305,25 @@ impl Call {
         }
     }
 
-    fn on_invite(&mut self, a: Action, status: Option<u16>, now: Instant) {
+    fn on_invite(&mut self, a: Action, status: Option<u16>, follow: &FollowConfig, now: Instant) {
         match a {
             Action::Wait => {}
-            Action::Retransmit => self
-                .out
-                .push_back(Output::Transmit(Msg::InviteAgain, Dest::Target)),
+            Action::Retransmit => self.push(Output::Transmit(Msg::InviteAgain, Dest::Target)),
             Action::Done { outcome, send } => {
                 let hold = match follow_up(send, outcome.status()) {
                     FollowUp::Accept => {
-                        self.accept(now);
+                        self.accept(follow, now);
                         self.settings.hold_result
                     }
                     f => {
-                        self.follow(f, now);
+                        self.follow(f, follow, now);
                         false
                     }
                 };
                 if hold {
-                    self.held = Some(outcome);
+                    self.rare().held = Some(outcome);
                 } else {
-                    self.out.push_back(Output::Invite(outcome));
+                    self.push(Output::Invite(outcome));
                 }
                 if !self.settings.keep_after_final && outcome.status().is_some() {
                     self.invite = None;
@@ -309,65 +333,67 @@ impl Call {
                 let f = follow_up(send, status);
                 if let (FollowUp::Accept, Some(s)) = (f, status) {
                     // A 2xx after the 487 to a CANCEL: late too.
-                    self.out.push_back(Output::Late { status: s });
+                    self.push(Output::Late { status: s });
                 }
-                self.follow(f, now);
+                self.follow(f, follow, now);
             }
             Action::Late { status: s, send } => {
-                self.out.push_back(Output::Late { status: s });
-                self.follow(follow_up(send, status), now);
+                self.push(Output::Late { status: s });
+                self.follow(follow_up(send, status), follow, now);
             }
             Action::Terminated => self.invite = None,
         }
     }
 
     /// Carries out a follow-up other than the first 2xx's (see [`Call::accept`]).
-    fn follow(&mut self, f: FollowUp, now: Instant) {
+    fn follow(&mut self, f: FollowUp, follow: &FollowConfig, now: Instant) {
         match f {
             FollowUp::Nothing => {}
             FollowUp::AckInTx => {
-                self.out
-                    .push_back(Output::Transmit(Msg::AckInTx, Dest::Target));
-                if let Some(c) = &mut self.cancel {
+                self.push(Output::Transmit(Msg::AckInTx, Dest::Target));
+                if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
                     c.on_invite_final();
                 }
             }
             FollowUp::AckAgain => {
-                if let Some(d) = self.ack_dest {
-                    self.out.push_back(Output::Transmit(Msg::AckAgain, d));
+                if let Some(d) = self.rare.as_deref().and_then(|r| r.ack_dest) {
+                    self.push(Output::Transmit(Msg::AckAgain, d));
                 }
             }
-            FollowUp::Accept => self.accept(now),
+            FollowUp::Accept => self.accept(follow, now),
             FollowUp::Cancel => {
-                self.cancel = Some(Cancel::start(&self.follow, now));
-                self.out
-                    .push_back(Output::Transmit(Msg::Cancel, Dest::Target));
+                self.rare().cancel = Some(Cancel::start(follow, now));
+                self.push(Output::Transmit(Msg::Cancel, Dest::Target));
             }
         }
     }
 
     /// The first 2xx: ACK it and start the BYE.
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self, follow: &FollowConfig, now: Instant) {
         let d = self.hop();
-        self.ack_dest = Some(d);
-        if let Some(c) = &mut self.cancel {
+        self.rare().ack_dest = Some(d);
+        if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
             c.on_invite_final();
         }
-        self.out
-            .push_back(Output::Transmit(Msg::Ack2xx(self.settings.ack_branch), d));
-        self.out.push_back(Output::Transmit(Msg::Bye, d));
-        self.bye = Some(self.follow.bye_tx(now));
+        self.push(Output::Transmit(Msg::Ack2xx(self.settings.ack_branch), d));
+        self.push(Output::Transmit(Msg::Bye, d));
+        self.rare().bye = Some(follow.bye_tx(now));
     }
 
     fn on_bye(&mut self, a: Action) {
         match a {
             Action::Retransmit => {
-                let d = self.ack_dest.unwrap_or(Dest::Target);
-                self.out.push_back(Output::Transmit(Msg::ByeAgain, d));
+                let d = self
+                    .rare
+                    .as_deref()
+                    .and_then(|r| r.ack_dest)
+                    .unwrap_or(Dest::Target);
+                self.push(Output::Transmit(Msg::ByeAgain, d));
             }
             Action::Done { outcome, .. } => {
                 if let Some(result) = ByeResult::of(&a) {
-                    self.out.push_back(match self.held.take() {
+                    let held = self.rare().held.take();
+                    self.push(match held {
                         Some(invite) => Output::Accepted {
                             invite,
                             bye: outcome,
@@ -377,9 +403,9 @@ impl Call {
                     });
                 }
                 // Its retransmitted finals need no answer: drop it.
-                self.bye = None;
+                self.rare().bye = None;
             }
-            Action::Terminated => self.bye = None,
+            Action::Terminated => self.rare().bye = None,
             _ => {}
         }
     }
@@ -387,10 +413,8 @@ impl Call {
     fn on_cancel(&mut self, e: CancelEvent) {
         match e {
             CancelEvent::Wait => {}
-            CancelEvent::Retransmit => self
-                .out
-                .push_back(Output::Transmit(Msg::CancelAgain, Dest::Target)),
-            e => self.out.push_back(Output::Cancel(e)),
+            CancelEvent::Retransmit => self.push(Output::Transmit(Msg::CancelAgain, Dest::Target)),
+            e => self.push(Output::Cancel(e)),
         }
     }
 }

@@ -248,7 +248,7 @@ impl Prober {
         let now = now_std();
         let core = match kind {
             Kind::Invite => Core::Call(Box::new(CallState {
-                call: Call::new(CallSettings::PROBER, &self.txcfg, self.follow, now),
+                call: Call::new(CallSettings::PROBER, &self.txcfg, now),
                 ack: Vec::new(),
                 bye: Vec::new(),
                 hop: self.ep.target(),
@@ -303,7 +303,7 @@ impl Prober {
                 Box::pin(self.act(slot, a, None)).await;
             }
             Core::Call(c) => {
-                c.call.handle_send_error(method, e, now_std());
+                c.call.handle_send_error(method, e, &self.follow, now_std());
                 Box::pin(self.drive(slot, r)).await;
             }
             Core::ByeOf(_) => {}
@@ -368,7 +368,8 @@ impl Prober {
             Core::Call(c) => {
                 let counts = |c: &Call| c.invite().map_or((0, 0), |t| (t.duplicates(), t.late()));
                 let (d0, l0) = counts(&c.call);
-                c.call.handle_status(Some(method), r.status, now);
+                c.call
+                    .handle_status(Some(method), r.status, &self.follow, now);
                 let (d1, l1) = counts(&c.call);
                 self.stats.duplicate += u64::from(d1 - d0);
                 self.stats.late += u64::from(l1 - l0);
@@ -428,8 +429,10 @@ impl Prober {
                     self.act(slot, a, None).await;
                 }
                 Core::Call(c) => {
-                    c.call.handle_send_error(Method::Invite, kind, now);
-                    c.call.handle_send_error(Method::Bye, kind, now);
+                    c.call
+                        .handle_send_error(Method::Invite, kind, &self.follow, now);
+                    c.call
+                        .handle_send_error(Method::Bye, kind, &self.follow, now);
                     self.drive(slot, None).await;
                 }
                 Core::ByeOf(_) => {}
@@ -454,7 +457,7 @@ impl Prober {
                     self.act(slot, a, None).await;
                 }
                 Core::Call(c) => {
-                    c.call.handle_timeout(now);
+                    c.call.handle_timeout(&self.follow, now);
                     self.drive(slot, None).await;
                 }
                 Core::ByeOf(_) => {}
@@ -616,7 +619,7 @@ impl Prober {
         };
         if let (Err(e), Method::Invite | Method::Bye) = (sent, method) {
             if let Some(Core::Call(c)) = self.table.get_mut(slot).map(|p| &mut p.core) {
-                c.call.handle_send_error(method, e, now_std());
+                c.call.handle_send_error(method, e, &self.follow, now_std());
             }
         }
     }
