@@ -1,5 +1,6 @@
-//! The transaction user's follow-up of an INVITE, sans I/O: one core that both the prober
-//! ([`crate::monitor::prober`]) and the bench ([`crate::bench`]) drive.
+//! The transaction user's follow-up of an INVITE, sans I/O: the pieces of the call core
+//! ([`crate::call`], which the prober drives) that the bench ([`crate::bench`]) also uses
+//! directly.
 //!
 //! Inputs are what the INVITE's [`ClientTx`] decided ([`Send`]), responses to the CANCEL and
 //! the BYE, and timer ticks; outputs are what to send ([`FollowUp`], [`CancelEvent`]) and the

@@ -16,6 +16,10 @@
 //!   of a non-2xx in its transaction, ACK and BYE of a 2xx along its route set (Record-Route
 //!   reversed, loose or strict routing, Contact as Request-URI), the BYE's own result, and the
 //!   CANCEL with its own Timer E and Timer F.
+//! - [`call`]: the sans-IO call core (`handle_response`, `handle_timeout`, `poll_output`):
+//!   one INVITE with its CANCEL and BYE transactions finished to the end (ACK of a 2xx and its
+//!   retransmissions, BYE and its result, CANCEL, late 2xx); [`call::CallSettings`] says where
+//!   the prober and the bench differ.
 //! - [`transport`]: one UDP (unconnected with `IP_RECVERR`: ICMP errors are transport errors,
 //!   answers from another address are received) or TCP socket per target, TCP framing, and the
 //!   checks every received message passes before matching;
@@ -32,6 +36,7 @@
 //! - [`mmsg`]: batched UDP I/O (recvmmsg/sendmmsg) for the bench and the responder.
 
 pub mod bench;
+pub mod call;
 pub mod consts;
 pub mod dialog;
 pub mod fast;

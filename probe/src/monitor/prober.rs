@@ -5,7 +5,8 @@
 //! Via branch + CSeq method, checked for the Call-ID (one from another address than the probed
 //! one is used, counted and reported as `source`), classified by the target's `alive_codes`,
 //! and handed to the transaction; retransmits, timeouts and the INVITE check follow the
-//! [`Action`]s it returns. An INVITE is always closed by the follow-up core ([`crate::dialog`]):
+//! [`Action`]s it returns. An INVITE is always closed by the call core ([`crate::call`], its
+//! route set from [`crate::dialog`]):
 //! non-2xx finals are ACKed in their transaction, a 2xx is ACKed and hung up with a BYE at once
 //! along its route set, sent to the next hop the core names ([`RouteSet::next_hop`]: the
 //! first route or the Contact; the INVITE's result is reported with the BYE's own), and an
@@ -13,9 +14,10 @@
 //! Timer E and Timer F).
 
 use super::*;
-use crate::dialog::{follow_up, ByeResult, CancelEvent, FollowConfig, FollowUp, NextHop, RouteSet};
+use crate::call::{Call, CallSettings, Msg, Output as CallOut};
+use crate::dialog::{CancelEvent, FollowConfig, NextHop, RouteSet};
 use crate::message::{random_token, Leg, Response};
-use crate::transaction::{Action, Branch, ClientTx, Lookup, Outcome, Send, Slot, Table, TxConfig};
+use crate::transaction::{Action, Branch, ClientTx, Lookup, Outcome, Slot, Table, TxConfig};
 use crate::transport::{accept, recv_buffer, Endpoint, Ignored};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -31,25 +33,50 @@ enum Kind {
     Bye,
 }
 
-struct Cancel {
-    c: crate::dialog::Cancel,
-    request: Vec<u8>,
+/// What runs a table entry.
+enum Core {
+    /// An OPTIONS' transaction.
+    Tx(ClientTx),
+    /// An INVITE and what finishes it ([`crate::call`]).
+    Call(Box<CallState>),
+    /// The BYE of the call at this slot: the entry holds its branch; its responses go to the
+    /// call.
+    ByeOf(Slot),
+}
+
+/// A call's driver-side state: the messages it may send again and the results it waits on.
+struct CallState {
+    call: Call,
+    /// The ACK of its 2xx, the BYE and where both go (the next hop of the 2xx).
+    ack: Vec<u8>,
+    bye: Vec<u8>,
+    hop: SocketAddr,
+    bye_slot: Option<Slot>,
+    bye_at: SystemTime,
+    cancel: Vec<u8>,
+    /// The INVITE's result once a 2xx came, reported with the BYE's.
+    held: Option<ProbeResult>,
 }
 
 struct Pending {
     kind: Kind,
-    tx: ClientTx,
+    core: Core,
     leg: Leg,
     branch: Branch,
     request: Vec<u8>,
     at: SystemTime,
-    cancel: Option<Cancel>,
     /// Where its requests go: the probed address, or for a BYE the next hop of the 2xx.
     dest: SocketAddr,
-    /// The ACK of a 2xx and its next hop, kept to answer the 2xx's retransmissions.
-    ack_2xx: Option<(Vec<u8>, SocketAddr)>,
-    /// A BYE's: the result of the INVITE it hangs up, reported with the BYE's own result.
-    held: Option<ProbeResult>,
+}
+
+impl Pending {
+    fn next_wakeup(&self) -> Option<std::time::Instant> {
+        match &self.core {
+            Core::Tx(tx) => tx.next_wakeup(),
+            Core::Call(c) => c.call.next_timeout(),
+            Core::ByeOf(_) => None,
+        }
+    }
 }
 
 /// The per-target task.
@@ -117,16 +144,8 @@ impl Prober {
                 None => next_probe,
             };
             for slot in self.table.slots() {
-                if let Some(p) = self.table.get(slot) {
-                    for t in [
-                        p.tx.next_wakeup(),
-                        p.cancel.as_ref().and_then(|c| c.c.next_wakeup()),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    {
-                        wake = wake.min(TokioInstant::from_std(t));
-                    }
+                if let Some(t) = self.table.get(slot).and_then(Pending::next_wakeup) {
+                    wake = wake.min(TokioInstant::from_std(t));
                 }
             }
             let ev = tokio::select! {
@@ -172,11 +191,13 @@ impl Prober {
 
     fn has_unreported(&self) -> bool {
         self.table.slots().any(|s| {
-            self.table.get(s).is_some_and(|p| {
-                matches!(
-                    p.tx.state(),
+            self.table.get(s).is_some_and(|p| match &p.core {
+                Core::Tx(tx) => matches!(
+                    tx.state(),
                     crate::transaction::State::Calling | crate::transaction::State::Proceeding
-                )
+                ),
+                Core::Call(c) => c.call.unreported(),
+                Core::ByeOf(_) => false,
             })
         })
     }
@@ -225,20 +246,29 @@ impl Prober {
             }
         }
         let now = now_std();
-        let tx = ClientTx::new(method, &self.txcfg, now);
+        let core = match kind {
+            Kind::Invite => Core::Call(Box::new(CallState {
+                call: Call::new(CallSettings::PROBER, &self.txcfg, now),
+                ack: Vec::new(),
+                bye: Vec::new(),
+                hop: self.ep.target(),
+                bye_slot: None,
+                bye_at: at,
+                cancel: Vec::new(),
+                held: None,
+            })),
+            _ => Core::Tx(ClientTx::new(method, &self.txcfg, now)),
+        };
         let (slot, branch) = self.table.insert(
             method,
             Pending {
                 kind,
-                tx,
+                core,
                 leg,
                 branch: self.table.branch(Slot { index: 0, gen: 0 }),
                 request: Vec::new(),
                 at,
-                cancel: None,
                 dest: self.ep.target(),
-                ack_2xx: None,
-                held: None,
             },
         );
         let p = self.table.get_mut(slot).expect("just inserted");
@@ -252,8 +282,31 @@ impl Prober {
         let p = self.table.get_mut(slot).expect("just inserted");
         p.request = request;
         if let Err(e) = sent {
-            let a = p.tx.on_transport_error(e, now_std());
-            self.act(slot, a, None).await;
+            self.send_error(slot, Method::Invite, e, None).await;
+        }
+    }
+
+    /// Sending a request of the entry at `slot` (`method` for a call's) failed.
+    async fn send_error(
+        &mut self,
+        slot: Slot,
+        method: Method,
+        e: crate::transaction::TransportErrorKind,
+        r: Option<&Response>,
+    ) {
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
+        };
+        match &mut p.core {
+            Core::Tx(tx) => {
+                let a = tx.on_transport_error(e, now_std());
+                Box::pin(self.act(slot, a, None)).await;
+            }
+            Core::Call(c) => {
+                c.call.handle_send_error(method, e, &self.follow, now_std());
+                Box::pin(self.drive(slot, r)).await;
+            }
+            Core::ByeOf(_) => {}
         }
     }
 
@@ -291,23 +344,39 @@ impl Prober {
         if let Some(from) = self.rx_source {
             self.source_mismatch(from);
         }
-        let p = self.table.get_mut(slot).expect("found");
         let now = now_std();
-        if method == Method::Cancel {
-            // The CANCEL's own transaction: nothing to do but stop retransmitting it.
-            if let Some(c) = &mut p.cancel {
-                let _ = c.c.on_response(r.status, now);
-            }
-            return;
-        }
-        let a = p.tx.on_response(r.status, now);
-        if matches!(a, Action::Duplicate { .. }) {
-            self.stats.duplicate += 1;
-        }
-        if matches!(a, Action::Late { .. }) {
+        // A BYE's answer goes to its call.
+        let slot = match self.table.get(slot).map(|p| &p.core) {
+            Some(Core::ByeOf(call)) => *call,
+            _ => slot,
+        };
+        let Some(p) = self.table.get_mut(slot) else {
             self.stats.late += 1;
+            return;
+        };
+        match &mut p.core {
+            Core::Tx(tx) => {
+                let a = tx.on_response(r.status, now);
+                if matches!(a, Action::Duplicate { .. }) {
+                    self.stats.duplicate += 1;
+                }
+                if matches!(a, Action::Late { .. }) {
+                    self.stats.late += 1;
+                }
+                self.act(slot, a, Some(&r)).await;
+            }
+            Core::Call(c) => {
+                let counts = |c: &Call| c.invite().map_or((0, 0), |t| (t.duplicates(), t.late()));
+                let (d0, l0) = counts(&c.call);
+                c.call
+                    .handle_status(Some(method), r.status, &self.follow, now);
+                let (d1, l1) = counts(&c.call);
+                self.stats.duplicate += u64::from(d1 - d0);
+                self.stats.late += u64::from(l1 - l0);
+                self.drive(slot, Some(&r)).await;
+            }
+            Core::ByeOf(_) => {}
         }
-        self.act(slot, a, Some(&r)).await;
     }
 
     /// Ours by branch and Call-ID, from another address of the target: used, counted and
@@ -351,9 +420,22 @@ impl Prober {
         self.slots.extend(self.table.slots());
         for i in 0..self.slots.len() {
             let slot = self.slots[i];
-            if let Some(p) = self.table.get_mut(slot) {
-                let a = p.tx.on_transport_error(kind, now);
-                self.act(slot, a, None).await;
+            let Some(p) = self.table.get_mut(slot) else {
+                continue;
+            };
+            match &mut p.core {
+                Core::Tx(tx) => {
+                    let a = tx.on_transport_error(kind, now);
+                    self.act(slot, a, None).await;
+                }
+                Core::Call(c) => {
+                    c.call
+                        .handle_send_error(Method::Invite, kind, &self.follow, now);
+                    c.call
+                        .handle_send_error(Method::Bye, kind, &self.follow, now);
+                    self.drive(slot, None).await;
+                }
+                Core::ByeOf(_) => {}
             }
         }
     }
@@ -366,40 +448,31 @@ impl Prober {
             let Some(p) = self.table.get_mut(slot) else {
                 continue;
             };
-            // The CANCEL transaction first (it may retransmit or end).
-            if let Some(c) = &mut p.cancel {
-                match c.c.on_timer(now) {
-                    CancelEvent::Retransmit => {
-                        let req = std::mem::take(&mut c.request);
-                        let _ = self.ep.send(&req).await;
-                        if let Some(c) = self.table.get_mut(slot).and_then(|p| p.cancel.as_mut()) {
-                            c.request = req;
-                        }
-                    }
-                    CancelEvent::Failed => {
-                        tracing::warn!(target = %self.name, "CANCEL of the INVITE check got no answer");
-                    }
-                    _ => {}
-                }
-            }
-            let Some(p) = self.table.get_mut(slot) else {
+            if p.next_wakeup().is_none_or(|t| t > now) {
                 continue;
-            };
-            if p.tx.next_wakeup().is_some_and(|t| t <= now) {
-                let a = p.tx.on_timer(now);
-                self.act(slot, a, None).await;
+            }
+            match &mut p.core {
+                Core::Tx(tx) => {
+                    let a = tx.on_timer(now);
+                    self.act(slot, a, None).await;
+                }
+                Core::Call(c) => {
+                    c.call.handle_timeout(&self.follow, now);
+                    self.drive(slot, None).await;
+                }
+                Core::ByeOf(_) => {}
             }
         }
     }
 
-    /// Carries out what the transaction at `slot` asked for.
+    /// Carries out what the OPTIONS transaction at `slot` asked for.
     async fn act(&mut self, slot: Slot, a: Action, r: Option<&Response>) {
         let Some(p) = self.table.get_mut(slot) else {
             return;
         };
-        let kind = p.kind;
+        let (kind, at) = (p.kind, p.at);
         match a {
-            Action::Wait => {}
+            Action::Wait | Action::Duplicate { .. } | Action::Late { .. } => {}
             Action::Retransmit => {
                 let req = std::mem::take(&mut p.request);
                 let dest = p.dest;
@@ -407,55 +480,15 @@ impl Prober {
                 if let Some(p) = self.table.get_mut(slot) {
                     p.request = req;
                     if let Err(e) = res {
-                        let a = p.tx.on_transport_error(e, now_std());
-                        Box::pin(self.act(slot, a, None)).await;
+                        self.send_error(slot, Method::Options, e, None).await;
                     }
                 }
             }
-            Action::Done { outcome, send } => {
-                let at = p.at;
-                if kind == Kind::Bye {
-                    // The INVITE's result goes out with the BYE's own: only a 2xx hung up.
-                    let held = p.held.take();
-                    if let (Some(invite), Some(outcome)) = (held, ByeResult::of(&a)) {
-                        let bye = self.result(kind, at, Some(outcome_of(&a)), None);
-                        let _ = self
-                            .out
-                            .send(FromProber::Accepted {
-                                invite,
-                                bye,
-                                outcome,
-                            })
-                            .await;
-                    }
-                    return;
-                }
-                if kind == Kind::Invite {
-                    self.invite_in_flight = false;
-                }
+            Action::Done { outcome, .. } => {
                 let res = self.result(kind, at, Some(outcome), r);
-                if let Some(res) = self.do_send(slot, send, r, Some(res)).await {
-                    let _ = self.out.send(FromProber::Result(res)).await;
-                }
+                let _ = self.out.send(FromProber::Result(res)).await;
                 if kind == Kind::Options && self.wants_invite(outcome.status()) {
                     Box::pin(self.start(Kind::Invite)).await;
-                }
-            }
-            Action::Duplicate { send } => {
-                self.do_send(slot, send, r, None).await;
-            }
-            Action::Late { status, send } => {
-                let at = p.at;
-                // A call accepted after we gave up is reported (late) so the alarm is raised.
-                let res = (kind == Kind::Invite && send == Send::AckAndBye).then(|| {
-                    let mut res = self.result(kind, at, None, r);
-                    res.status = Some(status);
-                    res.state = ServiceState::classify(Some(status));
-                    res.late = true;
-                    res
-                });
-                if let Some(res) = self.do_send(slot, send, r, res).await {
-                    let _ = self.out.send(FromProber::Result(res)).await;
                 }
             }
             Action::Terminated => {
@@ -464,102 +497,193 @@ impl Prober {
         }
     }
 
-    /// Sends what the follow-up core asks for after an INVITE event. `res` is the result to
-    /// report for it: returned to be sent now, or held (`None` returned) when a BYE was
-    /// started, to go out with the BYE's own result.
-    async fn do_send(
-        &mut self,
-        slot: Slot,
-        send: Send,
-        r: Option<&Response>,
-        res: Option<ProbeResult>,
-    ) -> Option<ProbeResult> {
-        let Some(p) = self.table.get_mut(slot) else {
-            return res;
-        };
-        let to_tag = r.and_then(|r| r.to_tag.as_deref());
-        let msg = match follow_up(send, r.map(|r| r.status)) {
-            FollowUp::Nothing => return res,
-            FollowUp::AckAgain => match &p.ack_2xx {
-                Some((a, dest)) => {
-                    let (a, dest) = (a.clone(), *dest);
-                    let _ = self.ep.send_to(&a, dest).await;
-                    return res;
+    /// Carries out what the call at `slot` asks for ([`Call::poll_output`]) after an event;
+    /// `r` is the response just handled, if any (the ACK and BYE of a 2xx are built from it).
+    async fn drive(&mut self, slot: Slot, r: Option<&Response>) {
+        loop {
+            let Some(p) = self.table.get_mut(slot) else {
+                return;
+            };
+            let at = p.at;
+            let Core::Call(c) = &mut p.core else {
+                return;
+            };
+            match c.call.poll_output() {
+                CallOut::Timeout(Some(_)) => return,
+                CallOut::Timeout(None) => {
+                    if let Some(b) = c.bye_slot {
+                        self.table.remove(b);
+                    }
+                    self.table.remove(slot);
+                    return;
                 }
-                None => return res,
-            },
-            FollowUp::AckInTx => p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
-            FollowUp::Cancel => {
-                let req = p.leg.cancel(p.branch.as_str());
-                p.cancel = Some(Cancel {
-                    c: crate::dialog::Cancel::start(&self.follow, now_std()),
-                    request: req.clone(),
-                });
-                req
-            }
-            FollowUp::Accept => {
-                // ACK and BYE along the 2xx's route set.
-                let contact = r.and_then(|r| r.contact.as_deref());
-                let rr = r.map(|r| r.record_route.as_slice()).unwrap_or(&[]);
-                let rs = RouteSet::of_2xx(rr.iter().map(|v| v.as_bytes()), contact.map(str::as_bytes))
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(target = %self.name, error = %e,
-                            "Cannot follow the route set of a 2xx: ACK and BYE go to its Contact without Route");
-                        RouteSet::direct(contact.map(str::as_bytes))
-                    });
-                let ruri = rs
-                    .request_uri()
-                    .map(|u| String::from_utf8_lossy(u).into_owned());
-                let route = rs.route_value();
-                let dest = self.next_hop(&rs).await;
-                let Some(p) = self.table.get_mut(slot) else {
-                    return res;
-                };
-                let ack_branch = format!("{}{}", crate::consts::BRANCH_MAGIC, random_token(16));
-                let ack = p
-                    .leg
-                    .ack_2xx(&ack_branch, to_tag, ruri.as_deref(), route.as_deref());
-                p.ack_2xx = Some((ack.clone(), dest));
-                let leg = p.leg.clone();
-                let _ = self.ep.send_to(&ack, dest).await;
-                tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0),
-                    route = route.as_deref().unwrap_or(""), to = %dest,
-                    "INVITE accepted: ACK and BYE sent at once");
-                // The BYE is a transaction of its own, with the follow-up core's timers; the
-                // INVITE's result waits for its outcome.
-                let now = now_std();
-                let (bslot, bbranch) = self.table.insert(
-                    Method::Bye,
-                    Pending {
-                        kind: Kind::Bye,
-                        tx: self.follow.bye_tx(now),
-                        leg,
-                        branch: self.table.branch(Slot { index: 0, gen: 0 }),
-                        request: Vec::new(),
-                        at: SystemTime::now(),
-                        cancel: None,
-                        dest,
-                        ack_2xx: None,
-                        held: res,
-                    },
-                );
-                let b = self.table.get_mut(bslot).expect("just inserted");
-                b.branch = bbranch;
-                b.request = b
-                    .leg
-                    .bye(bbranch.as_str(), to_tag, ruri.as_deref(), route.as_deref());
-                let bye = b.request.clone();
-                if let Err(e) = self.ep.send_to(&bye, dest).await {
-                    if let Some(b) = self.table.get_mut(bslot) {
-                        let a = b.tx.on_transport_error(e, now_std());
-                        Box::pin(self.act(bslot, a, None)).await;
+                CallOut::Transmit(msg, _) => self.transmit(slot, msg, r).await,
+                CallOut::Invite(outcome) => {
+                    self.invite_in_flight = false;
+                    let res = self.result(Kind::Invite, at, Some(outcome), r);
+                    let _ = self.out.send(FromProber::Result(res)).await;
+                }
+                CallOut::Late { status } => {
+                    // A call accepted after we gave up is reported (late) with its BYE's
+                    // result, so the alarm is raised.
+                    if (200..300).contains(&status) {
+                        let mut res = self.result(Kind::Invite, at, None, r);
+                        res.status = Some(status);
+                        res.state = ServiceState::classify(Some(status));
+                        res.late = true;
+                        if let Some(Core::Call(c)) = self.table.get_mut(slot).map(|p| &mut p.core) {
+                            c.held = Some(res);
+                        }
                     }
                 }
-                return None;
+                CallOut::Accepted {
+                    invite,
+                    bye,
+                    result,
+                } => {
+                    let (held, bye_at) = (c.held.take(), c.bye_at);
+                    // The INVITE's result as its 2xx left it (fingerprint, source), with the
+                    // outcome the core held.
+                    let full = self.result(Kind::Invite, at, Some(invite), None);
+                    let invite = match held {
+                        Some(mut h) => {
+                            h.status = full.status;
+                            h.rtt = full.rtt;
+                            h.retransmits = full.retransmits;
+                            h.state = full.state;
+                            h.error = full.error;
+                            h
+                        }
+                        None => full,
+                    };
+                    let bye = self.result(Kind::Bye, bye_at, Some(bye), None);
+                    let _ = self
+                        .out
+                        .send(FromProber::Accepted {
+                            invite,
+                            bye,
+                            outcome: result,
+                        })
+                        .await;
+                }
+                CallOut::Bye(bye, result) => {
+                    let (held, bye_at) = (c.held.take(), c.bye_at);
+                    if let Some(invite) = held {
+                        let bye = self.result(Kind::Bye, bye_at, Some(bye), None);
+                        let _ = self
+                            .out
+                            .send(FromProber::Accepted {
+                                invite,
+                                bye,
+                                outcome: result,
+                            })
+                            .await;
+                    }
+                }
+                CallOut::Cancel(CancelEvent::Failed) => {
+                    tracing::warn!(target = %self.name, "CANCEL of the INVITE check got no answer");
+                }
+                CallOut::Cancel(_) => {}
             }
+        }
+    }
+
+    /// Renders and sends a call's message.
+    async fn transmit(&mut self, slot: Slot, msg: Msg, r: Option<&Response>) {
+        let to_tag = r.and_then(|r| r.to_tag.as_deref());
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
         };
-        let _ = self.ep.send(&msg).await;
-        res
+        let Core::Call(c) = &mut p.core else {
+            return;
+        };
+        let (bytes, to, method) = match msg {
+            Msg::Ack2xx(_) => return self.accept(slot, r).await,
+            Msg::InviteAgain => (p.request.clone(), Some(p.dest), Method::Invite),
+            Msg::AckInTx => (
+                p.leg.ack_non_2xx(p.branch.as_str(), to_tag),
+                None,
+                Method::Ack,
+            ),
+            Msg::Cancel => {
+                c.cancel = p.leg.cancel(p.branch.as_str());
+                (c.cancel.clone(), None, Method::Cancel)
+            }
+            Msg::CancelAgain => (c.cancel.clone(), None, Method::Cancel),
+            Msg::AckAgain => (c.ack.clone(), Some(c.hop), Method::Ack),
+            Msg::Bye | Msg::ByeAgain => (c.bye.clone(), Some(c.hop), Method::Bye),
+        };
+        let sent = match to {
+            Some(dest) => self.ep.send_to(&bytes, dest).await,
+            None => self.ep.send(&bytes).await,
+        };
+        if let (Err(e), Method::Invite | Method::Bye) = (sent, method) {
+            if let Some(Core::Call(c)) = self.table.get_mut(slot).map(|p| &mut p.core) {
+                c.call.handle_send_error(method, e, &self.follow, now_std());
+            }
+        }
+    }
+
+    /// The first 2xx of a call: its ACK along the route set, sent now, and its BYE (a table
+    /// entry of its own for the branch), built for [`Msg::Bye`] to send.
+    async fn accept(&mut self, slot: Slot, r: Option<&Response>) {
+        let to_tag = r.and_then(|r| r.to_tag.as_deref());
+        let contact = r.and_then(|r| r.contact.as_deref());
+        let rr = r.map(|r| r.record_route.as_slice()).unwrap_or(&[]);
+        let rs = RouteSet::of_2xx(rr.iter().map(|v| v.as_bytes()), contact.map(str::as_bytes))
+            .unwrap_or_else(|e| {
+                tracing::warn!(target = %self.name, error = %e,
+                    "Cannot follow the route set of a 2xx: ACK and BYE go to its Contact without Route");
+                RouteSet::direct(contact.map(str::as_bytes))
+            });
+        let ruri = rs
+            .request_uri()
+            .map(|u| String::from_utf8_lossy(u).into_owned());
+        let route = rs.route_value();
+        let dest = self.next_hop(&rs).await;
+        // The INVITE has its final answer: the next check may start (its result waits).
+        self.invite_in_flight = false;
+        let Some(p) = self.table.get_mut(slot) else {
+            return;
+        };
+        let at = p.at;
+        let ack_branch = format!("{}{}", crate::consts::BRANCH_MAGIC, random_token(16));
+        let ack = p
+            .leg
+            .ack_2xx(&ack_branch, to_tag, ruri.as_deref(), route.as_deref());
+        let leg = p.leg.clone();
+        let _ = self.ep.send_to(&ack, dest).await;
+        tracing::error!(target = %self.name, status = r.map(|r| r.status).unwrap_or(0),
+            route = route.as_deref().unwrap_or(""), to = %dest,
+            "INVITE accepted: ACK and BYE sent at once");
+        let (bslot, bbranch) = self.table.insert(
+            Method::Bye,
+            Pending {
+                kind: Kind::Bye,
+                core: Core::ByeOf(slot),
+                leg,
+                branch: self.table.branch(Slot { index: 0, gen: 0 }),
+                request: Vec::new(),
+                at: SystemTime::now(),
+                dest,
+            },
+        );
+        let b = self.table.get_mut(bslot).expect("just inserted");
+        b.branch = bbranch;
+        let bye = b
+            .leg
+            .bye(bbranch.as_str(), to_tag, ruri.as_deref(), route.as_deref());
+        let held = self.result(Kind::Invite, at, None, r);
+        if let Some(Core::Call(c)) = self.table.get_mut(slot).map(|p| &mut p.core) {
+            c.ack = ack;
+            c.bye = bye;
+            c.hop = dest;
+            c.bye_slot = Some(bslot);
+            c.bye_at = SystemTime::now();
+            if c.held.is_none() {
+                c.held = Some(held);
+            }
+        }
     }
 
     /// Where the ACK and the BYE of a 2xx go: the next hop the follow-up core names
@@ -690,17 +814,6 @@ impl Prober {
     ) {
         let res = self.result(kind, at, Some(outcome), r);
         let _ = self.out.send(FromProber::Result(res)).await;
-    }
-}
-
-/// The outcome of a `Done` action.
-fn outcome_of(a: &Action) -> Outcome {
-    match *a {
-        Action::Done { outcome, .. } => outcome,
-        _ => Outcome::Timeout {
-            retransmits: 0,
-            provisional: None,
-        },
     }
 }
 
