@@ -4,7 +4,9 @@
 //!
 //! ## Layout
 //! - [`follow`]: source. Watches the directory of `counters.csv` / `samples.csv` (notify, plus a
-//!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot.
+//!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot. One file
+//!   per concern: `watcher` (the `Follower`), `scan` (the `Scanner`: is this content new?),
+//!   `read` (bounded, non-blocking whole-file reads), `fingerprint` (the content hash).
 //! - [`csvrow`]: parse. The pure CSV kernel: `&[u8]` in, borrowed rows out, no I/O, no
 //!   allocation per row; bad rows are typed errors with line and byte. One file per path:
 //!   `split` (commas 16 bytes at a time), `numbers` (counts converted together), `memo` (rows
