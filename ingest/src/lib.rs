@@ -24,6 +24,8 @@
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.
+//! - [`state_dir`]: a directory of state files owned by one process (`flock`ed, atomic
+//!   replaces), used by the checkpoint and the InfluxDB spool.
 //! - [`gen`]: deterministic counters.csv / samples.csv generator for benches and tests.
 //! - [`kamailio`]: source + parse + window for Kamailio statistics (JSON-RPC over HTTP, BINRPC
 //!   over the `ctl` socket, saved `kamctl stats` output) with counter/gauge semantics.
@@ -38,6 +40,7 @@ pub mod gen;
 pub mod kamailio;
 pub mod lineproto;
 pub mod sink;
+pub mod state_dir;
 pub mod table;
 
 pub use lineproto::{Field, LineEncoder};
