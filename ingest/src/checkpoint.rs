@@ -31,153 +31,16 @@
 use crate::table::FxHasher;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
 use std::hash::BuildHasherDefault;
-use std::io::{self, Write};
-use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::io;
+
+pub use crate::state_dir::{StateDir, StateError};
 
 /// Minutes kept per series (the window of 15 plus one).
 pub const RING: i32 = 16;
 const MAGIC: &[u8; 8] = b"SRWCKPT1";
 /// File name of the file pipeline's checkpoint in the state directory.
 pub const FILES_CHECKPOINT: &str = "ingest.checkpoint";
-
-/// The state directory (`[influxdb] state_dir`, by default `SPOOL_DIR/state`): created if
-/// missing, locked with `flock` (a second srewatch on the same directory does not start), and
-/// written only with atomic replaces.
-#[derive(Debug)]
-pub struct StateDir {
-    dir: PathBuf,
-    /// The `flock`ed lock file (replaced when the directory is recreated).
-    lock: std::sync::Mutex<File>,
-}
-
-/// The state directory cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot create or open state directory {path}: {source}")]
-    Dir { path: PathBuf, source: io::Error },
-    #[error("state directory {path} is in use by another process")]
-    Locked { path: PathBuf },
-}
-
-impl StateDir {
-    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
-        let lock = Self::create_and_lock(dir)?;
-        Ok(StateDir {
-            dir: dir.to_path_buf(),
-            lock: std::sync::Mutex::new(lock),
-        })
-    }
-
-    /// Creates `dir` if missing and takes its lock file's `flock`.
-    fn create_and_lock(dir: &Path) -> Result<File, StateError> {
-        let err = |source| StateError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        };
-        fs::create_dir_all(dir).map_err(err)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))
-            .map_err(err)?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(StateError::Locked {
-                path: dir.to_path_buf(),
-            });
-        }
-        Ok(lock)
-    }
-
-    /// The directory was removed while in use (an operator, a cleanup job): creates it again
-    /// and takes its lock again (logged once per removal), so the next writes succeed instead
-    /// of failing at every snapshot.
-    fn recreate(&self) -> io::Result<()> {
-        if self.dir.is_dir() {
-            return Ok(());
-        }
-        let lock = Self::create_and_lock(&self.dir).map_err(|e| match e {
-            StateError::Dir { source, .. } => source,
-            e @ StateError::Locked { .. } => io::Error::other(e.to_string()),
-        })?;
-        if let Ok(mut l) = self.lock.lock() {
-            *l = lock;
-        }
-        tracing::warn!(dir = %self.dir.display(), "State directory was removed while running; created it again");
-        Ok(())
-    }
-
-    /// [`StateDir::open`] for a service: a directory another process holds is an error (two
-    /// srewatch must not share it); one that cannot be created or written is logged and the
-    /// service runs without state (as before there was any: a restart sends the window again).
-    pub fn open_or_warn(dir: &Path) -> Result<Option<StateDir>, StateError> {
-        match StateDir::open(dir) {
-            Ok(s) => Ok(Some(s)),
-            Err(e @ StateError::Locked { .. }) => Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "State directory unusable; running without checkpoint and saved windows (a restart sends the files' window again)");
-                Ok(None)
-            }
-        }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Replaces `name` with `data` atomically: `.name.new` written and `fsync`ed, renamed over
-    /// `name`, directory `fsync`ed.
-    pub fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        self.write_atomic_with(name, |f| f.write_all(data))
-    }
-
-    /// [`StateDir::write_atomic`] with the content written by `fill` into the new file.
-    pub fn write_atomic_with<T>(
-        &self,
-        name: &str,
-        fill: impl FnOnce(&mut File) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let tmp = self.dir.join(format!(".{name}.new"));
-        let dst = self.dir.join(name);
-        let r = (|| {
-            let mut f = match File::create(&tmp) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.recreate()?;
-                    File::create(&tmp)?
-                }
-                r => r?,
-            };
-            let t = fill(&mut f)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &dst)?;
-            File::open(&self.dir)?.sync_all()?;
-            Ok(t)
-        })();
-        if r.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        r
-    }
-
-    /// The content of `name`; `Ok(None)` when it does not exist.
-    pub fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.dir.join(name)) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Moves a file that could not be used to `name.bad` (kept for inspection, replaced by the
-    /// next bad one).
-    pub fn set_aside(&self, name: &str) {
-        let _ = fs::rename(self.dir.join(name), self.dir.join(format!("{name}.bad")));
-    }
-}
 
 /// A stable 64-bit hash (the same in every build: it is stored on disk).
 #[inline]
@@ -513,9 +376,44 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn text(b: &Bytes) -> &str {
         std::str::from_utf8(b).unwrap()
+    }
+
+    /// The record is saved in the order of its map, which follows the hasher: the same
+    /// checkpoint bytes on disk need the same hash values. These are the table's `FxHasher`
+    /// (rustc's Fx word step, then a rotate of the high bits down, `finish`); the `rustc-hash`
+    /// crate's `FxHasher` gives other values (1.x has no final rotate: `0x517cc1b727220a95`
+    /// for the word 1; 2.x another step), so it cannot replace it without changing those bytes.
+    #[test]
+    fn the_hasher_that_orders_the_saved_record_is_pinned() {
+        use std::hash::Hasher;
+        let word = |w: u64| {
+            let mut h = FxHasher::default();
+            h.write_u64(w);
+            h.finish()
+        };
+        let bytes = |b: &[u8]| {
+            let mut h = FxHasher::default();
+            h.write(b);
+            h.finish()
+        };
+        assert_eq!(
+            [
+                word(0),
+                word(1),
+                word(7 << 32 | 3),
+                bytes(b"request.INVITE")
+            ],
+            [
+                0,
+                0xdc9c_882a_5545_f306,
+                0xe1d5_987e_fc19_923c,
+                0x525e_d2b4_c85d_7e6d
+            ]
+        );
     }
 
     /// Observation: a state directory deleted while running was never recreated (a warning at

@@ -4,7 +4,9 @@
 //!
 //! ## Layout
 //! - [`follow`]: source. Watches the directory of `counters.csv` / `samples.csv` (notify, plus a
-//!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot.
+//!   periodic rescan and debounce) and yields each refresh as a whole-file snapshot. One file
+//!   per concern: `watcher` (the `Follower`), `scan` (the `Scanner`: is this content new?),
+//!   `read` (bounded, non-blocking whole-file reads), `fingerprint` (the content hash).
 //! - [`csvrow`]: parse. The pure CSV kernel: `&[u8]` in, borrowed rows out, no I/O, no
 //!   allocation per row; bad rows are typed errors with line and byte. One file per path:
 //!   `split` (commas 16 bytes at a time), `numbers` (counts converted together), `memo` (rows
@@ -22,6 +24,8 @@
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.
+//! - [`state_dir`]: a directory of state files owned by one process (`flock`ed, atomic
+//!   replaces), used by the checkpoint and the InfluxDB spool.
 //! - [`gen`]: deterministic counters.csv / samples.csv generator for benches and tests.
 //! - [`kamailio`]: source + parse + window for Kamailio statistics (JSON-RPC over HTTP, BINRPC
 //!   over the `ctl` socket, saved `kamctl stats` output) with counter/gauge semantics.
@@ -37,6 +41,7 @@ pub mod gen;
 pub mod kamailio;
 pub mod lineproto;
 pub mod sink;
+pub mod state_dir;
 pub mod table;
 
 pub use lineproto::{Field, LineEncoder};

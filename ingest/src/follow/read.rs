@@ -10,8 +10,9 @@
 //! and the health point) and a hint for the operator; only "no such file" is not a problem
 //! (the file is waited for).
 
+use super::fingerprint::{content_hash, join_halves, SPLIT_READ};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -182,6 +183,160 @@ pub fn access_context(path: &Path) -> String {
         ),
         Err(_) => format!("the file cannot be stat'ed; srewatch runs as uid {uid} gid {gid}"),
     }
+}
+
+/// Bytes read (and hashed while still in cache) at a time by [`read_hashed`].
+pub(super) const READ_CHUNK: u64 = 1 << 20;
+
+/// Reads the whole file at `path` into `buf` (replacing its content), reusing its capacity.
+/// Only a regular file of at most `max` bytes is read (see [`open_regular`]).
+pub(crate) fn read_into(path: &Path, buf: &mut Vec<u8>, max: u64) -> Result<(), ReadError> {
+    let (f, len) = open_for(path, buf, max)?;
+    let len = buf.capacity().min(len as usize);
+    if len >= SPLIT_READ {
+        if read_split(&f, len, buf, false)?.is_some() {
+            return Ok(());
+        }
+        buf.clear();
+    }
+    f.take(max.saturating_add(1)).read_to_end(buf)?;
+    if buf.len() as u64 > max {
+        buf.clear();
+        return Err(ReadError::Problem(FileProblem::TooLarge { max }));
+    }
+    Ok(())
+}
+
+/// [`read_into`], returning the content's 64-bit XXH3 (as `xxh3_64` of the whole content),
+/// computed chunk by chunk as it is read: each chunk is hashed while it is still in the CPU's
+/// cache instead of in a second pass over the whole buffer.
+/// Only a regular file of at most `max` bytes is read (see [`open_regular`]).
+pub(crate) fn read_hashed(path: &Path, buf: &mut Vec<u8>, max: u64) -> Result<u64, ReadError> {
+    let (mut f, len) = open_for(path, buf, max)?;
+    let len = buf.capacity().min(len as usize);
+    if len >= SPLIT_READ {
+        if let Some(h) = read_split(&f, len, buf, true)? {
+            return Ok(h);
+        }
+        // The file changed size while it was read: once more, from the start, in one piece.
+        buf.clear();
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    loop {
+        let at = buf.len();
+        if (&mut f).take(READ_CHUNK).read_to_end(buf)? == 0 {
+            break;
+        }
+        if buf.len() as u64 > max {
+            buf.clear();
+            return Err(ReadError::Problem(FileProblem::TooLarge { max }));
+        }
+        h.update(&buf[at..]);
+    }
+    Ok(if buf.len() >= SPLIT_READ {
+        content_hash(buf)
+    } else {
+        h.digest()
+    })
+}
+
+/// Reads the `len` bytes of `f` into the empty `buf` (with room for them) in two halves, one
+/// on a second thread (for a fresh buffer, each thread also takes half of its page faults),
+/// with `hash` each hashed chunk by chunk as it is read: [`content_hash`] of the content (0
+/// without `hash`). `None` when `f` does not have exactly `len` bytes (it changed while read).
+pub(super) fn read_split(
+    f: &std::fs::File,
+    len: usize,
+    buf: &mut Vec<u8>,
+    hash: bool,
+) -> std::io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    assert!(buf.is_empty() && buf.capacity() >= len);
+    let fd = f.as_raw_fd();
+    // The two threads write disjoint ranges of `buf`'s spare capacity through a raw pointer
+    // (no reference to memory not yet written is made), and `buf` is not touched meanwhile.
+    let base = buf.as_mut_ptr() as usize;
+    let half = |from: usize, to: usize| -> std::io::Result<Option<u64>> {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut at = from;
+        while at < to {
+            let want = (to - at).min(READ_CHUNK as usize);
+            // SAFETY: `base + at .. base + at + want` lies in `buf`'s capacity (`to <= len`),
+            // written by this thread only.
+            let n = unsafe {
+                libc::pread(
+                    fd,
+                    (base + at) as *mut libc::c_void,
+                    want,
+                    at as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            if hash {
+                // SAFETY: these `n` bytes were just written by pread.
+                h.update(unsafe {
+                    std::slice::from_raw_parts((base + at) as *const u8, n as usize)
+                });
+            }
+            at += n as usize;
+        }
+        Ok(Some(h.digest()))
+    };
+    let mid = len / 2;
+    let (first, second) = std::thread::scope(|sc| {
+        let second = sc.spawn(|| half(mid, len));
+        (half(0, mid), second.join().expect("a read does not panic"))
+    });
+    let (Some(first), Some(second)) = (first?, second?) else {
+        return Ok(None);
+    };
+    // Nothing past `len`: a file that grew is read again.
+    let mut probe = [0u8; 1];
+    // SAFETY: one byte into a local buffer.
+    let n = unsafe {
+        libc::pread(
+            fd,
+            probe.as_mut_ptr() as *mut libc::c_void,
+            1,
+            len as libc::off_t,
+        )
+    };
+    if n != 0 {
+        return Ok(None);
+    }
+    // SAFETY: both halves of `0..len` were written (each read loop ran to its end).
+    unsafe { buf.set_len(len) };
+    Ok(Some(join_halves(first, second)))
+}
+
+/// Opens `path` (a regular file of at most `max` bytes, [`open_regular`]) and empties
+/// `buf`, sized for the file. A file that does not grow while it is read is then read without
+/// growing the buffer (read_to_end probes for the end without reserving more).
+fn open_for(path: &Path, buf: &mut Vec<u8>, max: u64) -> Result<(std::fs::File, u64), ReadError> {
+    let (f, file_len) = open_regular(path, max)?;
+    let len = file_len as usize;
+    buf.clear();
+    if buf.capacity() < len {
+        // Dropped before the new one is allocated (growing it would copy the old bytes), with
+        // room for a file that grows a little from one rewrite to the next (pages never
+        // written are not resident).
+        *buf = Vec::new();
+        buf.reserve_exact(len + len / 16);
+    } else if buf.capacity() > 2 * len + (1 << 20) {
+        // A file that shrank a lot gives its memory back.
+        *buf = Vec::new();
+        buf.reserve_exact(len);
+    }
+    Ok((f, file_len))
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@
 //! A file that is torn (`.tmp` left by a crash), short, long, or fails its CRC is counted, logged
 //! and moved to `corrupt/` inside the spool directory for inspection; it never stops the sink.
 //! A file removed by someone else is "gone" (a warning, its points counted as lost), not corrupt;
-//! a spool directory removed while running is recreated at the next write.
+//! a spool directory removed while running is recreated and locked again at the next write
+//! ([`crate::state_dir::StateDir`], shared with the checkpoint).
 //!
 //! Replay can skip buckets ([`Spool::read_first`]): a refused bucket's batches wait while the
 //! others' are sent, each bucket still oldest first.
@@ -38,11 +39,11 @@
 //! that cannot be written is an error for that one batch (the caller counts it); the spool keeps
 //! working with what it has. A `lock` file (`flock`) keeps two processes from sharing a directory.
 
+use crate::state_dir::{StateDir, StateError, TempName};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 const MAGIC_V1: &[u8; 8] = b"SRWSPOL1";
@@ -145,7 +146,8 @@ pub struct Corrupt {
 /// The spool directory and its index (kept in memory, rebuilt from the directory at open).
 #[derive(Debug)]
 pub struct Spool {
-    dir: PathBuf,
+    /// The directory: its lock and the atomic writes of batch files.
+    state: StateDir,
     max_bytes: u64,
     entries: VecDeque<Entry>,
     bytes: u64,
@@ -161,7 +163,6 @@ pub struct Spool {
     per_bucket: std::collections::HashMap<String, usize>,
     /// Batches deleted for room, per bucket, not yet taken by [`Spool::take_evicted`].
     evicted_log: Vec<(String, Evicted)>,
-    _lock: File,
 }
 
 impl Spool {
@@ -173,21 +174,14 @@ impl Spool {
             path: dir.to_path_buf(),
             source,
         };
-        fs::create_dir_all(dir).map_err(dir_err)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))
-            .map_err(dir_err)?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(SpoolError::Locked {
-                path: dir.to_path_buf(),
-            });
-        }
+        let state = StateDir::open_with(dir, "Spool", TempName::Suffix(TMP_SUFFIX)).map_err(
+            |e| match e {
+                StateError::Dir { path, source } => SpoolError::Dir { path, source },
+                StateError::Locked { path } => SpoolError::Locked { path },
+            },
+        )?;
         let mut spool = Spool {
-            dir: dir.to_path_buf(),
+            state,
             max_bytes,
             entries: VecDeque::new(),
             bytes: 0,
@@ -198,7 +192,6 @@ impl Spool {
             gone: Corrupt::default(),
             per_bucket: Default::default(),
             evicted_log: Vec::new(),
-            _lock: lock,
         };
         let mut found = Vec::new();
         for item in fs::read_dir(dir).map_err(dir_err)? {
@@ -234,7 +227,7 @@ impl Spool {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.state.path()
     }
 
     /// Batches waiting.
@@ -361,7 +354,7 @@ impl Spool {
             let i = self.entries.iter().position(|e| wanted(&e.bucket))?;
             let e = self.entries[i].clone();
             let name = file_name(e.seq);
-            let path = self.dir.join(&name);
+            let path = self.dir().join(&name);
             match read_batch(&path) {
                 Ok((bucket, lines, points)) => {
                     self.busy = Some(e.seq);
@@ -391,7 +384,7 @@ impl Spool {
             return Ok(());
         };
         self.forget(i);
-        match fs::remove_file(self.dir.join(file_name(seq))) {
+        match fs::remove_file(self.dir().join(file_name(seq))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
@@ -452,7 +445,7 @@ impl Spool {
     fn note_gone(&mut self, name: &str, points: u64) {
         self.gone.files += 1;
         self.gone.points += points;
-        tracing::warn!(file = %self.dir.join(name).display(), points, "Spool file gone (removed by someone else); its points are lost");
+        tracing::warn!(file = %self.dir().join(name).display(), points, "Spool file gone (removed by someone else); its points are lost");
     }
 
     /// Deletes the oldest batches (skipping the busy one) until `extra` more bytes fit.
@@ -466,7 +459,7 @@ impl Spool {
             let Some(e) = self.entries.remove(idx) else {
                 break;
             };
-            let _ = fs::remove_file(self.dir.join(file_name(e.seq)));
+            let _ = fs::remove_file(self.dir().join(file_name(e.seq)));
             self.bytes -= e.size;
             self.points -= u64::from(e.points);
             self.count_out(&e.bucket);
@@ -494,8 +487,7 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         let lines = body;
         let name = file_name(seq);
-        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
-        let dst = self.dir.join(&name);
+        let dst = self.dir().join(&name);
         let mut head = [0u8; HEADER];
         head[..8].copy_from_slice(MAGIC);
         head[12..14].copy_from_slice(&(bucket.len() as u16).to_le_bytes());
@@ -509,34 +501,21 @@ impl Spool {
         crc.update(bucket.as_bytes());
         crc.update(lines);
         head[8..12].copy_from_slice(&crc.sum().to_le_bytes());
-        let result = (|| {
-            let mut f = match File::create(&tmp) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !self.dir.exists() => {
-                    fs::create_dir_all(&self.dir)?;
-                    tracing::warn!(dir = %self.dir.display(), "Spool directory was gone (removed by someone else); recreated it");
-                    File::create(&tmp)?
-                }
-                r => r?,
-            };
-            f.write_all(&head)?;
-            f.write_all(bucket.as_bytes())?;
-            f.write_all(lines)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &dst)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        result.map_err(|source| {
-            let _ = fs::remove_file(&tmp);
-            SpoolError::Write { path: dst, source }
-        })
+        self.state
+            .write_atomic_with(&name, |f| {
+                f.write_all(&head)?;
+                f.write_all(bucket.as_bytes())?;
+                f.write_all(lines)
+            })
+            .map_err(|source| SpoolError::Write { path: dst, source })
     }
 
     /// Moves a bad file to `corrupt/` (or deletes it if that fails), counts and logs it.
     fn set_aside(&mut self, name: &str, why: &str, points: u64) {
         self.corrupt.files += 1;
         self.corrupt.points += points;
-        let from = self.dir.join(name);
-        let aside = self.dir.join(CORRUPT_DIR);
+        let from = self.dir().join(name);
+        let aside = self.dir().join(CORRUPT_DIR);
         let to = aside.join(name);
         let moved = fs::create_dir_all(&aside).and_then(|_| fs::rename(&from, &to));
         match moved {
@@ -1054,13 +1033,18 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_spool_directory_is_recreated() {
+    fn a_removed_spool_directory_is_recreated_and_locked_again() {
         let dir = tempfile::tempdir().unwrap();
         let spool = dir.path().join("spool");
         let (mut s, _) = Spool::open(&spool, 1 << 20).unwrap();
         fs::remove_dir_all(&spool).unwrap();
         s.push("b", b"a v=1i 60\n", 1).unwrap();
         assert_eq!(batch_files(&spool), vec![file_name(1)]);
+        // The new directory is locked again: a second srewatch cannot take it.
+        assert!(matches!(
+            Spool::open(&spool, 1 << 20),
+            Err(SpoolError::Locked { .. })
+        ));
         assert_eq!(
             drain(&mut s),
             vec![("b".to_string(), "a v=1i 60\n".to_string())]

@@ -10,6 +10,70 @@ pub(super) struct Pending {
     pub(super) deadline: Instant,
 }
 
+/// The join queue: samples values waiting for their counters value, in the order they began
+/// to wait (so deadlines ascend: every wait is [`TableConfig::join_wait`] or, restored from a
+/// saved state, what was left of it).
+#[derive(Default)]
+pub(super) struct Join {
+    queue: VecDeque<Pending>,
+}
+
+impl Join {
+    /// `sid`'s value of `minute` waits until `deadline`.
+    pub(super) fn push_back(&mut self, p: Pending) {
+        self.queue.push_back(p);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// When the first wait is over.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.queue.front().map(|p| p.deadline)
+    }
+
+    /// The first value whose wait is over at `now`.
+    pub(super) fn pop_expired(&mut self, now: Instant) -> Option<Pending> {
+        if self.next_deadline()? > now {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    /// The first value still waiting (to stop waiting for all of them).
+    pub(super) fn pop_front(&mut self) -> Option<Pending> {
+        self.queue.pop_front()
+    }
+
+    /// Takes out the values for which `past` holds (their counters value cannot come any more),
+    /// as (series, minute), keeping the others in order.
+    pub(super) fn take_past(&mut self, mut past: impl FnMut(&Pending) -> bool) -> Vec<(u32, i64)> {
+        let mut due = Vec::new();
+        self.queue.retain(|p| {
+            let is_past = past(p);
+            if is_past {
+                due.push((p.sid, p.minute));
+            }
+            !is_past
+        });
+        due
+    }
+}
+
+impl<'a> IntoIterator for &'a Join {
+    type Item = &'a Pending;
+    type IntoIter = std::collections::vec_deque::Iter<'a, Pending>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.queue.iter()
+    }
+}
+
 impl Table {
     pub(super) fn samples_row(
         &mut self,
@@ -216,18 +280,13 @@ impl Table {
             return;
         }
         let (ss, cs, top) = (&self.series.ss, &self.series.cs, self.files[0].top);
-        let mut due = Vec::new();
-        self.pending.retain(|p| {
+        let due = self.pending.take_past(|p| {
             let ser = &ss[p.sid as usize];
-            let past = if ser.link != NONE {
+            if ser.link != NONE {
                 cs[ser.link as usize].top >= p.minute
             } else {
                 top >= p.minute
-            };
-            if past {
-                due.push((p.sid, p.minute));
             }
-            !past
         });
         for (sid, m) in due {
             self.try_sample(sid, m, now, false);

@@ -234,7 +234,7 @@ pub struct Table {
     /// Per file: its window (newest minute, horizon, memo, ...).
     files: [FileWindow; 2],
     /// Samples values waiting for their counters value ([`TableConfig::join_wait`]).
-    pending: VecDeque<Pending>,
+    pending: Join,
     rollups: Rollups,
     out: Out,
     /// Where the last snapshot's time went ([`Table::last_phases`]).
@@ -281,7 +281,7 @@ impl Table {
             last_host: NONE,
             series: Series::default(),
             files: [FileWindow::new(), FileWindow::new()],
-            pending: VecDeque::new(),
+            pending: Join::default(),
             rollups: Rollups::new(),
             out: Out {
                 buf: [
@@ -534,11 +534,7 @@ impl Table {
 
     /// Writes samples values whose wait for the counters value is over.
     pub fn tick(&mut self, now: Instant, emit: &mut Emit<'_>) {
-        while let Some(p) = self.pending.front() {
-            if p.deadline > now {
-                break;
-            }
-            let p = self.pending.pop_front().unwrap();
+        while let Some(p) = self.pending.pop_expired(now) {
             self.try_sample(p.sid, p.minute, now, true);
         }
         self.settle(Kind::Samples, false);
@@ -547,7 +543,7 @@ impl Table {
 
     /// When [`Table::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.pending.front().map(|p| p.deadline)
+        self.pending.next_deadline()
     }
 
     /// No more snapshots will come (`--once`): stop waiting, write every minute's rollups.

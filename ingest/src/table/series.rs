@@ -5,6 +5,8 @@ use super::*;
 
 /// A small, fast hash for names and series keys (not DoS-resistant; the input is our own
 /// platform's files).
+/// Not the `rustc-hash` crate's `FxHasher`: its values differ (no final rotate), and the
+/// checkpoint's bytes on disk follow these (`checkpoint::tests::the_hasher_that_orders_the_saved_record_is_pinned`).
 #[derive(Default, Clone, Copy)]
 pub struct FxHasher(u64);
 
