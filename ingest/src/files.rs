@@ -602,7 +602,12 @@ pub async fn run_with_state(
 /// every point and every minute's rollups, flushes the sink. A last row without a newline
 /// counts as complete.
 pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, FilesError> {
-    let cfg = Arc::new(cfg.clone());
+    let mut cfg = cfg.clone();
+    if cfg.rollups == RollupMode::Live {
+        // Every minute settles at the end: each rollup is written once, with `settled=true`.
+        cfg.rollups = RollupMode::Final;
+    }
+    let cfg = Arc::new(cfg);
     let mut p = Pipeline::new(cfg.clone(), sink);
     let files = [&cfg.counters_file, &cfg.samples_file];
     let mut data = Vec::new();

@@ -111,6 +111,10 @@ pub enum RollupMode {
     /// Once the minute has settled, without a `settled` field (the table's default; the
     /// `[ingest]` section's is `Live`).
     Settled,
+    /// Once the minute has settled, with `settled=true`: `Live` for a run that settles every
+    /// minute at its end (`--once`), where the writes before would only be overwritten.
+    #[serde(skip_deserializing)]
+    Final,
 }
 
 /// The knobs of the window stage.

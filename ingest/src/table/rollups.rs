@@ -310,8 +310,8 @@ impl Table {
                 settled,
             };
         }
-        // The `settled` field: on every write in live mode, on none in settled mode.
-        let flag = (self.cfg.rollups == RollupMode::Live).then_some(settled);
+        // The `settled` field: on every write in live (and final) mode, on none in settled mode.
+        let flag = (self.cfg.rollups != RollupMode::Settled).then_some(settled);
         for stat in 0..self.rollups.dirty[f].len() {
             if first || self.rollups.dirty[f][stat] & b != 0 {
                 self.rollups.dirty[f][stat] &= !b;

@@ -131,3 +131,20 @@ fn a_live_minute_restored_from_the_saved_state_is_still_written_as_settled() {
         ]
     );
 }
+
+#[test]
+fn final_mode_writes_each_minute_once_settled() {
+    let mut h = Harness::new(TableConfig {
+        settle_minutes: 14,
+        rollups: RollupMode::Final,
+        ..TableConfig::default()
+    });
+    let (got, _) = h.feed(Kind::Counters, &row("cp1", "request.INVITE", T, &["5"]));
+    assert!(rollups(&got).is_empty(), "{got:#?}");
+    assert_eq!(
+        rollups(&h.finish()),
+        vec![format!(
+            "request.INVITE,file=counters sum=5i,hosts=1i,settled=true {T}"
+        )]
+    );
+}
