@@ -469,7 +469,7 @@ impl Ingest {
         std::fs::write(
             &cfg,
             format!(
-                "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\nquiet_time = \"200ms\"\njoin_wait = \"10s\"\nsettle_time = \"1m\"\n\n\
+                "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\nquiet_time = \"200ms\"\njoin_wait = \"10s\"\nsettle_time = \"1m\"\nrollups = \"settled\"\n\n\
                  [influxdb]\nurl = \"{url}\"\ntoken_env = \"SREWATCH_E2E_TOKEN_UNSET\"\ndb_param = true\nspool_dir = \"{}\"\n\
                  batch_max_delay = \"20ms\"\nconnect_timeout = \"500ms\"\nrequest_timeout = \"2s\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\n",
                 data.display(),
@@ -748,9 +748,14 @@ fn lp_samples(text: &str) -> Samples {
 fn fixtures_once_arrive() {
     let dir = tempdir();
     let vm = Victoria::start_raw(dir.path());
-    // The same files through the stdout sink: what must arrive.
+    // The same files through the stdout sink: what must arrive (each rollup once: written
+    // only once settled, as `--once` settles every minute at the end).
+    let settled = dir.path().join("settled.toml");
+    std::fs::write(&settled, "[ingest]\nrollups = \"settled\"\n").unwrap();
     let out = srewatch()
-        .args(["ingest", "--once", "--config", "/dev/null", "--dir"])
+        .args(["ingest", "--once", "--config"])
+        .arg(&settled)
+        .arg("--dir")
         .arg(crate::util::fixtures().join("csv"))
         .output()
         .unwrap();
@@ -771,7 +776,7 @@ fn fixtures_once_arrive() {
     std::fs::write(
         &cfg,
         format!(
-            "[influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_E2E_TOKEN_UNSET\"\ndb_param = true\nspool_dir = \"{}\"\n",
+            "[ingest]\nrollups = \"settled\"\n\n[influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_E2E_TOKEN_UNSET\"\ndb_param = true\nspool_dir = \"{}\"\n",
             vm.url(),
             dir.path().join("spool").display()
         ),

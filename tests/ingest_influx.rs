@@ -247,13 +247,19 @@ fn stored_points_equal_the_final_files_points() {
     }
 }
 
-/// `srewatch ingest` following `data` into `ix`, its state in `dir/spool/state`; settle 1 min.
+/// `srewatch ingest` following `data` into `ix`, its state in `dir/spool/state`; settle 1 min,
+/// rollups only once settled.
 fn follow(dir: &Path, ix: &Influx, data: &Path, log: &str) -> Proc {
+    follow_rollups(dir, ix, data, log, "rollups = \"settled\"\n")
+}
+
+/// [`follow`] with `rollups_line` in `[ingest]` (empty: the default).
+fn follow_rollups(dir: &Path, ix: &Influx, data: &Path, log: &str, rollups_line: &str) -> Proc {
     let cfg = dir.join("srewatch.toml");
     std::fs::write(
         &cfg,
         format!(
-            "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\njoin_wait = \"1s\"\nsettle_time = \"1m\"\n\n\
+            "[ingest]\ndir = \"{}\"\ndebounce = \"20ms\"\nrescan_interval = \"1s\"\njoin_wait = \"1s\"\nsettle_time = \"1m\"\n{rollups_line}\n\
              [influxdb]\nurl = \"{}\"\ntoken_env = \"SREWATCH_INFLUX_TEST_TOKEN_UNSET\"\nspool_dir = \"{}\"\n\
              batch_max_delay = \"20ms\"\nretry_base = \"50ms\"\nretry_max = \"200ms\"\n",
             data.display(),
@@ -519,4 +525,185 @@ fn run_without_the_health_bucket_still_delivers_the_files() {
         .count();
     assert_eq!(refusals, 1, "{text}");
     assert!(text.contains("InfluxDB accepts writes to bucket"), "{text}");
+}
+
+/// The `settled` field of the rollups point `k`, as InfluxDB holds it.
+fn settled(ix: &Influx, k: &Key) -> Option<bool> {
+    let tags: String =
+        k.1.iter()
+            .map(|(t, v)| format!(" AND \"{t}\" = '{v}'"))
+            .collect();
+    let q = format!(
+        "SELECT settled FROM \"{}\" WHERE time = {}s{tags}",
+        k.0, k.2
+    );
+    let v = ix.query("rollups", &q);
+    v["results"][0]["series"][0]["values"][0][1].as_bool()
+}
+
+/// Waits until the rollups point `k` has `settled` = `want`.
+fn wait_settled(ix: &Influx, k: &Key, want: bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while settled(ix, k) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: timed out; rollups: {:#?}",
+            ix.points("rollups")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rollups lines of `srewatch ingest --once` over `data` with `rollups = "settled"`, as
+/// points (without `settled`, which that mode does not write).
+fn settled_rollups(dir: &Path, data: &Path) -> BTreeMap<Key, Fields> {
+    let cfg = dir.join("settled.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ingest]\ndir = \"{}\"\nsettle_time = \"1m\"\nrollups = \"settled\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = srewatch()
+        .args(["ingest", "--once", "--dir"])
+        .arg(data)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut got = BTreeMap::new();
+    for l in String::from_utf8(out.stdout).unwrap().lines() {
+        if !l.contains(",file=") {
+            continue;
+        }
+        let mut parts = l.split(' ');
+        let (series, fs, t) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let (m, tag) = series.split_once(',').unwrap();
+        let (tk, tv) = tag.split_once('=').unwrap();
+        let f: Fields = fs
+            .split(',')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.trim_end_matches('i').parse().unwrap())
+            })
+            .collect();
+        got.insert(key(m, &[(tk, tv)], t.parse().unwrap()), f);
+    }
+    got
+}
+
+/// Issue 23 observation 6: with the default `rollups = "live"` the newest minute's rollups
+/// are in InfluxDB right after its first snapshot and follow each revision; every write of a
+/// minute lands on the same point (same series and time), and once the minute has settled
+/// that one point holds `settled=true` and exactly the fields the settled mode writes for the
+/// same files.
+#[test]
+fn live_rollups_are_one_point_per_minute_ending_with_the_settled_values() {
+    let dir = tempdir();
+    let ix = Influx::start(dir.path(), &["counters", "samples", "rollups"]);
+    let data = dir.path().join("sre");
+    std::fs::create_dir(&data).unwrap();
+    // The default: live.
+    let _p = follow_rollups(dir.path(), &ix, &data, "srewatch.log", "");
+    let (c, s) = (data.join("counters.csv"), data.join("samples.csv"));
+    let inv = "profiling.cp.INVITE";
+    let (fc, fs) = ([("file", "counters")], [("file", "samples")]);
+
+    // The first snapshot of minute T0: its rollups at once, not settled.
+    write(
+        &c,
+        &[row("cp1", inv, T0, &["4"]), row("cp2", inv, T0, &["2"])],
+    );
+    write(
+        &s,
+        &[
+            row("cp1", inv, T0 + 1, &["0.5"]),
+            row("cp2", inv, T0 + 1, &["1.0"]),
+        ],
+    );
+    wait_for(&ix, "rollups", &key(inv, &fc, T0), "sum", 6.0, "T0 live");
+    wait_for(
+        &ix,
+        "rollups",
+        &key(inv, &fs, T0),
+        "occurrences",
+        6.0,
+        "T0 samples live",
+    );
+    assert_eq!(settled(&ix, &key(inv, &fc, T0)), Some(false));
+    assert_eq!(settled(&ix, &key(inv, &fs, T0)), Some(false));
+    // A revision of T0: the same point, revised.
+    write(
+        &c,
+        &[row("cp1", inv, T0, &["5"]), row("cp2", inv, T0, &["2"])],
+    );
+    wait_for(&ix, "rollups", &key(inv, &fc, T0), "sum", 7.0, "T0 revised");
+    wait_for(
+        &ix,
+        "rollups",
+        &key(inv, &fs, T0),
+        "occurrences",
+        7.0,
+        "T0 samples revised",
+    );
+    assert_eq!(settled(&ix, &key(inv, &fc, T0)), Some(false));
+    // Minute T1: T0 settles.
+    write(
+        &c,
+        &[
+            row("cp1", inv, T1, &["1", "5"]),
+            row("cp2", inv, T1, &["3", "2"]),
+        ],
+    );
+    write(
+        &s,
+        &[
+            row("cp1", inv, T1 + 1, &["0.25", "0.5"]),
+            row("cp2", inv, T1 + 1, &["2.0", "1.0"]),
+        ],
+    );
+    wait_settled(&ix, &key(inv, &fc, T0), true, "T0 counters settled");
+    wait_settled(&ix, &key(inv, &fs, T0), true, "T0 samples settled");
+    wait_for(&ix, "rollups", &key(inv, &fc, T1), "sum", 4.0, "T1 live");
+    assert_eq!(settled(&ix, &key(inv, &fc, T1)), Some(false));
+
+    // One point per (series, minute): T0 and T1 of each file, and no more.
+    let got = ix.points("rollups");
+    let keys: Vec<_> = got.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        vec![
+            key(inv, &fc, T0),
+            key(inv, &fc, T1),
+            key(inv, &fs, T0),
+            key(inv, &fs, T1),
+        ]
+    );
+    assert_eq!(
+        got[&key(inv, &fc, T0)],
+        fields(&[("sum", 7.0), ("hosts", 2.0)])
+    );
+    // T0's point, settled, equals the settled mode's rollup of the same files, field for
+    // field (T1 is settled there by the end of `--once`, so only T0 is compared).
+    let want = settled_rollups(dir.path(), &data);
+    for k in [key(inv, &fc, T0), key(inv, &fs, T0)] {
+        let one = |m: &BTreeMap<Key, Fields>| -> BTreeMap<Key, Fields> {
+            [(k.clone(), m[&k].clone())].into()
+        };
+        assert!(
+            close(&one(&got), &one(&want)),
+            "{k:?}: InfluxDB {:#?}, settled mode {:#?}",
+            got[&k],
+            want[&k]
+        );
+    }
+    // mean = (0.5 x 5 + 1.0 x 2) / 7
+    assert!((got[&key(inv, &fs, T0)]["mean"] - 4.5 / 7.0).abs() < 1e-12);
 }

@@ -286,7 +286,7 @@ pub(crate) fn influx_section(vm: &Victoria, spool: &Path) -> String {
 
 fn ingest_section(data: &Path) -> String {
     format!(
-        "[ingest]\ndir = \"{}\"\ndebounce = \"30ms\"\nrescan_interval = \"500ms\"\nquiet_time = \"5s\"\n",
+        "[ingest]\ndir = \"{}\"\ndebounce = \"30ms\"\nrescan_interval = \"500ms\"\nquiet_time = \"5s\"\nrollups = \"settled\"\n",
         data.display()
     )
 }

@@ -17,7 +17,7 @@ use crate::csvrow::{Kind, Reason};
 use crate::follow::{FileProblem, FollowConfig, FollowError, Followed, Follower, ReadError};
 use crate::sink::{SinkClosed, SinkHandle};
 use crate::table::TABLE_STATE;
-use crate::table::{Bucket, FileReport, Phases, Table, TableConfig, Tail, ValueOrder};
+use crate::table::{Bucket, FileReport, Phases, RollupMode, Table, TableConfig, Tail, ValueOrder};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::future::Future;
@@ -45,6 +45,9 @@ pub struct FilesConfig {
     /// (rounded up to whole minutes; 14m: the minute is in its last rewrite).
     #[serde(with = "humantime_serde")]
     pub settle_time: Duration,
+    /// `"live"`: a minute's rollups are written as soon as it has data, rewritten while its
+    /// values change, with `settled` true once it has settled; `"settled"`: only once settled.
+    pub rollups: RollupMode,
     /// A last row without a newline may be ingested once the file has not changed for this
     /// long (see the completeness rule in [`crate::table::Table::ingest_at`]).
     #[serde(with = "humantime_serde")]
@@ -79,6 +82,7 @@ impl Default for FilesConfig {
             value_order: ValueOrder::NewestFirst,
             join_wait: Duration::from_secs(30),
             settle_time: Duration::from_secs(14 * 60),
+            rollups: RollupMode::Live,
             quiet_time: Duration::from_secs(2),
             future_tolerance: Duration::from_secs(5 * 60),
             rescan_interval: Duration::from_secs(10),
@@ -156,6 +160,7 @@ impl FilesConfig {
             value_order: self.value_order,
             join_wait: self.join_wait,
             settle_minutes: self.settle_time.as_secs().div_ceil(60) as i64,
+            rollups: self.rollups,
             future_minutes: self.future_tolerance.as_secs().div_ceil(60) as i64,
             source: format!(
                 "{}\n{}\n{}",
@@ -597,7 +602,12 @@ pub async fn run_with_state(
 /// every point and every minute's rollups, flushes the sink. A last row without a newline
 /// counts as complete.
 pub async fn once(cfg: &FilesConfig, sink: SinkHandle) -> Result<FilesStats, FilesError> {
-    let cfg = Arc::new(cfg.clone());
+    let mut cfg = cfg.clone();
+    if cfg.rollups == RollupMode::Live {
+        // Every minute settles at the end: each rollup is written once, with `settled=true`.
+        cfg.rollups = RollupMode::Final;
+    }
+    let cfg = Arc::new(cfg);
     let mut p = Pipeline::new(cfg.clone(), sink);
     let files = [&cfg.counters_file, &cfg.samples_file];
     let mut data = Vec::new();

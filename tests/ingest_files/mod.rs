@@ -111,7 +111,7 @@ fn follow(dir: &Path, ingest_keys: &str) -> (PathBuf, PathBuf, Proc) {
     std::fs::write(
         &cfg,
         format!(
-            "[ingest]\ndir = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1s\"\n{ingest_keys}",
+            "[ingest]\ndir = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1s\"\nrollups = \"settled\"\n{ingest_keys}",
             data.display()
         ),
     )
@@ -367,11 +367,11 @@ resp\\,503,hostname=cp1 value=0.5,elapsed_time=1,occurrences=2i {T0}\n\
 resp\\,503,hostname=cp1 value=0.25,elapsed_time=0.25,occurrences=1i {m}\n\
 accounting.openCalls,hostname=cp1 value=3800 {T0}\n\
 # bucket: rollups\n\
-resp\\,503,file=counters sum=4i,hosts=2i {m}\n\
-resp\\,503,file=counters sum=2i,hosts=2i {T0}\n\
-resp\\,503,file=samples hosts=1i,occurrences=1i,mean=0.25,p50=0.25,p90=0.25,p99=0.25,max=0.25 {m}\n\
-resp\\,503,file=samples hosts=1i,occurrences=2i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5 {T0}\n\
-accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800 {T0}\n"
+resp\\,503,file=counters sum=4i,hosts=2i,settled=true {m}\n\
+resp\\,503,file=counters sum=2i,hosts=2i,settled=true {T0}\n\
+resp\\,503,file=samples hosts=1i,occurrences=1i,mean=0.25,p50=0.25,p90=0.25,p99=0.25,max=0.25,settled=true {m}\n\
+resp\\,503,file=samples hosts=1i,occurrences=2i,mean=0.5,p50=0.5,p90=0.5,p99=0.5,max=0.5,settled=true {T0}\n\
+accounting.openCalls,file=samples hosts=1i,occurrences=0i,mean=3800,p50=3800,p90=3800,p99=3800,max=3800,settled=true {T0}\n"
         )
     );
 }

@@ -11,9 +11,12 @@
 //! - **Rollups.** Per stat and minute across all hosts, in the rollups bucket: counters `sum` and
 //!   `hosts` (tag `file=counters`); samples occurrence-weighted `mean`, `p50`/`p90`/`p99` from an
 //!   HDR histogram of per-host averages weighted by occurrences, exact `max`, `occurrences` and
-//!   `hosts` (tag `file=samples`). A minute is written once it has settled (the newest minute
-//!   seen in that file is at least [`TableConfig::settle_minutes`] later), rewritten if a value
-//!   of it changes afterwards, and in any case before its data leaves the ring.
+//!   `hosts` (tag `file=samples`). A minute has settled once the newest minute seen in that
+//!   file is at least [`TableConfig::settle_minutes`] later. With [`RollupMode::Settled`] a
+//!   minute is written once it has settled, rewritten if a value of it changes afterwards, and
+//!   in any case before its data leaves the ring. With [`RollupMode::Live`] it is written as
+//!   soon as it has data and rewritten whenever a value changes, each write carrying the field
+//!   `settled` (boolean): false until the minute has settled, then one more write with true.
 //!
 //! Hot path: host and stat names are interned once (dense ids, escaped line-protocol forms kept
 //! beside them); the series after the previous row's is tried first (rows come in the same
@@ -98,6 +101,22 @@ pub enum ValueOrder {
     OldestFirst,
 }
 
+/// When a minute's rollups are written ([`TableConfig::rollups`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollupMode {
+    /// As soon as the minute has data, rewritten while its values change; every write carries
+    /// `settled` (false, then true once the minute has settled).
+    Live,
+    /// Once the minute has settled, without a `settled` field (the table's default; the
+    /// `[ingest]` section's is `Live`).
+    Settled,
+    /// Once the minute has settled, with `settled=true`: `Live` for a run that settles every
+    /// minute at its end (`--once`), where the writes before would only be overwritten.
+    #[serde(skip_deserializing)]
+    Final,
+}
+
 /// The knobs of the window stage.
 #[derive(Debug, Clone)]
 pub struct TableConfig {
@@ -106,6 +125,8 @@ pub struct TableConfig {
     pub join_wait: Duration,
     /// A minute's rollups are written once the file's newest minute is this many minutes later.
     pub settle_minutes: i64,
+    /// Whether rollups are also written before their minute has settled.
+    pub rollups: RollupMode,
     /// Output is handed to the sink in chunks of about this many bytes.
     pub chunk_bytes: usize,
     /// A row whose minute is more than this many minutes ahead of the wall clock is rejected
@@ -134,6 +155,7 @@ impl Default for TableConfig {
             value_order: ValueOrder::NewestFirst,
             join_wait: Duration::from_secs(30),
             settle_minutes: 14,
+            rollups: RollupMode::Settled,
             chunk_bytes: 256 * 1024,
             future_minutes: 5,
             parse_ahead_bytes: 1 << 20,
@@ -526,7 +548,7 @@ impl Table {
         }
         if old != i64::MIN {
             for m in old - RING + 1..=old.min(t - RING) {
-                self.roll_minute(kind, m);
+                self.roll_minute(kind, m, true);
             }
         }
         self.files[f].horizon = t;

@@ -1,5 +1,6 @@
-//! Rollups: per stat and minute across all hosts, written once the minute has settled and
-//! rewritten when a value of it changes (see the module documentation of [`super`]).
+//! Rollups: per stat and minute across all hosts, written once the minute has settled (or, in
+//! [`RollupMode::Live`], as soon as it has data) and rewritten when a value of it changes (see
+//! the module documentation of [`super`]).
 
 use super::*;
 
@@ -109,6 +110,9 @@ pub(super) fn add_count((sum, hosts): &mut (u64, i64), x: u64) {
 pub(super) struct RollSlot {
     pub(super) minute: i64,
     pub(super) written: bool,
+    /// Written as settled (always, in [`RollupMode::Settled`]); a live write of a minute not
+    /// settled yet leaves it false, and the minute is written whole again once it settles.
+    pub(super) settled: bool,
 }
 
 /// The same float form as [`LineEncoder`]: whole numbers without exponent or `.0`, otherwise
@@ -146,24 +150,41 @@ impl Table {
             0
         };
         if kind == Kind::Counters {
-            let mut first = 0u16;
-            for m in top - RING + 1..=top {
-                let r = self.rollups.roll[f][slot(m)];
-                if (all || top - m >= self.cfg.settle_minutes) && !(r.written && r.minute == m) {
-                    first |= bit(m);
-                }
-            }
+            let first = self.whole_writes(f, top, all);
             self.sum_counters(top, first);
         }
+        let live = self.cfg.rollups == RollupMode::Live;
         for m in top - RING + 1..=top {
-            if all || top - m >= self.cfg.settle_minutes {
-                if waiting & bit(m) != 0 && m > top - RING + 1 {
-                    continue;
+            let settled = all || top - m >= self.cfg.settle_minutes;
+            if settled && waiting & bit(m) != 0 && m > top - RING + 1 {
+                // Not settled while a value waits; a live minute is still kept up to date.
+                if live {
+                    self.roll_minute(kind, m, false);
                 }
-                self.roll_minute(kind, m);
+                continue;
+            }
+            if settled || live {
+                self.roll_minute(kind, m, settled);
             }
         }
         self.rollups.csum_minute = [i64::MIN; RING as usize];
+    }
+
+    /// The minutes (as [`bit`]s) of file `f`'s window ending at `top` whose rollups the settle
+    /// (of all minutes with `all`) writes for every stat: minutes written for the first time,
+    /// and, live, minutes written before they settled that settle now.
+    pub(super) fn whole_writes(&self, f: usize, top: i64, all: bool) -> u16 {
+        let live = self.cfg.rollups == RollupMode::Live;
+        let mut mask = 0u16;
+        for m in top - RING + 1..=top {
+            let r = self.rollups.roll[f][slot(m)];
+            let settled = all || top - m >= self.cfg.settle_minutes;
+            let fresh = !(r.written && r.minute == m);
+            if (settled || live) && (fresh || (settled && !r.settled)) {
+                mask |= bit(m);
+            }
+        }
+        mask
     }
 
     /// Computes the counters rollups of the minutes in `mask` (as [`bit`]s of the window
@@ -230,13 +251,7 @@ impl Table {
         if top == i64::MIN || stats > 1 << 16 {
             return;
         }
-        let mut mask = 0u16;
-        for m in top - RING + 1..=top {
-            let r = self.rollups.roll[0][slot(m)];
-            if (first || top - m >= self.cfg.settle_minutes) && !(r.written && r.minute == m) {
-                mask |= bit(m);
-            }
-        }
+        let mask = self.whole_writes(0, top, first);
         let rs = &mut self.rollups.row_sums;
         rs.sums.clear();
         rs.sums.resize(stats * RING as usize, (0, 0));
@@ -274,8 +289,10 @@ impl Table {
         self.rollups.members_upto[f] = n;
     }
 
-    /// Writes minute `m`'s rollups for every stat the first time, then only for changed stats.
-    pub(super) fn roll_minute(&mut self, kind: Kind, m: i64) {
+    /// Writes minute `m`'s rollups for every stat the first time (and, live, once more when
+    /// it settles), otherwise only for changed stats. `settled`: the minute has settled (a
+    /// minute written as settled stays so).
+    pub(super) fn roll_minute(&mut self, kind: Kind, m: i64, settled: bool) {
         let f = k(kind);
         if kind == Kind::Samples {
             self.sync_members(f);
@@ -283,25 +300,32 @@ impl Table {
         let sl = slot(m);
         let b = bit(m);
         let r = self.rollups.roll[f][sl];
-        let first = !(r.written && r.minute == m);
+        let fresh = !(r.written && r.minute == m);
+        let settled = settled || (!fresh && r.settled);
+        let first = fresh || (settled && !r.settled);
         if first {
             self.rollups.roll[f][sl] = RollSlot {
                 minute: m,
                 written: true,
+                settled,
             };
         }
+        // The `settled` field: on every write in live (and final) mode, on none in settled mode.
+        let flag = (self.cfg.rollups != RollupMode::Settled).then_some(settled);
         for stat in 0..self.rollups.dirty[f].len() {
             if first || self.rollups.dirty[f][stat] & b != 0 {
                 self.rollups.dirty[f][stat] &= !b;
                 match kind {
-                    Kind::Counters => self.roll_counters(stat, m),
-                    Kind::Samples => self.roll_samples(stat, m),
+                    Kind::Counters => self.roll_counters(stat, m, flag),
+                    Kind::Samples => self.roll_samples(stat, m, flag),
                 }
             }
         }
     }
 
-    pub(super) fn roll_counters(&mut self, stat: usize, m: i64) {
+    /// Counters rollup of one stat and minute: `sum` and `hosts`, and `settled` when `flag`
+    /// is some.
+    pub(super) fn roll_counters(&mut self, stat: usize, m: i64, flag: Option<bool>) {
         let (mut sum, mut hosts) = (0u64, 0i64);
         if self.rollups.csum_minute[slot(m)] == m {
             (sum, hosts) = self.rollups.csum[stat * RING as usize + slot(m)];
@@ -323,23 +347,26 @@ impl Table {
         let fields = [
             ("sum", Field::Int(sum.min(i64::MAX as u64) as i64)),
             ("hosts", Field::Int(hosts)),
+            ("settled", Field::Bool(flag.unwrap_or(false))),
         ];
+        let n = if flag.is_some() { 3 } else { 2 };
         if self.rollups.enc.push(
             &self.stats.raw[stat],
             &[("file", "counters")],
-            &fields,
+            &fields[..n],
             m * 60,
         ) {
             self.out.written[2] += 1;
         }
     }
 
-    /// Samples rollup of one stat and minute. Its field set is always the same seven fields,
-    /// so no rewrite can leave a stale field in InfluxDB: `hosts`, `occurrences` (of the
+    /// Samples rollup of one stat and minute. Its field set is always the same seven fields
+    /// (eight with `settled` when `flag` is some: on every write of a live table), so no
+    /// rewrite can leave a stale field in InfluxDB: `hosts`, `occurrences` (of the
     /// joined hosts, 0 when none), and `mean`, `p50`, `p90`, `p99`, `max` of the per-host
     /// averages weighted by occurrences (1 for a host written as `value`; a host with 0
     /// occurrences carries no weight; when no host has any weight, each host counts once).
-    pub(super) fn roll_samples(&mut self, stat: usize, m: i64) {
+    pub(super) fn roll_samples(&mut self, stat: usize, m: i64, flag: Option<bool>) {
         let sl = slot(m);
         let ss = &self.series.ss;
         if !self.rollups.members[1][stat].iter().any(|&id| {
@@ -403,11 +430,13 @@ impl Table {
             ("p90", Field::Float(q(&self.rollups.hist, 0.90))),
             ("p99", Field::Float(q(&self.rollups.hist, 0.99))),
             ("max", Field::Float(max)),
+            ("settled", Field::Bool(flag.unwrap_or(false))),
         ];
+        let n = if flag.is_some() { 8 } else { 7 };
         if self.rollups.enc.push(
             &self.stats.raw[stat],
             &[("file", "samples")],
-            &fields,
+            &fields[..n],
             m * 60,
         ) {
             self.out.written[2] += 1;
@@ -446,6 +475,7 @@ impl Rollups {
         let empty = [RollSlot {
             minute: i64::MIN,
             written: false,
+            settled: false,
         }; RING as usize];
         Rollups {
             members: [Vec::new(), Vec::new()],

@@ -181,7 +181,12 @@ impl Table {
             w.u64(self.files[f].last_records);
             for r in &self.rollups.roll[f] {
                 w.i64(r.minute);
-                w.u8(r.written as u8);
+                // 0: not written, 1: written as settled, 2: written live, not settled yet.
+                w.u8(match (r.written, r.settled) {
+                    (false, _) => 0,
+                    (true, true) => 1,
+                    (true, false) => 2,
+                });
             }
         }
         w.names(&self.hosts);
@@ -279,8 +284,12 @@ impl Table {
             t.files[f].last_records = r.u64()?;
             for sl in 0..RING as usize {
                 let minute = r.i64()?;
-                let written = r.u8()? != 0;
-                t.rollups.roll[f][sl] = RollSlot { minute, written };
+                let w = r.u8()?;
+                t.rollups.roll[f][sl] = RollSlot {
+                    minute,
+                    written: w != 0,
+                    settled: w == 1,
+                };
             }
         }
         for (host, names) in [(true, r.names()?), (false, r.names()?)] {

@@ -4,15 +4,15 @@
 use super::pipeline::chunk_starts;
 use super::*;
 
-const T: i64 = 1652193060; // 2022-05-10T14:31:00Z, the guide's counters.csv rows
+pub(super) const T: i64 = 1652193060; // 2022-05-10T14:31:00Z, the guide's counters.csv rows
 
-struct Harness {
-    table: Table,
-    now: Instant,
+pub(super) struct Harness {
+    pub(super) table: Table,
+    pub(super) now: Instant,
 }
 
 impl Harness {
-    fn new(cfg: TableConfig) -> Self {
+    pub(super) fn new(cfg: TableConfig) -> Self {
         Harness {
             table: Table::new(cfg),
             now: Instant::now(),
@@ -24,7 +24,7 @@ impl Harness {
             ..TableConfig::default()
         })
     }
-    fn feed(&mut self, kind: Kind, data: &str) -> (Vec<(Bucket, String)>, FileReport) {
+    pub(super) fn feed(&mut self, kind: Kind, data: &str) -> (Vec<(Bucket, String)>, FileReport) {
         let mut got = Vec::new();
         let rep = self.table.ingest(
             kind,
@@ -39,14 +39,14 @@ impl Harness {
         );
         (got, rep)
     }
-    fn lines(&mut self, kind: Kind, data: &str) -> Vec<String> {
+    pub(super) fn lines(&mut self, kind: Kind, data: &str) -> Vec<String> {
         self.feed(kind, data)
             .0
             .into_iter()
             .map(|(_, l)| l)
             .collect()
     }
-    fn tick(&mut self, after: Duration) -> Vec<String> {
+    pub(super) fn tick(&mut self, after: Duration) -> Vec<String> {
         self.now += after;
         let mut got = Vec::new();
         self.table.tick(self.now, &mut |_, bytes, _| {
@@ -59,7 +59,7 @@ impl Harness {
         });
         got
     }
-    fn finish(&mut self) -> Vec<(Bucket, String)> {
+    pub(super) fn finish(&mut self) -> Vec<(Bucket, String)> {
         let mut got = Vec::new();
         self.table.finish(self.now, &mut |b, bytes, _| {
             got.extend(
@@ -73,7 +73,7 @@ impl Harness {
     }
 }
 
-fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
+pub(super) fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
     format!("{host},{stat},2022-05-10T16:31:00,{t},{}\n", vals.join(","))
 }
 

@@ -1,12 +1,13 @@
 //! The table's tests: the window on hand-written snapshots (`basics`), validation before any
 //! state changes (`validation`), the memo of rewrites against a table that parses every value
-//! (`repeats`), the model-based test (`model`) and the fuzz corpus replayed (`fuzz_corpus`).
+//! (`repeats`), live rollups (`live`), the model-based test (`model`) and the fuzz corpus replayed (`fuzz_corpus`).
 
 use super::*;
 
 mod basics;
 mod fuzz_corpus;
 mod layout;
+mod live;
 mod model;
 mod repeats;
 mod validation;

@@ -12,7 +12,9 @@
 //!   model's, field for field;
 //! - never a wrong value in between: every line emitted while a half-written snapshot or a
 //!   troubled file was read carries only values the platform published for that point;
-//! - at the end (`finish`), every rollup is exactly the model's.
+//! - at the end (`finish`), every rollup is exactly the model's (a third of the cases write
+//!   live rollups, [`RollupMode::Live`]: there the final point also carries `settled=true`,
+//!   whatever the live writes before it held).
 //!
 //! Restarts and kill points (12% of rewrites, at a random step), through the real
 //! [`Checkpoint`] and the real table state ([`Table::save_state`], [`Table::load`]): every
@@ -84,7 +86,8 @@ impl Rng {
 type PKey = (usize, usize, i64);
 type Store = BTreeMap<PKey, BTreeMap<&'static str, f64>>;
 
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
+    "settled",
     "value",
     "elapsed_time",
     "occurrences",
@@ -184,6 +187,13 @@ impl Case {
             // Output chunks of a line to a few: a first snapshot's points are written by
             // either thread, in jobs of every size (`table::defer`).
             chunk_bytes: [1, 500, 256 * 1024][rng.below(3) as usize],
+            // A third of the cases write live rollups (from the seed: the other cases' random
+            // plays are those of the settled mode alone).
+            rollups: if seed.is_multiple_of(3) {
+                RollupMode::Live
+            } else {
+                RollupMode::Settled
+            },
             ..TableConfig::default()
         };
         Case {
@@ -550,7 +560,12 @@ impl Case {
         for kv in fields.split(',') {
             let (k, v) = kv.split_once('=').unwrap();
             let k = FIELDS.iter().find(|f| **f == k).unwrap();
-            fs.insert(*k, v.trim_end_matches('i').parse::<f64>().unwrap());
+            let v = match v {
+                "true" => 1.0,
+                "false" => 0.0,
+                v => v.trim_end_matches('i').parse::<f64>().unwrap(),
+            };
+            fs.insert(*k, v);
         }
         let s = STATS.iter().position(|x| x.0 == meas).unwrap();
         let t = if b == 2 {
@@ -631,6 +646,30 @@ impl Case {
                 );
             }
         }
+    }
+
+    /// Live rollups, after each rewrite: every minute with a value has its rollups in the
+    /// store already (per stat, `file=counters` for a count, `file=samples` for an average),
+    /// the minute under way included.
+    fn check_live_rollups(&self, k: i64) {
+        if self.cfg.rollups != RollupMode::Live {
+            return;
+        }
+        let want: BTreeSet<PKey> = self
+            .counts
+            .keys()
+            .map(|&(_, s, m)| (s, 0, m))
+            .chain(self.avgs.keys().map(|&(_, s, m)| (s, 1, m)))
+            .collect();
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|k| !self.store[2].contains_key(k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "after rewrite {k}: no live rollup for {missing:?}\n{:#?}",
+            self.log
+        );
     }
 
     /// After `finish`: every rollup is the model's.
@@ -717,6 +756,12 @@ impl Case {
                 }
             }
         }
+        if self.cfg.rollups == RollupMode::Live {
+            // Every minute written live ends settled: its last write carries `settled=true`.
+            for w in want.values_mut() {
+                w.insert("settled", 1.0);
+            }
+        }
         let got = &self.store[2];
         let keys: BTreeSet<_> = got.keys().collect();
         let wkeys: BTreeSet<_> = want.keys().collect();
@@ -786,6 +831,7 @@ impl Case {
             self.tick(Duration::from_secs(31));
             self.step_end(false, true, k);
             self.check_points(&format!("after rewrite {k}"));
+            self.check_live_rollups(k);
             self.now += Duration::from_secs(60);
         }
         let mut raw = Vec::new();
