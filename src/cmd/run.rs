@@ -214,6 +214,7 @@ async fn service(
             (h, Box::pin(async move { Ok(t.await??) }), None)
         }
     };
+    let sink = sink.with_tags(&cfg.global_tags);
 
     // With InfluxDB: the state directory (checkpoint of acknowledged points, Kamailio windows).
     let state = match &cfg.influxdb {
@@ -770,6 +771,9 @@ impl Service {
         }
         if old.service != new.service {
             restart.push("service");
+        }
+        if old.global_tags != new.global_tags {
+            restart.push("global_tags");
         }
         if old.probe.fingerprint != new.probe.fingerprint {
             restart.push("probe.fingerprint");
