@@ -172,3 +172,39 @@ fn config_check_refuses_a_global_tag_that_collides_with_a_point_tag() {
         "{text}"
     );
 }
+
+/// `srewatch probe run` reads the same configuration: its points to stdout carry the tags.
+#[test]
+fn probe_run_points_carry_the_global_tags() {
+    let dir = util::tempdir();
+    let k = Kamailio::start(dir.path(), Options::default());
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{TAGS}\n[[probe.target]]\nname = \"cp1\"\nuri = \"{}\"\ninterval = \"100ms\"\ntimeout = \"500ms\"\n",
+            k.sip_uri()
+        ),
+    )
+    .unwrap();
+    let out = srewatch()
+        .args(["probe", "run", "--duration", "1500ms", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("probe,target=cp1,")),
+        "{text}"
+    );
+    for l in &lines {
+        let at = series_end(l);
+        assert!(l[..at].ends_with(SUFFIX), "{l}");
+    }
+}
