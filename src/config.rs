@@ -25,6 +25,8 @@ pub struct Config {
     pub probe: probe::monitor::ProbeConfig,
     /// `[service]`: `srewatch run` itself.
     pub service: ServiceConfig,
+    /// `[global_tags]`: tags added to every point of every bucket (none by default).
+    pub global_tags: ingest::sink::tags::GlobalTags,
 }
 
 /// `[service]`: which parts `srewatch run` runs, its own health reports and its shutdown.
@@ -294,6 +296,7 @@ fn validate(cfg: &Config, text: &str, file: &Path) -> Vec<Problem> {
         }
     }
     found.extend(cfg.service.validate());
+    found.extend(cfg.global_tags.validate());
     if let Some(i) = &cfg.influxdb {
         // Closing the sink takes at most close_timeout + request_timeout; the service's
         // deadline must leave it that time, or batches still in memory would be lost.

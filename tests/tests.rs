@@ -7,6 +7,7 @@ mod bench;
 mod config_check;
 mod dialog;
 mod file_access;
+mod global_tags;
 mod ingest_e2e;
 mod ingest_files;
 mod ingest_influx;

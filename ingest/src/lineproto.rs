@@ -161,6 +161,12 @@ impl LineEncoder {
     }
 }
 
+/// Appends `s` escaped as a tag key or value (comma, equals, space, backslash; CR and LF as an
+/// escaped space), as [`LineEncoder::push`] writes them.
+pub fn escape_tag_into(buf: &mut BytesMut, s: &str) {
+    escape_into(buf, s, Element::Key);
+}
+
 fn writable(key: &str, v: &Field<'_>) -> bool {
     !key.is_empty() && !matches!(v, Field::Float(f) if !f.is_finite())
 }

@@ -64,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (h, Box::pin(async move { Ok(t.await??) }))
             }
         };
+        let sink = sink.with_tags(&cfg.global_tags);
         let stats = if args.once {
             ingest::files::once(&cfg.ingest, sink.clone()).await?
         } else {

@@ -355,6 +355,7 @@ fn run_monitor(a: RunArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let out = super::line_output(Some(std::path::Path::new(&a.out)))?;
         let (sink, sink_task) = ingest::sink::spawn_writer(out);
+        let sink = sink.with_tags(&cfg.global_tags);
         // probe.shard: only this instance's share of the targets.
         let own = ProbeConfig {
             target: cfg.own_probe_targets(),

@@ -28,6 +28,7 @@ pub mod http_body;
 pub mod influx;
 pub mod lanes;
 pub mod spool;
+pub mod tags;
 
 use bytes::Bytes;
 use std::io::Write;
@@ -57,13 +58,22 @@ pub struct SinkClosed;
 #[derive(Clone)]
 pub struct SinkHandle {
     pub(crate) tx: mpsc::Sender<Command>,
+    /// The escaped `,k=v` suffix of the global tags, added to every line ([`tags`]).
+    tags: Option<Bytes>,
 }
 
 impl SinkHandle {
     /// A handle and the receiving end, for sinks implemented in this crate.
     pub(crate) fn channel(depth: usize) -> (SinkHandle, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(depth);
-        (SinkHandle { tx }, rx)
+        (SinkHandle { tx, tags: None }, rx)
+    }
+
+    /// This handle (and its clones) adding `tags` to every line; with no tags, lines pass
+    /// through unchanged.
+    pub fn with_tags(mut self, tags: &tags::GlobalTags) -> SinkHandle {
+        self.tags = tags.suffix();
+        self
     }
 
     /// Queues whole lines for `bucket`. Waits while the sink is busy (back-pressure).
@@ -71,6 +81,10 @@ impl SinkHandle {
         if points == 0 {
             return Ok(());
         }
+        let lines = match &self.tags {
+            Some(suffix) => tags::tag_lines(&lines, suffix),
+            None => lines,
+        };
         let batch = Batch {
             bucket: bucket.to_owned(),
             lines,

@@ -112,6 +112,7 @@ async fn service(
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
 
     let (sink, sink_task, influx) = sink::start(&cfg, path.as_ref(), out)?;
+    let sink = sink.with_tags(&cfg.global_tags);
     let state = sink::state_dir(&cfg)?;
     let stop = CancellationToken::new();
     let files_live = Arc::new(Mutex::new(FilesStats::default()));

@@ -47,6 +47,9 @@ impl Service {
         if old.service != new.service {
             restart.push("service");
         }
+        if old.global_tags != new.global_tags {
+            restart.push("global_tags");
+        }
         if old.probe.fingerprint != new.probe.fingerprint {
             restart.push("probe.fingerprint");
         }
