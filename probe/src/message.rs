@@ -302,6 +302,8 @@ pub use crate::sip::Error as ParseError;
 
 /// What the prober keeps of a response (owned: it outlives the receive buffer), copied from
 /// the codec's borrowed [`crate::sip::Response`].
+///
+/// 14 fields: one per header value the prober reads, as in the codec's reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,

@@ -59,6 +59,8 @@ struct SocketArgs {
     source: Option<String>,
 }
 
+// `srewatch bench`'s command line: one field per flag, as clap wants them (a plain comment:
+// a doc comment here would become clap's help text).
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {

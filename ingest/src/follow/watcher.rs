@@ -26,6 +26,9 @@ fn is_own_read(kind: &notify::EventKind) -> bool {
 const REWATCH: usize = usize::MAX;
 
 /// Follows the files: notify on the directory, periodic rescan, debounce, quiet time.
+///
+/// 13 fields: the watcher's channel and timers belong together, since one `next` call
+/// drives them all; the scan, read and fingerprint work lives in their own types.
 pub struct Follower {
     scanner: Scanner,
     pub(super) cfg: FollowConfig,

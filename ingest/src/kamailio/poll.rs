@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Counters over the pollers' life (all targets), for the service's own metrics.
+///
+/// One atomic counter per field, each a metric of its own: a flat struct is the metric list.
 #[derive(Debug, Default)]
 pub struct PollStats {
     pub polls_ok: AtomicU64,
@@ -348,6 +350,9 @@ enum Bad {
 /// One target's poller: its source, window, buffers and state. [`spawn_pollers`] runs one per
 /// target on its own schedule; tools and benchmarks can drive rounds by hand with
 /// [`TargetPoller::poll_round`].
+///
+/// 13 fields: its configuration, source, window, reused buffers and back-off state are
+/// all owned by this one task and touched on every poll.
 pub struct TargetPoller {
     cfg: TargetConfig,
     source: Source,

@@ -65,6 +65,10 @@ impl Hasher for Fnv {
     }
 }
 
+/// One statistic's window: its name, kind, last values and per-minute aggregates.
+///
+/// 13 fields, kept flat: one is created per statistic of each target, and the
+/// per-minute fields are updated together on every poll.
 struct StatState {
     full: Box<str>,
     group_len: usize,

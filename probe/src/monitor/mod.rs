@@ -462,6 +462,8 @@ impl ServiceState {
 }
 
 /// The result of one OPTIONS probe or INVITE check.
+///
+/// 14 fields: each is a field of the `probe` point written from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
     pub target: Arc<str>,

@@ -80,6 +80,9 @@ impl Pending {
 }
 
 /// The per-target task.
+///
+/// 15 fields: the target's socket, transactions, schedule and counters, all owned by its
+/// one task; classification lives apart in the tracker.
 pub struct Prober {
     cfg: TargetConfig,
     name: Arc<str>,

@@ -45,6 +45,10 @@ impl Window {
     }
 }
 
+/// What the tracker knows of one target.
+///
+/// 16 fields: state, hysteresis counters, alarms and the minute's summary of one target,
+/// updated together by each result.
 struct TargetState {
     name: Arc<str>,
     role: Role,
