@@ -230,7 +230,7 @@ pub fn render(v: &Value) -> anyhow::Result<String> {
     h.push_str("<h2>Per second</h2>\n");
     h.push_str(&rate_chart(&secs)?);
     h.push_str(&latency_chart(&secs)?);
-    h.push_str("<p>Latency from the scheduled send time to the kernel's receive time of the final response.</p>\n</body></html>\n");
+    h.push_str("<p>Latency from the send (at the latest one send window after the scheduled time) to the kernel's receive time of the final response.</p>\n</body></html>\n");
     Ok(h)
 }
 

@@ -115,8 +115,9 @@ pub struct BenchConfig {
     pub p99_bound: Duration,
     /// Status that is not a failure.
     pub expected_status: u16,
-    /// Shortest sleep of an idle worker: requests due sooner wait for it and leave together
-    /// (the wait shows in their latency, which is measured from the scheduled time). A worker
+    /// Shortest sleep of an idle worker: requests due sooner wait for it and leave together.
+    /// Latency runs from the send, but from no later than this after the scheduled time: a
+    /// send that lags more counts the excess (no coordinated omission). A worker
     /// never spins: on a small machine a spinning load generator steals the CPU of the server
     /// under test, and every wake-up costs CPU too.
     pub send_window: Duration,
@@ -148,7 +149,7 @@ impl BenchConfig {
             p99_bound: Duration::from_millis(100),
             expected_status: method.expected_status(),
             outstanding_limit: 1_000_000,
-            send_window: Duration::from_micros(100),
+            send_window: Duration::from_millis(1),
             stop_grace: Duration::from_millis(250),
             source: None,
         }

@@ -4,8 +4,9 @@
 //! Stages per worker thread, data flowing one way: **schedule → send → match → classify →
 //! report**.
 //! - schedule: [`Schedule`] gives the scheduled send time of each request (open loop), so a
-//!   stalled server shows as latency, not as a lower rate: latency is measured from the
-//!   *scheduled* time (no coordinated omission). Closed loop starts a request when one ends.
+//!   stalled server shows as latency, not as a lower rate: latency is measured from the send,
+//!   but from no later than one send window after the *scheduled* time (no coordinated
+//!   omission). Closed loop starts a request when one ends.
 //! - send: [`Template`](crate::fast::Template) patched per request into a
 //!   [`SendBatch`](crate::mmsg::SendBatch), one `sendmmsg` per batch.
 //! - match: `recvmmsg`, [`read_answer`] (the codec's one reader,

@@ -56,7 +56,8 @@ pub struct Tally {
     pub invalid: u64,
     /// Responses that needed the rsip fallback.
     pub fallbacks: u64,
-    /// Latency of answered transactions, µs from the scheduled send time.
+    /// Latency of answered transactions, µs from the send (at the latest one send window
+    /// after the scheduled time).
     pub hist: Histogram<u64>,
     /// The same plus every timed-out transaction at the time it timed out (its timeout plus
     /// any send lag): percentiles that overload cannot hide. Holds `answered + timed_out`.
