@@ -1,5 +1,4 @@
-//! `srewatch config check`, `SREWATCH_CONFIG` and start-up warnings, as real processes (issue
-//! 22, observations 2, 8 and 9).
+//! `srewatch config check`, `SREWATCH_CONFIG` and start-up warnings, as real processes.
 
 use crate::service::Run;
 use crate::util;
@@ -44,7 +43,7 @@ fn check(env_file: &Path) -> (Option<i32>, String) {
     )
 }
 
-/// Observation 8: every problem of a file in one run, the file named by `SREWATCH_CONFIG`.
+/// Every problem of a file in one run, the file named by `SREWATCH_CONFIG`.
 #[test]
 fn config_check_lists_every_problem_of_the_srewatch_config_file() {
     let dir = util::tempdir();
@@ -79,7 +78,7 @@ fn config_check_lists_every_problem_of_the_srewatch_config_file() {
     assert_eq!(err.lines().take(9).collect::<Vec<_>>(), lines, "{err}");
 }
 
-/// Observation 8: `ingest` reads the file `SREWATCH_CONFIG` names.
+/// `ingest` reads the file `SREWATCH_CONFIG` names.
 #[test]
 fn ingest_honours_srewatch_config() {
     let dir = util::tempdir();
@@ -109,7 +108,7 @@ fn ingest_honours_srewatch_config() {
     );
 }
 
-/// Observation 2: `config check` warns (exit 0) about a probe target that does not resolve now.
+/// `config check` warns (exit 0) about a probe target that does not resolve now.
 #[test]
 fn config_check_warns_about_a_name_that_does_not_resolve() {
     let dir = util::tempdir();
@@ -137,7 +136,7 @@ fn config_check_warns_about_a_name_that_does_not_resolve() {
     assert_eq!(lines[1], format!("{}: OK", cfg.display()));
 }
 
-/// Observation 9: a token file its group or others can read is named once at start.
+/// A token file its group or others can read is named once at start.
 #[test]
 fn run_warns_about_a_readable_token_file() {
     use std::os::unix::fs::PermissionsExt;

@@ -63,8 +63,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// Observation: counters.csv mode 0600 owned by root, srewatch running as another user, gave
-/// `INFO Waiting for file` forever and no metric. Now: one ERROR naming the cause, the owner,
+/// counters.csv mode 0600 owned by root, srewatch running as another user (not an endless
+/// `INFO Waiting for file` without a metric): one ERROR naming the cause, the owner,
 /// mode and srewatch's uid, with the hint (SupplementaryGroups=); the problem gauge and counter
 /// on /metrics; no repeat at each rescan; "readable again" once fixed, and the data ingested.
 /// A FIFO in its place is then a different cause, logged once more.
@@ -234,9 +234,9 @@ fn ingest_once(dir: &Path, extra_cfg: &str) -> (Option<i32>, String) {
     }
 }
 
-/// Observation: `ingest --once` with counters.csv a FIFO hung forever, a symlink to /dev/zero
-/// read until memory ran out, and any file was read whole. Now each is refused at once with
-/// its cause (exit 1), and samples.csv is still ingested.
+/// `ingest --once` with counters.csv a FIFO, a symlink to /dev/zero, or a file over the size
+/// cap: each is refused at once with its cause (exit 1), never waited on or read without end,
+/// and samples.csv is still ingested.
 #[test]
 fn file_access_ingest_once_refuses_fifo_device_and_oversized_file() {
     let dir = util::tempdir();

@@ -1,4 +1,4 @@
-//! `[global_tags]`: the same tags on every point of every bucket (issue 23, observation 5).
+//! `[global_tags]`: the same tags on every point of every bucket.
 
 use crate::service::Run;
 use crate::util::influx::Influx;

@@ -528,9 +528,8 @@ fn cli_polls_real_kamailio_for_a_while() {
         && p.tag("stat") == Some("core:rcv_requests_options")));
 }
 
-/// Observation: `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC` and
-/// `tcp:127.0.0.1:99999` passed `config check` and became file targets. Now each is named with
-/// file and line.
+/// `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC` and `tcp:127.0.0.1:99999` fail
+/// `config check`, each named with file and line (not taken as file targets).
 #[test]
 fn kamailio_config_check_refuses_addresses_that_cannot_work() {
     let dir = util::tempdir();
@@ -563,7 +562,7 @@ fn kamailio_config_check_refuses_addresses_that_cannot_work() {
     assert!(!text.contains("kamailio[3]"), "{text}");
 }
 
-/// Observation: `kamailio poll` tagged two targets on one host both `127.0.0.1`. Against a real
+/// Two targets on one host get distinct default tags. Against a real
 /// Kamailio polled over JSON-RPC and BINRPC tcp (both on 127.0.0.1), the default tags are
 /// distinct: `127.0.0.1:HTTP_PORT` and `127.0.0.1:CTL_PORT`.
 #[test]
@@ -590,8 +589,8 @@ fn kamailio_poll_default_hostnames_distinct_on_one_host() {
     assert_eq!(up, want, "{text}");
 }
 
-/// Observation: a Kamailio `file` target that is a FIFO leaked one blocked thread per poll and
-/// SIGTERM never finished. `srewatch run` polling a FIFO every 200 ms for 2 s: one log line
+/// A Kamailio `file` target that is a FIFO blocks no thread and does not stop SIGTERM.
+/// `srewatch run` polling a FIFO every 200 ms for 2 s: one log line
 /// naming the cause, and SIGTERM ends it with exit code 0.
 #[test]
 fn kamailio_file_target_fifo_then_sigterm_finishes() {

@@ -276,7 +276,7 @@ fn vip_failover_is_detected_and_logged() {
         .env("SREWATCH_LOG", "info")
         .env("NO_COLOR", "1");
     let mut p = Proc::spawn("srewatch probe run", cmd, &log);
-    // The first owner found is not a failover (issue 12, observation 8).
+    // The first owner found is not a failover.
     wait_log(
         &log,
         "VIP owner found target=vip owner=cp1",

@@ -164,7 +164,7 @@ fn cluster_targets(c: &Cluster) -> Vec<TargetConfig> {
     ]
 }
 
-/// Observation 1 (and its tm twin): every node lists the VIP first and holds it (production's
+/// Every node lists the VIP first (sl and tm replies alike) and holds it (production's
 /// ip_nonlocal_bind, here SO_REUSEPORT), so both answer with the To tag of the VIP's socket.
 /// The owner is `ambiguous` for every VIP answer once both CPs were heard: no owner event, no
 /// failover, and no `vip_owner_out_of_service` when the standby goes out of service.
@@ -285,7 +285,7 @@ fn assert_one_real_failover(seen: &[Output], what: &str) {
     assert_eq!(vip_owned(&seen[down..], Some("cp1")), 0, "{what}");
 }
 
-/// Observations 1 (the fix), 2 and 8: each node's own address listed first. sl and tm To tags
+/// Each node's own address listed first (the fix for the VIP-first ambiguity). sl and tm To tags
 /// both give the owner; the first owner is an owner event but not a failover; the VIP moving
 /// from cp1 to cp2 is exactly one failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +310,7 @@ async fn own_address_first_finds_the_owner_and_one_failover() {
     }
 }
 
-/// Observation 4: the VIP listed first, held by one node at a time. cp1's To tag hashes the VIP;
+/// The VIP listed first, held by one node at a time. cp1's To tag hashes the VIP;
 /// after cp1 stops, cp2 restarts with the VIP and answers with the very same tag before its own
 /// probe is answered. The stale fingerprint credits nobody (cp1 is down); then cp2 owns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +332,7 @@ async fn vip_first_failover_does_not_credit_the_stopped_cp() {
     assert_eq!(vip_owned(&seen, Some(AMBIGUOUS)), 0);
 }
 
-/// Observation 3: Kamailio's default Server header is the same on every node: ambiguous, no
+/// Kamailio's default Server header is the same on every node: ambiguous, no
 /// failover. The production fixes, a per-node Server header and a per-node X-Node header
 /// (append_to_reply), each give the owner and exactly one failover when the VIP moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +368,7 @@ async fn server_header_default_is_ambiguous_per_node_headers_are_not() {
     assert_one_real_failover(&runs[1], "header:X-Node");
 }
 
-/// Observations 1 and 8: the standby out of service raises nothing about the VIP; the VIP's
+/// The standby out of service raises nothing about the VIP; the VIP's
 /// owner out of service raises `vip_owner_out_of_service` once, naming it, kept while it
 /// lasts, cleared once when that CP is back in service, naming it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +437,7 @@ async fn standby_and_owner_out_of_service() {
     );
 }
 
-/// Observation 6: a CP with `listen=0.0.0.0` answers from 127.0.0.1, not from the probed
+/// A CP with `listen=0.0.0.0` answers from 127.0.0.1, not from the probed
 /// address. The answers are matched, the CP is in service (or `unexpected` with
 /// `accept_other_source = false`), each has its `source`, the summary counts them; when it
 /// stops, the ICMP port unreachable still comes back.
@@ -502,7 +502,7 @@ async fn listen_any_reply_source_mismatch_is_reported() {
     );
 }
 
-/// Observation 7: with `down_after = 15` and `up_after = 2` (200 ms interval), a restart
+/// With `down_after = 15` and `up_after = 2` (200 ms interval), a restart
 /// shorter than 15 intervals leaves the CP in service; a longer stop makes it down once, at the
 /// 15th consecutive failure, and back after the 2nd answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -590,7 +590,7 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     assert_eq!(at_change, vec![0, -14, 1]);
 }
 
-/// Observation 1 through the real binary: `srewatch probe run` against the VIP-first cluster
+/// The VIP-first ambiguity through the real binary: `srewatch probe run` against the VIP-first cluster
 /// logs the ambiguity once, naming both CPs and the fix, logs no failover, and writes
 /// `owner="ambiguous"`.
 #[test]
@@ -634,7 +634,7 @@ fn ambiguity_is_logged_once_with_the_fix() {
     assert!(!points.contains("kind=owner"), "{points}");
 }
 
-/// Observation 6 through the real binary: one WARN line for the CP answering from another
+/// A CP listening on any address, through the real binary: one WARN line for the CP answering from another
 /// address, the `source` field on its points and `source_mismatch` in its summary.
 #[test]
 fn listen_any_is_logged_once_and_written() {

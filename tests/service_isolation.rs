@@ -1,6 +1,5 @@
-//! `srewatch run` keeps every part running when one of its inputs fails (issue 22): an
-//! unresolvable probe target (observation 2) and idle `/metrics` clients (observation 4), with
-//! a real Kamailio and real TCP clients.
+//! `srewatch run` keeps every part running when one of its inputs fails: an unresolvable
+//! probe target and idle `/metrics` clients, with a real Kamailio and real TCP clients.
 
 use crate::service::{files_only, replace, wait_until, Grid, Run};
 use crate::util;
@@ -54,7 +53,7 @@ fn counters_lines(out: &Path) -> usize {
         .count()
 }
 
-/// Observation 2: a target whose name does not resolve is that target's state (alarm with the
+/// A target whose name does not resolve is that target's state (alarm with the
 /// reason, retried with backoff, a metric); the service starts, ingest and Kamailio polling
 /// and the other probe target run; a target added by SIGHUP that does not resolve is retried
 /// too.
@@ -167,7 +166,7 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
     );
 }
 
-/// Observation 4: idle `/metrics` clients are closed within a few seconds; with more idle
+/// Idle `/metrics` clients are closed within a few seconds; with more idle
 /// clients than the process has descriptors (RLIMIT_NOFILE 256, 400 clients), the counters.csv
 /// rewrite is still read and every point of it comes out, and `/metrics` answers afterwards.
 #[test]

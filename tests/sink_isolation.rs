@@ -1,4 +1,4 @@
-//! Fault isolation in the InfluxDB sink (issue 22): a refused bucket holds back only its own
+//! Fault isolation in the InfluxDB sink: a refused bucket holds back only its own
 //! batches (real InfluxDB 1.6 behind nginx), live data kept while the spool is full or
 //! unusable, 413 for everything, an error body of hundreds of megabytes, a redirect to another
 //! host. Fault-injection servers (`sink::Double`, a raw TCP server) only inject the faults.

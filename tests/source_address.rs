@@ -1,4 +1,4 @@
-//! Issue 21, "a source address": probes and the bench send from a configured local address and
+//! A source address: probes and the bench send from a configured local address and
 //! port (EM nodes are multi-homed). Tested on a second loopback address, 127.0.0.2 (Linux
 //! answers on all of 127.0.0.0/8), against a real Kamailio on 127.0.0.1: its answers carry
 //! `received=` and `rport=` (our Via asks for rport), its view of where the request came from.

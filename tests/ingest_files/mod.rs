@@ -477,7 +477,7 @@ rescan_interval = \"5s\"\ndebounce = \"100ms\"\ncounters_bucket = \"c\"\nsamples
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// Issue 9, observation 3: counters.csv rewritten in place in two halves 3 s apart (longer than
+/// counters.csv rewritten in place in two halves 3 s apart (longer than
 /// the default 2 s quiet time), the cut two digits into a value (`19` of 1930). Nothing the
 /// sink receives may hold a value the finished files do not: not even briefly.
 #[test]
