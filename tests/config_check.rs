@@ -31,7 +31,8 @@ hostname = "k3"
 address = = "x"
 "#;
 
-fn check(env_file: &Path) -> (Option<i32>, String) {
+/// `srewatch config check` of the file `SREWATCH_CONFIG` names: exit code and stdout.
+pub(crate) fn check(env_file: &Path) -> (Option<i32>, String) {
     let out = util::srewatch()
         .args(["config", "check"])
         .env("SREWATCH_CONFIG", env_file)
@@ -91,16 +92,10 @@ fn ingest_honours_srewatch_config() {
     .unwrap();
     let cfg = dir.path().join("s.toml");
     std::fs::write(&cfg, format!("[ingest]\ndir = \"{}\"\n", data.display())).unwrap();
-    let out = util::srewatch()
-        .args(["ingest", "--once"])
-        .env("SREWATCH_CONFIG", &cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = util::run_ok(
+        util::srewatch()
+            .args(["ingest", "--once"])
+            .env("SREWATCH_CONFIG", &cfg),
     );
     assert!(
         stdout.contains("stat0,hostname=cp0 value=5i 1767225600\n"),

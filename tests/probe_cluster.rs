@@ -24,10 +24,6 @@ fn target(name: &str, uri: &str, role: Role) -> TargetConfig {
     t
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 /// A running monitor and everything it has yielded so far.
 struct Run {
     rx: Receiver<Output>,
@@ -179,7 +175,7 @@ async fn vip_listen_first_on_every_node_is_ambiguous_never_a_failover() {
         modes.extend(reply);
         let mut c = Cluster::new(dir.path(), net, 2, &modes);
         c.reuseport();
-        blocking(|| {
+        util::blocking(|| {
             c.start(0, true);
             c.start(1, true);
         });
@@ -227,7 +223,7 @@ async fn vip_listen_first_on_every_node_is_ambiguous_never_a_failover() {
 /// Starts cp1 with the VIP and cp2 without; waits for 3 VIP answers owned by cp1; moves the VIP
 /// (cp1 stopped and seen down, cp2 restarted with the VIP listen); waits for 3 owned by cp2.
 async fn failover(c: &mut Cluster, fingerprints: &[Option<&str>]) -> Vec<Vec<Output>> {
-    blocking(|| {
+    util::blocking(|| {
         c.start(0, true);
         c.start(1, false);
     });
@@ -241,14 +237,14 @@ async fn failover(c: &mut Cluster, fingerprints: &[Option<&str>]) -> Vec<Vec<Out
         })
         .await;
     }
-    blocking(|| c.stop(0));
+    util::blocking(|| c.stop(0));
     for run in &mut runs {
         run.until(0, "cp1 down", |s| {
             s.iter().any(|o| is_state(o, "cp1", ServiceState::Down))
         })
         .await;
     }
-    blocking(|| {
+    util::blocking(|| {
         c.stop(1);
         c.start(1, true);
     });
@@ -339,7 +335,7 @@ async fn vip_first_failover_does_not_credit_the_stopped_cp() {
 async fn server_header_default_is_ambiguous_per_node_headers_are_not() {
     let dir = util::tempdir();
     let mut c = Cluster::new(dir.path(), 206, 2, &[]);
-    blocking(|| {
+    util::blocking(|| {
         c.start(0, true);
         c.start(1, false);
     });
@@ -376,7 +372,7 @@ async fn standby_and_owner_out_of_service() {
     let dir = util::tempdir();
     let mut c = Cluster::new(dir.path(), 208, 2, &[]);
     c.set_out_of_service(1, true);
-    blocking(|| {
+    util::blocking(|| {
         c.start(0, true);
         c.start(1, false);
     });
@@ -444,13 +440,8 @@ async fn standby_and_owner_out_of_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_any_reply_source_mismatch_is_reported() {
     let dir = util::tempdir();
-    let mut c = Cluster::new(dir.path(), 209, 1, &["LISTEN_ANY"]);
-    c.port = std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    blocking(|| c.start(0, false));
+    let mut c = Cluster::listen_any(dir.path(), 209);
+    util::blocking(|| c.start(0, false));
     let mut strict = target("strict", &c.uri(0), Role::Cp);
     strict.accept_other_source = false;
     strict.expect = Expect::Any;
@@ -461,7 +452,7 @@ async fn listen_any_reply_source_mismatch_is_reported() {
             .all(|t| results(s, t).filter(|r| r.status.is_some()).count() >= 5)
     })
     .await;
-    blocking(|| c.stop(0));
+    util::blocking(|| c.stop(0));
     let mark = run.seen.len();
     run.until(mark, "an ICMP error for each", |s| {
         ["cp1", "strict"]
@@ -509,7 +500,7 @@ async fn listen_any_reply_source_mismatch_is_reported() {
 async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     let dir = util::tempdir();
     let mut c = Cluster::new(dir.path(), 210, 1, &[]);
-    blocking(|| c.start(0, false));
+    util::blocking(|| c.start(0, false));
     let mut t = target("cp1", &c.uri(0), Role::Cp);
     t.interval = Duration::from_millis(200);
     t.down_after = 15;
@@ -521,7 +512,7 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     .await;
     // Short: a restart.
     let mark = run.seen.len();
-    let took = blocking(|| {
+    let took = util::blocking(|| {
         let start = std::time::Instant::now();
         c.stop(0);
         std::thread::sleep(Duration::from_millis(500));
@@ -549,12 +540,12 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
         vec!["none->in_service".to_string()]
     );
     // Long: until the target is down, then back.
-    blocking(|| c.stop(0));
+    util::blocking(|| c.stop(0));
     run.until(0, "cp1 down", |s| {
         s.iter().any(|o| is_state(o, "cp1", ServiceState::Down))
     })
     .await;
-    blocking(|| c.start(0, false));
+    util::blocking(|| c.start(0, false));
     run.until(0, "cp1 back in service", |s| {
         s.iter()
             .filter(|o| is_state(o, "cp1", ServiceState::InService))
@@ -639,12 +630,7 @@ fn ambiguity_is_logged_once_with_the_fix() {
 #[test]
 fn listen_any_is_logged_once_and_written() {
     let dir = util::tempdir();
-    let mut c = Cluster::new(dir.path(), 212, 1, &["LISTEN_ANY"]);
-    c.port = std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let mut c = Cluster::listen_any(dir.path(), 212);
     c.start(0, false);
     let cfg = dir.path().join("srewatch.toml");
     std::fs::write(

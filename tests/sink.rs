@@ -3,8 +3,8 @@
 //! fault-injection HTTP server for answers VictoriaMetrics never gives (400 for one line, 429 and
 //! 503 with `Retry-After`, 401).
 
-use crate::util::tempdir;
 use crate::util::victoria::{Series, Victoria};
+use crate::util::{self, tempdir};
 use bytes::Bytes;
 use ingest::sink::influx::{spawn_with_stats, InfluxConfig, InfluxSnapshot, InfluxStats};
 use ingest::sink::{SinkHandle, SinkStats};
@@ -105,10 +105,6 @@ pub(crate) async fn wait_for(
     }
 }
 
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 /// (seconds, value) of the one series named `name` with label db=`db`.
 fn points_of(series: &[Series], name: &str, db: &str, host: &str) -> Vec<(i64, f64)> {
     let found: Vec<&Series> = series
@@ -176,7 +172,7 @@ async fn writes_exact_series_to_victoria() {
         s.bytes_written
     );
 
-    let series = blocking(|| vm.export(r#"{__name__=~"calls total_.*|system.load_.*"}"#));
+    let series = util::blocking(|| vm.export(r#"{__name__=~"calls total_.*|system.load_.*"}"#));
     assert_eq!(series.len(), 5, "{series:#?}");
     assert_eq!(
         points_of(&series, "calls total_value", "counters", "cp1"),
@@ -217,7 +213,7 @@ async fn server_down_at_start_then_up_loses_nothing() {
         "{s:#?}"
     );
     assert!(s.request_failures >= 1);
-    blocking(|| vm.restart());
+    util::blocking(|| vm.restart());
     let s = wait_for(&stats, "20 points written, spool empty", |s| {
         s.points_written == 20 && s.spool_points == 0
     })
@@ -228,7 +224,7 @@ async fn server_down_at_start_then_up_loses_nothing() {
     );
     drop(h);
     assert_eq!(task.await.unwrap().points_dropped, 0);
-    let series = blocking(|| vm.export("m.down_value"));
+    let series = util::blocking(|| vm.export("m.down_value"));
     assert_eq!(
         points_of(&series, "m.down_value", "counters", "cp1"),
         expected(0, 20, 0, base)
@@ -243,12 +239,12 @@ async fn server_restarted_mid_run_loses_nothing() {
     let (h, task, stats) = start(config(&vm.url(), &dir.path().join("spool")));
     write_counters(&h, "counters", "m.restart", "cp1", 0, 10, 0, base).await;
     wait_for(&stats, "first 10 points", |s| s.points_written == 10).await;
-    blocking(|| vm.stop());
+    util::blocking(|| vm.stop());
     write_counters(&h, "counters", "m.restart", "cp1", 10, 10, 0, base).await;
     h.flush().await.unwrap();
     let s = stats.snapshot();
     assert_eq!((s.points_written, s.spool_points), (10, 10), "{s:#?}");
-    blocking(|| vm.restart());
+    util::blocking(|| vm.restart());
     write_counters(&h, "counters", "m.restart", "cp1", 20, 10, 0, base).await;
     // The spool gauge is updated just after the written counter: wait for both.
     let s = wait_for(&stats, "30 points written, spool empty", |s| {
@@ -261,7 +257,7 @@ async fn server_restarted_mid_run_loses_nothing() {
     );
     drop(h);
     task.await.unwrap();
-    let series = blocking(|| vm.export("m.restart_value"));
+    let series = util::blocking(|| vm.export("m.restart_value"));
     assert_eq!(
         points_of(&series, "m.restart_value", "counters", "cp1"),
         expected(0, 30, 0, base)
@@ -285,18 +281,9 @@ async fn spool_survives_a_restart_of_the_sink() {
         let end = task.await.unwrap();
         assert_eq!((end.points_written, end.points_dropped), (0, 0));
     }
-    let files = std::fs::read_dir(&spool)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".batch")
-        })
-        .count();
+    let files = util::spool_batches(&spool);
     assert_eq!(files, 3);
-    blocking(|| vm.restart());
+    util::blocking(|| vm.restart());
     let (h, task, stats) = start(config(&vm.url(), &spool));
     let s = wait_for(&stats, "12 spooled points written", |s| {
         s.points_written == 12
@@ -305,7 +292,7 @@ async fn spool_survives_a_restart_of_the_sink() {
     assert_eq!((s.spool_batches, s.spool_corrupt_files), (0, 0));
     drop(h);
     task.await.unwrap();
-    let series = blocking(|| vm.export(r#"{__name__="m.survive_value"}"#));
+    let series = util::blocking(|| vm.export(r#"{__name__="m.survive_value"}"#));
     assert_eq!(series.len(), 2);
     assert_eq!(
         points_of(&series, "m.survive_value", "counters", "cp1"),
