@@ -52,9 +52,7 @@ fn fields(f: &[(&str, f64)]) -> Fields {
 }
 
 fn write(path: &Path, rows: &[String]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, rows.concat()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    crate::util::replace(path, &rows.concat());
 }
 
 fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {

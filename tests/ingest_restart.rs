@@ -5,8 +5,8 @@
 //! up or down.
 
 use crate::service::{
-    base_minute, counters_in, files_only, influx_section, replace, wait_counters, Grid, Recorder,
-    Run,
+    base_minute, counters_in, files_only, influx_section, recorded_files_only, wait_counters, Grid,
+    Recorder, Run,
 };
 use crate::util::{self, victoria::Victoria};
 use std::collections::{BTreeMap, HashMap};
@@ -71,14 +71,7 @@ fn setup() -> Setup {
     let dir = util::tempdir();
     let spool = dir.path().join("spool");
     let vm = Victoria::start(dir.path());
-    let rec = Recorder::start(vm.addr());
-    let (file, cfg) = files_only(
-        dir.path(),
-        &format!(
-            "{}gzip = false\n",
-            influx_section(&vm, &spool).replace(&vm.url(), &rec.url())
-        ),
-    );
+    let (rec, file, cfg) = recorded_files_only(dir.path(), &vm, &spool);
     Setup {
         dir,
         vm,
@@ -93,11 +86,11 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
     let s = setup();
     let m0 = base_minute();
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    replace(&s.file, &GRID.counters_csv(m0));
+    util::replace(&s.file, &GRID.counters_csv(m0));
     util::wait_until(Duration::from_secs(30), "the first window", || {
         counters_accepted(&s.rec) >= WINDOW
     });
-    replace(&s.file, &GRID.counters_csv(m0 + 1));
+    util::replace(&s.file, &GRID.counters_csv(m0 + 1));
     util::wait_until(Duration::from_secs(30), "the second rewrite", || {
         counters_accepted(&s.rec) >= WINDOW + ROWS
     });
@@ -106,7 +99,7 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
     assert_eq!(before, 0, "re-sends before any restart");
     // Restarted between two rewrites: it reads the unchanged file again, then the next rewrite.
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    replace(&s.file, &GRID.counters_csv(m0 + 2));
+    util::replace(&s.file, &GRID.counters_csv(m0 + 2));
     util::wait_until(
         Duration::from_secs(30),
         "the rewrite after the restart",
@@ -185,7 +178,7 @@ fn kill_9_at_random_points_of_rewrites_loses_nothing_and_resends_little() {
     let mut rng = Rng::new();
     let m0 = base_minute();
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    replace(&s.file, &GRID.counters_csv(m0));
+    util::replace(&s.file, &GRID.counters_csv(m0));
     util::wait_until(Duration::from_secs(30), "the first window", || {
         counters_accepted(&s.rec) >= WINDOW
     });
@@ -203,7 +196,7 @@ fn kill_9_at_random_points_of_rewrites_loses_nothing_and_resends_little() {
         if k == 5 {
             s.vm.restart();
         }
-        replace(&s.file, &GRID.counters_csv(m0 + k));
+        util::replace(&s.file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(rng.below(400)));
         run.proc.kill();
         run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
@@ -343,7 +336,7 @@ fn points_the_spool_could_not_take_are_sent_again_after_a_restart() {
     );
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
-    replace(&file, &GRID.counters_csv(m0));
+    util::replace(&file, &GRID.counters_csv(m0));
     let ck = state.join("ingest.checkpoint");
     util::wait_until(Duration::from_secs(10), "the checkpoint", || ck.exists());
     run.stop();

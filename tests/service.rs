@@ -75,13 +75,6 @@ pub(crate) fn base_minute() -> i64 {
         - 200
 }
 
-/// Writes `text` to `path` atomically (temporary file, rename).
-pub(crate) fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// The counters points in VictoriaMetrics: (series, seconds) → value.
 pub(crate) fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {
     let mut got = BTreeMap::new();
@@ -100,6 +93,24 @@ pub(crate) fn wait_counters(vm: &Victoria, n: usize, within: Duration) {
     util::wait_until(within, "every counters point", || {
         counters_in(vm).len() >= n
     });
+}
+
+/// [`files_only`] writing through a [`Recorder`] in front of `vm`, uncompressed so that the
+/// recorder can read the bodies: (recorder, counters.csv, configuration file).
+pub(crate) fn recorded_files_only(
+    dir: &Path,
+    vm: &Victoria,
+    spool: &Path,
+) -> (Recorder, PathBuf, PathBuf) {
+    let rec = Recorder::start(vm.addr());
+    let (file, cfg) = files_only(
+        dir,
+        &format!(
+            "{}gzip = false\n",
+            influx_section(vm, spool).replace(&vm.url(), &rec.url())
+        ),
+    );
+    (rec, file, cfg)
 }
 
 /// A recording HTTP forwarder in front of VictoriaMetrics: every write the server accepted, in
@@ -602,18 +613,23 @@ fn kill_9_in_flight_then_restart_loses_nothing() {
         if k == 5 {
             vm.stop();
         }
-        replace(&file, &GRID.counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         if k < 24 {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     run.proc.kill();
     vm.restart();
-    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
-    let want = GRID.expected(m0, m0 + 24);
-    wait_counters(&vm, want.len(), Duration::from_secs(20));
+    next_start_delivers(dir.path(), &cfg, &vm, &GRID.expected(m0, m0 + 24));
+}
+
+/// Starts srewatch again with `cfg`: within 20 s VictoriaMetrics holds exactly the counters
+/// points `want`, nothing more or less.
+fn next_start_delivers(dir: &Path, cfg: &Path, vm: &Victoria, want: &BTreeMap<(String, i64), i64>) {
+    let mut run = Run::ready(dir, cfg, &[], &[]);
+    wait_counters(vm, want.len(), Duration::from_secs(20));
     run.stop();
-    assert_eq!(counters_in(&vm), want);
+    assert_eq!(&counters_in(vm), want);
 }
 
 #[test]
@@ -625,12 +641,12 @@ fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..3 {
-        replace(&file, &GRID.counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     // SIGTERM right after the last rewrite was read: exit 0 within the deadline, the batches
     // the server could not take in the spool.
-    replace(&file, &GRID.counters_csv(m0 + 3));
+    util::replace(&file, &GRID.counters_csv(m0 + 3));
     run.wait_log("InfluxDB write failed", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
@@ -640,14 +656,11 @@ fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
     assert!(spooled > 0, "nothing spooled; log:\n{}", run.log());
     // The file moves on by 17 minutes while srewatch is stopped: the minutes up to m0+3 are then
     // only in the spool (m0+4 and m0+5 were never in a file srewatch read).
-    replace(&file, &GRID.counters_csv(m0 + 20));
+    util::replace(&file, &GRID.counters_csv(m0 + 20));
     vm.restart();
-    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     let mut want = GRID.expected(m0, m0 + 3);
     want.extend(GRID.expected(m0 + 20, m0 + 20));
-    wait_counters(&vm, want.len(), Duration::from_secs(15));
-    run.stop();
-    assert_eq!(counters_in(&vm), want);
+    next_start_delivers(dir.path(), &cfg, &vm, &want);
 }
 
 #[test]
@@ -655,14 +668,7 @@ fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
     let dir = util::tempdir();
     let spool = dir.path().join("spool");
     let mut vm = Victoria::start(dir.path());
-    let rec = Recorder::start(vm.addr());
-    let (file, cfg) = files_only(
-        dir.path(),
-        &format!(
-            "{}gzip = false\n",
-            influx_section(&vm, &spool).replace(&vm.url(), &rec.url())
-        ),
-    );
+    let (rec, file, cfg) = recorded_files_only(dir.path(), &vm, &spool);
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..24 {
@@ -672,7 +678,7 @@ fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
         if k == 22 {
             vm.restart();
         }
-        replace(&file, &GRID.counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     let want = GRID.expected(m0, m0 + 23);
@@ -717,7 +723,7 @@ fn unusable_spool_holds_batches_in_memory_and_keeps_running() {
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..3 {
-        replace(&file, &GRID.counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     run.wait_log("InfluxDB write failed", Duration::from_secs(5));
@@ -725,7 +731,7 @@ fn unusable_spool_holds_batches_in_memory_and_keeps_running() {
     assert!(!run.proc.exited());
     vm.restart();
     for k in 3..6 {
-        replace(&file, &GRID.counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     // The rewrite of minute m0+5 reaches the server: the service kept running.
@@ -804,7 +810,7 @@ fn run_out_file_is_appended_to() {
     let m0 = base_minute();
     for m in [m0, m0 + 1] {
         let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
-        replace(&file, &GRID.counters_csv(m));
+        util::replace(&file, &GRID.counters_csv(m));
         std::thread::sleep(Duration::from_millis(300));
         run.stop();
     }
@@ -837,7 +843,7 @@ fn csv_replaced_truncated_deleted_while_read() {
         let text = GRID.counters_csv(m0 + k);
         match k % 3 {
             // Replaced by rename.
-            0 => replace(&file, &text),
+            0 => util::replace(&file, &text),
             // Truncated and rewritten in place, the writer pausing in the middle of a row.
             1 => {
                 use std::io::Write;

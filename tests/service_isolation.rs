@@ -1,7 +1,7 @@
 //! `srewatch run` keeps every part running when one of its inputs fails: an unresolvable
 //! probe target and idle `/metrics` clients, with a real Kamailio and real TCP clients.
 
-use crate::service::{files_only, replace, Grid, Run};
+use crate::service::{files_only, Grid, Run};
 use crate::util;
 use crate::util::kamailio::{Kamailio, Options};
 use std::io::{Read, Write};
@@ -79,7 +79,7 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
     );
     // Ingest runs: one rewrite, every point of it out.
     let m = crate::service::base_minute();
-    replace(&data.join("counters.csv"), &GRID.counters_csv(m));
+    util::replace(&data.join("counters.csv"), &GRID.counters_csv(m));
     util::wait_until(Duration::from_secs(10), "the counters points", || {
         counters_lines(&out) == GRID.expected(m, m).len()
     });
@@ -220,7 +220,7 @@ fn idle_metrics_clients_cannot_starve_the_files() {
     std::thread::sleep(Duration::from_millis(300));
     let during = open_fds(pid);
     let m = crate::service::base_minute();
-    replace(&csv, &GRID.counters_csv(m));
+    util::replace(&csv, &GRID.counters_csv(m));
     util::wait_until(Duration::from_secs(10), "the counters points", || {
         counters_lines(&out) == GRID.expected(m, m).len()
     });

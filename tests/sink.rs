@@ -105,6 +105,15 @@ pub(crate) async fn wait_for(
     }
 }
 
+/// Waits until `n` points are written and the spool is empty (the spool gauge is updated just
+/// after the written counter).
+async fn written_and_spool_empty(stats: &InfluxStats, n: u64) -> InfluxSnapshot {
+    wait_for(stats, &format!("{n} points written, spool empty"), |s| {
+        s.points_written == n && s.spool_points == 0
+    })
+    .await
+}
+
 /// (seconds, value) of the one series named `name` with label db=`db`.
 fn points_of(series: &[Series], name: &str, db: &str, host: &str) -> Vec<(i64, f64)> {
     let found: Vec<&Series> = series
@@ -121,6 +130,12 @@ fn points_of(series: &[Series], name: &str, db: &str, host: &str) -> Vec<(i64, f
         "one series {name}{{db={db},hostname={host}}} in {series:#?}"
     );
     found[0].points()
+}
+
+/// (seconds, value) of the series `name` of cp1 in the counters bucket, read back.
+fn cp1_counters(vm: &Victoria, name: &str) -> Vec<(i64, f64)> {
+    let series = util::blocking(|| vm.export(name));
+    points_of(&series, name, "counters", "cp1")
 }
 
 fn expected(from: usize, n: usize, k0: i64, base: i64) -> Vec<(i64, f64)> {
@@ -214,21 +229,14 @@ async fn server_down_at_start_then_up_loses_nothing() {
     );
     assert!(s.request_failures >= 1);
     util::blocking(|| vm.restart());
-    let s = wait_for(&stats, "20 points written, spool empty", |s| {
-        s.points_written == 20 && s.spool_points == 0
-    })
-    .await;
+    let s = written_and_spool_empty(&stats, 20).await;
     assert_eq!(
         (s.spool_points, s.spool_batches, s.points_spool_dropped),
         (0, 0, 0)
     );
     drop(h);
     assert_eq!(task.await.unwrap().points_dropped, 0);
-    let series = util::blocking(|| vm.export("m.down_value"));
-    assert_eq!(
-        points_of(&series, "m.down_value", "counters", "cp1"),
-        expected(0, 20, 0, base)
-    );
+    assert_eq!(cp1_counters(&vm, "m.down_value"), expected(0, 20, 0, base));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,19 +255,15 @@ async fn server_restarted_mid_run_loses_nothing() {
     util::blocking(|| vm.restart());
     write_counters(&h, "counters", "m.restart", "cp1", 20, 10, 0, base).await;
     // The spool gauge is updated just after the written counter: wait for both.
-    let s = wait_for(&stats, "30 points written, spool empty", |s| {
-        s.points_written == 30 && s.spool_points == 0
-    })
-    .await;
+    let s = written_and_spool_empty(&stats, 30).await;
     assert_eq!(
         (s.spool_points, s.points_spool_dropped, s.points_rejected),
         (0, 0, 0)
     );
     drop(h);
     task.await.unwrap();
-    let series = util::blocking(|| vm.export("m.restart_value"));
     assert_eq!(
-        points_of(&series, "m.restart_value", "counters", "cp1"),
+        cp1_counters(&vm, "m.restart_value"),
         expected(0, 30, 0, base)
     );
 }
@@ -328,6 +332,18 @@ pub(crate) struct Double {
 }
 
 impl Double {
+    /// A double answering every request with the status in the returned cell (empty body):
+    /// the test changes it to make the server fail or recover.
+    pub async fn answering(status: u16) -> (Double, Arc<AtomicU16>) {
+        let cell = Arc::new(AtomicU16::new(status));
+        let c2 = cell.clone();
+        let double = Double::start(Arc::new(move |_: &Seen, _| {
+            (c2.load(Ordering::SeqCst), vec![], String::new())
+        }))
+        .await;
+        (double, cell)
+    }
+
     pub async fn start(policy: Policy) -> Double {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -648,10 +664,7 @@ async fn refused_token_keeps_the_data() {
         (0, 4, 1, 0, 0)
     );
     allow.store(204, Ordering::SeqCst);
-    let s = wait_for(&stats, "4 points written, spool empty", |s| {
-        s.points_written == 4 && s.spool_points == 0
-    })
-    .await;
+    let s = written_and_spool_empty(&stats, 4).await;
     assert_eq!((s.spool_points, s.points_spool_dropped), (0, 0));
     assert_eq!(double.accepted(), good);
     drop(h);
@@ -661,12 +674,7 @@ async fn refused_token_keeps_the_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spool_drops_the_oldest_batches() {
     let dir = tempdir();
-    let status = Arc::new(AtomicU16::new(500));
-    let s2 = status.clone();
-    let double = Double::start(Arc::new(move |_: &Seen, _| {
-        (s2.load(Ordering::SeqCst), vec![], String::new())
-    }))
-    .await;
+    let (double, status) = Double::answering(500).await;
     let mut cfg = config(&double.url, &dir.path().join("spool"));
     cfg.batch_max_bytes = 1024;
     cfg.spool_max_bytes = 2048;
@@ -749,12 +757,7 @@ async fn full_spool_drops_the_oldest_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_spool_dir_holds_batches_in_memory_and_keeps_running() {
     let dir = tempdir();
-    let status = Arc::new(AtomicU16::new(500));
-    let s2 = status.clone();
-    let double = Double::start(Arc::new(move |_: &Seen, _| {
-        (s2.load(Ordering::SeqCst), vec![], String::new())
-    }))
-    .await;
+    let (double, status) = Double::answering(500).await;
     // A regular file where the directory should be: fails even for root.
     let spool = dir.path().join("spool");
     std::fs::write(&spool, b"").unwrap();

@@ -155,6 +155,14 @@ pub fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Writes `text` to `path` atomically (a temporary file renamed over it), as the platform
+/// replaces its CSV files.
+pub fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Runs `cmd` to its end; panics with its output unless it exits 0. Returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
