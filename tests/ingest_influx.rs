@@ -13,8 +13,8 @@ const T1: i64 = 1652193120;
 const T0: i64 = T1 - 60;
 const TM: i64 = T1 - 120;
 
-/// The storage semantics on their own: InfluxDB merges the fields of two writes of one point. Proves the
-/// harness sees the semantics the schema must be designed for.
+/// The storage semantics on their own: InfluxDB merges the fields of two writes of one point.
+/// Proves the harness sees the semantics the schema must be designed for.
 #[test]
 fn influx_merges_the_fields_of_one_point() {
     let dir = tempdir();

@@ -581,8 +581,8 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     assert_eq!(at_change, vec![0, -14, 1]);
 }
 
-/// The VIP-first ambiguity through the real binary: `srewatch probe run` against the VIP-first cluster
-/// logs the ambiguity once, naming both CPs and the fix, logs no failover, and writes
+/// The VIP-first ambiguity through the real binary: `srewatch probe run` against the VIP-first
+/// cluster logs the ambiguity once, naming both CPs and the fix, logs no failover, and writes
 /// `owner="ambiguous"`.
 #[test]
 fn ambiguity_is_logged_once_with_the_fix() {
@@ -625,8 +625,8 @@ fn ambiguity_is_logged_once_with_the_fix() {
     assert!(!points.contains("kind=owner"), "{points}");
 }
 
-/// A CP listening on any address, through the real binary: one WARN line for the CP answering from another
-/// address, the `source` field on its points and `source_mismatch` in its summary.
+/// A CP listening on any address, through the real binary: one WARN line for the CP answering from
+/// another address, the `source` field on its points and `source_mismatch` in its summary.
 #[test]
 fn listen_any_is_logged_once_and_written() {
     let dir = util::tempdir();
