@@ -59,7 +59,7 @@ fn metrics_follow_prometheus_conventions() {
         .as_secs_f64();
     let vport = util::free_udp_tcp_port();
     let vip_listen = format!("udp:127.0.0.23:{vport}");
-    let mut cp1 = Kamailio::start_node(dir.path(), "cp1", &[vip_listen.clone()]);
+    let mut cp1 = Kamailio::start_node(dir.path(), "cp1", std::slice::from_ref(&vip_listen));
     let mut cp2 = Kamailio::start_node(dir.path(), "cp2", &[]);
     let vm = Victoria::start(dir.path());
     let metrics_port = util::free_tcp_port();

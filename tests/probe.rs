@@ -234,7 +234,7 @@ fn vip_failover_is_detected_and_logged() {
     let dir = util::tempdir();
     let vport = util::free_udp_tcp_port();
     let vip_listen = format!("udp:127.0.0.10:{vport}");
-    let mut cp1 = Kamailio::start_node(dir.path(), "cp1", &[vip_listen.clone()]);
+    let mut cp1 = Kamailio::start_node(dir.path(), "cp1", std::slice::from_ref(&vip_listen));
     let mut cp2 = Kamailio::start_node(dir.path(), "cp2", &[]);
     let vip_uri = format!("sip:127.0.0.10:{vport}");
     assert_eq!(sipsak_status(&vip_uri), "200");
