@@ -1,4 +1,4 @@
-//! A plain UDP echo pair: the ceiling `srewatch bench` is measured against (issue 10).
+//! A plain UDP echo pair: the ceiling `srewatch bench` is measured against.
 //!
 //! Same batching as the bench and the responder (`recvmmsg`/`sendmmsg`, 64 datagrams a batch,
 //! the same deep socket buffers), no SIP work at all: the server sends every datagram back, the

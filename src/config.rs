@@ -464,7 +464,7 @@ mod tests {
         );
     }
 
-    /// Issue 22, observation 8: a file with 9 problems (a syntax error, an unknown key, a
+    /// A file with 9 problems (a syntax error, an unknown key, a
     /// wrong type, a missing key and bad values) lists all 8 in one run, in line order.
     #[test]
     fn every_problem_of_a_file_in_one_run() {

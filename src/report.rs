@@ -235,8 +235,7 @@ mod tests {
             max: Duration::from_millis(4),
             rx: Default::default(),
         };
-        // Issue 23, observation 7: RTTs in ms to the microsecond, no float noise; the loss
-        // ratio to 6 decimals.
+        // RTTs in ms to the microsecond, no float noise; the loss ratio to 6 decimals.
         let noisy = Summary {
             count: 3,
             lost: 1,

@@ -1,5 +1,4 @@
-//! `srewatch config check`, `SREWATCH_CONFIG` and start-up warnings, as real processes (issue
-//! 22, observations 2, 8 and 9).
+//! `srewatch config check`, `SREWATCH_CONFIG` and start-up warnings, as real processes.
 
 use crate::service::Run;
 use crate::util;
@@ -32,7 +31,8 @@ hostname = "k3"
 address = = "x"
 "#;
 
-fn check(env_file: &Path) -> (Option<i32>, String) {
+/// `srewatch config check` of the file `SREWATCH_CONFIG` names: exit code and stdout.
+pub(crate) fn check(env_file: &Path) -> (Option<i32>, String) {
     let out = util::srewatch()
         .args(["config", "check"])
         .env("SREWATCH_CONFIG", env_file)
@@ -44,7 +44,7 @@ fn check(env_file: &Path) -> (Option<i32>, String) {
     )
 }
 
-/// Observation 8: every problem of a file in one run, the file named by `SREWATCH_CONFIG`.
+/// Every problem of a file in one run, the file named by `SREWATCH_CONFIG`.
 #[test]
 fn config_check_lists_every_problem_of_the_srewatch_config_file() {
     let dir = util::tempdir();
@@ -79,7 +79,7 @@ fn config_check_lists_every_problem_of_the_srewatch_config_file() {
     assert_eq!(err.lines().take(9).collect::<Vec<_>>(), lines, "{err}");
 }
 
-/// Observation 8: `ingest` reads the file `SREWATCH_CONFIG` names.
+/// `ingest` reads the file `SREWATCH_CONFIG` names.
 #[test]
 fn ingest_honours_srewatch_config() {
     let dir = util::tempdir();
@@ -92,16 +92,10 @@ fn ingest_honours_srewatch_config() {
     .unwrap();
     let cfg = dir.path().join("s.toml");
     std::fs::write(&cfg, format!("[ingest]\ndir = \"{}\"\n", data.display())).unwrap();
-    let out = util::srewatch()
-        .args(["ingest", "--once"])
-        .env("SREWATCH_CONFIG", &cfg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = util::run_ok(
+        util::srewatch()
+            .args(["ingest", "--once"])
+            .env("SREWATCH_CONFIG", &cfg),
     );
     assert!(
         stdout.contains("stat0,hostname=cp0 value=5i 1767225600\n"),
@@ -109,7 +103,7 @@ fn ingest_honours_srewatch_config() {
     );
 }
 
-/// Observation 2: `config check` warns (exit 0) about a probe target that does not resolve now.
+/// `config check` warns (exit 0) about a probe target that does not resolve now.
 #[test]
 fn config_check_warns_about_a_name_that_does_not_resolve() {
     let dir = util::tempdir();
@@ -137,7 +131,7 @@ fn config_check_warns_about_a_name_that_does_not_resolve() {
     assert_eq!(lines[1], format!("{}: OK", cfg.display()));
 }
 
-/// Observation 9: a token file its group or others can read is named once at start.
+/// A token file its group or others can read is named once at start.
 #[test]
 fn run_warns_about_a_readable_token_file() {
     use std::os::unix::fs::PermissionsExt;

@@ -1,4 +1,4 @@
-//! Calls a CP should not take, closed for real (issue 12): a real Kamailio with the stock
+//! Calls a CP should not take, closed for real: a real Kamailio with the stock
 //! in-dialog handling (`fixtures/kamailio/cp-dialog.cfg`) that wrongly accepts an INVITE with
 //! 200 + Record-Route, or rings until the CANCEL. The prober, `probe check` and the bench must
 //! ACK and BYE along the route set, report the BYE's own result, CANCEL and ACK every 487;
@@ -120,7 +120,7 @@ fn hung_up_alarms() -> Vec<(String, bool, String)> {
     ]
 }
 
-/// Issue 12, observation 5: an out-of-service CP answers the INVITE check 200 with
+/// An out-of-service CP answers the INVITE check 200 with
 /// Record-Route. Kamailio gets the ACK and the BYE with the Route header, its stock
 /// WITHINDLG loose-routes the BYE to the Contact, whose UAS answers 200; the alarm says hung
 /// up because the BYE got 200, and no BYE alarm.
@@ -167,7 +167,7 @@ async fn accepted_call_is_hung_up_along_the_route_set() {
     tokio::task::block_in_place(|| stat_becomes(&k, "sl:404_replies", 1));
 }
 
-/// Issue 12 follow-up (RFC 3261 12.2.1.1, 8.1.2): the 200 of the out-of-service CP carries the
+/// RFC 3261 12.2.1.1, 8.1.2: the 200 of the out-of-service CP carries the
 /// Record-Route of ANOTHER proxy (a second Kamailio with the stock in-dialog handling). The ACK
 /// and the BYE go to that proxy first (the address of the first Route URI), not to the probed
 /// CP; the proxy loose-routes them to the Contact's UAS, whose 200 comes back from the proxy.
@@ -316,7 +316,7 @@ async fn broken_route_set_raises_the_bye_alarm() {
     assert!(lines.iter().any(|m| m == "BYE"), "{lines:?}");
 }
 
-/// Issue 12, observation 8: `probe check --invite` (no `--expect 503`) against a CP that
+/// `probe check --invite` (no `--expect 503`) against a CP that
 /// accepts the call but whose BYE fails: the line and the perfdata show the accepted call and
 /// the BYE's status, and the exit code is CRITICAL.
 #[test]
@@ -515,7 +515,7 @@ fn late_accepting_uas(delay: Duration, life: Duration) -> std::net::SocketAddr {
     addr
 }
 
-/// Issue 12, observation 8: `probe check --invite` against a CP that accepts the call only
+/// `probe check --invite` against a CP that accepts the call only
 /// after the INVITE's timeout: the late 2xx is still reported (line, perfdata, exit code),
 /// not hidden behind "no final answer".
 #[test]

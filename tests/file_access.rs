@@ -42,14 +42,6 @@ fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn wait_until(within: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < within, "{what}: not after {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn metrics(addr: SocketAddr) -> String {
     match http(addr, "GET", "/metrics", b"") {
         Ok((200, body)) => String::from_utf8(body).unwrap(),
@@ -57,14 +49,8 @@ fn metrics(addr: SocketAddr) -> String {
     }
 }
 
-/// The value of one sample line `name{labels}` in a /metrics text.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Observation: counters.csv mode 0600 owned by root, srewatch running as another user, gave
-/// `INFO Waiting for file` forever and no metric. Now: one ERROR naming the cause, the owner,
+/// counters.csv mode 0600 owned by root, srewatch running as another user (not an endless
+/// `INFO Waiting for file` without a metric): one ERROR naming the cause, the owner,
 /// mode and srewatch's uid, with the hint (SupplementaryGroups=); the problem gauge and counter
 /// on /metrics; no repeat at each rescan; "readable again" once fixed, and the data ingested.
 /// A FIFO in its place is then a different cause, logged once more.
@@ -116,12 +102,12 @@ fn file_access_unreadable_file_as_another_user_is_loud_and_counted() {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let problem = "srewatch_file_problem{file=\"counters.csv\",cause=\"permission_denied\"}";
     let problems = "srewatch_file_problems_total{file=\"counters.csv\"}";
-    wait_until(
+    util::wait_until(
         Duration::from_secs(20),
         "permission problem on /metrics",
         || {
             assert!(!svc.exited(), "srewatch exited:\n{}", read_log());
-            sample(&metrics(addr), problem) == Some(1.0)
+            util::metric(&metrics(addr), problem) == Some(1.0)
         },
     );
     // Several rescans later: still one error line, no "Waiting for file" for counters.csv.
@@ -141,9 +127,9 @@ fn file_access_unreadable_file_as_another_user_is_loud_and_counted() {
     assert!(e.contains("SupplementaryGroups="), "{e}");
     assert!(!text.contains("Waiting for file"), "{text}");
     let t = metrics(addr);
-    assert_eq!(sample(&t, problems), Some(1.0), "{t}");
+    assert_eq!(util::metric(&t, problems), Some(1.0), "{t}");
     assert_eq!(
-        sample(
+        util::metric(
             &t,
             "srewatch_file_problem{file=\"samples.csv\",cause=\"permission_denied\"}"
         ),
@@ -155,21 +141,21 @@ fn file_access_unreadable_file_as_another_user_is_loud_and_counted() {
     chmod(&counters, 0o640);
     std::os::unix::fs::chown(&counters, None, Some(NOBODY)).unwrap();
     let want = format!("s1,hostname=cp1 value=100i {}", m * 60);
-    wait_until(Duration::from_secs(20), "the row ingested", || {
+    util::wait_until(Duration::from_secs(20), "the row ingested", || {
         std::fs::read_to_string(&out)
             .unwrap_or_default()
             .contains(&want)
     });
     let t = metrics(addr);
-    assert_eq!(sample(&t, problem), Some(0.0), "{t}");
+    assert_eq!(util::metric(&t, problem), Some(0.0), "{t}");
     assert!(read_log().contains("File is readable again"));
 
     // A FIFO in its place: another cause, logged once, counted; nothing blocks.
     std::fs::remove_file(&counters).unwrap();
     mkfifo(&counters);
     let fifo = "srewatch_file_problem{file=\"counters.csv\",cause=\"not_a_regular_file\"}";
-    wait_until(Duration::from_secs(20), "FIFO problem on /metrics", || {
-        sample(&metrics(addr), fifo) == Some(1.0)
+    util::wait_until(Duration::from_secs(20), "FIFO problem on /metrics", || {
+        util::metric(&metrics(addr), fifo) == Some(1.0)
     });
     std::thread::sleep(Duration::from_millis(600));
     let text = read_log();
@@ -179,7 +165,7 @@ fn file_access_unreadable_file_as_another_user_is_loud_and_counted() {
         1,
         "{text}"
     );
-    assert_eq!(sample(&metrics(addr), problems), Some(2.0));
+    assert_eq!(util::metric(&metrics(addr), problems), Some(2.0));
     let st = svc.terminate(Duration::from_secs(15));
     assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", read_log());
     // The health points (every second; the output is flushed at exit) said it too.
@@ -234,9 +220,9 @@ fn ingest_once(dir: &Path, extra_cfg: &str) -> (Option<i32>, String) {
     }
 }
 
-/// Observation: `ingest --once` with counters.csv a FIFO hung forever, a symlink to /dev/zero
-/// read until memory ran out, and any file was read whole. Now each is refused at once with
-/// its cause (exit 1), and samples.csv is still ingested.
+/// `ingest --once` with counters.csv a FIFO, a symlink to /dev/zero, or a file over the size
+/// cap: each is refused at once with its cause (exit 1), never waited on or read without end,
+/// and samples.csv is still ingested.
 #[test]
 fn file_access_ingest_once_refuses_fifo_device_and_oversized_file() {
     let dir = util::tempdir();

@@ -1,4 +1,4 @@
-//! `[global_tags]`: the same tags on every point of every bucket (issue 23, observation 5).
+//! `[global_tags]`: the same tags on every point of every bucket.
 
 use crate::service::Run;
 use crate::util::influx::Influx;
@@ -13,19 +13,13 @@ const SUFFIX: &str = ",node=em-2,site=paris\\ 1";
 
 /// `ingest --once` of the fixtures to stdout with `config`: the line-protocol text.
 fn once(config: &std::path::Path) -> String {
-    let out = srewatch()
-        .args(["ingest", "--once", "--config"])
-        .arg(config)
-        .arg("--dir")
-        .arg(util::fixtures().join("csv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    util::run_ok(
+        srewatch()
+            .args(["ingest", "--once", "--config"])
+            .arg(config)
+            .arg("--dir")
+            .arg(util::fixtures().join("csv")),
+    )
 }
 
 /// Index of the first unescaped space of a line (the end of its measurement and tags).
@@ -146,13 +140,8 @@ fn config_check_refuses_a_global_tag_that_collides_with_a_point_tag() {
         "[global_tags]\nsite = \"paris\"\nhostname = \"em1\"\nnode = \"\"\n",
     )
     .unwrap();
-    let out = srewatch()
-        .args(["config", "check"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = util::config_check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines,
@@ -187,17 +176,11 @@ fn probe_run_points_carry_the_global_tags() {
         ),
     )
     .unwrap();
-    let out = srewatch()
-        .args(["probe", "run", "--duration", "1500ms", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = util::run_ok(
+        srewatch()
+            .args(["probe", "run", "--duration", "1500ms", "--config"])
+            .arg(&cfg),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert!(
         lines.iter().any(|l| l.starts_with("probe,target=cp1,")),

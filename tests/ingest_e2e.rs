@@ -13,7 +13,7 @@
 //! and its last value must be there.
 
 use crate::util::victoria::{Series, Victoria};
-use crate::util::{srewatch, tempdir, Proc};
+use crate::util::{self, srewatch, tempdir, Proc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -752,24 +752,15 @@ fn fixtures_once_arrive() {
     // only once settled, as `--once` settles every minute at the end).
     let settled = dir.path().join("settled.toml");
     std::fs::write(&settled, "[ingest]\nrollups = \"settled\"\n").unwrap();
-    let out = srewatch()
-        .args(["ingest", "--once", "--config"])
-        .arg(&settled)
-        .arg("--dir")
-        .arg(crate::util::fixtures().join("csv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = util::run_ok(
+        srewatch()
+            .args(["ingest", "--once", "--config"])
+            .arg(&settled)
+            .arg("--dir")
+            .arg(crate::util::fixtures().join("csv")),
     );
-    let want = lp_samples(std::str::from_utf8(&out.stdout).unwrap());
-    let points = std::str::from_utf8(&out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .count();
+    let want = lp_samples(out.as_str());
+    let points = out.lines().filter(|l| !l.starts_with('#')).count();
     // 22 counters rows and 55 samples rows: 280 counters, 461 samples and 504 rollups points.
     assert_eq!(points, 1245);
     let cfg = dir.path().join("srewatch.toml");

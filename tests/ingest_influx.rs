@@ -1,7 +1,7 @@
 //! `srewatch ingest` end to end through a real InfluxDB storage engine (Debian's InfluxDB 1.6
 //! behind nginx, `tests/util/influx.rs`): the stored points, under InfluxDB's semantics (fields
 //! of one point merge, last write wins per field), must be exactly the final files' points,
-//! field for field (issue 9, observation 4).
+//! field for field.
 
 use crate::util::influx::{Fields, Influx, Key};
 use crate::util::{srewatch, tempdir, Proc};
@@ -13,8 +13,8 @@ const T1: i64 = 1652193120;
 const T0: i64 = T1 - 60;
 const TM: i64 = T1 - 120;
 
-/// The raw observation: InfluxDB merges the fields of two writes of one point. Proves the
-/// harness sees the semantics the schema must be designed for.
+/// The storage semantics on their own: InfluxDB merges the fields of two writes of one point.
+/// Proves the harness sees the semantics the schema must be designed for.
 #[test]
 fn influx_merges_the_fields_of_one_point() {
     let dir = tempdir();
@@ -52,9 +52,7 @@ fn fields(f: &[(&str, f64)]) -> Fields {
 }
 
 fn write(path: &Path, rows: &[String]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, rows.concat()).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+    crate::util::replace(path, &rows.concat());
 }
 
 fn row(host: &str, stat: &str, t: i64, vals: &[&str]) -> String {
@@ -274,11 +272,11 @@ fn follow_rollups(dir: &Path, ix: &Influx, data: &Path, log: &str, rollups_line:
     Proc::spawn("srewatch ingest", cmd, &dir.join(log))
 }
 
-/// Issue 9: a restart while the current files lack a host the old process had (cp3 vanished
-/// from counters.csv; samples.csv a rewrite behind) must not rebuild settled rollups from the
-/// current files only. Before the table state was saved, the new process overwrote TM's and
-/// T0's counters rollups with cp3 left out (`hosts=2`, sums 13 and 6) and TM's samples rollup
-/// with cp3 unjoined (`occurrences=13`).
+/// A restart while the current files lack a host the old process had (cp3 vanished from
+/// counters.csv; samples.csv a rewrite behind) must not rebuild settled rollups from the
+/// current files only (the saved table state keeps cp3): rebuilt, TM's and T0's counters
+/// rollups would leave cp3 out (`hosts=2`, sums 13 and 6) and TM's samples rollup would have
+/// cp3 unjoined (`occurrences=13`).
 #[test]
 fn restart_with_a_host_missing_keeps_the_stored_rollups() {
     let dir = tempdir();
@@ -427,7 +425,7 @@ fn restart_with_a_host_missing_keeps_the_stored_rollups() {
     assert!(text.contains("Table state restored"), "log:\n{text}");
 }
 
-/// Issue 22, observation 1, through the real service: `srewatch run` against InfluxDB 1.6 with
+/// Through the real service: `srewatch run` against InfluxDB 1.6 with
 /// the guide's buckets `counters`, `samples` and `rollups` but not the health bucket
 /// (`srewatch`). The health points are refused (404); the counters points of the file and of
 /// its rewrite arrive all the same, the refusal is logged once for that bucket, and `/metrics`
@@ -599,7 +597,7 @@ fn settled_rollups(dir: &Path, data: &Path) -> BTreeMap<Key, Fields> {
     got
 }
 
-/// Issue 23 observation 6: with the default `rollups = "live"` the newest minute's rollups
+/// With the default `rollups = "live"` the newest minute's rollups
 /// are in InfluxDB right after its first snapshot and follow each revision; every write of a
 /// minute lands on the same point (same series and time), and once the minute has settled
 /// that one point holds `settled=true` and exactly the fields the settled mode writes for the

@@ -5,7 +5,8 @@
 //! up or down.
 
 use crate::service::{
-    base_minute, files_only, influx_section, replace, wait_until, Grid, Recorder, Run,
+    base_minute, counters_in, files_only, influx_section, recorded_files_only, wait_counters, Grid,
+    Recorder, Run,
 };
 use crate::util::{self, victoria::Victoria};
 use std::collections::{BTreeMap, HashMap};
@@ -28,27 +29,6 @@ const GRID: Grid = Grid {
     stats: STATS,
     value,
 };
-
-fn counters_csv(m: i64) -> String {
-    GRID.counters_csv(m)
-}
-
-/// Every counters point of the rewrites `first..=last`: (series, seconds) → value.
-fn expected(first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
-    GRID.expected(first, last)
-}
-
-fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {
-    let mut got = BTreeMap::new();
-    for s in vm.export(r#"{db="counters"}"#) {
-        let name = s.name().trim_end_matches("_value").to_string();
-        let host = s.metric.get("hostname").cloned().unwrap_or_default();
-        for (t, v) in s.points() {
-            got.insert((format!("{name}/{host}"), t), v as i64);
-        }
-    }
-    got
-}
 
 /// What the server accepted: (bucket, line) → times accepted.
 fn arrivals(rec: &Recorder) -> HashMap<(String, String), usize> {
@@ -91,14 +71,7 @@ fn setup() -> Setup {
     let dir = util::tempdir();
     let spool = dir.path().join("spool");
     let vm = Victoria::start(dir.path());
-    let rec = Recorder::start(vm.addr());
-    let (file, cfg) = files_only(
-        dir.path(),
-        &format!(
-            "{}gzip = false\n",
-            influx_section(&vm, &spool).replace(&vm.url(), &rec.url())
-        ),
-    );
+    let (rec, file, cfg) = recorded_files_only(dir.path(), &vm, &spool);
     Setup {
         dir,
         vm,
@@ -113,12 +86,12 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
     let s = setup();
     let m0 = base_minute();
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    replace(&s.file, &counters_csv(m0));
-    wait_until(Duration::from_secs(30), "the first window", || {
+    util::replace(&s.file, &GRID.counters_csv(m0));
+    util::wait_until(Duration::from_secs(30), "the first window", || {
         counters_accepted(&s.rec) >= WINDOW
     });
-    replace(&s.file, &counters_csv(m0 + 1));
-    wait_until(Duration::from_secs(30), "the second rewrite", || {
+    util::replace(&s.file, &GRID.counters_csv(m0 + 1));
+    util::wait_until(Duration::from_secs(30), "the second rewrite", || {
         counters_accepted(&s.rec) >= WINDOW + ROWS
     });
     run.stop();
@@ -126,8 +99,8 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
     assert_eq!(before, 0, "re-sends before any restart");
     // Restarted between two rewrites: it reads the unchanged file again, then the next rewrite.
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    replace(&s.file, &counters_csv(m0 + 2));
-    wait_until(
+    util::replace(&s.file, &GRID.counters_csv(m0 + 2));
+    util::wait_until(
         Duration::from_secs(30),
         "the rewrite after the restart",
         || counters_accepted(&s.rec) >= WINDOW + 2 * ROWS,
@@ -138,7 +111,7 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
         again * 100 < WINDOW,
         "{again} points re-sent after a clean restart; the bound is 1% of the window's {WINDOW}"
     );
-    assert_eq!(counters_in(&s.vm), expected(m0, m0 + 2));
+    assert_eq!(counters_in(&s.vm), GRID.expected(m0, m0 + 2));
     assert!(
         run.log().contains("Checkpoint loaded"),
         "log:\n{}",
@@ -158,7 +131,7 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
         std::fs::write(&path, data).unwrap();
     }
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    wait_until(Duration::from_secs(30), "the window sent again", || {
+    util::wait_until(Duration::from_secs(30), "the window sent again", || {
         resent(&s.rec) >= again + WINDOW
     });
     run.stop();
@@ -168,7 +141,7 @@ fn clean_restart_between_rewrites_resends_under_one_percent() {
         "log:\n{}",
         run.log()
     );
-    assert_eq!(counters_in(&s.vm), expected(m0, m0 + 2));
+    assert_eq!(counters_in(&s.vm), GRID.expected(m0, m0 + 2));
 }
 
 /// A small deterministic generator (xorshift), seeded from the clock and printed, so a failing
@@ -205,14 +178,14 @@ fn kill_9_at_random_points_of_rewrites_loses_nothing_and_resends_little() {
     let mut rng = Rng::new();
     let m0 = base_minute();
     let mut run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
-    replace(&s.file, &counters_csv(m0));
-    wait_until(Duration::from_secs(30), "the first window", || {
+    util::replace(&s.file, &GRID.counters_csv(m0));
+    util::wait_until(Duration::from_secs(30), "the first window", || {
         counters_accepted(&s.rec) >= WINDOW
     });
     // The server's answer reaches the recorder before srewatch records it: wait for the
     // checkpoint, or a kill right now would (rightly) send the window again.
     let ck = s.dir.path().join("spool/state/ingest.checkpoint");
-    wait_until(Duration::from_secs(10), "the checkpoint", || ck.exists());
+    util::wait_until(Duration::from_secs(10), "the checkpoint", || ck.exists());
     // Six rewrites, each followed by kill -9 after 0-400 ms (before, during or after its
     // ingest and delivery); the server is down for rewrites 2 to 4.
     const REWRITES: i64 = 6;
@@ -223,15 +196,13 @@ fn kill_9_at_random_points_of_rewrites_loses_nothing_and_resends_little() {
         if k == 5 {
             s.vm.restart();
         }
-        replace(&s.file, &counters_csv(m0 + k));
+        util::replace(&s.file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(rng.below(400)));
         run.proc.kill();
         run = Run::ready(s.dir.path(), &s.cfg, &[], &[]);
     }
-    let want = expected(m0, m0 + REWRITES);
-    wait_until(Duration::from_secs(40), "every counters point", || {
-        counters_in(&s.vm).len() >= want.len()
-    });
+    let want = GRID.expected(m0, m0 + REWRITES);
+    wait_counters(&s.vm, want.len(), Duration::from_secs(40));
     run.stop();
     assert_eq!(counters_in(&s.vm), want, "lost or wrong points");
     // A kill can only cost what was not yet accepted or spooled: at most the points of the
@@ -319,7 +290,7 @@ fn kamailio_minute_keeps_its_full_increase_across_a_restart() {
         std::thread::sleep(Duration::from_secs(61 - sec));
     }
     let polls_after = |n: usize, what: &str| {
-        wait_until(Duration::from_secs(10), what, || ups(&rec, "cp1") >= n);
+        util::wait_until(Duration::from_secs(10), what, || ups(&rec, "cp1") >= n);
     };
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     polls_after(1, "the first poll (baseline)");
@@ -365,14 +336,14 @@ fn points_the_spool_could_not_take_are_sent_again_after_a_restart() {
     );
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
-    replace(&file, &counters_csv(m0));
+    util::replace(&file, &GRID.counters_csv(m0));
     let ck = state.join("ingest.checkpoint");
-    wait_until(Duration::from_secs(10), "the checkpoint", || ck.exists());
+    util::wait_until(Duration::from_secs(10), "the checkpoint", || ck.exists());
     run.stop();
     vm.restart();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
-    let want = expected(m0, m0);
-    wait_until(
+    let want = GRID.expected(m0, m0);
+    util::wait_until(
         Duration::from_secs(20),
         "the window after the restart",
         || counters_in(&vm).len() >= want.len(),

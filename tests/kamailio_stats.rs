@@ -116,6 +116,13 @@ impl Run {
         }
     }
 
+    /// Waits until each of `hosts` has `more` more `up=1` points (5 s each at the most).
+    async fn wait_all_up(&self, hosts: &[&str], more: usize) {
+        for h in hosts {
+            self.wait_up(h, 1, more, Duration::from_secs(5)).await;
+        }
+    }
+
     async fn finish(mut self) -> (Vec<Point>, ingest::kamailio::poll::PollCounts) {
         self.stop.cancel();
         (&mut self.pollers.task).await.unwrap();
@@ -207,13 +214,9 @@ async fn options_increase_is_exact_over_jsonrpc_and_binrpc() {
         target("bin-tcp", &format!("tcp:127.0.0.1:{}", k.ctl_port)),
         target("bin-udp", &format!("udp:127.0.0.1:{}", k.ctl_port)),
     ]);
-    for h in hosts {
-        run.wait_up(h, 1, 1, Duration::from_secs(5)).await;
-    }
+    run.wait_all_up(&hosts, 1).await;
     send_options(k.sip_addr(), 100).await;
-    for h in hosts {
-        run.wait_up(h, 1, 2, Duration::from_secs(5)).await;
-    }
+    run.wait_all_up(&hosts, 2).await;
     let (points, counts) = run.finish().await;
     // Independent check with Debian's kamcmd.
     assert_eq!(k.kamcmd_stat("core:rcv_requests_options"), 100);
@@ -262,26 +265,16 @@ async fn restart_between_polls_counts_once() {
         target("json", &k.jsonrpc_url()),
         target("bin-tcp", &format!("tcp:127.0.0.1:{}", k.ctl_port)),
     ]);
-    for h in hosts {
-        run.wait_up(h, 1, 1, Duration::from_secs(5)).await;
-    }
+    run.wait_all_up(&hosts, 1).await;
     send_options(k.sip_addr(), 30).await;
-    for h in hosts {
-        run.wait_up(h, 1, 2, Duration::from_secs(5)).await;
-    }
+    run.wait_all_up(&hosts, 2).await;
     k.restart();
-    for h in hosts {
-        // Up again after the restart (it may be quicker than one interval).
-        run.wait_up(h, 1, 2, Duration::from_secs(5)).await;
-    }
+    // Up again after the restart (it may be quicker than one interval).
+    run.wait_all_up(&hosts, 2).await;
     send_options(k.sip_addr(), 20).await;
-    for h in hosts {
-        run.wait_up(h, 1, 2, Duration::from_secs(5)).await;
-    }
+    run.wait_all_up(&hosts, 2).await;
     send_options(k.sip_addr(), 10).await;
-    for h in hosts {
-        run.wait_up(h, 1, 2, Duration::from_secs(5)).await;
-    }
+    run.wait_all_up(&hosts, 2).await;
     let (points, counts) = run.finish().await;
     assert_eq!(k.kamcmd_stat("core:rcv_requests_options"), 30);
     for h in hosts {
@@ -300,13 +293,7 @@ async fn restart_between_polls_counts_once() {
 async fn stopped_node_goes_down_others_stay_up() {
     let dir = util::tempdir();
     let mut k1 = Kamailio::start(&dir.path().join("cp1"), Default::default());
-    let k2 = Kamailio::start(
-        &dir.path().join("cp2"),
-        util::kamailio::Options {
-            node: "cp2".into(),
-            ..Default::default()
-        },
-    );
+    let k2 = Kamailio::start_node(dir.path(), "cp2", &[]);
     // A third target that accepts connections and never answers: only its own timeout applies.
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hole_addr = hole.local_addr().unwrap();
@@ -448,17 +435,11 @@ async fn bad_input_is_counted_and_the_rest_used() {
 /// target line, under `# bucket: kamailio`.
 #[test]
 fn cli_once_on_saved_kamctl_stats() {
-    let out = util::srewatch()
-        .args(["kamailio", "poll", "--once"])
-        .arg(util::fixtures().join("kamailio/kamctl-stats.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = util::run_ok(
+        util::srewatch()
+            .args(["kamailio", "poll", "--once"])
+            .arg(util::fixtures().join("kamailio/kamctl-stats.json")),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# bucket: kamailio\n"), "{text}");
     let points = parse_points(&text);
     let counters = points
@@ -491,26 +472,21 @@ fn cli_polls_real_kamailio_for_a_while() {
     let dir = util::tempdir();
     let k = Kamailio::start(dir.path(), Default::default());
     let file = dir.path().join("out.lp");
-    let out = util::srewatch()
-        .args([
-            "kamailio",
-            "poll",
-            "--interval",
-            "200ms",
-            "--timeout",
-            "150ms",
-        ])
-        .args(["--duration", "1500ms", "--out"])
-        .arg(&file)
-        .arg(format!("bin=tcp:127.0.0.1:{}", k.ctl_port))
-        .arg(format!("json={}", k.jsonrpc_url()))
-        .arg(format!("dead=tcp:127.0.0.1:{}", util::free_tcp_port()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    util::run_ok(
+        util::srewatch()
+            .args([
+                "kamailio",
+                "poll",
+                "--interval",
+                "200ms",
+                "--timeout",
+                "150ms",
+            ])
+            .args(["--duration", "1500ms", "--out"])
+            .arg(&file)
+            .arg(format!("bin=tcp:127.0.0.1:{}", k.ctl_port))
+            .arg(format!("json={}", k.jsonrpc_url()))
+            .arg(format!("dead=tcp:127.0.0.1:{}", util::free_tcp_port())),
     );
     let points = parse_points(&std::fs::read_to_string(&file).unwrap());
     for (h, want) in [("bin", 1), ("json", 1), ("dead", 0)] {
@@ -528,9 +504,8 @@ fn cli_polls_real_kamailio_for_a_while() {
         && p.tag("stat") == Some("core:rcv_requests_options")));
 }
 
-/// Observation: `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC` and
-/// `tcp:127.0.0.1:99999` passed `config check` and became file targets. Now each is named with
-/// file and line.
+/// `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC` and `tcp:127.0.0.1:99999` fail
+/// `config check`, each named with file and line (not taken as file targets).
 #[test]
 fn kamailio_config_check_refuses_addresses_that_cannot_work() {
     let dir = util::tempdir();
@@ -543,13 +518,8 @@ fn kamailio_config_check_refuses_addresses_that_cannot_work() {
          [[kamailio]]\nhostname = \"d\"\naddress = \"tcp:127.0.0.1:2046\"\n",
     )
     .unwrap();
-    let out = util::srewatch()
-        .args(["config", "check"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = util::config_check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
     let f = cfg.display();
     for want in [
         format!("{f}:3: kamailio[0].address: `127.0.0.1` has no port (HOST:PORT)"),
@@ -563,7 +533,7 @@ fn kamailio_config_check_refuses_addresses_that_cannot_work() {
     assert!(!text.contains("kamailio[3]"), "{text}");
 }
 
-/// Observation: `kamailio poll` tagged two targets on one host both `127.0.0.1`. Against a real
+/// Two targets on one host get distinct default tags. Against a real
 /// Kamailio polled over JSON-RPC and BINRPC tcp (both on 127.0.0.1), the default tags are
 /// distinct: `127.0.0.1:HTTP_PORT` and `127.0.0.1:CTL_PORT`.
 #[test]
@@ -590,8 +560,8 @@ fn kamailio_poll_default_hostnames_distinct_on_one_host() {
     assert_eq!(up, want, "{text}");
 }
 
-/// Observation: a Kamailio `file` target that is a FIFO leaked one blocked thread per poll and
-/// SIGTERM never finished. `srewatch run` polling a FIFO every 200 ms for 2 s: one log line
+/// A Kamailio `file` target that is a FIFO blocks no thread and does not stop SIGTERM.
+/// `srewatch run` polling a FIFO every 200 ms for 2 s: one log line
 /// naming the cause, and SIGTERM ends it with exit code 0.
 #[test]
 fn kamailio_file_target_fifo_then_sigterm_finishes() {

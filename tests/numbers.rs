@@ -1,4 +1,4 @@
-//! Issue 23, observation 7: numbers stored at their precision, and the documented query ranges
+//! Numbers stored at their precision, and the documented query ranges
 //! for per-minute points, both on a real InfluxDB 1.6 (behind nginx, `util::influx`).
 
 use crate::util::influx::Influx;
@@ -184,7 +184,7 @@ fn readme_where(label: &str) -> String {
     cell.trim_matches('`').to_string()
 }
 
-/// Issue 23, observation 7: points carry the start of their minute. Points for the last three
+/// Points carry the start of their minute. Points for the last three
 /// minutes (11 for two minutes ago, 12 for the last complete minute, 13 for the minute under
 /// way) and the README's InfluxQL ranges: each returns exactly the minute it names, whatever the
 /// second of the minute the test runs at; the guide's `-10s` range finds the newest point only

@@ -6,15 +6,7 @@
 use crate::util::cluster::Cluster;
 use crate::util::kamailio::{Kamailio, Options};
 use crate::util::{self, Proc};
-use std::time::{Duration, Instant};
-
-fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use std::time::Duration;
 
 /// The log level word of a line (`ERROR`, `WARN`, `INFO`, `DEBUG`) after the priority prefix.
 fn level_of(line: &str) -> &str {
@@ -57,7 +49,7 @@ fn journald_lines_carry_their_priority() {
         .env("SREWATCH_LOG", "debug");
     let mut svc = Proc::spawn("srewatch run", cmd, &log);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for(Duration::from_secs(20), "the alarm and the bad row", || {
+    util::wait_until(Duration::from_secs(20), "the alarm and the bad row", || {
         let t = read();
         t.contains("Alarm raised") && t.contains("Skipped bad row")
     });
@@ -120,20 +112,6 @@ fn journald_lines_carry_their_priority() {
     assert!(err.starts_with(&format!("{}:2: ", cfg.display())), "{err}");
 }
 
-/// `srewatch probe check ARGS`: exit code, stdout, stderr.
-fn check(args: &[&str]) -> (i32, String, String) {
-    let out = util::srewatch()
-        .args(["probe", "check"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
 /// Bad arguments are UNKNOWN (3) with one line on stdout that says what is wrong; nothing is
 /// sent. Clap's own refusals (a bad value, a missing URI, an unknown option) included.
 #[test]
@@ -168,7 +146,7 @@ fn check_bad_arguments_are_unknown_on_stdout() {
             "has a user part: give it with --user monitor and the URI as sip:127.0.0.1:9",
         ),
     ] {
-        let (code, out, err) = check(args);
+        let (code, out, err) = util::probe_check(args);
         assert_eq!(code, 3, "{args:?}: {out}{err}");
         assert!(out.starts_with("SIP UNKNOWN: "), "{args:?}: {out:?}");
         assert!(out.contains(reason), "{args:?}: {out:?}");
@@ -176,7 +154,7 @@ fn check_bad_arguments_are_unknown_on_stdout() {
         assert_eq!(err, "", "{args:?}");
     }
     // Help is not an error.
-    let (code, out, _) = check(&["--help"]);
+    let (code, out, _) = util::probe_check(&["--help"]);
     assert_eq!(code, 0);
     assert!(out.contains("--warning <SECONDS>"), "{out}");
 }
@@ -188,7 +166,7 @@ fn check_rtt_thresholds() {
     let dir = util::tempdir();
     let k = Kamailio::start(dir.path(), Options::default());
     let uri = k.sip_uri();
-    let (code, out, _) = check(&[&uri, "-w", "5", "-c", "10"]);
+    let (code, out, _) = util::probe_check(&[&uri, "-w", "5", "-c", "10"]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.starts_with(&format!("SIP OK: {uri} answered 200 in ")),
@@ -203,18 +181,18 @@ fn check_rtt_thresholds() {
         "{out}"
     );
     // Any real round trip takes more than a microsecond.
-    let (code, out, _) = check(&[&uri, "-w", "0.000001"]);
+    let (code, out, _) = util::probe_check(&[&uri, "-w", "0.000001"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.starts_with("SIP WARNING: "), "{out}");
     assert!(out.contains("(RTT above the warning 0.000001 s)"), "{out}");
     assert!(out.contains("s;0.000001;;0 "), "{out}");
-    let (code, out, _) = check(&[&uri, "-w", "0.000001", "-c", "1us"]);
+    let (code, out, _) = util::probe_check(&[&uri, "-w", "0.000001", "-c", "1us"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.starts_with("SIP CRITICAL: "), "{out}");
     assert!(out.contains("(RTT above the critical 0.000001 s)"), "{out}");
     assert!(out.contains("s;0.000001;0.000001;0 "), "{out}");
     // The user goes in --user (Kamailio answers OPTIONS to any user).
-    let (code, out, _) = check(&[&uri, "--user", "monitor"]);
+    let (code, out, _) = util::probe_check(&[&uri, "--user", "monitor"]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -223,15 +201,10 @@ fn check_rtt_thresholds() {
 #[test]
 fn check_names_another_source_address() {
     let dir = util::tempdir();
-    let mut c = Cluster::new(dir.path(), 213, 1, &["LISTEN_ANY"]);
-    c.port = std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let mut c = Cluster::listen_any(dir.path(), 213);
     c.start(0, false);
     let uri = c.uri(0);
-    let (code, out, _) = check(&[&uri]);
+    let (code, out, _) = util::probe_check(&[&uri]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.starts_with(&format!(
@@ -300,7 +273,7 @@ fn run_without_influxdb_says_where_points_go() {
         }
         let mut svc = Proc::spawn("srewatch run", cmd, &log);
         let read = || std::fs::read_to_string(&log).unwrap_or_default();
-        wait_for(Duration::from_secs(20), "the service to be ready", || {
+        util::wait_until(Duration::from_secs(20), "the service to be ready", || {
             read().contains("Service ready")
         });
         svc.terminate(Duration::from_secs(10)).expect("stops");

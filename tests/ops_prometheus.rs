@@ -5,101 +5,18 @@
 //! failovers as counters, build info and `process_*`; `promtool check metrics` on the page.
 //! The alert rules of `monitoring/` and their `promtool test rules` cases are run here too.
 
-use crate::util::kamailio::{Kamailio, Options};
+use crate::util;
+use crate::util::kamailio::Kamailio;
+use crate::util::prometheus::{self, one, query, wait_value};
 use crate::util::victoria::{http, Victoria};
-use crate::util::{self, Proc};
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The values of an instant query: (labels, value).
-fn query(prom: SocketAddr, q: &str) -> Vec<(Value, f64)> {
-    let Ok((200, body)) = http(
-        prom,
-        "GET",
-        &format!("/api/v1/query?query={}", urlencode(q)),
-        b"",
-    ) else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    v["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            let x = r["value"][1].as_str().unwrap_or("nan").parse();
-            (r["metric"].clone(), x.unwrap_or(f64::NAN))
-        })
-        .collect()
-}
-
-/// The one value of an instant query, if it has exactly one.
-fn one(prom: SocketAddr, q: &str) -> Option<f64> {
-    let r = query(prom, q);
-    (r.len() == 1).then(|| r[0].1)
-}
-
-fn wait_value(prom: SocketAddr, q: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = one(prom, q);
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "Prometheus query {q}: {got:?}, expected {want}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn prometheus(dir: &Path, metrics_port: u16) -> (Proc, SocketAddr) {
-    let prom_port = util::free_tcp_port();
-    let pcfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &pcfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: srewatch\n    static_configs:\n      - targets: ['localhost:{metrics_port}']\n"
-        ),
-    )
-    .unwrap();
-    let mut pc = Command::new("prometheus");
-    pc.arg(format!("--config.file={}", pcfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
-    let p = Proc::spawn("prometheus", pc, &dir.join("prometheus.log"));
-    let prom: SocketAddr = ([127, 0, 0, 1], prom_port).into();
-    util::wait_tcp(prom, Duration::from_secs(30));
-    (p, prom)
-}
+/// How long a Prometheus query may take to show a value.
+const LONG: Duration = Duration::from_secs(40);
 
 /// The `/metrics` page of `addr`.
 fn scrape(addr: SocketAddr) -> String {
@@ -142,21 +59,8 @@ fn metrics_follow_prometheus_conventions() {
         .as_secs_f64();
     let vport = util::free_udp_tcp_port();
     let vip_listen = format!("udp:127.0.0.23:{vport}");
-    let mut cp1 = Kamailio::start(
-        &dir.path().join("cp1"),
-        Options {
-            node: "cp1".into(),
-            extra_listen: vec![vip_listen.clone()],
-            ..Default::default()
-        },
-    );
-    let mut cp2 = Kamailio::start(
-        &dir.path().join("cp2"),
-        Options {
-            node: "cp2".into(),
-            ..Default::default()
-        },
-    );
+    let mut cp1 = Kamailio::start_node(dir.path(), "cp1", std::slice::from_ref(&vip_listen));
+    let mut cp2 = Kamailio::start_node(dir.path(), "cp2", &[]);
     let vm = Victoria::start(dir.path());
     let metrics_port = util::free_tcp_port();
     let cfg = dir.path().join("srewatch.toml");
@@ -175,29 +79,14 @@ fn metrics_follow_prometheus_conventions() {
         ),
     )
     .unwrap();
-    let mut cmd = util::srewatch();
-    cmd.args(["run", "--config"]).arg(&cfg);
-    let run_log = dir.path().join("run.log");
-    let mut svc = Proc::spawn("srewatch run", cmd, &run_log);
+    let mut svc = util::start_run(&cfg, &[], &dir.path().join("run.log"), metrics_port);
     let maddr: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    wait_for(
-        Duration::from_secs(20),
-        "srewatch to serve /metrics",
-        || {
-            assert!(
-                !svc.exited(),
-                "srewatch run exited: {}",
-                std::fs::read_to_string(&run_log).unwrap_or_default()
-            );
-            std::net::TcpStream::connect(maddr).is_ok()
-        },
-    );
-    let (_prom_proc, prom) = prometheus(dir.path(), metrics_port);
-    wait_value(prom, "up{job=\"srewatch\"}", 1.0);
+    let (_prom_proc, prom) = prometheus::start(dir.path(), &format!("localhost:{metrics_port}"));
+    wait_value(prom, "up{job=\"srewatch\"}", 1.0, LONG);
 
     // The VIP is answered by cp1: one series per candidate, 1 for cp1.
     let owner = |c: &str| format!("srewatch_probe_vip_owner{{target=\"vip\",candidate=\"{c}\"}}");
-    wait_value(prom, &owner("cp1"), 1.0);
+    wait_value(prom, &owner("cp1"), 1.0, LONG);
     let mut candidates: Vec<(String, f64)> = query(prom, "srewatch_probe_vip_owner")
         .into_iter()
         .map(|(m, v)| (m["candidate"].as_str().unwrap().to_string(), v))
@@ -218,6 +107,7 @@ fn metrics_follow_prometheus_conventions() {
             prom,
             &format!("srewatch_probe_state{{target=\"{t}\",state=\"in_service\"}}"),
             1.0,
+            LONG,
         );
         let states: BTreeSet<String> =
             query(prom, &format!("srewatch_probe_state{{target=\"{t}\"}}"))
@@ -240,11 +130,12 @@ fn metrics_follow_prometheus_conventions() {
     // cp2 out of service: OPTIONS 503, then the INVITE check gets its 503.
     cp2.set_out_of_service(true);
     let cp2_state = |s: &str| format!("srewatch_probe_state{{target=\"cp2\",state=\"{s}\"}}");
-    wait_value(prom, &cp2_state("out_of_service"), 1.0);
+    wait_value(prom, &cp2_state("out_of_service"), 1.0, LONG);
     wait_value(
         prom,
         "srewatch_probe_invite_checks_total{target=\"cp2\",outcome=\"out_of_service\"} > bool 0",
         1.0,
+        LONG,
     );
     assert_eq!(
         one(
@@ -265,26 +156,29 @@ fn metrics_follow_prometheus_conventions() {
         prom,
         "srewatch_probe_vip_failovers_total{target=\"vip\"}",
         1.0,
+        LONG,
     );
-    wait_value(prom, &owner("cp2"), 1.0);
+    wait_value(prom, &owner("cp2"), 1.0, LONG);
     assert_eq!(one(prom, &owner("cp1")), Some(0.0));
     wait_value(
         prom,
         "srewatch_probe_state{target=\"vip\",state=\"out_of_service\"}",
         1.0,
+        LONG,
     );
     wait_value(
         prom,
         "srewatch_probe_state{target=\"cp1\",state=\"down\"}",
         1.0,
+        LONG,
     );
     // Each alarm raised once: cp1 down (expected in service), the VIP answered 503 by an
     // out-of-service owner; nothing else.
     let alarm =
         |t: &str, a: &str| format!("srewatch_probe_alarms_total{{target=\"{t}\",alarm=\"{a}\"}}");
-    wait_value(prom, &alarm("cp1", "unexpected_state"), 1.0);
-    wait_value(prom, &alarm("vip", "vip_not_in_service"), 1.0);
-    wait_value(prom, &alarm("vip", "vip_owner_out_of_service"), 1.0);
+    wait_value(prom, &alarm("cp1", "unexpected_state"), 1.0, LONG);
+    wait_value(prom, &alarm("vip", "vip_not_in_service"), 1.0, LONG);
+    wait_value(prom, &alarm("vip", "vip_owner_out_of_service"), 1.0, LONG);
     assert_eq!(one(prom, "sum(srewatch_probe_alarms_total)"), Some(3.0));
     assert_eq!(
         query(prom, "srewatch_probe_alarms_total{target=\"cp2\"}").len(),
@@ -318,6 +212,7 @@ fn metrics_follow_prometheus_conventions() {
         prom,
         "srewatch_sink_write_latency_seconds_count > bool 0",
         1.0,
+        LONG,
     );
     assert_eq!(
         one(
@@ -504,18 +399,11 @@ fn rule_metrics_of_ingest_and_kamailio_exist() {
         ),
     )
     .unwrap();
-    let mut cmd = util::srewatch();
-    cmd.args(["run", "--out", "/dev/null", "--config"])
-        .arg(&cfg);
     let log = dir.path().join("run.log");
-    let mut svc = Proc::spawn("srewatch run", cmd, &log);
+    let mut svc = util::start_run(&cfg, &["--out", "/dev/null"], &log, metrics_port);
     let maddr: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    wait_for(Duration::from_secs(20), "/metrics on :PORT", || {
-        assert!(!svc.exited(), "{}", std::fs::read_to_string(&log).unwrap());
-        std::net::TcpStream::connect(maddr).is_ok()
-    });
     let mut page = String::new();
-    wait_for(Duration::from_secs(20), "the first Kamailio poll", || {
+    util::wait_until(Duration::from_secs(20), "the first Kamailio poll", || {
         page = scrape(maddr);
         page.contains("\nsrewatch_kamailio_up{hostname=\"k0\"} 0")
     });

@@ -3,8 +3,9 @@
 //! by a real Prometheus while a probe target goes down and comes back and bad CSV rows arrive.
 
 use crate::util::kamailio::Kamailio;
+use crate::util::prometheus::{self, one, query, wait_value};
 use crate::util::victoria::{http, Victoria};
-use crate::util::{self, Proc};
+use crate::util::{self, run_ok, Proc};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
@@ -12,7 +13,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// `srewatch responder` (the real binary) on a free port of 127.0.0.1.
 fn responder(dir: &Path, port: u16) -> Proc {
@@ -21,29 +22,10 @@ fn responder(dir: &Path, port: u16) -> Proc {
     cmd.args(["responder", "--threads", "1", "--listen"])
         .arg(format!("127.0.0.1:{port}"));
     let p = Proc::spawn("srewatch responder", cmd, &log);
-    wait_for(Duration::from_secs(20), "the responder to listen", || {
+    util::wait_until(Duration::from_secs(20), "the responder to listen", || {
         std::fs::read_to_string(&log).is_ok_and(|s| s.contains("listening"))
     });
     p
-}
-
-fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("srewatch runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn load(p: &Path) -> Value {
@@ -383,66 +365,6 @@ fn merged_benches_add_up_exactly() {
     );
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The values of an instant query, by the label `key`: (label value, value).
-fn query(prom: SocketAddr, q: &str, key: &str) -> Vec<(String, f64)> {
-    let Ok((200, body)) = http(
-        prom,
-        "GET",
-        &format!("/api/v1/query?query={}", urlencode(q)),
-        b"",
-    ) else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    v["data"]["result"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (
-                r["metric"][key].as_str().unwrap_or("").to_string(),
-                r["value"][1]
-                    .as_str()
-                    .unwrap_or("nan")
-                    .parse()
-                    .unwrap_or(f64::NAN),
-            )
-        })
-        .collect()
-}
-
-fn one(prom: SocketAddr, q: &str) -> Option<f64> {
-    let r = query(prom, q, "__name__");
-    (r.len() == 1).then(|| r[0].1)
-}
-
-fn wait_value(prom: SocketAddr, q: &str, want: f64, within: Duration) {
-    let start = Instant::now();
-    loop {
-        let got = one(prom, q);
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            start.elapsed() < within,
-            "Prometheus query {q}: {got:?}, expected {want}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn csv_files(dir: &Path) {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -504,23 +426,8 @@ fn metrics_scraped_by_prometheus() {
         ),
     )
     .unwrap();
-    let mut cmd = util::srewatch();
-    cmd.args(["run", "--config"]).arg(&cfg);
-    let run_log = dir.path().join("run.log");
-    let mut svc = Proc::spawn("srewatch run", cmd, &run_log);
+    let _svc = util::start_run(&cfg, &[], &dir.path().join("run.log"), metrics_port);
     let maddr: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
-    wait_for(
-        Duration::from_secs(20),
-        "srewatch to serve /metrics",
-        || {
-            assert!(
-                !svc.exited(),
-                "srewatch run exited: {}",
-                std::fs::read_to_string(&run_log).unwrap_or_default()
-            );
-            std::net::TcpStream::connect(maddr).is_ok()
-        },
-    );
     let (status, body) = http(maddr, "GET", "/metrics", b"").unwrap();
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
@@ -533,36 +440,20 @@ fn metrics_scraped_by_prometheus() {
         "{text}"
     );
 
-    let prom_port = util::free_tcp_port();
-    let pcfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &pcfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: srewatch\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
-        ),
-    )
-    .unwrap();
-    let mut pc = Command::new("prometheus");
-    pc.arg(format!("--config.file={}", pcfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
-    let _prom = Proc::spawn("prometheus", pc, &dir.path().join("prometheus.log"));
-    let prom: SocketAddr = ([127, 0, 0, 1], prom_port).into();
-    util::wait_tcp(prom, Duration::from_secs(30));
+    let (_prom, prom) = prometheus::start(dir.path(), &format!("127.0.0.1:{metrics_port}"));
     let long = Duration::from_secs(40);
     wait_value(prom, "up{job=\"srewatch\"}", 1.0, long);
 
     // Bad rows, per file and reason, exactly; every other reason present with 0.
     let rejected = "srewatch_file_rows_rejected_total{file=\"counters.csv\",reason=\"bad_number\"}";
     wait_value(prom, rejected, 2.0, long);
-    let mut by_reason = query(
+    let mut by_reason: Vec<(String, f64)> = query(
         prom,
         "srewatch_file_rows_rejected_total{file=\"counters.csv\"}",
-        "reason",
-    );
+    )
+    .into_iter()
+    .map(|(m, v)| (m["reason"].as_str().unwrap_or("").to_string(), v))
+    .collect();
     by_reason.retain(|(_, v)| *v != 0.0);
     by_reason.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(

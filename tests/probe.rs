@@ -44,10 +44,6 @@ fn options_result(o: &Output) -> Option<&ProbeResult> {
     }
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cp_in_service_out_of_service_down_and_up() {
     let dir = util::tempdir();
@@ -76,7 +72,7 @@ async fn cp_in_service_out_of_service_down_and_up() {
         rtt > Duration::ZERO && rtt < Duration::from_millis(500),
         "{rtt:?}"
     );
-    assert_eq!(blocking(|| sipsak_status(&k.sip_uri())), "200");
+    assert_eq!(util::blocking(|| sipsak_status(&k.sip_uri())), "200");
 
     // Marker created: out of service within two probes, and the INVITE check gets 503.
     k.set_out_of_service(true);
@@ -111,7 +107,7 @@ async fn cp_in_service_out_of_service_down_and_up() {
     };
     assert_eq!(inv.status, Some(503));
     assert_eq!(inv.state, ServiceState::OutOfService);
-    assert_eq!(blocking(|| sipsak_status(&k.sip_uri())), "503");
+    assert_eq!(util::blocking(|| sipsak_status(&k.sip_uri())), "503");
 
     // Marker removed: back in service.
     k.set_out_of_service(false);
@@ -135,9 +131,12 @@ async fn cp_in_service_out_of_service_down_and_up() {
     let answered = invites.iter().filter(|r| r.status.is_some()).count() as i64;
     let sent: i64 = invites.iter().map(|r| 1 + r.retransmits as i64).sum();
     assert!(answered >= 1);
-    assert_eq!(blocking(|| k.kamcmd_stat("core:rcv_requests_invite")), sent);
     assert_eq!(
-        blocking(|| k.kamcmd_stat("sl:received_ACKs")),
+        util::blocking(|| k.kamcmd_stat("core:rcv_requests_invite")),
+        sent
+    );
+    assert_eq!(
+        util::blocking(|| k.kamcmd_stat("sl:received_ACKs")),
         answered,
         "{invites:#?}\n{}",
         k.log()
@@ -149,7 +148,7 @@ async fn cp_in_service_out_of_service_down_and_up() {
         .all(|r| matches!(r.status, Some(503) | Some(480))));
 
     // Kamailio stopped: down (ICMP port unreachable is a transport error, not a status).
-    blocking(|| k.stop());
+    util::blocking(|| k.stop());
     let o = until(&mut rx, &mut seen, w, "down", |o| {
         options_result(o).is_some_and(|r| r.state == ServiceState::Down)
     })
@@ -161,7 +160,7 @@ async fn cp_in_service_out_of_service_down_and_up() {
         Some(probe::transaction::TransportErrorKind::PortUnreachable)
     );
     // Started: up again.
-    blocking(|| k.start_again());
+    util::blocking(|| k.start_again());
     until(&mut rx, &mut seen, w, "up again", |o| {
         options_result(o).is_some_and(|r| r.state == ServiceState::InService)
     })
@@ -235,22 +234,8 @@ fn vip_failover_is_detected_and_logged() {
     let dir = util::tempdir();
     let vport = util::free_udp_tcp_port();
     let vip_listen = format!("udp:127.0.0.10:{vport}");
-    let mut cp1 = Kamailio::start(
-        &dir.path().join("cp1"),
-        Options {
-            node: "cp1".into(),
-            extra_listen: vec![vip_listen.clone()],
-            ..Default::default()
-        },
-    );
-    let mut cp2 = Kamailio::start(
-        &dir.path().join("cp2"),
-        Options {
-            node: "cp2".into(),
-            extra_listen: vec![],
-            ..Default::default()
-        },
-    );
+    let mut cp1 = Kamailio::start_node(dir.path(), "cp1", std::slice::from_ref(&vip_listen));
+    let mut cp2 = Kamailio::start_node(dir.path(), "cp2", &[]);
     let vip_uri = format!("sip:127.0.0.10:{vport}");
     assert_eq!(sipsak_status(&vip_uri), "200");
     let cfg = dir.path().join("srewatch.toml");
@@ -276,7 +261,7 @@ fn vip_failover_is_detected_and_logged() {
         .env("SREWATCH_LOG", "info")
         .env("NO_COLOR", "1");
     let mut p = Proc::spawn("srewatch probe run", cmd, &log);
-    // The first owner found is not a failover (issue 12, observation 8).
+    // The first owner found is not a failover.
     wait_log(
         &log,
         "VIP owner found target=vip owner=cp1",
@@ -322,24 +307,12 @@ fn vip_failover_is_detected_and_logged() {
     drop(cp1);
 }
 
-fn check(args: &[&str]) -> (i32, String) {
-    let out = util::srewatch()
-        .args(["probe", "check"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
-
 #[test]
 fn check_exit_codes() {
     let dir = util::tempdir();
     let k = Kamailio::start(dir.path(), Options::default());
     let uri = k.sip_uri();
-    let (code, line) = check(&[&uri]);
+    let (code, line, _) = util::probe_check(&[&uri]);
     assert_eq!(code, 0, "{line}");
     assert!(
         line.starts_with(&format!("SIP OK: {uri} answered 200 in ")),
@@ -350,20 +323,20 @@ fn check_exit_codes() {
     assert_eq!(sipsak_status(&uri), "200");
     // The same over TCP.
     let tcp = format!("{uri};transport=tcp");
-    let (code, line) = check(&[&tcp]);
+    let (code, line, _) = util::probe_check(&[&tcp]);
     assert_eq!(code, 0, "{line}");
     assert!(line.contains(" retransmits=0;;;0 status=200"), "{line}");
 
     k.set_out_of_service(true);
-    let (code, line) = check(&[&uri]);
+    let (code, line, _) = util::probe_check(&[&uri]);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("answered 503, expected 200"), "{line}");
-    let (code, line) = check(&[&uri, "--expect", "503", "--invite"]);
+    let (code, line, _) = util::probe_check(&[&uri, "--expect", "503", "--invite"]);
     assert_eq!(code, 0, "{line}");
     assert!(line.contains("; INVITE answered 503"), "{line}");
     assert!(line.contains("invite_status=503"), "{line}");
     assert_eq!(sipsak_status(&uri), "503");
-    let (code, line) = check(&[&tcp, "--expect", "503", "--invite"]);
+    let (code, line, _) = util::probe_check(&[&tcp, "--expect", "503", "--invite"]);
     assert_eq!(code, 0, "{line}");
     assert!(line.contains("; INVITE answered 503"), "{line}");
     // Both INVITEs (UDP and TCP) were ACKed (sl absorbs the ACKs).
@@ -375,7 +348,7 @@ fn check_exit_codes() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_uri = format!("sip:127.0.0.1:{}", silent.local_addr().unwrap().port());
     let start = Instant::now();
-    let (code, line) = check(&[&silent_uri, "--timeout", "700ms"]);
+    let (code, line, _) = util::probe_check(&[&silent_uri, "--timeout", "700ms"]);
     assert_eq!(code, 2, "{line}");
     assert!(line.contains("no answer from"), "{line}");
     assert!(start.elapsed() >= Duration::from_millis(700));
@@ -392,8 +365,8 @@ fn check_exit_codes() {
     }
     assert_eq!(got, 2);
 
-    let (code, line) = check(&["http://x"]);
+    let (code, line, _) = util::probe_check(&["http://x"]);
     assert_eq!(code, 3, "{line}");
-    let (code, _) = check(&[&uri, "--expect", "404"]);
+    let (code, _, _) = util::probe_check(&[&uri, "--expect", "404"]);
     assert_eq!(code, 3, "bad arguments are UNKNOWN");
 }

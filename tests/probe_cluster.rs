@@ -24,10 +24,6 @@ fn target(name: &str, uri: &str, role: Role) -> TargetConfig {
     t
 }
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 /// A running monitor and everything it has yielded so far.
 struct Run {
     rx: Receiver<Output>,
@@ -164,7 +160,7 @@ fn cluster_targets(c: &Cluster) -> Vec<TargetConfig> {
     ]
 }
 
-/// Observation 1 (and its tm twin): every node lists the VIP first and holds it (production's
+/// Every node lists the VIP first (sl and tm replies alike) and holds it (production's
 /// ip_nonlocal_bind, here SO_REUSEPORT), so both answer with the To tag of the VIP's socket.
 /// The owner is `ambiguous` for every VIP answer once both CPs were heard: no owner event, no
 /// failover, and no `vip_owner_out_of_service` when the standby goes out of service.
@@ -179,7 +175,7 @@ async fn vip_listen_first_on_every_node_is_ambiguous_never_a_failover() {
         modes.extend(reply);
         let mut c = Cluster::new(dir.path(), net, 2, &modes);
         c.reuseport();
-        blocking(|| {
+        util::blocking(|| {
             c.start(0, true);
             c.start(1, true);
         });
@@ -227,7 +223,7 @@ async fn vip_listen_first_on_every_node_is_ambiguous_never_a_failover() {
 /// Starts cp1 with the VIP and cp2 without; waits for 3 VIP answers owned by cp1; moves the VIP
 /// (cp1 stopped and seen down, cp2 restarted with the VIP listen); waits for 3 owned by cp2.
 async fn failover(c: &mut Cluster, fingerprints: &[Option<&str>]) -> Vec<Vec<Output>> {
-    blocking(|| {
+    util::blocking(|| {
         c.start(0, true);
         c.start(1, false);
     });
@@ -241,14 +237,14 @@ async fn failover(c: &mut Cluster, fingerprints: &[Option<&str>]) -> Vec<Vec<Out
         })
         .await;
     }
-    blocking(|| c.stop(0));
+    util::blocking(|| c.stop(0));
     for run in &mut runs {
         run.until(0, "cp1 down", |s| {
             s.iter().any(|o| is_state(o, "cp1", ServiceState::Down))
         })
         .await;
     }
-    blocking(|| {
+    util::blocking(|| {
         c.stop(1);
         c.start(1, true);
     });
@@ -285,7 +281,7 @@ fn assert_one_real_failover(seen: &[Output], what: &str) {
     assert_eq!(vip_owned(&seen[down..], Some("cp1")), 0, "{what}");
 }
 
-/// Observations 1 (the fix), 2 and 8: each node's own address listed first. sl and tm To tags
+/// Each node's own address listed first (the fix for the VIP-first ambiguity). sl and tm To tags
 /// both give the owner; the first owner is an owner event but not a failover; the VIP moving
 /// from cp1 to cp2 is exactly one failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +306,7 @@ async fn own_address_first_finds_the_owner_and_one_failover() {
     }
 }
 
-/// Observation 4: the VIP listed first, held by one node at a time. cp1's To tag hashes the VIP;
+/// The VIP listed first, held by one node at a time. cp1's To tag hashes the VIP;
 /// after cp1 stops, cp2 restarts with the VIP and answers with the very same tag before its own
 /// probe is answered. The stale fingerprint credits nobody (cp1 is down); then cp2 owns it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,14 +328,14 @@ async fn vip_first_failover_does_not_credit_the_stopped_cp() {
     assert_eq!(vip_owned(&seen, Some(AMBIGUOUS)), 0);
 }
 
-/// Observation 3: Kamailio's default Server header is the same on every node: ambiguous, no
+/// Kamailio's default Server header is the same on every node: ambiguous, no
 /// failover. The production fixes, a per-node Server header and a per-node X-Node header
 /// (append_to_reply), each give the owner and exactly one failover when the VIP moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_header_default_is_ambiguous_per_node_headers_are_not() {
     let dir = util::tempdir();
     let mut c = Cluster::new(dir.path(), 206, 2, &[]);
-    blocking(|| {
+    util::blocking(|| {
         c.start(0, true);
         c.start(1, false);
     });
@@ -368,7 +364,7 @@ async fn server_header_default_is_ambiguous_per_node_headers_are_not() {
     assert_one_real_failover(&runs[1], "header:X-Node");
 }
 
-/// Observations 1 and 8: the standby out of service raises nothing about the VIP; the VIP's
+/// The standby out of service raises nothing about the VIP; the VIP's
 /// owner out of service raises `vip_owner_out_of_service` once, naming it, kept while it
 /// lasts, cleared once when that CP is back in service, naming it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +372,7 @@ async fn standby_and_owner_out_of_service() {
     let dir = util::tempdir();
     let mut c = Cluster::new(dir.path(), 208, 2, &[]);
     c.set_out_of_service(1, true);
-    blocking(|| {
+    util::blocking(|| {
         c.start(0, true);
         c.start(1, false);
     });
@@ -437,20 +433,15 @@ async fn standby_and_owner_out_of_service() {
     );
 }
 
-/// Observation 6: a CP with `listen=0.0.0.0` answers from 127.0.0.1, not from the probed
+/// A CP with `listen=0.0.0.0` answers from 127.0.0.1, not from the probed
 /// address. The answers are matched, the CP is in service (or `unexpected` with
 /// `accept_other_source = false`), each has its `source`, the summary counts them; when it
 /// stops, the ICMP port unreachable still comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_any_reply_source_mismatch_is_reported() {
     let dir = util::tempdir();
-    let mut c = Cluster::new(dir.path(), 209, 1, &["LISTEN_ANY"]);
-    c.port = std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    blocking(|| c.start(0, false));
+    let mut c = Cluster::listen_any(dir.path(), 209);
+    util::blocking(|| c.start(0, false));
     let mut strict = target("strict", &c.uri(0), Role::Cp);
     strict.accept_other_source = false;
     strict.expect = Expect::Any;
@@ -461,7 +452,7 @@ async fn listen_any_reply_source_mismatch_is_reported() {
             .all(|t| results(s, t).filter(|r| r.status.is_some()).count() >= 5)
     })
     .await;
-    blocking(|| c.stop(0));
+    util::blocking(|| c.stop(0));
     let mark = run.seen.len();
     run.until(mark, "an ICMP error for each", |s| {
         ["cp1", "strict"]
@@ -502,14 +493,14 @@ async fn listen_any_reply_source_mismatch_is_reported() {
     );
 }
 
-/// Observation 7: with `down_after = 15` and `up_after = 2` (200 ms interval), a restart
+/// With `down_after = 15` and `up_after = 2` (200 ms interval), a restart
 /// shorter than 15 intervals leaves the CP in service; a longer stop makes it down once, at the
 /// 15th consecutive failure, and back after the 2nd answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     let dir = util::tempdir();
     let mut c = Cluster::new(dir.path(), 210, 1, &[]);
-    blocking(|| c.start(0, false));
+    util::blocking(|| c.start(0, false));
     let mut t = target("cp1", &c.uri(0), Role::Cp);
     t.interval = Duration::from_millis(200);
     t.down_after = 15;
@@ -521,7 +512,7 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     .await;
     // Short: a restart.
     let mark = run.seen.len();
-    let took = blocking(|| {
+    let took = util::blocking(|| {
         let start = std::time::Instant::now();
         c.stop(0);
         std::thread::sleep(Duration::from_millis(500));
@@ -549,12 +540,12 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
         vec!["none->in_service".to_string()]
     );
     // Long: until the target is down, then back.
-    blocking(|| c.stop(0));
+    util::blocking(|| c.stop(0));
     run.until(0, "cp1 down", |s| {
         s.iter().any(|o| is_state(o, "cp1", ServiceState::Down))
     })
     .await;
-    blocking(|| c.start(0, false));
+    util::blocking(|| c.start(0, false));
     run.until(0, "cp1 back in service", |s| {
         s.iter()
             .filter(|o| is_state(o, "cp1", ServiceState::InService))
@@ -590,8 +581,8 @@ async fn hysteresis_short_stop_stays_up_long_stop_goes_down_once() {
     assert_eq!(at_change, vec![0, -14, 1]);
 }
 
-/// Observation 1 through the real binary: `srewatch probe run` against the VIP-first cluster
-/// logs the ambiguity once, naming both CPs and the fix, logs no failover, and writes
+/// The VIP-first ambiguity through the real binary: `srewatch probe run` against the VIP-first
+/// cluster logs the ambiguity once, naming both CPs and the fix, logs no failover, and writes
 /// `owner="ambiguous"`.
 #[test]
 fn ambiguity_is_logged_once_with_the_fix() {
@@ -634,17 +625,12 @@ fn ambiguity_is_logged_once_with_the_fix() {
     assert!(!points.contains("kind=owner"), "{points}");
 }
 
-/// Observation 6 through the real binary: one WARN line for the CP answering from another
-/// address, the `source` field on its points and `source_mismatch` in its summary.
+/// A CP listening on any address, through the real binary: one WARN line for the CP answering from
+/// another address, the `source` field on its points and `source_mismatch` in its summary.
 #[test]
 fn listen_any_is_logged_once_and_written() {
     let dir = util::tempdir();
-    let mut c = Cluster::new(dir.path(), 212, 1, &["LISTEN_ANY"]);
-    c.port = std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let mut c = Cluster::listen_any(dir.path(), 212);
     c.start(0, false);
     let cfg = dir.path().join("srewatch.toml");
     std::fs::write(

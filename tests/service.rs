@@ -65,14 +65,6 @@ const GRID: Grid = Grid {
     value,
 };
 
-fn counters_csv(m: i64) -> String {
-    GRID.counters_csv(m)
-}
-
-fn expected(first: i64, last: i64) -> BTreeMap<(String, i64), i64> {
-    GRID.expected(first, last)
-}
-
 /// A recent minute (VictoriaMetrics refuses data older than its retention).
 pub(crate) fn base_minute() -> i64 {
     SystemTime::now()
@@ -83,15 +75,8 @@ pub(crate) fn base_minute() -> i64 {
         - 200
 }
 
-/// Writes `text` to `path` atomically (temporary file, rename).
-pub(crate) fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// The counters points in VictoriaMetrics: (series, seconds) → value.
-fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {
+pub(crate) fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {
     let mut got = BTreeMap::new();
     for s in vm.export(r#"{db="counters"}"#) {
         let name = s.name().trim_end_matches("_value").to_string();
@@ -103,13 +88,29 @@ fn counters_in(vm: &Victoria) -> BTreeMap<(String, i64), i64> {
     got
 }
 
-/// Polls `f` until it returns true, or panics with `what` after `within`.
-pub(crate) fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits until VictoriaMetrics holds at least `n` counters points (panics after `within`).
+pub(crate) fn wait_counters(vm: &Victoria, n: usize, within: Duration) {
+    util::wait_until(within, "every counters point", || {
+        counters_in(vm).len() >= n
+    });
+}
+
+/// [`files_only`] writing through a [`Recorder`] in front of `vm`, uncompressed so that the
+/// recorder can read the bodies: (recorder, counters.csv, configuration file).
+pub(crate) fn recorded_files_only(
+    dir: &Path,
+    vm: &Victoria,
+    spool: &Path,
+) -> (Recorder, PathBuf, PathBuf) {
+    let rec = Recorder::start(vm.addr());
+    let (file, cfg) = files_only(
+        dir,
+        &format!(
+            "{}gzip = false\n",
+            influx_section(vm, spool).replace(&vm.url(), &rec.url())
+        ),
+    );
+    (rec, file, cfg)
 }
 
 /// A recording HTTP forwarder in front of VictoriaMetrics: every write the server accepted, in
@@ -317,13 +318,8 @@ fn config_typo_is_named_by_check_and_run() {
     )
     .unwrap();
     let want = format!("{}:8:", cfg.display());
-    let check = util::srewatch()
-        .args(["config", "check"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(1), "{out}");
+    let (code, out) = util::config_check(&cfg);
+    assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with(&want) && out.contains("intervall"), "{out}");
     let run = util::srewatch()
         .args(["run", "--config"])
@@ -340,16 +336,9 @@ fn config_typo_is_named_by_check_and_run() {
 #[test]
 fn example_configuration_passes_check() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/srewatch.toml.example");
-    let out = util::srewatch()
-        .args(["config", "check"])
-        .arg(&example)
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("{}: OK\n", example.display())
-    );
-    assert!(out.status.success());
+    let (code, out) = util::config_check(&example);
+    assert_eq!(out, format!("{}: OK\n", example.display()));
+    assert_eq!(code, Some(0));
     // Every section is in it.
     let text = std::fs::read_to_string(&example).unwrap();
     for section in [
@@ -624,20 +613,23 @@ fn kill_9_in_flight_then_restart_loses_nothing() {
         if k == 5 {
             vm.stop();
         }
-        replace(&file, &counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         if k < 24 {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     run.proc.kill();
     vm.restart();
-    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
-    let want = expected(m0, m0 + 24);
-    wait_until(Duration::from_secs(20), "every counters point", || {
-        counters_in(&vm).len() >= want.len()
-    });
+    next_start_delivers(dir.path(), &cfg, &vm, &GRID.expected(m0, m0 + 24));
+}
+
+/// Starts srewatch again with `cfg`: within 20 s VictoriaMetrics holds exactly the counters
+/// points `want`, nothing more or less.
+fn next_start_delivers(dir: &Path, cfg: &Path, vm: &Victoria, want: &BTreeMap<(String, i64), i64>) {
+    let mut run = Run::ready(dir, cfg, &[], &[]);
+    wait_counters(vm, want.len(), Duration::from_secs(20));
     run.stop();
-    assert_eq!(counters_in(&vm), want);
+    assert_eq!(&counters_in(vm), want);
 }
 
 #[test]
@@ -649,40 +641,26 @@ fn sigterm_with_the_server_down_spools_then_the_next_start_delivers() {
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..3 {
-        replace(&file, &counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     // SIGTERM right after the last rewrite was read: exit 0 within the deadline, the batches
     // the server could not take in the spool.
-    replace(&file, &counters_csv(m0 + 3));
+    util::replace(&file, &GRID.counters_csv(m0 + 3));
     run.wait_log("InfluxDB write failed", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(100));
     let t = Instant::now();
     run.stop();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-    let spooled = std::fs::read_dir(&spool)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".batch")
-        })
-        .count();
+    let spooled = util::spool_batches(&spool);
     assert!(spooled > 0, "nothing spooled; log:\n{}", run.log());
     // The file moves on by 17 minutes while srewatch is stopped: the minutes up to m0+3 are then
     // only in the spool (m0+4 and m0+5 were never in a file srewatch read).
-    replace(&file, &counters_csv(m0 + 20));
+    util::replace(&file, &GRID.counters_csv(m0 + 20));
     vm.restart();
-    let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
-    let mut want = expected(m0, m0 + 3);
-    want.extend(expected(m0 + 20, m0 + 20));
-    wait_until(Duration::from_secs(15), "every counters point", || {
-        counters_in(&vm).len() >= want.len()
-    });
-    run.stop();
-    assert_eq!(counters_in(&vm), want);
+    let mut want = GRID.expected(m0, m0 + 3);
+    want.extend(GRID.expected(m0 + 20, m0 + 20));
+    next_start_delivers(dir.path(), &cfg, &vm, &want);
 }
 
 #[test]
@@ -690,14 +668,7 @@ fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
     let dir = util::tempdir();
     let spool = dir.path().join("spool");
     let mut vm = Victoria::start(dir.path());
-    let rec = Recorder::start(vm.addr());
-    let (file, cfg) = files_only(
-        dir.path(),
-        &format!(
-            "{}gzip = false\n",
-            influx_section(&vm, &spool).replace(&vm.url(), &rec.url())
-        ),
-    );
+    let (rec, file, cfg) = recorded_files_only(dir.path(), &vm, &spool);
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..24 {
@@ -707,13 +678,11 @@ fn server_down_for_many_platform_minutes_then_every_point_arrives_in_order() {
         if k == 22 {
             vm.restart();
         }
-        replace(&file, &counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
-    let want = expected(m0, m0 + 23);
-    wait_until(Duration::from_secs(20), "every counters point", || {
-        counters_in(&vm).len() >= want.len()
-    });
+    let want = GRID.expected(m0, m0 + 23);
+    wait_counters(&vm, want.len(), Duration::from_secs(20));
     run.stop();
     // Exact values, one per minute, no gap.
     assert_eq!(counters_in(&vm), want);
@@ -754,7 +723,7 @@ fn unusable_spool_holds_batches_in_memory_and_keeps_running() {
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &[], &[]);
     for k in 0..3 {
-        replace(&file, &counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     run.wait_log("InfluxDB write failed", Duration::from_secs(5));
@@ -762,11 +731,11 @@ fn unusable_spool_holds_batches_in_memory_and_keeps_running() {
     assert!(!run.proc.exited());
     vm.restart();
     for k in 3..6 {
-        replace(&file, &counters_csv(m0 + k));
+        util::replace(&file, &GRID.counters_csv(m0 + k));
         std::thread::sleep(Duration::from_millis(200));
     }
     // The rewrite of minute m0+5 reaches the server: the service kept running.
-    wait_until(Duration::from_secs(10), "minute m0+5", || {
+    util::wait_until(Duration::from_secs(10), "minute m0+5", || {
         counters_in(&vm).contains_key(&("stat0/cp0".to_string(), (m0 + 5) * 60))
     });
     run.stop();
@@ -841,7 +810,7 @@ fn run_out_file_is_appended_to() {
     let m0 = base_minute();
     for m in [m0, m0 + 1] {
         let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
-        replace(&file, &counters_csv(m));
+        util::replace(&file, &GRID.counters_csv(m));
         std::thread::sleep(Duration::from_millis(300));
         run.stop();
     }
@@ -856,7 +825,7 @@ fn run_out_file_is_appended_to() {
         .filter(|l| l.starts_with("srewatch_service,"))
         .count();
     assert_eq!(reports, 2, "{lp}");
-    assert_eq!(counters_in_lp(&lp), expected(m0, m0 + 1));
+    assert_eq!(counters_in_lp(&lp), GRID.expected(m0, m0 + 1));
 }
 
 #[test]
@@ -871,10 +840,10 @@ fn csv_replaced_truncated_deleted_while_read() {
     let m0 = base_minute();
     let mut run = Run::ready(dir.path(), &cfg, &["--out", out.to_str().unwrap()], &[]);
     for k in 0..9 {
-        let text = counters_csv(m0 + k);
+        let text = GRID.counters_csv(m0 + k);
         match k % 3 {
             // Replaced by rename.
-            0 => replace(&file, &text),
+            0 => util::replace(&file, &text),
             // Truncated and rewritten in place, the writer pausing in the middle of a row.
             1 => {
                 use std::io::Write;
@@ -900,7 +869,7 @@ fn csv_replaced_truncated_deleted_while_read() {
     }
     run.stop();
     let lp = std::fs::read_to_string(&out).unwrap();
-    assert_eq!(counters_in_lp(&lp), expected(m0, m0 + 8));
+    assert_eq!(counters_in_lp(&lp), GRID.expected(m0, m0 + 8));
     let health: Vec<&str> = lp
         .lines()
         .filter(|l| l.starts_with("srewatch_file,") && l.contains("file=counters.csv"))

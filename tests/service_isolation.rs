@@ -1,8 +1,7 @@
-//! `srewatch run` keeps every part running when one of its inputs fails (issue 22): an
-//! unresolvable probe target (observation 2) and idle `/metrics` clients (observation 4), with
-//! a real Kamailio and real TCP clients.
+//! `srewatch run` keeps every part running when one of its inputs fails: an unresolvable
+//! probe target and idle `/metrics` clients, with a real Kamailio and real TCP clients.
 
-use crate::service::{files_only, replace, wait_until, Grid, Run};
+use crate::service::{files_only, Grid, Run};
 use crate::util;
 use crate::util::kamailio::{Kamailio, Options};
 use std::io::{Read, Write};
@@ -30,12 +29,6 @@ fn scrape(addr: SocketAddr) -> String {
     out
 }
 
-/// The value of the sample `line` (name and labels, as written) on the page, if any.
-fn sample(page: &str, line: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
-}
-
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -54,7 +47,7 @@ fn counters_lines(out: &Path) -> usize {
         .count()
 }
 
-/// Observation 2: a target whose name does not resolve is that target's state (alarm with the
+/// A target whose name does not resolve is that target's state (alarm with the
 /// reason, retried with backoff, a metric); the service starts, ingest and Kamailio polling
 /// and the other probe target run; a target added by SIGHUP that does not resolve is retried
 /// too.
@@ -86,41 +79,41 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
     );
     // Ingest runs: one rewrite, every point of it out.
     let m = crate::service::base_minute();
-    replace(&data.join("counters.csv"), &GRID.counters_csv(m));
-    wait_until(Duration::from_secs(10), "the counters points", || {
+    util::replace(&data.join("counters.csv"), &GRID.counters_csv(m));
+    util::wait_until(Duration::from_secs(10), "the counters points", || {
         counters_lines(&out) == GRID.expected(m, m).len()
     });
     // Kamailio polling and the other target run.
     // (The line-protocol file is buffered: the other parts are seen on /metrics.)
-    wait_until(Duration::from_secs(10), "k1 up and cp1 in service", || {
+    util::wait_until(Duration::from_secs(10), "k1 up and cp1 in service", || {
         let page = scrape(metrics);
-        sample(&page, "srewatch_kamailio_up{hostname=\"k1\"}") == Some(1.0)
-            && sample(
+        util::metric(&page, "srewatch_kamailio_up{hostname=\"k1\"}") == Some(1.0)
+            && util::metric(
                 &page,
                 "srewatch_probe_state{target=\"cp1\",role=\"cp\",state=\"in_service\"}",
             ) == Some(1.0)
     });
     // Retried at 1 s, 3 s, 7 s: counted, the alarm raised once.
     let failures = |name: &str| {
-        sample(
+        util::metric(
             &scrape(metrics),
             &format!("srewatch_probe_target_start_failures_total{{target=\"{name}\",reason=\"resolve\"}}"),
         )
         .unwrap_or(0.0)
     };
-    wait_until(
+    util::wait_until(
         Duration::from_secs(6),
         "three failed lookups of cpx",
         || failures("cpx") >= 3.0,
     );
     let page = scrape(metrics);
     assert_eq!(
-        sample(&page, "srewatch_probe_target_started{target=\"cpx\"}"),
+        util::metric(&page, "srewatch_probe_target_started{target=\"cpx\"}"),
         Some(0.0),
         "{page}"
     );
     assert_eq!(
-        sample(&page, "srewatch_probe_target_started{target=\"cp1\"}"),
+        util::metric(&page, "srewatch_probe_target_started{target=\"cp1\"}"),
         Some(1.0),
         "{page}"
     );
@@ -137,7 +130,7 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
     hup(&run);
     run.wait_log("Configuration reloaded", Duration::from_secs(5));
     // The reload also makes cpx try again at once (its next attempt was 4 s away).
-    wait_until(
+    util::wait_until(
         Duration::from_millis(1500),
         "cpx tried again at the reload",
         || failures("cpx") > before,
@@ -146,7 +139,7 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
         "Alarm raised target=cpy role=cp alarm=unresolved detail=cannot resolve cpy.invalid:",
         Duration::from_secs(5),
     );
-    wait_until(Duration::from_secs(5), "two failed lookups of cpy", || {
+    util::wait_until(Duration::from_secs(5), "two failed lookups of cpy", || {
         failures("cpy") >= 2.0
     });
     run.stop();
@@ -167,7 +160,7 @@ fn unresolvable_probe_target_is_its_own_state_at_start_and_after_sighup() {
     );
 }
 
-/// Observation 4: idle `/metrics` clients are closed within a few seconds; with more idle
+/// Idle `/metrics` clients are closed within a few seconds; with more idle
 /// clients than the process has descriptors (RLIMIT_NOFILE 256, 400 clients), the counters.csv
 /// rewrite is still read and every point of it comes out, and `/metrics` answers afterwards.
 #[test]
@@ -227,8 +220,8 @@ fn idle_metrics_clients_cannot_starve_the_files() {
     std::thread::sleep(Duration::from_millis(300));
     let during = open_fds(pid);
     let m = crate::service::base_minute();
-    replace(&csv, &GRID.counters_csv(m));
-    wait_until(Duration::from_secs(10), "the counters points", || {
+    util::replace(&csv, &GRID.counters_csv(m));
+    util::wait_until(Duration::from_secs(10), "the counters points", || {
         counters_lines(&out) == GRID.expected(m, m).len()
     });
     drop(idle);
@@ -238,7 +231,7 @@ fn idle_metrics_clients_cannot_starve_the_files() {
     eprintln!("descriptors: before {before}, with 400 idle clients {during}, after {after}");
     assert!(during <= before + 32 + 2, "{before} -> {during}");
     assert!(
-        sample(
+        util::metric(
             &page,
             "srewatch_metrics_connections_total{outcome=\"refused\"}"
         )
@@ -247,7 +240,7 @@ fn idle_metrics_clients_cannot_starve_the_files() {
         "{page}"
     );
     assert_eq!(
-        sample(&page, "srewatch_metrics_open_connections"),
+        util::metric(&page, "srewatch_metrics_open_connections"),
         Some(1.0),
         "{page}"
     );

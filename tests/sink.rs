@@ -3,8 +3,8 @@
 //! fault-injection HTTP server for answers VictoriaMetrics never gives (400 for one line, 429 and
 //! 503 with `Retry-After`, 401).
 
-use crate::util::tempdir;
 use crate::util::victoria::{Series, Victoria};
+use crate::util::{self, tempdir};
 use bytes::Bytes;
 use ingest::sink::influx::{spawn_with_stats, InfluxConfig, InfluxSnapshot, InfluxStats};
 use ingest::sink::{SinkHandle, SinkStats};
@@ -105,8 +105,13 @@ pub(crate) async fn wait_for(
     }
 }
 
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
+/// Waits until `n` points are written and the spool is empty (the spool gauge is updated just
+/// after the written counter).
+async fn written_and_spool_empty(stats: &InfluxStats, n: u64) -> InfluxSnapshot {
+    wait_for(stats, &format!("{n} points written, spool empty"), |s| {
+        s.points_written == n && s.spool_points == 0
+    })
+    .await
 }
 
 /// (seconds, value) of the one series named `name` with label db=`db`.
@@ -125,6 +130,12 @@ fn points_of(series: &[Series], name: &str, db: &str, host: &str) -> Vec<(i64, f
         "one series {name}{{db={db},hostname={host}}} in {series:#?}"
     );
     found[0].points()
+}
+
+/// (seconds, value) of the series `name` of cp1 in the counters bucket, read back.
+fn cp1_counters(vm: &Victoria, name: &str) -> Vec<(i64, f64)> {
+    let series = util::blocking(|| vm.export(name));
+    points_of(&series, name, "counters", "cp1")
 }
 
 fn expected(from: usize, n: usize, k0: i64, base: i64) -> Vec<(i64, f64)> {
@@ -176,7 +187,7 @@ async fn writes_exact_series_to_victoria() {
         s.bytes_written
     );
 
-    let series = blocking(|| vm.export(r#"{__name__=~"calls total_.*|system.load_.*"}"#));
+    let series = util::blocking(|| vm.export(r#"{__name__=~"calls total_.*|system.load_.*"}"#));
     assert_eq!(series.len(), 5, "{series:#?}");
     assert_eq!(
         points_of(&series, "calls total_value", "counters", "cp1"),
@@ -217,22 +228,15 @@ async fn server_down_at_start_then_up_loses_nothing() {
         "{s:#?}"
     );
     assert!(s.request_failures >= 1);
-    blocking(|| vm.restart());
-    let s = wait_for(&stats, "20 points written, spool empty", |s| {
-        s.points_written == 20 && s.spool_points == 0
-    })
-    .await;
+    util::blocking(|| vm.restart());
+    let s = written_and_spool_empty(&stats, 20).await;
     assert_eq!(
         (s.spool_points, s.spool_batches, s.points_spool_dropped),
         (0, 0, 0)
     );
     drop(h);
     assert_eq!(task.await.unwrap().points_dropped, 0);
-    let series = blocking(|| vm.export("m.down_value"));
-    assert_eq!(
-        points_of(&series, "m.down_value", "counters", "cp1"),
-        expected(0, 20, 0, base)
-    );
+    assert_eq!(cp1_counters(&vm, "m.down_value"), expected(0, 20, 0, base));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,27 +247,23 @@ async fn server_restarted_mid_run_loses_nothing() {
     let (h, task, stats) = start(config(&vm.url(), &dir.path().join("spool")));
     write_counters(&h, "counters", "m.restart", "cp1", 0, 10, 0, base).await;
     wait_for(&stats, "first 10 points", |s| s.points_written == 10).await;
-    blocking(|| vm.stop());
+    util::blocking(|| vm.stop());
     write_counters(&h, "counters", "m.restart", "cp1", 10, 10, 0, base).await;
     h.flush().await.unwrap();
     let s = stats.snapshot();
     assert_eq!((s.points_written, s.spool_points), (10, 10), "{s:#?}");
-    blocking(|| vm.restart());
+    util::blocking(|| vm.restart());
     write_counters(&h, "counters", "m.restart", "cp1", 20, 10, 0, base).await;
     // The spool gauge is updated just after the written counter: wait for both.
-    let s = wait_for(&stats, "30 points written, spool empty", |s| {
-        s.points_written == 30 && s.spool_points == 0
-    })
-    .await;
+    let s = written_and_spool_empty(&stats, 30).await;
     assert_eq!(
         (s.spool_points, s.points_spool_dropped, s.points_rejected),
         (0, 0, 0)
     );
     drop(h);
     task.await.unwrap();
-    let series = blocking(|| vm.export("m.restart_value"));
     assert_eq!(
-        points_of(&series, "m.restart_value", "counters", "cp1"),
+        cp1_counters(&vm, "m.restart_value"),
         expected(0, 30, 0, base)
     );
 }
@@ -285,18 +285,9 @@ async fn spool_survives_a_restart_of_the_sink() {
         let end = task.await.unwrap();
         assert_eq!((end.points_written, end.points_dropped), (0, 0));
     }
-    let files = std::fs::read_dir(&spool)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".batch")
-        })
-        .count();
+    let files = util::spool_batches(&spool);
     assert_eq!(files, 3);
-    blocking(|| vm.restart());
+    util::blocking(|| vm.restart());
     let (h, task, stats) = start(config(&vm.url(), &spool));
     let s = wait_for(&stats, "12 spooled points written", |s| {
         s.points_written == 12
@@ -305,7 +296,7 @@ async fn spool_survives_a_restart_of_the_sink() {
     assert_eq!((s.spool_batches, s.spool_corrupt_files), (0, 0));
     drop(h);
     task.await.unwrap();
-    let series = blocking(|| vm.export(r#"{__name__="m.survive_value"}"#));
+    let series = util::blocking(|| vm.export(r#"{__name__="m.survive_value"}"#));
     assert_eq!(series.len(), 2);
     assert_eq!(
         points_of(&series, "m.survive_value", "counters", "cp1"),
@@ -341,6 +332,18 @@ pub(crate) struct Double {
 }
 
 impl Double {
+    /// A double answering every request with the status in the returned cell (empty body):
+    /// the test changes it to make the server fail or recover.
+    pub async fn answering(status: u16) -> (Double, Arc<AtomicU16>) {
+        let cell = Arc::new(AtomicU16::new(status));
+        let c2 = cell.clone();
+        let double = Double::start(Arc::new(move |_: &Seen, _| {
+            (c2.load(Ordering::SeqCst), vec![], String::new())
+        }))
+        .await;
+        (double, cell)
+    }
+
     pub async fn start(policy: Policy) -> Double {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -661,10 +664,7 @@ async fn refused_token_keeps_the_data() {
         (0, 4, 1, 0, 0)
     );
     allow.store(204, Ordering::SeqCst);
-    let s = wait_for(&stats, "4 points written, spool empty", |s| {
-        s.points_written == 4 && s.spool_points == 0
-    })
-    .await;
+    let s = written_and_spool_empty(&stats, 4).await;
     assert_eq!((s.spool_points, s.points_spool_dropped), (0, 0));
     assert_eq!(double.accepted(), good);
     drop(h);
@@ -674,12 +674,7 @@ async fn refused_token_keeps_the_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spool_drops_the_oldest_batches() {
     let dir = tempdir();
-    let status = Arc::new(AtomicU16::new(500));
-    let s2 = status.clone();
-    let double = Double::start(Arc::new(move |_: &Seen, _| {
-        (s2.load(Ordering::SeqCst), vec![], String::new())
-    }))
-    .await;
+    let (double, status) = Double::answering(500).await;
     let mut cfg = config(&double.url, &dir.path().join("spool"));
     cfg.batch_max_bytes = 1024;
     cfg.spool_max_bytes = 2048;
@@ -762,12 +757,7 @@ async fn full_spool_drops_the_oldest_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_spool_dir_holds_batches_in_memory_and_keeps_running() {
     let dir = tempdir();
-    let status = Arc::new(AtomicU16::new(500));
-    let s2 = status.clone();
-    let double = Double::start(Arc::new(move |_: &Seen, _| {
-        (s2.load(Ordering::SeqCst), vec![], String::new())
-    }))
-    .await;
+    let (double, status) = Double::answering(500).await;
     // A regular file where the directory should be: fails even for root.
     let spool = dir.path().join("spool");
     std::fs::write(&spool, b"").unwrap();

@@ -1,11 +1,11 @@
-//! Fault isolation in the InfluxDB sink (issue 22): a refused bucket holds back only its own
+//! Fault isolation in the InfluxDB sink: a refused bucket holds back only its own
 //! batches (real InfluxDB 1.6 behind nginx), live data kept while the spool is full or
 //! unusable, 413 for everything, an error body of hundreds of megabytes, a redirect to another
 //! host. Fault-injection servers (`sink::Double`, a raw TCP server) only inject the faults.
 
-use crate::sink::{base_minute, blocking, config, numbered, ok, start, wait_for, Double, Seen};
+use crate::sink::{base_minute, config, numbered, ok, start, wait_for, Double, Seen};
 use crate::util::influx::Influx;
-use crate::util::{free_tcp_port, tempdir};
+use crate::util::{self, free_tcp_port, tempdir};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,7 +40,7 @@ fn with_value(ix: &Influx, db: &str, v: f64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_bucket_holds_back_only_its_own_batches() {
     let dir = tempdir();
-    let ix = blocking(|| Influx::start(dir.path(), &["counters", "samples", "rollups"]));
+    let ix = util::blocking(|| Influx::start(dir.path(), &["counters", "samples", "rollups"]));
     let base = base_minute();
     let mut cfg = config(&ix.url(), &dir.path().join("spool"));
     cfg.db_param = false;
@@ -65,7 +65,7 @@ async fn refused_bucket_holds_back_only_its_own_batches() {
     h.flush().await.unwrap();
     let mut delivered = 0;
     while t0.elapsed() < Duration::from_secs(10) {
-        delivered = blocking(|| with_value(&ix, "counters", 2.0));
+        delivered = util::blocking(|| with_value(&ix, "counters", 2.0));
         if delivered == 40 {
             break;
         }
@@ -76,9 +76,9 @@ async fn refused_bucket_holds_back_only_its_own_batches() {
         t0.elapsed()
     );
     assert_eq!(delivered, 40);
-    assert_eq!(blocking(|| ix.points("counters")).len(), 40);
-    assert_eq!(blocking(|| with_value(&ix, "samples", 7.0)), 5);
-    assert_eq!(blocking(|| with_value(&ix, "rollups", 7.0)), 5);
+    assert_eq!(util::blocking(|| ix.points("counters")).len(), 40);
+    assert_eq!(util::blocking(|| with_value(&ix, "samples", 7.0)), 5);
+    assert_eq!(util::blocking(|| with_value(&ix, "rollups", 7.0)), 5);
     // Only the refused buckets wait, in the spool, named with the answer.
     let s = stats.snapshot();
     assert_eq!((s.spool_points, s.points_written), (2, 90), "{s:#?}");
@@ -88,7 +88,7 @@ async fn refused_bucket_holds_back_only_its_own_batches() {
     assert_eq!(s.buckets["counters"].points_written, 80);
     assert!(s.buckets["srewatch"].refusals >= 1);
     // Retried: once the databases exist, the held points arrive.
-    blocking(|| {
+    util::blocking(|| {
         ix.query("srewatch", "CREATE DATABASE \"srewatch\"");
         ix.query("probe", "CREATE DATABASE \"probe\"");
     });
@@ -97,8 +97,8 @@ async fn refused_bucket_holds_back_only_its_own_batches() {
     })
     .await;
     assert_eq!(s.buckets["srewatch"].refused, None);
-    assert_eq!(blocking(|| ix.points("srewatch")).len(), 1);
-    assert_eq!(blocking(|| ix.points("probe")).len(), 1);
+    assert_eq!(util::blocking(|| ix.points("srewatch")).len(), 1);
+    assert_eq!(util::blocking(|| ix.points("probe")).len(), 1);
     drop(h);
     assert_eq!(task.await.unwrap().points_dropped, 0);
 }
@@ -125,7 +125,7 @@ async fn restart_with_a_full_spool_keeps_the_live_data() {
         task.await.unwrap();
         assert!(stats.snapshot().spool_bytes > 6000);
     }
-    let ix = blocking(|| Influx::start(dir.path(), &["counters"]));
+    let ix = util::blocking(|| Influx::start(dir.path(), &["counters"]));
     let mut cfg = config(&ix.url(), &spool);
     cfg.db_param = false;
     cfg.batch_max_bytes = 2048;
@@ -139,7 +139,7 @@ async fn restart_with_a_full_spool_keeps_the_live_data() {
         s.spool_points == 0 && s.memory_points == 0
     })
     .await;
-    let newest = blocking(|| with_value(&ix, "counters", 2.0));
+    let newest = util::blocking(|| with_value(&ix, "counters", 2.0));
     eprintln!(
         "restart with a full spool: points lost {}, points with the newest value {newest} of {n}",
         s.points_spool_dropped

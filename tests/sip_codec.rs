@@ -1,4 +1,4 @@
-//! Observations 1 and 2 of issue 21: a table of responses built from RFC 3261's grammar, read
+//! A table of responses built from RFC 3261's grammar, read
 //! by the prober (in process and end to end through `srewatch probe check`) and by the bench's
 //! reader; both give the same verdict on every variant.
 
@@ -58,7 +58,7 @@ impl Req {
 /// ones (`None`: the response must not be taken as the answer).
 pub const VARIANTS: &[(&str, Option<(u16, &str)>)] = &[
     ("plain", Some((200, "uas1"))),
-    // Observation 1.
+    // Folding, whitespace and case that RFC 3261 allows.
     ("folded_via_cseq_to", Some((200, "uas1"))),
     ("folded_to_only", Some((200, "uas1"))),
     ("folded_unread_header", Some((200, "uas1"))),
@@ -75,7 +75,7 @@ pub const VARIANTS: &[(&str, Option<(u16, &str)>)] = &[
     ("body_exact", Some((200, "uas1"))),
     ("several_via_values", None),
     ("multi_line_reason", None),
-    // Observation 2.
+    // Framing and matching errors: never the answer.
     ("truncated_body", None),
     ("duplicate_content_length", None),
     ("wrong_branch", None),
@@ -190,7 +190,7 @@ fn bench(buf: &[u8], r: &Req) -> Option<(u16, String)> {
     )
 }
 
-/// Observations 1 and 2, in process: every variant read as RFC 3261 says, by the prober and
+/// In process: every variant read as RFC 3261 says, by the prober and
 /// the bench alike.
 #[test]
 fn response_variants_prober_and_bench() {
@@ -238,7 +238,7 @@ fn variant_uas(name: &'static str) -> (SocketAddr, thread::JoinHandle<()>) {
     (addr, h)
 }
 
-/// Observations 1 and 2 end to end: `srewatch probe check` says OK for every valid variant and
+/// End to end: `srewatch probe check` says OK for every valid variant and
 /// CRITICAL (no answer) for the others, the truncated one included.
 #[test]
 fn probe_check_against_variant_uas() {
@@ -414,7 +414,7 @@ fn stream_uas(name: &'static str) -> (SocketAddr, thread::JoinHandle<()>) {
     (addr, h)
 }
 
-/// Observation 4 of issue 21 (one framer): `probe check` and `bench` over TCP frame the same
+/// One framer: `probe check` and `bench` over TCP frame the same
 /// byte streams alike (bad, signed, duplicate, folded and missing Content-Length; LF line
 /// ends; a keep-alive first; every answer split across reads): both take the answer, or
 /// neither does.

@@ -1,4 +1,4 @@
-//! RFC 4475 torture messages through the responder (observation 3 of issue 21) and through the
+//! RFC 4475 torture messages through the responder and through the
 //! prober's reader. The messages are not part of this repository (they are other people's
 //! material): the tests read them, byte-exact, from `probe::sip::rfc4475_dir()`
 //! (`SREWATCH_RFC4475_DIR`, else `shared/reference/rfc4475` beside the checkout); see
@@ -91,7 +91,7 @@ fn status(answer: &[u8]) -> u16 {
     text[8..11].parse().unwrap_or_else(|_| panic!("{text}"))
 }
 
-/// Observation 3: every valid request of RFC 4475 §3.1.1 gets an answer.
+/// Every valid request of RFC 4475 §3.1.1 gets an answer.
 #[test]
 fn responder_answers_every_rfc4475_valid_request() {
     let Some(dir) = messages() else { return };
@@ -130,7 +130,7 @@ fn responder_refuses_rfc4475_invalid_requests() {
     assert_eq!(s.invalid, REFUSED_REQUESTS.len() as u64);
 }
 
-/// Observation 3: the 200 to an INVITE carries a Contact (RFC 3261 §13.3.1.4) and each call
+/// The 200 to an INVITE carries a Contact (RFC 3261 §13.3.1.4) and each call
 /// its own To tag; a retransmission gets the same one.
 #[test]
 fn responder_invite_200_has_contact_and_a_to_tag_per_call() {

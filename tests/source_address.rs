@@ -1,4 +1,4 @@
-//! Issue 21, "a source address": probes and the bench send from a configured local address and
+//! A source address: probes and the bench send from a configured local address and
 //! port (EM nodes are multi-homed). Tested on a second loopback address, 127.0.0.2 (Linux
 //! answers on all of 127.0.0.0/8), against a real Kamailio on 127.0.0.1: its answers carry
 //! `received=` and `rport=` (our Via asks for rport), its view of where the request came from.
@@ -96,18 +96,6 @@ async fn endpoint_sends_from_the_source_kamailio_sees_it() {
     }
 }
 
-fn check(args: &[&str]) -> (i32, String) {
-    let out = util::srewatch()
-        .args(["probe", "check"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-    )
-}
-
 /// `probe check --source ADDR[:PORT]`: OK from 127.0.0.2 over UDP and TCP (Kamailio answers to
 /// `received`:`rport`, so the answer reaches the bound socket only if Kamailio saw that source);
 /// an address not on this host, or a port in use, is UNKNOWN with the reason, not an answer.
@@ -120,12 +108,12 @@ fn probe_check_source_flag() {
     let fixed = free_port_on_source();
     for uri in [&udp, &tcp] {
         for source in [SOURCE.to_string(), format!("{SOURCE}:{fixed}")] {
-            let (code, out) = check(&[uri, "--source", &source]);
+            let (code, out, _) = util::probe_check(&[uri, "--source", &source]);
             assert_eq!(code, 0, "{uri} from {source}: {out}");
             assert!(out.starts_with("SIP OK"), "{uri} from {source}: {out}");
         }
     }
-    let (code, out) = check(&[&udp, "--source", NOT_HERE]);
+    let (code, out, _) = util::probe_check(&[&udp, "--source", NOT_HERE]);
     assert_eq!(code, 3, "{out}");
     assert!(
         out.starts_with(&format!(
@@ -141,7 +129,7 @@ fn probe_check_source_flag() {
         (&udp, busy_udp.local_addr().unwrap()),
         (&tcp, busy_tcp.local_addr().unwrap()),
     ] {
-        let (code, out) = check(&[uri, "--source", &busy.to_string()]);
+        let (code, out, _) = util::probe_check(&[uri, "--source", &busy.to_string()]);
         assert_eq!(code, 3, "{uri}: {out}");
         assert!(
             out.contains(&format!(
@@ -150,7 +138,7 @@ fn probe_check_source_flag() {
             "{uri}: {out}"
         );
     }
-    let (code, out) = check(&[&udp, "--source", "127.0.0.2:port"]);
+    let (code, out, _) = util::probe_check(&[&udp, "--source", "127.0.0.2:port"]);
     assert_eq!(code, 3, "{out}");
     assert!(
         out.contains("source: \"127.0.0.2:port\": expected an IP address"),
@@ -249,13 +237,8 @@ fn config_check_names_the_source_key() {
          [[probe.target]]\nname = \"cp3\"\nuri = \"sip:127.0.0.3\"\nsource = \"10.0.0.1:5070\"\n",
     )
     .unwrap();
-    let out = util::srewatch()
-        .args(["config", "check"])
-        .env("SREWATCH_CONFIG", &cfg)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = crate::config_check::check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
     let p = cfg.display();
     let expected = [
         format!("{p}:5: probe.source: \"signalling\": expected an IP address with an optional port, e.g. 10.1.2.3, 10.1.2.3:5070 or [2001:db8::1]:5070"),
@@ -301,13 +284,18 @@ fn bench_source_flag() {
         assert_eq!(v["accounting"]["sent"], 50, "{transport}: {v}");
         assert_eq!(v["accounting"]["answered"], 50, "{transport}: {v}");
     }
-    let out = util::srewatch()
-        .args(["bench", &k.sip_uri(), "--rate", "10", "--duration", "1s"])
-        .args(["--source", NOT_HERE])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    // A bench that must fail: its stderr.
+    let refused = |extra: &[&str]| {
+        let out = util::srewatch()
+            .args(["bench", &k.sip_uri(), "--rate", "10", "--duration", "1s"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        err
+    };
+    let err = refused(&["--source", NOT_HERE]);
     assert!(
         err.contains(&format!(
             "cannot open a socket to {}: cannot bind source {NOT_HERE}: Cannot assign requested address",
@@ -315,13 +303,7 @@ fn bench_source_flag() {
         )),
         "{err}"
     );
-    let out = util::srewatch()
-        .args(["bench", &k.sip_uri(), "--rate", "10", "--duration", "1s"])
-        .args(["--source", &format!("{SOURCE}:{fixed}"), "--sockets", "2"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{err}");
+    let err = refused(&["--source", &format!("{SOURCE}:{fixed}"), "--sockets", "2"]);
     assert!(
         err.contains(&format!(
             "source {SOURCE}:{fixed} has a fixed port: it can be bound by one socket, not 2"

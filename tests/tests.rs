@@ -27,3 +27,4 @@ mod sink_isolation;
 mod sip_codec;
 mod sip_conformance;
 mod source_address;
+mod source_tidy;

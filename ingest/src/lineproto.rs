@@ -306,8 +306,8 @@ mod tests {
         );
     }
 
-    /// Issue 23, observation 7: `rtt_p50_ms=0.9079999999999999`. 908 µs times 1000 in binary
-    /// floating point is not 0.908; [`millis`] and [`round_to`] give the nearest `f64` to the
+    /// `rtt_p50_ms=0.908`, not `0.9079999999999999`: 908 µs times 1000 in binary floating
+    /// point is not 0.908; [`millis`] and [`round_to`] give the nearest `f64` to the
     /// decimal, written as the decimal.
     #[test]
     fn measured_values_written_at_their_precision() {

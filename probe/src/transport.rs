@@ -564,7 +564,7 @@ mod tests {
         );
     }
 
-    /// Observation 4 of issue 21: one framer with one rule. Over TCP a Content-Length that is
+    /// One framer with one rule. Over TCP a Content-Length that is
     /// not a number, or a second one, makes the stream unframeable: the message is refused
     /// (counted as malformed), not read with a guessed length.
     #[tokio::test]

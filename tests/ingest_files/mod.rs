@@ -3,7 +3,7 @@
 //! v1 revised), with each refresh mode the follower must handle, and the exact line protocol
 //! that comes out is asserted step by step.
 
-use crate::util::{srewatch, tempdir, Proc};
+use crate::util::{self, srewatch, tempdir, Proc};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,12 +58,6 @@ fn step(out: &Path, seen: &mut usize, want: &[(&str, String)], what: &str) {
     );
     assert_eq!(new, set(want), "{what}");
     *seen = all.len();
-}
-
-fn rename_over(path: &Path, data: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn c(meas: &str, host: &str, v: i64, ts: i64) -> (&'static str, String) {
@@ -185,7 +179,7 @@ fn follows_platform_rewrites_exactly() {
     );
 
     // Minute T1: counters.csv replaced by rename; v0 of T0 revised 4 -> 6 for cp1.
-    rename_over(
+    util::replace(
         &counters,
         &format!(
             "cp1,{req},2022-05-10T16:32:00,{T1},3,6,10,12\ncp2,{req},2022-05-10T16:32:00,{T1},2,1,2,3\ncp1,{prof},2022-05-10T16:32:00,{T1},3,6,10,12\n"
@@ -250,7 +244,7 @@ fn follows_platform_rewrites_exactly() {
         ],
         "T2 counters (delete and recreate)",
     );
-    rename_over(
+    util::replace(
         &samples,
         &format!("cp1,{prof},2022-05-10T16:33:05,{},2,1,0.75,0.25,0.125\ncp1,{cpu},2022-05-10T16:33:05,{},14,13,11.5,,12\n", T2 + 5, T2 + 5),
     );
@@ -477,7 +471,7 @@ rescan_interval = \"5s\"\ndebounce = \"100ms\"\ncounters_bucket = \"c\"\nsamples
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// Issue 9, observation 3: counters.csv rewritten in place in two halves 3 s apart (longer than
+/// counters.csv rewritten in place in two halves 3 s apart (longer than
 /// the default 2 s quiet time), the cut two digits into a value (`19` of 1930). Nothing the
 /// sink receives may hold a value the finished files do not: not even briefly.
 #[test]
@@ -499,7 +493,7 @@ fn half_written_file_never_reaches_the_sink() {
     let first = [[1800, 1700, 1600], [5, 6, 7], [8, 9, 10], [11, 12, 13]];
     let second = [[900, 1810, 1700], [3, 6, 6], [4, 9, 9], [1930, 12, 12]];
     std::thread::sleep(Duration::from_millis(300));
-    rename_over(&counters, &file(T0, &first));
+    util::replace(&counters, &file(T0, &first));
     let mut seen = 0;
     let want1: Vec<_> = (0..4)
         .flat_map(|h| (0..3).map(move |i| (h, i)))

@@ -79,6 +79,18 @@ impl Cluster {
         }
     }
 
+    /// One CP (cp1 on `127.0.NET.2`) listening on 0.0.0.0 (`LISTEN_ANY`) on a port free on every
+    /// address, so that it answers from 127.0.0.1 rather than the probed address; not started.
+    pub fn listen_any(dir: &Path, net: u8) -> Cluster {
+        let mut c = Cluster::new(dir, net, 1, &["LISTEN_ANY"]);
+        c.port = UdpSocket::bind("0.0.0.0:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        c
+    }
+
     /// Every node will bind with `SO_REUSEPORT` (the shim is compiled here), so all of them
     /// can list the VIP at once.
     pub fn reuseport(&mut self) {

@@ -171,6 +171,19 @@ impl Kamailio {
     }
 
     /// Starts it again on the same ports with the same files (its counters start from zero).
+    /// Node `node` of a cluster, in `parent/NODE`, with the stock CP configuration and the extra
+    /// `listen=` values `extra_listen` (a VIP's, say).
+    pub fn start_node(parent: &Path, node: &str, extra_listen: &[String]) -> Kamailio {
+        Kamailio::start(
+            &parent.join(node),
+            Options {
+                node: node.into(),
+                extra_listen: extra_listen.to_vec(),
+                ..Default::default()
+            },
+        )
+    }
+
     pub fn start_again(&mut self) {
         assert!(self.proc.is_none(), "Kamailio is still running");
         self.launch();

@@ -1,7 +1,9 @@
-//! Test helpers: temporary directories, free ports, child processes killed on drop.
+//! Test helpers: temporary directories, free ports, child processes killed on drop, waiting,
+//! running `srewatch` and reading its `/metrics` page.
 #![allow(dead_code)]
 
 pub mod influx;
+pub mod prometheus;
 pub mod victoria;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -143,3 +145,108 @@ pub fn fixtures() -> PathBuf {
 
 pub mod cluster;
 pub mod kamailio;
+
+/// Polls `f` until it returns true, or panics with `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes `text` to `path` atomically (a temporary file renamed over it), as the platform
+/// replaces its CSV files.
+pub fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Runs `cmd` to its end; panics with its output unless it exits 0. Returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `srewatch probe check ARGS`: exit code (-1 when killed), stdout, stderr.
+pub fn probe_check(args: &[&str]) -> (i32, String, String) {
+    let out = srewatch()
+        .args(["probe", "check"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `srewatch config check CFG`: exit code and stdout.
+pub fn config_check(cfg: &Path) -> (Option<i32>, String) {
+    let out = srewatch()
+        .args(["config", "check"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `srewatch run --config CFG EXTRA...`, logging to `log`, once it serves `/metrics` on
+/// 127.0.0.1:`metrics_port` (panics with the log if it exits first, or after 20 s).
+pub fn start_run(cfg: &Path, extra: &[&str], log: &Path, metrics_port: u16) -> Proc {
+    let mut cmd = srewatch();
+    cmd.args(["run", "--config"]).arg(cfg).args(extra);
+    let mut svc = Proc::spawn("srewatch run", cmd, log);
+    let maddr: SocketAddr = ([127, 0, 0, 1], metrics_port).into();
+    wait_until(
+        Duration::from_secs(20),
+        "srewatch to serve /metrics",
+        || {
+            assert!(
+                !svc.exited(),
+                "srewatch run exited: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            TcpStream::connect(maddr).is_ok()
+        },
+    );
+    svc
+}
+
+/// The value of the sample `series` (`name{labels}` as written) on a `/metrics` page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// How many batches (`*.batch` files) the spool directory `dir` holds.
+pub fn spool_batches(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".batch")
+        })
+        .count()
+}
+
+/// Runs blocking `f` (a server start or stop, an export) on a multi-threaded runtime's worker.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}

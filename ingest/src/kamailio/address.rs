@@ -178,8 +178,8 @@ pub fn default_hostnames(addresses: &[&str]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// Observation: `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC` and
-    /// `tcp:127.0.0.1:99999` were accepted (as file targets).
+    /// Each transport's address is checked: `tcp:127.0.0.1` (no port), `htp://127.0.0.1:6171/RPC`
+    /// and `tcp:127.0.0.1:99999` are refused with the reason, not taken as file targets.
     #[test]
     fn kamailio_address_checked_per_transport() {
         for (a, want) in [
@@ -215,8 +215,8 @@ mod tests {
         assert_eq!(infer("htp://x/RPC"), Transport::File);
     }
 
-    /// Observation: `kamailio poll` tagged `hostname=tcp:127.0.0` and `hostname=RPC`, and two
-    /// `http://127.0.0.1:*` targets both `127.0.0.1`.
+    /// The default hostname is the address's host (not `tcp:127.0.0` or `RPC`), and two
+    /// `http://127.0.0.1:*` targets get distinct ones.
     #[test]
     fn kamailio_default_hostnames_are_hosts_and_distinct() {
         assert_eq!(default_hostname("tcp:127.0.0.1:9000"), "127.0.0.1");

@@ -131,9 +131,8 @@ mod tests {
         std::fs::read_dir("/proc/self/task").unwrap().count()
     }
 
-    /// Observation: a `file` target that is a FIFO leaked one blocked thread per poll, and the
-    /// runtime (SIGTERM) never finished. Now every poll fails at once with the cause, no thread
-    /// is left behind, and the runtime shuts down.
+    /// A `file` target that is a FIFO: every poll fails at once with the cause, no blocked
+    /// thread is left behind, and the runtime shuts down (SIGTERM finishes).
     #[test]
     fn kamailio_file_target_fifo_leaves_no_thread_and_shuts_down() {
         let dir = tempfile::tempdir().unwrap();

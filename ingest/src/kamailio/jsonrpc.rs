@@ -369,9 +369,9 @@ impl Client {
 mod tests {
     use super::*;
 
-    /// Observation: a 1.5 GB JSON-RPC reply was read whole (1.77 GB RSS). Against a fault
-    /// server streaming a 40 MiB reply, the body is cut at 16 MiB (like BINRPC), the cut is an
-    /// error of its own, and the whole statistics before the cut are still there.
+    /// A JSON-RPC reply is never read whole: against a fault server streaming a 40 MiB reply, the
+    /// body is cut at 16 MiB (like BINRPC), the cut is an error of its own, and the whole
+    /// statistics before the cut are still there.
     #[tokio::test]
     async fn kamailio_jsonrpc_reply_is_capped() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -633,7 +633,7 @@ mod tests {
         assert_eq!(w.restarts_total(), 1);
         let t = text(&mut e);
         // rcv: 100 + 30 + 15 = 145 over 30 s; fwd: 50 + 600 + 10 = 660 over 30 s. Rates to the
-        // thousandth per second (issue 23, observation 7: not 4.833333333333333).
+        // thousandth per second (4.833, not 4.833333333333333).
         assert!(
             t.contains("stat=core:rcv_requests total=45i,increase=145i,rate=4.833,rate_p50="),
             "{t}"

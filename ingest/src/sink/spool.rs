@@ -846,6 +846,16 @@ mod tests {
         assert_eq!(batch_files(dir.path()), vec![format!("{:020}.batch", 4)]);
     }
 
+    /// What evicting `n` batches of one point each, all at second 60, reports.
+    fn evicted_at_60(n: u64) -> Evicted {
+        Evicted {
+            batches: n,
+            points: n,
+            oldest: 60,
+            newest: 60,
+        }
+    }
+
     #[test]
     fn full_spool_drops_oldest_but_not_the_busy_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -855,15 +865,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(s.push("b", line, 1).unwrap(), Evicted::default());
         }
-        assert_eq!(
-            s.push("b", line, 1).unwrap(),
-            Evicted {
-                batches: 1,
-                points: 1,
-                oldest: 60,
-                newest: 60
-            }
-        );
+        assert_eq!(s.push("b", line, 1).unwrap(), evicted_at_60(1));
         assert_eq!(
             batch_files(dir.path()),
             (2..=4).map(file_name).collect::<Vec<_>>()
@@ -871,15 +873,7 @@ mod tests {
         // The front (seq 2) is being replayed: the next eviction takes seq 3 instead.
         let front = s.read_front().unwrap();
         assert_eq!(front.seq, 2);
-        assert_eq!(
-            s.push("b", line, 1).unwrap(),
-            Evicted {
-                batches: 1,
-                points: 1,
-                oldest: 60,
-                newest: 60
-            }
-        );
+        assert_eq!(s.push("b", line, 1).unwrap(), evicted_at_60(1));
         assert_eq!(batch_files(dir.path()), [2, 4, 5].map(file_name).to_vec());
         s.pop_front(2).unwrap();
         assert_eq!((s.len(), s.bytes(), s.points()), (2, 2 * size, 2));
@@ -912,15 +906,7 @@ mod tests {
         }
         let size = (HEADER + 1 + compress(b"m value=0i 60\n").len()) as u64;
         let (mut s, ev) = Spool::open(dir.path(), size * 2).unwrap();
-        assert_eq!(
-            ev,
-            Evicted {
-                batches: 3,
-                points: 3,
-                oldest: 60,
-                newest: 60
-            }
-        );
+        assert_eq!(ev, evicted_at_60(3));
         let got: Vec<String> = drain(&mut s).into_iter().map(|(_, l)| l).collect();
         assert_eq!(got, vec!["m value=3i 60\n", "m value=4i 60\n"]);
     }

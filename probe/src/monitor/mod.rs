@@ -977,7 +977,7 @@ invite_uri = "tel:123"
         assert_eq!(FingerprintRule::Header("X-Other".into()).of(&r), None);
     }
 
-    /// Observation 2: Kamailio's two To-tag forms (core/tags.h `init_tags`): sl replies
+    /// Kamailio's two To-tag forms (core/tags.h `init_tags`): sl replies
     /// `<md5>.<crc>`, tm replies `<md5>-<crc>`, the md5 over a signature and the first listen
     /// socket. The rule keeps the md5 and which module made it.
     #[test]
@@ -1009,7 +1009,7 @@ invite_uri = "tel:123"
         }
     }
 
-    /// Observation 7: the codes that mean alive are configurable; 503 never is.
+    /// The codes that mean alive are configurable; 503 never is.
     #[test]
     fn alive_codes_and_hysteresis_config() {
         let cfg = parse(
@@ -1123,7 +1123,7 @@ alive_codes = [100]
         );
     }
 
-    /// Issue 22, observation 2: a target whose name does not resolve is a state of that
+    /// A target whose name does not resolve is a state of that
     /// target (an alarm naming the reason, retried), never an error of the monitor; the other
     /// targets are probed meanwhile.
     #[tokio::test]

@@ -1155,7 +1155,7 @@ mod tests {
         );
     }
 
-    /// Issue 12, observation 5 (fault injection): the ACK and the BYE of a 2xx follow its
+    /// Fault injection: the ACK and the BYE of a 2xx follow its
     /// route set (Record-Route reversed into Route, the Contact as Request-URI); a BYE answered
     /// 404 is an alarm of its own, and the call_accepted text does not say "hung up".
     #[tokio::test]
@@ -1336,7 +1336,7 @@ mod tests {
         drop(handle);
     }
 
-    /// Observation 6: a CP listening on 0.0.0.0 answers from another address of the host. The
+    /// A CP listening on 0.0.0.0 answers from another address of the host. The
     /// answer is matched by its branch, classified with its real status and reported as a
     /// source mismatch; an ICMP error still comes back afterwards.
     #[tokio::test]
@@ -1366,8 +1366,8 @@ mod tests {
         assert_eq!((sm.rx.source_mismatch, sm.rx.ignored()), (1, 0));
     }
 
-    /// Observation 6, with `accept_other_source = false`: the same answer is `unexpected`, its
-    /// status kept; the probed address answering itself is in service.
+    /// With `accept_other_source = false`, an answer from another address of the host is
+    /// `unexpected`, its status kept; the probed address answering itself is in service.
     #[tokio::test]
     async fn reply_from_another_address_can_count_as_unexpected() {
         let mut uas = Uas::new().await;
@@ -1401,7 +1401,7 @@ mod tests {
         );
     }
 
-    /// Observation 7: a CP that answers OPTIONS 404 by design is alive when 404 is listed.
+    /// A CP that answers OPTIONS 404 by design is alive when 404 is listed.
     #[tokio::test]
     async fn alive_codes_make_a_404_in_service() {
         let mut uas = Uas::new().await;

@@ -1026,7 +1026,7 @@ mod tests {
             .collect()
     }
 
-    /// Observations 1 and 3: every node lists the VIP first (or sends the same Server header),
+    /// Every node lists the VIP first (or sends the same Server header),
     /// so both CPs answer with one fingerprint. The VIP's owner is `ambiguous`, never a
     /// failover, and no owner alarm flaps when one of them goes out of service.
     #[test]
@@ -1052,7 +1052,7 @@ mod tests {
         assert_eq!(t.owner("vip").as_deref(), Some("ambiguous"));
     }
 
-    /// Observation 4: cp1 answered with X, then stopped; cp2 restarted with the VIP listen
+    /// A stale fingerprint: cp1 answered with X, then stopped; cp2 restarted with the VIP listen
     /// first answers the VIP with the same X before its own probe was answered. The stale X
     /// credits nobody; cp2's own answer then makes it the owner: one real failover.
     #[test]
@@ -1079,7 +1079,7 @@ mod tests {
         );
     }
 
-    /// Observation 4, by time: a fingerprint not confirmed by its CP for 3 intervals plus the
+    /// A fingerprint not confirmed by its CP for 3 intervals plus the
     /// timeout (here 3·1 s + 2 s) no longer attributes answers.
     #[test]
     fn fingerprints_age_out() {
@@ -1095,7 +1095,7 @@ mod tests {
         );
     }
 
-    /// Observation 8: no answer, no owner; the owner alarm is raised once, kept while the
+    /// No answer, no owner; the owner alarm is raised once, kept while the
     /// VIP's answers cannot be attributed, and cleared when that CP is back in service, with
     /// a message naming it.
     #[test]
@@ -1144,7 +1144,7 @@ mod tests {
         );
     }
 
-    /// Observation 8: the first owner found is an owner event, not a failover (logged at INFO,
+    /// The first owner found is an owner event, not a failover (logged at INFO,
     /// not as a WARN "VIP failover"); a move between CPs is one.
     #[test]
     fn first_owner_is_not_a_failover() {
@@ -1186,7 +1186,7 @@ mod tests {
             .collect()
     }
 
-    /// Observation 7: with down_after = 3 and up_after = 2, two lost probes change nothing, the
+    /// With down_after = 3 and up_after = 2, two lost probes change nothing, the
     /// third makes the CP down once; one answer does not bring it back, the second does.
     #[test]
     fn hysteresis_down_after_and_up_after() {

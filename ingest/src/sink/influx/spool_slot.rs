@@ -115,6 +115,32 @@ impl SpoolSlot {
         }
     }
 
+    /// `f` on the spool (reopened if it could not be opened before), or why it is unusable.
+    fn with_spool<T>(
+        &mut self,
+        stats: &InfluxStats,
+        f: impl FnOnce(&mut Spool) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
+        self.reopen(stats);
+        match self.spool.as_mut() {
+            Some(s) => f(s),
+            None => Err(self.unusable()),
+        }
+    }
+
+    /// A write succeeded: logs the recovery if the spool was failing.
+    fn writable_again(&mut self) {
+        if self.failing {
+            tracing::info!(dir = %self.dir.display(), "Spool writable again");
+            self.failing = false;
+        }
+    }
+
+    /// A write failed: whether this starts a failing episode (to be logged, once).
+    fn starts_failing(&mut self) -> bool {
+        !std::mem::replace(&mut self.failing, true)
+    }
+
     /// Spools a batch if it fits without deleting older ones; false (nothing lost) if the spool
     /// is full or unusable.
     pub(super) fn push_within(
@@ -124,23 +150,16 @@ impl SpoolSlot {
         points: usize,
         stats: &InfluxStats,
     ) -> bool {
-        self.reopen(stats);
-        let result = match self.spool.as_mut() {
-            Some(s) => s.push_within(bucket, lines, points),
-            None => Err(self.unusable()),
-        };
-        let stored = match result {
+        let stored = match self.with_spool(stats, |s| s.push_within(bucket, lines, points)) {
             Ok(stored) => {
-                if stored && self.failing {
-                    tracing::info!(dir = %self.dir.display(), "Spool writable again");
-                    self.failing = false;
+                if stored {
+                    self.writable_again();
                 }
                 stored
             }
             Err(e) => {
-                if !self.failing {
+                if self.starts_failing() {
                     tracing::error!(error = %e, bucket, points, "Cannot spool batch; holding batches in memory (up to memory_max_bytes) until the server or the spool takes them");
-                    self.failing = true;
                 }
                 false
             }
@@ -158,18 +177,11 @@ impl SpoolSlot {
         points: usize,
         stats: &InfluxStats,
     ) -> bool {
-        self.reopen(stats);
-        let result = match self.spool.as_mut() {
-            Some(s) => s.push(bucket, lines, points),
-            None => Err(self.unusable()),
-        };
+        let result = self.with_spool(stats, |s| s.push(bucket, lines, points));
         let stored = result.is_ok();
         match result {
             Ok(ev) => {
-                if self.failing {
-                    tracing::info!(dir = %self.dir.display(), "Spool writable again");
-                    self.failing = false;
-                }
+                self.writable_again();
                 if ev.points > 0 {
                     stats.points_spool_dropped.fetch_add(ev.points, Relaxed);
                     note_range(stats, &ev);
@@ -184,9 +196,8 @@ impl SpoolSlot {
             }
             Err(e) => {
                 stats.points_spool_dropped.fetch_add(points as u64, Relaxed);
-                if !self.failing {
+                if self.starts_failing() {
                     tracing::error!(error = %e, bucket, points, "Cannot spool batch; dropped it (further drops are counted, not logged)");
-                    self.failing = true;
                 }
             }
         }
