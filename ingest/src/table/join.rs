@@ -81,20 +81,12 @@ impl Table {
         gen: u32,
         now: Instant,
     ) -> Result<(), Reason> {
-        let h = self.host_id(row.host);
+        let h = self.names.host_id(row.host);
         let pred = self.files[1].last.wrapping_add(1) as usize;
         let id = match self.series.ss.get(pred) {
-            Some(c)
-                if c.host == h
-                    && same_name(
-                        self.stats.raw[c.stat as usize].as_bytes(),
-                        row.stat.as_bytes(),
-                    ) =>
-            {
-                pred as u32
-            }
+            Some(c) if c.host == h && self.names.stat_is(c.stat, row.stat) => pred as u32,
             _ => {
-                let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                let s = self.names.stat_id(row.stat);
                 let key = series_key(h, s);
                 let (cs, ss) = (&self.series.cs, &self.series.ss);
                 let skey = |id: u32| series_key(ss[id as usize].host, ss[id as usize].stat);
@@ -247,9 +239,9 @@ impl Table {
         }
         // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
         let out = &mut self.out.buf[1];
-        out.extend_from_slice(self.stats.esc(ser.stat));
+        out.extend_from_slice(self.names.stat_esc(ser.stat));
         out.extend_from_slice(b",hostname=");
-        out.extend_from_slice(self.hosts.esc(ser.host));
+        out.extend_from_slice(self.names.host_esc(ser.host));
         out.extend_from_slice(b" value=");
         write_float(out, a);
         if occ != NO_OCC {

@@ -29,8 +29,8 @@
 //! `Table` is a façade over one type per concern:
 //! - `window`: one `FileWindow` per file (its newest minute, horizon, memo, the completeness
 //!   rule) and `Minutes`, the check of a row's minute made before the row changes any state;
-//! - `series`: `Names` (interned host and stat names) and `Series` (both files' index, series
-//!   arrays and rings);
+//! - `names`: `Names`, the interned host and stat names (dense ids, escaped forms beside
+//!   them); `series`: `Series` (both files' index, series arrays and rings);
 //! - `rows`: the per-row work of counters.csv, and `Rows`, which validates, applies and counts
 //!   each record of a snapshot; `join`: the samples rows and the join wait;
 //! - `rollups`: `Rollups`, the per-minute rollups; `points`: the points' line protocol
@@ -45,6 +45,7 @@
 mod ahead;
 mod defer;
 mod join;
+mod names;
 mod pipeline;
 mod points;
 mod prefault;
@@ -59,6 +60,7 @@ pub use series::FxHasher;
 pub use state::TABLE_STATE;
 
 use join::*;
+use names::Names;
 use pipeline::{Apply, Chunks};
 use rollups::*;
 use rows::Rows;
@@ -247,11 +249,7 @@ impl FileReport {
 /// Change detection, join and rollups over successive snapshots of both files.
 pub struct Table {
     cfg: TableConfig,
-    hosts: Names,
-    stats: Names,
-    name_enc: LineEncoder,
-    /// Host of the previous row.
-    last_host: u32,
+    names: Names,
     series: Series,
     /// Per file: its window (newest minute, horizon, memo, ...).
     files: [FileWindow; 2],
@@ -297,10 +295,7 @@ fn k(kind: Kind) -> usize {
 impl Table {
     pub fn new(cfg: TableConfig) -> Self {
         Table {
-            hosts: Names::default(),
-            stats: Names::default(),
-            name_enc: LineEncoder::with_capacity(256),
-            last_host: NONE,
+            names: Names::new(),
             series: Series::default(),
             files: [FileWindow::new(), FileWindow::new()],
             pending: Join::default(),

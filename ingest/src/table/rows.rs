@@ -4,19 +4,6 @@
 use super::*;
 
 impl Table {
-    /// The host id, usually the previous row's (rows are grouped by host).
-    #[inline]
-    pub(super) fn host_id(&mut self, host: &str) -> u32 {
-        let last = self.last_host as usize;
-        if last < self.hosts.raw.len()
-            && same_name(self.hosts.raw[last].as_bytes(), host.as_bytes())
-        {
-            return self.last_host;
-        }
-        self.last_host = self.hosts.id(host, &mut self.name_enc, true);
-        self.last_host
-    }
-
     /// The values of `row` to apply to a series whose last applied row had [`Row::keep`]
     /// `keep` and whose newest minute is `top`: the row's own (all but the two newest left out
     /// when they repeat that row, [`Row::same_tail`]), or `None` when the parse stage left
@@ -59,20 +46,12 @@ impl Table {
         gen: u32,
         now: Instant,
     ) -> Result<(), Reason> {
-        let h = self.host_id(row.host);
+        let h = self.names.host_id(row.host);
         // Rows come in the same order every minute: try the series after the previous row's
         // before hashing the stat name and looking the series up.
         let pred = self.files[0].last.wrapping_add(1) as usize;
         let (id, s) = match self.series.cs.get(pred) {
-            Some(c)
-                if c.host == h
-                    && same_name(
-                        self.stats.raw[c.stat as usize].as_bytes(),
-                        row.stat.as_bytes(),
-                    ) =>
-            {
-                (pred as u32, c.stat)
-            }
+            Some(c) if c.host == h && self.names.stat_is(c.stat, row.stat) => (pred as u32, c.stat),
             _ => {
                 // Hosts list their stats in the same order: try the stat that followed the
                 // previous row's last time before hashing the name (a first snapshot of 500
@@ -83,17 +62,9 @@ impl Table {
                     .get(self.files[0].last as usize)
                     .map_or(NONE, |c| c.stat);
                 let s = match self.series.stat_after.get(prev as usize) {
-                    Some(&p)
-                        if p != NONE
-                            && same_name(
-                                self.stats.raw[p as usize].as_bytes(),
-                                row.stat.as_bytes(),
-                            ) =>
-                    {
-                        p
-                    }
+                    Some(&p) if p != NONE && self.names.stat_is(p, row.stat) => p,
                     _ => {
-                        let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                        let s = self.names.stat_id(row.stat);
                         if prev != NONE {
                             if self.series.stat_after.len() <= prev as usize {
                                 self.series.stat_after.resize(prev as usize + 1, NONE);
@@ -290,9 +261,8 @@ impl Table {
             return;
         }
         let nc = changed.len();
-        let (st, ho) = (&self.stats, &self.hosts);
-        let stat = (&st.esc[s as usize][..], st.esc_len[s as usize] as usize);
-        let host = (&ho.esc[h as usize][..], ho.esc_len[h as usize] as usize);
+        let stat = self.names.stat_padded(s);
+        let host = self.names.host_padded(h);
         match &mut self.out.defer {
             Some(d) => d.push(stat, host, changed),
             None => {

@@ -1,5 +1,5 @@
-//! Names and series: host and stat names interned once (dense ids, escaped line-protocol forms
-//! beside them), the per-file series index, and each series' ring of its last 16 minutes.
+//! Series: the per-file series index, and each series' ring of its last 16 minutes (the
+//! names a series is keyed by are in `names`).
 
 use super::*;
 
@@ -49,39 +49,6 @@ impl Hasher for FxHasher {
 }
 
 pub(super) type Fx = BuildHasherDefault<FxHasher>;
-
-/// Interned names with their escaped line-protocol forms.
-#[derive(Default)]
-pub(super) struct Names {
-    pub(super) map: HashMap<Box<[u8]>, u32, Fx>,
-    pub(super) raw: Vec<Box<str>>,
-    /// Escaped forms, each followed by [`points::NAME_PAD`] zero bytes (copied in whole 32-byte
-    /// blocks, `points::copy_blocks`); their lengths in `esc_len`.
-    pub(super) esc: Vec<Box<[u8]>>,
-    pub(super) esc_len: Vec<u32>,
-}
-
-impl Names {
-    #[inline]
-    pub(super) fn id(&mut self, s: &str, enc: &mut LineEncoder, host: bool) -> u32 {
-        if let Some(&id) = self.map.get(s.as_bytes()) {
-            return id;
-        }
-        let id = self.raw.len() as u32;
-        let (esc, len) = escape_name(enc, s, host);
-        self.map.insert(s.as_bytes().into(), id);
-        self.raw.push(s.into());
-        self.esc.push(esc);
-        self.esc_len.push(len);
-        id
-    }
-
-    /// The escaped line-protocol form of name `id`.
-    #[inline]
-    pub(super) fn esc(&self, id: u32) -> &[u8] {
-        &self.esc[id as usize][..self.esc_len[id as usize] as usize]
-    }
-}
 
 /// Series ids by key (`host << 32 | stat`), for one file: one small table per host, keyed by
 /// stat. Rows come grouped by host, so the table being looked up stays in the CPU's cache (one

@@ -147,3 +147,44 @@ fn csv_kernel_is_split_by_path() {
         }
     }
 }
+
+/// `Table`'s fields are one per concern: each of a type of its own (the names are one
+/// `Names`, not a field per kind of name plus the encoder and the previous row's host), and
+/// `Names` lives in `table/names.rs`.
+#[test]
+fn table_fields_are_one_per_concern() {
+    let sources = sources("table");
+    let (_, text) = sources
+        .iter()
+        .find(|(_, t)| t.contains("\npub struct Table {"))
+        .unwrap();
+    let lines = before_tests(text);
+    let (_, _, fields) = structs(&lines)
+        .into_iter()
+        .find(|s| s.0 == "Table")
+        .unwrap();
+    let types: Vec<&str> = fields
+        .iter()
+        .map(|f| f.split_once(':').unwrap().1.trim().trim_end_matches(','))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "TableConfig",
+            "Names",
+            "Series",
+            "[FileWindow; 2]",
+            "Join",
+            "Rollups",
+            "Out",
+            "Phases"
+        ],
+        "the types of struct Table's fields"
+    );
+    let names: Vec<_> = sources
+        .iter()
+        .filter(|(_, t)| t.contains("\npub(super) struct Names {"))
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["names.rs"], "the files that declare Names");
+}
