@@ -82,10 +82,15 @@ impl Table {
         now: Instant,
     ) -> Result<(), Reason> {
         let h = self.names.host_id(row.host);
-        let pred = self.files[1].last.wrapping_add(1) as usize;
-        let id = match self.series.ss.get(pred) {
-            Some(c) if c.host == h && self.names.stat_is(c.stat, row.stat) => pred as u32,
-            _ => {
+        let id = match predicted(
+            &self.series.ss,
+            self.files[1].last,
+            h,
+            row.stat,
+            &self.names,
+        ) {
+            Some((id, _)) => id,
+            None => {
                 let s = self.names.stat_id(row.stat);
                 let key = series_key(h, s);
                 let (cs, ss) = (&self.series.cs, &self.series.ss);
@@ -128,22 +133,10 @@ impl Table {
         };
         self.files[1].last = id;
         let t = row.minute() / 60;
-        if self.series.ss[id as usize].seen == gen {
-            return Err(Reason::Duplicate);
-        }
-        let full;
-        let values = match self.same_tail(
-            1,
-            row,
-            self.series.ss[id as usize].keep,
-            self.series.ss[id as usize].top,
-        ) {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Samples)?;
-                &full.0[..full.1]
-            }
-        };
+        let c = &self.series.ss[id as usize];
+        let (seen, keep, top) = (c.seen, c.keep, c.top);
+        let mut full = None;
+        let values = self.row_values(Kind::Samples, row, (seen, gen), keep, top, &mut full)?;
         self.advance_horizon(Kind::Samples, t);
         let n = values.len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];

@@ -3,30 +3,49 @@
 
 use super::*;
 
+/// All values of `row`, read into `full` (the parse stage left some out).
+#[cold]
+#[inline(never)]
+fn reparse<'r>(
+    row: &Row<'_>,
+    kind: Kind,
+    full: &'r mut Option<([Value; crate::csvrow::MAX_VALUES], usize)>,
+) -> Result<&'r [Value], Reason> {
+    let (v, n) = full.insert(parse_values(row.values_text, kind)?);
+    Ok(&v[..*n])
+}
+
 impl Table {
     /// The values of `row` to apply to a series whose last applied row had [`Row::keep`]
     /// `keep` and whose newest minute is `top`: the row's own (all but the two newest left out
-    /// when they repeat that row, [`Row::same_tail`]), or `None` when the parse stage left
-    /// values out that this series has not seen (read them with [`parse_values`]).
+    /// when they repeat that row, [`Row::same_tail`]), or, when the parse stage left values out
+    /// that this series has not seen, all of them read with [`parse_values`] into `full`.
+    /// `seen`: the series' generation ([`Reason::Duplicate`] when it is this snapshot's, `gen`).
     #[inline]
-    pub(super) fn same_tail<'r>(
+    pub(super) fn row_values<'r>(
         &mut self,
-        f: usize,
+        kind: Kind,
         row: &'r Row<'_>,
+        (seen, gen): (u32, u32),
         keep: u64,
         top: i64,
-    ) -> Option<&'r [Value]> {
+        full: &'r mut Option<([Value; crate::csvrow::MAX_VALUES], usize)>,
+    ) -> Result<&'r [Value], Reason> {
+        if seen == gen {
+            return Err(Reason::Duplicate);
+        }
         if row.same_tail == 0 {
-            return Some(row.values());
+            return Ok(row.values());
         }
         // The clock-step reset (a row a whole window back) forgets the ring: never with a
         // repeat, whose minute is one after the last row's.
+        let f = k(kind);
         if keep == row.same_tail && row.minute() / 60 + RING > top {
             self.files[f].repeats += 1;
-            Some(row.values())
+            Ok(row.values())
         } else {
             self.files[f].reparsed += 1;
-            None
+            reparse(row, kind, full)
         }
     }
 
@@ -49,10 +68,15 @@ impl Table {
         let h = self.names.host_id(row.host);
         // Rows come in the same order every minute: try the series after the previous row's
         // before hashing the stat name and looking the series up.
-        let pred = self.files[0].last.wrapping_add(1) as usize;
-        let (id, s) = match self.series.cs.get(pred) {
-            Some(c) if c.host == h && self.names.stat_is(c.stat, row.stat) => (pred as u32, c.stat),
-            _ => {
+        let (id, s) = match predicted(
+            &self.series.cs,
+            self.files[0].last,
+            h,
+            row.stat,
+            &self.names,
+        ) {
+            Some(p) => p,
+            None => {
                 // Hosts list their stats in the same order: try the stat that followed the
                 // previous row's last time before hashing the name (a first snapshot of 500
                 // hosts x 2,000 stats looks up 2,000 names, not 1,000,000).
@@ -86,22 +110,10 @@ impl Table {
         };
         self.files[0].last = id;
         let t = row.minute() / 60;
-        if self.series.cs[id as usize].seen == gen {
-            return Err(Reason::Duplicate);
-        }
-        let full;
-        let values = match self.same_tail(
-            0,
-            row,
-            self.series.cs[id as usize].keep(),
-            self.series.cs[id as usize].top,
-        ) {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Counters)?;
-                &full.0[..full.1]
-            }
-        };
+        let c = &self.series.cs[id as usize];
+        let (seen, keep, top) = (c.seen, c.keep(), c.top);
+        let mut full = None;
+        let values = self.row_values(Kind::Counters, row, (seen, gen), keep, top, &mut full)?;
         self.advance_horizon(Kind::Counters, t);
         let order_n = values.len();
         let order = self.cfg.value_order;
@@ -172,14 +184,9 @@ impl Table {
         gen: u32,
         now: Instant,
     ) -> Result<(), Reason> {
-        let full;
-        let values = match self.same_tail(0, row, 0, i64::MIN) {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Counters)?;
-                &full.0[..full.1]
-            }
-        };
+        // A new series cannot have had a row in this snapshot (`!gen` is never `gen`).
+        let mut full = None;
+        let values = self.row_values(Kind::Counters, row, (!gen, gen), 0, i64::MIN, &mut full)?;
         let t = row.minute() / 60;
         self.advance_horizon(Kind::Counters, t);
         let id = self.series.cs.len() as u32;

@@ -165,6 +165,41 @@ pub(super) struct SSeries {
     pub(super) keep: u64,
 }
 
+/// A series of either file, by its names.
+pub(super) trait HostStat {
+    fn host_stat(&self) -> (u32, u32);
+}
+
+impl HostStat for CSeries {
+    #[inline]
+    fn host_stat(&self) -> (u32, u32) {
+        (self.host, self.stat)
+    }
+}
+
+impl HostStat for SSeries {
+    #[inline]
+    fn host_stat(&self) -> (u32, u32) {
+        (self.host, self.stat)
+    }
+}
+
+/// The series after `last` in `series`, with its stat, when it is the row's (host id `h`, stat
+/// named `stat`): rows come in the same order every minute, so it usually is, and the stat
+/// name is neither hashed nor looked up.
+#[inline]
+pub(super) fn predicted<S: HostStat>(
+    series: &[S],
+    last: u32,
+    h: u32,
+    stat: &str,
+    names: &Names,
+) -> Option<(u32, u32)> {
+    let pred = last.wrapping_add(1);
+    let (host, s) = series.get(pred as usize)?.host_stat();
+    (host == h && names.stat_is(s, stat)).then_some((pred, s))
+}
+
 /// The minute (index) of value `i` of a row of `n` values whose own minute is `t`.
 #[inline]
 pub(super) fn minute_of(order: ValueOrder, t: i64, i: usize, n: usize) -> i64 {
