@@ -25,6 +25,7 @@
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.
+//!   Fed by the table: each line comes with its series and minute (`table::LineMark`).
 //! - [`state_dir`]: a directory of state files owned by one process (`flock`ed, atomic
 //!   replaces), used by the checkpoint and the InfluxDB spool.
 //! - [`gen`]: deterministic counters.csv / samples.csv generator for benches and tests.

@@ -232,9 +232,11 @@ impl Table {
         }
         // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
         let out = &mut self.out.buf[1];
+        let start = out.len();
         out.extend_from_slice(self.names.stat_esc(ser.stat));
         out.extend_from_slice(b",hostname=");
         out.extend_from_slice(self.names.host_esc(ser.host));
+        let series = out.len() - start;
         out.extend_from_slice(b" value=");
         write_float(out, a);
         if occ != NO_OCC {
@@ -244,9 +246,18 @@ impl Table {
             out.extend_from_slice(itoa::Buffer::new().format(occ).as_bytes());
             out.extend_from_slice(b"i");
         }
+        let fields = out.len() - start - series - 1;
         out.extend_from_slice(b" ");
         out.extend_from_slice(itoa::Buffer::new().format(m * 60).as_bytes());
         out.extend_from_slice(b"\n");
+        if let Some(marks) = &mut self.out.marks {
+            marks[1].push(LineMark {
+                len: (out.len() - start) as u32,
+                series: series as u32,
+                fields: fields as u32,
+                minute: m as i32,
+            });
+        }
         self.out.points_n[1] += 1;
         self.out.written[1] += 1;
         let stat = ser.stat;

@@ -277,6 +277,11 @@ impl Table {
                     .points
                     .counters(&mut self.out.buf[0], stat, host, changed);
                 self.out.points_n[0] += nc;
+                if let Some(marks) = &mut self.out.marks {
+                    self.out
+                        .points
+                        .marks(stat.1, host.1, changed, &mut marks[0]);
+                }
             }
         }
         self.out.written[0] += nc as u64;
@@ -295,7 +300,7 @@ impl Table {
 pub(super) struct Rows<'t, 'r, 'e> {
     pub(super) t: &'t mut Table,
     pub(super) rep: &'r mut FileReport,
-    pub(super) emit: &'r mut Emit<'e>,
+    pub(super) emit: &'r mut EmitMarked<'e>,
     pub(super) kind: Kind,
     pub(super) gen: u32,
     pub(super) now: Instant,
@@ -330,7 +335,7 @@ impl Apply for Rows<'_, '_, '_> {
             || t.out.buf[1].len() >= t.cfg.chunk_bytes
             || t.out.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
         {
-            t.flush(self.emit);
+            t.flush_marked(self.emit);
         }
     }
 
