@@ -92,41 +92,20 @@ fn table_marks_every_counters_and_samples_line_as_the_checkpoint_parses_it() {
         };
         let now = Instant::now();
         let wall = T + 3600;
-        t.ingest_at_marked(
-            Kind::Counters,
-            counters(T, 0).as_bytes(),
-            Tail::Complete,
-            now,
-            wall,
-            &mut emit,
-        );
-        t.ingest_at_marked(
-            Kind::Samples,
-            samples(T + 60).as_bytes(),
-            Tail::Complete,
-            now,
-            wall,
-            &mut emit,
-        );
-        // The rewrite a minute later: values shifted, some revised.
-        t.ingest_at_marked(
-            Kind::Counters,
-            counters(T + 60, 1).as_bytes(),
-            Tail::Complete,
-            now,
-            wall,
-            &mut emit,
-        );
-        t.tick_marked(now + Duration::from_secs(31), &mut emit);
-        // The same lines again: the checkpoint drops them all, from the marks as by parsing.
-        t.ingest_at_marked(
-            Kind::Samples,
-            samples(T + 60).as_bytes(),
-            Tail::Complete,
-            now,
-            wall,
-            &mut emit,
-        );
+        // counters.csv, samples.csv, the counters' rewrite a minute later (values shifted, `v1`
+        // revised) and the join wait over, then the same samples again (nothing new).
+        let feeds = [
+            (Kind::Counters, counters(T, 0)),
+            (Kind::Samples, samples(T + 60)),
+            (Kind::Counters, counters(T + 60, 1)),
+            (Kind::Samples, samples(T + 60)),
+        ];
+        for (i, (kind, text)) in feeds.iter().enumerate() {
+            t.ingest_at_marked(*kind, text.as_bytes(), Tail::Complete, now, wall, &mut emit);
+            if i == 2 {
+                t.tick_marked(now + Duration::from_secs(31), &mut emit);
+            }
+        }
         t.finish_marked(now + Duration::from_secs(62), &mut emit);
         let written = t.points_written();
         assert_eq!(marked, [written[0], written[1], 0]);
