@@ -8,7 +8,9 @@
 //!   minute, value hash): the key is a 64-bit hash of bucket, measurement and tags; the value
 //!   hash a 32-bit hash of the field set. A line whose minute is recorded with the same value
 //!   hash is dropped (it is already stored); every other line goes on and is remembered as
-//!   *pending*.
+//!   *pending*. The table hands the series, field set and minute of its counters and samples
+//!   lines with them ([`LineMark`], [`Checkpoint::filter_marked`]): only lines without marks
+//!   (the rollups) are parsed.
 //! - **Acknowledge** ([`Checkpoint::ack`]): called only after [`crate::SinkHandle::flush`]
 //!   returned, i.e. once the InfluxDB sink has had every earlier line accepted by the server,
 //!   written to its `fsync`ed spool, or rejected on its own by the server. Only then are the
@@ -28,7 +30,7 @@
 //! False matches: a changed value is wrongly taken for the recorded one with probability 2^-32
 //! per line compared (a restart of a 1,000,000-row file compares about 15 M lines).
 
-use crate::table::FxHasher;
+use crate::table::{FxHasher, LineMark};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -227,17 +229,68 @@ impl Checkpoint {
 
     /// Drops the lines of `lines` that the server already has; remembers the others as
     /// pending. Returns the lines to send and their count (the same `Bytes`, not copied, when
-    /// nothing is dropped).
+    /// nothing is dropped). Each line is parsed for its series, fields and minute
+    /// ([`mark`]); [`Checkpoint::filter_marked`] takes them from the table instead.
     pub fn filter(&mut self, bucket: &str, lines: Bytes) -> (Bytes, usize) {
         let seed = self.seed(bucket);
+        let text = lines.clone();
+        let mut start = 0;
+        let parsed = std::iter::from_fn(move || {
+            if start >= text.len() {
+                return None;
+            }
+            let end = memchr::memchr(b'\n', &text[start..]).map_or(text.len(), |x| start + x);
+            let next = (end + 1).min(text.len());
+            let line = (start, next, mark(seed, &text[start..end]));
+            start = next;
+            Some(line)
+        });
+        self.keep_new(lines, parsed)
+    }
+
+    /// [`Checkpoint::filter`] for lines the table wrote, with its [`LineMark`] of each: the
+    /// series, fields and minute are taken from the marks, not parsed again. Without marks (the
+    /// rollups), or marks that do not cover the lines exactly, the lines are parsed.
+    pub fn filter_marked(
+        &mut self,
+        bucket: &str,
+        lines: Bytes,
+        marks: &[LineMark],
+    ) -> (Bytes, usize) {
+        let covered = marks.iter().map(|m| m.len as usize).sum::<usize>() == lines.len();
+        debug_assert!(covered || marks.is_empty(), "marks do not cover the lines");
+        if marks.is_empty() || !covered {
+            return self.filter(bucket, lines);
+        }
+        let seed = self.seed(bucket);
+        let text = lines.clone();
+        let mut start = 0;
+        let given = marks.iter().map(move |m| {
+            let (at, len, series) = (start, m.len as usize, m.series as usize);
+            start += len;
+            let line = &text[at..at + len];
+            let mk = Mark {
+                key: hash64(seed, &line[..series]),
+                minute: m.minute,
+                value: (hash64(0x5eed, &line[series + 1..series + 1 + m.fields as usize]) >> 32)
+                    as u32,
+            };
+            debug_assert_eq!(Some(mk), mark(seed, &line[..len - 1]), "{line:?}");
+            (at, at + len, Some(mk))
+        });
+        self.keep_new(lines, given)
+    }
+
+    /// Keeps the lines not stored yet: each given as (start, start of the next line, its mark).
+    fn keep_new(
+        &mut self,
+        lines: Bytes,
+        marked: impl Iterator<Item = (usize, usize, Option<Mark>)>,
+    ) -> (Bytes, usize) {
         let mut keep: Option<BytesMut> = None;
         let mut n = 0;
-        let mut start = 0;
-        while start < lines.len() {
-            let end = memchr::memchr(b'\n', &lines[start..]).map_or(lines.len(), |x| start + x);
-            let line = &lines[start..end];
-            let next = (end + 1).min(lines.len());
-            let stored = match mark(seed, line) {
+        for (start, next, mk) in marked {
+            let stored = match mk {
                 Some(mk) => {
                     let hit =
                         self.map.get(&mk.key).and_then(|s| s.get(mk.minute)) == Some(mk.value);
@@ -255,13 +308,12 @@ impl Checkpoint {
                     b.extend_from_slice(&lines[..start]);
                     keep = Some(b);
                 }
-            } else if !line.is_empty() {
+            } else if lines[start..next] != *b"\n" && start < next {
                 n += 1;
                 if let Some(k) = keep.as_mut() {
                     k.extend_from_slice(&lines[start..next]);
                 }
             }
-            start = next;
         }
         match keep {
             Some(k) => (k.freeze(), n),

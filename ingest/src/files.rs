@@ -17,7 +17,9 @@ use crate::csvrow::{Kind, Reason};
 use crate::follow::{FileProblem, FollowConfig, FollowError, Followed, Follower, ReadError};
 use crate::sink::{SinkClosed, SinkHandle};
 use crate::table::TABLE_STATE;
-use crate::table::{Bucket, FileReport, Phases, RollupMode, Table, TableConfig, Tail, ValueOrder};
+use crate::table::{
+    Bucket, FileReport, LineMark, Phases, RollupMode, Table, TableConfig, Tail, ValueOrder,
+};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::future::Future;
@@ -382,10 +384,13 @@ impl Pipeline {
         let joined = tokio::task::spawn_blocking(move || {
             let mut res = Ok(());
             let mut points = [0u64; 3];
-            let mut emit = |b: Bucket, lines: Bytes, n: usize| {
+            // With a checkpoint, the table hands it each line's series and minute.
+            table.mark_lines(ck.is_some());
+            let mut emit = |b: Bucket, lines: Bytes, n: usize, marks: &[LineMark]| {
                 points[b as usize] += n as u64;
                 if res.is_ok() {
-                    res = send(&rt, &sink, &mut ck, &mut unstored, cfg.bucket(b), lines, n);
+                    let bucket = cfg.bucket(b);
+                    res = send(&rt, &sink, &mut ck, &mut unstored, bucket, lines, n, marks);
                 }
             };
             let mut phases = Phases::default();
@@ -395,14 +400,14 @@ impl Pipeline {
                 let wall = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64);
-                let rep = table.ingest_at(kind_of(file), &data, tail, now, wall, &mut emit);
+                let rep = table.ingest_at_marked(kind_of(file), &data, tail, now, wall, &mut emit);
                 phases = table.last_phases();
                 rep
             };
             data.clear();
             if finish {
                 let started = std::time::Instant::now();
-                table.finish(now, &mut emit);
+                table.finish_marked(now, &mut emit);
                 phases.rollups += started.elapsed();
             }
             (table, rep, res, points, ck, unstored, data, phases)
@@ -423,14 +428,15 @@ impl Pipeline {
     /// Writes samples values whose wait is over.
     async fn tick(&mut self) -> Result<(), FilesError> {
         let table = self.table.as_mut().expect("table present");
-        let mut out: Vec<(Bucket, Bytes, usize)> = Vec::new();
-        table.tick(tokio::time::Instant::now().into_std(), &mut |b, l, n| {
-            out.push((b, l, n))
+        let mut out: Vec<(Bucket, Bytes, usize, Vec<LineMark>)> = Vec::new();
+        table.mark_lines(self.ck.is_some());
+        table.tick_marked(tokio::time::Instant::now().into_std(), &mut |b, l, n, m| {
+            out.push((b, l, n, m.to_vec()))
         });
-        for (b, lines, n) in out {
+        for (b, lines, n, marks) in out {
             self.stats.points[b as usize] += n as u64;
             let (lines, n) = match self.ck.as_mut() {
-                Some(ck) => ck.filter(self.cfg.bucket(b), lines),
+                Some(ck) => ck.filter_marked(self.cfg.bucket(b), lines, &marks),
                 None => (lines, n),
             };
             self.sink.write(self.cfg.bucket(b), lines, n).await?;
@@ -483,8 +489,10 @@ impl Pipeline {
     }
 }
 
-/// Hands lines to the sink, through the checkpoint when there is one; past [`ACK_EVERY`]
-/// unacknowledged lines, waits for the sink's acknowledgement and records them.
+/// Hands lines to the sink, through the checkpoint when there is one (with the table's marks
+/// of the lines); past [`ACK_EVERY`] unacknowledged lines, waits for the sink's
+/// acknowledgement and records them.
+#[allow(clippy::too_many_arguments)]
 fn send(
     rt: &tokio::runtime::Handle,
     sink: &SinkHandle,
@@ -493,11 +501,12 @@ fn send(
     bucket: &str,
     lines: Bytes,
     n: usize,
+    marks: &[LineMark],
 ) -> Result<(), SinkClosed> {
     let Some(ck) = ck.as_mut() else {
         return rt.block_on(sink.write(bucket, lines, n));
     };
-    let (lines, n) = ck.filter(bucket, lines);
+    let (lines, n) = ck.filter_marked(bucket, lines, marks);
     rt.block_on(sink.write(bucket, lines, n))?;
     if ck.pending() >= ACK_EVERY {
         let f = rt.block_on(sink.flush_acked())?;

@@ -16,14 +16,16 @@
 //!   without newline, change detection across snapshots (a point is emitted only when it is new
 //!   or changed), the counters/samples join, and the per-minute HDR rollups, with a schema in
 //!   which no write leaves a stale field in InfluxDB. A façade over one type per concern:
-//!   `window` (`FileWindow`: a file's minute, horizon, memo and the row checks), `series`
-//!   (names and rings), `rows` and `join` (the per-row work), `rollups`, `points` (the
+//!   `window` (`FileWindow`: a file's minute, horizon, memo and the row checks), `names`
+//!   (`Names`: interned host and stat names), `series` (`Series`: index and rings), `rows`
+//!   and `join` (the per-row work), `rollups`, `points` (the
 //!   output), `pipeline` (the sequential and the two-thread driver of a snapshot's rows, with
 //!   the parse-ahead API in `ahead`); `table::state` saves and restores the table across a
 //!   restart.
 //! - [`files`]: the file pipeline that drives the three stages above.
 //! - [`checkpoint`]: between window and sink: what the server has acknowledged, per series and
 //!   minute, saved in the state directory, so a restart sends only what is new or unacknowledged.
+//!   Fed by the table: each line comes with its series and minute (`table::LineMark`).
 //! - [`state_dir`]: a directory of state files owned by one process (`flock`ed, atomic
 //!   replaces), used by the checkpoint and the InfluxDB spool.
 //! - [`gen`]: deterministic counters.csv / samples.csv generator for benches and tests.

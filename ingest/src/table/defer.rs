@@ -47,7 +47,7 @@ pub(super) struct Job {
     out: BytesMut,
 }
 
-// SAFETY: a job holds pointers to escaped names of the table (`Names::esc`). The table never
+// SAFETY: a job holds pointers to escaped names of the table (`Names::stat_padded`). The table never
 // frees or changes a name while it exists: `Names` only grows, and each name is its own boxed
 // allocation, which does not move when the vector of boxes grows. A job is written within the
 // `Table::ingest_at` call that made it (every job sent to the parse thread is answered before

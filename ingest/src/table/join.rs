@@ -81,20 +81,17 @@ impl Table {
         gen: u32,
         now: Instant,
     ) -> Result<(), Reason> {
-        let h = self.host_id(row.host);
-        let pred = self.files[1].last.wrapping_add(1) as usize;
-        let id = match self.series.ss.get(pred) {
-            Some(c)
-                if c.host == h
-                    && same_name(
-                        self.stats.raw[c.stat as usize].as_bytes(),
-                        row.stat.as_bytes(),
-                    ) =>
-            {
-                pred as u32
-            }
-            _ => {
-                let s = self.stats.id(row.stat, &mut self.name_enc, false);
+        let h = self.names.host_id(row.host);
+        let id = match predicted(
+            &self.series.ss,
+            self.files[1].last,
+            h,
+            row.stat,
+            &self.names,
+        ) {
+            Some((id, _)) => id,
+            None => {
+                let s = self.names.stat_id(row.stat);
                 let key = series_key(h, s);
                 let (cs, ss) = (&self.series.cs, &self.series.ss);
                 let skey = |id: u32| series_key(ss[id as usize].host, ss[id as usize].stat);
@@ -136,22 +133,10 @@ impl Table {
         };
         self.files[1].last = id;
         let t = row.minute() / 60;
-        if self.series.ss[id as usize].seen == gen {
-            return Err(Reason::Duplicate);
-        }
-        let full;
-        let values = match self.same_tail(
-            1,
-            row,
-            self.series.ss[id as usize].keep,
-            self.series.ss[id as usize].top,
-        ) {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Samples)?;
-                &full.0[..full.1]
-            }
-        };
+        let c = &self.series.ss[id as usize];
+        let (seen, keep, top) = (c.seen, c.keep, c.top);
+        let mut full = None;
+        let values = self.row_values(Kind::Samples, row, (seen, gen), keep, top, &mut full)?;
         self.advance_horizon(Kind::Samples, t);
         let n = values.len();
         let mut changed = [0i64; crate::csvrow::MAX_VALUES];
@@ -247,9 +232,11 @@ impl Table {
         }
         // Schema: `value` (the average) always; `elapsed_time` and `occurrences` once joined.
         let out = &mut self.out.buf[1];
-        out.extend_from_slice(self.stats.esc(ser.stat));
+        let start = out.len();
+        out.extend_from_slice(self.names.stat_esc(ser.stat));
         out.extend_from_slice(b",hostname=");
-        out.extend_from_slice(self.hosts.esc(ser.host));
+        out.extend_from_slice(self.names.host_esc(ser.host));
+        let series = out.len() - start;
         out.extend_from_slice(b" value=");
         write_float(out, a);
         if occ != NO_OCC {
@@ -259,9 +246,18 @@ impl Table {
             out.extend_from_slice(itoa::Buffer::new().format(occ).as_bytes());
             out.extend_from_slice(b"i");
         }
+        let fields = out.len() - start - series - 1;
         out.extend_from_slice(b" ");
         out.extend_from_slice(itoa::Buffer::new().format(m * 60).as_bytes());
         out.extend_from_slice(b"\n");
+        if let Some(marks) = &mut self.out.marks {
+            marks[1].push(LineMark {
+                len: (out.len() - start) as u32,
+                series: series as u32,
+                fields: fields as u32,
+                minute: m as i32,
+            });
+        }
         self.out.points_n[1] += 1;
         self.out.written[1] += 1;
         let stat = ser.stat;

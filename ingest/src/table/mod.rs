@@ -29,12 +29,13 @@
 //! `Table` is a façade over one type per concern:
 //! - `window`: one `FileWindow` per file (its newest minute, horizon, memo, the completeness
 //!   rule) and `Minutes`, the check of a row's minute made before the row changes any state;
-//! - `series`: `Names` (interned host and stat names) and `Series` (both files' index, series
-//!   arrays and rings);
+//! - `names`: `Names`, the interned host and stat names (dense ids, escaped forms beside
+//!   them); `series`: `Series` (both files' index, series arrays and rings);
 //! - `rows`: the per-row work of counters.csv, and `Rows`, which validates, applies and counts
 //!   each record of a snapshot; `join`: the samples rows and the join wait;
 //! - `rollups`: `Rollups`, the per-minute rollups; `points`: the points' line protocol
-//!   (`Out` holds what is written and not yet handed out);
+//!   (`Out` holds what is written and not yet handed out, with each line's [`LineMark`] for
+//!   the checkpoint when asked, [`Table::mark_lines`]);
 //! - `pipeline`: the drivers of a snapshot's rows over one `Apply` trait: `sequential`, and
 //!   `pipelined` for a large snapshot ([`TableConfig::parse_ahead_bytes`]) on two threads,
 //!   with the parse-ahead reader in `ahead`, and `prefault` and `defer` for a first snapshot;
@@ -45,6 +46,7 @@
 mod ahead;
 mod defer;
 mod join;
+mod names;
 mod pipeline;
 mod points;
 mod prefault;
@@ -59,6 +61,7 @@ pub use series::FxHasher;
 pub use state::TABLE_STATE;
 
 use join::*;
+use names::Names;
 use pipeline::{Apply, Chunks};
 use rollups::*;
 use rows::Rows;
@@ -194,6 +197,25 @@ pub enum Tail {
 /// Receives whole lines of one bucket and how many points they hold.
 pub type Emit<'e> = dyn FnMut(Bucket, Bytes, usize) + 'e;
 
+/// Receives what [`Emit`] does and, when the table marks its lines ([`Table::mark_lines`]),
+/// one [`LineMark`] per line of a counters or samples chunk (none for rollups, nor when the
+/// table does not mark its lines).
+pub type EmitMarked<'e> = dyn FnMut(Bucket, Bytes, usize, &[LineMark]) + 'e;
+
+/// One line as the table wrote it: what the checkpoint needs of it, so that it does not parse
+/// the line protocol again ([`crate::checkpoint::Checkpoint::filter_marked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineMark {
+    /// Bytes of the line, with its newline.
+    pub len: u32,
+    /// Bytes of its series (measurement and tags), from the line's start.
+    pub series: u32,
+    /// Bytes of its field set, after the space that ends the series.
+    pub fields: u32,
+    /// Its minute (the timestamp divided by 60).
+    pub minute: i32,
+}
+
 /// What one snapshot held.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FileReport {
@@ -247,11 +269,7 @@ impl FileReport {
 /// Change detection, join and rollups over successive snapshots of both files.
 pub struct Table {
     cfg: TableConfig,
-    hosts: Names,
-    stats: Names,
-    name_enc: LineEncoder,
-    /// Host of the previous row.
-    last_host: u32,
+    names: Names,
     series: Series,
     /// Per file: its window (newest minute, horizon, memo, ...).
     files: [FileWindow; 2],
@@ -275,6 +293,8 @@ struct Out {
     defer: Option<Deferred>,
     /// Points written since the table was created (counters, samples, rollups).
     written: [u64; 3],
+    /// With [`Table::mark_lines`]: the marks of the lines in `buf`, per bucket.
+    marks: Option<[Vec<LineMark>; 2]>,
 }
 
 /// Wall time of the phases of one snapshot ([`Table::last_phases`]).
@@ -297,10 +317,7 @@ fn k(kind: Kind) -> usize {
 impl Table {
     pub fn new(cfg: TableConfig) -> Self {
         Table {
-            hosts: Names::default(),
-            stats: Names::default(),
-            name_enc: LineEncoder::with_capacity(256),
-            last_host: NONE,
+            names: Names::new(),
             series: Series::default(),
             files: [FileWindow::new(), FileWindow::new()],
             pending: Join::default(),
@@ -314,6 +331,7 @@ impl Table {
                 points: PointWriter::new(),
                 defer: None,
                 written: [0; 3],
+                marks: None,
             },
             phases: Phases::default(),
             cfg,
@@ -324,6 +342,15 @@ impl Table {
     /// benchmark's breakdown).
     pub fn last_phases(&self) -> Phases {
         self.phases
+    }
+
+    /// Whether the counters and samples lines are handed out with their [`LineMark`]s
+    /// ([`EmitMarked`]). A first counters snapshot's points are then written by the applying
+    /// thread (not [`defer`]red), which records their marks as it writes them.
+    pub fn mark_lines(&mut self, on: bool) {
+        if on != self.out.marks.is_some() {
+            self.out.marks = on.then(Default::default);
+        }
     }
 
     /// Series known so far (counters, samples).
@@ -379,6 +406,19 @@ impl Table {
         now: Instant,
         wall: i64,
         emit: &mut Emit<'_>,
+    ) -> FileReport {
+        self.ingest_at_marked(kind, data, tail, now, wall, &mut |b, l, n, _| emit(b, l, n))
+    }
+
+    /// [`Table::ingest_at`], handing out the lines' marks too ([`Table::mark_lines`]).
+    pub fn ingest_at_marked(
+        &mut self,
+        kind: Kind,
+        data: &[u8],
+        tail: Tail,
+        now: Instant,
+        wall: i64,
+        emit: &mut EmitMarked<'_>,
     ) -> FileReport {
         let started = Instant::now();
         let before = self.out.written;
@@ -455,7 +495,7 @@ impl Table {
             self.start_row_sums(known == 0);
         }
         // A first counters snapshot: its points are written by either thread ([`defer`]).
-        if pipelined && known == 0 && kind == Kind::Counters {
+        if pipelined && known == 0 && kind == Kind::Counters && self.out.marks.is_none() {
             self.out.defer = Some(Deferred::new(self.cfg.chunk_bytes));
         }
         let chunk_bytes = self.cfg.parse_chunk_bytes;
@@ -506,7 +546,7 @@ impl Table {
         }
         self.settle(kind, false);
         debug_assert!(self.out.defer.as_ref().is_none_or(Deferred::all_done));
-        self.flush(emit);
+        self.flush_marked(emit);
         self.out.defer = None;
         self.phases = Phases {
             rows: rows_done - started,
@@ -556,11 +596,16 @@ impl Table {
 
     /// Writes samples values whose wait for the counters value is over.
     pub fn tick(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        self.tick_marked(now, &mut |b, l, n, _| emit(b, l, n))
+    }
+
+    /// [`Table::tick`], handing out the lines' marks too ([`Table::mark_lines`]).
+    pub fn tick_marked(&mut self, now: Instant, emit: &mut EmitMarked<'_>) {
         while let Some(p) = self.pending.pop_expired(now) {
             self.try_sample(p.sid, p.minute, now, true);
         }
         self.settle(Kind::Samples, false);
-        self.flush(emit);
+        self.flush_marked(emit);
     }
 
     /// When [`Table::tick`] next has something to do.
@@ -570,31 +615,49 @@ impl Table {
 
     /// No more snapshots will come (`--once`): stop waiting, write every minute's rollups.
     pub fn finish(&mut self, now: Instant, emit: &mut Emit<'_>) {
+        self.finish_marked(now, &mut |b, l, n, _| emit(b, l, n))
+    }
+
+    /// [`Table::finish`], handing out the lines' marks too ([`Table::mark_lines`]).
+    pub fn finish_marked(&mut self, now: Instant, emit: &mut EmitMarked<'_>) {
         while let Some(p) = self.pending.pop_front() {
             self.try_sample(p.sid, p.minute, now, true);
         }
         self.settle(Kind::Counters, true);
         self.settle(Kind::Samples, true);
-        self.flush(emit);
+        self.flush_marked(emit);
     }
 
     /// Hands out everything encoded so far.
     pub fn flush(&mut self, emit: &mut Emit<'_>) {
+        self.flush_marked(&mut |b, l, n, _| emit(b, l, n))
+    }
+
+    /// [`Table::flush`], handing out the lines' marks too ([`Table::mark_lines`]).
+    pub fn flush_marked(&mut self, emit: &mut EmitMarked<'_>) {
         if let Some(d) = &mut self.out.defer {
             for (text, n) in d.ready.drain(..) {
-                emit(Bucket::Counters, text, n);
+                emit(Bucket::Counters, text, n, &[]);
             }
         }
         for (i, b) in [Bucket::Counters, Bucket::Samples].into_iter().enumerate() {
             if self.out.points_n[i] > 0 {
-                emit(b, self.out.buf[i].split().freeze(), self.out.points_n[i]);
+                let text = self.out.buf[i].split().freeze();
+                match &mut self.out.marks {
+                    Some(marks) => {
+                        debug_assert_eq!(marks[i].len(), self.out.points_n[i]);
+                        emit(b, text, self.out.points_n[i], &marks[i]);
+                        marks[i].clear();
+                    }
+                    None => emit(b, text, self.out.points_n[i], &[]),
+                }
                 self.out.points_n[i] = 0;
                 self.out.buf[i].reserve(self.cfg.chunk_bytes + 4096);
             }
         }
         if self.rollups.enc.lines() > 0 {
             let n = self.rollups.enc.lines();
-            emit(Bucket::Rollups, self.rollups.enc.take(), n);
+            emit(Bucket::Rollups, self.rollups.enc.take(), n, &[]);
         }
     }
 

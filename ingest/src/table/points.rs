@@ -186,6 +186,28 @@ impl PointWriter {
         }
     }
 
+    /// The marks of the lines [`PointWriter::counters`] writes for `changed` of a stat and a
+    /// host whose escaped names are `sl` and `hl` bytes long, appended to `marks`.
+    pub(super) fn marks(
+        &mut self,
+        sl: usize,
+        hl: usize,
+        changed: &[(i64, u64)],
+        marks: &mut Vec<super::LineMark>,
+    ) {
+        let series = sl + b",hostname=".len() + hl;
+        for &(m, x) in changed {
+            // `value=`, the digits, `i`.
+            let fields = b"value=".len() + x.checked_ilog10().unwrap_or(0) as usize + 1 + 1;
+            marks.push(super::LineMark {
+                len: (series + 1 + fields + self.ts.get(m).len()) as u32,
+                series: series as u32,
+                fields: fields as u32,
+                minute: m as i32,
+            });
+        }
+    }
+
     /// Appends to `out` the points `changed` (minute, count) of the stat and host whose
     /// escaped names are `stat[..sl]` and `host[..hl]`, each padded by [`NAME_PAD`] zero bytes.
     #[inline(always)]

@@ -351,7 +351,7 @@ impl Table {
         ];
         let n = if flag.is_some() { 3 } else { 2 };
         if self.rollups.enc.push(
-            &self.stats.raw[stat],
+            self.names.stat(stat as u32),
             &[("file", "counters")],
             &fields[..n],
             m * 60,
@@ -434,7 +434,7 @@ impl Table {
         ];
         let n = if flag.is_some() { 8 } else { 7 };
         if self.rollups.enc.push(
-            &self.stats.raw[stat],
+            self.names.stat(stat as u32),
             &[("file", "samples")],
             &fields[..n],
             m * 60,

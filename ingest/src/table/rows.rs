@@ -3,43 +3,49 @@
 
 use super::*;
 
-impl Table {
-    /// The host id, usually the previous row's (rows are grouped by host).
-    #[inline]
-    pub(super) fn host_id(&mut self, host: &str) -> u32 {
-        let last = self.last_host as usize;
-        if last < self.hosts.raw.len()
-            && same_name(self.hosts.raw[last].as_bytes(), host.as_bytes())
-        {
-            return self.last_host;
-        }
-        self.last_host = self.hosts.id(host, &mut self.name_enc, true);
-        self.last_host
-    }
+/// All values of `row`, read into `full` (the parse stage left some out).
+#[cold]
+#[inline(never)]
+fn reparse<'r>(
+    row: &Row<'_>,
+    kind: Kind,
+    full: &'r mut Option<([Value; crate::csvrow::MAX_VALUES], usize)>,
+) -> Result<&'r [Value], Reason> {
+    let (v, n) = full.insert(parse_values(row.values_text, kind)?);
+    Ok(&v[..*n])
+}
 
+impl Table {
     /// The values of `row` to apply to a series whose last applied row had [`Row::keep`]
     /// `keep` and whose newest minute is `top`: the row's own (all but the two newest left out
-    /// when they repeat that row, [`Row::same_tail`]), or `None` when the parse stage left
-    /// values out that this series has not seen (read them with [`parse_values`]).
+    /// when they repeat that row, [`Row::same_tail`]), or, when the parse stage left values out
+    /// that this series has not seen, all of them read with [`parse_values`] into `full`.
+    /// `seen`: the series' generation ([`Reason::Duplicate`] when it is this snapshot's, `gen`).
     #[inline]
-    pub(super) fn same_tail<'r>(
+    pub(super) fn row_values<'r>(
         &mut self,
-        f: usize,
+        kind: Kind,
         row: &'r Row<'_>,
+        (seen, gen): (u32, u32),
         keep: u64,
         top: i64,
-    ) -> Option<&'r [Value]> {
+        full: &'r mut Option<([Value; crate::csvrow::MAX_VALUES], usize)>,
+    ) -> Result<&'r [Value], Reason> {
+        if seen == gen {
+            return Err(Reason::Duplicate);
+        }
         if row.same_tail == 0 {
-            return Some(row.values());
+            return Ok(row.values());
         }
         // The clock-step reset (a row a whole window back) forgets the ring: never with a
         // repeat, whose minute is one after the last row's.
+        let f = k(kind);
         if keep == row.same_tail && row.minute() / 60 + RING > top {
             self.files[f].repeats += 1;
-            Some(row.values())
+            Ok(row.values())
         } else {
             self.files[f].reparsed += 1;
-            None
+            reparse(row, kind, full)
         }
     }
 
@@ -59,21 +65,18 @@ impl Table {
         gen: u32,
         now: Instant,
     ) -> Result<(), Reason> {
-        let h = self.host_id(row.host);
+        let h = self.names.host_id(row.host);
         // Rows come in the same order every minute: try the series after the previous row's
         // before hashing the stat name and looking the series up.
-        let pred = self.files[0].last.wrapping_add(1) as usize;
-        let (id, s) = match self.series.cs.get(pred) {
-            Some(c)
-                if c.host == h
-                    && same_name(
-                        self.stats.raw[c.stat as usize].as_bytes(),
-                        row.stat.as_bytes(),
-                    ) =>
-            {
-                (pred as u32, c.stat)
-            }
-            _ => {
+        let (id, s) = match predicted(
+            &self.series.cs,
+            self.files[0].last,
+            h,
+            row.stat,
+            &self.names,
+        ) {
+            Some(p) => p,
+            None => {
                 // Hosts list their stats in the same order: try the stat that followed the
                 // previous row's last time before hashing the name (a first snapshot of 500
                 // hosts x 2,000 stats looks up 2,000 names, not 1,000,000).
@@ -83,17 +86,9 @@ impl Table {
                     .get(self.files[0].last as usize)
                     .map_or(NONE, |c| c.stat);
                 let s = match self.series.stat_after.get(prev as usize) {
-                    Some(&p)
-                        if p != NONE
-                            && same_name(
-                                self.stats.raw[p as usize].as_bytes(),
-                                row.stat.as_bytes(),
-                            ) =>
-                    {
-                        p
-                    }
+                    Some(&p) if p != NONE && self.names.stat_is(p, row.stat) => p,
                     _ => {
-                        let s = self.stats.id(row.stat, &mut self.name_enc, false);
+                        let s = self.names.stat_id(row.stat);
                         if prev != NONE {
                             if self.series.stat_after.len() <= prev as usize {
                                 self.series.stat_after.resize(prev as usize + 1, NONE);
@@ -115,22 +110,10 @@ impl Table {
         };
         self.files[0].last = id;
         let t = row.minute() / 60;
-        if self.series.cs[id as usize].seen == gen {
-            return Err(Reason::Duplicate);
-        }
-        let full;
-        let values = match self.same_tail(
-            0,
-            row,
-            self.series.cs[id as usize].keep(),
-            self.series.cs[id as usize].top,
-        ) {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Counters)?;
-                &full.0[..full.1]
-            }
-        };
+        let c = &self.series.cs[id as usize];
+        let (seen, keep, top) = (c.seen, c.keep(), c.top);
+        let mut full = None;
+        let values = self.row_values(Kind::Counters, row, (seen, gen), keep, top, &mut full)?;
         self.advance_horizon(Kind::Counters, t);
         let order_n = values.len();
         let order = self.cfg.value_order;
@@ -201,14 +184,9 @@ impl Table {
         gen: u32,
         now: Instant,
     ) -> Result<(), Reason> {
-        let full;
-        let values = match self.same_tail(0, row, 0, i64::MIN) {
-            Some(v) => v,
-            None => {
-                full = parse_values(row.values_text, Kind::Counters)?;
-                &full.0[..full.1]
-            }
-        };
+        // A new series cannot have had a row in this snapshot (`!gen` is never `gen`).
+        let mut full = None;
+        let values = self.row_values(Kind::Counters, row, (!gen, gen), 0, i64::MIN, &mut full)?;
         let t = row.minute() / 60;
         self.advance_horizon(Kind::Counters, t);
         let id = self.series.cs.len() as u32;
@@ -290,9 +268,8 @@ impl Table {
             return;
         }
         let nc = changed.len();
-        let (st, ho) = (&self.stats, &self.hosts);
-        let stat = (&st.esc[s as usize][..], st.esc_len[s as usize] as usize);
-        let host = (&ho.esc[h as usize][..], ho.esc_len[h as usize] as usize);
+        let stat = self.names.stat_padded(s);
+        let host = self.names.host_padded(h);
         match &mut self.out.defer {
             Some(d) => d.push(stat, host, changed),
             None => {
@@ -300,6 +277,11 @@ impl Table {
                     .points
                     .counters(&mut self.out.buf[0], stat, host, changed);
                 self.out.points_n[0] += nc;
+                if let Some(marks) = &mut self.out.marks {
+                    self.out
+                        .points
+                        .marks(stat.1, host.1, changed, &mut marks[0]);
+                }
             }
         }
         self.out.written[0] += nc as u64;
@@ -318,7 +300,7 @@ impl Table {
 pub(super) struct Rows<'t, 'r, 'e> {
     pub(super) t: &'t mut Table,
     pub(super) rep: &'r mut FileReport,
-    pub(super) emit: &'r mut Emit<'e>,
+    pub(super) emit: &'r mut EmitMarked<'e>,
     pub(super) kind: Kind,
     pub(super) gen: u32,
     pub(super) now: Instant,
@@ -353,7 +335,7 @@ impl Apply for Rows<'_, '_, '_> {
             || t.out.buf[1].len() >= t.cfg.chunk_bytes
             || t.out.defer.as_ref().is_some_and(|d| !d.ready.is_empty())
         {
-            t.flush(self.emit);
+            t.flush_marked(self.emit);
         }
     }
 

@@ -1,5 +1,5 @@
-//! Names and series: host and stat names interned once (dense ids, escaped line-protocol forms
-//! beside them), the per-file series index, and each series' ring of its last 16 minutes.
+//! Series: the per-file series index, and each series' ring of its last 16 minutes (the
+//! names a series is keyed by are in `names`).
 
 use super::*;
 
@@ -49,39 +49,6 @@ impl Hasher for FxHasher {
 }
 
 pub(super) type Fx = BuildHasherDefault<FxHasher>;
-
-/// Interned names with their escaped line-protocol forms.
-#[derive(Default)]
-pub(super) struct Names {
-    pub(super) map: HashMap<Box<[u8]>, u32, Fx>,
-    pub(super) raw: Vec<Box<str>>,
-    /// Escaped forms, each followed by [`points::NAME_PAD`] zero bytes (copied in whole 32-byte
-    /// blocks, `points::copy_blocks`); their lengths in `esc_len`.
-    pub(super) esc: Vec<Box<[u8]>>,
-    pub(super) esc_len: Vec<u32>,
-}
-
-impl Names {
-    #[inline]
-    pub(super) fn id(&mut self, s: &str, enc: &mut LineEncoder, host: bool) -> u32 {
-        if let Some(&id) = self.map.get(s.as_bytes()) {
-            return id;
-        }
-        let id = self.raw.len() as u32;
-        let (esc, len) = escape_name(enc, s, host);
-        self.map.insert(s.as_bytes().into(), id);
-        self.raw.push(s.into());
-        self.esc.push(esc);
-        self.esc_len.push(len);
-        id
-    }
-
-    /// The escaped line-protocol form of name `id`.
-    #[inline]
-    pub(super) fn esc(&self, id: u32) -> &[u8] {
-        &self.esc[id as usize][..self.esc_len[id as usize] as usize]
-    }
-}
 
 /// Series ids by key (`host << 32 | stat`), for one file: one small table per host, keyed by
 /// stat. Rows come grouped by host, so the table being looked up stays in the CPU's cache (one
@@ -196,6 +163,41 @@ pub(super) struct SSeries {
     pub(super) occ: [u64; RING as usize],
     /// As [`CSeries::keep`].
     pub(super) keep: u64,
+}
+
+/// A series of either file, by its names.
+pub(super) trait HostStat {
+    fn host_stat(&self) -> (u32, u32);
+}
+
+impl HostStat for CSeries {
+    #[inline]
+    fn host_stat(&self) -> (u32, u32) {
+        (self.host, self.stat)
+    }
+}
+
+impl HostStat for SSeries {
+    #[inline]
+    fn host_stat(&self) -> (u32, u32) {
+        (self.host, self.stat)
+    }
+}
+
+/// The series after `last` in `series`, with its stat, when it is the row's (host id `h`, stat
+/// named `stat`): rows come in the same order every minute, so it usually is, and the stat
+/// name is neither hashed nor looked up.
+#[inline]
+pub(super) fn predicted<S: HostStat>(
+    series: &[S],
+    last: u32,
+    h: u32,
+    stat: &str,
+    names: &Names,
+) -> Option<(u32, u32)> {
+    let pred = last.wrapping_add(1);
+    let (host, s) = series.get(pred as usize)?.host_stat();
+    (host == h && names.stat_is(s, stat)).then_some((pred, s))
 }
 
 /// The minute (index) of value `i` of a row of `n` values whose own minute is `t`.

@@ -24,7 +24,7 @@
 //! of range) rejects the whole file: the caller falls back to a new table.
 
 use super::{
-    big_key, series_key, CSeries, Names, Pending, RollSlot, SSeries, Table, TableConfig, BIG, NONE,
+    big_key, series_key, CSeries, Pending, RollSlot, SSeries, Table, TableConfig, BIG, NONE,
     NO_OCC, RING,
 };
 use crate::checkpoint::StateDir;
@@ -65,9 +65,9 @@ impl<O: Write> W<'_, O> {
     fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
-    fn names(&mut self, n: &Names) {
-        self.u32(n.raw.len() as u32);
-        for s in &n.raw {
+    fn names(&mut self, n: &[Box<str>]) {
+        self.u32(n.len() as u32);
+        for s in n {
             self.u32(s.len() as u32);
             self.buf.extend_from_slice(s.as_bytes());
             self.spill(false);
@@ -189,8 +189,8 @@ impl Table {
                 });
             }
         }
-        w.names(&self.hosts);
-        w.names(&self.stats);
+        w.names(self.names.hosts());
+        w.names(self.names.stats());
         for f in 0..2 {
             w.u32(self.rollups.dirty[f].len() as u32);
             for &d in &self.rollups.dirty[f] {
@@ -294,13 +294,12 @@ impl Table {
         }
         for (host, names) in [(true, r.names()?), (false, r.names()?)] {
             for (i, s) in names.iter().enumerate() {
-                let n = if host { &mut t.hosts } else { &mut t.stats };
-                if n.id(s, &mut t.name_enc, host) as usize != i {
+                if t.names.restore(host, s) as usize != i {
                     return Err("duplicate name");
                 }
             }
         }
-        let (nh, ns) = (t.hosts.raw.len() as u32, t.stats.raw.len() as u32);
+        let (nh, ns) = (t.names.hosts().len() as u32, t.names.stats().len() as u32);
         if ns > 0 {
             t.ensure_stat(ns - 1);
         }

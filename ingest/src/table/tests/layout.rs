@@ -104,9 +104,8 @@ fn readable(prefix: &str) {
     }
 }
 
-#[test]
-fn table_is_a_facade_over_concept_types() {
-    readable("table");
+/// The field declarations of `struct Table`.
+fn table_fields() -> Vec<String> {
     let (_, text) = sources("table")
         .into_iter()
         .find(|(_, t)| t.contains("\npub struct Table {"))
@@ -116,10 +115,17 @@ fn table_is_a_facade_over_concept_types() {
         .into_iter()
         .find(|s| s.0 == "Table")
         .unwrap();
+    fields.into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn table_is_a_facade_over_concept_types() {
+    readable("table");
+    let fields = table_fields();
     // One array by file kind: the files' windows, not one array per per-file value.
     let parallel: Vec<&str> = fields
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|f| f.contains("; 2]"))
         .collect();
     assert_eq!(
@@ -146,4 +152,36 @@ fn csv_kernel_is_split_by_path() {
             );
         }
     }
+}
+
+/// `Table`'s fields are one per concern: each of a type of its own (the names are one
+/// `Names`, not a field per kind of name plus the encoder and the previous row's host), and
+/// `Names` lives in `table/names.rs`.
+#[test]
+fn table_fields_are_one_per_concern() {
+    let fields = table_fields();
+    let types: Vec<&str> = fields
+        .iter()
+        .map(|f| f.split_once(':').unwrap().1.trim().trim_end_matches(','))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "TableConfig",
+            "Names",
+            "Series",
+            "[FileWindow; 2]",
+            "Join",
+            "Rollups",
+            "Out",
+            "Phases"
+        ],
+        "the types of struct Table's fields"
+    );
+    let names: Vec<_> = sources("table")
+        .iter()
+        .filter(|(_, t)| t.contains("\npub(super) struct Names {"))
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["names.rs"], "the files that declare Names");
 }

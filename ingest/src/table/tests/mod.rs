@@ -8,6 +8,7 @@ mod basics;
 mod fuzz_corpus;
 mod layout;
 mod live;
+mod marks;
 mod model;
 mod repeats;
 mod validation;
