@@ -770,6 +770,98 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{BenchConfig, BenchMethod, Load, Step};
+    use std::time::Duration;
+
+    /// An engine without a socket, its clock starting at `epoch`.
+    fn engine(method: BenchMethod, epoch: Instant, set: impl FnOnce(&mut BenchConfig)) -> Engine {
+        let target: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let load = Load::Open(vec![Step {
+            rate: 1000.0,
+            duration: Duration::from_secs(1),
+        }]);
+        let mut cfg = BenchConfig::new("sip:127.0.0.1:5060", target, method, load);
+        set(&mut cfg);
+        let txcfg = TxConfig {
+            t1: cfg.t1,
+            t2: cfg.t2,
+            timeout: cfg.timeout,
+            reliable: false,
+            retransmit: cfg.retransmit,
+        };
+        let follow = FollowConfig::new(cfg.t1, cfg.timeout, false);
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let tmpl = Template::new(
+            method.method(),
+            &cfg.uri,
+            local,
+            crate::sip::Transport::Udp,
+            7,
+        );
+        Engine {
+            clock: Clock::new(epoch),
+            txs: Txs::with_capacity(16),
+            out: Outbox::new(tmpl),
+            txcfg,
+            follow,
+            counts: Counts::new(1),
+            logged: Logged::default(),
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    /// The last request put in the batch: its slot.
+    fn last_slot(eng: &Engine) -> Slot {
+        match eng.out.pending.last() {
+            Some(Pending::Request(s)) => *s,
+            p => panic!("no request pending: {p:?}"),
+        }
+    }
+
+    /// A 200 to the OPTIONS at `slot`.
+    fn ok_to(eng: &Engine, slot: Slot) -> Vec<u8> {
+        let branch = std::str::from_utf8(eng.txs.table.branch(slot).as_bytes())
+            .unwrap()
+            .to_string();
+        std::str::from_utf8(KAMAILIO_200)
+            .unwrap()
+            .replacen("z9hG4bKdeadbeef000000010000002a", &branch, 1)
+            .into_bytes()
+    }
+
+    /// Latency runs from the send (`now_ns`), but from no later than one send window after the
+    /// scheduled time: a request that left 0.4 ms after its schedule (inside a 1 ms window)
+    /// counts from its send; one that left 3 ms late counts from 1 ms after its schedule.
+    #[test]
+    fn latency_runs_from_the_send_but_from_no_later_than_one_window_after_schedule() {
+        let epoch = Instant::now();
+        let at = |ns: u64| epoch + Duration::from_nanos(ns);
+        let mut eng = engine(BenchMethod::Options, epoch, |c| {
+            c.send_window = Duration::from_millis(1)
+        });
+        // Scheduled at 10 ms, sent at 10.4 ms, answered at 12.5 ms: 2,100 µs.
+        eng.start(at(10_400_000), 10_400_000, 10_000_000, 0, false);
+        let a = last_slot(&eng);
+        assert_eq!(eng.txs.table.get_mut(a).unwrap().from_ns, 10_400_000);
+        let ok = ok_to(&eng, a);
+        eng.on_response(&ok, at(12_500_000), 12_500_000);
+        let t = eng.counts.tick();
+        assert_eq!((t.answered_with(200), t.hist.len()), (1, 1));
+        // One value, exact (HDR holds 2,100 and 4,000 exactly at 3 significant figures).
+        assert_eq!(t.hist.min(), 2_100);
+        // Scheduled at 20 ms, sent 3 ms late (23 ms), answered at 25 ms: from 21 ms, 4,000 µs
+        // (the 2 ms beyond the window count; the answer itself took 2 ms).
+        eng.start(at(23_000_000), 23_000_000, 20_000_000, 0, false);
+        let b = last_slot(&eng);
+        assert_eq!(eng.txs.table.get_mut(b).unwrap().from_ns, 21_000_000);
+        let ok = ok_to(&eng, b);
+        eng.on_response(&ok, at(25_000_000), 25_000_000);
+        let t = eng.counts.tick();
+        assert_eq!((t.answered_with(200), t.hist.len()), (1, 1));
+        assert_eq!(t.hist.min(), 4_000);
+        assert_eq!((t.hist_all.len(), t.hist_all.min()), (1, 4_000));
+        assert_eq!(eng.counts.max_lag_ns, 3_000_000);
+    }
 
     #[test]
     fn memory_per_outstanding_transaction_fits() {
