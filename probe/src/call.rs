@@ -48,7 +48,8 @@ pub enum Hop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallSettings {
     /// Keep the INVITE's transaction after its final response (Timer D / M) to re-ACK a
-    /// retransmitted final; when off, it is dropped and a retransmission is [`Output::Late`].
+    /// retransmitted final; when off, it is dropped at its final response (in time or late)
+    /// and a retransmission is [`Output::Late`].
     pub keep_after_final: bool,
     pub ack_branch: AckBranch,
     pub hop: Hop,
@@ -288,6 +289,19 @@ impl Call {
         [cancel, bye, invite].into_iter().flatten().min()
     }
 
+    /// Its CANCEL is waiting for its final response.
+    pub fn cancel_pending(&self) -> bool {
+        self.rare
+            .as_deref()
+            .and_then(|r| r.cancel.as_ref())
+            .is_some_and(Cancel::pending)
+    }
+
+    /// Its BYE is waiting for its final response.
+    pub fn bye_pending(&self) -> bool {
+        self.rare.as_deref().is_some_and(|r| r.bye.is_some())
+    }
+
     /// A result is still to come: the INVITE's, or the BYE's with the INVITE's held.
     pub fn unreported(&self) -> bool {
         use crate::transaction::State;
@@ -340,6 +354,9 @@ impl Call {
             Action::Late { status: s, send } => {
                 self.push(Output::Late { status: s });
                 self.follow(follow_up(send, status), follow, now);
+                if !self.settings.keep_after_final {
+                    self.invite = None;
+                }
             }
             Action::Terminated => self.invite = None,
         }
