@@ -843,6 +843,129 @@ mod tests {
             .into_bytes()
     }
 
+    /// The datagrams put in the batch since the last call, as text (the batch is emptied as if
+    /// sent).
+    fn take_sent(eng: &mut Engine) -> Vec<String> {
+        let out = (0..eng.out.txb.len())
+            .map(|i| String::from_utf8(eng.out.txb.get(i).to_vec()).unwrap())
+            .collect();
+        eng.out.txb.clear();
+        eng.out.pending.clear();
+        out
+    }
+
+    /// A response of `status` to `req` (its Via, From, To, Call-ID and CSeq), the To tagged
+    /// and a Contact when `uas` says so.
+    fn answer(req: &str, status: u16, uas: bool) -> Vec<u8> {
+        let mut m = format!("SIP/2.0 {status} {}\r\n", crate::fast::reason(status));
+        for l in req.split("\r\n") {
+            let name = l.split(':').next().unwrap_or("");
+            if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+                m += &format!("{l}\r\n");
+            } else if name == "To" {
+                let tag = if uas { ";tag=uas1" } else { "" };
+                m += &format!("{l}{tag}\r\n");
+            }
+        }
+        if uas {
+            m += "Contact: <sip:uas@127.0.0.1:5062>\r\n";
+        }
+        m += "Content-Length: 0\r\n\r\n";
+        m.into_bytes()
+    }
+
+    fn first_line(m: &str) -> &str {
+        m.split("\r\n").next().unwrap()
+    }
+
+    /// A 2xx that crosses the CANCEL of a ringing INVITE: the call is ACKed and hung up, and the
+    /// CANCEL's own 200 answers the CANCEL (not a late response); the call then leaves the
+    /// table. The call core decides each message; the engine renders and counts them.
+    #[test]
+    fn a_2xx_crossing_the_cancel_is_hung_up_and_the_cancel_still_answered() {
+        let epoch = Instant::now();
+        let at = |ms: u64| (epoch + Duration::from_millis(ms), ms * 1_000_000);
+        let mut eng = engine(BenchMethod::Invite503, epoch, |c| {
+            c.timeout = Duration::from_secs(1);
+            c.retransmit = false;
+        });
+        let (t, ns) = at(1);
+        eng.start(t, ns, ns, 0, false);
+        let sent = take_sent(&mut eng);
+        assert_eq!(sent.len(), 1);
+        let invite = sent[0].clone();
+        assert!(invite.starts_with("INVITE "), "{invite}");
+        let (t, ns) = at(10);
+        eng.on_response(&answer(&invite, 180, false), t, ns);
+        assert!(take_sent(&mut eng).is_empty());
+        // Only the 180 by the timeout: timed out, CANCELled.
+        let (t, ns) = at(1_002);
+        assert!(eng.fire_timers(t, ns));
+        let sent = take_sent(&mut eng);
+        assert_eq!(
+            sent.iter().map(|m| first_line(m)).collect::<Vec<_>>(),
+            ["CANCEL sip:127.0.0.1:5060 SIP/2.0"]
+        );
+        let cancel = sent[0].clone();
+        // The 2xx crosses the CANCEL: ACK (the INVITE's branch plus -a) and BYE.
+        let (t, ns) = at(1_003);
+        eng.on_response(&answer(&invite, 200, true), t, ns);
+        let sent = take_sent(&mut eng);
+        assert_eq!(
+            sent.iter().map(|m| first_line(m)).collect::<Vec<_>>(),
+            [
+                "ACK sip:uas@127.0.0.1:5062 SIP/2.0",
+                "BYE sip:uas@127.0.0.1:5062 SIP/2.0"
+            ]
+        );
+        let branch = |m: &str| {
+            let v = m.split("\r\n").find(|l| l.starts_with("Via:")).unwrap();
+            v.split("branch=")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(branch(&sent[0]), format!("{}-a", branch(&invite)));
+        let bye = sent[1].clone();
+        // The CANCEL's 200 and the BYE's 200.
+        let (t, ns) = at(1_004);
+        eng.on_response(&answer(&cancel, 200, false), t, ns);
+        let (t, ns) = at(1_005);
+        eng.on_response(&answer(&bye, 200, true), t, ns);
+        assert!(take_sent(&mut eng).is_empty());
+        assert!(eng.txs.table.is_empty());
+        let c = eng.counts.tick();
+        assert_eq!(
+            (
+                c.sent,
+                c.provisional,
+                c.timed_out,
+                c.cancels,
+                c.cancel_failures
+            ),
+            (1, 1, 1, 1, 0)
+        );
+        assert_eq!(
+            (
+                c.late,
+                c.accepted,
+                c.acks,
+                c.ack_send_errors,
+                c.byes,
+                c.bye_refused,
+                c.bye_failures
+            ),
+            (1, 1, 1, 0, 1, 0, 0)
+        );
+        assert_eq!(
+            (c.answered(), c.stray, c.invalid, c.retransmits),
+            (0, 0, 0, 0)
+        );
+    }
+
     /// Latency runs from the send (`now_ns`), but from no later than one send window after the
     /// scheduled time: a request that left 0.4 ms after its schedule (inside a 1 ms window)
     /// counts from its send; one that left 3 ms late counts from 1 ms after its schedule.
