@@ -368,9 +368,6 @@ impl Call {
             FollowUp::Nothing => {}
             FollowUp::AckInTx => {
                 self.push(Output::Transmit(Msg::AckInTx, Dest::Target));
-                if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
-                    c.on_invite_final();
-                }
             }
             FollowUp::AckAgain => {
                 if let Some(d) = self.rare.as_deref().and_then(|r| r.ack_dest) {
@@ -389,9 +386,6 @@ impl Call {
     fn accept(&mut self, follow: &FollowConfig, now: Instant) {
         let d = self.hop();
         self.rare().ack_dest = Some(d);
-        if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
-            c.on_invite_final();
-        }
         self.push(Output::Transmit(Msg::Ack2xx(self.settings.ack_branch), d));
         self.push(Output::Transmit(Msg::Bye, d));
         self.rare().bye = Some(follow.bye_tx(now));
