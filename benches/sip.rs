@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use probe::bench::read_answer;
-use probe::bench::BenchTx;
+use probe::bench::{BenchTx, Core};
 use probe::fast::{reason, Template};
 use probe::sip::build::{to_tag_of, write_response};
 use probe::sip::{read_request, read_response, Transport};
@@ -141,8 +141,8 @@ fn transactions(c: &mut Criterion) {
         let (_, b) = table.insert(
             Method::Options,
             BenchTx {
-                tx: ClientTx::new(Method::Options, &cfg, now),
-                sched_ns: i,
+                core: Core::Tx(ClientTx::new(Method::Options, &cfg, now)),
+                from_ns: i,
                 seq: i,
                 step: 0,
                 aux: probe::bench::NO_AUX,
@@ -157,8 +157,8 @@ fn transactions(c: &mut Criterion) {
             let (slot, branch) = table.insert(
                 Method::Options,
                 BenchTx {
-                    tx: ClientTx::new(Method::Options, &cfg, now),
-                    sched_ns: i,
+                    core: Core::Tx(ClientTx::new(Method::Options, &cfg, now)),
+                    from_ns: i,
                     seq: i,
                     step: 0,
                     aux: probe::bench::NO_AUX,
@@ -167,7 +167,9 @@ fn transactions(c: &mut Criterion) {
             let found = table.lookup(black_box(branch.as_bytes()), Method::Options);
             assert_eq!(found, Lookup::Found(slot));
             let bt = table.get_mut(slot).unwrap();
-            black_box(bt.tx.on_response(200, now));
+            if let Core::Tx(tx) = &mut bt.core {
+                black_box(tx.on_response(200, now));
+            }
             black_box(table.remove(slot).is_some())
         })
     });

@@ -387,6 +387,46 @@ fn binary_end_to_end_with_json_csv_and_histogram() {
     assert_eq!(v["total"]["by_status"]["200"], 3800);
     assert_eq!(v["total"]["latency_us"]["count"], 3800);
     assert_eq!(v["total"]["retransmits"], 0);
+    // A tally's keys, exactly (`histogram`: see docs/bench.md; no rsip fallback count: there is no
+    // fallback parser).
+    let mut keys: Vec<&str> = v["total"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "abandoned",
+            "accepted",
+            "ack_send_errors",
+            "acks",
+            "answered",
+            "by_status",
+            "bye_failures",
+            "bye_refused",
+            "byes",
+            "cancel_failures",
+            "cancels",
+            "failures",
+            "histogram",
+            "invalid",
+            "late",
+            "latency_us",
+            "latency_with_timeouts_us",
+            "outstanding_limited",
+            "provisional",
+            "retransmits",
+            "send_errors",
+            "sent",
+            "stray",
+            "timed_out",
+            "unreachable",
+        ]
+    );
+    assert!(!stdout.contains("fallback"), "{stdout}");
     assert_eq!(v["steps"].as_array().unwrap().len(), 1);
     assert_eq!(v["steps"][0]["rate"], 2000.0);
     // 5% failures: the step does not hold.

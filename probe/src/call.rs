@@ -48,7 +48,8 @@ pub enum Hop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallSettings {
     /// Keep the INVITE's transaction after its final response (Timer D / M) to re-ACK a
-    /// retransmitted final; when off, it is dropped and a retransmission is [`Output::Late`].
+    /// retransmitted final; when off, it is dropped at its final response (in time or late)
+    /// and a retransmission is [`Output::Late`].
     pub keep_after_final: bool,
     pub ack_branch: AckBranch,
     pub hop: Hop,
@@ -288,6 +289,19 @@ impl Call {
         [cancel, bye, invite].into_iter().flatten().min()
     }
 
+    /// Its CANCEL is waiting for its final response.
+    pub fn cancel_pending(&self) -> bool {
+        self.rare
+            .as_deref()
+            .and_then(|r| r.cancel.as_ref())
+            .is_some_and(Cancel::pending)
+    }
+
+    /// Its BYE is waiting for its final response.
+    pub fn bye_pending(&self) -> bool {
+        self.rare.as_deref().is_some_and(|r| r.bye.is_some())
+    }
+
     /// A result is still to come: the INVITE's, or the BYE's with the INVITE's held.
     pub fn unreported(&self) -> bool {
         use crate::transaction::State;
@@ -340,6 +354,9 @@ impl Call {
             Action::Late { status: s, send } => {
                 self.push(Output::Late { status: s });
                 self.follow(follow_up(send, status), follow, now);
+                if !self.settings.keep_after_final {
+                    self.invite = None;
+                }
             }
             Action::Terminated => self.invite = None,
         }
@@ -351,9 +368,6 @@ impl Call {
             FollowUp::Nothing => {}
             FollowUp::AckInTx => {
                 self.push(Output::Transmit(Msg::AckInTx, Dest::Target));
-                if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
-                    c.on_invite_final();
-                }
             }
             FollowUp::AckAgain => {
                 if let Some(d) = self.rare.as_deref().and_then(|r| r.ack_dest) {
@@ -372,9 +386,6 @@ impl Call {
     fn accept(&mut self, follow: &FollowConfig, now: Instant) {
         let d = self.hop();
         self.rare().ack_dest = Some(d);
-        if let Some(c) = self.rare.as_deref_mut().and_then(|r| r.cancel.as_mut()) {
-            c.on_invite_final();
-        }
         self.push(Output::Transmit(Msg::Ack2xx(self.settings.ack_branch), d));
         self.push(Output::Transmit(Msg::Bye, d));
         self.rare().bye = Some(follow.bye_tx(now));

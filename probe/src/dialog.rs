@@ -137,13 +137,11 @@ pub enum CancelEvent {
 }
 
 /// The CANCEL of one INVITE: a non-INVITE transaction of its own (same branch as the INVITE,
-/// method CANCEL) with Timer E and Timer F from [`FollowConfig`], and whether the INVITE's
-/// final response (normally 487) has come. The driver keeps the INVITE until [`Cancel::done`].
+/// method CANCEL) with Timer E and Timer F from [`FollowConfig`]; its driver (the call core,
+/// [`crate::call::Call`]) keeps the INVITE until it has ended and the INVITE's final came.
 #[derive(Debug, Clone)]
 pub struct Cancel {
     tx: Option<ClientTx>,
-    answered: Option<u16>,
-    invite_final: bool,
 }
 
 impl Cancel {
@@ -151,8 +149,6 @@ impl Cancel {
     pub fn start(cfg: &FollowConfig, now: Instant) -> Cancel {
         Cancel {
             tx: Some(cfg.tx(Method::Cancel, cfg.timer_f(), now)),
-            answered: None,
-            invite_final: false,
         }
     }
 
@@ -164,7 +160,6 @@ impl Cancel {
         match tx.on_response(status, now) {
             Action::Done { .. } => {
                 self.tx = None;
-                self.answered = Some(status);
                 CancelEvent::Answered(status)
             }
             _ => CancelEvent::Wait,
@@ -197,11 +192,6 @@ impl Cancel {
         }
     }
 
-    /// The INVITE's final response came (and was ACKed).
-    pub fn on_invite_final(&mut self) {
-        self.invite_final = true;
-    }
-
     pub fn next_wakeup(&self) -> Option<Instant> {
         self.tx.as_ref().and_then(ClientTx::next_wakeup)
     }
@@ -209,16 +199,6 @@ impl Cancel {
     /// Still waiting for the CANCEL's final response.
     pub fn pending(&self) -> bool {
         self.tx.is_some()
-    }
-
-    /// The CANCEL's final status, once answered.
-    pub fn answered(&self) -> Option<u16> {
-        self.answered
-    }
-
-    /// Nothing left to wait for: the CANCEL ended and the INVITE's final was ACKed.
-    pub fn done(&self) -> bool {
-        self.tx.is_none() && self.invite_final
     }
 }
 
@@ -860,9 +840,6 @@ mod tests {
             vec![1500, 2500, 4500, 8500, 12500, 16500, 20500, 24500, 28500, 32500, 33000]
         );
         assert!(!c.pending());
-        assert!(!c.done(), "the INVITE's final has not come");
-        c.on_invite_final();
-        assert!(c.done());
     }
 
     #[test]
@@ -872,12 +849,9 @@ mod tests {
         let mut c = Cancel::start(&cfg, t0);
         assert_eq!(c.on_timer(t0 + ms(100)), CancelEvent::Retransmit);
         assert_eq!(c.on_response(200, t0 + ms(150)), CancelEvent::Answered(200));
-        assert_eq!(c.answered(), Some(200));
+        assert!(!c.pending());
         assert_eq!(c.on_response(200, t0 + ms(160)), CancelEvent::Wait);
         assert_eq!(c.on_send_error(), CancelEvent::Wait);
-        assert!(!c.done());
-        c.on_invite_final();
-        assert!(c.done());
         let mut c = Cancel::start(&cfg, t0);
         assert_eq!(c.on_send_error(), CancelEvent::Failed);
         assert_eq!(c.next_wakeup(), None);

@@ -666,8 +666,8 @@ fn summary(w: &mut impl Write, cfg: &BenchConfig, r: &BenchResult) -> std::io::R
     )?;
     writeln!(
         w,
-        "retransmits {}  acks {} (not sent {})  provisional {}  late {}  stray {}  unreachable {}  invalid {}  rsip fallbacks {}",
-        t.retransmits, t.acks, t.ack_send_errors, t.provisional, t.late, t.stray, t.unreachable, t.invalid, t.fallbacks
+        "retransmits {}  acks {} (not sent {})  provisional {}  late {}  stray {}  unreachable {}  invalid {}",
+        t.retransmits, t.acks, t.ack_send_errors, t.provisional, t.late, t.stray, t.unreachable, t.invalid
     )?;
     if !t.hist_all.is_empty() {
         let q = |p: f64| ms(t.hist_all.value_at_quantile(p));
@@ -762,7 +762,6 @@ fn tally_json(t: &Tally, expected: u16) -> serde_json::Value {
         "stray": t.stray,
         "unreachable": t.unreachable,
         "invalid": t.invalid,
-        "rsip_fallbacks": t.fallbacks,
         "latency_us": {
             "count": t.hist.len(),
             "min": if t.hist.is_empty() { serde_json::Value::Null } else { json!(t.hist.min()) },

@@ -1,14 +1,15 @@
-//! The transactions of one worker and their counts: start, timers, responses, ACK, BYE and
-//! CANCEL, send failures. No socket: the worker hands it datagrams and flushes its batch.
+//! The transactions of one worker and their counts: start, timers, responses, send failures.
+//! An OPTIONS is a plain [`ClientTx`]; an INVITE is a [`Call`] (the call core, settings
+//! [`CallSettings::BENCH`]), which alone decides its ACK, BYE, CANCEL and late 2xx: this file
+//! renders what it asks for and counts what it reports. No socket: the worker hands it
+//! datagrams and flushes its batch.
 
 use super::counts::Counts;
 use super::logs::{Logged, Once};
 use super::timers::Timers;
 use super::{BenchConfig, BATCH};
-use crate::dialog::{
-    follow_up, record_route_values, ByeResult, Cancel, CancelEvent, FollowConfig, FollowUp,
-    RouteSet,
-};
+use crate::call::{Call, CallSettings, Msg, Output};
+use crate::dialog::{record_route_values, ByeResult, CancelEvent, FollowConfig, RouteSet};
 use crate::fast::Template;
 use crate::mmsg::{SendBatch, SendResult};
 use crate::sip::{read_response, Error, Response};
@@ -22,28 +23,39 @@ use std::time::Instant;
 /// A transaction in flight: the shared core's state plus the bench's bookkeeping.
 #[derive(Debug)]
 pub struct BenchTx {
-    pub tx: ClientTx,
+    pub core: Core,
     /// Where latency is measured from, ns since the start: when the request left, or one send
     /// window after its scheduled time if it left later than that (see [`Engine::start`]).
     pub from_ns: u64,
     /// Goes into Call-ID, From tag and CSeq (and the same again on retransmission).
     pub seq: u64,
     pub step: u32,
-    /// Index in the worker's `Aux` slab ([`NO_AUX`] for none): a BYE's message, or the
-    /// CANCEL of an INVITE. Fits in what would be padding.
+    /// Index in the worker's `Aux` slab ([`NO_AUX`] for none): the BYE of a call. Fits in what
+    /// would be padding.
     pub aux: u32,
+}
+
+/// What a table entry runs.
+#[derive(Debug)]
+pub enum Core {
+    /// A non-INVITE request (OPTIONS): its transaction alone.
+    Tx(ClientTx),
+    /// An INVITE and what finishes it, boxed: an OPTIONS entry stays the size of a
+    /// transaction.
+    Call(Box<Call>),
+    /// The BYE of the call at this slot (its branch is this entry's; the call runs it).
+    Bye(Slot),
 }
 
 /// No `Aux` entry.
 pub const NO_AUX: u32 = u32::MAX;
 
-/// What the rare transactions need beside their table entry, in a slab whose entries (and
-/// buffers) are reused: a BYE's message (for its retransmissions), or the CANCEL transaction of
-/// an INVITE (`None` once it ended).
+/// What a call's BYE needs beside the table, in a slab whose entries (and buffers) are reused:
+/// its message (for its retransmissions) and the table entry of its branch.
 #[derive(Default)]
 pub(super) struct Aux {
-    pub(super) cancel: Option<Cancel>,
     pub(super) msg: Vec<u8>,
+    pub(super) bye: Option<Slot>,
 }
 
 /// Bytes per outstanding transaction in the table (entry, value and free-list slot), plus one
@@ -59,6 +71,7 @@ pub const fn bytes_per_outstanding() -> usize {
 pub(super) enum Pending {
     Request(Slot),
     Ack,
+    /// The BYE of the call at this slot.
     Bye(Slot),
     /// The CANCEL of the INVITE at this slot.
     Cancel(Slot),
@@ -71,7 +84,7 @@ pub(super) struct Engine {
     pub(super) txs: Txs,
     pub(super) out: Outbox,
     pub(super) txcfg: TxConfig,
-    /// Timers of the CANCEL and BYE transactions (the follow-up core's).
+    /// Timers of the CANCEL and BYE transactions (the call core's).
     pub(super) follow: FollowConfig,
     pub(super) counts: Counts,
     pub(super) logged: Logged,
@@ -116,7 +129,7 @@ impl Clock {
     }
 }
 
-/// The transactions in flight: the table, their timers, the slab of the rare ones' extras.
+/// The transactions in flight: the table, their timers, the slab of the calls' BYEs.
 pub(super) struct Txs {
     pub(super) table: Table<BenchTx>,
     pub(super) timers: Timers,
@@ -137,6 +150,13 @@ impl Txs {
             aux_free: Vec::new(),
             seq: 0,
         }
+    }
+
+    /// The call at `slot`.
+    fn call(&mut self, slot: Slot) -> Option<&mut BenchTx> {
+        self.table
+            .get_mut(slot)
+            .filter(|bt| matches!(bt.core, Core::Call(_)))
     }
 }
 
@@ -161,6 +181,19 @@ impl Outbox {
             route_buf: Vec::with_capacity(256),
         }
     }
+
+    /// The request (first send or retransmission) of the transaction at `slot`.
+    fn request(&mut self, slot: Slot, branch: &[u8], seq: u64) {
+        self.tmpl.write(self.txb.next_slot(), branch, seq);
+        self.txb.commit(None);
+        self.pending.push(Pending::Request(slot));
+    }
+}
+
+/// The response a call is handling, for the messages rendered from it.
+struct Answer<'m, 'r> {
+    msg: &'m [u8],
+    r: &'r Response<'m>,
 }
 
 impl Engine {
@@ -200,12 +233,20 @@ impl Engine {
         }
         self.txs.seq += 1;
         let seq = self.txs.seq;
-        let tx = ClientTx::new(self.out.tmpl.method(), &self.txcfg, now);
-        let wake = tx.next_wakeup();
+        let method = self.out.tmpl.method();
+        let (core, wake) = if method == Method::Invite {
+            let call = Call::new(CallSettings::BENCH, &self.txcfg, now);
+            let wake = call.next_timeout();
+            (Core::Call(Box::new(call)), wake)
+        } else {
+            let tx = ClientTx::new(method, &self.txcfg, now);
+            let wake = tx.next_wakeup();
+            (Core::Tx(tx), wake)
+        };
         let (slot, branch) = self.txs.table.insert(
-            self.out.tmpl.method(),
+            method,
             BenchTx {
-                tx,
+                core,
                 from_ns,
                 seq,
                 step: step as u32,
@@ -216,11 +257,7 @@ impl Engine {
             self.txs.timers.arm(self.clock.ns(w), slot);
         }
         self.counts.peak = self.counts.peak.max(self.txs.table.len() as u64);
-        self.out
-            .tmpl
-            .write(self.out.txb.next_slot(), branch.as_bytes(), seq);
-        self.out.txb.commit(None);
-        self.out.pending.push(Pending::Request(slot));
+        self.out.request(slot, branch.as_bytes(), seq);
     }
 
     /// When the next timer of a live transaction is due; the entries of ended transactions
@@ -230,78 +267,50 @@ impl Engine {
         self.txs.timers.next_live(|s| table.method(s).is_some())
     }
 
-    /// Timer E / A, timeouts, and the timers of BYE and CANCEL transactions.
+    /// Timer E / A and timeouts; a call's timers go to the call.
     pub(super) fn fire_timers(&mut self, now: Instant, now_ns: u64) -> bool {
         let mut any = false;
         while !self.out.txb.is_full() {
             let Some(slot) = self.txs.timers.pop_due(now_ns) else {
                 break;
             };
-            let Some(method) = self.txs.table.method(slot) else {
-                continue; // ended already
-            };
             let Some(bt) = self.txs.table.get_mut(slot) else {
-                continue;
+                continue; // ended already
             };
             any = true;
             let step = bt.step as usize;
-            if bt.aux != NO_AUX && method == Method::Invite {
-                self.cancelled_timer(slot, now);
-                continue;
-            }
-            match bt.tx.on_timer(now) {
+            let tx = match &mut bt.core {
+                Core::Tx(tx) => tx,
+                Core::Call(call) => {
+                    call.handle_timeout(&self.follow, now);
+                    self.drive(slot, None, now_ns);
+                    continue;
+                }
+                Core::Bye(_) => continue, // its call's timers run it
+            };
+            match tx.on_timer(now) {
                 Action::Retransmit => {
                     let seq = bt.seq;
-                    let aux = bt.aux;
-                    if let Some(w) = bt.tx.next_wakeup() {
+                    if let Some(w) = tx.next_wakeup() {
                         self.txs.timers.arm(self.clock.ns(w), slot);
                     }
                     self.counts.at(step).retransmits += 1;
-                    if method == Method::Bye {
-                        let out = self.out.txb.next_slot();
-                        out.clear();
-                        out.extend_from_slice(&self.txs.aux[aux as usize].msg);
-                        self.out.txb.commit(None);
-                        self.out.pending.push(Pending::Bye(slot));
-                    } else {
-                        let branch = self.txs.table.branch(slot);
-                        self.out
-                            .tmpl
-                            .write(self.out.txb.next_slot(), branch.as_bytes(), seq);
-                        self.out.txb.commit(None);
-                        self.out.pending.push(Pending::Request(slot));
-                    }
+                    let branch = self.txs.table.branch(slot);
+                    self.out.request(slot, branch.as_bytes(), seq);
                 }
                 Action::Done {
                     outcome: Outcome::Timeout { .. },
-                    send,
+                    ..
                 } => {
-                    if method == Method::Bye {
-                        self.bye_ended(step, ByeResult::NoAnswer);
-                        self.remove(slot);
-                        continue;
-                    }
                     // A timeout counts in `hist_all` at the time it happened.
                     let us = (now_ns.saturating_sub(bt.from_ns) / 1000).max(1);
-                    let wake = bt.tx.next_wakeup();
                     let st = self.counts.at(step);
                     st.timed_out += 1;
                     st.hist_all.saturating_record(us);
-                    match follow_up(send, None) {
-                        FollowUp::Cancel => self.start_cancel(slot, step, now),
-                        // An INVITE stays until 64·T1 after its first send (Timer B) so that a
-                        // late final is still ACKed, and a late 2xx ACKed, hung up and counted
-                        // `accepted`.
-                        _ if method == Method::Invite && wake.is_some() => {
-                            if let Some(w) = wake {
-                                self.txs.timers.arm(self.clock.ns(w), slot);
-                            }
-                        }
-                        _ => self.remove(slot),
-                    }
+                    self.remove(slot);
                 }
                 Action::Wait => {
-                    if let Some(w) = bt.tx.next_wakeup() {
+                    if let Some(w) = tx.next_wakeup() {
                         self.txs.timers.arm(self.clock.ns(w), slot);
                     }
                 }
@@ -313,13 +322,15 @@ impl Engine {
         any
     }
 
-    /// Removes a transaction and frees its [`Aux`] entry.
+    /// Removes a transaction, and a call's BYE entry with it.
     pub(super) fn remove(&mut self, slot: Slot) {
         if let Some(bt) = self.txs.table.remove(slot) {
             if bt.aux != NO_AUX {
                 let a = &mut self.txs.aux[bt.aux as usize];
-                a.cancel = None;
                 a.msg.clear();
+                if let Some(b) = a.bye.take() {
+                    self.txs.table.remove(b);
+                }
                 self.txs.aux_free.push(bt.aux);
             }
         }
@@ -335,31 +346,113 @@ impl Engine {
         }
     }
 
-    /// The INVITE at `slot` timed out with only provisional responses: CANCEL it (its own
-    /// non-INVITE transaction, same branch) and keep the entry for the CANCEL's answer and the
-    /// INVITE's final response (a 487) to ACK.
-    pub(super) fn start_cancel(&mut self, slot: Slot, step: usize, now: Instant) {
-        let i = self.alloc_aux();
-        let cancel = Cancel::start(&self.follow, now);
-        let Some(bt) = self.txs.table.get_mut(slot) else {
-            self.txs.aux_free.push(i);
+    /// Carries out and counts what the call at `slot` asks for, after a `handle_*` (`answer`:
+    /// the response it handled), until it waits: then its timer is armed, or it is removed
+    /// when over.
+    fn drive(&mut self, slot: Slot, answer: Option<Answer<'_, '_>>, now_ns: u64) {
+        let Some(bt) = self.txs.call(slot) else {
             return;
         };
-        bt.aux = i;
-        let seq = bt.seq;
-        let mut wake = bt.tx.next_wakeup();
-        if let Some(w) = cancel.next_wakeup() {
-            wake = Some(wake.map_or(w, |v| v.min(w)));
+        let (step, from_ns) = (bt.step as usize, bt.from_ns);
+        loop {
+            let Some(BenchTx {
+                core: Core::Call(call),
+                ..
+            }) = self.txs.table.get_mut(slot)
+            else {
+                return;
+            };
+            match call.poll_output() {
+                Output::Transmit(m, _) => self.transmit(m, slot, answer.as_ref()),
+                Output::Invite(outcome) => {
+                    let us = (now_ns.saturating_sub(from_ns) / 1000).max(1);
+                    let st = self.counts.at(step);
+                    match outcome {
+                        Outcome::Final { status, .. } => {
+                            let i = (status as usize).saturating_sub(100).min(599);
+                            st.status[i] += 1;
+                            st.hist.saturating_record(us);
+                            st.hist_all.saturating_record(us);
+                        }
+                        // A timeout counts in `hist_all` at the time it happened.
+                        Outcome::Timeout { .. } => {
+                            st.timed_out += 1;
+                            st.hist_all.saturating_record(us);
+                        }
+                        _ => st.send_errors += 1,
+                    }
+                }
+                Output::Late { .. } => self.counts.at(step).late += 1,
+                Output::Bye(_, result) => {
+                    if let Some(a) = self.txs.table.get(slot).map(|bt| bt.aux) {
+                        if let Some(b) = self.txs.aux.get_mut(a as usize).and_then(|a| a.bye.take())
+                        {
+                            self.txs.table.remove(b);
+                        }
+                    }
+                    self.bye_ended(step, result);
+                }
+                Output::Accepted { result, .. } => self.bye_ended(step, result),
+                Output::Cancel(CancelEvent::Failed) => self.counts.at(step).cancel_failures += 1,
+                Output::Cancel(_) => {}
+                Output::Timeout(Some(t)) => {
+                    self.txs.timers.arm(self.clock.ns(t), slot);
+                    return;
+                }
+                Output::Timeout(None) => {
+                    self.remove(slot);
+                    return;
+                }
+            }
         }
-        self.txs.aux[i as usize].cancel = Some(cancel);
-        if let Some(w) = wake {
-            self.txs.timers.arm(self.clock.ns(w), slot);
-        }
-        self.counts.at(step).cancels += 1;
-        self.send_cancel(slot, seq);
     }
 
-    pub(super) fn send_cancel(&mut self, slot: Slot, seq: u64) {
+    /// Renders (and counts) one message of the call at `slot`.
+    fn transmit(&mut self, m: Msg, slot: Slot, answer: Option<&Answer<'_, '_>>) {
+        let Some(bt) = self.txs.table.get(slot) else {
+            return;
+        };
+        let (step, seq, aux) = (bt.step as usize, bt.seq, bt.aux);
+        match m {
+            Msg::InviteAgain => {
+                self.counts.at(step).retransmits += 1;
+                let branch = self.txs.table.branch(slot);
+                self.out.request(slot, branch.as_bytes(), seq);
+            }
+            Msg::AckInTx => {
+                if let Some(a) = answer {
+                    self.ack(a.r.via.branch, seq, a.r.to, step);
+                }
+            }
+            Msg::Ack2xx(_) => {
+                if let Some(a) = answer {
+                    self.ack_2xx(slot, a, seq, step);
+                }
+            }
+            // The bench keeps no INVITE after its final: a retransmitted 2xx is late, never
+            // re-ACKed (see the module's departure from the RFC).
+            Msg::AckAgain => {}
+            Msg::Bye => {
+                if let Some(a) = answer {
+                    self.bye(slot, a, seq, step);
+                }
+            }
+            Msg::ByeAgain => {
+                self.counts.at(step).retransmits += 1;
+                self.send_bye(slot, aux);
+            }
+            Msg::Cancel => {
+                self.counts.at(step).cancels += 1;
+                self.send_cancel(slot, seq);
+            }
+            Msg::CancelAgain => {
+                self.counts.at(step).retransmits += 1;
+                self.send_cancel(slot, seq);
+            }
+        }
+    }
+
+    fn send_cancel(&mut self, slot: Slot, seq: u64) {
         // Called with room in the batch (timers stop when it is full, responses leave room).
         if self.out.txb.is_full() {
             return; // the CANCEL's Timer E sends it (UDP)
@@ -372,50 +465,17 @@ impl Engine {
         self.out.pending.push(Pending::Cancel(slot));
     }
 
-    /// A timer of a cancelled INVITE: the INVITE's end (64·T1 after the CANCEL) or the
-    /// CANCEL's Timer E / Timer F. One timer entry per transaction: the earlier of the two.
-    pub(super) fn cancelled_timer(&mut self, slot: Slot, now: Instant) {
-        let Some(bt) = self.txs.table.get_mut(slot) else {
+    fn send_bye(&mut self, slot: Slot, aux: u32) {
+        // Without room now, its Timer E sends it (UDP).
+        let Some(a) = self.txs.aux.get(aux as usize) else {
             return;
         };
-        let step = bt.step as usize;
-        let seq = bt.seq;
-        let Some(c) = self.txs.aux[bt.aux as usize].cancel.as_mut() else {
-            self.remove(slot);
-            return;
-        };
-        if bt.tx.next_wakeup().is_some_and(|w| w <= now)
-            && bt.tx.on_timer(now) == Action::Terminated
-        {
-            // No final response to the INVITE within 64·T1 of the CANCEL: give up on it.
-            if c.pending() {
-                self.counts.at(step).cancel_failures += 1;
-            }
-            self.remove(slot);
-            return;
-        }
-        let mut resend = false;
-        match c.on_timer(now) {
-            CancelEvent::Retransmit => resend = true,
-            CancelEvent::Failed => {
-                self.counts.at(step).cancel_failures += 1;
-            }
-            _ => {}
-        }
-        if c.done() {
-            self.remove(slot);
-            return;
-        }
-        let mut wake = bt.tx.next_wakeup();
-        if let Some(w) = c.next_wakeup() {
-            wake = Some(wake.map_or(w, |v| v.min(w)));
-        }
-        if let Some(w) = wake {
-            self.txs.timers.arm(self.clock.ns(w), slot);
-        }
-        if resend {
-            self.counts.at(step).retransmits += 1;
-            self.send_cancel(slot, seq);
+        if !self.out.txb.is_full() {
+            let out = self.out.txb.next_slot();
+            out.clear();
+            out.extend_from_slice(&a.msg);
+            self.out.txb.commit(None);
+            self.out.pending.push(Pending::Bye(slot));
         }
     }
 
@@ -437,7 +497,7 @@ impl Engine {
                 return;
             }
         };
-        let slot = match self.txs.table.lookup(r.via.branch, method) {
+        let mut slot = match self.txs.table.lookup(r.via.branch, method) {
             Lookup::Found(slot) => slot,
             Lookup::Late => {
                 self.counts.current().late += 1;
@@ -448,40 +508,39 @@ impl Engine {
                 return;
             }
         };
-        let tx_method = self.txs.table.method(slot);
+        if let Some(BenchTx {
+            core: Core::Bye(call),
+            ..
+        }) = self.txs.table.get(slot)
+        {
+            slot = *call; // the BYE of this call
+        }
         let Some(bt) = self.txs.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
-        let seq = bt.seq;
         let st = self.counts.at(step);
-        if method == Method::Cancel {
-            // The answer to our CANCEL (same branch as the INVITE).
-            let c = (bt.aux != NO_AUX)
-                .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
-                .flatten()
-                .filter(|c| c.pending());
-            match c.map(|c| (c.on_response(r.status, now), c.done())) {
-                Some((_, true)) => self.remove(slot),
-                Some(_) => {}
-                None => {
+        let tx = match &mut bt.core {
+            Core::Tx(tx) => tx,
+            Core::Call(call) => {
+                if method == Method::Cancel && !call.cancel_pending() {
                     st.late += 1;
+                    return;
                 }
+                if method == Method::Invite && r.status < 200 {
+                    st.provisional += 1;
+                }
+                call.handle_response(&r, &self.follow, now);
+                self.drive(slot, Some(Answer { msg, r: &r }), now_ns);
+                return;
             }
-            return;
-        }
-        if tx_method == Some(Method::Bye) {
-            if let Some(res) = ByeResult::of(&bt.tx.on_response(r.status, now)) {
-                self.remove(slot);
-                self.bye_ended(step, res);
-            }
-            return;
-        }
-        match bt.tx.on_response(r.status, now) {
+            Core::Bye(_) => return,
+        };
+        match tx.on_response(r.status, now) {
             Action::Wait => {
                 st.provisional += 1;
             }
-            Action::Done { outcome, send } => {
+            Action::Done { outcome, .. } => {
                 let status = outcome.status().unwrap_or(r.status);
                 let us = (now_ns.saturating_sub(bt.from_ns) / 1000).max(1);
                 let i = (status as usize).saturating_sub(100).min(599);
@@ -489,50 +548,9 @@ impl Engine {
                 st.hist.saturating_record(us);
                 st.hist_all.saturating_record(us);
                 self.remove(slot);
-                match follow_up(send, Some(r.status)) {
-                    FollowUp::AckInTx => self.ack(r.via.branch, seq, r.to, step),
-                    FollowUp::Accept => self.hang_up(msg, slot, &r, seq, step, now, now_ns),
-                    _ => {}
-                }
             }
-            // Only an INVITE that timed out (cancelled or not) is still in the table after its
-            // outcome: its final response is late.
-            Action::Late { send, .. } => {
+            Action::Late { .. } | Action::Duplicate { .. } => {
                 st.late += 1;
-                match follow_up(send, Some(r.status)) {
-                    FollowUp::AckInTx => {
-                        let aux = bt.aux;
-                        self.ack(r.via.branch, seq, r.to, step);
-                        let done = match self
-                            .txs
-                            .aux
-                            .get_mut(aux as usize)
-                            .and_then(|a| a.cancel.as_mut())
-                        {
-                            Some(c) => {
-                                c.on_invite_final();
-                                c.done()
-                            }
-                            None => true,
-                        };
-                        if done {
-                            self.remove(slot);
-                        }
-                    }
-                    FollowUp::Accept => {
-                        // The call was accepted after all (after the timeout, or a 2xx that
-                        // crossed the CANCEL).
-                        self.remove(slot);
-                        self.hang_up(msg, slot, &r, seq, step, now, now_ns);
-                    }
-                    _ => {}
-                }
-            }
-            Action::Duplicate { send } => {
-                st.late += 1;
-                if follow_up(send, Some(r.status)) == FollowUp::AckInTx {
-                    self.ack(r.via.branch, seq, r.to, step);
-                }
             }
             _ => {}
         }
@@ -554,23 +572,11 @@ impl Engine {
         }
     }
 
-    /// A 2xx to the INVITE of `inv` (already removed): ACK it with a branch of its own and hang
-    /// up at once with a BYE, a transaction of its own. Counted as `accepted`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn hang_up(
-        &mut self,
-        msg: &[u8],
-        inv: Slot,
-        r: &Response<'_>,
-        seq: u64,
-        step: usize,
-        now: Instant,
-        now_ns: u64,
-    ) {
-        // The route set of the 2xx: Record-Route reversed into Route, the Contact as
-        // Request-URI (loose routing) or the first route (strict).
-        let contact = r.contact;
-        let rr = record_route_values(msg);
+    /// The route set of a 2xx: Record-Route reversed into Route (into `route_buf`), and the
+    /// Request-URI (the Contact when loose routing, or the first route when strict).
+    fn route_set<'m>(&mut self, a: &Answer<'m, '_>) -> RouteSet<'m> {
+        let contact = a.r.contact;
+        let rr = record_route_values(a.msg);
         let rs = match RouteSet::of_2xx(rr.as_slice().iter().copied(), contact) {
             Ok(rs) => rs,
             Err(e) => {
@@ -581,17 +587,21 @@ impl Engine {
                 RouteSet::direct(contact)
             }
         };
-        let ruri = rs.request_uri();
-        let mut route = std::mem::take(&mut self.out.route_buf);
-        route.clear();
-        rs.write_route_header(&mut route);
+        self.out.route_buf.clear();
+        rs.write_route_header(&mut self.out.route_buf);
+        rs
+    }
+
+    /// The ACK of the 2xx answering the INVITE at `slot`: a transaction of its own, the
+    /// INVITE's branch plus `-a`. The call is counted as `accepted`.
+    fn ack_2xx(&mut self, slot: Slot, a: &Answer<'_, '_>, seq: u64, step: usize) {
+        let rs = self.route_set(a);
         self.counts.at(step).accepted += 1;
         if self.logged.first(Once::Accepted) {
-            tracing::error!(target = %self.cfg.target, status = r.status,
+            tracing::error!(target = %self.cfg.target, status = a.r.status,
                 "Bench INVITE accepted: ACK and BYE sent at once; further ones are only counted");
         }
-        // The ACK of a 2xx is a transaction of its own: the INVITE's branch plus a suffix.
-        let ib = self.txs.table.branch(inv);
+        let ib = self.txs.table.branch(slot);
         let mut ack_branch = [0u8; crate::transaction::table::MAX_BRANCH + 2];
         let n = ib.as_bytes().len();
         ack_branch[..n].copy_from_slice(ib.as_bytes());
@@ -602,46 +612,52 @@ impl Engine {
         } else {
             self.out.tmpl.write_ack_2xx(
                 self.out.txb.next_slot(),
-                ruri,
+                rs.request_uri(),
                 &ack_branch[..n + 2],
-                &route,
+                &self.out.route_buf,
                 seq,
-                r.to,
+                a.r.to,
             );
             self.out.txb.commit(None);
             self.out.pending.push(Pending::Ack);
         }
+    }
+
+    /// The BYE that hangs up the call at `slot`: a transaction of its own, whose branch is a
+    /// table entry of its own ([`Core::Bye`]) leading to the call; its message is kept (in the
+    /// `Aux` slab) for its retransmissions.
+    fn bye(&mut self, slot: Slot, a: &Answer<'_, '_>, seq: u64, step: usize) {
+        let rs = self.route_set(a);
         let i = self.alloc_aux();
-        let tx = self.follow.bye_tx(now);
-        let wake = tx.next_wakeup();
-        let (slot, branch) = self.txs.table.insert(
+        let Some(bt) = self.txs.table.get_mut(slot) else {
+            self.txs.aux_free.push(i);
+            return;
+        };
+        bt.aux = i;
+        let from_ns = bt.from_ns;
+        let (b, branch) = self.txs.table.insert(
             Method::Bye,
             BenchTx {
-                tx,
-                from_ns: now_ns,
+                core: Core::Bye(slot),
+                from_ns,
                 seq,
                 step: step as u32,
-                aux: i,
+                aux: NO_AUX,
             },
         );
-        let m = &mut self.txs.aux[i as usize].msg;
-        self.out
-            .tmpl
-            .write_bye(m, ruri, branch.as_bytes(), &route, seq, r.to);
-        self.out.route_buf = route;
-        if let Some(w) = wake {
-            self.txs.timers.arm(self.clock.ns(w), slot);
-        }
+        let aux = &mut self.txs.aux[i as usize];
+        aux.bye = Some(b);
+        self.out.tmpl.write_bye(
+            &mut aux.msg,
+            rs.request_uri(),
+            branch.as_bytes(),
+            &self.out.route_buf,
+            seq,
+            a.r.to,
+        );
         self.counts.peak = self.counts.peak.max(self.txs.table.len() as u64);
         self.counts.at(step).byes += 1;
-        // Without room now, its Timer E sends it (UDP).
-        if !self.out.txb.is_full() {
-            let out = self.out.txb.next_slot();
-            out.clear();
-            out.extend_from_slice(&self.txs.aux[i as usize].msg);
-            self.out.txb.commit(None);
-            self.out.pending.push(Pending::Bye(slot));
-        }
+        self.send_bye(slot, i);
     }
 
     pub(super) fn flush_udp(&mut self, fd: i32, now: Instant) {
@@ -660,33 +676,15 @@ impl Engine {
                 tracing::warn!(target = %self.cfg.target, error = %e, "Bench send failed");
             }
             match self.out.pending[i] {
-                Pending::Request(slot) | Pending::Bye(slot) => self.fail(slot, kind, now),
-                Pending::Cancel(slot) => self.cancel_failed(slot),
+                Pending::Request(slot) => self.fail(slot, Method::Invite, kind, now),
+                Pending::Bye(slot) => self.fail(slot, Method::Bye, kind, now),
+                Pending::Cancel(slot) => self.fail(slot, Method::Cancel, kind, now),
                 Pending::Ack => {
                     self.counts.current().ack_send_errors += 1;
                 }
             }
         }
         self.out.pending.clear();
-    }
-
-    pub(super) fn cancel_failed(&mut self, slot: Slot) {
-        let Some(bt) = self.txs.table.get_mut(slot) else {
-            return;
-        };
-        let step = bt.step as usize;
-        let Some(c) = (bt.aux != NO_AUX)
-            .then(|| self.txs.aux[bt.aux as usize].cancel.as_mut())
-            .flatten()
-        else {
-            return;
-        };
-        if c.on_send_error() == CancelEvent::Failed {
-            self.counts.at(step).cancel_failures += 1;
-        }
-        if c.done() {
-            self.remove(slot);
-        }
     }
 
     /// A BYE ended: only a 2xx hung the call up; a refused or unanswered BYE is counted (and
@@ -705,27 +703,33 @@ impl Engine {
         }
     }
 
-    /// A request (or a BYE) could not be sent: its transaction ends as a send error (a BYE's as
-    /// a BYE failure); a cancelled INVITE's CANCEL fails with it.
-    pub(super) fn fail(&mut self, slot: Slot, kind: TransportErrorKind, now: Instant) {
-        let method = self.txs.table.method(slot);
+    /// A request of the transaction at `slot` could not be sent: a plain transaction ends as a
+    /// send error; a call is told which of its requests failed (`method`: its INVITE, BYE or
+    /// CANCEL).
+    pub(super) fn fail(
+        &mut self,
+        slot: Slot,
+        method: Method,
+        kind: TransportErrorKind,
+        now: Instant,
+    ) {
+        let now_ns = self.clock.ns(now);
         let Some(bt) = self.txs.table.get_mut(slot) else {
             return;
         };
         let step = bt.step as usize;
-        if bt.aux != NO_AUX && method == Some(Method::Invite) {
-            // Outcome reported already (timed out): only its CANCEL is left.
-            self.cancel_failed(slot);
-            self.remove(slot);
-            return;
-        }
-        if let Action::Done { .. } = bt.tx.on_transport_error(kind, now) {
-            self.remove(slot);
-            if method == Some(Method::Bye) {
-                self.bye_ended(step, ByeResult::NotSent(kind));
-            } else {
-                self.counts.at(step).send_errors += 1;
+        match &mut bt.core {
+            Core::Tx(tx) => {
+                if let Action::Done { .. } = tx.on_transport_error(kind, now) {
+                    self.remove(slot);
+                    self.counts.at(step).send_errors += 1;
+                }
             }
+            Core::Call(call) => {
+                call.handle_send_error(method, kind, &self.follow, now);
+                self.drive(slot, None, now_ns);
+            }
+            Core::Bye(_) => {}
         }
     }
 
@@ -736,22 +740,30 @@ impl Engine {
     pub(super) fn abandon_all(&mut self) {
         let slots: Vec<Slot> = self.txs.table.slots().collect();
         for slot in slots {
-            let method = self.txs.table.method(slot);
             let Some(bt) = self.txs.table.get_mut(slot) else {
-                continue;
+                continue; // a BYE entry removed with its call
             };
             let step = bt.step as usize;
-            let in_flight = matches!(bt.tx.state(), State::Calling | State::Proceeding);
+            let (in_flight, bye) = match &bt.core {
+                Core::Tx(tx) => (
+                    matches!(tx.state(), State::Calling | State::Proceeding),
+                    false,
+                ),
+                Core::Call(call) => (call.unreported(), call.bye_pending()),
+                Core::Bye(_) => continue, // counted with its call
+            };
             self.remove(slot);
-            if method == Some(Method::Bye) {
+            if bye {
                 self.bye_ended(step, ByeResult::NoAnswer);
-            } else if in_flight {
+            }
+            if in_flight {
                 self.counts.at(step).abandoned += 1;
             }
         }
     }
 
-    /// The TCP connection is gone: every outstanding transaction failed.
+    /// The TCP connection is gone: every outstanding transaction failed (all of a call's
+    /// requests).
     pub(super) fn connection_lost(
         &mut self,
         e: &io::Error,
@@ -762,7 +774,9 @@ impl Engine {
             "Bench TCP connection lost: outstanding transactions count as send errors");
         let slots: Vec<Slot> = self.txs.table.slots().collect();
         for s in slots {
-            self.fail(s, kind, now);
+            for m in [Method::Invite, Method::Cancel, Method::Bye] {
+                self.fail(s, m, kind, now);
+            }
         }
     }
 }
@@ -770,6 +784,221 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::{BenchConfig, BenchMethod, Load, Step};
+    use std::time::Duration;
+
+    /// An engine without a socket, its clock starting at `epoch`.
+    fn engine(method: BenchMethod, epoch: Instant, set: impl FnOnce(&mut BenchConfig)) -> Engine {
+        let target: std::net::SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let load = Load::Open(vec![Step {
+            rate: 1000.0,
+            duration: Duration::from_secs(1),
+        }]);
+        let mut cfg = BenchConfig::new("sip:127.0.0.1:5060", target, method, load);
+        set(&mut cfg);
+        let txcfg = TxConfig {
+            t1: cfg.t1,
+            t2: cfg.t2,
+            timeout: cfg.timeout,
+            reliable: false,
+            retransmit: cfg.retransmit,
+        };
+        let follow = FollowConfig::new(cfg.t1, cfg.timeout, false);
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let tmpl = Template::new(
+            method.method(),
+            &cfg.uri,
+            local,
+            crate::sip::Transport::Udp,
+            7,
+        );
+        Engine {
+            clock: Clock::new(epoch),
+            txs: Txs::with_capacity(16),
+            out: Outbox::new(tmpl),
+            txcfg,
+            follow,
+            counts: Counts::new(1),
+            logged: Logged::default(),
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    /// The last request put in the batch: its slot.
+    fn last_slot(eng: &Engine) -> Slot {
+        match eng.out.pending.last() {
+            Some(Pending::Request(s)) => *s,
+            p => panic!("no request pending: {p:?}"),
+        }
+    }
+
+    /// A 200 to the OPTIONS at `slot`.
+    fn ok_to(eng: &Engine, slot: Slot) -> Vec<u8> {
+        let branch = std::str::from_utf8(eng.txs.table.branch(slot).as_bytes())
+            .unwrap()
+            .to_string();
+        std::str::from_utf8(KAMAILIO_200)
+            .unwrap()
+            .replacen("z9hG4bKdeadbeef000000010000002a", &branch, 1)
+            .into_bytes()
+    }
+
+    /// The datagrams put in the batch since the last call, as text (the batch is emptied as if
+    /// sent).
+    fn take_sent(eng: &mut Engine) -> Vec<String> {
+        let out = (0..eng.out.txb.len())
+            .map(|i| String::from_utf8(eng.out.txb.get(i).to_vec()).unwrap())
+            .collect();
+        eng.out.txb.clear();
+        eng.out.pending.clear();
+        out
+    }
+
+    /// A response of `status` to `req` (its Via, From, To, Call-ID and CSeq), the To tagged
+    /// and a Contact when `uas` says so.
+    fn answer(req: &str, status: u16, uas: bool) -> Vec<u8> {
+        let mut m = format!("SIP/2.0 {status} {}\r\n", crate::fast::reason(status));
+        for l in req.split("\r\n") {
+            let name = l.split(':').next().unwrap_or("");
+            if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+                m += &format!("{l}\r\n");
+            } else if name == "To" {
+                let tag = if uas { ";tag=uas1" } else { "" };
+                m += &format!("{l}{tag}\r\n");
+            }
+        }
+        if uas {
+            m += "Contact: <sip:uas@127.0.0.1:5062>\r\n";
+        }
+        m += "Content-Length: 0\r\n\r\n";
+        m.into_bytes()
+    }
+
+    fn first_line(m: &str) -> &str {
+        m.split("\r\n").next().unwrap()
+    }
+
+    /// A 2xx that crosses the CANCEL of a ringing INVITE: the call is ACKed and hung up, and the
+    /// CANCEL's own 200 answers the CANCEL (not a late response); the call then leaves the
+    /// table. The call core decides each message; the engine renders and counts them.
+    #[test]
+    fn a_2xx_crossing_the_cancel_is_hung_up_and_the_cancel_still_answered() {
+        let epoch = Instant::now();
+        let at = |ms: u64| (epoch + Duration::from_millis(ms), ms * 1_000_000);
+        let mut eng = engine(BenchMethod::Invite503, epoch, |c| {
+            c.timeout = Duration::from_secs(1);
+            c.retransmit = false;
+        });
+        let (t, ns) = at(1);
+        eng.start(t, ns, ns, 0, false);
+        let sent = take_sent(&mut eng);
+        assert_eq!(sent.len(), 1);
+        let invite = sent[0].clone();
+        assert!(invite.starts_with("INVITE "), "{invite}");
+        let (t, ns) = at(10);
+        eng.on_response(&answer(&invite, 180, false), t, ns);
+        assert!(take_sent(&mut eng).is_empty());
+        // Only the 180 by the timeout: timed out, CANCELled.
+        let (t, ns) = at(1_002);
+        assert!(eng.fire_timers(t, ns));
+        let sent = take_sent(&mut eng);
+        assert_eq!(
+            sent.iter().map(|m| first_line(m)).collect::<Vec<_>>(),
+            ["CANCEL sip:127.0.0.1:5060 SIP/2.0"]
+        );
+        let cancel = sent[0].clone();
+        // The 2xx crosses the CANCEL: ACK (the INVITE's branch plus -a) and BYE.
+        let (t, ns) = at(1_003);
+        eng.on_response(&answer(&invite, 200, true), t, ns);
+        let sent = take_sent(&mut eng);
+        assert_eq!(
+            sent.iter().map(|m| first_line(m)).collect::<Vec<_>>(),
+            [
+                "ACK sip:uas@127.0.0.1:5062 SIP/2.0",
+                "BYE sip:uas@127.0.0.1:5062 SIP/2.0"
+            ]
+        );
+        let branch = |m: &str| {
+            let v = m.split("\r\n").find(|l| l.starts_with("Via:")).unwrap();
+            v.split("branch=")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(branch(&sent[0]), format!("{}-a", branch(&invite)));
+        let bye = sent[1].clone();
+        // The CANCEL's 200 and the BYE's 200.
+        let (t, ns) = at(1_004);
+        eng.on_response(&answer(&cancel, 200, false), t, ns);
+        let (t, ns) = at(1_005);
+        eng.on_response(&answer(&bye, 200, true), t, ns);
+        assert!(take_sent(&mut eng).is_empty());
+        assert!(eng.txs.table.is_empty());
+        let c = eng.counts.tick();
+        assert_eq!(
+            (
+                c.sent,
+                c.provisional,
+                c.timed_out,
+                c.cancels,
+                c.cancel_failures
+            ),
+            (1, 1, 1, 1, 0)
+        );
+        assert_eq!(
+            (
+                c.late,
+                c.accepted,
+                c.acks,
+                c.ack_send_errors,
+                c.byes,
+                c.bye_refused,
+                c.bye_failures
+            ),
+            (1, 1, 1, 0, 1, 0, 0)
+        );
+        assert_eq!(
+            (c.answered(), c.stray, c.invalid, c.retransmits),
+            (0, 0, 0, 0)
+        );
+    }
+
+    /// Latency runs from the send (`now_ns`), but from no later than one send window after the
+    /// scheduled time: a request that left 0.4 ms after its schedule (inside a 1 ms window)
+    /// counts from its send; one that left 3 ms late counts from 1 ms after its schedule.
+    #[test]
+    fn latency_runs_from_the_send_but_from_no_later_than_one_window_after_schedule() {
+        let epoch = Instant::now();
+        let at = |ns: u64| epoch + Duration::from_nanos(ns);
+        let mut eng = engine(BenchMethod::Options, epoch, |c| {
+            c.send_window = Duration::from_millis(1)
+        });
+        // Scheduled at 10 ms, sent at 10.4 ms, answered at 12.5 ms: 2,100 µs.
+        eng.start(at(10_400_000), 10_400_000, 10_000_000, 0, false);
+        let a = last_slot(&eng);
+        assert_eq!(eng.txs.table.get_mut(a).unwrap().from_ns, 10_400_000);
+        let ok = ok_to(&eng, a);
+        eng.on_response(&ok, at(12_500_000), 12_500_000);
+        let t = eng.counts.tick();
+        assert_eq!((t.answered_with(200), t.hist.len()), (1, 1));
+        // One value, exact (HDR holds 2,100 and 4,000 exactly at 3 significant figures).
+        assert_eq!(t.hist.min(), 2_100);
+        // Scheduled at 20 ms, sent 3 ms late (23 ms), answered at 25 ms: from 21 ms, 4,000 µs
+        // (the 2 ms beyond the window count; the answer itself took 2 ms).
+        eng.start(at(23_000_000), 23_000_000, 20_000_000, 0, false);
+        let b = last_slot(&eng);
+        assert_eq!(eng.txs.table.get_mut(b).unwrap().from_ns, 21_000_000);
+        let ok = ok_to(&eng, b);
+        eng.on_response(&ok, at(25_000_000), 25_000_000);
+        let t = eng.counts.tick();
+        assert_eq!((t.answered_with(200), t.hist.len()), (1, 1));
+        assert_eq!(t.hist.min(), 4_000);
+        assert_eq!((t.hist_all.len(), t.hist_all.min()), (1, 4_000));
+        assert_eq!(eng.counts.max_lag_ns, 3_000_000);
+    }
 
     #[test]
     fn memory_per_outstanding_transaction_fits() {

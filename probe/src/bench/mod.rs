@@ -21,16 +21,18 @@
 //!   allocation per record), counted locally per step and per second; one message per worker per
 //!   second to the reporting thread.
 //!
-//! INVITE (what the follow-up core [`crate::dialog`] decides, rendered from the templates): a
-//! non-2xx final is ACKed in its transaction; a 2xx (in time, or after the timeout) is ACKed (a
-//! branch of its own) and hung up at once with a BYE along its route set, the BYE a non-INVITE
-//! transaction of its own in the table whose final status is counted (`bye_refused`,
-//! `bye_failures`), and counted as `accepted`; an INVITE that only got provisional responses
-//! by the timeout is counted as timed out and CANCELled (a [`Cancel`](crate::dialog::Cancel) with its own Timer E and
-//! F kept beside the INVITE's entry until the CANCEL is answered and the INVITE's final
-//! response, normally a 487, is ACKed); an INVITE that timed out without a provisional stays
-//! until 64·T1 after its first send for a late final. Timeouts are recorded in a second
-//! histogram (`hist_all`) at the time they happened.
+//! INVITE: a [`Call`](crate::call::Call) of the call core (settings
+//! [`CallSettings::BENCH`](crate::call::CallSettings::BENCH)) decides, the engine renders from
+//! the templates and counts: a non-2xx final is ACKed in its transaction; a 2xx (in time, or
+//! after the timeout) is ACKed (a branch of its own) and hung up at once with a BYE along its
+//! route set, the BYE a non-INVITE transaction of the call (its branch a table entry of its
+//! own) whose final status is counted (`bye_refused`, `bye_failures`), and counted as
+//! `accepted`; an INVITE that only got provisional responses by the timeout is counted as
+//! timed out and CANCELled (the call's [`Cancel`](crate::dialog::Cancel), its own Timer E and
+//! F, until the CANCEL has ended and the INVITE's final response, normally a 487, is ACKed);
+//! an INVITE that timed out without a provisional stays until 64·T1 after its first send for a
+//! late final. Timeouts are recorded in a second histogram (`hist_all`) at the time they
+//! happened.
 //!
 //! Departure from the RFC, for memory bounded by the outstanding transactions: a transaction is
 //! removed from the table at its final response (no Timer K / D lingering), so a retransmitted
@@ -41,7 +43,8 @@
 //! - `schedule`: open-loop send times ([`Schedule`]) and when an idle worker wakes;
 //! - `worker`: one thread's socket (UDP or TCP, framed by [`crate::sip::frame()`]) and its
 //!   loop: read, fire timers, send, sleep;
-//! - `engine`: that worker's transactions (start, timers, responses, ACK, BYE, CANCEL);
+//! - `engine`: that worker's transactions (start, timers, responses) and calls (rendering and
+//!   counting what [`crate::call`] decides);
 //! - `timers`: their timer queue;
 //! - `tally`: the counts ([`Tally`]), the result ([`BenchResult`]) and the percentile output;
 //! - this file: [`run`], which starts the workers and merges their seconds.
@@ -56,7 +59,7 @@ mod timers;
 mod worker;
 
 pub use config::{parse_ramp, BenchConfig, BenchError, BenchMethod, BenchTransport, Load, Step};
-pub use engine::{bytes_per_outstanding, read_answer, BenchTx, NO_AUX};
+pub use engine::{bytes_per_outstanding, read_answer, BenchTx, Core, NO_AUX};
 pub use schedule::Schedule;
 pub use tally::{write_percentile_distribution, BenchResult, Second, StepResult, Tally};
 

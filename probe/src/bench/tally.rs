@@ -54,8 +54,6 @@ pub struct Tally {
     pub unreachable: u64,
     /// Datagrams that are not a usable SIP response (counted, dropped).
     pub invalid: u64,
-    /// Responses that needed the rsip fallback.
-    pub fallbacks: u64,
     /// Latency of answered transactions, µs from the send (at the latest one send window
     /// after the scheduled time).
     pub hist: Histogram<u64>,
@@ -90,7 +88,6 @@ impl Default for Tally {
             stray: 0,
             unreachable: 0,
             invalid: 0,
-            fallbacks: 0,
             hist: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram bounds"),
             hist_all: Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram bounds"),
             first_send_ns: 0,
@@ -149,7 +146,6 @@ impl Tally {
         self.stray += o.stray;
         self.unreachable += o.unreachable;
         self.invalid += o.invalid;
-        self.fallbacks += o.fallbacks;
         let _ = self.hist.add(&o.hist);
         let _ = self.hist_all.add(&o.hist_all);
         if o.first_send_ns > 0 && (self.first_send_ns == 0 || o.first_send_ns < self.first_send_ns)
@@ -183,7 +179,6 @@ impl Tally {
             stray,
             unreachable,
             invalid,
-            fallbacks,
             hist,
             hist_all,
             first_send_ns,
@@ -209,7 +204,6 @@ impl Tally {
             stray,
             unreachable,
             invalid,
-            fallbacks,
             first_send_ns,
             last_send_ns,
         ] {

@@ -334,3 +334,36 @@ fn a_call_is_its_invite_transaction_and_one_pointer() {
         std::mem::size_of::<ClientTx>() + 16
     );
 }
+
+#[test]
+fn bench_settings_drop_the_invite_at_a_late_final_too() {
+    let mut r = Run::new(CallSettings::BENCH);
+    // No answer by the 2 s timeout (Timer A retransmissions before it).
+    let seen = r.tick_until(2000);
+    assert_eq!(
+        seen.last(),
+        Some(&(
+            2000,
+            Output::Invite(Outcome::Timeout {
+                retransmits: 2,
+                provisional: None,
+            })
+        )),
+        "{seen:?}"
+    );
+    assert!(!r.over(), "kept for a late final");
+    // A late 503: late, ACKed in its transaction; the call is then over.
+    assert_eq!(
+        r.recv(2100, 503, "INVITE"),
+        vec![
+            Output::Late { status: 503 },
+            Output::Transmit(Msg::AckInTx, Dest::Target)
+        ]
+    );
+    assert!(r.over());
+    // Its retransmission (should the driver still hold the call) is only late.
+    assert_eq!(
+        r.recv(2200, 503, "INVITE"),
+        vec![Output::Late { status: 503 }]
+    );
+}
