@@ -158,7 +158,7 @@ fn delayed_answers_show_in_latency_open_loop() {
     assert!(r.steps[0].achieved_rate() > 990.0);
 }
 
-/// Issue 10: at a moderate open-loop rate the bench reads its socket about once a millisecond
+/// At a moderate open-loop rate the bench reads its socket about once a millisecond
 /// (answers carry the kernel's arrival time, so reading late costs no latency accuracy), not
 /// once or twice per wake-up.
 #[test]
@@ -819,7 +819,7 @@ fn a_2xx_expected_for_invite_is_refused() {
     );
 }
 
-/// Issue 12: a 2xx that comes after the INVITE timed out without a provisional is still
+/// A 2xx that comes after the INVITE timed out without a provisional is still
 /// ACKed, hung up with a BYE and counted `accepted` (docs/bench.md says so), with
 /// retransmissions off.
 #[test]
@@ -857,7 +857,7 @@ fn a_2xx_after_the_timeout_is_acked_hung_up_and_accepted() {
     }
 }
 
-/// Issue 12: percentiles that count timeouts (at their timeout) beside those of the answers,
+/// Percentiles that count timeouts (at their timeout) beside those of the answers,
 /// in the summary and the JSON, and exit code 2 for a ramp in which no step held.
 #[test]
 fn timeouts_count_in_the_percentiles_and_a_ramp_that_never_held_fails() {
@@ -924,7 +924,7 @@ fn bench_binary(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// Issue 21, observation 5: `bench` exits 1 when calls failed (SIPp's rule), unless
+/// `bench` exits 1 when calls failed (SIPp's rule), unless
 /// `--max-failed-share` tolerates their share.
 #[test]
 fn failed_calls_exit_1_unless_their_share_is_tolerated() {
@@ -984,7 +984,7 @@ fn failed_calls_exit_1_unless_their_share_is_tolerated() {
     );
 }
 
-/// Issue 21, observation 5: SIGINT 2 s into `--rate 100 --duration 5s` against a closed port
+/// SIGINT 2 s into `--rate 100 --duration 5s` against a closed port
 /// stops sending and exits within a second (not after Timer F), counting the transactions in
 /// flight as abandoned; the accounting still balances.
 #[test]
@@ -1043,7 +1043,7 @@ fn ctrl_c_stops_within_a_second_and_counts_in_flight_as_abandoned() {
     );
 }
 
-/// Issue 21, observation 5: `bench merge` refuses the same run twice (`--allow-duplicates`
+/// `bench merge` refuses the same run twice (`--allow-duplicates`
 /// overrides) and runs of another target, method or rate schedule (`--allow-mixed`).
 #[test]
 fn merge_refuses_the_same_run_twice_and_runs_that_differ() {
@@ -1143,7 +1143,7 @@ fn merge_refuses_the_same_run_twice_and_runs_that_differ() {
     );
 }
 
-/// Issue 21, observation 5, through the library: `stop` after the schedule ended, against a
+/// Through the library: `stop` after the schedule ended, against a
 /// socket that never answers: the run ends a grace later (not at Timer F), every request
 /// abandoned, none timed out.
 #[test]
@@ -1179,4 +1179,33 @@ fn stop_abandons_what_is_in_flight_after_the_grace() {
         "{took:?}"
     );
     drop(hole);
+}
+
+/// Open loop at a moderate rate: a wake-up sends everything due within the send window (1 ms by
+/// default) in one batch, so an idle worker wakes about once a window, not once a request.
+#[test]
+fn open_loop_wakes_once_per_send_window_not_per_request() {
+    let resp = responder(|c| c.threads = 1);
+    let cfg = config(
+        resp.local_addr(),
+        BenchMethod::Options,
+        open_loop(5_000.0, 2),
+    );
+    let r = run(cfg);
+    resp.stop();
+    assert_accounting(&r);
+    let t = &r.total;
+    assert_eq!(t.sent, 10_000);
+    assert_eq!(t.answered_with(200), 10_000);
+    assert_eq!((t.late, t.stray, t.retransmits), (0, 0, 0));
+    // A wake-up comes three quarters of a window after the next request is due: at 5,000/s
+    // (one request every 200 µs) that is one every 950 µs, plus the drain at the end.
+    let ms = r.elapsed.as_millis() as u64;
+    let bound = ms * 11 / 10 + 50;
+    assert!(
+        r.wakeups <= bound,
+        "{} wake-ups for {} requests in {ms} ms, bound {bound}",
+        r.wakeups,
+        t.sent
+    );
 }

@@ -17,15 +17,6 @@ const DIRS: &[&str] = &[
     "monitoring",
 ];
 
-/// Files still carrying such references, being reworked elsewhere; remove an entry once its
-/// file is clean.
-const NOT_YET: &[&str] = &[
-    "ingest/src/checkpoint.rs",
-    "ingest/src/table/tests/model.rs",
-    "ingest/src/table/tests/validation.rs",
-    "tests/bench.rs",
-];
-
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -74,7 +65,7 @@ fn no_issue_history_in_comments_docs_or_usage_texts() {
     for p in all {
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         // This file's own examples are the one allowed use.
-        if NOT_YET.contains(&rel.as_str()) || rel == "tests/source_tidy.rs" {
+        if rel == "tests/source_tidy.rs" {
             continue;
         }
         let Ok(text) = std::fs::read_to_string(&p) else {

@@ -468,8 +468,8 @@ mod tests {
         );
     }
 
-    /// Observation: a state directory deleted while running was never recreated (a warning at
-    /// every snapshot). Now the next write creates it again, with its lock held again.
+    /// A state directory deleted while running is created again by the next write, with its
+    /// lock held again (not a warning at every snapshot).
     #[test]
     fn checkpoint_state_dir_deleted_while_running_is_recreated() {
         let root = tempfile::tempdir().unwrap();

@@ -577,8 +577,8 @@ fn fail_pct(t: &Tally, expected: u16) -> f64 {
 }
 
 fn highest_held(cfg: &BenchConfig, r: &BenchResult) -> Option<f64> {
-    // The highest step that held, all steps before it holding too would be stricter; the
-    // issue asks for the highest that held, so any step counts.
+    // The highest step that held, whether or not every step before it held too (a step that
+    // failed on a transient does not hide a higher one that held).
     r.steps
         .iter()
         .filter(|s| s.held(cfg))

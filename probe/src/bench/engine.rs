@@ -25,7 +25,7 @@ use std::time::Instant;
 pub struct BenchTx {
     pub core: Core,
     /// Where latency is measured from, ns since the start: when the request left, or one send
-    /// window after its scheduled time if it left later than that (see [`Engine::start`]).
+    /// window after its scheduled time if it left later than that (see `Engine::start`).
     pub from_ns: u64,
     /// Goes into Call-ID, From tag and CSeq (and the same again on retransmission).
     pub seq: u64,

@@ -1,4 +1,4 @@
-//! Model-based test of the pure stages (csvrow + table) with injected time, no I/O (issue 9).
+//! Model-based test of the pure stages (csvrow + table) with injected time, no I/O.
 //!
 //! A seeded generator plays the platform: every minute it rewrites counters.csv and
 //! samples.csv (15 values per row, v0 partial, revised to its final value a minute later),
@@ -41,8 +41,8 @@
 //!
 //! Even seeds parse every snapshot in the two-stage pipeline (a second thread splits and parses
 //! rows while the table applies them, as for large files), odd seeds on one thread. Over all
-//! cases, at least 30% of the good rows must have been applied as repeats (issue 10,
-//! [`FileReport::repeats`]): the checks above cover the repeat path.
+//! cases, at least 30% of the good rows must have been applied as repeats
+//! ([`FileReport::repeats`]): the checks above cover the repeat path.
 //!
 //! Cases: `SREWATCH_MODEL_CASES` (default 2,000 cases of 4 to 15 rewrites, about 30 s CPU in
 //! debug); the longer run is `SREWATCH_MODEL_CASES=100000 cargo test --release -p ingest
@@ -885,7 +885,7 @@ fn model_based_random_rewrites_with_trouble() {
             total.0[0] >= cases / 4 && total.0[1] >= cases / 4,
             "{total:?}"
         );
-        // The repeat path (issue 10) must stay covered: 37.0% of the good rows were applied
+        // The repeat path must stay covered: 37.0% of the good rows were applied
         // as repeats in the default 2,000 cases (139,050 of 375,642; 37.0% of the first 100
         // cases, 37.8% of the first 300). Not more, because the first rewrite of a case or
         // after a restart has no memo, a half-written snapshot (15% of rewrites) leaves the

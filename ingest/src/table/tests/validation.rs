@@ -80,7 +80,7 @@ fn run(odd_at: Option<(i64, bool)>) -> (Vec<Vec<(Bucket, String)>>, [u64; Reason
     (steps, bad)
 }
 
-/// Observation 1: a copy of one row dated 2100-01-01, in one rewrite only, before (and
+/// A copy of one row dated 2100-01-01, in one rewrite only, before (and
 /// after) the real row. Every later point and rollup must be exactly the clean run's.
 #[test]
 fn a_row_from_the_far_future_moves_nothing() {
