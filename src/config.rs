@@ -464,33 +464,12 @@ mod tests {
         );
     }
 
-    /// A file with 9 problems (a syntax error, an unknown key, a
-    /// wrong type, a missing key and bad values) lists all 8 in one run, in line order.
+    /// A file with nine problems (`fixtures/config/nine-problems.toml`: a syntax error, an
+    /// unknown key, a wrong type, a missing key, a duplicate Kamailio hostname and bad values)
+    /// lists all nine in one run, in line order.
     #[test]
     fn every_problem_of_a_file_in_one_run() {
-        let doc = r#"[ingest]
-bogus = 1
-[service]
-health_interval = "100ms"
-shutdown_deadline = 7
-[probe]
-shard = "3/2"
-[[probe.target]]
-name = "cp1"
-uri = "http://x"
-down_after = 0
-[[probe.target]]
-name = "cp2"
-[[kamailio]]
-hostname = "k1"
-address = "http://127.0.0.1:6171/RPC"
-[[kamailio]]
-hostname = "k1"
-address = "http://127.0.0.1:6172/RPC"
-[[kamailio]]
-hostname = "k3"
-address = = "x"
-"#;
+        let doc = include_str!("../fixtures/config/nine-problems.toml");
         let err = parse(doc, Path::new("x.toml")).unwrap_err();
         let lines: Vec<usize> = err.0.iter().map(|p| p.line).collect();
         assert_eq!(lines, [2, 4, 5, 7, 10, 11, 12, 18, 22], "{err}");

@@ -7,29 +7,7 @@ use std::time::Duration;
 
 /// Nine problems: a syntax error, an unknown key, a wrong type, a missing key, a duplicate
 /// Kamailio hostname and four bad values.
-const NINE_PROBLEMS: &str = r#"[ingest]
-bogus = 1
-[service]
-health_interval = "100ms"
-shutdown_deadline = 7
-[probe]
-shard = "3/2"
-[[probe.target]]
-name = "cp1"
-uri = "http://x"
-down_after = 0
-[[probe.target]]
-name = "cp2"
-[[kamailio]]
-hostname = "k1"
-address = "http://127.0.0.1:6171/RPC"
-[[kamailio]]
-hostname = "k1"
-address = "http://127.0.0.1:6172/RPC"
-[[kamailio]]
-hostname = "k3"
-address = = "x"
-"#;
+const NINE_PROBLEMS: &str = include_str!("../fixtures/config/nine-problems.toml");
 
 /// `srewatch config check` of the file `SREWATCH_CONFIG` names: exit code and stdout.
 pub(crate) fn check(env_file: &Path) -> (Option<i32>, String) {
