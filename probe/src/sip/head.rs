@@ -103,6 +103,22 @@ fn line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
     Some((end, nl + 1))
 }
 
+/// [`line`] for a header line, in one pass: `Err(BadLine)` for a CR that is not right before
+/// the LF ending the line (only when a LF follows at all: without one the line is not whole).
+#[inline]
+fn header_line(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, Error> {
+    let s = &buf[pos..];
+    match memchr::memchr2(b'\r', b'\n', s) {
+        None => Ok(None),
+        Some(i) if s[i] == b'\n' => Ok(Some((pos + i, pos + i + 1))),
+        Some(i) if s.get(i + 1) == Some(&b'\n') => Ok(Some((pos + i, pos + i + 2))),
+        Some(i) => match memchr::memchr(b'\n', &s[i..]) {
+            Some(_) => Err(Error::BadLine),
+            None => Ok(None),
+        },
+    }
+}
+
 /// The start line of a datagram and an iterator over its headers.
 /// `Err(Truncated)` when there is not even one whole line.
 #[inline]
@@ -147,7 +163,10 @@ impl<'a> Iterator for Headers<'a> {
         }
         let buf = self.buf;
         let start = self.pos;
-        let Some((end, next)) = line(buf, start) else {
+        let Ok(found) = header_line(buf, start) else {
+            return self.fail(Error::BadLine);
+        };
+        let Some((end, next)) = found else {
             if self.datagram && start == buf.len() {
                 self.done = true;
                 self.body = Some(start);
@@ -160,31 +179,28 @@ impl<'a> Iterator for Headers<'a> {
             self.body = Some(next);
             return None;
         }
-        if matches!(buf[start], b' ' | b'\t') {
+        // The name: a token (so not starting with SP or HT), LWS, then the colon.
+        let l = &buf[start..end];
+        let n = l.iter().position(|&c| !is_token(c)).unwrap_or(l.len());
+        let colon = n + l[n..]
+            .iter()
+            .position(|&c| !matches!(c, b' ' | b'\t'))
+            .unwrap_or(l.len() - n);
+        if n == 0 || l.get(colon) != Some(&b':') {
             return self.fail(Error::BadLine);
         }
-        // A CR is only allowed before the LF that ends a line.
-        if memchr::memchr(b'\r', &buf[start..end]).is_some() {
-            return self.fail(Error::BadLine);
-        }
-        let Some(colon) = memchr::memchr(b':', &buf[start..end]) else {
-            return self.fail(Error::BadLine);
-        };
-        let name = trim(&buf[start..start + colon]);
-        if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
-            return self.fail(Error::BadLine);
-        }
+        let name = &l[..n];
         let mut vend = end;
         let mut p = next;
         while p < buf.len() && matches!(buf[p], b' ' | b'\t') {
-            let Some((e, n)) = line(buf, p) else {
-                return self.fail(Error::Truncated);
-            };
-            if memchr::memchr(b'\r', &buf[p..e]).is_some() {
-                return self.fail(Error::BadLine);
+            match header_line(buf, p) {
+                Ok(Some((e, n))) => {
+                    vend = e;
+                    p = n;
+                }
+                Ok(None) => return self.fail(Error::Truncated),
+                Err(e) => return self.fail(e),
             }
-            vend = e;
-            p = n;
         }
         self.pos = p;
         Some(Ok(Header {

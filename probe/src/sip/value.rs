@@ -10,8 +10,25 @@ pub fn is_lws(c: u8) -> bool {
 /// A token character (RFC 3261 §25.1).
 #[inline]
 pub fn is_token(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    TOKEN[c as usize]
 }
+
+/// [`is_token`] as a table: header names and branches are checked byte by byte on the hot
+/// path.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 /// Without LWS at either end.
 #[inline]
@@ -48,6 +65,16 @@ fn take(v: &[u8], f: impl Fn(u8) -> bool) -> (&[u8], &[u8]) {
 /// angle brackets.
 #[inline]
 fn value_end(v: &[u8], sep: u8) -> usize {
+    // Up to the first quote or `<` nothing is quoted or bracketed: look for the three at once.
+    match memchr::memchr3(sep, b'"', b'<', v) {
+        None => v.len(),
+        Some(i) if v[i] == sep => i,
+        Some(i) => i + value_end_quoted(&v[i..], sep),
+    }
+}
+
+/// [`value_end`] from a quote or `<` on, byte by byte.
+fn value_end_quoted(v: &[u8], sep: u8) -> usize {
     let (mut quoted, mut angle, mut esc) = (false, false, false);
     for (i, &c) in v.iter().enumerate() {
         if esc {
@@ -246,6 +273,24 @@ pub fn leading_number(v: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_table_is_the_grammar() {
+        let tokens: Vec<u8> = (0..=255u8).filter(|&c| is_token(c)).collect();
+        let mut want: Vec<u8> = b"-.!%*_+`'~".to_vec();
+        want.extend((b'0'..=b'9').chain(b'A'..=b'Z').chain(b'a'..=b'z'));
+        want.sort();
+        assert_eq!(tokens, want);
+    }
+
+    #[test]
+    fn value_end_skips_separators_in_quotes_and_brackets() {
+        assert_eq!(value_end(b"a;b", b';'), 1);
+        assert_eq!(value_end(b"abc", b';'), 3);
+        assert_eq!(value_end(b"\"x;\\\";y\";z", b';'), 8);
+        assert_eq!(value_end(b"<sip:a;lr>;q=1", b';'), 10);
+        assert_eq!(value_end(b"x <sip:a,b>, y", b','), 11);
+    }
 
     #[test]
     fn via_with_lws_everywhere() {
