@@ -158,24 +158,30 @@ fn delayed_answers_show_in_latency_open_loop() {
     assert!(r.steps[0].achieved_rate() > 990.0);
 }
 
+/// An open-loop run against a one-thread responder, every request answered 200 once.
+fn open_loop_all_answered(rate: f64, secs: u64) -> BenchResult {
+    let resp = responder(|c| c.threads = 1);
+    let r = run(config(
+        resp.local_addr(),
+        BenchMethod::Options,
+        open_loop(rate, secs),
+    ));
+    resp.stop();
+    assert_accounting(&r);
+    let t = &r.total;
+    let n = (rate as u64) * secs;
+    assert_eq!((t.sent, t.answered_with(200)), (n, n));
+    assert_eq!((t.late, t.stray, t.retransmits), (0, 0, 0));
+    r
+}
+
 /// At a moderate open-loop rate the bench reads its socket about once a millisecond
 /// (answers carry the kernel's arrival time, so reading late costs no latency accuracy), not
 /// once or twice per wake-up.
 #[test]
 fn open_loop_reads_only_when_answers_can_be_waiting() {
-    let resp = responder(|c| c.threads = 1);
-    let cfg = config(
-        resp.local_addr(),
-        BenchMethod::Options,
-        open_loop(10_000.0, 1),
-    );
-    let r = run(cfg);
-    resp.stop();
-    assert_accounting(&r);
+    let r = open_loop_all_answered(10_000.0, 1);
     let t = &r.total;
-    assert_eq!(t.sent, 10_000);
-    assert_eq!(t.answered_with(200), 10_000);
-    assert_eq!((t.late, t.stray, t.retransmits), (0, 0, 0));
     // One read a millisecond, one more per batch of requests sent (so that the socket buffer
     // never holds more than a few batches), a few while the last answers drain.
     let ms = r.elapsed.as_millis() as u64;
@@ -1185,19 +1191,8 @@ fn stop_abandons_what_is_in_flight_after_the_grace() {
 /// default) in one batch, so an idle worker wakes about once a window, not once a request.
 #[test]
 fn open_loop_wakes_once_per_send_window_not_per_request() {
-    let resp = responder(|c| c.threads = 1);
-    let cfg = config(
-        resp.local_addr(),
-        BenchMethod::Options,
-        open_loop(5_000.0, 2),
-    );
-    let r = run(cfg);
-    resp.stop();
-    assert_accounting(&r);
+    let r = open_loop_all_answered(5_000.0, 2);
     let t = &r.total;
-    assert_eq!(t.sent, 10_000);
-    assert_eq!(t.answered_with(200), 10_000);
-    assert_eq!((t.late, t.stray, t.retransmits), (0, 0, 0));
     // A wake-up comes three quarters of a window after the next request is due: at 5,000/s
     // (one request every 200 µs) that is one every 950 µs, plus the drain at the end.
     let ms = r.elapsed.as_millis() as u64;
