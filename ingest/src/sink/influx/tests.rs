@@ -294,3 +294,38 @@ async fn long_line_goes_alone_and_missing_newline_is_added() {
     assert_eq!(got[1], ("c".into(), long.clone(), 1));
     assert_eq!(got[2], ("c".into(), "b 2\n".into(), 1));
 }
+
+/// Buckets are delivered in their own lanes: a later batch of one bucket accepted while an
+/// earlier batch of another is still in memory (its delivery failed, waiting for the retry)
+/// does not answer a flush; the flush is answered once that batch has settled. (Answered
+/// early, the table state was saved as delivered, and a kill -9 then lost the batch.)
+#[tokio::test]
+async fn a_flush_waits_for_an_earlier_batch_of_another_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = writer(100, 1 << 20, dir.path());
+    w.append(batch("counters", "a 1\nb 2\n"));
+    w.append(batch("rollups", "r 1\n"));
+    w.cut_all();
+    let seqs: Vec<(String, u64)> = w.ready.iter().map(|r| (r.bucket.clone(), r.seq)).collect();
+    assert_eq!(seqs, [("counters".into(), 1), ("rollups".into(), 2)]);
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    w.flushes.push((w.cut_seq, tx));
+    // The rollups batch was accepted; the counters batch failed and is back in memory.
+    w.ready.retain(|r| r.bucket == "counters");
+    w.done_seq = 2;
+    w.answer_flushes(None);
+    assert!(
+        rx.try_recv().is_err(),
+        "answered with the counters batch in memory"
+    );
+    // ... or in flight again.
+    let counters = w.ready.pop_front().unwrap();
+    w.answer_flushes(Some(counters.seq));
+    assert!(
+        rx.try_recv().is_err(),
+        "answered with the counters batch in flight"
+    );
+    // Accepted (or spooled): now the flush is answered.
+    w.answer_flushes(None);
+    assert_eq!(rx.try_recv().unwrap(), crate::sink::Flushed { unstored: 0 });
+}

@@ -45,6 +45,15 @@ pub(super) enum Source {
     Spool { seq: u64 },
 }
 
+/// The sequence number of a batch in flight from memory (not from the spool, which is
+/// stored already).
+fn direct_seq(f: &Option<InFlight>) -> Option<u64> {
+    match f.as_ref()?.source {
+        Source::Direct { seq, .. } => Some(seq),
+        Source::Spool { .. } => None,
+    }
+}
+
 pub(super) struct InFlight {
     pub(super) source: Source,
     pub(super) bucket: String,
@@ -213,9 +222,9 @@ impl Writer {
                 }
             }
             self.sync_memory();
-            self.answer_flushes();
+            self.answer_flushes(direct_seq(&inflight));
         }
-        self.answer_flushes();
+        self.answer_flushes(None);
         self.spool
             .summarise("Sink closing before the spool emptied");
         let s = self.stats.snapshot();
@@ -389,8 +398,21 @@ impl Writer {
         }
     }
 
-    pub(super) fn answer_flushes(&mut self) {
-        let done = self.done_seq;
+    /// Answers the flushes whose batches have all settled: delivered (up to `done_seq`),
+    /// spooled, or parked (counted in `unstored`). Buckets are delivered in their own lanes,
+    /// so a later batch of one bucket can be accepted while an earlier one of another is
+    /// still in memory (failed and waiting for its retry) or in flight (`inflight`): a flush
+    /// waits for those too, or a restart after it would have lost them.
+    pub(super) fn answer_flushes(&mut self, inflight: Option<u64>) {
+        let unsettled = self
+            .ready
+            .iter()
+            .filter(|r| !r.parked)
+            .map(|r| r.seq)
+            .chain(inflight)
+            .min()
+            .unwrap_or(u64::MAX);
+        let done = self.done_seq.min(unsettled.saturating_sub(1));
         let mut i = 0;
         while i < self.flushes.len() {
             if self.flushes[i].0 <= done {
