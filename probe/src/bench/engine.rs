@@ -1013,14 +1013,7 @@ mod tests {
             bytes_per_outstanding()
         );
     }
-    const KAMAILIO_200: &[u8] = b"SIP/2.0 200 OK\r\n\
-Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKdeadbeef000000010000002a;rport=40000;received=127.0.0.1\r\n\
-From: <sip:srewatch-bench@127.0.0.1>;tag=00000007\r\n\
-To: <sip:127.0.0.1:5060>;tag=a6a1c5f60faecf035a1ae5b6e96e979a-1fa2\r\n\
-Call-ID: 0000000000000007-deadbeef@127.0.0.1\r\n\
-CSeq: 1000000007 OPTIONS\r\n\
-Server: srewatch-test-cp cp1\r\n\
-Content-Length: 0\r\n\r\n";
+    use crate::sip::KAMAILIO_200;
 
     /// The bench's reading of an answer: the codec's reader, one Via, a method it sends.
     #[test]

@@ -151,3 +151,14 @@ mod tests {
         assert_eq!(contact_uri(b"garbage"), None);
     }
 }
+
+/// A 200 OK to the bench's OPTIONS as Kamailio writes it (a test fixture of the readers).
+#[cfg(test)]
+pub(crate) const KAMAILIO_200: &[u8] = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKdeadbeef000000010000002a;rport=40000;received=127.0.0.1\r\n\
+From: <sip:srewatch-bench@127.0.0.1>;tag=00000007\r\n\
+To: <sip:127.0.0.1:5060>;tag=a6a1c5f60faecf035a1ae5b6e96e979a-1fa2\r\n\
+Call-ID: 0000000000000007-deadbeef@127.0.0.1\r\n\
+CSeq: 1000000007 OPTIONS\r\n\
+Server: srewatch-test-cp cp1\r\n\
+Content-Length: 0\r\n\r\n";

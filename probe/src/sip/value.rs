@@ -75,22 +75,39 @@ fn value_end(v: &[u8], sep: u8) -> usize {
 
 /// [`value_end`] from a quote or `<` on, byte by byte.
 fn value_end_quoted(v: &[u8], sep: u8) -> usize {
-    let (mut quoted, mut angle, mut esc) = (false, false, false);
-    for (i, &c) in v.iter().enumerate() {
-        if esc {
-            esc = false;
-            continue;
-        }
+    let mut angle = false;
+    for (i, c) in unquoted(v) {
         match c {
-            b'\\' if quoted => esc = true,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => angle = true,
-            b'>' if !quoted => angle = false,
-            c if c == sep && !quoted && !angle => return i,
+            b'<' => angle = true,
+            b'>' => angle = false,
+            c if c == sep && !angle => return i,
             _ => {}
         }
     }
     v.len()
+}
+
+/// The bytes of `v` outside quoted strings (with their `\` escapes), with their positions.
+fn unquoted(v: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let (mut quoted, mut esc) = (false, false);
+    v.iter().enumerate().filter_map(move |(i, &c)| {
+        if esc {
+            esc = false;
+            return None;
+        }
+        match c {
+            b'\\' if quoted => {
+                esc = true;
+                None
+            }
+            b'"' => {
+                quoted = !quoted;
+                None
+            }
+            _ if quoted => None,
+            _ => Some((i, c)),
+        }
+    })
 }
 
 /// The comma-separated values of a header (§7.3.1), each without surrounding LWS; empty values
@@ -213,20 +230,7 @@ pub fn cseq(v: &[u8]) -> Option<(u32, &[u8])> {
 
 /// The first `<` outside quotes.
 fn first_lt(v: &[u8]) -> Option<usize> {
-    let (mut quoted, mut esc) = (false, false);
-    for (i, &c) in v.iter().enumerate() {
-        if esc {
-            esc = false;
-            continue;
-        }
-        match c {
-            b'\\' if quoted => esc = true,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => return Some(i),
-            _ => {}
-        }
-    }
-    None
+    unquoted(v).find(|&(_, c)| c == b'<').map(|(i, _)| i)
 }
 
 /// Where a name-addr's URI is (inside `<>` outside quotes), or an addr-spec's (up to `;`).
